@@ -1,0 +1,3 @@
+from seglab.cli import main
+
+raise SystemExit(main())
