@@ -1,0 +1,38 @@
+"""The one command-line entry point: ``seglab {demo,advise,train,sweep,report,bench}``.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+this file only wires them, importing a subcommand's module when that subcommand is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("seglab.demo", "run the quick loss-comparison sweep on built-in data and write its report"),
+    "advise": ("seglab.advise.cli", "read masks and recommend activation, loss and class weights"),
+    "train": ("seglab.train.cli", "train one model with one loss (works under torchrun)"),
+    "sweep": ("seglab.sweep.cli", "run a resumable grid of training runs"),
+    "report": ("seglab.report.cli", "render figures, HTML and tables from a results folder"),
+    "bench": ("seglab.bench", "time losses (fwd+bwd) and peak memory against F.cross_entropy, MONAI, smp"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="seglab", description="seglab: losses, activations, advice and experiments for segmentation")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        if name == chosen:
+            importlib.import_module(module).add_arguments(p)
+    args = parser.parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
