@@ -1,0 +1,98 @@
+"""Name -> factory registry of segmentation networks (``create_model("unet", ...)``)."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any, Callable
+
+from torch import nn
+
+ModelFactory = Callable[..., nn.Module]
+
+_MODELS: dict[str, ModelFactory] = {}
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator registering ``factory`` under ``name``.
+
+    The factory must accept the keyword arguments ``in_channels``, ``out_channels`` and
+    ``spatial_dims`` and return an ``nn.Module`` mapping ``(N, in_channels, *spatial)`` to
+    ``(N, out_channels, *spatial)`` logits.
+
+    Example::
+
+        @register_model("mynet")
+        def mynet(*, in_channels, out_channels, spatial_dims=2, width=8):
+            ...
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name must be a non-empty string, got {name!r}")
+
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        if name in _MODELS and _MODELS[name] is not factory:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = factory
+        return factory
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Sorted names accepted by :func:`create_model`."""
+    return sorted(_MODELS)
+
+
+def _unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    msg = f"unknown {kind} {name!r}"
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    if close:
+        msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    return msg + f" (available: {', '.join(known) or 'none'})"
+
+
+def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
+    """Raise ValueError for keyword arguments ``factory`` does not accept (instead of a TypeError)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins / C callables: let the call itself complain
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in kwargs if k not in accepted]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, accepted, n=1)
+            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ValueError(
+            f"{kind} {name!r} got unknown parameter(s) {', '.join(hints)}; accepted: {', '.join(accepted)}"
+        )
+
+
+def create_model(name: str, *, in_channels: int, out_channels: int, spatial_dims: int = 2, **kw: Any) -> nn.Module:
+    """Build the registered model ``name``.
+
+    Args:
+        name: one of :func:`list_models` (``"unet"``, ``"tiny"``, ...).
+        in_channels: channels of the input images.
+        out_channels: number of logit channels C (``task.num_classes``).
+        spatial_dims: 2 (``(N, C, H, W)``) or 3 (``(N, C, D, H, W)``).
+        **kw: model-specific options, e.g. ``depth``, ``base_width``, ``norm``, ``dropout`` for the U-Net.
+
+    Raises:
+        ValueError: unknown name (with a "did you mean" suggestion), unknown keyword arguments or
+            invalid values.
+
+    Example::
+
+        >>> net = create_model("unet", in_channels=1, out_channels=2, depth=3, norm="batch")
+        >>> net(torch.zeros(2, 1, 32, 32)).shape
+        torch.Size([2, 2, 32, 32])
+    """
+    if name not in _MODELS:
+        raise ValueError(_unknown_name_message("model", name, list_models()))
+    factory = _MODELS[name]
+    _check_kwargs("model", name, factory, kw)
+    return factory(in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kw)
