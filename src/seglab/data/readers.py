@@ -52,3 +52,42 @@ def read_array(path: str | Path) -> np.ndarray:
     except Exception as e:  # corrupt files raise many types (OSError, zipfile errors, nibabel errors)
         raise ValueError(f"cannot read {path}: {type(e).__name__}: {e}") from e
     raise ValueError(f"cannot read {path}: unknown suffix {suffix!r}; expected one of {MASK_SUFFIXES}")
+
+
+def read_mask(path: str | Path) -> tuple[np.ndarray, dict]:
+    """Like :func:`read_array`, plus what the file itself says about its encoding.
+
+    Returns ``(array, meta)`` with ``meta`` keys: ``"kind"`` (``"image"``, ``"numpy"`` or ``"nifti"``),
+    ``"palette"`` (``True`` for a palette PNG/TIFF, whose values are class indices), ``"mode"`` (the Pillow
+    mode for images, else ``None``). Raises ``ValueError`` naming the file when it cannot be read.
+    """
+    path = Path(path)
+    suffix = file_suffix(path)
+    meta: dict = {"kind": {".png": "image", ".tif": "image", ".tiff": "image", ".npy": "numpy", ".npz": "numpy"}.get(suffix, "nifti"), "palette": False, "mode": None}
+    if meta["kind"] == "image":
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                meta["mode"] = im.mode
+                meta["palette"] = im.mode == "P"
+        except Exception as e:
+            raise ValueError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+    return read_array(path), meta
+
+
+def iter_mask_files(path: str | Path) -> list[Path]:
+    """All mask files under ``path`` (recursively, sorted), or ``[path]`` for a single file.
+
+    Raises ``FileNotFoundError`` when ``path`` does not exist and ``ValueError`` when a folder holds no file
+    with a suffix in :data:`MASK_SUFFIXES`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and file_suffix(p) in MASK_SUFFIXES)
+    if not files:
+        raise ValueError(f"{path}: no mask files found (looked recursively for {', '.join(MASK_SUFFIXES)})")
+    return files

@@ -1,0 +1,113 @@
+"""``seglab.advise``: read masks, measure them, and recommend mode, activation, loss and class weights.
+
+>>> import seglab.advise
+>>> advice = seglab.advise.advise("masks/")        # or seglab.advise("masks/") — the module is callable
+>>> print(advice)                                  # plain-text report; advice.to_dict() is the --json object
+
+Masks can be a folder (read recursively, one file at a time: memory stays bounded), a single file, one NumPy
+array, or an iterable of arrays (each one mask). See :mod:`seglab.advise.stats` for the encodings and
+:mod:`seglab.advise.recommend` for the decision rules.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from seglab.advise.recommend import Advice, recommend
+from seglab.advise.stats import FORMATS, MaskStats, decode
+from seglab.advise.weights import METHODS
+
+__all__ = ["advise", "Advice", "FORMATS", "METHODS"]
+
+
+def advise(
+    masks: str | Path | np.ndarray | Iterable[np.ndarray],
+    *,
+    format: str = "auto",
+    ignore_index: int | None = None,
+    weights: str = "median",
+    beta: float = 0.9999,
+    rgb_reading: str | None = None,
+    progress: bool = False,
+) -> Advice:
+    """Measure ``masks`` and recommend how to train on them.
+
+    Args:
+        masks: a folder (recursive), a mask file, one array, or an iterable of arrays (one mask each).
+        format: ``"auto"`` (infer per file), or force ``"index"``, ``"onehot"`` (channel-first 0/1, one- or
+            multi-hot) or ``"rgb"``.
+        ignore_index: label value left out of all statistics (index masks), passed on to the loss.
+        weights: class-weight method: ``"median"`` (default; median-frequency balancing), ``"inverse"`` or
+            ``"effective"`` (Cui et al. 2019, with ``beta``).
+        rgb_reading: for colour masks: ``"multilabel"`` (R, G, B channels are labels; mixed colours overlap)
+            or ``"classes"`` (each colour is a class). Default: multilabel when some colours are sums of
+            primaries, else classes.
+        progress: show a progress bar on stderr (files only).
+
+    Unreadable files are skipped and listed in ``Advice.skipped`` (with the error naming the file); if no
+    file can be read, ``ValueError`` is raised.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    if rgb_reading not in (None, "multilabel", "classes"):
+        raise ValueError(f"unknown rgb_reading {rgb_reading!r}; expected 'multilabel' or 'classes'")
+    if weights not in METHODS:
+        raise ValueError(f"unknown class-weight method {weights!r}; expected one of {', '.join(METHODS)}")
+    stats = MaskStats(ignore_index=ignore_index)
+    if isinstance(masks, (str, Path)):
+        from seglab.data.readers import iter_mask_files, read_mask
+
+        files = iter_mask_files(masks)
+        for f in _progress(files, progress):
+            try:
+                arr, meta = read_mask(f)
+                stats.add(decode(arr, meta, format), str(f))
+            except ValueError as e:
+                msg = str(e)
+                stats.skip(str(f), msg if str(f) in msg else f"{f}: {msg}")
+            finally:
+                arr = None  # noqa: F841  (drop the file's array before reading the next)
+        if stats.kind is None:
+            detail = "; ".join(e for _, e in stats.skipped[:3])
+            raise ValueError(f"no readable mask in {masks} ({stats.n_skipped} file(s) skipped: {detail})")
+    else:
+        items = [masks] if isinstance(masks, np.ndarray) else masks
+        for i, a in enumerate(items):
+            name = f"array[{i}]"
+            try:
+                stats.add(decode(np.asarray(a), {"kind": "numpy"}, format), name)
+            except ValueError as e:
+                stats.skip(name, f"{name}: {e}")
+        if stats.kind is None:
+            raise ValueError("no readable mask among the arrays: " + "; ".join(e for _, e in stats.skipped[:3]))
+    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=ignore_index)
+
+
+def _progress(files: list[Path], enabled: bool):
+    if not enabled:
+        yield from files
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("reading masks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("masks", total=len(files))
+        for f in files:
+            yield f
+            bar.advance(task)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``seglab.advise(masks)`` work although ``seglab.advise`` is a package."""
+
+    def __call__(self, *args, **kwargs) -> Advice:
+        return advise(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

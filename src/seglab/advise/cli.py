@@ -1,0 +1,57 @@
+"""``seglab advise PATH``: read masks, print findings and the recommended activation, loss and weights."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from seglab.advise.stats import FORMATS
+from seglab.advise.weights import METHODS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", nargs="?", help="a mask file or a folder of masks (read recursively)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the report")
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="mask encoding; default: inferred per file")
+    parser.add_argument("--ignore-index", type=int, default=None, metavar="N", help="label value to leave out (e.g. 255 'void')")
+    parser.add_argument("--weights", choices=METHODS, default="median",
+                        help="class-weight method: median = median-frequency balancing (default), inverse = inverse frequency, "
+                             "effective = effective number of samples (Cui et al. 2019)")
+    parser.add_argument("--beta", type=float, default=0.9999, help="beta of --weights effective (default 0.9999)")
+    parser.add_argument("--rgb-reading", choices=("multilabel", "classes"), default=None,
+                        help="colour masks: R/G/B channels as labels (mixed colours = overlap) or each colour a class; "
+                             "default: multilabel when some colours are sums of primaries, else classes")
+    parser.add_argument("--task", default=None, metavar="NAME",
+                        help="advise on the training masks of a built-in task instead of PATH (e.g. brain-tissue)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from seglab.advise import advise
+    from seglab.advise.report import render
+
+    err = Console(stderr=True)
+    if (args.path is None) == (args.task is None):
+        err.print("[red]seglab advise: give exactly one of PATH or --task NAME[/]")
+        return 2
+    kw = dict(format=args.format, ignore_index=args.ignore_index, weights=args.weights, beta=args.beta, rgb_reading=args.rgb_reading)
+    try:
+        if args.task:
+            from seglab.data.brain import task_masks
+
+            advice = advise(task_masks(args.task), **kw)
+        else:
+            advice = advise(args.path, progress=not args.json and sys.stderr.isatty(), **kw)
+    except (ValueError, FileNotFoundError) as e:
+        if args.json:
+            print(json.dumps({"error": str(e)}))
+        else:
+            err.print(f"[red]seglab advise: {e}[/]")
+        return 2
+    if args.json:
+        print(advice.to_json())
+    else:
+        render(advice, Console())
+    return 0

@@ -1,0 +1,296 @@
+"""Streaming mask statistics: infer each file's encoding, decode it, and accumulate per-class counts.
+
+Nothing here holds more than one file's array at a time: :class:`MaskStats` keeps per-class counters,
+per-pair overlap counters and a histogram of "which classes are present in an image" patterns (at most one
+entry per distinct pattern), so memory stays bounded however many files are read.
+
+Encodings (what :func:`decode` reports):
+
+- ``"index"``: an integer label map ``(*spatial)``, one class id per pixel (greyscale PNG/TIFF, ``.npy``,
+  NIfTI 3D volumes). A greyscale PNG holding only 0 and 255 is read as a binary mask (255 -> class 1).
+- ``"palette"``: a palette PNG/TIFF: the stored values are class indices (colours are only the display).
+- ``"onehot"`` / ``"multihot"``: a channel-first array ``(C, *spatial)`` (or stacked ``(N, C, *spatial)``; NIfTI
+  stores channels last ``(X, Y, Z, C)``) with 0/1 values; one-hot when every pixel has exactly one channel
+  set, multi-hot otherwise (overlaps, or pixels with no channel). Float arrays in [0, 1] with non-integer
+  values are soft labels, thresholded at 0.5.
+- ``"rgb"``: colour-coded ``(H, W, 3|4)`` images (alpha ignored); each distinct colour is counted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FORMATS = ("auto", "index", "onehot", "rgb")
+MAX_CHANNELS = 32  # a leading axis longer than this is spatial, not a channel axis
+MAX_COLOURS = 1024  # more distinct colours than this is a photo or an anti-aliased render, not a label mask
+MAX_LISTED = 50  # file names kept for the "empty" / "skipped" lists (counts are always exact)
+
+COLOUR_NAMES = {
+    (0, 0, 0): "black", (255, 255, 255): "white", (255, 0, 0): "red", (0, 255, 0): "green", (0, 0, 255): "blue",
+    (255, 255, 0): "yellow", (255, 0, 255): "magenta", (0, 255, 255): "cyan",
+}
+
+
+def colour_name(rgb: tuple[int, int, int]) -> str:
+    """``#rrggbb`` plus a plain name for the eight primary/secondary colours."""
+    hexa = "#{:02x}{:02x}{:02x}".format(*rgb)
+    return f"{hexa} ({COLOUR_NAMES[rgb]})" if rgb in COLOUR_NAMES else hexa
+
+
+@dataclass
+class Decoded:
+    """One file, decoded. ``kind`` picks the accumulator path: ``"index"``, ``"channels"`` or ``"rgb"``."""
+
+    encoding: str
+    kind: str
+    images: list[np.ndarray]  # index: int (*spatial); channels: bool (C, *spatial); rgb: uint8 (H, W, 3)
+    ambiguous: bool = False
+    note: str = ""
+
+
+def _is_integer_valued(a: np.ndarray) -> bool:
+    if a.dtype == bool or np.issubdtype(a.dtype, np.integer):
+        return True
+    if np.issubdtype(a.dtype, np.floating):
+        return bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+    return False
+
+
+def _is_binary(a: np.ndarray) -> bool:
+    if a.dtype == bool:
+        return True
+    mn, mx = a.min(initial=0), a.max(initial=0)
+    if mn < 0 or mx > 1:
+        return False
+    return bool(np.all((a == 0) | (a == 1)))
+
+
+def _is_soft(a: np.ndarray) -> bool:
+    return bool(np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1)
+
+
+def _channels(a: np.ndarray, stacked: bool) -> list[np.ndarray]:
+    """Binarise a channel-first array (soft labels at 0.5) into a list of per-image bool ``(C, *spatial)``."""
+    b = a.astype(bool) if _is_binary(a) else (a > 0.5)
+    return [b[i] for i in range(b.shape[0])] if stacked else [b]
+
+
+def _channel_layout(a: np.ndarray, kind: str) -> tuple[np.ndarray, bool] | None:
+    """Return ``(channel_first_array, stacked)`` if ``a`` plausibly is a channel-first label array, else None."""
+    if kind == "nifti" and a.ndim == 4 and a.shape[-1] <= MAX_CHANNELS:
+        return np.moveaxis(a, -1, 0), False
+    if a.ndim == 3 and a.shape[0] <= MAX_CHANNELS and a.shape[0] < min(a.shape[1:]):
+        return a, False
+    if a.ndim >= 4 and a.shape[1] <= MAX_CHANNELS:
+        return a, True
+    if a.ndim == 4 and a.shape[0] <= MAX_CHANNELS:
+        return a, False
+    return None
+
+
+def decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
+    """Infer (or apply a forced ``fmt``) encoding of one file's array and split it into images.
+
+    Raises ``ValueError`` (without the file name; the caller adds it) when the array cannot be a mask in the
+    requested or any encoding.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    kind = meta.get("kind", "numpy")
+    a = np.asarray(arr)
+    if a.ndim < 2 or a.size == 0:
+        raise ValueError(f"array of shape {a.shape} is not a mask (need at least 2 dimensions)")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"dtype {a.dtype} is not a mask dtype")
+    colour_like = a.ndim == 3 and a.shape[-1] in (3, 4) and (kind == "image" or (a.dtype == np.uint8 and a.max() > 1))
+
+    if fmt == "rgb":
+        if not (a.ndim == 3 and a.shape[-1] in (3, 4)):
+            raise ValueError(f"--format rgb needs an (H, W, 3|4) colour image, got shape {a.shape}")
+        return Decoded("rgb", "rgb", [a[..., :3].astype(np.uint8, copy=False)])
+    if fmt == "index":
+        if not _is_integer_valued(a):
+            raise ValueError(f"--format index needs integer labels, got non-integer {a.dtype} values")
+        return _index(a, meta)
+    if fmt == "onehot":
+        lay = _channel_layout(a, kind)
+        if lay is None:
+            raise ValueError(f"--format onehot needs a channel-first (C, *spatial) or (N, C, *spatial) array with C <= {MAX_CHANNELS}, got shape {a.shape}")
+        ch, stacked = lay
+        if not (_is_binary(ch) or _is_soft(ch)):
+            raise ValueError("--format onehot needs 0/1 (or soft [0, 1]) values")
+        return _channel_decoded(ch, stacked, soft=not _is_binary(ch))
+
+    # auto
+    if meta.get("palette"):
+        d = _index(a, meta)
+        d.encoding = "palette"
+        return d
+    if colour_like:
+        rgb = a[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
+            d = _index(rgb[..., 0], meta)
+            d.note = "colour image whose pixels are all grey (R=G=B): read as a greyscale index mask"
+            return d
+        return Decoded("rgb", "rgb", [rgb.astype(np.uint8, copy=False)])
+    if kind == "image" or a.ndim == 2:
+        if not _is_integer_valued(a):
+            raise ValueError(f"2D array of non-integer {a.dtype} values is not a label mask")
+        return _index(a, meta)
+    lay = _channel_layout(a, kind)
+    if lay is not None and (_is_binary(lay[0]) or (_is_soft(lay[0]) and not _is_integer_valued(lay[0]))):
+        ch, stacked = lay
+        return _channel_decoded(ch, stacked, soft=not _is_binary(ch), may_be_volume=not stacked and kind != "nifti")
+    if not _is_integer_valued(a):
+        raise ValueError(f"array of shape {a.shape} with non-integer values outside [0, 1] is neither labels nor probabilities")
+    return _index(a, meta)
+
+
+def _index(a: np.ndarray, meta: dict) -> Decoded:
+    note = ""
+    if meta.get("kind") == "image" and not meta.get("palette") and a.ndim == 2:
+        mx = int(a.max(initial=0))
+        if mx == 255 and np.all((a == 0) | (a == 255)):
+            a = (a == 255).astype(np.uint8)
+            note = "greyscale image holding only 0 and 255: read as a binary mask (255 -> class 1)"
+    return Decoded("index", "index", [a], note=note)
+
+
+def _channel_decoded(ch: np.ndarray, stacked: bool, soft: bool, may_be_volume: bool = False) -> Decoded:
+    images = _channels(ch, stacked)
+    one_hot = all(bool(np.all(im.sum(axis=0, dtype=np.uint8) == 1)) for im in images)
+    enc = "onehot" if one_hot else "multihot"
+    ambiguous = False
+    note = "soft labels (float probabilities): a pixel counts as a class where its probability > 0.5" if soft else ""
+    if may_be_volume and not one_hot:
+        ambiguous = True
+        note = (note + "; " if note else "") + (
+            f"shape {tuple(ch.shape)} with 0/1 values is read as {ch.shape[0]} channels of a {ch.ndim - 1}D mask; "
+            f"it could also be one binary {ch.ndim}D volume — pass --format index for that reading"
+        )
+    return Decoded(enc, "channels", images, ambiguous=ambiguous, note=note)
+
+
+@dataclass
+class MaskStats:
+    """Streaming accumulator over decoded images; see the module docstring."""
+
+    ignore_index: int | None = None
+    kind: str | None = None
+    n_files: int = 0
+    n_images: int = 0
+    n_pixels: int = 0  # pixels considered (ignored pixels excluded)
+    n_ignored: int = 0
+    pixel_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # channels path
+    n_channels: int | None = None
+    labelled: int = 0
+    overlap: int = 0
+    pairs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    # index & channels: Counter{present-class tuple: [images, pixels]}; rgb: Counter{colour tuple: ...}
+    patterns: dict = field(default_factory=dict)
+    colour_counts: Counter = field(default_factory=Counter)
+    encodings: Counter = field(default_factory=Counter)
+    ambiguous_files: list[tuple[str, str]] = field(default_factory=list)
+    notes: Counter = field(default_factory=Counter)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    n_skipped: int = 0
+    pattern_files: dict = field(default_factory=dict)  # pattern -> up to MAX_LISTED file names
+
+    def skip(self, name: str, error: str) -> None:
+        self.n_skipped += 1
+        if len(self.skipped) < MAX_LISTED:
+            self.skipped.append((name, error))
+
+    def add(self, dec: Decoded, name: str) -> None:
+        """Accumulate one decoded file; raises ``ValueError`` if it conflicts with files read before."""
+        if self.kind is None:
+            self.kind = dec.kind
+        elif dec.kind != self.kind:
+            raise ValueError(f"encoding {dec.encoding!r} differs from the earlier files ({self.kind!r}); pass --format to force one")
+        if dec.kind == "channels":
+            c = dec.images[0].shape[0]
+            if self.n_channels is None:
+                self.n_channels = c
+                self.pixel_counts = np.zeros(c, dtype=np.int64)
+                self.pairs = np.zeros((c, c), dtype=np.int64)
+            elif c != self.n_channels:
+                raise ValueError(f"{c} channels, but earlier files have {self.n_channels}")
+        # validate every image before touching the counters, so a bad file leaves no partial statistics
+        if dec.kind == "index":
+            for im in dec.images:
+                vals = im if self.ignore_index is None else im[im != self.ignore_index]
+                if vals.size and vals.min() < 0:
+                    raise ValueError(f"negative label {int(vals.min())} (pass --ignore-index for a 'void' value)")
+                if vals.size and vals.max() > 65535:
+                    raise ValueError(f"label {int(vals.max())} is too large for a class index")
+        for im in dec.images:
+            getattr(self, f"_add_{dec.kind}")(im, name)
+        self.n_files += 1
+        self.n_images += len(dec.images)
+        self.encodings[dec.encoding] += 1
+        if dec.ambiguous:
+            self.ambiguous_files.append((name, dec.note)) if len(self.ambiguous_files) < MAX_LISTED else None
+        if dec.note:
+            self.notes[dec.note] += 1
+
+    def _pattern(self, key: tuple, pixels: int, name: str) -> None:
+        entry = self.patterns.setdefault(key, [0, 0])
+        entry[0] += 1
+        entry[1] += pixels
+        files = self.pattern_files.setdefault(key, [])
+        if len(files) < MAX_LISTED:
+            files.append(name)
+
+    def _add_index(self, im: np.ndarray, name: str) -> None:
+        lab = im.reshape(-1)
+        if self.ignore_index is not None:
+            keep = lab != self.ignore_index
+            self.n_ignored += int(lab.size - np.count_nonzero(keep))
+            lab = lab[keep]
+        lab = lab.astype(np.int64, copy=False)
+        bc = np.bincount(lab, minlength=self.pixel_counts.size) if lab.size else np.zeros(self.pixel_counts.size, np.int64)
+        if bc.size > self.pixel_counts.size:
+            self.pixel_counts = np.concatenate([self.pixel_counts, np.zeros(bc.size - self.pixel_counts.size, np.int64)])
+        self.pixel_counts += bc
+        self.n_pixels += int(lab.size)
+        self.labelled += int(lab.size)
+        self._pattern(tuple(np.flatnonzero(bc).tolist()), int(lab.size), name)
+
+    def _add_channels(self, im: np.ndarray, name: str) -> None:
+        c = im.shape[0]
+        flat = im.reshape(c, -1)
+        pos = np.count_nonzero(flat, axis=1).astype(np.int64)
+        k = flat.sum(axis=0, dtype=np.uint8)
+        p = flat.shape[1]
+        self.pixel_counts += pos
+        self.n_pixels += p
+        self.labelled += int(np.count_nonzero(k))
+        ov = int(np.count_nonzero(k > 1))
+        self.overlap += ov
+        if ov:
+            for i in range(c):
+                if pos[i] == 0:
+                    continue
+                for j in range(i + 1, c):
+                    if pos[j]:
+                        n = int(np.count_nonzero(flat[i] & flat[j]))
+                        self.pairs[i, j] += n
+                        self.pairs[j, i] += n
+        # -1 in the pattern marks an image with pixels that carry no class at all
+        key = ((-1,) if int(np.count_nonzero(k)) < p else ()) + tuple(np.flatnonzero(pos).tolist())
+        self._pattern(key, p, name)
+
+    def _add_rgb(self, im: np.ndarray, name: str) -> None:
+        code = (im[..., 0].astype(np.uint32) << 16) | (im[..., 1].astype(np.uint32) << 8) | im[..., 2].astype(np.uint32)
+        cols, counts = np.unique(code.reshape(-1), return_counts=True)
+        if len(set(self.colour_counts) | set(cols.tolist())) > MAX_COLOURS:
+            raise ValueError(f"more than {MAX_COLOURS} distinct colours: not a colour-coded label mask (anti-aliased or photographic?)")
+        for col, cnt in zip(cols.tolist(), counts.tolist()):
+            self.colour_counts[col] += cnt
+        self.n_pixels += int(code.size)
+        self._pattern(tuple(cols.tolist()), int(code.size), name)
+
