@@ -1,0 +1,148 @@
+"""Per-class overlap statistics shared by the Dice family (Dice, Jaccard, Tversky, generalized Dice).
+
+For probabilities ``p`` (softmax or sigmoid of the logits) and target ``y`` over the kept pixels:
+
+* ``tp = sum p*y`` — for an index target this is a ``gather`` of ``p`` at the target class followed by a
+  ``scatter_add`` into ``(N, C)``: no one-hot tensor is built.
+* ``ps = sum p`` (``sum p^2`` if squared), ``ys = sum y`` (``sum y^2`` if squared).
+* Soft (float) targets with ``soft_targets="semimetric"`` (Wang & Blaschko 2023): ``tp = (ps + ys - sum|p - y|) / 2``.
+  On hard labels this equals ``sum p*y``; on soft labels it makes the loss 0 exactly when ``p == y``, which
+  the product form does not (``2 sum p*y < sum p + sum y`` for any ``0 < p = y < 1``).
+
+Sums run over the spatial dims per sample, giving ``(N, C)``, or additionally over the batch (``batch=True``),
+giving ``(C,)``; with a ``process_group`` the batch sums are all-reduced across processes (see
+:func:`reduce_across`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from seglab.targets import Target
+
+SOFT_TARGETS = ("semimetric", "product")
+
+
+@dataclass
+class Stats:
+    tp: torch.Tensor
+    ps: torch.Tensor
+    ys: torch.Tensor
+
+    @property
+    def fp(self) -> torch.Tensor:
+        return self.ps - self.tp
+
+    @property
+    def fn(self) -> torch.Tensor:
+        return self.ys - self.tp
+
+
+def overlap_stats(
+    x: torch.Tensor,
+    tgt: Target,
+    mode: str,
+    *,
+    squared: bool = False,
+    soft_targets: str = "semimetric",
+    batch: bool = False,
+) -> Stats:
+    """Per-class statistics from logits ``x`` ``(N, C, *spatial)`` (compute dtype) and a prepared target."""
+    if soft_targets not in SOFT_TARGETS:
+        raise ValueError(f"soft_targets must be one of {SOFT_TARGETS}, got {soft_targets!r}")
+    n, c = x.shape[:2]
+    p = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
+    if tgt.valid is not None:
+        vmask = tgt.valid.unsqueeze(1) if tgt.valid.ndim == x.ndim - 1 else tgt.valid
+        p = p * vmask
+    pf = p.reshape(n, c, -1)
+    ps = (pf * pf).sum(-1) if squared else pf.sum(-1)
+    if tgt.is_index:
+        idx = tgt.index.reshape(n, 1, -1)
+        p_t = pf.gather(1, idx).squeeze(1)  # probability of the target class, (N, P)
+        flat = idx.squeeze(1)
+        zeros = pf.new_zeros(n, c)
+        tp = zeros.scatter_add(1, flat, p_t)
+        ones = pf.new_ones(()).expand_as(p_t) if tgt.valid is None else tgt.valid.reshape(n, -1).to(pf.dtype)
+        ys = zeros.scatter_add(1, flat, ones)
+    else:
+        yf = tgt.dense.reshape(n, c, -1)
+        ys = (yf * yf).sum(-1) if squared else yf.sum(-1)
+        if soft_targets == "semimetric" and not squared:
+            # |p - y| of ignored entries is 0 since both were zeroed
+            tp = 0.5 * (ps + ys - (pf - yf).abs().sum(-1))
+        else:
+            tp = (pf * yf).sum(-1)
+    if batch:
+        tp, ps, ys = tp.sum(0), ps.sum(0), ys.sum(0)
+    return Stats(tp, ps, ys)
+
+
+def reduce_across(stats: Stats, process_group) -> Stats:
+    """Sum batch statistics over the processes of ``process_group`` ("world" or a ProcessGroup).
+
+    The all-reduce is differentiated by autograd (``torch.distributed.nn.functional.all_reduce``): its
+    backward all-reduces the incoming gradients. Every rank computes the same loss from the same global
+    statistics, so each rank's input gradient is P times its slice of the single-process gradient; after DDP
+    averages parameter gradients over the P ranks they equal the single-process ones (nnU-Net's convention).
+    """
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_reduce
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "process_group was given but torch.distributed is not initialised; call "
+            "torch.distributed.init_process_group (torchrun does the environment for it) or pass process_group=None"
+        )
+    group = dist.group.WORLD if process_group == "world" else process_group
+    packed = torch.stack([stats.tp, stats.ps, stats.ys])
+    packed = all_reduce(packed, op=dist.ReduceOp.SUM, group=group)
+    return Stats(packed[0], packed[1], packed[2])
+
+
+def check_process_group(process_group, batch: bool) -> None:
+    if process_group is None:
+        return
+    if not batch:
+        raise ValueError(
+            "process_group only applies to batch=True (statistics summed over the batch); per-sample losses "
+            "(batch=False) are already averaged correctly by DDP"
+        )
+    if not (process_group == "world" or not isinstance(process_group, str)):
+        raise ValueError(f"process_group must be None, 'world' or a torch.distributed ProcessGroup, got {process_group!r}")
+
+
+def drop_background(stats: Stats, weights: torch.Tensor | None, include_background: bool, mode: str):
+    """Drop channel 0 when ``include_background`` is False (multiclass background; multilabel channel 0)."""
+    if include_background:
+        return stats, weights
+    if mode == "binary":
+        raise ValueError("include_background=False would drop the only channel of binary mode; keep it True")
+    sl = (Ellipsis, slice(1, None))
+    stats = Stats(stats.tp[sl], stats.ps[sl], stats.ys[sl])
+    return stats, (None if weights is None else weights[1:])
+
+
+def reduce_classes(loss: torch.Tensor, weights: torch.Tensor | None, reduction: str) -> torch.Tensor:
+    """Reduce a per-class loss ``(N, C')`` or ``(C',)``: mean = class-weighted mean over classes, then over samples."""
+    if weights is not None:
+        w = weights.to(loss)
+        if float(w.sum()) <= 0:
+            raise ValueError(f"class_weights must not all be zero on the classes used, got {w.tolist()}")
+        loss_w = loss * w
+        if reduction == "none":
+            return loss_w
+        if reduction == "sum":
+            return loss_w.sum()
+        return (loss_w.sum(-1) / w.sum()).mean()
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` with 1 where ``den == 0`` (a class absent from target and prediction, with smooth = 0)."""
+    tiny = torch.finfo(den.dtype).tiny
+    return torch.where(den > 0, num / den.clamp_min(tiny), torch.ones_like(num))

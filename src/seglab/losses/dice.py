@@ -1,0 +1,131 @@
+"""Soft Dice loss (Milletari 2016 squared variant, Wang & Blaschko 2023 semimetric form for soft labels)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from seglab.losses._stats import check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
+from seglab.losses.base import Loss, prologue, to_device
+
+
+def dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str,
+    include_background: bool = True,
+    squared: bool = False,
+    batch: bool = False,
+    smooth: float = 1e-5,
+    log: bool = False,
+    class_weights: torch.Tensor | None = None,
+    ignore_index: int | None = None,
+    soft_targets: str = "semimetric",
+    process_group=None,
+    reduction: str = "mean",
+    validate: bool | None = None,
+) -> torch.Tensor:
+    """Soft Dice loss from logits; see :class:`DiceLoss` for the formula and conventions."""
+    if smooth < 0:
+        raise ValueError(f"smooth must be >= 0, got {smooth}")
+    check_process_group(process_group, batch)
+    from seglab.kernels.dispatch import try_fused
+
+    x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate,
+                         weights={"class_weights": class_weights})
+    params = dict(mode=mode, include_background=include_background, squared=squared, batch=batch, smooth=smooth,
+                  log=log, class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
+                  process_group=process_group, reduction=reduction)
+    fused = try_fused([("dice", params)], logits, target)
+    if fused is not None:
+        return fused[0]
+    st = overlap_stats(x, tgt, mode, squared=squared, soft_targets=soft_targets, batch=batch)
+    if process_group is not None:
+        st = reduce_across(st, process_group)
+    st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
+    dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth)
+    loss = -torch.log(dice.clamp_min(torch.finfo(dice.dtype).tiny)) if log else 1 - dice
+    return reduce_classes(loss, w, reduction)
+
+
+class DiceLoss(Loss):
+    r"""Soft Dice loss for ``binary``, ``multiclass`` (softmax) and ``multilabel`` (sigmoid) segmentation.
+
+    Per class ``c``, with ``p`` the probabilities and ``y`` the target over the kept pixels::
+
+        D_c = (2 * sum(p * y) + smooth) / (sum(p) + sum(y) + smooth)      # squared=True: sum(p^2) + sum(y^2)
+        L_c = 1 - D_c                                                     # log=True: -log(D_c)
+
+    * ``batch=False`` (default, as MONAI and smp): sums run over the spatial dims of each sample; the loss is
+      the (class-weighted) mean over classes, then the mean over samples.
+      ``batch=True`` (as nnU-Net's batch Dice and the Chlebus 2018 study): sums run over batch and spatial
+      dims — one Dice per class for the whole mini-batch — then the mean over classes.
+    * ``include_background=False`` drops channel 0 (the background of a multiclass task).
+    * ``class_weights`` ``(C,)``: weighted mean over classes ``sum_c w_c L_c / sum_c w_c``.
+    * ``ignore_index``: pixels with that target value are left out of every sum.
+    * Soft targets: float targets use the Dice semimetric form (Wang & Blaschko 2023),
+      ``2 sum(p*y) -> sum(p) + sum(y) - sum|p - y|``, identical on hard labels and minimal (0) exactly when
+      ``p == y`` on soft labels. ``soft_targets="product"`` gives the plain soft Dice instead.
+      (``squared=True`` is already minimal at ``p == y`` and always uses the product.)
+    * ``process_group`` (``batch=True`` only): ``"world"`` or a ProcessGroup; the per-class sums are all-reduced
+      across processes, so P processes holding shards of a batch get the Dice of the whole batch. Gradient
+      convention (nnU-Net's): each rank's input gradient is P times its slice of the single-process gradient,
+      so that DDP's averaging of parameter gradients over the P ranks gives the single-process gradient.
+
+    **Empty classes.** A class absent from both target and prediction has ``D_c = smooth / smooth = 1`` and
+    contributes a loss of 0 that still counts in the average over classes (with ``smooth=0`` the 0/0 case is
+    defined as ``D_c = 1`` too: never NaN). A class absent from the target but predicted has ``D_c ≈ 0``: a
+    loss near 1, the false-positive penalty that makes per-sample Dice harsh on rare classes.
+
+    Shapes: logits ``(N, C, *spatial)`` with 0–3 spatial dims; targets as :class:`~seglab.CrossEntropyLoss`.
+    ``reduction="none"`` returns the per-class losses ``(N, C')`` (``batch=False``) or ``(C',)``, weighted.
+
+    Example:
+        >>> loss = DiceLoss("multiclass", include_background=False, batch=True)
+        >>> loss(torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64)))
+    """
+
+    name = "dice"
+
+    def __init__(
+        self,
+        mode: str,
+        include_background: bool = True,
+        squared: bool = False,
+        batch: bool = False,
+        smooth: float = 1e-5,
+        log: bool = False,
+        class_weights: Sequence[float] | torch.Tensor | None = None,
+        ignore_index: int | None = None,
+        soft_targets: str = "semimetric",
+        process_group=None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(mode, reduction)
+        if smooth < 0:
+            raise ValueError(f"smooth must be >= 0, got {smooth}")
+        check_process_group(process_group, batch)
+        if not include_background and mode == "binary":
+            raise ValueError("include_background=False would drop the only channel of binary mode; keep it True")
+        self.include_background = bool(include_background)
+        self.squared = bool(squared)
+        self.batch = bool(batch)
+        self.smooth = float(smooth)
+        self.log = bool(log)
+        self._weight("class_weights", class_weights)
+        self.ignore_index = ignore_index
+        self.soft_targets = soft_targets
+        self.process_group = process_group
+
+    def options(self) -> dict[str, Any]:
+        return dict(mode=self.mode, include_background=self.include_background, squared=self.squared, batch=self.batch,
+                    smooth=self.smooth, log=self.log, class_weights=self.class_weights, ignore_index=self.ignore_index,
+                    soft_targets=self.soft_targets, process_group=self.process_group, reduction=self.reduction)
+
+    def fused_spec(self) -> tuple[str, dict[str, Any]]:
+        return ("dice", self.options())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice_loss(logits, target, **self.options())

@@ -1,0 +1,71 @@
+"""Soft Jaccard (IoU) loss."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from seglab.losses._overlap import OverlapLoss
+from seglab.losses._stats import check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
+from seglab.losses.base import prologue, to_device
+
+
+def jaccard_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str,
+    include_background: bool = True,
+    batch: bool = False,
+    smooth: float = 1e-5,
+    class_weights: torch.Tensor | None = None,
+    ignore_index: int | None = None,
+    soft_targets: str = "semimetric",
+    process_group=None,
+    reduction: str = "mean",
+    validate: bool | None = None,
+) -> torch.Tensor:
+    """Soft Jaccard loss from logits; see :class:`JaccardLoss`."""
+    check_process_group(process_group, batch)
+    from seglab.kernels.dispatch import try_fused
+
+    x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate,
+                         weights={"class_weights": class_weights})
+    params = dict(mode=mode, include_background=include_background, batch=batch, smooth=smooth, class_weights=class_weights,
+                  ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction)
+    fused = try_fused([("jaccard", params)], logits, target)
+    if fused is not None:
+        return fused[0]
+    st = overlap_stats(x, tgt, mode, soft_targets=soft_targets, batch=batch)
+    if process_group is not None:
+        st = reduce_across(st, process_group)
+    st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
+    iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth)
+    return reduce_classes(1 - iou, w, reduction)
+
+
+class JaccardLoss(OverlapLoss):
+    r"""Soft Jaccard / IoU loss.
+
+    Per class over the kept pixels::
+
+        J_c = (sum(p*y) + smooth) / (sum(p) + sum(y) - sum(p*y) + smooth),    L_c = 1 - J_c
+
+    With soft targets the semimetric form (Wang & Blaschko 2023) replaces ``sum(p*y)`` by
+    ``(sum p + sum y - sum|p - y|) / 2``, giving ``J = (|p|+|y|-|p-y|) / (|p|+|y|+|p-y|)``, minimal at ``p == y``.
+    Everything else (``batch``, ``include_background``, ``class_weights``, ``process_group``, empty classes:
+    ``J = 1``) as :class:`~seglab.DiceLoss`.
+
+    Example:
+        >>> JaccardLoss("multilabel")(torch.randn(2, 2, 32, 32), torch.randint(0, 2, (2, 2, 32, 32)).float())
+    """
+
+    name = "jaccard"
+    fn = staticmethod(jaccard_loss)
+
+    def __init__(self, mode: str, include_background: bool = True, batch: bool = False, smooth: float = 1e-5,
+                 class_weights: Sequence[float] | torch.Tensor | None = None, ignore_index: int | None = None,
+                 soft_targets: str = "semimetric", process_group=None, reduction: str = "mean") -> None:
+        super().__init__(mode, include_background=include_background, batch=batch, smooth=smooth, ignore_index=ignore_index,
+                         soft_targets=soft_targets, process_group=process_group, reduction=reduction, class_weights=class_weights)
