@@ -31,10 +31,13 @@ combined: 2D patches of the slices). Without either, all samples must have the s
 Split: whole files (cases), never slices of one volume, are assigned to training or validation by a
 permutation seeded with ``split_seed``; ``val_fraction`` of the cases (at least one when > 0) go to
 validation. With ``val_fraction=0`` the validation set is drawn from the training cases.
+
+All files are read once, when the task is built, and kept in memory (images float32, masks compact).
 """
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -127,10 +130,10 @@ class FolderTask(Task):
         if slice_axis is not None and (isinstance(slice_axis, bool) or slice_axis not in (0, 1, 2)):
             raise ValueError(f"slice_axis must be None or a spatial axis 0, 1 or 2, got {slice_axis!r}")
         if patch_size is not None:
-            ps = (patch_size,) if isinstance(patch_size, int) else tuple(patch_size)
-            if not ps or any(isinstance(p, bool) or not isinstance(p, int) or p < 1 for p in ps):
+            ps = (patch_size,) if isinstance(patch_size, numbers.Integral) else tuple(patch_size)
+            if not ps or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1 for p in ps):
                 raise ValueError(f"patch_size must be a positive int or a tuple of positive ints, got {patch_size!r}")
-            patch_size = ps
+            patch_size = tuple(int(p) for p in ps)
         if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         _check_int("split_seed", split_seed)
@@ -200,13 +203,14 @@ class FolderTask(Task):
                 if num_classes not in (None, 1):
                     raise ValueError(f"mode='binary' has num_classes=1 logit channel, got num_classes={num_classes}")
                 n_cls = 1
-                targets = [torch.from_numpy(m == 1).float()[None] for m in labels]
+                targets = [torch.from_numpy(m == 1)[None] for m in labels]  # bool; float32 when batched
             else:
                 mode = "multiclass"
                 n_cls = max(2, max_label + 1) if num_classes is None else num_classes
                 if max_label >= n_cls:
                     raise ValueError(f"num_classes={n_cls} but the masks contain label {max_label}")
-                targets = [torch.from_numpy(m) for m in labels]
+                small = torch.uint8 if n_cls <= 256 else torch.int32  # compact storage; int64 when batched
+                targets = [torch.from_numpy(m).to(small) for m in labels]
         else:
             channels = {c[2].shape[0] for c in cases}
             if len(channels) > 1:
@@ -223,7 +227,7 @@ class FolderTask(Task):
                 mode = "binary" if n_cls == 1 else "multilabel"
             elif mode == "binary" and n_cls != 1:
                 raise ValueError(f"mode='binary' needs one mask channel, these masks have {n_cls}")
-            targets = [torch.from_numpy(c[2].astype(np.float32)) for c in cases]
+            targets = [torch.from_numpy(c[2].astype(bool)) for c in cases]  # float32 when batched
 
         if class_names is None:
             if mode == "multiclass":
@@ -293,15 +297,15 @@ class FolderTask(Task):
         self.path = root
         self.mode = mode
         self.in_channels = int(cases[0][1].shape[0])
-        self.num_classes = n_cls
+        self.num_classes = int(n_cls)
         self.spatial_dims = spatial_dims
         self.class_names = class_names
         self.mask_format = mask_format
-        self.slice_axis = slice_axis
+        self.slice_axis = None if slice_axis is None else int(slice_axis)
         self.patch_size = patch_size
         self.val_fraction = float(val_fraction)
-        self.split_seed = split_seed
-        self.validation_patches = validation_patches
+        self.split_seed = int(split_seed)
+        self.validation_patches = int(validation_patches)
         self.train_cases = [stems[i] for i in train_idx]
         self.val_cases = [stems[i] for i in val_idx]
         self.validation_size = len(self._val) * (validation_patches if patch_size else 1)
@@ -347,7 +351,8 @@ class FolderTask(Task):
                 y = y[sl] if multiclass else y[(slice(None),) + sl]
             xs.append(x)
             ys.append(y)
-        return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
+        y = torch.stack(ys)
+        return torch.stack(xs).contiguous(), (y.long() if multiclass else y.float()).contiguous()
 
     def generate(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self._draw(self._train, n, generator)

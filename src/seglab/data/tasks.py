@@ -25,6 +25,7 @@ import difflib
 import importlib
 import inspect
 import math
+import numbers
 import pkgutil
 import warnings
 from typing import Any, Callable, Optional, Sequence
@@ -200,7 +201,7 @@ def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], kwargs: dic
 
 
 def _check_int(name: str, value: Any, minimum: Optional[int] = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers are fine
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
@@ -271,8 +272,8 @@ class ThresholdTask(Task):
         _check_spatial_dims(spatial_dims)
         self.fg_ratio = float(fg_ratio)
         self.theta = 1.0 - self.fg_ratio
-        self.size = size
-        self.spatial_dims = spatial_dims
+        self.size = int(size)
+        self.spatial_dims = int(spatial_dims)
         self.class_names = ["background", "foreground"]
         self.validation_size = 64
 
@@ -338,9 +339,9 @@ class ShapesTask(Task):
             if not all(0.0 <= f <= 1.0 for f in frequencies):
                 raise ValueError(f"frequencies must lie in [0, 1], got {frequencies}")
         _check_noise(noise)
-        self.num_classes = num_classes
-        self.size = size
-        self.spatial_dims = spatial_dims
+        self.num_classes = int(num_classes)
+        self.size = int(size)
+        self.spatial_dims = int(spatial_dims)
         self.frequencies = list(frequencies)
         self.noise = float(noise)
         self.class_names = ["background"] + [f"shape{k}" for k in range(1, num_classes)]
@@ -412,8 +413,8 @@ class OverlapTask(Task):
         if isinstance(rare_fraction, bool) or not isinstance(rare_fraction, (int, float)) or not (0.0 <= rare_fraction < 1.0):
             raise ValueError(f"rare_fraction must be in [0, 1) (0 disables the rare 'spot' channel), got {rare_fraction!r}")
         _check_noise(noise)
-        self.size = size
-        self.spatial_dims = spatial_dims
+        self.size = int(size)
+        self.spatial_dims = int(spatial_dims)
         self.rare_fraction = float(rare_fraction)
         self.noise = float(noise)
         self.class_names = ["plate", "code"] + (["spot"] if self.rare_fraction > 0 else [])
