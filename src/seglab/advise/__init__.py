@@ -34,6 +34,7 @@ def advise(
     beta: float = 0.9999,
     rgb_reading: str | None = None,
     progress: bool = False,
+    class_names: list[str] | None = None,
 ) -> Advice:
     """Measure ``masks`` and recommend how to train on them.
 
@@ -48,6 +49,8 @@ def advise(
             or ``"classes"`` (each colour is a class). Default: multilabel when some colours are sums of
             primaries, else classes.
         progress: show a progress bar on stderr (files only).
+        class_names: names for the classes found (one per class; for channel masks with an implicit
+            background, one per channel is also accepted).
 
     Unreadable files are skipped and listed in ``Advice.skipped`` (with the error naming the file); if no
     file can be read, ``ValueError`` is raised.
@@ -85,7 +88,7 @@ def advise(
                 stats.skip(name, f"{name}: {e}")
         if stats.kind is None:
             raise ValueError("no readable mask among the arrays: " + "; ".join(e for _, e in stats.skipped[:3]))
-    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=ignore_index)
+    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=ignore_index, class_names=class_names)
 
 
 def _progress(files: list[Path], enabled: bool):

@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     kw = dict(format=args.format, ignore_index=args.ignore_index, weights=args.weights, beta=args.beta, rgb_reading=args.rgb_reading)
     try:
         if args.task:
-            from seglab.data.brain import task_masks
-
-            advice = advise(task_masks(args.task), **kw)
+            masks, names, fmt = task_masks(args.task)
+            if args.format == "auto":
+                kw["format"] = fmt
+            advice = advise(masks, class_names=names, **kw)
         else:
             advice = advise(args.path, progress=not args.json and sys.stderr.isatty(), **kw)
     except (ValueError, FileNotFoundError) as e:
@@ -55,3 +56,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         render(advice, Console())
     return 0
+
+
+def task_masks(name: str):
+    """``(masks, class_names, format)`` for task ``name``: an iterator over its ``training_masks()`` if it
+    has one (e.g. ``brain-tissue``), else over its validation targets; the format is ``"onehot"`` (channel
+    first) for tasks whose targets have a channel axis, else ``"index"``."""
+    from seglab.data import create_task
+
+    task = create_task(name)
+    if hasattr(task, "training_masks"):
+        masks = task.training_masks()
+    else:
+        masks = (t.numpy() for t in task.validation()[1])
+    fmt = "index" if task.mode == "multiclass" and not getattr(task, "soft", False) else "onehot"
+    return masks, list(task.class_names), fmt

@@ -226,12 +226,21 @@ def _pct(x: float) -> str:
     return f"{100 * x:.3g}%"
 
 
-def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index: int | None = None) -> Advice:
-    """Build the :class:`Advice` from accumulated statistics."""
+def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index: int | None = None,
+              class_names: list[str] | None = None) -> Advice:
+    """Build the :class:`Advice` from accumulated statistics; ``class_names`` replaces the generic names
+    when it has one name per class found."""
     if weights not in W.METHODS:
         raise ValueError(f"unknown class-weight method {weights!r}; expected one of {', '.join(W.METHODS)}")
     t, rgb = class_table(stats, rgb_reading)
     C = len(t.names)
+    if class_names is not None:
+        if len(class_names) == C:
+            t.names = [str(n) for n in class_names]
+        elif not (t.implicit_background and len(class_names) == C - 1):
+            raise ValueError(f"{len(class_names)} class names given but the masks have {C} classes ({', '.join(t.names)})")
+        else:
+            t.names = t.names[:1] + [str(n) for n in class_names]
     reasons: list[str] = []
     warns: list[str] = []
     notes = list(stats.notes)
@@ -255,6 +264,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         {"classes": [i, j], "names": [t.names[i], t.names[j]], "pixels": int(t.pairs[i, j]), "fraction_of_labelled": float(t.pairs[i, j] / max(t.labelled, 1))}
         for i in range(C) for j in range(i + 1, C) if t.pairs[i, j] > 0
     ]
+    pairs.sort(key=lambda p: -p["pixels"])
     rare = [c for c in range(C) if t.image_counts[c] > 0 and (img_frac[c] < RARE_FRACTION or t.image_counts[c] <= 2) and c != t.background and t.n_images > 2]
     warns += W.zero_count_warnings(t.pixel_counts, t.names)
     if C < 2 and t.overlap == 0:
@@ -363,8 +373,10 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         else:
             why = "the colours are not sums of primary channels" if not rgb["decomposable"] else "no colour mixes two primaries"
             reasons.append(f"RGB masks: {len(rgb['colours'])} distinct colours, each read as its own class ({why})")
-    for f, note in stats.ambiguous_files[:3]:
-        warns.append(f"ambiguous encoding in {f}: {note}")
+    if stats.ambiguous_files:
+        f, note = stats.ambiguous_files[0]
+        more = len(stats.ambiguous_files) - 1
+        warns.append(f"ambiguous encoding in {f}" + (f" and {more}{'+' if len(stats.ambiguous_files) >= 50 else ''} other file(s)" if more else "") + f": {note}")
     if stats.n_skipped:
         warns.append(f"{stats.n_skipped} file(s) skipped because they could not be read as masks (see 'skipped')")
 

@@ -18,7 +18,7 @@ def render(advice: Advice, console: Console) -> None:
 
     a = advice
     enc = a.encoding + (" [yellow](ambiguous)[/]" if a.encoding_ambiguous else "")
-    console.print(f"[bold]seglab advise[/] — {a.n_files} file(s), {a.n_images} image(s), {a.n_pixels:,} pixels; encoding: {enc}")
+    console.print(f"[bold]seglab advise[/] — {a.n_files} mask file(s)/array(s), {a.n_images} image(s), {a.n_pixels:,} pixels; encoding: {enc}")
     for n in a.encoding_notes:
         console.print(f"  note: {n}")
     t = Table(title="classes", title_justify="left")
