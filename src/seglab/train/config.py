@@ -1,0 +1,186 @@
+"""One run's configuration (:class:`RunConfig`), its stable id, and validation before anything runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from .specs import canonical_name, default_monitors, resolve_loss
+
+OPTIMIZERS = ("adam", "sgd")
+CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
+
+
+class ConfigError(ValueError):
+    """A run or sweep configuration that cannot run (raised before any run starts)."""
+
+
+@dataclass
+class RunConfig:
+    """model × task × loss × optimizer × seed × steps × batch size (+ monitoring and convergence settings).
+
+    ``monitors=None`` means the default monitor set of the task's mode (:func:`default_monitors`);
+    :func:`resolve` fills it in. ``converge``: ``{"metric": "mean_dice"|"fg_dice"|"accuracy", "threshold": t}``;
+    a run has converged when the metric at the final validation is >= t (for ``accuracy`` the criterion is
+    ``acc >= majority + t * (1 - majority)``, i.e. a fraction t of the way from the majority-class rate to 1).
+    """
+
+    loss: str
+    task: str = "threshold"
+    task_kw: dict[str, Any] = field(default_factory=dict)
+    model: str = "tiny"
+    model_kw: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 2
+    eval_every: int = 100
+    monitors: Optional[list[str]] = None
+    converge: dict[str, Any] = field(default_factory=lambda: {"metric": "mean_dice", "threshold": 0.9})
+    grad_norm_every: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown run field(s) {unknown}; known: {sorted(names)}")
+        return cls(**d)
+
+    @property
+    def run_id(self) -> str:
+        """Stable 12-hex-digit hash of the configuration (resume and merge key)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        t = self.task + "".join(f" {k}={v}" for k, v in sorted(self.task_kw.items()))
+        m = self.model + "".join(f" {k}={v}" for k, v in sorted(self.model_kw.items()))
+        opt = f"{self.optimizer} lr={self.lr:g}" + (f" mom={self.momentum:g}" if self.optimizer == "sgd" else "")
+        return f"{self.loss} | {t} | {m} | {opt} | seed={self.seed}"
+
+
+def _task_cache_key(cfg: RunConfig) -> str:
+    return json.dumps([cfg.task, cfg.task_kw], sort_keys=True, default=str)
+
+
+def resolve(cfg: RunConfig, task=None) -> RunConfig:
+    """Canonicalise names and fill in defaults that depend on the task (the monitor set)."""
+    if task is None:
+        from seglab.data import create_task
+
+        task = create_task(cfg.task, **cfg.task_kw)
+    d = cfg.to_dict()
+    d["loss"] = canonical_name(cfg.loss)
+    mons = cfg.monitors if cfg.monitors is not None else default_monitors(task.mode)
+    d["monitors"] = [canonical_name(m) for m in mons]
+    d["optimizer"] = cfg.optimizer.lower()
+    d["lr"] = float(cfg.lr)
+    d["momentum"] = float(cfg.momentum)
+    return RunConfig(**d)
+
+
+def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunConfig]:
+    """Check every run (names, ranges, loss/task compatibility) and return them resolved.
+
+    Raises :class:`ConfigError` listing every problem found, before any run starts. With ``build=True``
+    each distinct task, model and loss is actually constructed once (cheap for the built-in ones).
+    """
+    from seglab.data import create_task
+
+    errors: list[str] = []
+    out: list[RunConfig] = []
+    tasks: dict[str, Any] = {}
+    checked: set[str] = set()
+
+    def err(cfg: RunConfig, msg: str) -> None:
+        line = f"[{cfg.label}] {msg}"
+        if line not in errors:
+            errors.append(line)
+
+    for cfg in runs:
+        ok = True
+        fg = cfg.task_kw.get("fg_ratio")
+        if fg is not None and not (isinstance(fg, (int, float)) and 0.0 < float(fg) < 1.0):
+            err(cfg, f"fg_ratio must lie in the open interval (0, 1), got {fg!r}")
+            ok = False
+        if cfg.optimizer.lower() not in OPTIMIZERS:
+            err(cfg, f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+            ok = False
+        if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):
+            err(cfg, f"learning rate must be > 0, got {cfg.lr!r}")
+            ok = False
+        if not (0.0 <= float(cfg.momentum) < 1.0):
+            err(cfg, f"momentum must lie in [0, 1), got {cfg.momentum!r}")
+            ok = False
+        for name in ("steps", "batch_size", "eval_every", "grad_norm_every"):
+            v = getattr(cfg, name)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+                err(cfg, f"{name} must be an integer >= 1, got {v!r}")
+                ok = False
+        cm = cfg.converge.get("metric", "mean_dice")
+        if cm not in CONVERGE_METRICS:
+            err(cfg, f"unknown convergence metric {cm!r}; choose one of {', '.join(CONVERGE_METRICS)}")
+            ok = False
+        if not ok:
+            continue
+        key = _task_cache_key(cfg)
+        if key not in tasks:
+            try:
+                tasks[key] = create_task(cfg.task, **cfg.task_kw)
+            except (ValueError, TypeError) as e:
+                tasks[key] = e
+        task = tasks[key]
+        if isinstance(task, Exception):
+            err(cfg, f"task: {task}")
+            continue
+        try:
+            rcfg = resolve(cfg, task)
+        except ValueError as e:
+            err(cfg, f"loss: {e}")
+            continue
+        for spec in [rcfg.loss, *rcfg.monitors]:
+            try:
+                resolve_loss(spec, task.mode)
+            except ValueError as e:
+                err(cfg, f"loss {spec!r}: {e}" if spec != rcfg.loss else f"training loss: {e}")
+                ok = False
+        if ok and build:
+            from seglab.models import create_model
+
+            from .specs import build_loss
+
+            for spec in [rcfg.loss, *rcfg.monitors]:
+                k = f"{spec}|{task.mode}"
+                if k in checked:
+                    continue
+                checked.add(k)
+                try:
+                    build_loss(spec, task.mode)
+                except (ValueError, TypeError, KeyError) as e:
+                    err(cfg, f"loss {spec!r}: {e}")
+                    ok = False
+            k = json.dumps([cfg.model, cfg.model_kw, task.in_channels, task.num_classes, task.spatial_dims], sort_keys=True, default=str)
+            if k not in checked:
+                checked.add(k)
+                try:
+                    create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
+                                 spatial_dims=task.spatial_dims, **cfg.model_kw)
+                except (ValueError, TypeError) as e:
+                    err(cfg, f"model: {e}")
+                    ok = False
+        if ok:
+            out.append(rcfg)
+    if errors:
+        head = f"{len(errors)} configuration error(s); nothing was run:\n  "
+        raise ConfigError(head + "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else ""))
+    return out

@@ -1,0 +1,130 @@
+"""Data-parallel helpers: torchrun environment, rank slicing, gradient and metric all-reduces.
+
+seglab does not wrap the model in ``DistributedDataParallel``: each step computes one gradient per
+monitored loss (for the gradient-norm curves) with ``torch.autograd.grad``, which DDP's reducer hooks do not
+see. Instead all those gradients are flattened into one ``(M, P)`` tensor and averaged across ranks with a
+single ``all_reduce`` per step — the same arithmetic as DDP (gradient averaging), so the optimizer sees the
+single-process gradient of the global batch (losses with batch statistics get ``process_group="world"``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def setup(device: Optional[str] = None) -> DistInfo:
+    """Initialise ``torch.distributed`` from torchrun's environment (gloo on CPU, NCCL on CUDA) if launched
+    with more than one process; otherwise return a single-process :class:`DistInfo`."""
+    import torch.distributed as dist
+
+    want_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if not launched_by_torchrun():
+        dev = torch.device(device or ("cuda" if want_cuda else "cpu"))
+        return DistInfo(device=dev)
+    rank = int(os.environ["RANK"])
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if want_cuda:
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+    else:
+        dev = torch.device("cpu")
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
+
+
+def current() -> DistInfo:
+    """The :class:`DistInfo` of an already initialised process group (single process otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(),
+                        local_rank=int(os.environ.get("LOCAL_RANK", "0")), device=dev)
+    return DistInfo()
+
+
+def shard(n: int, info: DistInfo) -> slice:
+    """Contiguous slice of ``range(n)`` held by this rank (``n`` must be divisible by the world size)."""
+    if n % info.world_size:
+        raise ValueError(f"batch size {n} is not divisible by the number of processes {info.world_size}")
+    k = n // info.world_size
+    return slice(info.rank * k, (info.rank + 1) * k)
+
+
+def shard_uneven(n: int, info: DistInfo) -> slice:
+    """Slice of ``range(n)`` for this rank when ``n`` need not divide evenly (validation sets)."""
+    base, extra = divmod(n, info.world_size)
+    start = info.rank * base + min(info.rank, extra)
+    return slice(start, start + base + (1 if info.rank < extra else 0))
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if not info.enabled:
+        return t
+    import torch.distributed as dist
+
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if not info.enabled:
+        return t
+    return all_reduce_sum(t, info) / info.world_size
+
+
+def broadcast_module(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's parameters and buffers to every rank (as DDP does at construction)."""
+    if not info.enabled:
+        return
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    if not info.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()

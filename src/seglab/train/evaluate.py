@@ -1,0 +1,112 @@
+"""Validation metrics (pixel accuracy, per-class Dice/IoU from summed confusion counts) and convergence."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+
+from .distributed import DistInfo, all_reduce_sum, shard_uneven
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
+             info: Optional[DistInfo] = None, chunk: int = 64) -> dict[str, Any]:
+    """Evaluate ``model`` on the fixed validation set ``(x, y)``.
+
+    Under data parallelism each rank evaluates its slice of the set and the *counts* (per-class
+    tp/fp/fn, correct and total pixels) are summed across ranks before any ratio is taken, so the
+    result equals a single-process evaluation of the whole set (Dice is not averaged across ranks).
+    """
+    from seglab import predict
+    from seglab.metrics import confusion_counts
+
+    info = info or DistInfo()
+    sl = shard_uneven(x.shape[0], info)
+    x, y = x[sl], y[sl]
+    was_training = model.training
+    model.eval()
+    C = num_classes
+    tp = torch.zeros(C, dtype=torch.float64)
+    fp = torch.zeros(C, dtype=torch.float64)
+    fn = torch.zeros(C, dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64)
+    per_class_count = torch.zeros(C, dtype=torch.float64)  # target pixels per class (majority rate)
+    dev = next(model.parameters()).device
+    for i in range(0, x.shape[0], chunk):
+        xb, yb = x[i:i + chunk].to(dev), y[i:i + chunk].to(dev)
+        pred = predict(model(xb), mode)
+        a, b, c = confusion_counts(pred, yb, mode=mode, num_classes=C)
+        tp += a.cpu(); fp += b.cpu(); fn += c.cpu()
+        if mode == "multiclass":
+            correct += (pred == yb).sum().double().cpu()
+            total += float(yb.numel())
+            per_class_count += torch.bincount(yb.reshape(-1).long(), minlength=C)[:C].double().cpu()
+        else:
+            yt = yb > 0.5
+            correct += (pred.bool() == yt).sum().double().cpu()
+            total += float(yt.numel())
+            per_class_count += yt.transpose(0, 1).reshape(C, -1).sum(1).double().cpu()
+    if was_training:
+        model.train()
+    packed = all_reduce_sum(torch.cat([tp, fp, fn, correct[None], total[None], per_class_count]), info)
+    tp, fp, fn = packed[:C], packed[C:2 * C], packed[2 * C:3 * C]
+    correct, total, per_class_count = packed[3 * C], packed[3 * C + 1], packed[3 * C + 2:]
+    dice = _ratio(2 * tp, 2 * tp + fp + fn)
+    iou = _ratio(tp, tp + fp + fn)
+    acc = float(correct / total) if total > 0 else math.nan
+    if mode == "multiclass":
+        majority = float(per_class_count.max() / per_class_count.sum()) if per_class_count.sum() > 0 else math.nan
+        fg = dice[1:] if C > 1 else dice
+    else:  # multilabel/binary: majority = mean over channels of max(p, 1-p)
+        frac = per_class_count / (total / C) if total > 0 else per_class_count
+        majority = float(torch.maximum(frac, 1 - frac).mean())
+        fg = dice
+    return {
+        "accuracy": acc,
+        "majority": majority,
+        "dice": dice.tolist(),
+        "iou": iou.tolist(),
+        "mean_dice": _nanmean(dice),
+        "fg_dice": _nanmean(fg),
+        "mean_iou": _nanmean(iou),
+    }
+
+
+def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    out = torch.full_like(num, math.nan)
+    ok = den > 0
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def _nanmean(t: torch.Tensor) -> float:
+    ok = ~torch.isnan(t)
+    return float(t[ok].mean()) if ok.any() else math.nan
+
+
+def meets(metrics: dict[str, Any], converge: dict[str, Any]) -> bool:
+    """Whether one validation result satisfies the convergence criterion (see :class:`RunConfig`)."""
+    metric = converge.get("metric", "mean_dice")
+    thr = float(converge.get("threshold", 0.9))
+    if metric == "accuracy":
+        maj = metrics["majority"]
+        return metrics["accuracy"] >= maj + thr * (1.0 - maj)
+    v = metrics[metric]
+    return not math.isnan(v) and v >= thr
+
+
+def convergence(evals: list[dict[str, Any]], converge: dict[str, Any]) -> tuple[bool, Optional[int]]:
+    """``(converged, step)``: converged when the *final* validation meets the criterion; ``step`` is the first
+    validation step from which every later validation meets it (None when not converged)."""
+    if not evals or not meets(evals[-1], converge):
+        return False, None
+    first = evals[-1]["step"]
+    for e in reversed(evals):
+        if meets(e, converge):
+            first = e["step"]
+        else:
+            break
+    return True, first
