@@ -86,3 +86,15 @@ def test_advise_on_brain_tissue():
     a = advise(masks, class_names=names, format=fmt)
     assert a.mode == "multilabel" and a.activation == "sigmoid" and a.multilabel_overlap_fraction > 0.2
     assert a.overlap_pairs[0]["names"] == ["brain", "white matter"]
+
+
+def test_cli_advise_task(capsys):
+    import json
+
+    from seglab.cli import main
+
+    assert main(["advise", "--task", "brain-tissue-nested", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["mode"] == "multilabel" and d["loss"] == "dice+ce" and len(d["pos_weight"]) == 2
+    assert main(["advise"]) == 2
+    assert "exactly one of PATH or --task" in capsys.readouterr().err

@@ -32,9 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from seglab.advise import advise
     from seglab.advise.report import render
 
-    err = Console(stderr=True)
     if (args.path is None) == (args.task is None):
-        err.print("[red]seglab advise: give exactly one of PATH or --task NAME[/]")
+        print("seglab advise: give exactly one of PATH or --task NAME", file=sys.stderr)
         return 2
     kw = dict(format=args.format, ignore_index=args.ignore_index, weights=args.weights, beta=args.beta, rgb_reading=args.rgb_reading)
     try:
@@ -49,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"error": str(e)}))
         else:
-            err.print(f"[red]seglab advise: {e}[/]")
+            print(f"seglab advise: {e}", file=sys.stderr)  # unwrapped: file paths stay copyable
         return 2
     if args.json:
         print(advice.to_json())
