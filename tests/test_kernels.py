@@ -119,6 +119,7 @@ def _compare(loss, x, t, name):
     assert calls, f"{name}: fused path not used"
     vr, gr = _run(loss, x, t, False)
     tol = dict(rtol=1e-10, atol=1e-10) if x.dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+    tol["equal_nan"] = True  # e.g. focal Tversky (gamma < 1) at TI = 1: NaN gradient in the reference too
     torch.testing.assert_close(vf, vr, **tol, msg=lambda m: f"{name} value: {m}")
     torch.testing.assert_close(gf, gr, **tol, msg=lambda m: f"{name} grad: {m}")
 
@@ -227,7 +228,10 @@ def test_no_one_hot_for_index_target(backend):
         loss(x, t).backward()
     big = [(f, s, d, o) for f, s, d, o in rec.outputs if o.is_floating_point() and o.numel() >= N * C * H * W]
     if backend == "cpu":
-        assert len(big) <= 1, [(f, s) for f, s, _, _ in big]
+        # distinct buffers (views/detach share storage): the kernel's gradient, and the copy autograd's
+        # AccumulateGrad makes of it into x.grad. Nothing else of that size.
+        storages = {o.untyped_storage().data_ptr() for _, _, _, o in big} - {x.untyped_storage().data_ptr()}
+        assert len(storages) <= 2, [(f, s) for f, s, _, _ in big]
     for f, s, d, o in big:
         vals = o.detach()
         assert not bool(((vals == 0) | (vals == 1)).all()), f"one-hot-like tensor from {f} {s}"
