@@ -1,0 +1,305 @@
+"""``seglab bench``: forward+backward time and peak extra memory of the losses, against ``F.cross_entropy``.
+
+Every loss runs on the same tensors, interleaved in one process: each round times the baseline
+(``F.cross_entropy``, index target) and every loss once, in a rotating order; the ratio of a loss to the
+baseline is taken within each round and the median over rounds is reported (robust to other load on the
+machine). MONAI / segmentation_models_pytorch losses join with ``--against monai,smp`` when installed
+(the optional ``bench`` extra); smp is imported without its package ``__init__`` (which needs timm/torchvision).
+
+Peak extra memory (CPU): glibc is told to serve large blocks with mmap (``mallopt(M_MMAP_THRESHOLD)``),
+the process peak RSS is reset (``/proc/self/clear_refs``) and ``VmHWM - VmRSS`` after one fwd+bwd is the
+peak of memory allocated beyond what existed before (the logits' gradient included). On CUDA:
+``torch.cuda.max_memory_allocated``. Reported as a multiple of the logits' size.
+
+seglab's input validation (on by default in the losses) is switched off while timing, since the baselines
+validate nothing; ``--validate`` keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_SHAPES = "16x4x256x256,2x4x96x96x96,8x21x256x256"
+SEGLAB_LOSSES = ["ce", "dice", "dice+ce", "focal", "dice+focal", "tversky", "jaccard", "gdice", "lovasz"]
+# seglab loss -> (peer name) pairs whose speed-up is reported
+PAIRS = [("dice+ce", "monai DiceCELoss"), ("dice+focal", "monai DiceFocalLoss"), ("dice", "monai DiceLoss"),
+         ("dice", "smp DiceLoss"), ("lovasz", "smp LovaszLoss"), ("focal", "smp FocalLoss"),
+         ("jaccard", "smp JaccardLoss"), ("tversky", "monai TverskyLoss"), ("gdice", "monai GeneralizedDiceLoss")]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--shapes", default=DEFAULT_SHAPES,
+                   help=f"comma-separated logits shapes NxCxD1[xD2[xD3]] (default {DEFAULT_SHAPES})")
+    p.add_argument("--against", default="", help="peer libraries to include: monai,smp (skipped if not installed)")
+    p.add_argument("--losses", default=",".join(SEGLAB_LOSSES), help="seglab losses to time (default: all)")
+    p.add_argument("--rounds", type=int, default=7, help="timed rounds (median reported; default 7)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--validate", action="store_true", help="keep seglab's input validation on while timing")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--out", default="benchmarks/bench_losses.json", help="JSON results file ('' to skip)")
+
+
+# ---------------------------------------------------------------- peers
+def _import_smp_losses():
+    import importlib.util
+
+    if "segmentation_models_pytorch.losses" in sys.modules:
+        return sys.modules["segmentation_models_pytorch.losses"]
+    spec = importlib.util.find_spec("segmentation_models_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("segmentation_models_pytorch is not installed")
+    if "segmentation_models_pytorch" not in sys.modules:
+        stub = types.ModuleType("segmentation_models_pytorch")  # skip the package __init__ (timm, torchvision)
+        stub.__path__ = list(spec.submodule_search_locations)
+        sys.modules["segmentation_models_pytorch"] = stub
+    import segmentation_models_pytorch.losses as smp_losses
+
+    return smp_losses
+
+
+def peer_losses(against: list[str], C: int) -> tuple[dict[str, Callable], dict[str, str]]:
+    """name -> fn(logits, index_target); and library -> reason for libraries that could not be loaded."""
+    out: dict[str, Callable] = {}
+    missing: dict[str, str] = {}
+    if "monai" in against:
+        try:
+            import monai.losses as ml
+
+            kw = dict(softmax=True, to_onehot_y=True)
+            mons = {
+                "monai DiceCELoss": ml.DiceCELoss(**kw),
+                "monai DiceFocalLoss": ml.DiceFocalLoss(**kw),
+                "monai DiceLoss": ml.DiceLoss(**kw),
+                "monai TverskyLoss": ml.TverskyLoss(**kw),
+                "monai GeneralizedDiceLoss": ml.GeneralizedDiceLoss(**kw),
+            }
+            for k, m in mons.items():
+                out[k] = (lambda m: lambda x, t: m(x, t.unsqueeze(1)))(m)
+        except Exception as exc:  # not installed or broken install
+            missing["monai"] = f"{type(exc).__name__}: {exc}"
+    if "smp" in against:
+        try:
+            sl = _import_smp_losses()
+            smps = {
+                "smp DiceLoss": sl.DiceLoss("multiclass"),
+                "smp JaccardLoss": sl.JaccardLoss("multiclass"),
+                "smp FocalLoss": sl.FocalLoss("multiclass"),
+                "smp LovaszLoss": sl.LovaszLoss("multiclass"),
+            }
+            for k, m in smps.items():
+                out[k] = (lambda m: lambda x, t: m(x, t))(m)
+        except Exception as exc:
+            missing["smp"] = f"{type(exc).__name__}: {exc}"
+    for lib in against:
+        if lib not in ("monai", "smp"):
+            missing[lib] = "unknown library (known: monai, smp)"
+    return out, missing
+
+
+def seglab_losses(names: list[str]) -> dict[str, Callable]:
+    from seglab.losses import get_loss
+
+    out = {}
+    for n in names:
+        try:
+            out[n] = get_loss(n, mode="multiclass")
+        except TypeError:
+            out[n] = get_loss(n, "multiclass")
+    return out
+
+
+# ---------------------------------------------------------------- measurement
+class _Mem:
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.ok = device.type == "cuda"
+        if device.type == "cpu":
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: large blocks mmap'ed, returned on free
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                self.ok = True
+            except Exception:
+                self.ok = False
+
+    @staticmethod
+    def _status() -> dict[str, int]:
+        d = {}
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(("VmRSS", "VmHWM")):
+                    k, v = line.split(":")
+                    d[k] = int(v.split()[0]) * 1024
+        return d
+
+    def peak_extra(self, fn: Callable[[], None]) -> float | None:
+        if not self.ok:
+            return None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            fn()
+            torch.cuda.synchronize()
+            return float(torch.cuda.max_memory_allocated() - base)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = self._status()["VmRSS"]
+        fn()
+        return float(self._status()["VmHWM"] - base)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")(),
+            "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
+    t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
+
+    def step(fn):
+        def run():
+            x.grad = None
+            fn(x, t).backward()
+        return run
+
+    runs = {"F.cross_entropy": step(lambda a, b: F.cross_entropy(a, b))}
+    runs.update({k: step(f) for k, f in fns.items()})
+    names = list(runs)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(args.warmup + args.rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for k in order:
+            _sync(device)
+            t0 = time.perf_counter()
+            runs[k]()
+            _sync(device)
+            if r >= args.warmup:
+                times[k].append(time.perf_counter() - t0)
+    base = times["F.cross_entropy"]
+    res = {}
+    for k in names:
+        ratios = [a / b for a, b in zip(times[k], base)]
+        res[k] = {"ms": 1e3 * statistics.median(times[k]), "ratio_ce": statistics.median(ratios),
+                  "times_ms": [round(1e3 * v, 3) for v in times[k]]}
+    if not args.no_memory:
+        mem = _Mem(device)
+        nbytes = x.numel() * x.element_size()
+        for k in names:
+            x.grad = None
+            v = mem.peak_extra(runs[k])
+            res[k]["peak_extra_x_logits"] = None if v is None else v / nbytes
+    x.grad = None
+    return res
+
+
+def run(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from seglab import _checks
+
+    console = Console(width=max(120, Console().width))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",") if s.strip()]
+    against = [a.strip().lower() for a in args.against.split(",") if a.strip()]
+    names = [n.strip() for n in args.losses.split(",") if n.strip()]
+    from seglab.kernels import dispatch
+
+    backend = "eager"
+    if dispatch.fused_enabled():
+        backend = dispatch.backend_for(torch.empty(0, device=device, dtype=dtype), "mc").__name__.rsplit(".", 1)[-1]
+    results = {"machine": machine(), "settings": {"rounds": args.rounds, "warmup": args.warmup, "dtype": args.dtype,
+                                                   "device": str(device), "validate": bool(args.validate),
+                                                   "fused": dispatch.fused_enabled(), "fused_backend": backend},
+               "shapes": {}}
+    console.print(f"[bold]seglab bench[/] — {results['machine']['cpu_model']}, {results['machine']['cpu_cores']} cores, "
+                  f"torch {torch.__version__}, {device}, {args.dtype}, fused={dispatch.fused_enabled()} ({backend})")
+    with _checks.validation(bool(args.validate)):
+        for shape in shapes:
+            C = shape[1]
+            fns = seglab_losses(names)
+            peers, missing = peer_losses(against, C)
+            for lib, why in missing.items():
+                console.print(f"[yellow]{lib} skipped[/]: {why}")
+            fns.update(peers)
+            label = "x".join(map(str, shape))
+            console.print(f"timing {label} ({len(fns) + 1} losses x {args.rounds} rounds) ...")
+            res = bench_shape(shape, fns, args, device, dtype)
+            for a, b in PAIRS:
+                if a in res and b in res:
+                    res[a].setdefault("speedup_vs", {})[b] = statistics.median(
+                        [tb / ta for ta, tb in zip(res[a]["times_ms"], res[b]["times_ms"])])
+            results["shapes"][label] = res
+
+            table = Table(title=f"{label} ({args.dtype}, fwd+bwd, median of {args.rounds} interleaved rounds)")
+            table.add_column("loss")
+            table.add_column("ms", justify="right")
+            table.add_column("× F.cross_entropy", justify="right")
+            table.add_column("peak extra mem (× logits)", justify="right")
+            table.add_column("seglab speed-up vs peer", justify="left")
+            for k, r in res.items():
+                mem = r.get("peak_extra_x_logits")
+                sp = ", ".join(f"{v:.1f}× vs {p}" for p, v in r.get("speedup_vs", {}).items())
+                table.add_row(k, f"{r['ms']:.1f}", f"{r['ratio_ce']:.2f}", "-" if mem is None else f"{mem:.2f}", sp)
+            console.print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+        console.print(f"results written to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="seglab bench")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
