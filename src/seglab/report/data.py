@@ -1,0 +1,89 @@
+"""Grouping of runs into configurations (runs that differ only in the seed) and aggregation."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Any
+
+from seglab.sweep.store import ResultsStore, flatten_summary
+
+#: fields that make a panel group (a figure) and a configuration (a figure panel / a table row)
+FIGURE_KEYS = ("task", "fg_ratio", "model", "norm", "optimizer", "lr", "momentum")
+CONFIG_KEYS = FIGURE_KEYS + ("loss",)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return "none" if v is None else str(v)
+
+
+def figure_title(key: tuple) -> str:
+    d = dict(zip(FIGURE_KEYS, key))
+    parts = [str(d["task"])]
+    if d.get("fg_ratio") is not None:
+        parts.append(f"fg {100 * float(d['fg_ratio']):g}%")
+    parts.append(f"{d['model']} norm={_fmt(d['norm'])}")
+    opt = f"{d['optimizer']} lr={_fmt(d['lr'])}"
+    if d["optimizer"] == "sgd":
+        opt += f" momentum={_fmt(d['momentum'])}"
+    parts.append(opt)
+    return ", ".join(parts)
+
+
+def figure_slug(key: tuple) -> str:
+    d = dict(zip(FIGURE_KEYS, key))
+    s = f"{d['task']}"
+    if d.get("fg_ratio") is not None:
+        s += f"_fg{round(100 * float(d['fg_ratio']))}"
+    s += f"_{d['model']}_{'bn' if d['norm'] == 'batch' else _fmt(d['norm'])}_{d['optimizer']}_lr{_fmt(d['lr'])}"
+    if d["optimizer"] == "sgd":
+        s += f"_m{_fmt(d['momentum'])}"
+    return s.replace("/", "-").replace(" ", "")
+
+
+def load_rows(store: ResultsStore) -> list[dict[str, Any]]:
+    rows = []
+    for s in store.summaries():
+        r = flatten_summary(s)
+        r.setdefault("fg_ratio", None)
+        r.setdefault("norm", None)
+        rows.append(r)
+    return rows
+
+
+def _mean(xs: list) -> float:
+    xs = [float(x) for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration (seeds pooled): n, converged count, diverged count, means of final metrics."""
+    groups: "OrderedDict[tuple, list]" = OrderedDict()
+    for r in sorted(rows, key=lambda r: tuple(_fmt(r.get(k)) for k in CONFIG_KEYS) + (r.get("seed", 0),)):
+        groups.setdefault(tuple(r.get(k) for k in CONFIG_KEYS), []).append(r)
+    out = []
+    for key, rs in groups.items():
+        a = dict(zip(CONFIG_KEYS, key))
+        a["n"] = len(rs)
+        a["seeds"] = sorted(r.get("seed") for r in rs)
+        a["converged"] = sum(bool(r.get("converged")) for r in rs)
+        a["diverged"] = sum(r.get("status") == "diverged" for r in rs)
+        for k in ("final_accuracy", "majority", "final_fg_dice", "final_mean_dice", "final_train_loss", "converged_step",
+                  "steps_done", "wall_s"):
+            a[k] = _mean([r.get(k) for r in rs])
+        for k in rs[0]:
+            if k.startswith(("mean_gnorm/", "early_gnorm/", "max_gnorm/", "final_loss/", "final_dice/")):
+                a[k] = _mean([r.get(k) for r in rs])
+        a["run_ids"] = [r["run_id"] for r in rs]
+        out.append(a)
+    return out
+
+
+def figure_groups(rows: list[dict[str, Any]]) -> "OrderedDict[tuple, dict[str, list[str]]]":
+    """figure key -> {training loss -> [run ids (seeds)]}."""
+    out: "OrderedDict[tuple, dict[str, list[str]]]" = OrderedDict()
+    for r in sorted(rows, key=lambda r: tuple(_fmt(r.get(k)) for k in FIGURE_KEYS)):
+        out.setdefault(tuple(r.get(k) for k in FIGURE_KEYS), {}).setdefault(r["loss"], []).append(r["run_id"])
+    return out

@@ -1,0 +1,175 @@
+"""``seglab sweep``: run a grid of training runs into a resumable results folder.
+
+Examples::
+
+    seglab sweep --preset chlebus2018 --quick --out results/quick
+    seglab sweep --preset chlebus2018 --out results/chlebus2018          # the study's 10,001 steps
+    seglab sweep --losses cce,dice,dicefg --fg-ratios 0.05,0.95 --norms batch,none --seeds 0,1 --steps 2000 --out r/
+    seglab sweep --config sweep.toml --out r/ --shard 3/8                 # one of 8 independent jobs
+    seglab sweep --config sweep.toml --out r/ --run-index $SLURM_ARRAY_TASK_ID
+    seglab sweep --config sweep.toml --list                                # runs with their indices
+    seglab sweep --merge r_node1 r_node2 --out r/                          # merge folders of separate jobs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from seglab.train.config import ConfigError
+
+from .grid import SINGULAR, expand, load_config, parse_shard
+from .presets import STUDY_STEPS, get_preset
+
+LIST_AXES = {  # cli flag dest -> grid key, converter
+    "losses": ("losses", str),
+    "tasks": ("tasks", str),
+    "fg_ratios": ("fg_ratios", float),
+    "models": ("models", str),
+    "norms": ("norms", str),
+    "optimizers": ("optimizers", str),
+    "lrs": ("lrs", float),
+    "momentums": ("momentums", float),
+    "seeds": ("seeds", int),
+    "monitors": ("monitors", str),
+}
+
+
+def _split(text: str, conv) -> list:
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(conv(part))
+        except ValueError:
+            raise ConfigError(f"cannot read {part!r} as {conv.__name__}") from None
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    src = p.add_argument_group("what to run")
+    src.add_argument("--preset", help="built-in grid: chlebus2018")
+    src.add_argument("--quick", action="store_true", help="shrink the preset for a demo (1 seed, fewer losses and steps)")
+    src.add_argument("--config", help="grid file (.toml, .yaml, .json); command-line lists override its fields")
+    src.add_argument("--losses", help="comma list of loss specs, e.g. cce,dice,dicefg,dice_sq,'dice[batch=False]'")
+    src.add_argument("--tasks", help="comma list of task names (threshold, shapes, overlap, ...)")
+    src.add_argument("--fg-ratios", dest="fg_ratios", help="comma list of foreground fractions in (0, 1) (threshold task)")
+    src.add_argument("--models", help="comma list of model names (tiny, unet)")
+    src.add_argument("--norms", help="comma list: batch,none (tiny) or batch,instance,group,none (unet)")
+    src.add_argument("--optimizers", help="comma list: adam,sgd")
+    src.add_argument("--lrs", help="comma list of learning rates")
+    src.add_argument("--momentums", help="comma list of SGD momentums")
+    src.add_argument("--seeds", help="comma list of seeds")
+    src.add_argument("--monitors", help="comma list of monitored losses (default: the task mode's set)")
+    src.add_argument("--steps", type=int, help="training steps per run")
+    src.add_argument("--study-steps", action="store_true", help=f"use the study's {STUDY_STEPS:,} iterations")
+    src.add_argument("--batch-size", type=int)
+    src.add_argument("--eval-every", type=int)
+    src.add_argument("--grad-norm-every", type=int, help="monitor gradient norms every k steps (default 1: every step)")
+    out = p.add_argument_group("where and how")
+    out.add_argument("--out", "-o", help="results folder (resumed if it exists)")
+    out.add_argument("--workers", "-j", type=int, default=2, help="parallel worker processes (default 2)")
+    out.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    out.add_argument("--shard", help="i/n: run only runs[i::n] of the full run list (for independent jobs)")
+    out.add_argument("--run-index", help="comma list of indices into the full run list (see --list)")
+    out.add_argument("--list", action="store_true", help="print the runs with their indices and exit")
+    out.add_argument("--merge", nargs="+", metavar="SRC", help="merge finished runs of these results folders into --out and exit")
+    out.add_argument("--no-progress", action="store_true")
+
+
+def build_grid(args: argparse.Namespace) -> dict[str, Any]:
+    if args.preset and args.config:
+        raise ConfigError("give --preset or --config, not both")
+    if args.preset:
+        grid = get_preset(args.preset, quick=args.quick)
+    elif args.config:
+        grid = load_config(args.config)
+        if args.quick:
+            raise ConfigError("--quick only applies to --preset")
+    else:
+        if not args.losses:
+            raise ConfigError("nothing to run: give --preset, --config, or at least --losses")
+        grid = {}
+    overrides: dict[str, Any] = {}
+    for dest, (key, conv) in LIST_AXES.items():
+        v = getattr(args, dest, None)
+        if v:
+            overrides[key] = _split(v, conv)
+    if args.study_steps:
+        overrides["steps"] = STUDY_STEPS
+    for k in ("steps", "batch_size", "eval_every", "grad_norm_every"):
+        v = getattr(args, k, None)
+        if v is not None:
+            overrides[k] = v
+    if "steps" in overrides and "eval_every" not in overrides and "eval_every" in grid:
+        overrides["eval_every"] = max(1, min(int(grid["eval_every"]), int(overrides["steps"])))
+    for key, v in overrides.items():
+        grid[key] = v
+        singular = {pl: s for s, pl in SINGULAR.items()}.get(key)
+        if singular:
+            grid.pop(singular, None)
+        for sub in grid.get("grids", []) or []:
+            sub.pop(key, None)
+            if singular:
+                sub.pop(singular, None)
+    return grid
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    try:
+        if args.merge:
+            if not args.out:
+                raise ConfigError("--merge needs --out (the destination folder)")
+            from .store import merge
+
+            added, skipped = merge(args.out, args.merge)
+            console.print(f"merged {added} run(s) into {args.out} ({skipped} already there)")
+            return 0
+        grid = build_grid(args)
+        shard = parse_shard(args.shard) if args.shard else None
+        run_index = _split(args.run_index, int) if args.run_index else None
+        if args.list:
+            from seglab.train.config import validate_runs
+
+            runs = validate_runs(expand(grid))
+            for i, r in enumerate(runs):
+                print(f"{i}\t{r.run_id}\t{r.label}")
+            return 0
+        if not args.out:
+            raise ConfigError("--out RESULTS_FOLDER is required")
+        from .runner import run_sweep
+
+        outcome = run_sweep(grid, args.out, workers=args.workers, threads=args.threads, shard=shard,
+                            run_index=run_index, show_progress=not args.no_progress, console=console)
+    except ConfigError as e:
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(e))}")
+        return 2
+    from seglab.train import distributed as D
+
+    if D.launched_by_torchrun() and D.current().rank != 0:
+        return 0
+    msg = (f"{outcome.finished} run(s) done, {outcome.skipped} already finished, {outcome.diverged} diverged, "
+           f"{len(outcome.failed)} failed; {outcome.wall_s:.1f} s -> {args.out}")
+    console.print(msg)
+    if outcome.interrupted:
+        console.print("[yellow]interrupted: finished runs are kept; re-run the same command to resume[/yellow]")
+        return 130
+    return 0 if outcome.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="seglab sweep")
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

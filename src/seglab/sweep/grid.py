@@ -1,0 +1,202 @@
+"""Sweep grids: from command-line lists, TOML/YAML files or presets, expanded into :class:`RunConfig` s.
+
+A grid is a mapping; list-valued *axes* are crossed, scalar fields are shared::
+
+    model = "tiny"              # or models = [...]
+    task = "threshold"          # or tasks = ["threshold", {name = "shapes", num_classes = 4}]
+    fg_ratios = [0.05, 0.5, 0.95]   # sets task_kw.fg_ratio
+    norms = ["batch", "none"]       # sets model_kw.norm ("none" -> no normalisation)
+    losses = ["cce", "dice", "dicefg"]
+    optimizers = ["adam", "sgd"]    # or {name = "sgd", lr = 0.01, momentum = 0.9}
+    lrs = [1e-3]
+    momentums = [0.0]               # SGD only (Adam runs ignore it)
+    seeds = [0, 1, 2]
+    steps = 1000
+    batch_size = 2
+    eval_every = 100
+    monitors = ["cce", "dice"]      # optional; default: the task mode's monitor set
+    converge = {metric = "mean_dice", threshold = 0.9}
+    task_kw = {size = 32}
+    model_kw = {width = 4}
+
+    [[grids]]                   # optional: the sweep is the union of sub-grids, each merged over the base
+    optimizers = [{name = "sgd", lr = 0.1}]
+    seeds = [0]
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from seglab.train.config import ConfigError, RunConfig
+
+AXES = ("tasks", "fg_ratios", "models", "norms", "losses", "optimizers", "lrs", "momentums", "seeds")
+SCALARS = ("steps", "batch_size", "eval_every", "monitors", "converge", "task_kw", "model_kw", "grad_norm_every",
+           "task", "model", "loss", "optimizer", "lr", "momentum", "seed", "fg_ratio", "norm")
+SINGULAR = {"task": "tasks", "model": "models", "loss": "losses", "optimizer": "optimizers", "lr": "lrs",
+            "momentum": "momentums", "seed": "seeds", "fg_ratio": "fg_ratios", "norm": "norms"}
+KNOWN = set(AXES) | set(SCALARS) | {"grids", "name", "description"}
+
+
+def _norm_value(v: Any) -> Any:
+    if isinstance(v, str) and v.lower() in ("none", "null", "off", "false", ""):
+        return None
+    return v
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a TOML (``.toml``), YAML (``.yaml``/``.yml``) or JSON grid file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif p.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {str(p)!r}: use .toml, .yaml/.yml or .json")
+    except ConfigError:
+        raise
+    except Exception as e:  # parse errors of any of the three formats
+        raise ConfigError(f"cannot parse {str(p)!r}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{str(p)!r} must hold a mapping of grid fields, got {type(data).__name__}")
+    return data
+
+
+def _as_list(v: Any) -> list:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _check_keys(grid: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(grid) - KNOWN)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(KNOWN)}")
+
+
+def _expand_one(grid: dict[str, Any]) -> list[RunConfig]:
+    g = dict(grid)
+    for s, plural in SINGULAR.items():  # allow singular names for single values
+        if s in g and plural not in g:
+            g[plural] = _as_list(g.pop(s))
+        elif s in g:
+            raise ConfigError(f"give either {s!r} or {plural!r}, not both")
+    if "losses" not in g:
+        raise ConfigError("a grid needs at least one loss ('losses')")
+    tasks = _as_list(g.get("tasks", ["threshold"]))
+    fgs = _as_list(g.get("fg_ratios", [None]))
+    models = _as_list(g.get("models", ["tiny"]))
+    norms = [_norm_value(n) for n in _as_list(g.get("norms", ["__default__"]))]
+    losses = _as_list(g["losses"])
+    opts = _as_list(g.get("optimizers", ["adam"]))
+    lrs = _as_list(g.get("lrs", [None]))
+    moms = _as_list(g.get("momentums", [None]))
+    seeds = _as_list(g.get("seeds", [0]))
+    base_task_kw = dict(g.get("task_kw") or {})
+    base_model_kw = dict(g.get("model_kw") or {})
+    shared = {k: g[k] for k in ("steps", "batch_size", "eval_every", "monitors", "converge", "grad_norm_every") if k in g}
+    runs: list[RunConfig] = []
+    for task, fg, model, norm, opt, lr, mom, loss, seed in itertools.product(tasks, fgs, models, norms, opts, lrs, moms, losses, seeds):
+        if isinstance(task, dict):
+            task = dict(task)
+            tname = task.pop("name", None)
+            if tname is None:
+                raise ConfigError(f"task entry {task!r} needs a 'name'")
+            tkw = {**base_task_kw, **task}
+        else:
+            tname, tkw = task, dict(base_task_kw)
+        if fg is not None:
+            tkw["fg_ratio"] = fg
+        if isinstance(model, dict):
+            model = dict(model)
+            mname = model.pop("name", "tiny")
+            mkw = {**base_model_kw, **model}
+        else:
+            mname, mkw = model, dict(base_model_kw)
+        if norm != "__default__":
+            mkw["norm"] = norm
+        if isinstance(opt, dict):
+            o = dict(opt)
+            oname = str(o.pop("name", "adam")).lower()
+            olr = o.pop("lr", None)
+            omom = o.pop("momentum", None)
+            if o:
+                raise ConfigError(f"optimizer entry has unknown field(s) {sorted(o)} (known: name, lr, momentum)")
+        else:
+            oname, olr, omom = str(opt).lower(), None, None
+        the_lr = olr if olr is not None else (lr if lr is not None else 1e-3)
+        the_mom = omom if omom is not None else (mom if mom is not None else 0.0)
+        if oname != "sgd":
+            the_mom = 0.0
+        kw = dict(shared)
+        if "monitors" in kw and kw["monitors"] is not None:
+            kw["monitors"] = list(kw["monitors"])
+        runs.append(RunConfig(loss=str(loss), task=str(tname), task_kw=tkw, model=str(mname), model_kw=mkw,
+                              optimizer=oname, lr=float(the_lr), momentum=float(the_mom), seed=int(seed), **kw))
+    return runs
+
+
+def expand(config: dict[str, Any]) -> list[RunConfig]:
+    """All runs of a grid config (union of its sub-grids), de-duplicated by run id, in a stable order."""
+    _check_keys(config, "grid")
+    base = {k: v for k, v in config.items() if k not in ("grids", "name", "description")}
+    subs = config.get("grids") or [{}]
+    runs: list[RunConfig] = []
+    seen: set[str] = set()
+    for i, sub in enumerate(subs):
+        if not isinstance(sub, dict):
+            raise ConfigError(f"grids[{i}] must be a mapping")
+        _check_keys(sub, f"grids[{i}]")
+        merged = copy.deepcopy(base)
+        for k, v in sub.items():  # an axis given in the sub-grid replaces the base's (and its singular)
+            for s, plural in SINGULAR.items():
+                if k in (s, plural):
+                    merged.pop(s, None)
+                    merged.pop(plural, None)
+            merged[k] = v
+        for r in _expand_one(merged):
+            if r.run_id not in seen:
+                seen.add(r.run_id)
+                runs.append(r)
+    return runs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)`` with 0 <= i < n."""
+    try:
+        a, b = text.split("/")
+        i, n = int(a), int(b)
+    except ValueError:
+        raise ConfigError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard i/n needs 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def select(runs: list[RunConfig], *, shard: tuple[int, int] | None = None, run_index: Iterable[int] | None = None) -> list[RunConfig]:
+    """The runs of one shard (``runs[i::n]``) and/or the given indices into the full, stable run list."""
+    out = runs
+    if run_index is not None:
+        idx = list(run_index)
+        bad = [i for i in idx if not 0 <= i < len(runs)]
+        if bad:
+            raise ConfigError(f"--run-index {bad} out of range: the sweep has {len(runs)} runs (0..{len(runs) - 1})")
+        out = [runs[i] for i in idx]
+    if shard is not None:
+        i, n = shard
+        out = out[i::n]
+    return out

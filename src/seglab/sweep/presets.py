@@ -1,0 +1,71 @@
+"""Built-in sweep grids.
+
+``chlebus2018`` — the toy study of Chlebus (2018): the thresholding task (a pixel of a uniform-noise image is
+foreground if its value exceeds a threshold set for 5/50/95 % foreground), the study's tiny FCN with and
+without batch norm, the losses CCE, DICE, DICEFG, DICE_SQUARE, DICEFG_SQUARE (Dice summed over batch and
+spatial axes), Adam and SGD at lr 1e-3, batch 2, 3 seeds, 10,001 iterations; all five losses are monitored
+(value and gradient norm) at every step whatever the training loss.
+
+Added to the study: an SGD variation (one seed) — SGD with lr 0.1 without momentum and SGD with lr 0.01 with
+momentum 0.9 (both 100x the effective step of the study's SGD) — so "SGD does not converge" can be told apart
+from "SGD at lr 1e-3 without momentum is too slow".
+
+``quick`` shrinks it for a demo: one seed, fewer steps, the study's optimizers plus SGD lr 0.01 with momentum.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from seglab.train.config import ConfigError
+from seglab.train.specs import STUDY_LOSSES
+
+STUDY_STEPS = 10_001
+
+CHLEBUS2018: dict[str, Any] = {
+    "name": "chlebus2018",
+    "description": "Chlebus (2018) toy thresholding study: CCE vs Dice variants, fg 5/50/95 %, BN on/off, Adam/SGD",
+    "model": "tiny",
+    "model_kw": {"width": 4},
+    "task": "threshold",
+    "task_kw": {"size": 32},
+    "fg_ratios": [0.05, 0.5, 0.95],
+    "norms": ["batch", None],
+    "losses": list(STUDY_LOSSES),
+    "steps": STUDY_STEPS,
+    "batch_size": 2,
+    "eval_every": 500,
+    "converge": {"metric": "mean_dice", "threshold": 0.9},
+    "grids": [
+        {"optimizers": [{"name": "adam", "lr": 1e-3}, {"name": "sgd", "lr": 1e-3, "momentum": 0.0}], "seeds": [0, 1, 2]},
+        {"optimizers": [{"name": "sgd", "lr": 0.1, "momentum": 0.0}, {"name": "sgd", "lr": 0.01, "momentum": 0.9}],
+         "seeds": [0]},
+    ],
+}
+
+QUICK_STEPS = 1500
+
+
+def chlebus2018(*, quick: bool = False, steps: int | None = None) -> dict[str, Any]:
+    cfg = copy.deepcopy(CHLEBUS2018)
+    if quick:
+        cfg["name"] = "chlebus2018-quick"
+        cfg["steps"] = QUICK_STEPS
+        cfg["eval_every"] = 250
+        cfg["losses"] = ["cce", "dice", "dicefg"]
+        cfg["grids"] = [{"optimizers": [{"name": "adam", "lr": 1e-3}, {"name": "sgd", "lr": 1e-3, "momentum": 0.0},
+                                        {"name": "sgd", "lr": 0.01, "momentum": 0.9}], "seeds": [0]}]
+    if steps is not None:
+        cfg["steps"] = int(steps)
+        cfg["eval_every"] = max(1, min(cfg["eval_every"], int(steps)))
+    return cfg
+
+
+PRESETS = {"chlebus2018": chlebus2018}
+
+
+def get_preset(name: str, *, quick: bool = False, steps: int | None = None) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name](quick=quick, steps=steps)

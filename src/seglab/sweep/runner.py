@@ -1,0 +1,214 @@
+"""Run a sweep: validate everything first, skip finished runs, fan the rest out to worker processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from seglab.train.config import RunConfig, validate_runs
+
+from .grid import expand, select
+from .store import ResultsStore
+
+
+@dataclass
+class SweepOutcome:
+    total: int = 0
+    skipped: int = 0
+    finished: int = 0
+    diverged: int = 0
+    failed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.interrupted
+
+
+_QUEUE = None
+
+
+def _init_worker(queue, threads: int) -> None:
+    global _QUEUE
+    import torch
+
+    torch.set_num_threads(threads)
+    _QUEUE = queue
+
+
+def _run_one(cfg_dict: dict[str, Any], out: str) -> dict[str, Any]:
+    from seglab.train.loop import train_run
+
+    cfg = RunConfig.from_dict(cfg_dict)
+    rid = cfg.run_id
+    store = ResultsStore(out)
+    if store.is_done(rid):
+        return store.summary(rid)
+    q = _QUEUE
+
+    def progress(done: int, total: int) -> None:
+        if q is not None:
+            try:
+                q.put_nowait((rid, done, total))
+            except Exception:
+                pass
+
+    res = train_run(cfg, progress=progress, progress_every=max(1, cfg.steps // 50))
+    store.write_run(res)
+    return res.summary
+
+
+def plan(grid: dict[str, Any], *, shard=None, run_index=None) -> list[RunConfig]:
+    """Expand, validate (raises ConfigError before anything runs) and select this invocation's runs."""
+    runs = validate_runs(expand(grid))
+    return select(runs, shard=shard, run_index=run_index)
+
+
+def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, threads: int = 1, shard=None,
+              run_index=None, show_progress: bool = True, console=None) -> SweepOutcome:
+    """Run the sweep ``grid`` into results folder ``out`` (resumable: finished run ids are skipped).
+
+    Under ``torchrun`` (WORLD_SIZE > 1) the runs are executed one after the other in this process, each one
+    data-parallel over all ranks, and only rank 0 writes; otherwise ``workers`` processes run runs in parallel.
+    """
+    from seglab.train import distributed as D
+
+    t0 = time.perf_counter()
+    runs = plan(grid, shard=shard, run_index=run_index)
+    store = ResultsStore(out)
+    if D.launched_by_torchrun():
+        return _run_distributed(grid, runs, store, t0, console=console)
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.write_config(grid, runs)
+    store.clean_tmp()
+    done = store.done_ids()
+    pending = [r for r in runs if r.run_id not in done]
+    outcome = SweepOutcome(total=len(runs), skipped=len(runs) - len(pending))
+    if not pending:
+        store.write_summary_table()
+        outcome.wall_s = time.perf_counter() - t0
+        return outcome
+    if workers <= 0:
+        workers = max(1, os.cpu_count() or 1)
+    workers = min(workers, len(pending))
+    if workers == 1 and not show_progress:
+        _run_inline(pending, store, outcome, threads)
+    else:
+        _run_pool(pending, store, outcome, workers, threads, show_progress, console)
+    store.write_summary_table()
+    outcome.wall_s = time.perf_counter() - t0
+    return outcome
+
+
+def _account(outcome: SweepOutcome, summary: dict[str, Any]) -> None:
+    outcome.finished += 1
+    if summary.get("status") == "diverged":
+        outcome.diverged += 1
+
+
+def _run_inline(pending: list[RunConfig], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        for r in pending:
+            _account(outcome, _run_one(r.to_dict(), str(store.root)))
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+
+
+def _run_pool(pending, store, outcome, workers, threads, show_progress, console) -> None:
+    import multiprocessing as mp
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    console = console or Console(stderr=True)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=console, disable=not show_progress, transient=False)
+    overall = progress.add_task("runs", total=len(pending))
+    slots: dict[str, Any] = {}
+    labels = {r.run_id: r.label for r in pending}
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads))
+    futures = {}
+    try:
+        with progress:
+            for r in pending:
+                futures[ex.submit(_run_one, r.to_dict(), str(store.root))] = r
+            remaining = set(futures)
+            while remaining:
+                finished, remaining = wait(remaining, timeout=0.5, return_when=FIRST_COMPLETED)
+                while True:  # per-step progress of the runs in flight
+                    try:
+                        rid, d, tot = queue.get_nowait()
+                    except Exception:
+                        break
+                    if rid not in slots:
+                        slots[rid] = progress.add_task(f"  {labels.get(rid, rid)[:60]}", total=tot)
+                    progress.update(slots[rid], completed=d)
+                for f in finished:
+                    r = futures[f]
+                    if r.run_id in slots:
+                        progress.remove_task(slots.pop(r.run_id))
+                    try:
+                        s = f.result()
+                    except BrokenProcessPool:
+                        outcome.failed.append(r.run_id)
+                        continue
+                    except Exception as e:  # a bug in one run must not take the sweep down
+                        outcome.failed.append(r.run_id)
+                        console.print(f"[red]run {r.run_id} failed:[/red] " + escape(f"{type(e).__name__}: {e}"))
+                        continue
+                    _account(outcome, s)
+                    progress.advance(overall)
+                    if s.get("status") == "diverged":
+                        console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(r.label))
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        for p in list(getattr(ex, "_processes", {}).values()):
+            try:
+                p.terminate()
+            except Exception:
+                pass
+    finally:
+        ex.shutdown(wait=not outcome.interrupted, cancel_futures=True)
+    if outcome.failed:
+        console.print(f"[red]{len(outcome.failed)} run(s) did not finish (a worker died or raised); "
+                      "re-run the same command to redo them.[/red]")
+
+
+def _run_distributed(grid, runs: list[RunConfig], store: ResultsStore, t0: float, console=None) -> SweepOutcome:
+    from seglab.train import distributed as D
+    from seglab.train.loop import train_run
+
+    info = D.setup()
+    if info.is_main:
+        store.root.mkdir(parents=True, exist_ok=True)
+        store.write_config(grid, runs)
+        store.clean_tmp()
+        done = store.done_ids()
+    else:
+        done = None
+    done = D.broadcast_object(done, info)
+    pending = [r for r in runs if r.run_id not in done]
+    outcome = SweepOutcome(total=len(runs), skipped=len(runs) - len(pending))
+    for i, r in enumerate(pending):
+        res = train_run(r, info=info)
+        if info.is_main:
+            store.write_run(res)
+            print(f"[{i + 1}/{len(pending)}] {res.summary['status']} converged={res.summary['converged']} {r.label}", flush=True)
+        _account(outcome, res.summary)
+        D.barrier(info)
+    if info.is_main:
+        store.write_summary_table()
+    outcome.wall_s = time.perf_counter() - t0
+    return outcome
