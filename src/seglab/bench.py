@@ -127,19 +127,32 @@ def seglab_losses(names: list[str]) -> dict[str, Callable]:
 
 
 # ---------------------------------------------------------------- measurement
+_LIBC = None
+
+
+def _cpu_memory_setup() -> bool:
+    """Serve large blocks with mmap (returned to the OS on free) so that RSS tracks live tensors.
+
+    Called before any tensor is made: afterwards glibc's dynamic threshold would keep freed blocks in the heap.
+    """
+    global _LIBC
+    if _LIBC is not None:
+        return True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD = 64 KiB, fixed
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        _LIBC = libc
+        return True
+    except Exception:
+        return False
+
+
 class _Mem:
     def __init__(self, device: torch.device):
         self.device = device
-        self.ok = device.type == "cuda"
-        if device.type == "cpu":
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD: large blocks mmap'ed, returned on free
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                self.ok = True
-            except Exception:
-                self.ok = False
+        self.ok = device.type == "cuda" or (device.type == "cpu" and _cpu_memory_setup())
 
     @staticmethod
     def _status() -> dict[str, int]:
@@ -162,6 +175,7 @@ class _Mem:
             fn()
             torch.cuda.synchronize()
             return float(torch.cuda.max_memory_allocated() - base)
+        _LIBC.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         base = self._status()["VmRSS"]
@@ -191,6 +205,27 @@ def machine() -> dict:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def _tensors(shape, device, dtype):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
+    t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
+    return x, t
+
+
+def memory_shape(shape, fns: dict[str, Callable], device, dtype, res: dict) -> None:
+    """Peak extra memory of one fwd+bwd of each loss (after all timing: the allocator setting slows allocation)."""
+    x, t = _tensors(shape, device, dtype)
+    mem = _Mem(device)
+    nbytes = x.numel() * x.element_size()
+    allf = {"F.cross_entropy": lambda a, b: F.cross_entropy(a, b), **fns}
+    for k, fn in allf.items():
+        fn(x, t).backward()  # warm
+        x.grad = None
+        v = mem.peak_extra(lambda: fn(x, t).backward())
+        x.grad = None
+        res[k]["peak_extra_x_logits"] = None if v is None else v / nbytes
 
 
 def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
@@ -223,13 +258,6 @@ def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
         ratios = [a / b for a, b in zip(times[k], base)]
         res[k] = {"ms": 1e3 * statistics.median(times[k]), "ratio_ce": statistics.median(ratios),
                   "times_ms": [round(1e3 * v, 3) for v in times[k]]}
-    if not args.no_memory:
-        mem = _Mem(device)
-        nbytes = x.numel() * x.element_size()
-        for k in names:
-            x.grad = None
-            v = mem.peak_extra(runs[k])
-            res[k]["peak_extra_x_logits"] = None if v is None else v / nbytes
     x.grad = None
     return res
 
@@ -275,7 +303,13 @@ def run(args) -> int:
                     res[a].setdefault("speedup_vs", {})[b] = statistics.median(
                         [tb / ta for ta, tb in zip(res[a]["times_ms"], res[b]["times_ms"])])
             results["shapes"][label] = res
-
+        if not args.no_memory:
+            console.print("peak memory ...")
+            for shape in shapes:
+                fns = seglab_losses(names)
+                fns.update(peer_losses(against, shape[1])[0])
+                memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
+        for label, res in results["shapes"].items():
             table = Table(title=f"{label} ({args.dtype}, fwd+bwd, median of {args.rounds} interleaved rounds)")
             table.add_column("loss")
             table.add_column("ms", justify="right")
