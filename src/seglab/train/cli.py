@@ -1,0 +1,107 @@
+"""``seglab train``: one run; works unchanged under ``torchrun --nproc-per-node P`` (data parallel).
+
+Examples::
+
+    seglab train --loss dicefg --fg-ratio 0.95 --norm none --steps 2000 --out results/one
+    torchrun --nproc-per-node 2 -m seglab train --loss dice --batch-size 4 --steps 500 --out results/ddp
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--loss", required=True, help="loss spec: cce, dice, dicefg, dice_sq, dicefg_sq, bce, or any "
+                   "seglab.get_loss spec, optionally with kwargs: 'dice[batch=True,squared=True]'")
+    p.add_argument("--task", default="threshold")
+    p.add_argument("--task-opt", action="append", default=[], metavar="K=V", help="task parameter (repeatable)")
+    p.add_argument("--fg-ratio", type=float, help="shortcut for --task-opt fg_ratio=X")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--model-opt", action="append", default=[], metavar="K=V", help="model parameter (repeatable)")
+    p.add_argument("--norm", help="shortcut for --model-opt norm=X (batch, none, ...)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=2, help="global batch size (split across ranks under torchrun)")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--monitors", help="comma list of monitored losses (default: the task mode's set)")
+    p.add_argument("--converge", default="mean_dice>=0.9", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy")
+    p.add_argument("--grad-norm-every", type=int, default=1)
+    p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--out", "-o", help="results folder to write the run into (same layout as a sweep)")
+
+
+def _kv(items: list[str]) -> dict:
+    from seglab.train.specs import _parse_value
+
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ValueError(f"expected K=V, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+def config_from_args(args: argparse.Namespace):
+    from seglab.train.config import RunConfig
+
+    task_kw = _kv(args.task_opt)
+    if args.fg_ratio is not None:
+        task_kw["fg_ratio"] = args.fg_ratio
+    model_kw = _kv(args.model_opt)
+    if args.norm is not None:
+        model_kw["norm"] = None if args.norm.lower() in ("none", "null", "off") else args.norm
+    metric, _, thr = args.converge.partition(">=")
+    return RunConfig(loss=args.loss, task=args.task, task_kw=task_kw, model=args.model, model_kw=model_kw,
+                     optimizer=args.optimizer, lr=args.lr, momentum=args.momentum if args.optimizer == "sgd" else 0.0,
+                     seed=args.seed, steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
+                     monitors=[m.strip() for m in args.monitors.split(",")] if args.monitors else None,
+                     converge={"metric": metric.strip(), "threshold": float(thr or 0.9)},
+                     grad_norm_every=args.grad_norm_every)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from seglab.train import distributed as D
+    from seglab.train.config import ConfigError, validate_runs
+    from seglab.train.loop import train_run
+
+    err = Console(stderr=True)
+    try:
+        cfg = validate_runs([config_from_args(args)])[0]
+    except (ConfigError, ValueError) as e:
+        from rich.markup import escape
+
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        return 2
+    info = D.setup(args.device)
+    if info.enabled and cfg.batch_size % info.world_size:
+        if info.is_main:
+            err.print(f"[red]error:[/red] --batch-size {cfg.batch_size} is not divisible by {info.world_size} processes")
+        return 2
+    res = train_run(cfg, info=info)
+    if info.is_main:
+        if args.out:
+            from seglab.sweep.store import ResultsStore
+
+            store = ResultsStore(args.out)
+            store.root.mkdir(parents=True, exist_ok=True)
+            store.write_config({"train": cfg.to_dict()}, [cfg])
+            store.write_run(res)
+            store.write_summary_table()
+        s = res.summary
+        keep = ("run_id", "status", "steps_done", "converged", "converged_step", "final_accuracy", "majority",
+                "final_dice", "final_fg_dice", "final_mean_dice", "final_train_loss", "wall_s", "world_size")
+        print(json.dumps({k: s[k] for k in keep}, default=str))
+    D.barrier(info)
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0 if res.summary["status"] == "finished" else 1
