@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import sys
-import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -41,14 +37,12 @@ def make_inputs(mode: str, dims: int = 2, n: int = 2, c: int = 3, dtype=torch.fl
 @pytest.fixture(scope="session")
 def smp_losses():
     """segmentation_models_pytorch.losses, loaded without the package __init__ (which needs timm/torchvision)."""
-    spec = importlib.util.find_spec("segmentation_models_pytorch")
-    if spec is None:
+    from seglab.bench import _import_smp_losses
+
+    try:
+        return _import_smp_losses()
+    except ImportError:
         pytest.fail("segmentation_models_pytorch is a test dependency: run `make test` (it installs it with --no-deps)")
-    if "segmentation_models_pytorch" not in sys.modules:
-        pkg = types.ModuleType("segmentation_models_pytorch")
-        pkg.__path__ = [str(Path(spec.origin).parent)]
-        sys.modules["segmentation_models_pytorch"] = pkg
-    return importlib.import_module("segmentation_models_pytorch.losses")
 
 
 @pytest.fixture(scope="session")

@@ -57,9 +57,9 @@ def test_minimum_at_perfect_prediction(problem, case):
         kw = {k: v for k, v in kw.items() if k != "include_background"}
     loss = get_loss(name, mode=mode, **kw)
     if mode == "multiclass":
-        perfect = torch.nn.functional.one_hot(y, x.shape[1]).movedim(-1, 1).double() * 60 - 30
+        perfect = torch.nn.functional.one_hot(y, x.shape[1]).movedim(-1, 1).double() * 120 - 60
     else:
-        perfect = y * 60 - 30
+        perfect = y * 120 - 60
     best = loss(perfect, y).item()
     assert best <= 1e-6
     assert best <= loss(x, y).item() + 1e-9
