@@ -16,6 +16,11 @@ from seglab.losses import (
     list_losses,
 )
 from seglab import metrics
+from seglab.kernels.dispatch import set_fused
+from seglab.models import create_model, list_models
+from seglab.data import create_task, list_tasks
+from seglab import advise  # a callable module: seglab.advise(masks) -> Advice
+from seglab.advise import Advice
 
 __version__ = "0.1.0"
 
@@ -24,5 +29,7 @@ __all__ = [
     "activate", "predict", "one_hot",
     "Loss", "CompositeLoss", "get_loss", "list_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
-    "metrics", "set_validation", "validation",
+    "metrics", "set_validation", "validation", "set_fused",
+    "create_model", "list_models", "create_task", "list_tasks",
+    "advise", "Advice",
 ]
