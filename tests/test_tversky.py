@@ -58,3 +58,14 @@ def test_bad_parameters():
         TverskyLoss("binary", alpha=-0.1)
     with pytest.raises(ValueError, match="gamma must be > 0"):
         TverskyLoss("binary", gamma=0)
+
+
+def test_focal_tversky_gradient_finite_at_perfect_class():
+    """(1 - TI)^gamma with gamma < 1 has an infinite slope at TI = 1; a perfect class must not give NaN."""
+    t = torch.zeros(1, 6, dtype=torch.long)
+    t[0, :3] = 1
+    x = torch.nn.functional.one_hot(t, 2).movedim(-1, 1).double() * 200 - 100
+    x.requires_grad_(True)
+    loss = tversky_loss(x, t, mode="multiclass", alpha=0.3, beta=0.7, gamma=0.75, smooth=0.0)
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and loss.item() < 1e-9

@@ -225,7 +225,11 @@ def try_fused(parts: list[tuple[str, dict[str, Any]]], logits: torch.Tensor, tar
 
 
 def _head(name, p, mode, kind, stats, scal, count, C):
-    from seglab.losses._stats import Stats, drop_background, reduce_classes, safe_ratio
+    from seglab.losses._stats import Stats, drop_background
+    from seglab.losses.dice import dice_head
+    from seglab.losses.generalized_dice import generalized_dice_head
+    from seglab.losses.jaccard import jaccard_head
+    from seglab.losses.tversky import tversky_head
 
     red = p.get("reduction", "mean")
     tiny = torch.finfo(stats.dtype).tiny
@@ -250,32 +254,10 @@ def _head(name, p, mode, kind, stats, scal, count, C):
     st, w = drop_background(st, cw, bool(p.get("include_background", True)), mode)
     smooth = float(p.get("smooth", 1e-5))
     if name == "dice":
-        dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth)
-        loss = -torch.log(dice.clamp_min(torch.finfo(dice.dtype).tiny)) if p.get("log", False) else 1 - dice
-        return reduce_classes(loss, w, red)
+        return dice_head(st, w, smooth=smooth, log=bool(p.get("log", False)), reduction=red)
     if name == "jaccard":
-        iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth)
-        return reduce_classes(1 - iou, w, red)
+        return jaccard_head(st, w, smooth=smooth, reduction=red)
     if name == "tversky":
-        alpha, beta, gamma = float(p.get("alpha", 0.5)), float(p.get("beta", 0.5)), float(p.get("gamma", 1.0))
-        ti = safe_ratio(st.tp + smooth, st.tp + alpha * st.fp + beta * st.fn + smooth)
-        loss = (1 - ti).clamp_min(0)
-        if gamma != 1.0:
-            loss = loss ** gamma
-        return reduce_classes(loss, w, red)
-    # generalized Dice
-    weighting = p.get("weighting", "square")
-    ysd = st.ys.detach()
-    if weighting == "square":
-        wg = 1.0 / (ysd * ysd)
-    elif weighting == "simple":
-        wg = 1.0 / ysd
-    else:
-        wg = torch.ones_like(ysd)
-    inf = torch.isinf(wg)
-    wg = wg.masked_fill(inf, 0.0)
-    wg = wg + inf * wg.amax(dim=-1, keepdim=True)
-    num = 2.0 * (wg * st.tp).sum(-1) + smooth
-    den = (wg * (st.ps + st.ys)).sum(-1) + smooth
-    loss = 1.0 - torch.where(den > 0, num / den.clamp_min(tiny), torch.ones_like(num))
-    return loss.sum() if red == "sum" else loss.mean()
+        return tversky_head(st, w, alpha=float(p.get("alpha", 0.5)), beta=float(p.get("beta", 0.5)),
+                            gamma=float(p.get("gamma", 1.0)), smooth=smooth, reduction=red)
+    return generalized_dice_head(st, weighting=p.get("weighting", "square"), smooth=smooth, reduction=red)

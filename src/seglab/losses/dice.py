@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import torch
 
-from seglab.losses._stats import check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
+from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
 from seglab.losses.base import Loss, prologue, to_device
 
 
@@ -45,6 +45,11 @@ def dice_loss(
     if process_group is not None:
         st = reduce_across(st, process_group)
     st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
+    return dice_head(st, w, smooth=smooth, log=log, reduction=reduction)
+
+
+def dice_head(st: Stats, w: torch.Tensor | None, *, smooth: float, log: bool, reduction: str) -> torch.Tensor:
+    """Dice loss from per-class statistics (shared by the reference and the fused kernels)."""
     dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth)
     loss = -torch.log(dice.clamp_min(torch.finfo(dice.dtype).tiny)) if log else 1 - dice
     return reduce_classes(loss, w, reduction)

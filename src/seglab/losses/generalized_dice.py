@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from seglab.losses._overlap import OverlapLoss
-from seglab.losses._stats import check_process_group, drop_background, overlap_stats, reduce_across
+from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across
 
 WEIGHTINGS = ("square", "simple", "uniform")
 
@@ -45,6 +45,11 @@ def generalized_dice_loss(
     if process_group is not None:
         st = reduce_across(st, process_group)
     st, _ = drop_background(st, None, include_background, mode)
+    return generalized_dice_head(st, weighting=weighting, smooth=smooth, reduction=reduction)
+
+
+def generalized_dice_head(st: Stats, *, weighting: str, smooth: float, reduction: str) -> torch.Tensor:
+    """Generalized Dice loss from per-class statistics (shared by the reference and the fused kernels)."""
     ys = st.ys.detach()
     if weighting == "square":
         w = 1.0 / (ys * ys)

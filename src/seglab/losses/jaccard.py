@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 
 from seglab.losses._overlap import OverlapLoss
-from seglab.losses._stats import check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
+from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
 from seglab.losses.base import prologue, to_device
 
 
@@ -41,6 +41,11 @@ def jaccard_loss(
     if process_group is not None:
         st = reduce_across(st, process_group)
     st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
+    return jaccard_head(st, w, smooth=smooth, reduction=reduction)
+
+
+def jaccard_head(st: Stats, w: torch.Tensor | None, *, smooth: float, reduction: str) -> torch.Tensor:
+    """Jaccard loss from per-class statistics (shared by the reference and the fused kernels)."""
     iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth)
     return reduce_classes(1 - iou, w, reduction)
 

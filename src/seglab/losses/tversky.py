@@ -7,7 +7,7 @@ from typing import Any, Sequence
 import torch
 
 from seglab.losses._overlap import OverlapLoss
-from seglab.losses._stats import check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
+from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
 from seglab.losses.base import prologue, to_device
 
 
@@ -49,10 +49,18 @@ def tversky_loss(
     if process_group is not None:
         st = reduce_across(st, process_group)
     st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
+    return tversky_head(st, w, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, reduction=reduction)
+
+
+def tversky_head(st: Stats, w: torch.Tensor | None, *, alpha: float, beta: float, gamma: float, smooth: float,
+                 reduction: str) -> torch.Tensor:
+    """(Focal) Tversky loss from per-class statistics (shared by the reference and the fused kernels)."""
     ti = safe_ratio(st.tp + smooth, st.tp + alpha * st.fp + beta * st.fn + smooth)
     loss = (1 - ti).clamp_min(0)
     if gamma != 1.0:
-        loss = loss ** gamma
+        # (1 - TI)^gamma has an infinite slope at TI = 1 for gamma < 1: clamp so a perfect class gets a
+        # zero gradient instead of NaN (inf * 0)
+        loss = loss.clamp_min(torch.finfo(loss.dtype).eps) ** gamma
     return reduce_classes(loss, w, reduction)
 
 
