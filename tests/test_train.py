@@ -96,3 +96,13 @@ def test_train_cli_rejects_bad_config_before_running(capsys):
 
     assert main(["train", "--loss", "bce", "--steps", "5"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_loss_spec_with_list_values_and_commas_inside_brackets():
+    """The loss `seglab advise` recommends (a class-weight list) must be expressible in train/sweep specs."""
+    from seglab.sweep.cli import _split
+    from seglab.train.specs import parse_spec
+
+    name, kw = parse_spec("dice+ce[class_weights=[0.163,1,1.929],include_background=False]")
+    assert name == "dice+ce" and kw == {"class_weights": [0.163, 1, 1.929], "include_background": False}
+    assert _split("dice[batch=False,smooth=1e-5],cce", str) == ["dice[batch=False,smooth=1e-5]", "cce"]

@@ -37,8 +37,10 @@ LIST_AXES = {  # cli flag dest -> grid key, converter
 
 
 def _split(text: str, conv) -> list:
+    from seglab.train.specs import split_top_level
+
     out = []
-    for part in text.split(","):
+    for part in split_top_level(text):
         part = part.strip()
         if not part:
             continue

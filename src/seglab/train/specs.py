@@ -53,6 +53,23 @@ def _parse_value(text: str) -> Any:
         return t
 
 
+def split_top_level(text: str, sep: str = ",") -> list[str]:
+    """Split ``text`` on ``sep`` outside brackets: ``"dice[a=1,b=[1,2]],ce" -> ["dice[a=1,b=[1,2]]", "ce"]``."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch in "[(":
+            depth += 1
+        elif ch in "])":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``"dice[batch=True]" -> ("dice", {"batch": True})``."""
     if not isinstance(spec, str) or not spec.strip():
@@ -63,7 +80,7 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     name, inner = m.group(1), m.group(2)
     kw: dict[str, Any] = {}
     if inner:
-        for part in inner.split(","):
+        for part in split_top_level(inner):
             if not part.strip():
                 continue
             if "=" not in part:
