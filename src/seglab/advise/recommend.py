@@ -386,11 +386,11 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         args.append(f"{k}={_tensor(v)}" if isinstance(v, list) else f"{k}={v!r}")
     code = "import torch\nimport seglab\n\n" + f"loss = seglab.get_loss({', '.join(args)})"
     if mode == "multiclass":
-        code += f"\n# model outputs {C} channels; prediction = logits.softmax(1).argmax(1)"
+        code += f"\n# model outputs {C} raw logits (no softmax layer); prediction = seglab.predict(logits, \"multiclass\")  # argmax"
     elif mode == "binary":
-        code += "\n# model outputs 1 channel; prediction = logits.sigmoid() > 0.5"
+        code += "\n# model outputs 1 raw logit (no sigmoid layer); prediction = seglab.predict(logits, \"binary\")  # logit > 0"
     else:
-        code += f"\n# model outputs {C} channels; prediction = logits.sigmoid() > 0.5 (per channel)"
+        code += f"\n# model outputs {C} raw logits (no sigmoid layer); prediction = seglab.predict(logits, \"multilabel\")  # per channel"
 
     return Advice(
         encoding=encoding, encoding_ambiguous=ambiguous, encoding_notes=notes, num_classes=C, class_names=list(t.names), mode=mode,
