@@ -132,3 +132,11 @@ def test_validation_can_be_switched_off():
     # shape errors stay on even without value checks: they are free
     with pytest.raises(ValueError, match="binary mode expects"):
         dice_loss(x, t, mode="binary", validate=False)
+
+
+def test_huge_finite_logits_are_not_reported_as_non_finite():
+    # the fast finiteness check sums the logits; a sum that overflows on finite values must not raise
+    x = torch.full((1, 2, 4), 3e38)
+    t = torch.zeros(1, 4, dtype=torch.long)
+    assert torch.isinf(x.sum())
+    dice_loss(x, t, mode="multiclass")

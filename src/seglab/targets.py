@@ -70,7 +70,8 @@ def prepare_target(
             else:
                 target = target.masked_fill(~valid, 0)
         if validate and target.numel():
-            lo, hi = int(target.min()), int(target.max())
+            lo_t, hi_t = torch.aminmax(target)
+            lo, hi = int(lo_t), int(hi_t)
             if lo < 0 or hi >= c:
                 bad = target[(target < 0) | (target >= c)]
                 extra = "" if ignore_index is None else f" other than ignore_index={ignore_index}"
@@ -114,7 +115,8 @@ def prepare_target(
                 target = target.masked_fill(ign, 0.0)
 
     if validate and target.numel():
-        lo, hi = float(target.min()), float(target.max())
+        lo_t, hi_t = torch.aminmax(target)
+        lo, hi = float(lo_t), float(hi_t)
         if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
             raise ValueError(
                 f"{mode} float target values must lie in [0, 1] (probabilities / one-hot / multi-hot), "
