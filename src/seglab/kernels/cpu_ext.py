@@ -3,8 +3,8 @@
 Build: ``g++ -O3 -march=native -fopenmp-simd -shared`` (no torch headers, no pybind11, no ninja), about 2 s,
 cached in ``$SEGLAB_KERNEL_CACHE`` (default ``~/.cache/seglab/kernels``) under a name that hashes the
 source, the flags and the compiler, written atomically (safe with pytest-xdist). If no compiler is found
-or the build fails, :func:`available` returns False once with a warning and the dispatcher falls back
-to the eager backend.
+or the build fails, :func:`available` returns False once with a warning and the losses run their
+reference code.
 
 Same interface as :mod:`seglab.kernels.eager` (see there for the meaning of the statistics).
 """
@@ -79,7 +79,8 @@ def _build() -> ctypes.CDLL:
         getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, P, I]
-        for k in ("mc_fwd", "mc_bwd", "ml_fwd", "ml_bwd"):
+        getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I]
+        for k in ("mc_fwd", "mc_bwd", "ml_fwd", "ml_bwd", "argsort_desc"):
             getattr(lib, f"{k}_{suf}").restype = None
     return lib
 
@@ -95,7 +96,7 @@ def load() -> ctypes.CDLL | None:
                 _lib = _build()
             except Exception as exc:  # no compiler, failed build, unloadable library
                 _failed = str(exc)
-                warnings.warn(f"seglab: fused C++ kernels unavailable, using the eager fused path ({exc})",
+                warnings.warn(f"seglab: fused C++ kernels unavailable, using the reference losses ({exc})",
                               RuntimeWarning, stacklevel=3)
     return _lib
 
@@ -195,3 +196,17 @@ def ml_backward(x, y, cfg, g_stats: torch.Tensor, g_scal: torch.Tensor) -> torch
         _p(x), _p(y), N, C, S, int(has_ign), float(cfg.ignore_index if has_ign else 0.0), int(cfg.squared),
         int(cfg.focal), float(cfg.gamma), _p(w), _p(pw), _p(a), _p(an), _p(gst), _p(g), _p(gx), _threads())
     return gx.to(dtype)
+
+
+def argsort_desc(v: torch.Tensor) -> torch.Tensor | None:
+    """Indices sorting the last dim of ``v`` in decreasing order (stable radix sort), or None if unsupported."""
+    if not supports(v) or v.ndim < 1:
+        return None
+    lib = load()
+    vc = v.detach().contiguous()
+    n = vc.shape[-1]
+    rows = vc.numel() // max(n, 1)
+    out = torch.empty(vc.shape, dtype=torch.int64)
+    if vc.numel():
+        getattr(lib, f"argsort_desc_{DTYPES[vc.dtype]}")(vc.data_ptr(), rows, n, out.data_ptr(), _threads())
+    return out

@@ -1,7 +1,9 @@
 """Lovász losses (Berman et al. 2018): Lovász-softmax (multiclass) and Lovász hinge (binary/multilabel).
 
-All classes (and, with ``per_image``, all images) are sorted in one batched ``torch.sort`` — no Python loop
-over classes.
+All classes (and, with ``per_image``, all images) are sorted in one batched call — an O(P) radix argsort in
+C++ (``seglab.kernels.cpu_ext``) on CPU, ``torch.sort`` elsewhere — with no Python loop over classes. Index
+targets are not expanded to a one-hot: errors come from a gather/scatter and the foreground indicator is
+built directly in sorted order.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
 
 
+def _argsort_desc(errors: torch.Tensor) -> torch.Tensor:
+    """Decreasing-order indices along the last dim: the C++ radix sort where available, else ``torch.sort``."""
+    if errors.device.type == "cpu":
+        from seglab.kernels import cpu_ext
+
+        if cpu_ext.supports(errors):
+            return cpu_ext.argsort_desc(errors)
+    return torch.sort(errors.detach(), dim=-1, descending=True)[1]
+
+
 def lovasz_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -40,37 +52,50 @@ def lovasz_loss(
     x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate)
     n, c = x.shape[:2]
     b = n if per_image else 1
+
+    def rows(t: torch.Tensor) -> torch.Tensor:  # (N, C, *spatial) -> (B, C, P): one row per (image, class)
+        return t.reshape(n, t.shape[1], -1).transpose(0, 1).reshape(t.shape[1], b, -1).transpose(0, 1)
+
+    idx = None
     if mode == "multiclass":
-        p = torch.softmax(x, dim=1)
-        pf = p.reshape(n, c, -1).transpose(0, 1).reshape(c, b, -1).transpose(0, 1)  # (B, C, P)
+        pf = rows(torch.softmax(x, dim=1))
         if tgt.is_index:
-            idx = tgt.index.reshape(b, 1, -1).expand(b, c, -1)
-            cls = torch.arange(c, device=x.device).view(1, c, 1)
-            fg = (idx == cls).to(x.dtype)
+            # errors |y - p| without a one-hot: p everywhere, 1 - p at the target class (gather + scatter)
+            idx = tgt.index.reshape(b, 1, -1)
+            errors = pf.scatter(1, idx, 1.0 - pf.gather(1, idx))
+            fg = None
         else:
-            fg = tgt.dense.reshape(n, c, -1).transpose(0, 1).reshape(c, b, -1).transpose(0, 1)
-        errors = (fg - pf).abs()
+            fg = rows(tgt.dense)
+            errors = (fg - pf).abs()
     else:
-        fg = tgt.dense.reshape(n, c, -1).transpose(0, 1).reshape(c, b, -1).transpose(0, 1)
-        signs = 2.0 * fg - 1.0
-        xf = x.reshape(n, c, -1).transpose(0, 1).reshape(c, b, -1).transpose(0, 1)
-        errors = 1.0 - xf * signs
+        fg = rows(tgt.dense)
+        errors = 1.0 - rows(x) * (2.0 * fg - 1.0)
     if tgt.valid is not None:
         v = tgt.valid
-        if v.ndim == x.ndim - 1:
-            v = v.unsqueeze(1).expand_as(x)
-        vf = v.reshape(n, c, -1).transpose(0, 1).reshape(c, b, -1).transpose(0, 1)
+        vf = rows(v.unsqueeze(1) if v.ndim == x.ndim - 1 else v)
         # ignored pixels: error pushed below every real one (sorted last) and no foreground -> contribute 0
-        fg = fg * vf
-        errors = torch.where(vf, errors, torch.full_like(errors, -1e4) if mode != "multiclass" else torch.zeros_like(errors))
-    errors_sorted, perm = torch.sort(errors, dim=-1, descending=True)
-    fg_sorted = fg.gather(-1, perm)
+        low = -1e4 if mode != "multiclass" else 0.0
+        errors = torch.where(vf, errors, torch.full_like(errors, low))
+        if fg is not None:
+            fg = fg * vf
+        else:
+            vf_idx = vf
+    perm = _argsort_desc(errors)
+    errors_sorted = errors.gather(-1, perm)
+    if fg is None:  # index target: foreground indicator of the sorted pixels, from the sorted labels
+        cls = torch.arange(c, device=x.device).view(1, c, 1)
+        fg_sorted_b = idx.expand(b, c, -1).gather(-1, perm) == cls
+        if tgt.valid is not None:
+            fg_sorted_b &= vf_idx.expand(b, c, -1).gather(-1, perm)
+        fg_sorted = fg_sorted_b.to(x.dtype)
+    else:
+        fg_sorted = fg.gather(-1, perm)
     grad = _lovasz_grad(fg_sorted)
     if mode != "multiclass":
         errors_sorted = F.relu(errors_sorted)
     loss = (errors_sorted * grad).sum(-1)  # (B, C)
     if classes == "present":
-        present = fg.sum(-1) > 0
+        present = fg_sorted.sum(-1) > 0
         if mode == "multiclass":
             count = present.sum(-1).clamp_min(1)
             loss = torch.where(present, loss, torch.zeros_like(loss))
