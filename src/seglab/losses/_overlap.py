@@ -1,4 +1,4 @@
-"""Shared module plumbing for the statistics-based losses (Tversky, Jaccard, generalized Dice)."""
+"""Shared module plumbing for the statistics-based losses (Dice, Tversky, Jaccard, generalized Dice)."""
 
 from __future__ import annotations
 

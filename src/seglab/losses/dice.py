@@ -6,8 +6,9 @@ from typing import Any, Sequence
 
 import torch
 
-from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
-from seglab.losses.base import Loss, prologue, to_device
+from seglab.losses._overlap import OverlapLoss
+from seglab.losses._region import region_loss
+from seglab.losses._stats import Stats, reduce_classes, safe_ratio
 
 
 def dice_loss(
@@ -28,24 +29,11 @@ def dice_loss(
     validate: bool | None = None,
 ) -> torch.Tensor:
     """Soft Dice loss from logits; see :class:`DiceLoss` for the formula and conventions."""
-    if smooth < 0:
-        raise ValueError(f"smooth must be >= 0, got {smooth}")
-    check_process_group(process_group, batch)
-    from seglab.kernels.dispatch import try_fused
-
-    x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate,
-                         weights={"class_weights": class_weights})
     params = dict(mode=mode, include_background=include_background, squared=squared, batch=batch, smooth=smooth,
                   log=log, class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
                   process_group=process_group, reduction=reduction)
-    fused = try_fused([("dice", params)], logits, target)
-    if fused is not None:
-        return fused[0]
-    st = overlap_stats(x, tgt, mode, squared=squared, soft_targets=soft_targets, batch=batch)
-    if process_group is not None:
-        st = reduce_across(st, process_group)
-    st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
-    return dice_head(st, w, smooth=smooth, log=log, reduction=reduction)
+    return region_loss("dice", params, logits, target,
+                       lambda st, w: dice_head(st, w, smooth=smooth, log=log, reduction=reduction), validate=validate)
 
 
 def dice_head(st: Stats, w: torch.Tensor | None, *, smooth: float, log: bool, reduction: str) -> torch.Tensor:
@@ -55,7 +43,7 @@ def dice_head(st: Stats, w: torch.Tensor | None, *, smooth: float, log: bool, re
     return reduce_classes(loss, w, reduction)
 
 
-class DiceLoss(Loss):
+class DiceLoss(OverlapLoss):
     r"""Soft Dice loss for ``binary``, ``multiclass`` (softmax) and ``multilabel`` (sigmoid) segmentation.
 
     Per class ``c``, with ``p`` the probabilities and ``y`` the target over the kept pixels::
@@ -94,6 +82,7 @@ class DiceLoss(Loss):
     """
 
     name = "dice"
+    fn = staticmethod(dice_loss)
 
     def __init__(
         self,
@@ -109,29 +98,10 @@ class DiceLoss(Loss):
         process_group=None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__(mode, reduction)
-        if smooth < 0:
-            raise ValueError(f"smooth must be >= 0, got {smooth}")
-        check_process_group(process_group, batch)
-        if not include_background and mode == "binary":
-            raise ValueError("include_background=False would drop the only channel of binary mode; keep it True")
-        self.include_background = bool(include_background)
+        super().__init__(mode, include_background=include_background, batch=batch, smooth=smooth, ignore_index=ignore_index,
+                         soft_targets=soft_targets, process_group=process_group, reduction=reduction, class_weights=class_weights)
         self.squared = bool(squared)
-        self.batch = bool(batch)
-        self.smooth = float(smooth)
         self.log = bool(log)
-        self._weight("class_weights", class_weights)
-        self.ignore_index = ignore_index
-        self.soft_targets = soft_targets
-        self.process_group = process_group
 
-    def options(self) -> dict[str, Any]:
-        return dict(mode=self.mode, include_background=self.include_background, squared=self.squared, batch=self.batch,
-                    smooth=self.smooth, log=self.log, class_weights=self.class_weights, ignore_index=self.ignore_index,
-                    soft_targets=self.soft_targets, process_group=self.process_group, reduction=self.reduction)
-
-    def fused_spec(self) -> tuple[str, dict[str, Any]]:
-        return ("dice", self.options())
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return dice_loss(logits, target, **self.options())
+    def _extra(self) -> dict[str, Any]:
+        return dict(squared=self.squared, log=self.log)

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from seglab.losses._overlap import OverlapLoss
-from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across
+from seglab.losses._region import region_loss
+from seglab.losses._stats import Stats
 
 WEIGHTINGS = ("square", "simple", "uniform")
 
@@ -28,24 +29,13 @@ def generalized_dice_loss(
     validate: bool | None = None,
 ) -> torch.Tensor:
     """Generalized Dice loss from logits; see :class:`GeneralizedDiceLoss`."""
-    from seglab.losses.base import prologue
-
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    check_process_group(process_group, batch)
-    from seglab.kernels.dispatch import try_fused
-
-    x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate)
     params = dict(mode=mode, weighting=weighting, include_background=include_background, batch=batch, smooth=smooth,
                   ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-    fused = try_fused([("gdice", params)], logits, target)
-    if fused is not None:
-        return fused[0]
-    st = overlap_stats(x, tgt, mode, soft_targets=soft_targets, batch=batch)
-    if process_group is not None:
-        st = reduce_across(st, process_group)
-    st, _ = drop_background(st, None, include_background, mode)
-    return generalized_dice_head(st, weighting=weighting, smooth=smooth, reduction=reduction)
+    return region_loss("gdice", params, logits, target,
+                       lambda st, w: generalized_dice_head(st, weighting=weighting, smooth=smooth, reduction=reduction),
+                       validate=validate)
 
 
 def generalized_dice_head(st: Stats, *, weighting: str, smooth: float, reduction: str) -> torch.Tensor:

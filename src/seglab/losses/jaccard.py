@@ -7,8 +7,8 @@ from typing import Sequence
 import torch
 
 from seglab.losses._overlap import OverlapLoss
-from seglab.losses._stats import Stats, check_process_group, drop_background, overlap_stats, reduce_across, reduce_classes, safe_ratio
-from seglab.losses.base import prologue, to_device
+from seglab.losses._region import region_loss
+from seglab.losses._stats import Stats, reduce_classes, safe_ratio
 
 
 def jaccard_loss(
@@ -27,21 +27,10 @@ def jaccard_loss(
     validate: bool | None = None,
 ) -> torch.Tensor:
     """Soft Jaccard loss from logits; see :class:`JaccardLoss`."""
-    check_process_group(process_group, batch)
-    from seglab.kernels.dispatch import try_fused
-
-    x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate,
-                         weights={"class_weights": class_weights})
     params = dict(mode=mode, include_background=include_background, batch=batch, smooth=smooth, class_weights=class_weights,
                   ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-    fused = try_fused([("jaccard", params)], logits, target)
-    if fused is not None:
-        return fused[0]
-    st = overlap_stats(x, tgt, mode, soft_targets=soft_targets, batch=batch)
-    if process_group is not None:
-        st = reduce_across(st, process_group)
-    st, w = drop_background(st, to_device(class_weights, x), include_background, mode)
-    return jaccard_head(st, w, smooth=smooth, reduction=reduction)
+    return region_loss("jaccard", params, logits, target,
+                       lambda st, w: jaccard_head(st, w, smooth=smooth, reduction=reduction), validate=validate)
 
 
 def jaccard_head(st: Stats, w: torch.Tensor | None, *, smooth: float, reduction: str) -> torch.Tensor:
