@@ -92,3 +92,12 @@ def test_torch_sort_fallback_gives_same_loss(monkeypatch):
     a = lovasz_loss(x, t, mode="multiclass")
     monkeypatch.setattr(cpu_ext, "supports", lambda v: False)
     torch.testing.assert_close(lovasz_loss(x, t, mode="multiclass"), a)
+
+
+def test_all_pixels_ignored_is_zero_with_zero_gradient():
+    x, t = make_inputs("multiclass", 2, n=1, c=3)
+    t[:] = 255
+    x = x.clone().requires_grad_(True)
+    loss = lovasz_loss(x, t, mode="multiclass", ignore_index=255)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.count_nonzero(x.grad) == 0

@@ -80,7 +80,8 @@ def _build() -> ctypes.CDLL:
         getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, P, I]
         getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I]
-        for k in ("mc_fwd", "mc_bwd", "ml_fwd", "ml_bwd", "argsort_desc"):
+        getattr(lib, f"lovasz_{suf}").argtypes = [P, I64, I64, I64, P, P, I, P, P, P, I]
+        for k in ("mc_fwd", "mc_bwd", "ml_fwd", "ml_bwd", "argsort_desc", "lovasz"):
             getattr(lib, f"{k}_{suf}").restype = None
     return lib
 
@@ -210,3 +211,26 @@ def argsort_desc(v: torch.Tensor) -> torch.Tensor | None:
     if vc.numel():
         getattr(lib, f"argsort_desc_{DTYPES[vc.dtype]}")(vc.data_ptr(), rows, n, out.data_ptr(), _threads())
     return out
+
+
+def lovasz_rows(errors: torch.Tensor, *, labels: torch.Tensor | None = None, fg: torch.Tensor | None = None,
+                num_classes: int = 1, hinge: bool = False):
+    """Lovász loss per row of ``errors`` (R, P) and its gradient w.r.t. ``errors``.
+
+    Foreground from ``labels`` (B, P) int64 (row r is class r % num_classes of image r // num_classes; label < 0
+    ignored) or from ``fg`` (R, P) (< 0 ignored). Returns ``(loss (R,) float64, grad (R, P), gts (R,) float64)``,
+    or None if the C++ kernels are unavailable.
+    """
+    if not supports(errors) or errors.shape[-1] >= 2**31:  # element indices travel as 31-bit payloads
+        return None
+    lib = load()
+    e = errors.detach().contiguous()
+    R, n = e.shape
+    grad = torch.empty_like(e)
+    loss = torch.zeros(R, dtype=torch.float64)
+    gts = torch.zeros(R, dtype=torch.float64)
+    lab = None if labels is None else labels.contiguous()
+    f = None if fg is None else fg.detach().to(e.dtype).contiguous()
+    getattr(lib, f"lovasz_{DTYPES[e.dtype]}")(e.data_ptr(), R, n, num_classes, _p(lab), _p(f), int(hinge),
+                                                grad.data_ptr(), loss.data_ptr(), gts.data_ptr(), _threads())
+    return loss, grad, gts

@@ -70,32 +70,13 @@ def lovasz_loss(
     else:
         fg = rows(tgt.dense)
         errors = 1.0 - rows(x) * (2.0 * fg - 1.0)
+    vf = None  # kept pixels, (B, 1 or C, P)
     if tgt.valid is not None:
-        v = tgt.valid
-        vf = rows(v.unsqueeze(1) if v.ndim == x.ndim - 1 else v)
-        # ignored pixels: error pushed below every real one (sorted last) and no foreground -> contribute 0
-        low = -1e4 if mode != "multiclass" else 0.0
-        errors = torch.where(vf, errors, torch.full_like(errors, low))
-        if fg is not None:
-            fg = fg * vf
-        else:
-            vf_idx = vf
-    perm = _argsort_desc(errors)
-    errors_sorted = errors.gather(-1, perm)
-    if fg is None:  # index target: foreground indicator of the sorted pixels, from the sorted labels
-        cls = torch.arange(c, device=x.device).view(1, c, 1)
-        fg_sorted_b = idx.expand(b, c, -1).gather(-1, perm) == cls
-        if tgt.valid is not None:
-            fg_sorted_b &= vf_idx.expand(b, c, -1).gather(-1, perm)
-        fg_sorted = fg_sorted_b.to(x.dtype)
-    else:
-        fg_sorted = fg.gather(-1, perm)
-    grad = _lovasz_grad(fg_sorted)
-    if mode != "multiclass":
-        errors_sorted = F.relu(errors_sorted)
-    loss = (errors_sorted * grad).sum(-1)  # (B, C)
+        vf = rows(tgt.valid.unsqueeze(1) if tgt.valid.ndim == x.ndim - 1 else tgt.valid)
+    hinge = mode != "multiclass"
+    fast = _lovasz_cpu(errors, idx, fg, vf, b, c, hinge=hinge)
+    loss, present = fast if fast is not None else _lovasz_torch(errors, idx, fg, vf, b, c, hinge=hinge)
     if classes == "present":
-        present = fg_sorted.sum(-1) > 0
         if mode == "multiclass":
             count = present.sum(-1).clamp_min(1)
             loss = torch.where(present, loss, torch.zeros_like(loss))
@@ -107,6 +88,67 @@ def lovasz_loss(
         return loss if per_image else loss[0]
     return loss.sum() if reduction == "sum" else loss.mean()
 
+
+def _lovasz_torch(errors, idx, fg, vf, b, c, *, hinge):
+    """Reference path (any device): batched sort, then the Lovász gradient with cumsums. Returns (loss, present)."""
+    if vf is not None:
+        # ignored pixels: error pushed below every real one (sorted last) and no foreground -> contribute 0
+        low = -1e4 if hinge else 0.0
+        errors = torch.where(vf, errors, torch.full_like(errors, low))
+        if fg is not None:
+            fg = fg * vf
+    perm = _argsort_desc(errors)
+    errors_sorted = errors.gather(-1, perm)
+    if fg is None:  # index target: foreground indicator of the sorted pixels, from the sorted labels
+        cls = torch.arange(c, device=errors.device).view(1, c, 1)
+        fg_sorted_b = idx.expand(b, c, -1).gather(-1, perm) == cls
+        if vf is not None:
+            fg_sorted_b &= vf.expand(b, c, -1).gather(-1, perm)
+        fg_sorted = fg_sorted_b.to(errors.dtype)
+    else:
+        fg_sorted = fg.gather(-1, perm)
+    grad = _lovasz_grad(fg_sorted)
+    if hinge:
+        errors_sorted = F.relu(errors_sorted)
+    loss = (errors_sorted * grad).sum(-1)  # (B, C)
+    return loss, fg_sorted.sum(-1) > 0
+
+
+class _LovaszRows(torch.autograd.Function):
+    """Lovász loss per row from the C++ kernel; its backward is the saved d loss / d errors."""
+
+    @staticmethod
+    def forward(ctx, errors, labels, fg, num_classes, hinge):  # type: ignore[override]
+        from seglab.kernels import cpu_ext
+
+        loss, grad, gts = cpu_ext.lovasz_rows(errors, labels=labels, fg=fg, num_classes=num_classes, hinge=hinge)
+        ctx.save_for_backward(grad)
+        return loss.to(errors.dtype), gts
+
+    @staticmethod
+    def backward(ctx, g_loss, g_gts):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return g_loss.to(grad.dtype).unsqueeze(-1) * grad, None, None, None, None
+
+
+def _lovasz_cpu(errors, idx, fg, vf, b, c, *, hinge):
+    """C++ path: radix argsort + one pass per row; None where it does not apply. Returns (loss, present)."""
+    if errors.device.type != "cpu":
+        return None
+    from seglab.kernels import cpu_ext
+
+    if not cpu_ext.supports(errors):
+        return None
+    labels = fgr = None
+    if idx is not None:  # index target: labels per pixel, -1 where ignored
+        labels = idx.reshape(b, -1)
+        if vf is not None:
+            labels = labels.masked_fill(~vf.reshape(b, -1), -1)
+    else:  # dense target: foreground per element, -1 where ignored
+        fgr = fg if vf is None else torch.where(vf, fg, torch.full_like(fg, -1.0))
+        fgr = fgr.reshape(b * c, -1)
+    loss, gts = _LovaszRows.apply(errors.reshape(b * c, -1).contiguous(), labels, fgr, c, hinge)
+    return loss.view(b, c), gts.view(b, c) > 0
 
 class LovaszLoss(Loss):
     r"""Lovász loss (Berman et al. 2018), a convex surrogate of the Jaccard loss optimised directly.

@@ -80,6 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--list", action="store_true", help="print the runs with their indices and exit")
     out.add_argument("--merge", nargs="+", metavar="SRC", help="merge finished runs of these results folders into --out and exit")
     out.add_argument("--no-progress", action="store_true")
+    out.add_argument("--no-pack", action="store_true",
+                     help="train every run alone (default: runs of the tiny model on the threshold task that share "
+                          "everything but loss, seed and fg ratio are trained together as one packed network)")
 
 
 def build_grid(args: argparse.Namespace) -> dict[str, Any]:
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         from .runner import run_sweep
 
         outcome = run_sweep(grid, args.out, workers=args.workers, threads=args.threads, shard=shard,
-                            run_index=run_index, show_progress=not args.no_progress, console=console)
+                            run_index=run_index, show_progress=not args.no_progress, console=console,
+                            pack=not args.no_pack)
     except ConfigError as e:
         from rich.markup import escape
 

@@ -64,6 +64,64 @@ def _run_one(cfg_dict: dict[str, Any], out: str) -> dict[str, Any]:
     return res.summary
 
 
+def _job_id(job: list[RunConfig]) -> str:
+    return job[0].run_id if len(job) == 1 else f"pack-{job[0].run_id}-{len(job)}"
+
+
+def _job_label(job: list[RunConfig]) -> str:
+    if len(job) == 1:
+        return job[0].label
+    c = job[0]
+    norm = c.model_kw.get("norm", "batch")
+    opt = f"{c.optimizer} lr={c.lr:g}" + (f" mom={c.momentum:g}" if c.optimizer == "sgd" else "")
+    return f"pack of {len(job)}: {c.model} norm={norm} | {opt}"
+
+
+def _run_pack(cfg_dicts: list[dict[str, Any]], out: str) -> list[dict[str, Any]]:
+    """Train a pack of runs together (seglab.train.packed); each run is written as soon as it is final."""
+    from seglab.train.packed import train_pack
+
+    store = ResultsStore(out)
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+    done = [c for c in cfgs if store.is_done(c.run_id)]
+    todo = [c for c in cfgs if not store.is_done(c.run_id)]
+    summaries = [store.summary(c.run_id) for c in done]
+    if not todo:
+        return summaries
+    q = _QUEUE
+    jid = _job_id(cfgs)
+
+    def progress(d: int, total: int) -> None:
+        if q is not None:
+            try:
+                q.put_nowait((jid, d, total))
+            except Exception:
+                pass
+
+    results = train_pack(todo, progress=progress, progress_every=max(1, todo[0].steps // 50),
+                         on_result=store.write_run)
+    return summaries + [r.summary for r in results]
+
+
+def _run_job(job: list[RunConfig], out: str) -> list[dict[str, Any]]:
+    if len(job) == 1:
+        return [_run_one(job[0].to_dict(), out)]
+    return _run_pack([c.to_dict() for c in job], out)
+
+
+def make_jobs(pending: list[RunConfig], workers: int, pack: bool = True) -> list[list[RunConfig]]:
+    """Units of work: packs of runs trained together (``pack=True``, packable runs, see
+    :mod:`seglab.train.packed`) or single runs. Packs are capped at ``ceil(len(pending) / workers)`` runs so that
+    every worker gets work; the largest jobs come first."""
+    if not pack:
+        return [[r] for r in pending]
+    from seglab.train.packed import group_packs
+
+    cap = max(1, -(-len(pending) // max(1, workers)))
+    jobs = group_packs(pending, max_size=cap)
+    return sorted(jobs, key=len, reverse=True)
+
+
 def plan(grid: dict[str, Any], *, shard=None, run_index=None) -> list[RunConfig]:
     """Expand, validate (raises ConfigError before anything runs) and select this invocation's runs."""
     runs = validate_runs(expand(grid))
@@ -71,11 +129,13 @@ def plan(grid: dict[str, Any], *, shard=None, run_index=None) -> list[RunConfig]
 
 
 def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, threads: int = 1, shard=None,
-              run_index=None, show_progress: bool = True, console=None) -> SweepOutcome:
+              run_index=None, show_progress: bool = True, console=None, pack: bool = True) -> SweepOutcome:
     """Run the sweep ``grid`` into results folder ``out`` (resumable: finished run ids are skipped).
 
     Under ``torchrun`` (WORLD_SIZE > 1) the runs are executed one after the other in this process, each one
     data-parallel over all ranks, and only rank 0 writes; otherwise ``workers`` processes run runs in parallel.
+    With ``pack=True`` (default) runs that can share a packed network (tiny model on the threshold task, see
+    :mod:`seglab.train.packed`) are trained together, one pack per worker task; ``pack=False`` trains each run alone.
     """
     from seglab.train import distributed as D
 
@@ -96,11 +156,12 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
         return outcome
     if workers <= 0:
         workers = max(1, os.cpu_count() or 1)
-    workers = min(workers, len(pending))
+    jobs = make_jobs(pending, workers, pack)
+    workers = min(workers, len(jobs))
     if workers == 1 and not show_progress:
-        _run_inline(pending, store, outcome, threads)
+        _run_inline(jobs, store, outcome, threads)
     else:
-        _run_pool(pending, store, outcome, workers, threads, show_progress, console)
+        _run_pool(jobs, store, outcome, workers, threads, show_progress, console)
     store.write_summary_table()
     outcome.wall_s = time.perf_counter() - t0
     return outcome
@@ -112,18 +173,19 @@ def _account(outcome: SweepOutcome, summary: dict[str, Any]) -> None:
         outcome.diverged += 1
 
 
-def _run_inline(pending: list[RunConfig], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
+def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     try:
-        for r in pending:
-            _account(outcome, _run_one(r.to_dict(), str(store.root)))
+        for job in jobs:
+            for s in _run_job(job, str(store.root)):
+                _account(outcome, s)
     except KeyboardInterrupt:
         outcome.interrupted = True
 
 
-def _run_pool(pending, store, outcome, workers, threads, show_progress, console) -> None:
+def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) -> None:
     import multiprocessing as mp
 
     from rich.console import Console
@@ -135,15 +197,15 @@ def _run_pool(pending, store, outcome, workers, threads, show_progress, console)
     console = console or Console(stderr=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=not show_progress, transient=False)
-    overall = progress.add_task("runs", total=len(pending))
+    overall = progress.add_task("runs", total=sum(len(j) for j in jobs))
     slots: dict[str, Any] = {}
-    labels = {r.run_id: r.label for r in pending}
+    labels = {_job_id(j): _job_label(j) for j in jobs}
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads))
     futures = {}
     try:
         with progress:
-            for r in pending:
-                futures[ex.submit(_run_one, r.to_dict(), str(store.root))] = r
+            for job in jobs:
+                futures[ex.submit(_run_job, job, str(store.root))] = job
             remaining = set(futures)
             while remaining:
                 finished, remaining = wait(remaining, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -156,22 +218,24 @@ def _run_pool(pending, store, outcome, workers, threads, show_progress, console)
                         slots[rid] = progress.add_task(f"  {labels.get(rid, rid)[:60]}", total=tot)
                     progress.update(slots[rid], completed=d)
                 for f in finished:
-                    r = futures[f]
-                    if r.run_id in slots:
-                        progress.remove_task(slots.pop(r.run_id))
+                    job = futures[f]
+                    jid = _job_id(job)
+                    if jid in slots:
+                        progress.remove_task(slots.pop(jid))
                     try:
-                        s = f.result()
+                        ss = f.result()
                     except BrokenProcessPool:
-                        outcome.failed.append(r.run_id)
+                        outcome.failed.extend(r.run_id for r in job if not store.is_done(r.run_id))
                         continue
                     except Exception as e:  # a bug in one run must not take the sweep down
-                        outcome.failed.append(r.run_id)
-                        console.print(f"[red]run {r.run_id} failed:[/red] " + escape(f"{type(e).__name__}: {e}"))
+                        outcome.failed.extend(r.run_id for r in job if not store.is_done(r.run_id))
+                        console.print(f"[red]{escape(jid)} failed:[/red] " + escape(f"{type(e).__name__}: {e}"))
                         continue
-                    _account(outcome, s)
-                    progress.advance(overall)
-                    if s.get("status") == "diverged":
-                        console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(r.label))
+                    for s in ss:
+                        _account(outcome, s)
+                        progress.advance(overall)
+                        if s.get("status") == "diverged":
+                            console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(s.get("label", "")))
     except KeyboardInterrupt:
         outcome.interrupted = True
         for p in list(getattr(ex, "_processes", {}).values()):

@@ -600,6 +600,114 @@ static void argsort_desc(const F* v, int64_t rows, int64_t n, int64_t* out, int 
   for (auto& th : pool) th.join();
 }
 
+// Lovász extension of the Jaccard loss along each row, after a radix argsort: one pass in sorted order
+// accumulates the foreground/background counts, the Lovász gradient g_k = J_k - J_{k-1} and the loss
+// sum_k e_(k) g_k (hinge: relu(e_(k)) g_k), and writes d loss / d e_i = g at the element's original position.
+// Foreground of element i in row r: labels[(r / C) * n + i] == r % C (index targets, label < 0 = ignored), or
+// fg[r * n + i] in [0, 1] (dense targets, fg < 0 = ignored). Ignored elements are left out entirely.
+template <typename F, typename U>
+static inline U desc_key(F v) {  // order-preserving integer key, inverted: ascending key == descending value
+  constexpr int BITS = 8 * sizeof(U);
+  U b;
+  std::memcpy(&b, &v, sizeof(U));
+  const U mask = (b >> (BITS - 1)) ? ~U(0) : (U(1) << (BITS - 1));
+  return ~(b ^ mask);
+}
+
+template <typename F, typename U>
+static inline F key_value(U key) {  // inverse of desc_key
+  constexpr int BITS = 8 * sizeof(U);
+  const U top = U(1) << (BITS - 1);
+  const U kk = ~key;
+  const U b = (kk & top) ? (kk ^ top) : ~kk;
+  F v;
+  std::memcpy(&v, &b, sizeof(U));
+  return v;
+}
+
+template <typename F, typename U>
+static void lovasz_rows(const F* e, int64_t rows, int64_t n, int64_t C, const int64_t* labels, const F* fg,
+                        int hinge, F* grad, double* loss, double* gts_out, int nthreads) {
+  constexpr int BITS = 8 * sizeof(U);
+  constexpr int DIG = 11, NB = 1 << DIG, PASSES = (BITS + DIG - 1) / DIG;
+  constexpr uint32_t FG = 0x80000000u, IDX = 0x7fffffffu;  // payload: element index | foreground bit (labels)
+  std::atomic<int64_t> next{0};
+  auto work = [&]() {
+    std::vector<U> ka(n), kb(n);
+    std::vector<uint32_t> pa(n), pb(n);
+    std::vector<int64_t> cnt((size_t)PASSES * NB);
+    for (int64_t r; (r = next.fetch_add(1)) < rows;) {
+      const F* er = e + r * n;
+      F* gr = grad + r * n;
+      const int64_t* lab = labels ? labels + (r / C) * n : nullptr;
+      const F* fr = fg ? fg + r * n : nullptr;
+      const int64_t cls = r % C;
+      // keys of the kept elements (ignored ones are left out and get a zero gradient) + all digit histograms
+      std::fill(cnt.begin(), cnt.end(), 0);
+      int64_t m = 0;
+      double gts = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        uint32_t payload = (uint32_t)i;
+        if (lab) {
+          if (lab[i] < 0) { gr[i] = 0; continue; }
+          if (lab[i] == cls) { payload |= FG; gts += 1.0; }
+        } else {
+          if (fr[i] < 0) { gr[i] = 0; continue; }
+          gts += (double)fr[i];
+        }
+        const U k = desc_key<F, U>(er[i]);
+        ka[m] = k;
+        pa[m] = payload;
+        for (int p = 0; p < PASSES; ++p) cnt[(size_t)p * NB + ((k >> (p * DIG)) & (NB - 1))]++;
+        ++m;
+      }
+      U* k1 = ka.data(); U* k2 = kb.data();
+      uint32_t* p1 = pa.data(); uint32_t* p2 = pb.data();
+      for (int p = 0; p < PASSES && m > 0; ++p) {
+        int64_t* c = cnt.data() + (size_t)p * NB;
+        if (c[(k1[0] >> (p * DIG)) & (NB - 1)] == m) continue;  // every key shares this digit: nothing to do
+        int64_t sum = 0;
+        for (int d = 0; d < NB; ++d) { const int64_t v = c[d]; c[d] = sum; sum += v; }
+        const int shift = p * DIG;
+        for (int64_t i = 0; i < m; ++i) {
+          const int64_t pos = c[(k1[i] >> shift) & (NB - 1)]++;
+          k2[pos] = k1[i];
+          p2[pos] = p1[i];
+        }
+        std::swap(k1, k2);
+        std::swap(p1, p2);
+      }
+      // one pass in decreasing error order: counts, Lovász gradient, loss; gradient scattered back
+      double cf = 0, cb = 0, prev = 0, acc = 0;
+      for (int64_t k = 0; k < m; ++k) {
+        const uint32_t pl = p1[k];
+        const int64_t i = pl & IDX;
+        const double f = lab ? ((pl & FG) ? 1.0 : 0.0) : (double)fr[i];
+        cf += f;
+        cb += 1.0 - f;
+        const double J = 1.0 - (gts - cf) / (gts + cb);
+        const double g = J - prev;
+        prev = J;
+        const double ev = (double)key_value<F, U>(k1[k]);
+        if (hinge) {
+          acc += ev > 0 ? ev * g : 0.0;
+          gr[i] = (F)(ev > 0 ? g : 0.0);
+        } else {
+          acc += ev * g;
+          gr[i] = (F)g;
+        }
+      }
+      loss[r] = acc;
+      gts_out[r] = gts;
+    }
+  };
+  const int nt = (int)std::max<int64_t>(1, std::min<int64_t>(nthreads, rows));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < nt; ++t) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+}
+
 extern "C" {
 int seglab_abi_version() { return 1; }
 void argsort_desc_f32(const float* v, int64_t rows, int64_t n, int64_t* out, int nthreads) {
@@ -607,6 +715,14 @@ void argsort_desc_f32(const float* v, int64_t rows, int64_t n, int64_t* out, int
 }
 void argsort_desc_f64(const double* v, int64_t rows, int64_t n, int64_t* out, int nthreads) {
   argsort_desc<double, uint64_t>(v, rows, n, out, nthreads);
+}
+void lovasz_f32(const float* e, int64_t rows, int64_t n, int64_t C, const int64_t* labels, const float* fg, int hinge,
+                float* grad, double* loss, double* gts, int nthreads) {
+  lovasz_rows<float, uint32_t>(e, rows, n, C, labels, fg, hinge, grad, loss, gts, nthreads);
+}
+void lovasz_f64(const double* e, int64_t rows, int64_t n, int64_t C, const int64_t* labels, const double* fg, int hinge,
+                double* grad, double* loss, double* gts, int nthreads) {
+  lovasz_rows<double, uint64_t>(e, rows, n, C, labels, fg, hinge, grad, loss, gts, nthreads);
 }
 
 #define SEGLAB_MC(T, SUF)                                                                                   \

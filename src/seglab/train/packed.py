@@ -1,0 +1,418 @@
+"""Packed runs: many small runs trained together as the groups of one grouped-convolution network.
+
+Runs that share the model (``tiny`` with the same width and norm), the task (``threshold`` with the same size;
+the foreground ratio may differ), the optimizer with its lr and momentum, batch size, steps, validation and
+monitoring settings are trained as ``R`` groups of one network:
+
+* conv1 ``Conv(R*in, R*w, 3, groups=R)`` [BN(R*w)] ReLU, conv2 ``Conv(R*w, R*w, 3, groups=R)`` [BN] ReLU,
+  head ``Conv(R*w, R*C, 1, groups=R)``. Group ``r`` is initialised from the run's own model, built exactly as
+  :func:`~seglab.train.loop.train_run` builds it (``torch.manual_seed(seed)`` then ``create_model``), and batch
+  norm is per channel, hence per run.
+* Each run's batch (``task.batch(step, batch_size, seed)``, shared between runs with the same task and seed)
+  goes into its input channels; logits ``(B, R*C, *S)`` are viewed as ``(R, C, B, *S)`` so that the runs lie on
+  the *sample* axis of seglab's own losses: per-sample Dice (``batch=False``, ``reduction="none"``) of that
+  layout is each run's batch Dice (the study's ``batch=True``), CE with ``reduction="none"`` is averaged per run.
+* Runs are independent, so one backward of ``sum_r L_{i,r}`` gives every run's gradient of its own loss ``i``
+  in its parameter slices (one backward per monitor loss, as ``train_run`` takes one ``autograd.grad`` per
+  monitor). Each run's gradient is laid out as one row ``(R, P)`` in the order of a single model's parameters,
+  so norms are computed exactly as ``train_run`` does (float64 L2 over the row). The training gradient of run
+  ``r`` is the row of its own training loss; Adam and SGD are elementwise, so one optimizer over the packed
+  parameters steps every run independently.
+* A run whose training loss or gradient is not finite is marked diverged at that step (as ``train_run``):
+  its records stop, its gradient rows are zeroed and its optimizer state and weights are reset, so it stays
+  frozen (and finite) while the others continue. Its result is handed out at once.
+* Validation: each run's slice of the weights (and running statistics) is loaded into a plain model of its own
+  and evaluated with :func:`~seglab.train.evaluate.evaluate`, so metrics are those of single runs.
+
+Results are :class:`~seglab.train.loop.RunResult` s with the same records and summary (via
+:func:`~seglab.train.loop.summarize`) as ``train_run``; the summary adds ``pack_size`` and ``wall_s`` is the
+run's share (pack wall time / pack size).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from .config import RunConfig, resolve
+from .evaluate import evaluate
+from .loop import RunResult, _make_optimizer, summarize
+
+PACKABLE_MODELS = ("tiny",)
+PACKABLE_TASKS = ("threshold",)
+_DICE_KEYS = {"batch", "smooth", "include_background", "squared"}
+
+ProgressFn = Callable[[int, int], None]
+ResultFn = Callable[[RunResult], None]
+
+
+# ---------------------------------------------------------------------------------------------- packable?
+
+
+def _model_kw(cfg: RunConfig) -> dict[str, Any]:
+    kw = dict(cfg.model_kw)
+    kw.setdefault("width", 4)
+    kw.setdefault("norm", "batch")
+    return kw
+
+
+def _task_key(task) -> str:
+    return json.dumps(task.config(), sort_keys=True, default=str)
+
+
+def _loss_supported(spec: str, mode: str) -> bool:
+    from .specs import resolve_loss
+
+    try:
+        base, kw = resolve_loss(spec, mode)
+    except ValueError:
+        return False
+    if base in ("ce", "cce"):
+        return not kw
+    if base == "dice":
+        return set(kw) <= _DICE_KEYS and kw.get("batch", False) is True
+    return False
+
+
+def packable(cfg: RunConfig) -> bool:
+    """Whether ``cfg`` can be trained in a pack (tiny model, threshold task, CE / batch-Dice losses)."""
+    if cfg.model not in PACKABLE_MODELS or cfg.task not in PACKABLE_TASKS:
+        return False
+    if set(cfg.model_kw) - {"width", "norm"}:
+        return False
+    try:
+        from seglab.data import create_task
+
+        task = create_task(cfg.task, **cfg.task_kw)
+        rc = resolve(cfg, task)
+    except (ValueError, TypeError):
+        return False
+    if _model_kw(rc)["norm"] not in ("batch", None):
+        return False
+    return all(_loss_supported(n, task.mode) for n in [rc.loss, *rc.monitors])
+
+
+def pack_key(cfg: RunConfig) -> str:
+    """Runs with equal keys can share a pack (everything but loss, seed and the task's foreground ratio)."""
+    from seglab.data import create_task
+
+    task = create_task(cfg.task, **cfg.task_kw)
+    rc = resolve(cfg, task)
+    tcfg = {k: v for k, v in task.config().items() if k != "fg_ratio"}
+    return json.dumps({
+        "model": rc.model, "model_kw": _model_kw(rc), "task": tcfg, "optimizer": rc.optimizer, "lr": rc.lr,
+        "momentum": rc.momentum, "batch_size": rc.batch_size, "steps": rc.steps, "eval_every": rc.eval_every,
+        "monitors": rc.monitors, "grad_norm_every": rc.grad_norm_every,
+    }, sort_keys=True, default=str)
+
+
+def group_packs(runs: list[RunConfig], *, max_size: Optional[int] = None) -> list[list[RunConfig]]:
+    """Group packable runs by :func:`pack_key` (in first-seen order), split into packs of at most ``max_size``
+    (balanced sizes). Runs that are not packable are returned as packs of one."""
+    groups: dict[str, list[RunConfig]] = {}
+    singles: list[list[RunConfig]] = []
+    for r in runs:
+        if packable(r):
+            groups.setdefault(pack_key(r), []).append(r)
+        else:
+            singles.append([r])
+    out: list[list[RunConfig]] = []
+    for g in groups.values():
+        n = len(g)
+        if max_size is None or n <= max_size:
+            out.append(g)
+            continue
+        k = math.ceil(n / max_size)
+        size = math.ceil(n / k)
+        out.extend(g[i:i + size] for i in range(0, n, size))
+    return out + singles
+
+
+# ---------------------------------------------------------------------------------------------- the network
+
+
+class PackedTinyFCN(nn.Module):
+    """``R`` :class:`~seglab.models.TinyFCN` s as the groups of one network (see module docstring).
+
+    Shapes: ``(N, R*in_channels, *S) -> (N, R*out_channels, *S)``; group ``r`` holds run ``r``.
+    """
+
+    def __init__(self, R: int, in_channels: int, out_channels: int, spatial_dims: int = 2, width: int = 4,
+                 norm: Optional[str] = "batch"):
+        super().__init__()
+        from seglab.models.nets import make_norm
+
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.R, self.in_channels, self.out_channels, self.width = R, in_channels, out_channels, width
+        self.body = nn.Sequential(
+            conv(R * in_channels, R * width, 3, padding=1, groups=R),
+            make_norm(norm, R * width, spatial_dims),
+            nn.ReLU(inplace=True),
+            conv(R * width, R * width, 3, padding=1, groups=R),
+            make_norm(norm, R * width, spatial_dims),
+            nn.ReLU(inplace=True),
+        )
+        self.head = conv(R * width, R * out_channels, 1, groups=R)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    @torch.no_grad()
+    def load_runs(self, models: list[nn.Module]) -> None:
+        """Copy each run's model (same architecture, ungrouped) into its group."""
+        if len(models) != self.R:
+            raise ValueError(f"expected {self.R} models, got {len(models)}")
+        mine = self.state_dict()
+        for r, m in enumerate(models):
+            for k, v in m.state_dict().items():
+                t = mine[k]
+                if t.dim() == 0:
+                    t.copy_(v)
+                else:
+                    t.view(self.R, -1)[r].copy_(v.reshape(-1))
+
+    @torch.no_grad()
+    def extract(self, r: int, model: nn.Module) -> nn.Module:
+        """Load group ``r`` (weights and running statistics) into the plain model ``model``."""
+        mine = self.state_dict()
+        state = {}
+        for k, v in model.state_dict().items():
+            t = mine[k]
+            state[k] = t.clone() if t.dim() == 0 else t.view(self.R, -1)[r].reshape(v.shape).clone()
+        model.load_state_dict(state)
+        return model
+
+
+class _PackedLosses:
+    """All monitor losses of all runs from one softmax: ``(logits (R, C, N), one-hot target (R, C, N)) -> (M, R)``.
+
+    Runs lie on the *sample* axis, so seglab's per-sample Dice statistics and head (``overlap_stats`` layout,
+    :func:`~seglab.losses.dice.dice_head` with ``reduction="none"``, ``drop_background``) give each run's batch
+    Dice per class (the study's ``batch=True``, sums over batch and space), averaged over the kept classes as
+    ``reduce_classes`` does; CE is the mean over the run's pixels of ``-log_softmax`` at the target class. Equal
+    to :func:`~seglab.train.specs.build_loss` on one run's ``(B, C, *S)`` tensors (tests/test_packed.py).
+    """
+
+    def __init__(self, specs: list[str], mode: str):
+        from .specs import resolve_loss
+
+        if mode != "multiclass":
+            raise ValueError("packed losses: multiclass tasks only")
+        self.parts = []
+        for spec in specs:
+            base, kw = resolve_loss(spec, mode)
+            if base in ("ce", "cce") and not kw:
+                self.parts.append(("ce", {}))
+            elif base == "dice" and set(kw) <= _DICE_KEYS and kw.get("batch", False) is True:
+                self.parts.append(("dice", dict(smooth=float(kw.get("smooth", 1e-5)), squared=bool(kw.get("squared", False)),
+                                                include_background=bool(kw.get("include_background", True)))))
+            else:
+                raise ValueError(f"loss {spec!r} cannot be computed in a pack")
+
+    def __call__(self, lg: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        from seglab.losses._stats import Stats, drop_background
+        from seglab.losses.dice import dice_head
+
+        n_pix = lg.shape[-1]
+        logp = torch.log_softmax(lg, 1)
+        p = torch.softmax(lg, 1)
+        tp = (p * onehot).sum(-1)
+        ys = onehot.sum(-1)
+        ps = ps2 = None
+        out = []
+        for name, kw in self.parts:
+            if name == "ce":
+                out.append(-(logp * onehot).sum((1, 2)) / n_pix)
+                continue
+            if kw["squared"]:
+                ps2 = (p * p).sum(-1) if ps2 is None else ps2
+                st = Stats(tp, ps2, ys)  # one-hot target: sum(y^2) = sum(y)
+            else:
+                ps = p.sum(-1) if ps is None else ps
+                st = Stats(tp, ps, ys)
+            st, w = drop_background(st, None, kw["include_background"], "multiclass")
+            out.append(dice_head(st, w, smooth=kw["smooth"], log=False, reduction="none").mean(1))
+        return torch.stack(out)
+
+
+def _flat(grads, R: int) -> torch.Tensor:
+    """Per-parameter gradients -> ``(R, P)``: row r = run r's gradient in a single model's parameter order."""
+    return torch.cat([g.reshape(R, -1) for g in grads], 1)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, progress_every: int = 100,
+               on_result: Optional[ResultFn] = None) -> list[RunResult]:
+    """Train the runs ``cfgs`` (same :func:`pack_key`) together; returns one :class:`RunResult` per run, in
+    order, equal (up to float rounding) to :func:`~seglab.train.loop.train_run` of each run alone.
+
+    ``on_result(result)`` is called as soon as a run's result is final: at its divergence, or at the end.
+    """
+    from seglab.data import create_task
+    from seglab.models import create_model
+
+    t0 = time.perf_counter()
+    if not cfgs:
+        return []
+    R = len(cfgs)
+    tasks_by_key: dict[str, Any] = {}
+    tasks, rcfgs = [], []
+    for c in cfgs:
+        t = create_task(c.task, **c.task_kw)
+        t = tasks_by_key.setdefault(_task_key(t), t)
+        tasks.append(t)
+        rcfgs.append(resolve(c, t))
+    keys = {pack_key(c) for c in rcfgs}
+    if len(keys) != 1 or not all(packable(c) for c in rcfgs):
+        raise ValueError("train_pack: runs must be packable and share one pack key (see seglab.train.packed)")
+    c0, t0k = rcfgs[0], tasks[0]
+    mode, C, sd, cin = t0k.mode, t0k.num_classes, t0k.spatial_dims, t0k.in_channels
+    mkw = _model_kw(c0)
+
+    models = []
+    for c in rcfgs:
+        torch.manual_seed(c.seed)
+        models.append(create_model(c.model, in_channels=cin, out_channels=C, spatial_dims=sd, **c.model_kw))
+    net = PackedTinyFCN(R, cin, C, sd, width=mkw["width"], norm=mkw["norm"])
+    net.load_runs(models)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = _make_optimizer(c0, params)
+
+    run_names = []
+    names: list[str] = []
+    for c in rcfgs:
+        rn = list(c.monitors)
+        if c.loss not in rn:
+            rn.append(c.loss)
+        run_names.append(rn)
+        for n in rn:
+            if n not in names:
+                names.append(n)
+    M = len(names)
+    loss_fn = _PackedLosses(names, mode)
+    train_idx = torch.tensor([names.index(c.loss) for c in rcfgs])
+    ridx = torch.arange(R)
+    steps, gne, eve, B = c0.steps, c0.grad_norm_every, c0.eval_every, c0.batch_size
+
+    # records: (steps, M, R) float64; gradient norms NaN where not computed
+    vals_hist = torch.full((steps, M, R), math.nan, dtype=torch.float64)
+    norm_hist = torch.full((steps, M, R), math.nan, dtype=torch.float64)
+    active = torch.ones(R, dtype=torch.bool)
+    diverged_at: list[Optional[int]] = [None] * R
+    evals: list[list[dict[str, Any]]] = [[] for _ in range(R)]
+    results: list[Optional[RunResult]] = [None] * R
+    val_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def do_eval(step: int) -> None:
+        for r in range(R):
+            if not bool(active[r]):
+                continue
+            t = tasks[r]
+            if id(t) not in val_cache:
+                val_cache[id(t)] = t.validation()
+            xv, yv = val_cache[id(t)]
+            m = evaluate(net.extract(r, models[r]), xv, yv, mode=mode, num_classes=C)
+            m["step"] = step
+            evals[r].append(m)
+
+    def finish(r: int, status: str, steps_done: int, n_rec: int) -> None:
+        c = rcfgs[r]
+        rec: dict[str, list] = {"step": list(range(n_rec)),
+                                "train_loss": vals_hist[:n_rec, int(train_idx[r]), r].tolist()}
+        for n in run_names[r]:
+            i = names.index(n)
+            rec[f"loss/{n}"] = vals_hist[:n_rec, i, r].tolist()
+            rec[f"gnorm/{n}"] = norm_hist[:n_rec, i, r].tolist()
+        res = RunResult(config=c, steps=rec, evals=evals[r])
+        res.summary = summarize(c, rec, evals[r], status=status, steps_done=steps_done,
+                                diverged_step=diverged_at[r], wall_s=(time.perf_counter() - t0) / R,
+                                world_size=1, class_names=list(tasks[r].class_names))
+        res.summary["pack_size"] = R
+        results[r] = res
+        if on_result is not None:
+            on_result(res)
+
+    do_eval(0)
+    net.train()
+    for step in range(steps):
+        batch_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        xs, ys = [], []
+        for r, c in enumerate(rcfgs):
+            k = (id(tasks[r]), c.seed)
+            if k not in batch_cache:
+                batch_cache[k] = tasks[r].batch(step, B, c.seed)
+            x, y = batch_cache[k]
+            xs.append(x)
+            ys.append(y)
+        x = torch.cat(xs, 1)  # (B, R*in, *S)
+        y = torch.stack(ys, 0).reshape(R, 1, -1)  # (R, 1, B*S)
+        onehot = torch.zeros(R, C, y.shape[-1]).scatter_(1, y, 1.0)  # (R, C, B*S)
+        logits = net(x)  # (B, R*C, *S)
+        lg = logits.reshape(B, R, C, -1).permute(1, 2, 0, 3).reshape(R, C, -1)  # (R, C, B*S): runs = samples
+        V = loss_fn(lg, onehot)  # (M, R)
+        full = step % gne == 0
+        if full:
+            rows = []
+            for i in range(M):
+                gs = torch.autograd.grad(V[i].sum(), params, retain_graph=i < M - 1)
+                rows.append(_flat(gs, R))
+            G = torch.stack(rows)  # (M, R, P)
+            norm_hist[step] = torch.linalg.vector_norm(G.double(), dim=2)
+            gtrain = G[train_idx, ridx]  # (R, P)
+        else:
+            gs = torch.autograd.grad(V[train_idx, ridx].sum(), params)
+            gtrain = _flat(gs, R)
+            norm_hist[step, train_idx, ridx] = torch.linalg.vector_norm(gtrain.double(), dim=1)
+        vd = V.detach().double()
+        vals_hist[step] = vd
+        ok = torch.isfinite(vd[train_idx, ridx]) & torch.isfinite(gtrain).all(1)
+        bad = active & ~ok
+        if bool(bad.any()):
+            for r in bad.nonzero().flatten().tolist():
+                diverged_at[r] = step
+                active[r] = False
+                _freeze(net, opt, params, r, R)
+                finish(r, "diverged", step, step + 1)
+        gtrain = torch.where(active[:, None], gtrain, torch.zeros((), dtype=gtrain.dtype))
+        off = 0
+        for p in params:
+            n_el = p.numel() // R
+            p.grad = gtrain[:, off:off + n_el].reshape(p.shape).to(p.dtype)
+            off += n_el
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        done = step + 1
+        if done % eve == 0 and done != steps:
+            do_eval(done)
+        if progress is not None and (done % progress_every == 0 or done == steps):
+            progress(done, steps)
+        if not bool(active.any()):
+            break
+    if bool(active.any()):
+        do_eval(steps)
+    for r in range(R):
+        if bool(active[r]):
+            finish(r, "finished", steps, steps)
+    return [res for res in results if res is not None]
+
+
+@torch.no_grad()
+def _freeze(net: PackedTinyFCN, opt: torch.optim.Optimizer, params: list[torch.Tensor], r: int, R: int) -> None:
+    """Stop run ``r``: zero its weights and optimizer state (a zero gradient then leaves it unchanged)."""
+    for p in params:
+        p.view(R, -1)[r].zero_()
+        st = opt.state.get(p, {})
+        for v in st.values():
+            if torch.is_tensor(v) and v.shape == p.shape:
+                v.view(R, -1)[r].zero_()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            m.running_mean.view(R, -1)[r].zero_()
+            m.running_var.view(R, -1)[r].fill_(1.0)
