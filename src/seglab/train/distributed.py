@@ -1,10 +1,10 @@
 """Data-parallel helpers: torchrun environment, rank slicing, gradient and metric all-reduces.
 
-seglab does not wrap the model in ``DistributedDataParallel``: each step computes one gradient per
-monitored loss (for the gradient-norm curves) with ``torch.autograd.grad``, which DDP's reducer hooks do not
-see. Instead all those gradients are flattened into one ``(M, P)`` tensor and averaged across ranks with a
-single ``all_reduce`` per step — the same arithmetic as DDP (gradient averaging), so the optimizer sees the
-single-process gradient of the global batch (losses with batch statistics get ``process_group="world"``).
+Training wraps the model in ``DistributedDataParallel``, which averages the training loss's gradient across
+ranks during its backward. The gradients of the *monitored* losses (taken with ``torch.autograd.grad`` for
+their norm curves only, never applied) are not seen by DDP's reducer; they are averaged with one extra
+``all_reduce`` per step, so every recorded norm is that of the global batch. Losses with batch statistics
+get ``process_group="world"``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from .config import RunConfig, resolve
-from .distributed import DistInfo, all_reduce_mean, broadcast_module, shard
+from .distributed import DistInfo, all_reduce_mean, shard
 from .evaluate import convergence, evaluate
 
 ProgressFn = Callable[[int, int], None]
@@ -34,6 +34,11 @@ def _make_optimizer(cfg: RunConfig, params):
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _flat(grads, params) -> torch.Tensor:
+    """One flat vector of per-parameter gradients (zeros for parameters a loss does not reach)."""
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
 def _finite(x: float) -> bool:
@@ -67,7 +72,14 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
                          spatial_dims=task.spatial_dims, **cfg.model_kw).to(dev)
-    broadcast_module(model, info)
+    net: torch.nn.Module = model
+    if info.enabled:
+        # PyTorch's DistributedDataParallel: broadcasts rank 0's weights at construction and averages the training
+        # loss's gradient across ranks during backward. BatchNorm statistics stay per rank (as plain DDP).
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
+                                      broadcast_buffers=False)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = _make_optimizer(cfg, params)
     pg = "world" if info.enabled else None
@@ -102,53 +114,42 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
         x, y = x.to(dev), y.to(dev)
         model.train()
         with seglab.validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
-            logits = model(x)
+            logits = net(x)
             values = [fn(logits, y) for fn in losses]
         full = step % cfg.grad_norm_every == 0
-        rows = []
-        for i, v in enumerate(values):
-            if not full and i != train_idx:
-                rows.append(None)
-                continue
-            last = i == M - 1 or (not full)
-            gs = torch.autograd.grad(v, params, retain_graph=not last, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(gs, params)]))
-        if not full:
-            # keep the graph order simple: only the training-loss row was computed
-            pass
-        flat_rows = [r for r in rows if r is not None]
-        G = torch.stack(flat_rows)
+        # monitor gradients (for their norms) first, keeping the graph; the training loss's backward comes last
+        # and, under torchrun, goes through DDP, which averages it across ranks into p.grad
+        rows: list[Optional[torch.Tensor]] = [None] * M
+        if full:
+            for i, v in enumerate(values):
+                if i != train_idx:
+                    gs = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
+                    rows[i] = _flat(gs, params)
+        opt.zero_grad(set_to_none=True)
+        values[train_idx].backward()
+        gtrain = _flat([p.grad for p in params], params)
+        monitor_idx = [i for i in range(M) if rows[i] is not None]
         vals = torch.stack([v.detach().reshape(()) for v in values]).to(torch.float64)
         if info.enabled:
-            G = all_reduce_mean(G, info)
             vals = all_reduce_mean(vals, info)
-        norms = torch.linalg.vector_norm(G.double(), dim=1)
+            if monitor_idx:  # one all-reduce for all monitor gradients of this step
+                avg = all_reduce_mean(torch.stack([rows[i] for i in monitor_idx]), info)
+                for k, i in enumerate(monitor_idx):
+                    rows[i] = avg[k]
+        rows[train_idx] = gtrain
+        norm_idx = [i for i in range(M) if rows[i] is not None]
+        norms = dict(zip(norm_idx, torch.linalg.vector_norm(torch.stack([rows[i] for i in norm_idx]).double(), dim=1).tolist()))
         vals_l = vals.tolist()
-        norm_iter = iter(norms.tolist())
         rec["step"].append(step)
         rec["train_loss"].append(vals_l[train_idx])
-        gtrain = None
         for i, n in enumerate(names):
             rec[f"loss/{n}"].append(vals_l[i])
-            if rows[i] is not None:
-                nv = next(norm_iter)
-                rec[f"gnorm/{n}"].append(nv)
-            else:
-                rec[f"gnorm/{n}"].append(math.nan)
-        # row of the training loss in G
-        k = sum(1 for r in rows[:train_idx] if r is not None)
-        gtrain = G[k]
+            rec[f"gnorm/{n}"].append(norms.get(i, math.nan))
         tl = vals_l[train_idx]
         if not _finite(tl) or not bool(torch.isfinite(gtrain).all()):
             status, diverged_step = "diverged", step
             break
-        off = 0
-        for p in params:
-            n_el = p.numel()
-            p.grad = gtrain[off:off + n_el].view_as(p).to(p.dtype)
-            off += n_el
         opt.step()
-        opt.zero_grad(set_to_none=True)
         done = step + 1
         if done % cfg.eval_every == 0 and done != cfg.steps:
             do_eval(done)
