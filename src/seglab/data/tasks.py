@@ -21,9 +21,7 @@ Example::
 
 from __future__ import annotations
 
-import difflib
 import importlib
-import inspect
 import math
 import numbers
 import pkgutil
@@ -31,6 +29,8 @@ import warnings
 from typing import Any, Callable, Optional, Sequence
 
 import torch
+
+from seglab._registry import check_kwargs, unknown_name_message
 
 MODES = ("binary", "multiclass", "multilabel")
 VALIDATION_SEED = 0x5EED_0F_7A11D  # far from seed * 1_000_003 + step for any realistic (seed, step)
@@ -165,39 +165,10 @@ def create_task(name: str, **kw: Any) -> Task:
     if name not in _TASKS:
         _discover()
     if name not in _TASKS:
-        raise ValueError(_unknown_name_message("task", name, sorted(_TASKS)))
+        raise ValueError(unknown_name_message("task", name, sorted(_TASKS)))
     factory = _TASKS[name]
-    _check_kwargs("task", name, factory, kw)
+    check_kwargs("task", name, factory, kw)
     return factory(**kw)
-
-
-def _unknown_name_message(kind: str, name: Any, known: list[str]) -> str:
-    msg = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
-    if close:
-        msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return msg + f" (available: {', '.join(known) or 'none'})"
-
-
-def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, accepted, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(f"{kind} {name!r} got unknown parameter(s) {', '.join(hints)}; accepted: {', '.join(accepted)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# parameter checks and geometry helpers
 
 
 def _check_int(name: str, value: Any, minimum: Optional[int] = None) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from typing import Any
 
+from seglab._registry import unknown_name_message
 from seglab.losses.base import CompositeLoss, Loss
 from seglab.losses.ce import CrossEntropyLoss
 from seglab.losses.dice import DiceLoss
@@ -53,9 +53,7 @@ def _resolve(name: str) -> tuple[type[Loss], dict[str, Any]]:
         base, fixed = PRESETS[key]
         return LOSSES[base], dict(fixed)
     if key not in LOSSES:
-        close = difflib.get_close_matches(key, list_losses(), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}{hint} Known losses: {', '.join(list_losses())}")
+        raise ValueError(unknown_name_message("loss", name, list_losses()))
     return LOSSES[key], {}
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from typing import Any, Callable
 
 from torch import nn
+
+from seglab._registry import check_kwargs, unknown_name_message
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -43,34 +43,6 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def _unknown_name_message(kind: str, name: str, known: list[str]) -> str:
-    msg = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
-    if close:
-        msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
-    return msg + f" (available: {', '.join(known) or 'none'})"
-
-
-def _check_kwargs(kind: str, name: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> None:
-    """Raise ValueError for keyword arguments ``factory`` does not accept (instead of a TypeError)."""
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # builtins / C callables: let the call itself complain
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = [k for k in kwargs if k not in accepted]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, accepted, n=1)
-            hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ValueError(
-            f"{kind} {name!r} got unknown parameter(s) {', '.join(hints)}; accepted: {', '.join(accepted)}"
-        )
-
-
 def create_model(name: str, *, in_channels: int, out_channels: int, spatial_dims: int = 2, **kw: Any) -> nn.Module:
     """Build the registered model ``name``.
 
@@ -92,7 +64,7 @@ def create_model(name: str, *, in_channels: int, out_channels: int, spatial_dims
         torch.Size([2, 2, 32, 32])
     """
     if name not in _MODELS:
-        raise ValueError(_unknown_name_message("model", name, list_models()))
+        raise ValueError(unknown_name_message("model", name, list_models()))
     factory = _MODELS[name]
-    _check_kwargs("model", name, factory, kw)
+    check_kwargs("model", name, factory, kw)
     return factory(in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kw)
