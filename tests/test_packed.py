@@ -89,6 +89,54 @@ def test_pack_equals_single_runs_float32():
     _compare(train_pack(cfgs), [train_run(c) for c in cfgs], rtol=1e-3, eval_atol=1e-2)
 
 
+SGD_MIX = [(1e-3, 0.0), (0.1, 0.0), (0.01, 0.9)]
+
+
+def _sgd_mix(norm, steps=40):
+    return [RunConfig(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
+                      steps=steps, eval_every=20, optimizer="sgd", lr=SGD_MIX[i % 3][0], momentum=SGD_MIX[i % 3][1])
+            for i, (l, fg, s) in enumerate(MIXED)]
+
+
+@pytest.mark.parametrize("norm", ["batch", None])
+def test_sgd_pack_mixed_lr_momentum_float64(float64, norm):
+    """SGD runs with different lr and momentum share one pack (PackedSGD, per-run lr / momentum) and reproduce
+    every single run (torch.optim.SGD) to rounding; each run keeps its own lr / momentum in its config."""
+    cfgs = _sgd_mix(norm)
+    assert len(group_packs(cfgs)) == 1
+    P = train_pack(cfgs)
+    S = [train_run(c) for c in cfgs]
+    _compare(P, S, rtol=1e-9, eval_atol=1e-9)
+    for p, c in zip(P, cfgs):
+        assert (p.config.lr, p.config.momentum) == (c.lr, c.momentum)
+        assert p.summary["pack_size"] == len(cfgs)
+
+
+def test_packed_sgd_matches_torch_sgd_per_run(float64):
+    """PackedSGD on an (R*n, k) parameter equals torch.optim.SGD on each run's slice, momentum 0 exactly."""
+    from seglab.train.packed import PackedSGD
+
+    torch.manual_seed(0)
+    R, n, k = 3, 4, 5
+    lrs, moms = [1e-3, 0.1, 0.01], [0.0, 0.0, 0.9]
+    w = torch.randn(R * n, k, requires_grad=True)
+    singles = [w.detach()[r * n:(r + 1) * n].clone().requires_grad_(True) for r in range(R)]
+    opt = PackedSGD([w], lrs, moms, R)
+    refs = [torch.optim.SGD([s], lr=lr, momentum=m) for s, lr, m in zip(singles, lrs, moms)]
+    for _ in range(5):
+        g = torch.randn(R * n, k)
+        w.grad = g.clone()
+        opt.step()
+        for r in range(R):
+            singles[r].grad = g[r * n:(r + 1) * n].clone()
+            refs[r].step()
+    for r in range(R):
+        if moms[r] == 0:
+            assert torch.equal(w.detach()[r * n:(r + 1) * n], singles[r].detach())
+        else:
+            torch.testing.assert_close(w.detach()[r * n:(r + 1) * n], singles[r].detach(), rtol=1e-14, atol=1e-15)
+
+
 def test_diverging_run_in_pack():
     """float32, SGD lr 1e12 without BN: the CCE run diverges at step 2, the Dice run finishes (as when run alone)."""
     cfgs = [RunConfig(loss=l, task_kw={"size": 16, "fg_ratio": 0.5}, model_kw={"norm": None}, optimizer="sgd",
@@ -108,6 +156,11 @@ def test_grouping_and_packable():
     packs = group_packs(cfgs)
     assert sorted(len(p) for p in packs) == [1, 6, 6]
     assert sorted(len(p) for p in group_packs(cfgs, max_size=4)) == [1, 3, 3, 3, 3]
+    # SGD lr / momentum are not in the pack key (PackedSGD), Adam's lr is; norms never share a pack
+    sgd = _sgd_mix("batch") + _sgd_mix(None)
+    assert sorted(len(p) for p in group_packs(sgd)) == [6, 6]
+    adam = _cfgs("batch") + [RunConfig(loss="dice", task_kw={"size": 16}, lr=1e-2, steps=40, eval_every=20)]
+    assert sorted(len(p) for p in group_packs(adam)) == [1, 6]
 
 
 def _grid(tmp):
@@ -141,7 +194,7 @@ def test_interrupted_pack_resumes(tmp_path, monkeypatch):
     assert len(store.done_ids()) == 3
     assert (store.run_dir(next(iter(done1))) / "summary.json").stat().st_mtime_ns == mtime
     sums = store.summaries()
-    # 1 worker, packs capped at ceil(pending / 2): first a pack of 2 (the diverged run came from it) and a single
+    # 1 worker, packs capped at ceil(pending / 1) * 2 // 3 = 2: first a pack of 2 (the diverged run came from it) and a single
     # run; the resume has 2 pending runs -> two single runs
     assert sorted(s.get("pack_size", 1) for s in sums) == [1, 1, 2]
     # --no-pack path still works on the same grid

@@ -111,14 +111,15 @@ def _run_job(job: list[RunConfig], out: str) -> list[dict[str, Any]]:
 
 def make_jobs(pending: list[RunConfig], workers: int, pack: bool = True) -> list[list[RunConfig]]:
     """Units of work: packs of runs trained together (``pack=True``, packable runs, see
-    :mod:`seglab.train.packed`) or single runs. Packs are capped at ``ceil(len(pending) / (2 * workers))`` runs so
-    that every worker gets at least two jobs (balance; a killed or interrupted worker loses at most one pack); the
-    largest jobs come first. (The chlebus2018 preset's packs, 45 and 15 runs, are below the cap of 60.)"""
+    :mod:`seglab.train.packed`) or single runs. Packs are capped at two thirds of one worker's share,
+    ``ceil(len(pending) / workers) * 2 // 3`` runs, so that no job is more than 2/3 of a worker's work (balance; a
+    killed or interrupted worker loses at most one pack); the largest jobs come first. (The chlebus2018 preset's
+    packs, 45 Adam and 75 SGD runs per norm, are below the cap of 80.)"""
     if not pack:
         return [[r] for r in pending]
     from seglab.train.packed import group_packs
 
-    cap = max(1, -(-len(pending) // (2 * max(1, workers))))
+    cap = max(1, -(-len(pending) // max(1, workers)) * 2 // 3)
     jobs = group_packs(pending, max_size=cap)
     return sorted(jobs, key=len, reverse=True)
 

@@ -1,8 +1,8 @@
 """Packed runs: many small runs trained together as the groups of one grouped-convolution network.
 
 Runs that share the model (``tiny`` with the same width and norm), the task (``threshold`` with the same size;
-the foreground ratio may differ), the optimizer with its lr and momentum, batch size, steps, validation and
-monitoring settings are trained as ``R`` groups of one network:
+the foreground ratio may differ), the optimizer (for Adam also its lr; SGD runs may differ in lr and momentum),
+batch size, steps, validation and monitoring settings are trained as ``R`` groups of one network:
 
 * conv1 ``Conv(R*in, R*w, 3, groups=R)`` [BN(R*w)] ReLU, conv2 ``Conv(R*w, R*w, 3, groups=R)`` [BN] ReLU,
   head ``Conv(R*w, R*C, 1, groups=R)``. Group ``r`` is initialised from the run's own model, built exactly as
@@ -17,9 +17,12 @@ monitoring settings are trained as ``R`` groups of one network:
   monitor). Each run's gradient is laid out as one row ``(R, P)`` in the order of a single model's parameters,
   so norms are computed exactly as ``train_run`` does (float64 L2 over the row). The training gradient of run
   ``r`` is the row of its own training loss; Adam and SGD are elementwise, so one optimizer over the packed
-  parameters steps every run independently.
+  parameters steps every run independently. Every packed parameter's dim 0 is ``R`` x (the run's size) in run
+  order (conv weights and biases, batch-norm weight and bias), so SGD packs use :class:`PackedSGD`, torch's SGD
+  update with per-run lr and momentum broadcast over each parameter's ``(R, -1)`` view.
 * A run whose training loss or gradient is not finite is marked diverged at that step (as ``train_run``):
-  its records stop, its gradient rows are zeroed and its optimizer state and weights are reset, so it stays
+  its records stop, its gradient rows are zeroed and its optimizer state (Adam moments, SGD momentum buffer
+  slice) and weights are reset, so it stays
   frozen (and finite) while the others continue. Its result is handed out at once.
 * Validation: each run's slice of the weights (and running statistics) is loaded into a plain model of its own
   and evaluated with :func:`~seglab.train.evaluate.evaluate`, so metrics are those of single runs.
@@ -99,15 +102,18 @@ def packable(cfg: RunConfig) -> bool:
 
 
 def pack_key(cfg: RunConfig) -> str:
-    """Runs with equal keys can share a pack (everything but loss, seed and the task's foreground ratio)."""
+    """Runs with equal keys can share a pack (everything but loss, seed, the task's foreground ratio and, for SGD,
+    lr and momentum: :class:`PackedSGD` steps each run with its own)."""
     from seglab.data import create_task
 
     task = create_task(cfg.task, **cfg.task_kw)
     rc = resolve(cfg, task)
     tcfg = {k: v for k, v in task.config().items() if k != "fg_ratio"}
+    per_run_opt = rc.optimizer == "sgd"
     return json.dumps({
-        "model": rc.model, "model_kw": _model_kw(rc), "task": tcfg, "optimizer": rc.optimizer, "lr": rc.lr,
-        "momentum": rc.momentum, "batch_size": rc.batch_size, "steps": rc.steps, "eval_every": rc.eval_every,
+        "model": rc.model, "model_kw": _model_kw(rc), "task": tcfg, "optimizer": rc.optimizer,
+        "lr": None if per_run_opt else rc.lr, "momentum": None if per_run_opt else rc.momentum,
+        "batch_size": rc.batch_size, "steps": rc.steps, "eval_every": rc.eval_every,
         "monitors": rc.monitors, "grad_norm_every": rc.grad_norm_every,
     }, sort_keys=True, default=str)
 
@@ -257,6 +263,56 @@ class _PackedLosses:
         return torch.stack(out)
 
 
+class PackedSGD(torch.optim.Optimizer):
+    """torch.optim.SGD (no dampening, nesterov or weight decay) with per-run ``lr`` and ``momentum`` (shape ``(R,)``).
+
+    Every parameter's dim 0 must be ``R`` x (the run's size) in run order, so ``p.view(R, -1)[r]`` is run ``r``'s
+    slice. Per step, per parameter: ``buf = momentum * buf + grad`` (``buf`` starts at zero, so the first step gives
+    ``buf = grad`` as torch does; with momentum 0 it is ``grad`` exactly), then ``p -= lr * buf``. The momentum
+    buffer is kept as ``state[p]["momentum_buffer"]`` (shape of ``p``) so :func:`_freeze` resets a run's slice.
+    """
+
+    def __init__(self, params, lr, momentum, R: int):
+        params = list(params)
+        super().__init__(params, {})
+        self.R = R
+        for p in params:
+            if p.dim() == 0 or p.shape[0] % R:
+                raise ValueError(f"PackedSGD: parameter of shape {tuple(p.shape)} is not R={R} runs along dim 0")
+        lr = torch.as_tensor(lr, dtype=torch.float64).reshape(R, 1)
+        mom = torch.as_tensor(momentum, dtype=torch.float64).reshape(R, 1)
+        self._neg_lr = {p.dtype: (-lr).to(p.dtype) for p in params}
+        self._mom = {p.dtype: mom.to(p.dtype) for p in params}
+        self._any_mom = bool((mom != 0).any())
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        R = self.R
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.reshape(R, -1)
+                st = self.state[p]
+                if "momentum_buffer" not in st:
+                    st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.contiguous_format)
+                buf = st["momentum_buffer"].view(R, -1)
+                if self._any_mom:
+                    buf.mul_(self._mom[p.dtype]).add_(g)
+                else:
+                    buf.copy_(g)
+                p.view(R, -1).addcmul_(buf, self._neg_lr[p.dtype])
+        return None
+
+
+def _make_pack_optimizer(rcfgs: list[RunConfig], params) -> torch.optim.Optimizer:
+    """Adam: torch's (one lr, in the pack key); SGD: :class:`PackedSGD` with each run's lr and momentum."""
+    c0 = rcfgs[0]
+    if c0.optimizer == "sgd":
+        return PackedSGD(params, [float(c.lr) for c in rcfgs], [float(c.momentum) for c in rcfgs], len(rcfgs))
+    return _make_optimizer(c0, params)
+
+
 def _flat(grads, R: int) -> torch.Tensor:
     """Per-parameter gradients -> ``(R, P)``: row r = run r's gradient in a single model's parameter order."""
     return torch.cat([g.reshape(R, -1) for g in grads], 1)
@@ -300,7 +356,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
     net = PackedTinyFCN(R, cin, C, sd, width=mkw["width"], norm=mkw["norm"])
     net.load_runs(models)
     params = [p for p in net.parameters() if p.requires_grad]
-    opt = _make_optimizer(c0, params)
+    opt = _make_pack_optimizer(rcfgs, params)
 
     run_names = []
     names: list[str] = []
