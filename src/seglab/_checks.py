@@ -95,8 +95,12 @@ def check_weight(weight: torch.Tensor | None, num_channels: int, name: str) -> N
         raise ValueError(
             f"{name} must be a 1-D tensor with one entry per channel (length {num_channels}), got shape {_shape(weight)}"
         )
-    if not bool(torch.isfinite(weight).all()) or bool((weight < 0).any()):
-        raise ValueError(f"{name} must be finite and non-negative, got {weight.tolist()}")
+    _check_weight_values(weight, name)
+
+
+def _check_weight_values(w: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError(f"{name} must be finite and non-negative, got {w.tolist()}")
 
 
 def as_weight(value, name: str) -> torch.Tensor | None:
@@ -106,6 +110,5 @@ def as_weight(value, name: str) -> torch.Tensor | None:
     t = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
     if t.ndim != 1:
         raise ValueError(f"{name} must be 1-D (one value per channel), got shape {_shape(t)}")
-    if not bool(torch.isfinite(t).all()) or bool((t < 0).any()):
-        raise ValueError(f"{name} must be finite and non-negative, got {t.tolist()}")
+    _check_weight_values(t, name)
     return t

@@ -7,6 +7,24 @@ import inspect
 from typing import Any, Callable
 
 
+def registrar(kind: str, table: dict[str, Callable[..., Any]]) -> Callable[[str], Callable]:
+    """The ``register_<kind>(name)`` decorator factory of a registry held in ``table``."""
+
+    def register(name: str) -> Callable:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
+
+        def decorator(factory):
+            if name in table and table[name] is not factory:
+                raise ValueError(f"{kind} {name!r} is already registered")
+            table[name] = factory
+            return factory
+
+        return decorator
+
+    return register
+
+
 def unknown_name_message(kind: str, name: Any, known: list[str]) -> str:
     msg = f"unknown {kind} {name!r}"
     close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from seglab._registry import check_kwargs, unknown_name_message
+from seglab._registry import check_kwargs, registrar, unknown_name_message
 
 MODES = ("binary", "multiclass", "multilabel")
 VALIDATION_SEED = 0x5EED_0F_7A11D  # far from seed * 1_000_003 + step for any realistic (seed, step)
@@ -107,6 +107,7 @@ class Task:
 
 TaskFactory = Callable[..., Task]
 _TASKS: dict[str, TaskFactory] = {}
+_register = registrar("task", _TASKS)
 _discovered = False
 
 
@@ -118,16 +119,7 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
         @register_task("brain-tissue")
         def brain_tissue(*, size=64, spatial_dims=2) -> Task: ...
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"task name must be a non-empty string, got {name!r}")
-
-    def decorator(factory: TaskFactory) -> TaskFactory:
-        if name in _TASKS and _TASKS[name] is not factory:
-            raise ValueError(f"task {name!r} is already registered")
-        _TASKS[name] = factory
-        return factory
-
-    return decorator
+    return _register(name)
 
 
 def _discover() -> None:

@@ -23,9 +23,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seglab.targets import compute_dtype
+
 
 def _cd(x: torch.Tensor) -> torch.dtype:
-    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return compute_dtype(x.dtype)
 
 
 def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -6,11 +6,12 @@ from typing import Any, Callable
 
 from torch import nn
 
-from seglab._registry import check_kwargs, unknown_name_message
+from seglab._registry import check_kwargs, registrar, unknown_name_message
 
 ModelFactory = Callable[..., nn.Module]
 
 _MODELS: dict[str, ModelFactory] = {}
+_register = registrar("model", _MODELS)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -26,16 +27,7 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
         def mynet(*, in_channels, out_channels, spatial_dims=2, width=8):
             ...
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"model name must be a non-empty string, got {name!r}")
-
-    def decorator(factory: ModelFactory) -> ModelFactory:
-        if name in _MODELS and _MODELS[name] is not factory:
-            raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = factory
-        return factory
-
-    return decorator
+    return _register(name)
 
 
 def list_models() -> list[str]:
