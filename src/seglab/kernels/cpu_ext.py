@@ -106,6 +106,11 @@ def available() -> bool:
     return load() is not None
 
 
+def unavailable_reason() -> str | None:
+    """Why the C++ kernels cannot be used (after trying to load them), or None when they are available."""
+    return None if load() is not None else (_failed or "unknown reason")
+
+
 def supports(x: torch.Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in DTYPES and available()
 
