@@ -263,6 +263,9 @@ def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
 
 
 def run(args) -> int:
+    from seglab._extras import require
+
+    require("rich", "seglab bench")
     from rich.console import Console
     from rich.table import Table
 

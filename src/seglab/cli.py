@@ -1,7 +1,9 @@
-"""The one command-line entry point: ``seglab {demo,advise,train,sweep,report,bench}``.
+"""The one command-line entry point: ``seglab {demo,advise,train,sweep,report,bench,info}``, ``seglab --version``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
-this file only wires them, importing a subcommand's module when that subcommand is used.
+this file only wires them, importing a subcommand's module when that subcommand is used. A subcommand whose
+optional dependency is missing (:class:`seglab._extras.MissingExtraError`) prints one line naming the extra
+to install and exits 2.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from seglab._extras import MissingExtraError
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("seglab.demo", "run the quick loss-comparison sweep on built-in data and write its report"),
     "advise": ("seglab.advise.cli", "read masks and recommend activation, loss and class weights"),
@@ -17,21 +21,44 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("seglab.sweep.cli", "run a resumable grid of training runs"),
     "report": ("seglab.report.cli", "render figures, HTML and tables from a results folder"),
     "bench": ("seglab.bench", "time losses (fwd+bwd) and peak memory against F.cross_entropy, MONAI, smp"),
+    "info": ("seglab.info", "versions, devices, the active fused loss backend (or why none) and installed extras"),
 }
+
+
+class _Version(argparse.Action):
+    """``--version``: imports seglab only when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import seglab
+
+        print(f"seglab {seglab.__version__}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="seglab", description="seglab: losses, activations, advice and experiments for segmentation")
+    parser.add_argument("--version", "-V", action=_Version, help="print the seglab version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     chosen = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
         if name == chosen:
-            importlib.import_module(module).add_arguments(p)
+            try:
+                importlib.import_module(module).add_arguments(p)
+            except MissingExtraError as e:
+                print(e, file=sys.stderr)
+                return 2
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except MissingExtraError as e:
+        print(e, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seglab._extras import require
+
+    for mod in ("rich", "pyarrow", "matplotlib"):
+        require(mod, "seglab demo")
     from rich.console import Console
 
     from seglab.report.render import render_report, terminal_table

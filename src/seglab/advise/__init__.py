@@ -95,6 +95,9 @@ def _progress(files: list[Path], enabled: bool):
     if not enabled:
         yield from files
         return
+    from seglab._extras import require
+
+    require("rich", "the progress bar of seglab advise")
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seglab._extras import require
+
+    require("rich", "seglab advise")
     from rich.console import Console
 
     from seglab.advise import advise

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 def render(advice: Advice, console: Console) -> None:
     """Print the report to ``console``."""
+    from seglab._extras import require
+
+    require("rich", "the advice report")
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
@@ -68,6 +71,9 @@ def render_text(advice: Advice, width: int = 110) -> str:
     """The report as plain text (no colours)."""
     import io
 
+    from seglab._extras import require
+
+    require("rich", "the advice report")
     from rich.console import Console
 
     buf = io.StringIO()

@@ -49,8 +49,9 @@ def nilearn_data_dir() -> Path:
     """Folder holding nilearn's bundled template files, found without importing nilearn."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the brain-tissue data ships with nilearn, which is not installed: "
-                          "pip install --no-deps nilearn  (or pip install 'seglab[brain]')")
+        from seglab._extras import missing
+
+        raise missing("nilearn", "the brain-tissue task (its data ships with nilearn)")
     for loc in spec.submodule_search_locations:
         d = Path(loc) / "datasets" / "data"
         if all((d / f).is_file() for f in FILES.values()):
@@ -62,8 +63,9 @@ def nilearn_data_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_volumes() -> dict[str, np.ndarray]:
     """The three volumes as float32 ``(197, 233, 189)`` arrays: ``"t1"`` in [0, 1], ``"gm"``, ``"wm"`` probabilities."""
-    import nibabel as nib
+    from seglab._extras import require
 
+    nib = require("nibabel", "the brain-tissue task")
     d = nilearn_data_dir()
     return {k: np.asarray(nib.load(str(d / f)).dataobj, dtype=np.float32) / 255.0 for k, f in FILES.items()}
 

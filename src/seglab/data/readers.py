@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seglab._extras import MissingExtraError, require
+
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".npy", ".npz", ".nii", ".nii.gz")
 
 
@@ -26,7 +28,7 @@ def read_array(path: str | Path) -> np.ndarray:
     suffix = file_suffix(path)
     try:
         if suffix in (".png", ".tif", ".tiff"):
-            from PIL import Image
+            Image = require("PIL.Image", f"reading {suffix} masks")
 
             with Image.open(path) as im:
                 if im.mode in ("P", "L", "I", "I;16", "1"):
@@ -44,9 +46,10 @@ def read_array(path: str | Path) -> np.ndarray:
                     return z[keys[0]]
                 raise ValueError(f"several arrays {keys}; expected one, or one named 'mask'")
         if suffix in (".nii", ".nii.gz"):
-            import nibabel as nib
-
+            nib = require("nibabel", "reading NIfTI masks")
             return np.asarray(nib.load(str(path)).dataobj)
+    except MissingExtraError:
+        raise
     except ValueError as e:
         raise ValueError(f"cannot read {path}: {e}") from e
     except Exception as e:  # corrupt files raise many types (OSError, zipfile errors, nibabel errors)
@@ -65,9 +68,8 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, dict]:
     suffix = file_suffix(path)
     meta: dict = {"kind": {".png": "image", ".tif": "image", ".tiff": "image", ".npy": "numpy", ".npz": "numpy"}.get(suffix, "nifti"), "palette": False, "mode": None}
     if meta["kind"] == "image":
+        Image = require("PIL.Image", f"reading {suffix} masks")
         try:
-            from PIL import Image
-
             with Image.open(path) as im:
                 meta["mode"] = im.mode
                 meta["palette"] = im.mode == "P"

@@ -13,6 +13,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seglab._extras import require
+
+    for mod in ("rich", "pyarrow") if args.no_curves else ("rich", "pyarrow", "matplotlib"):
+        require(mod, "seglab report")
     from rich.console import Console
 
     from .render import render_report, terminal_table

@@ -17,8 +17,9 @@ _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 
 
 def _plt():
-    import matplotlib
+    from seglab._extras import require
 
+    matplotlib = require("matplotlib", "report figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

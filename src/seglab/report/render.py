@@ -40,7 +40,9 @@ def _cell(a: dict[str, Any], k: str) -> str:
 
 
 def terminal_table(agg: list[dict[str, Any]], title: str = "seglab sweep summary"):
-    from rich.table import Table
+    from seglab._extras import require
+
+    Table = require("rich.table", "the results table").Table
 
     # columns that are the same in every row are stated in the caption instead
     const = [(k, h) for k, h in TABLE_COLS[:7] if len({_cell(a, k) for a in agg}) == 1]

@@ -124,6 +124,9 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from seglab._extras import require
+
+    require("rich", "seglab sweep")
     from rich.console import Console
 
     console = Console(stderr=True)

@@ -59,17 +59,19 @@ def load_config(path: str | Path) -> dict[str, Any]:
             try:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore
+                from seglab._extras import require
+
+                tomllib = require("tomli", "TOML sweep configs on Python 3.10")
             data = tomllib.loads(text)
         elif p.suffix in (".yaml", ".yml"):
-            import yaml
+            from seglab._extras import require
 
-            data = yaml.safe_load(text)
+            data = require("yaml", "YAML sweep configs").safe_load(text)
         elif p.suffix == ".json":
             data = json.loads(text)
         else:
             raise ConfigError(f"config file {str(p)!r}: use .toml, .yaml/.yml or .json")
-    except ConfigError:
+    except (ConfigError, ImportError):
         raise
     except Exception as e:  # parse errors of any of the three formats
         raise ConfigError(f"cannot parse {str(p)!r}: {e}") from e

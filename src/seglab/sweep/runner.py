@@ -190,6 +190,9 @@ def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: Sweep
 def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) -> None:
     import multiprocessing as mp
 
+    from seglab._extras import require
+
+    require("rich", "the sweep progress bar")
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from seglab._extras import require
+
 _counter = itertools.count()
 
 
@@ -63,15 +65,15 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def _write_parquet(path: Path, columns: dict[str, list]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    pa = require("pyarrow", "the results store")
+    pq = require("pyarrow.parquet", "the results store")
 
     table = pa.table({k: pa.array(v, type=pa.int64() if k == "step" else pa.float64()) for k, v in columns.items()})
     pq.write_table(table, path)
 
 
 def _read_parquet(path: Path) -> dict[str, list]:
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet", "the results store")
 
     return pq.read_table(path).to_pydict()
 
@@ -80,6 +82,7 @@ class ResultsStore:
     """Reader/writer of one results folder (see module docstring)."""
 
     def __init__(self, root: str | Path):
+        require("pyarrow", "the results store")  # fail before any run is trained, not when it is written
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
 
@@ -200,8 +203,8 @@ class ResultsStore:
         import csv
         import io
 
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        pa = require("pyarrow", "the results store")
+        pq = require("pyarrow.parquet", "the results store")
 
         keys: list[str] = []
         for r in rows:

@@ -66,6 +66,11 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from seglab._extras import require
+
+    require("rich", "seglab train")
+    if args.out:
+        require("pyarrow", "seglab train --out")
     from rich.console import Console
 
     from seglab.train import distributed as D

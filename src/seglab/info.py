@@ -1,0 +1,121 @@
+"""``seglab info [--json]``: what this installation is and which loss backend it runs.
+
+Versions (seglab, Python, torch), the platform, the devices, the fused backend that CPU float32 losses use
+(or why none is active) and which optional extras are installed. Needs only the core install (torch + numpy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import warnings
+from importlib import metadata
+from typing import Any
+
+from seglab._extras import EXTRAS, installed
+
+
+def _fused() -> dict[str, Any]:
+    """The fused backend of a CPU float32 loss call: ``"cpp"``, ``"eager"`` or None, and why."""
+    from seglab.kernels import cpu_ext, dispatch
+
+    env = {k: os.environ.get(k) for k in ("SEGLAB_FUSED", "SEGLAB_FUSED_BACKEND", "SEGLAB_KERNEL_CACHE", "CXX")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reason is reported below instead
+        cpp_ok = cpu_ext.available()
+    cpp = {"available": cpp_ok, "reason": None if cpp_ok else cpu_ext.unavailable_reason(),
+           "source": str(cpu_ext._SRC), "source_present": cpu_ext._SRC.is_file(), "cache": str(cpu_ext.cache_dir())}
+    enabled = dispatch.fused_enabled()
+    forced = (env["SEGLAB_FUSED_BACKEND"] or "").strip().lower()
+    if not enabled:
+        backend = None
+        reason = (f"fused kernels disabled by SEGLAB_FUSED={env['SEGLAB_FUSED']}" if env["SEGLAB_FUSED"] is not None
+                  else "fused kernels disabled by seglab.set_fused(False)") + "; the reference losses run"
+    elif forced == "eager":
+        backend, reason = "eager", "forced by SEGLAB_FUSED_BACKEND=eager"
+    elif cpp_ok:
+        backend, reason = "cpp", None
+    else:
+        backend = "eager" if forced == "cpu" else None
+        reason = f"C++ kernels unavailable: {cpp['reason']}" + (
+            "; SEGLAB_FUSED_BACKEND=cpu selects the eager torch backend" if backend else "; the reference losses run")
+    return {"backend": backend, "reason": reason, "enabled": enabled, "cpp": cpp, "env": env}
+
+
+def _devices() -> dict[str, Any]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "cpu": {"threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
+        "cuda": {"available": cuda, "version": torch.version.cuda,
+                 "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else []},
+    }
+
+
+def _extras() -> dict[str, dict[str, str | None]]:
+    """extra -> {distribution: installed version or None}."""
+    out: dict[str, dict[str, str | None]] = {}
+    for module, (dist, extra) in EXTRAS.items():
+        if module == "tomli" and sys.version_info >= (3, 11):
+            continue  # the standard library's tomllib is used instead
+        version = None
+        if installed(module):
+            try:
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                version = "unknown"
+        out.setdefault(extra, {})[dist] = version
+    return out
+
+
+def info() -> dict[str, Any]:
+    """Everything ``seglab info`` reports, as a JSON-serializable dict."""
+    import torch
+
+    import seglab
+
+    extras = _extras()
+    return {
+        "seglab": seglab.__version__,
+        "location": os.path.dirname(seglab.__file__),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "torch": torch.__version__,
+        "numpy": metadata.version("numpy"),
+        "platform": platform.platform(),
+        "devices": _devices(),
+        "fused_cpu_float32": _fused(),
+        "extras": extras,
+        "extras_installed": sorted(e for e, pkgs in extras.items() if all(v is not None for v in pkgs.values())),
+    }
+
+
+def format_text(d: dict[str, Any]) -> str:
+    f = d["fused_cpu_float32"]
+    cuda = d["devices"]["cuda"]
+    lines = [
+        f"seglab    {d['seglab']}  ({d['location']})",
+        f"python    {d['python']}",
+        f"torch     {d['torch']}  (numpy {d['numpy']})",
+        f"platform  {d['platform']}",
+        f"devices   cpu ({d['devices']['cpu']['threads']} threads)"
+        + (f"; cuda {cuda['version']}: " + ", ".join(cuda["devices"]) if cuda["available"] else "; cuda: not available"),
+        f"fused     CPU float32 losses: {f['backend'] or 'none (reference losses)'}" + (f" — {f['reason']}" if f["reason"] else ""),
+    ]
+    for extra, pkgs in d["extras"].items():
+        state = ", ".join(f"{p} {v}" if v else f"{p} missing" for p, v in pkgs.items())
+        lines.append(f"extra     {extra:<8}{state}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    d = info()
+    print(json.dumps(d, indent=1) if args.json else format_text(d))
+    return 0
