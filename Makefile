@@ -4,7 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seglab-installed
 
-.PHONY: demo test setup bench clean
+# The wheel check: build the sdist and the wheel (from the sdist), install the wheel with only its core
+# dependencies (torch==2.13.0, numpy) into a virtualenv OUTSIDE the repository, and run tests/wheel_check.py
+# there from a directory outside the repository. The virtualenv is kept between runs (torch is not
+# reinstalled); seglab is uninstalled and the freshly built wheel installed every time.
+WHEEL_TMP ?= $(or $(TMPDIR),/tmp)/seglab-wheel-check
+WHEEL_DIST := $(WHEEL_TMP)/dist
+WHEEL_VENV := $(WHEEL_TMP)/venv
+REPO := $(abspath .)
+
+.PHONY: demo test setup bench clean lint wheel wheel-check
 
 # torch==2.13.0 first (a CPU wheel on disk here); an unpinned torch would pull a multi-GB CUDA build.
 # MONAI, segmentation_models_pytorch and nilearn go in with --no-deps: we use MONAI/smp loss modules as
@@ -13,14 +22,31 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[all,dev]'
 	$(BIN)/pip install -q --no-deps 'monai>=1.3' 'segmentation-models-pytorch>=0.3' 'nilearn>=0.10'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-test: $(STAMP)
+test: lint wheel-check
 	$(BIN)/python -m pytest -n 2 -q
+
+# rules to come; for now the hook checks that ruff is installed
+lint: $(STAMP)
+	$(BIN)/ruff --version
+
+wheel: $(STAMP)
+	rm -rf $(WHEEL_DIST) && mkdir -p $(WHEEL_TMP)
+	$(BIN)/python -m build --outdir $(WHEEL_DIST) . >$(WHEEL_TMP)/build.log 2>&1 || { tail -30 $(WHEEL_TMP)/build.log; exit 1; }
+	@ls $(WHEEL_DIST)
+
+wheel-check: wheel
+	test -x $(WHEEL_VENV)/bin/python || { $(PY) -m venv $(WHEEL_VENV) && $(WHEEL_VENV)/bin/pip install -q --upgrade pip; }
+	$(WHEEL_VENV)/bin/pip uninstall -q -y seglab
+	$(WHEEL_VENV)/bin/pip install -q torch==2.13.0 $(WHEEL_DIST)/seglab-*.whl
+	rm -rf $(WHEEL_TMP)/work && mkdir -p $(WHEEL_TMP)/work && cp tests/wheel_check.py $(WHEEL_TMP)/work/
+	cd $(WHEEL_TMP)/work && env -u PYTHONPATH SEGLAB_KERNEL_CACHE=$(WHEEL_TMP)/kernels \
+		$(WHEEL_VENV)/bin/python wheel_check.py --wheel $$(ls $(WHEEL_DIST)/seglab-*.whl) --repo $(REPO)
 
 demo: $(STAMP)
 	$(BIN)/python -m seglab demo
@@ -29,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/seglab bench --against monai,smp --out benchmarks/bench_losses.json
 
 clean:
-	rm -rf $(VENV) results build src/*.egg-info
+	rm -rf $(VENV) results build src/*.egg-info $(WHEEL_TMP)

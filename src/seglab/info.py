@@ -32,7 +32,8 @@ def _fused() -> dict[str, Any]:
     forced = (env["SEGLAB_FUSED_BACKEND"] or "").strip().lower()
     if not enabled:
         backend = None
-        reason = (f"fused kernels disabled by SEGLAB_FUSED={env['SEGLAB_FUSED']}" if env["SEGLAB_FUSED"] is not None
+        by_env = (env["SEGLAB_FUSED"] or "1").strip().lower() in ("0", "false", "no", "off")
+        reason = (f"fused kernels disabled by SEGLAB_FUSED={env['SEGLAB_FUSED']}" if by_env
                   else "fused kernels disabled by seglab.set_fused(False)") + "; the reference losses run"
     elif forced == "eager":
         backend, reason = "eager", "forced by SEGLAB_FUSED_BACKEND=eager"
