@@ -18,6 +18,21 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def label_range_error(bad_values: list[int], num_classes: int, ignore_index: int | None) -> ValueError:
+    """The error for multiclass index labels outside ``[0, num_classes)`` (that are not ``ignore_index``).
+
+    One message for every place that finds them: :func:`prepare_target` (validation on) and the fused kernels,
+    which bounds-check the labels they read whatever the validation setting.
+    """
+    c = int(num_classes)
+    extra = "" if ignore_index is None else f" other than ignore_index={ignore_index}"
+    return ValueError(
+        f"multiclass target values must be class indices in [0, {c}) for C={c} logit channels{extra}; "
+        f"found values {sorted(set(int(v) for v in bad_values))[:10]}"
+        + ("" if ignore_index is not None else "; if they mark pixels to skip, pass ignore_index")
+    )
+
+
 @dataclass
 class Target:
     """A validated target.
@@ -74,12 +89,7 @@ def prepare_target(
             lo, hi = int(lo_t), int(hi_t)
             if lo < 0 or hi >= c:
                 bad = target[(target < 0) | (target >= c)]
-                extra = "" if ignore_index is None else f" other than ignore_index={ignore_index}"
-                raise ValueError(
-                    f"multiclass target values must be class indices in [0, {c}) for C={c} logit channels{extra}; "
-                    f"found values {sorted(set(bad.unique().tolist()))[:10]}"
-                    + ("" if ignore_index is not None else "; if they mark pixels to skip, pass ignore_index")
-                )
+                raise label_range_error(bad.unique().tolist(), c, ignore_index)
         return Target(index=target, dense=None, valid=valid)
 
     # dense targets: multiclass float (one-hot / soft), multilabel, binary

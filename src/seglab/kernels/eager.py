@@ -35,11 +35,62 @@ def _bc(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.to(device=like.device, dtype=like.dtype).view(1, -1, 1)
 
 
-def _focal_pows(omp: torch.Tensor, gamma: float):
+def _focal_pows(omp: torch.Tensor, gamma: float) -> torch.Tensor:
+    """(1 - p)^gamma (0^0 = 1)."""
     omp = omp.clamp_min(0)
+    return torch.ones_like(omp) if gamma == 0 else omp ** gamma
+
+
+def _focal_softmax_coef(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """For h = -(1 - p)^g log p: returns ``(q^g, p dh/dp = q^g (g p log(p) / q - 1))`` with q = 1 - p.
+
+    Written with ``r = log(p) / q`` (-> -1 as q -> 0) instead of ``q^(g-1)``, which is infinite at q = 0 and
+    made ``inf * 0 = NaN`` gradients for gamma < 1 where a pixel is confidently right.
+    """
+    omp = -torch.expm1(logp)
+    pw = _focal_pows(omp, gamma)
     if gamma == 0:
-        return torch.ones_like(omp), torch.zeros_like(omp)
-    return omp ** gamma, omp ** (gamma - 1) if gamma != 1 else torch.ones_like(omp)
+        return pw, -pw
+    r = torch.where(omp > 0, logp / torch.where(omp > 0, omp, torch.ones_like(omp)), torch.full_like(omp, -1.0))
+    return pw, pw * (gamma * logp.exp() * r - 1)
+
+
+def _sigmoid_focal_parts(xc: torch.Tensor, y: torch.Tensor, gamma: float):
+    """Sigmoid focal pieces from the logits, in log space: ``(ce, dce/dx, q^g, g q^(g-1) dq/dx)``, q = 1 - p_t.
+
+    q = y (1 - p) + (1 - y) p and dce/dx = p - y = (1 - y) p - y (1 - p) with 1 - p = sigmoid(-x) (no
+    cancellation near p = 1); g q^(g-1) dq/dx = g (1 - 2y) exp((g - 1) log q + log p + log(1 - p)) stays finite
+    at q = 0 (hard targets: -> 0 for g > 0), where q^(g-1) alone is infinite for g < 1.
+    """
+    l1 = torch.log1p(torch.exp(-xc.abs()))  # exact softplus pieces (F.softplus cuts off linearly at 20)
+    spn = l1 + (-xc).clamp_min(0)           # -log sigmoid(x)
+    spp = l1 + xc.clamp_min(0)              # -log(1 - sigmoid(x))
+    ce = y * spn + (1 - y) * spp
+    p, omp_s = torch.sigmoid(xc), torch.sigmoid(-xc)
+    q = y * omp_s + (1 - y) * p
+    dce = (1 - y) * p - y * omp_s
+    if gamma == 0:
+        return ce, dce, torch.ones_like(q), torch.zeros_like(q)
+    logq = torch.where(y == 1, -spp, torch.where(y == 0, -spn, torch.log(q)))
+    pw = torch.exp(gamma * logq)
+    d = gamma * (1 - 2 * y) * torch.exp((gamma - 1) * logq - spn - spp)
+    d = torch.where(torch.isfinite(logq), d, torch.zeros_like(d))
+    return ce, dce, pw, d
+
+
+def _check_labels(t: torch.Tensor, C: int, ignore_index) -> None:
+    """Bounds-check index labels (whatever the validation setting): one aminmax, the details only on error."""
+    if t.numel() == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(t))
+    if lo < 0 or hi >= C:
+        from seglab.targets import label_range_error
+
+        bad = (t < 0) | (t >= C)
+        if ignore_index is not None:
+            bad &= t != ignore_index
+        if bool(bad.any()):
+            raise label_range_error(t[bad].unique().tolist(), C, ignore_index)
 
 
 # ---------------- multiclass, index target ----------------
@@ -47,6 +98,7 @@ def _mc_common(x, t, cfg):
     N, C = x.shape[:2]
     xc = x.reshape(N, C, -1).to(_cd(x))
     t = t.reshape(N, -1)
+    _check_labels(t, C, cfg.ignore_index)
     if cfg.ignore_index is not None:
         valid = t != cfg.ignore_index
         tc = t.masked_fill(~valid, 0)
@@ -73,7 +125,7 @@ def mc_forward(x, t, cfg):
     wsum = w_t.sum()
     sm = -(torch.einsum("ncs,c->ns", logp, w) * vm).sum() if cfg.smoothing else xc.new_zeros(())
     if cfg.focal:
-        pw, _ = _focal_pows(-torch.expm1(logp_t), cfg.gamma)
+        pw = _focal_pows(-torch.expm1(logp_t), cfg.gamma)
         fo = -(cfg.alpha.to(xc)[tc] * vm * pw * logp_t).sum()
     else:
         fo = xc.new_zeros(())
@@ -105,9 +157,7 @@ def mc_backward(x, t, cfg, g_stats, g_scal):
         coef_p = coef_p + csm * w.sum()
         grad -= csm[:, None] * w.view(1, -1, 1)
     if cfg.focal:
-        omp = -torch.expm1(logp_t)
-        pw, pw1 = _focal_pows(omp, cfg.gamma)
-        A = (cfg.gamma * pw1 * p_t * logp_t if cfg.gamma != 0 else 0) - pw
+        _, A = _focal_softmax_coef(logp_t, cfg.gamma)
         cf = g_scal[3] * cfg.alpha.to(xc)[tc] * A * vm               # focal: cf * (onehot - p)
         coef_p = coef_p - cf
         coef_t = coef_t + cf
@@ -139,7 +189,7 @@ def mcd_forward(x, y, valid, cfg):
     ysm = y * (1 - eps) + eps / C if eps else y
     ce = -(w * ysm * logp * v3).sum()
     if cfg.focal:
-        pw, _ = _focal_pows(-torch.expm1(logp), cfg.gamma)
+        pw = _focal_pows(-torch.expm1(logp), cfg.gamma)
         fo = -(_bc(cfg.alpha, xc) * y * pw * logp * v3).sum()
     else:
         fo = xc.new_zeros(())
@@ -161,8 +211,7 @@ def mcd_backward(x, y, valid, cfg, g_stats, g_scal):
     wy = _bc(cfg.weight, xc) * ysm * v3
     grad += g_scal[0] * (p * wy.sum(1, keepdim=True) - wy)
     if cfg.focal:
-        pw, pw1 = _focal_pows(-torch.expm1(logp), cfg.gamma)
-        hp = pw - (cfg.gamma * pw1 * p * logp if cfg.gamma != 0 else 0)  # h'(p) p, h = (1-p)^g log p
+        hp = -_focal_softmax_coef(logp, cfg.gamma)[1]  # h'(p) p, h = (1-p)^g log p
         Bc = _bc(cfg.alpha, xc) * y * hp * v3
         grad += g_scal[3] * (p * Bc.sum(1, keepdim=True) - Bc)
     return grad.reshape(x.shape).to(x.dtype)
@@ -194,8 +243,7 @@ def ml_forward(x, y, cfg):
     w, pwt = _bc(cfg.weight, xc), _bc(cfg.pos_weight, xc)
     bce = (w * (pwt * y * spn + (1 - y) * spp) * vm).sum()
     if cfg.focal:
-        ce = y * spn + (1 - y) * spp
-        pw, _ = _focal_pows(p + y - 2 * p * y, cfg.gamma)
+        ce, _, pw, _ = _sigmoid_focal_parts(xc, y, cfg.gamma)
         at = _bc(cfg.alpha, xc) * y + _bc(cfg.alpha_neg, xc) * (1 - y)
         fo = (at * ce * pw * vm).sum()
     else:
@@ -214,10 +262,8 @@ def ml_backward(x, y, cfg, g_stats, g_scal):
     w, pwt = _bc(cfg.weight, xc), _bc(cfg.pos_weight, xc)
     grad += g_scal[0] * w * (p * (1 - y + pwt * y) - pwt * y)
     if cfg.focal:
-        ce = y * F.softplus(-xc) + (1 - y) * F.softplus(xc)
-        omp = p + y - 2 * p * y
-        pw, pw1 = _focal_pows(omp, cfg.gamma)
+        ce, dce, pw, dq = _sigmoid_focal_parts(xc, y, cfg.gamma)
         at = _bc(cfg.alpha, xc) * y + _bc(cfg.alpha_neg, xc) * (1 - y)
-        d = (p - y) * pw - (ce * cfg.gamma * pw1 * p * (1 - p) * (2 * y - 1) if cfg.gamma != 0 else 0)
+        d = dce * pw + ce * dq
         grad += g_scal[3] * at * d
     return (grad * vm).reshape(x.shape).to(x.dtype)
