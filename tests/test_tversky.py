@@ -54,9 +54,9 @@ def test_beta_penalises_false_negatives():
 
 
 def test_bad_parameters():
-    with pytest.raises(ValueError, match="alpha and beta must be >= 0"):
+    with pytest.raises(ValueError, match="alpha must be a finite number >= 0, got -0.1"):
         TverskyLoss("binary", alpha=-0.1)
-    with pytest.raises(ValueError, match="gamma must be > 0"):
+    with pytest.raises(ValueError, match="gamma must be a finite number > 0, got 0"):
         TverskyLoss("binary", gamma=0)
 
 

@@ -1,58 +1,114 @@
-"""Input validation for the public entry points: shapes, dtypes and value ranges.
+"""Input validation for the public entry points: shapes, dtypes, value ranges and loss options.
 
 Every error says what was expected and what came. Checks that scan tensor values (ranges, finiteness,
-channel sums) cost a pass over the data; turn them off with ``seglab.set_validation(False)`` or
-``validate=False`` on a call once the pipeline is known to be right.
+channel sums) cost a pass over the data; skip them with ``validate=False`` on a call, or for a block of code
+with ``with seglab.validation(False):``. The setting is a context variable: it is local to the current thread
+(and asyncio task) and restored when the block ends, so one thread's setting never leaks into another's.
+Library code never changes it; kernels that read labels bounds-check them whatever the setting.
+
+Option checks (:func:`check_bool`, :func:`check_number`, :func:`check_choice`, :func:`check_ignore_index`) are
+the one place each kind of option is checked: loss constructors and plain functions both call them, before any
+backend is chosen.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import contextvars
+import math
+import numbers
+from typing import Any, Iterator, Sequence
 
 import torch
 
 MODES = ("binary", "multiclass", "multilabel")
 REDUCTIONS = ("mean", "sum", "none")
 
-_VALIDATE = True
+_VALIDATE: contextvars.ContextVar[bool] = contextvars.ContextVar("seglab_validate", default=True)
 
 
 def set_validation(enabled: bool) -> None:
-    """Globally enable/disable the value checks (range, finiteness, channel sums) of every loss."""
-    global _VALIDATE
-    _VALIDATE = bool(enabled)
+    """Enable/disable the value checks (range, finiteness, channel sums) in the current context.
+
+    Context-local (thread- and task-local): other threads keep their own setting (default on).
+    Prefer ``with seglab.validation(False):`` or ``validate=False``, which restore the setting afterwards.
+    """
+    _VALIDATE.set(check_bool("enabled", enabled))
 
 
 def validation_enabled() -> bool:
-    return _VALIDATE
+    """Whether value checks run in the current context (thread / task)."""
+    return _VALIDATE.get()
 
 
 @contextlib.contextmanager
 def validation(enabled: bool) -> Iterator[None]:
-    """Context manager form of :func:`set_validation`."""
-    global _VALIDATE
-    old, _VALIDATE = _VALIDATE, bool(enabled)
+    """Turn value checks on or off inside a ``with`` block, for the current thread/task only."""
+    token = _VALIDATE.set(check_bool("enabled", enabled))
     try:
         yield
     finally:
-        _VALIDATE = old
+        _VALIDATE.reset(token)
 
 
 def resolve(validate: bool | None) -> bool:
-    return _VALIDATE if validate is None else bool(validate)
+    """The effective setting of one call: its ``validate`` argument, else the context's.
+
+    Value checks need the tensor values on the host; under ``torch.compile`` they are skipped (the kernels
+    still bounds-check the labels they read).
+    """
+    v = _VALIDATE.get() if validate is None else check_bool("validate", validate)
+    return v and not torch.compiler.is_compiling()
+
+
+# ---------------------------------------------------------------- option checks (one place each)
+def check_bool(name: str, value: Any) -> bool:
+    """A bool option: True/False (or numpy/torch bools); strings such as ``"False"`` are an error, not ``True``."""
+    if isinstance(value, bool):
+        return value
+    if type(value).__name__ == "bool_" or (isinstance(value, torch.Tensor) and value.dtype == torch.bool and value.ndim == 0):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def check_number(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """A finite real option within ``[low, high]`` (``low_open``/``high_open`` exclude the end)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    lo_ok = low is None or (v > low if low_open else v >= low)
+    hi_ok = high is None or (v < high if high_open else v <= high)
+    if not math.isfinite(v) or not (lo_ok and hi_ok):
+        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
+        where = {("", ""): "finite"}.get((lo, hi)) or (
+            f"in {lo}, {hi}" if lo and hi else (f"{'>' if low_open else '>='} {low:g}" if lo else f"{'<' if high_open else '<='} {high:g}"))
+        raise ValueError(f"{name} must be a finite number {where}, got {value!r}")
+    return v
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_ignore_index(value: Any) -> int | None:
+    """``ignore_index``: None or an integer label value (e.g. 255 or -100)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"ignore_index must be None or an integer label value, got {value!r} ({type(value).__name__})")
+    return int(value)
 
 
 def check_mode(mode: str) -> str:
-    if not isinstance(mode, str) or mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return mode
+    return check_choice("mode", mode, MODES)
 
 
 def check_reduction(reduction: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return reduction
+    return check_choice("reduction", reduction, REDUCTIONS)
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -88,27 +144,36 @@ def check_logits(logits: torch.Tensor, mode: str, *, validate: bool) -> None:
             raise ValueError(f"logits contain {n_bad} non-finite values (NaN or inf); the network or its input diverged")
 
 
-def check_weight(weight: torch.Tensor | None, num_channels: int, name: str) -> None:
-    if weight is None:
-        return
-    if weight.ndim != 1 or weight.shape[0] != num_channels:
-        raise ValueError(
-            f"{name} must be a 1-D tensor with one entry per channel (length {num_channels}), got shape {_shape(weight)}"
-        )
-    _check_weight_values(weight, name)
+def check_weight(weight: Any, num_channels: int, name: str) -> torch.Tensor | None:
+    """A per-channel weight given to a loss call: ``(C,)`` finite, non-negative; sequences become tensors."""
+    return as_weight(weight, name, num_channels)
 
 
 def _check_weight_values(w: torch.Tensor, name: str) -> None:
+    if torch.compiler.is_compiling():  # values need a host sync; they were checked when the module was built
+        return
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise ValueError(f"{name} must be finite and non-negative, got {w.tolist()}")
 
 
-def as_weight(value, name: str) -> torch.Tensor | None:
-    """Turn a user-given per-channel weight (sequence or tensor) into a float 1-D tensor."""
+def as_weight(value: Any, name: str, num_channels: int | None = None, *, copy: bool = False) -> torch.Tensor | None:
+    """Turn a user-given per-channel weight (sequence or tensor) into a float 1-D tensor, checked.
+
+    ``num_channels`` checks the length; ``copy`` detaches and clones (modules store their own copy).
+    """
     if value is None:
         return None
-    t = torch.as_tensor(value, dtype=torch.get_default_dtype()).detach().clone()
-    if t.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per channel), got shape {_shape(t)}")
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        t = value
+    else:
+        try:
+            t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be a sequence or 1-D tensor of numbers, got {value!r}") from None
+    if copy:
+        t = t.detach().clone()
+    if t.ndim != 1 or (num_channels is not None and t.shape[0] != num_channels):
+        want = "one value per channel" + ("" if num_channels is None else f" (length {num_channels})")
+        raise ValueError(f"{name} must be a 1-D tensor with {want}, got shape {_shape(t)}")
     _check_weight_values(t, name)
     return t

@@ -1,276 +1,145 @@
-"""Entry point from the losses into the fused kernels.
+"""Entry point from the losses into the fused kernels: :func:`fused_stats`.
 
-``try_fused(parts, logits, target)`` receives the resolved configuration of one or more loss terms that
-share the same logits/target (e.g. Dice + CE), as ``[(name, params), ...]`` with ``name`` one of
-``"ce", "focal", "dice", "gdice", "tversky", "jaccard"`` and ``params`` the term's keyword arguments
-(``mode``, ``reduction``, weights, ...). It returns one loss tensor per part, in order, computed by a
-fused kernel, or ``None`` when no fused kernel applies; the caller then runs the reference code.
+A loss (or a composite of losses sharing logits and target, e.g. Dice + CE) describes what it needs as a
+:class:`~seglab.kernels.plan.StatsRequest`; :func:`fused_stats` returns the :class:`~seglab.kernels.plan.FusedStats`
+computed by one call of the registered op ``torch.ops.seglab.fused_stats`` (see :mod:`seglab.kernels.ops`), or
+None when no fused kernel applies — the caller then runs its reference code. The loss applies its own head to the
+statistics. Nothing here knows what a Dice or a cross-entropy is, and nothing here checks user input: the losses
+check everything before calling (the kernels still bounds-check the labels they read).
 
-How it is split:
+Backends: :mod:`seglab.kernels.cpu_ext` (C++ via ctypes; CPU, index-target multiclass and sigmoid modes) and
+:mod:`seglab.kernels.eager` (torch ops; other devices such as CUDA, and forced with ``SEGLAB_FUSED_BACKEND``).
+On CPU the eager backend is slower than the reference (measured 16x4x256x256 Dice+CE fwd+bwd, 2 cores:
+reference 20.5 ms, eager 29.7 ms, C++ 9.1 ms), so it runs there only when forced: ``SEGLAB_FUSED_BACKEND=eager``
+(everything eager) or ``=cpu`` (C++ where it applies, eager elsewhere).
 
-* one ``torch.autograd.Function`` (:class:`_FusedStats`) runs a *backend* kernel that computes the activation
-  once and, in one sweep, the per-(sample, class) statistics (tp, sum p, sum y, sum |p - y|) and the sums of
-  the pixel-wise losses (CE, label-smoothing term, focal). Its backward receives the gradients of all those
-  outputs and writes ``d loss / d logits`` in one pass (activation recomputed, nothing saved but the inputs);
-* the loss *heads* (Dice / Jaccard / Tversky / generalized Dice from the statistics, means over pixels) are
-  ordinary autograd code on ``(N, C)`` tensors, written as in ``seglab.losses`` (same helpers).
-
-Backends (same functions, one module each): :mod:`seglab.kernels.cpu_ext` (C++ via ctypes; CPU, float32/64,
-half inputs upcast) and :mod:`seglab.kernels.eager` (torch ops; any device, e.g. CUDA, and the fallback
-when no compiler exists). ``SEGLAB_FUSED_BACKEND=eager|cpu`` forces one (tests, benchmarks).
-
-Switch: ``set_fused(False)`` or the environment variable ``SEGLAB_FUSED=0`` disables the fused path.
+Switch: ``with seglab.kernels.dispatch.fused(False):`` (context-local, like validation), ``set_fused(False)``
+(current thread/task) or the environment variable ``SEGLAB_FUSED=0`` (the default of every context). The results
+are the same either way, within floating-point rounding; only the speed differs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import math
 import os
-from dataclasses import dataclass
-from typing import Any, Iterator
+from types import ModuleType
+from typing import Iterator
 
 import torch
-from torch.autograd.function import once_differentiable
 
-from seglab.kernels import eager
+from seglab.kernels import ops
+from seglab.kernels.ops import KernelCfg  # noqa: F401  (re-exported for tests and backends)
+from seglab.kernels.plan import FusedStats, StatsRequest
 
-_ENABLED = os.environ.get("SEGLAB_FUSED", "1").strip().lower() not in ("0", "false", "no", "off")
-REGION = ("dice", "gdice", "tversky", "jaccard")
-PIXEL = ("ce", "focal")
+_FUSED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "seglab_fused", default=os.environ.get("SEGLAB_FUSED", "1").strip().lower() not in ("0", "false", "no", "off"))
 
 
 def set_fused(enabled: bool) -> None:
-    """Enable or disable the fused kernels globally (the reference implementations run when disabled)."""
-    global _ENABLED
-    _ENABLED = bool(enabled)
+    """Enable or disable the fused kernels in the current context (thread / task); the reference code runs when off."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    _FUSED.set(enabled)
 
 
 def fused_enabled() -> bool:
-    return _ENABLED
+    return _FUSED.get()
 
 
 @contextlib.contextmanager
 def fused(enabled: bool) -> Iterator[None]:
-    """Context manager form of :func:`set_fused`."""
-    global _ENABLED
-    old, _ENABLED = _ENABLED, bool(enabled)
+    """Enable or disable the fused kernels inside a ``with`` block (current thread/task only)."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    token = _FUSED.set(enabled)
     try:
         yield
     finally:
-        _ENABLED = old
+        _FUSED.reset(token)
 
 
-@dataclass
-class KernelCfg:
-    """What the kernels need; weights are (C,) tensors (ones when absent)."""
-
-    ignore_index: Any
-    squared: bool
-    weight: torch.Tensor
-    alpha: torch.Tensor
-    alpha_neg: torch.Tensor
-    pos_weight: torch.Tensor
-    label_smoothing: float = 0.0
-    focal: bool = False
-    gamma: float = 0.0
-
-    @property
-    def smoothing(self) -> bool:
-        return self.label_smoothing > 0
+def _forced() -> str:
+    return os.environ.get("SEGLAB_FUSED_BACKEND", "").strip().lower()
 
 
-class _NotApplicable(Exception):
-    pass
-
-
-def backend_for(x: torch.Tensor, kind: str):
-    """The backend module that runs ``kind`` ("mc", "mcd", "ml") for logits ``x``, or None for the reference.
-
-    CPU: the C++ kernel where it applies. The eager torch backend is *slower* than the reference on CPU
-    (measured, 16x4x256x256 Dice+CE fwd+bwd, 2 cores: reference 20.5 ms, eager 29.7 ms, C++ 9.1 ms), so on CPU
-    it runs only when forced with ``SEGLAB_FUSED_BACKEND=eager`` (or ``=cpu``, for what C++ does not cover);
-    otherwise the reference path runs. Other
-    devices (CUDA): the eager backend (one activation pass, no autograd intermediates).
-    """
-    forced = os.environ.get("SEGLAB_FUSED_BACKEND", "").strip().lower()
-    if forced == "eager":
-        return eager
-    if x.device.type != "cpu":
-        return eager
-    if kind in ("mc", "ml") and x.dtype in (torch.float32, torch.float64, torch.bfloat16, torch.float16):
+def backend_name(x: torch.Tensor, kind: str) -> str | None:
+    """The backend (``"cpu"`` or ``"eager"``) that runs ``kind`` (``"mc"``, ``"mcd"``, ``"ml"``) for logits ``x``, or None."""
+    forced = _forced()
+    if forced == "eager" or x.device.type != "cpu":
+        return "eager"
+    if kind in ("mc", "ml"):
         from seglab.kernels import cpu_ext
 
         if cpu_ext.available():
-            return cpu_ext
-    # SEGLAB_FUSED_BACKEND=cpu asks for the fused path wherever it exists: eager for what C++ does not cover
-    return eager if forced == "cpu" else None
+            return "cpu"
+    return "eager" if forced == "cpu" else None
 
 
-class _FusedStats(torch.autograd.Function):
-    """(logits, target) -> (stats (N, K, C) float64, scalars (4,) float64), hand-written backward."""
-
-    @staticmethod
-    def forward(ctx, x, backend, kind, cfg, *tgt):  # type: ignore[override]
-        stats, scal = getattr(backend, f"{kind}_forward")(x.detach(), *tgt, cfg)
-        ctx.save_for_backward(x)
-        ctx.meta = (backend, kind, cfg, tgt)
-        return stats, scal
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g_stats, g_scal):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        backend, kind, cfg, tgt = ctx.meta
-        gx = getattr(backend, f"{kind}_backward")(x, *tgt, cfg, g_stats.contiguous(), g_scal.contiguous())
-        return (gx, None, None, None) + (None,) * len(tgt)
+def backend_for(x: torch.Tensor, kind: str) -> ModuleType | None:
+    """The backend module for ``kind`` and logits ``x`` (see :func:`backend_name`), or None for the reference path."""
+    name = backend_name(x, kind)
+    return None if name is None else ops.backend_module(name)
 
 
-def _weight(v, C: int, like: torch.Tensor, default: float = 1.0) -> torch.Tensor:
+def _weight(v: torch.Tensor | None, c: int, like: torch.Tensor, default: float = 1.0) -> torch.Tensor:
     if v is None:
-        return torch.full((C,), default, dtype=torch.float64, device=like.device)
-    v = torch.as_tensor(v).to(device=like.device, dtype=torch.float64)
-    if v.ndim == 0:
-        v = v.expand(C)
-    if v.shape != (C,):
-        raise _NotApplicable
-    return v
+        return torch.full((c,), default, dtype=torch.float64, device=like.device)
+    return v.detach().to(device=like.device, dtype=torch.float64).expand(c)
 
 
-def _plan(parts, logits: torch.Tensor, target: torch.Tensor):
-    if not isinstance(logits, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise _NotApplicable
-    if not logits.is_floating_point() or logits.ndim < 2 or logits.numel() == 0 or target.device != logits.device:
-        raise _NotApplicable
-    names = [n for n, _ in parts]
-    if any(n not in REGION + PIXEL for n in names) or names.count("ce") > 1 or names.count("focal") > 1:
-        raise _NotApplicable
-    modes = {p.get("mode") for _, p in parts}
-    if len(modes) != 1:
-        raise _NotApplicable
-    mode = modes.pop()
-    if mode not in ("multiclass", "multilabel", "binary"):
-        raise _NotApplicable
-    for _, p in parts:
-        if p.get("reduction", "mean") not in ("mean", "sum") or p.get("process_group") is not None:
-            raise _NotApplicable
-    ignores = {p.get("ignore_index") for _, p in parts}
-    if len(ignores) != 1:
-        raise _NotApplicable
-    ignore = ignores.pop()
-    squared = {bool(p.get("squared", False)) for n, p in parts if n in REGION}
-    if len(squared) > 1:
-        raise _NotApplicable
-    squared_flag = squared.pop() if squared else False
+def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -> FusedStats | None:
+    """The statistics ``req`` asks for, from one fused kernel call; None when no fused kernel applies.
 
-    N, C = logits.shape[:2]
+    Expects checked inputs (the losses validate before calling); declines (None) rather than raising on what it
+    does not cover: empty tensors, a target that requires grad, shapes it does not recognise, sigmoid modes with
+    label smoothing or multiclass with ``pos_weight``.
+    """
+    if not _FUSED.get():
+        return None
+    if logits.numel() == 0 or logits.ndim < 2 or target.requires_grad or target.device != logits.device:
+        return None
+    n, c = logits.shape[:2]
     spatial = tuple(logits.shape[2:])
-    # ---- target ----
-    if mode == "multiclass" and not target.is_floating_point() and target.dtype != torch.bool:
+    valid = None
+    if req.mode == "multiclass" and not target.is_floating_point() and target.dtype != torch.bool:
         t = target[:, 0] if (target.ndim == logits.ndim and target.shape[1] == 1) else target
-        if tuple(t.shape) != (N, *spatial):
-            raise _NotApplicable
-        kind, tgt = "mc", (t.reshape(N, -1).long().contiguous(),)
+        if tuple(t.shape) != (n, *spatial):
+            return None
+        kind, tgt = "mc", t.reshape(n, -1).long().contiguous()
     else:
-        y = target.unsqueeze(1) if (mode == "binary" and target.ndim == logits.ndim - 1) else target
-        if tuple(y.shape) != tuple(logits.shape) or (mode == "multiclass" and y.dtype == torch.bool):
-            raise _NotApplicable
-        cd = eager._cd(logits)
-        y = y.to(cd)
-        if mode == "multiclass":
-            valid = None
-            if ignore is not None:
-                ign = (y == ignore).any(1)
-                if bool(ign.any()):
-                    valid = ~ign
-                    y = y.masked_fill(ign.unsqueeze(1), 0.0)
-            kind, tgt = "mcd", (y, valid)
+        y = target.unsqueeze(1) if (req.mode == "binary" and target.ndim == logits.ndim - 1) else target
+        if tuple(y.shape) != tuple(logits.shape) or y.dtype == torch.bool and req.mode == "multiclass":
+            return None
+        y = y.to(torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype)
+        if req.mode == "multiclass":
+            kind = "mcd"
+            if req.ignore_index is not None:  # no data-dependent branch: an all-True mask is fine
+                ign = (y == req.ignore_index).any(1)
+                valid = ~ign
+                y = y.masked_fill(ign.unsqueeze(1), 0.0)
         else:
-            kind, tgt = "ml", (y,)
-    # ---- kernel configuration ----
-    pp = dict(parts)
-    ce, fo = pp.get("ce"), pp.get("focal")
-    cfg = KernelCfg(
-        ignore_index=None if kind == "mcd" else ignore,
-        squared=squared_flag,
-        weight=_weight(ce.get("class_weights") if ce else None, C, logits),
-        pos_weight=_weight(ce.get("pos_weight") if ce else None, C, logits),
-        alpha=_weight(None, C, logits),
-        alpha_neg=_weight(None, C, logits),
-    )
-    if ce is not None:
-        eps = float(ce.get("label_smoothing", 0.0) or 0.0)
-        if eps and mode != "multiclass":
-            raise _NotApplicable
-        if mode == "multiclass" and ce.get("pos_weight") is not None:
-            raise _NotApplicable
-        cfg.label_smoothing = eps
-    if fo is not None:
-        cfg.focal = True
-        cfg.gamma = float(fo.get("gamma", 2.0))
-        a = fo.get("alpha")
-        if a is not None:
-            cfg.alpha = _weight(a, C, logits)
-            if mode != "multiclass":
-                cfg.alpha_neg = 1.0 - cfg.alpha
-    return mode, kind, tgt, cfg
-
-
-def try_fused(parts: list[tuple[str, dict[str, Any]]], logits: torch.Tensor, target: torch.Tensor) -> list[torch.Tensor] | None:
-    if not _ENABLED or not parts:
+            kind = "ml"
+        tgt = y
+    if (req.label_smoothing and kind == "ml") or (req.pos_weight is not None and req.mode == "multiclass"):
         return None
-    try:
-        mode, kind, tgt, cfg = _plan(parts, logits, target)
-    except _NotApplicable:
-        return None
-    backend = backend_for(logits, kind)
+    backend = backend_name(logits, kind)
     if backend is None:
         return None
-    stats64, scal64 = _FusedStats.apply(logits, backend, kind, cfg, *tgt)
-    cd = eager._cd(logits)
+    alpha = _weight(req.focal_alpha, c, logits)
+    alpha_neg = 1.0 - alpha if (req.focal_alpha is not None and kind == "ml") else _weight(None, c, logits)
+    stats64, scal64 = torch.ops.seglab.fused_stats(
+        logits, tgt, valid, _weight(req.ce_weight, c, logits), _weight(req.pos_weight, c, logits), alpha, alpha_neg,
+        kind, backend, None if kind == "mcd" else req.ignore_index, req.squared, float(req.label_smoothing),
+        req.focal, float(req.gamma) if req.focal else 0.0)
+    cd = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
     stats, scal = stats64.to(cd), scal64.to(cd)
-    N, C = logits.shape[:2]
-    S = logits[0, 0].numel()
     if kind == "mc":
-        count = (stats64[:, 2].detach().sum() if cfg.ignore_index is not None else stats64.new_tensor(float(N * S))).to(cd)
-    else:
-        count = scal[1].detach()
-    return [_head(name, p, mode, kind, stats, scal, count, C) for name, p in parts]
-
-
-def _head(name, p, mode, kind, stats, scal, count, C):
-    from seglab.losses._stats import Stats, drop_background
-    from seglab.losses.dice import dice_head
-    from seglab.losses.generalized_dice import generalized_dice_head
-    from seglab.losses.jaccard import jaccard_head
-    from seglab.losses.tversky import tversky_head
-
-    red = p.get("reduction", "mean")
-    tiny = torch.finfo(stats.dtype).tiny
-    if name == "ce":
-        if kind == "mc":
-            eps = float(p.get("label_smoothing", 0.0) or 0.0)
-            total = (1 - eps) * scal[0] + (eps / C) * scal[2] if eps else scal[0]
-            return total if red == "sum" else total / scal[1].clamp_min(tiny)
-        return scal[0] if red == "sum" else scal[0] / count.clamp_min(tiny)
-    if name == "focal":
-        return scal[3] if red == "sum" else scal[3] / count.clamp_min(tiny)
-    # region losses
-    tp, ps, ys = stats[:, 0], stats[:, 1], stats[:, 2]
-    squared = bool(p.get("squared", False))
-    if kind != "mc" and p.get("soft_targets", "semimetric") == "semimetric" and not squared:
-        tp = 0.5 * (ps + ys - stats[:, 3])
-    if p.get("batch", False):
-        tp, ps, ys = tp.sum(0), ps.sum(0), ys.sum(0)
-    st = Stats(tp, ps, ys)
-    cw = p.get("class_weights")
-    cw = None if cw is None else cw.to(device=stats.device, dtype=stats.dtype)
-    st, w = drop_background(st, cw, bool(p.get("include_background", True)), mode)
-    smooth = float(p.get("smooth", 1e-5))
-    if name == "dice":
-        return dice_head(st, w, smooth=smooth, log=bool(p.get("log", False)), reduction=red)
-    if name == "jaccard":
-        return jaccard_head(st, w, smooth=smooth, reduction=red)
-    if name == "tversky":
-        return tversky_head(st, w, alpha=float(p.get("alpha", 0.5)), beta=float(p.get("beta", 0.5)),
-                            gamma=float(p.get("gamma", 1.0)), smooth=smooth, reduction=red)
-    return generalized_dice_head(st, weighting=p.get("weighting", "square"), smooth=smooth, reduction=red)
+        eps = float(req.label_smoothing)
+        ce_sum = (1 - eps) * scal[0] + (eps / c) * scal[2] if eps else scal[0]
+        count = stats[:, 2].detach().sum() if req.ignore_index is not None else scal.new_tensor(float(n * math.prod(spatial)))
+        return FusedStats("index", stats[:, 0], stats[:, 1], stats[:, 2], None, ce_sum, scal[1], scal[3], count)
+    count = scal[1].detach()
+    return FusedStats("dense" if kind == "mcd" else "sigmoid", stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3],
+                      scal[0], count, scal[3], count)

@@ -16,10 +16,12 @@ giving ``(C,)``; with a ``process_group`` the batch sums are all-reduced across 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
+from seglab.kernels.plan import FusedStats
 from seglab.targets import Target
 
 SOFT_TARGETS = ("semimetric", "product")
@@ -50,25 +52,24 @@ def overlap_stats(
     batch: bool = False,
 ) -> Stats:
     """Per-class statistics from logits ``x`` ``(N, C, *spatial)`` (compute dtype) and a prepared target."""
-    if soft_targets not in SOFT_TARGETS:
-        raise ValueError(f"soft_targets must be one of {SOFT_TARGETS}, got {soft_targets!r}")
     n, c = x.shape[:2]
+    S = math.prod(x.shape[2:])  # explicit: reshape(n, c, -1) fails for an empty batch
     p = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
     if tgt.valid is not None:
         vmask = tgt.valid.unsqueeze(1) if tgt.valid.ndim == x.ndim - 1 else tgt.valid
         p = p * vmask
-    pf = p.reshape(n, c, -1)
+    pf = p.reshape(n, c, S)
     ps = (pf * pf).sum(-1) if squared else pf.sum(-1)
     if tgt.is_index:
-        idx = tgt.index.reshape(n, 1, -1)
+        idx = tgt.index.reshape(n, 1, S)
         p_t = pf.gather(1, idx).squeeze(1)  # probability of the target class, (N, P)
         flat = idx.squeeze(1)
         zeros = pf.new_zeros(n, c)
         tp = zeros.scatter_add(1, flat, p_t)
-        ones = pf.new_ones(()).expand_as(p_t) if tgt.valid is None else tgt.valid.reshape(n, -1).to(pf.dtype)
+        ones = pf.new_ones(()).expand_as(p_t) if tgt.valid is None else tgt.valid.reshape(n, S).to(pf.dtype)
         ys = zeros.scatter_add(1, flat, ones)
     else:
-        yf = tgt.dense.reshape(n, c, -1)
+        yf = tgt.dense.reshape(n, c, S)
         ys = (yf * yf).sum(-1) if squared else yf.sum(-1)
         if soft_targets == "semimetric" and not squared:
             # |p - y| of ignored entries is 0 since both were zeroed
@@ -78,6 +79,14 @@ def overlap_stats(
     if batch:
         tp, ps, ys = tp.sum(0), ps.sum(0), ys.sum(0)
     return Stats(tp, ps, ys)
+
+
+def stats_from_fused(fs: FusedStats, *, squared: bool, soft_targets: str) -> Stats:
+    """Per-sample :class:`Stats` ``(N, C)`` from a fused kernel's statistics (same meaning as :func:`overlap_stats`)."""
+    tp = fs.tp
+    if fs.absdiff is not None and soft_targets == "semimetric" and not squared:
+        tp = 0.5 * (fs.ps + fs.ys - fs.absdiff)
+    return Stats(tp, fs.ps, fs.ys)
 
 
 def reduce_across(stats: Stats, process_group) -> Stats:
@@ -128,18 +137,21 @@ def drop_background(stats: Stats, weights: torch.Tensor | None, include_backgrou
 def reduce_classes(loss: torch.Tensor, weights: torch.Tensor | None, reduction: str) -> torch.Tensor:
     """Reduce a per-class loss ``(N, C')`` or ``(C',)``: mean = class-weighted mean over classes, then over samples."""
     if weights is not None:
-        w = weights.to(loss)
-        if float(w.sum()) <= 0:
-            raise ValueError(f"class_weights must not all be zero on the classes used, got {w.tolist()}")
+        w = weights.to(loss)  # not all zero on the classes used: checked with the options (check_region_options)
         loss_w = loss * w
         if reduction == "none":
             return loss_w
         if reduction == "sum":
             return loss_w.sum()
-        return (loss_w.sum(-1) / w.sum()).mean()
+        return _mean_or_zero(loss_w.sum(-1) / w.sum())
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
+    return loss.sum() if reduction == "sum" else _mean_or_zero(loss)
+
+
+def _mean_or_zero(loss: torch.Tensor) -> torch.Tensor:
+    """Mean, with 0 (not NaN) for an empty batch (N = 0), as an all-ignored batch gives 0 for CE."""
+    return loss.sum() if loss.numel() == 0 else loss.mean()
 
 
 def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

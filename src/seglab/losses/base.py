@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from seglab import _checks
+from seglab.losses._pipeline import Term, run_terms
 from seglab.targets import Target, compute_dtype, prepare_target
 
 
@@ -43,35 +44,51 @@ def to_device(w: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None
 
 
 class Loss(nn.Module):
-    """Base class of seglab losses: holds ``mode``, ``reduction`` and per-channel weights as buffers.
+    """Base class of seglab losses: a module that only holds configuration.
 
-    Subclasses set ``name`` (the registry name) and implement :meth:`forward` by calling their plain
-    function with :meth:`options`. ``fused_spec()`` tells the fused-kernel dispatcher what the loss is.
+    Subclasses set ``name`` (the registry name) and, for losses that run through the shared pipeline, ``term``
+    (a :class:`~seglab.losses._pipeline.Term`); their constructor checks its options with the same function
+    the plain function uses and stores them with :meth:`_configure` (tensors become buffers, so ``.to()`` moves
+    them). ``forward`` is one call into the pipeline with the stored options.
     """
 
     name: str = "loss"
+    term: Term | None = None
 
     def __init__(self, mode: str, reduction: str = "mean") -> None:
         super().__init__()
         self.mode = _checks.check_mode(mode)
         self.reduction = _checks.check_reduction(reduction)
+        self._option_names: list[str] = []
+
+    def _configure(self, options: dict[str, Any]) -> None:
+        """Store checked options: tensors (or None weights) as buffers, the rest as attributes."""
+        for k, v in options.items():
+            if isinstance(v, torch.Tensor) or (v is None and k.endswith(("weights", "weight", "alpha"))):
+                self.register_buffer(k, v)
+            else:
+                setattr(self, k, v)
+        self._option_names = list(options)
 
     def _weight(self, name: str, value: Any) -> None:
-        self.register_buffer(name, _checks.as_weight(value, name))
+        self.register_buffer(name, _checks.as_weight(value, name, copy=True))
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of this loss's plain function (configuration + buffers)."""
-        raise NotImplementedError
+        return {k: getattr(self, k) for k in self._option_names}
 
-    def fused_spec(self) -> tuple[str, dict[str, Any]] | None:
-        return None
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.term is None:
+            raise NotImplementedError(f"{type(self).__name__} must define forward or term")
+        return run_terms([(self.term, self.options())], logits, target, validate=None)[0]
 
     def __add__(self, other: "Loss") -> "CompositeLoss":
         return CompositeLoss._terms_of(self) + CompositeLoss._terms_of(other)
 
     def __mul__(self, w: float) -> "CompositeLoss":
-        if not isinstance(w, numbers.Real):
+        if not isinstance(w, numbers.Real) or isinstance(w, bool):
             return NotImplemented
+        w = _checks.check_number("loss weight", w)
         return CompositeLoss([(float(w) * tw, t) for tw, t in CompositeLoss._terms_of(self).terms])
 
     __rmul__ = __mul__
@@ -82,11 +99,13 @@ class Loss(nn.Module):
 
 
 class CompositeLoss(Loss):
-    """Weighted sum ``sum_i w_i * loss_i(logits, target)`` of losses that share mode and inputs.
+    """Weighted sum ``sum_i w_i * loss_i(logits, target)`` of losses that share mode, ignore_index and inputs.
 
     Built by ``a + b``, ``0.5 * a`` or :func:`seglab.get_loss` (``"dice+ce"``). After each call,
     ``last_parts`` maps each part's name to its (detached, unweighted) value, e.g.
-    ``{"dice": tensor(0.41), "ce": tensor(0.69)}``. Inputs are validated once for all parts.
+    ``{"dice": tensor(0.41), "ce": tensor(0.69)}``. Inputs are checked once for all parts, and parts that
+    run through the shared pipeline share one fused kernel call (one softmax, one sweep) where one applies.
+    Parts must agree on ``ignore_index`` (a pixel cannot be ignored by one part and counted by another).
 
     Example:
         >>> loss = DiceLoss("multiclass") + 0.5 * CrossEntropyLoss("multiclass")
@@ -98,14 +117,22 @@ class CompositeLoss(Loss):
     def __init__(self, terms: list[tuple[float, Loss]]) -> None:
         if not terms:
             raise ValueError("a composite loss needs at least one term")
+        for _, t in terms:
+            if not isinstance(t, Loss):
+                raise TypeError(f"can only combine seglab losses, got {type(t).__name__}")
         modes = {t.mode for _, t in terms}
         if len(modes) != 1:
             raise ValueError(f"all parts of a composite loss must share one mode, got {sorted(modes)}")
         reductions = {t.reduction for _, t in terms}
         if reductions != {"mean"} and len(terms) > 1:
             raise ValueError(f"composite losses combine scalar losses (reduction='mean'), got {sorted(reductions)}")
+        ignores = {t.name: t.options().get("ignore_index") for _, t in terms}
+        if len(set(ignores.values())) > 1:
+            raise ValueError(
+                f"all parts of a composite loss must share one ignore_index, got {ignores}; pass the same "
+                f"ignore_index to every part (e.g. get_loss('dice+ce', mode=..., ignore_index=255))")
         super().__init__(modes.pop(), terms[0][1].reduction)
-        self.weights = [float(w) for w, _ in terms]
+        self.weights = [_checks.check_number("loss weight", w) for w, _ in terms]
         self.parts = nn.ModuleList([t for _, t in terms])
         names: list[str] = []
         for t in self.parts:
@@ -115,6 +142,7 @@ class CompositeLoss(Loss):
                 n, k = f"{base}{k}", k + 1
             names.append(n)
         self.part_names = names
+        self.ignore_index = next(iter(ignores.values()))
         self.last_parts: dict[str, torch.Tensor] = {}
 
     @property
@@ -136,19 +164,23 @@ class CompositeLoss(Loss):
         return {}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from seglab.kernels.dispatch import try_fused
-
-        if _checks.validation_enabled():  # validate once for all parts
-            ignore = self.parts[0].options().get("ignore_index")
-            prologue(logits, target, self.mode, ignore_index=ignore, reduction="mean", validate=True)
-        with _checks.validation(False):
-            specs = [p.fused_spec() for p in self.parts]
-            values = try_fused(specs, logits, target) if all(s is not None for s in specs) else None  # type: ignore[arg-type]
-            if values is None:
-                values = [p(logits, target) for p in self.parts]
+        parts = list(self.parts)
+        if all(p.term is not None for p in parts):
+            values = run_terms([(p.term, p.options()) for p in parts], logits, target, validate=None)
+        else:  # a part outside the shared pipeline (e.g. Lovász): check once, then each part on its own
+            if _checks.resolve(None):
+                prologue(logits, target, self.mode, ignore_index=self.ignore_index, reduction="mean", validate=True)
+            values = [self._part_unchecked(p, logits, target) for p in parts]
         total = sum(w * v for w, v in zip(self.weights, values))
         self.last_parts = {n: v.detach() for n, v in zip(self.part_names, values)}
         return total  # type: ignore[return-value]
+
+    @staticmethod
+    def _part_unchecked(p: Loss, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if p.term is not None:
+            return run_terms([(p.term, p.options())], logits, target, validate=False)[0]
+        fn = getattr(type(p), "fn", None)
+        return fn(logits, target, **p.options(), validate=False) if fn is not None else p(logits, target)
 
     def extra_repr(self) -> str:
         return " + ".join(f"{w:g}*{n}" for w, n in zip(self.weights, self.part_names))

@@ -7,8 +7,12 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from seglab import _checks
+from seglab.kernels.plan import FusedStats, StatsRequest
+from seglab.losses._pipeline import Options, Term, run_terms
 from seglab.losses._reduce import reduce_pixels
-from seglab.losses.base import Loss, prologue, to_device
+from seglab.losses.base import Loss, to_device
+from seglab.targets import Target
 
 
 def channel_view(w: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -16,13 +20,75 @@ def channel_view(w: torch.Tensor, ndim: int) -> torch.Tensor:
     return w.view(-1, *([1] * (ndim - 2)))
 
 
+def check_ce_options(*, mode: str, class_weights: Any = None, pos_weight: Any = None, ignore_index: Any = None,
+                     label_smoothing: Any = 0.0, reduction: Any = "mean", copy: bool = False) -> Options:
+    """Cross-entropy's options, checked (called by :class:`CrossEntropyLoss` and :func:`cross_entropy`)."""
+    mode = _checks.check_mode(mode)
+    if pos_weight is not None and mode == "multiclass":
+        raise ValueError("pos_weight applies to sigmoid outputs (mode='multilabel' or 'binary'); for softmax use class_weights")
+    return dict(mode=mode, class_weights=_checks.as_weight(class_weights, "class_weights", copy=copy),
+                pos_weight=_checks.as_weight(pos_weight, "pos_weight", copy=copy),
+                ignore_index=_checks.check_ignore_index(ignore_index),
+                label_smoothing=_checks.check_number("label_smoothing", label_smoothing, low=0.0, high=1.0),
+                reduction=_checks.check_reduction(reduction))
+
+
+class _CrossEntropyTerm(Term):
+    weight_options = ("class_weights", "pos_weight")
+
+    def request(self, o: Options) -> StatsRequest | None:
+        if o["reduction"] == "none":
+            return None
+        return StatsRequest(mode=o["mode"], ignore_index=o["ignore_index"], ce=True, ce_weight=o["class_weights"],
+                            pos_weight=o["pos_weight"], label_smoothing=o["label_smoothing"])
+
+    def from_fused(self, fs: FusedStats, o: Options) -> torch.Tensor:
+        if o["reduction"] == "sum":
+            return fs.ce_sum
+        return fs.ce_sum / fs.ce_norm.clamp_min(torch.finfo(fs.ce_sum.dtype).tiny)
+
+    def reference(self, x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
+        mode, reduction, label_smoothing = o["mode"], o["reduction"], o["label_smoothing"]
+        cw = to_device(o["class_weights"], x)
+        if mode == "multiclass":
+            if tgt.is_index:
+                idx = tgt.index if tgt.valid is None else tgt.index.masked_fill(~tgt.valid, -100)
+                loss = F.cross_entropy(x, idx, weight=cw, ignore_index=-100, reduction="none", label_smoothing=label_smoothing)
+                if reduction != "mean":
+                    return reduce_pixels(loss, reduction, tgt.valid)
+                w_t = torch.ones_like(loss) if cw is None else cw[tgt.index]
+                if tgt.valid is not None:
+                    w_t = w_t * tgt.valid
+                return reduce_pixels(loss, reduction, tgt.valid, denom=w_t.sum())
+            loss = F.cross_entropy(x, tgt.dense, weight=cw, reduction="none", label_smoothing=label_smoothing)
+            if tgt.valid is not None:
+                loss = loss * tgt.valid
+            return reduce_pixels(loss, reduction, tgt.valid)
+        y = tgt.dense
+        if label_smoothing:
+            y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        pw = to_device(o["pos_weight"], x)
+        loss = F.binary_cross_entropy_with_logits(
+            x, y,
+            weight=None if cw is None else channel_view(cw, x.ndim),
+            pos_weight=None if pw is None else channel_view(pw, x.ndim),
+            reduction="none",
+        )
+        if tgt.valid is not None:
+            loss = loss * tgt.valid
+        return reduce_pixels(loss, reduction, tgt.valid)
+
+
+CROSS_ENTROPY = _CrossEntropyTerm()
+
+
 def cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
     *,
     mode: str,
-    class_weights: torch.Tensor | None = None,
-    pos_weight: torch.Tensor | None = None,
+    class_weights: Sequence[float] | torch.Tensor | None = None,
+    pos_weight: Sequence[float] | torch.Tensor | None = None,
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
@@ -40,48 +106,15 @@ def cross_entropy(
     ``label_smoothing`` ε: multiclass as torch (``y <- (1 - ε) y + ε / C``); multilabel ``y <- (1 - ε) y + ε / 2``.
     Pixels (or, multilabel, elements) equal to ``ignore_index`` contribute nothing; if all are ignored the mean is 0.
     ``reduction="none"`` returns ``(N, *spatial)`` (multiclass) or ``(N, C, *spatial)``.
-    """
-    if pos_weight is not None and mode == "multiclass":
-        raise ValueError("pos_weight applies to sigmoid outputs (mode='multilabel' or 'binary'); for softmax use class_weights")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing}")
-    from seglab.kernels.dispatch import try_fused
 
-    params = dict(mode=mode, class_weights=class_weights, pos_weight=pos_weight, ignore_index=ignore_index,
-                  label_smoothing=label_smoothing, reduction=reduction)
-    x, tgt, v = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate,
-                         weights={"class_weights": class_weights, "pos_weight": pos_weight})
-    fused = try_fused([("ce", params)], logits, target)
-    if fused is not None:
-        return fused[0]
-    cw = to_device(class_weights, x)
-    if mode == "multiclass":
-        if tgt.is_index:
-            idx = tgt.index if tgt.valid is None else tgt.index.masked_fill(~tgt.valid, -100)
-            loss = F.cross_entropy(x, idx, weight=cw, ignore_index=-100, reduction="none", label_smoothing=label_smoothing)
-            if reduction != "mean":
-                return reduce_pixels(loss, reduction, tgt.valid)
-            w_t = torch.ones_like(loss) if cw is None else cw[tgt.index]
-            if tgt.valid is not None:
-                w_t = w_t * tgt.valid
-            return reduce_pixels(loss, reduction, tgt.valid, denom=w_t.sum())
-        loss = F.cross_entropy(x, tgt.dense, weight=cw, reduction="none", label_smoothing=label_smoothing)
-        if tgt.valid is not None:
-            loss = loss * tgt.valid
-        return reduce_pixels(loss, reduction, tgt.valid)
-    y = tgt.dense
-    if label_smoothing:
-        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    pw = to_device(pos_weight, x)
-    loss = F.binary_cross_entropy_with_logits(
-        x, y,
-        weight=None if cw is None else channel_view(cw, x.ndim),
-        pos_weight=None if pw is None else channel_view(pw, x.ndim),
-        reduction="none",
-    )
-    if tgt.valid is not None:
-        loss = loss * tgt.valid
-    return reduce_pixels(loss, reduction, tgt.valid)
+    Example:
+        >>> x, t = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
+        >>> bool(torch.isclose(cross_entropy(x, t, mode="multiclass"), torch.nn.functional.cross_entropy(x, t)))
+        True
+    """
+    o = check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight, ignore_index=ignore_index,
+                         label_smoothing=label_smoothing, reduction=reduction)
+    return run_terms([(CROSS_ENTROPY, o)], logits, target, validate=validate)[0]
 
 
 class CrossEntropyLoss(Loss):
@@ -98,6 +131,8 @@ class CrossEntropyLoss(Loss):
     """
 
     name = "ce"
+    term = CROSS_ENTROPY
+    fn = staticmethod(cross_entropy)
 
     def __init__(
         self,
@@ -109,19 +144,6 @@ class CrossEntropyLoss(Loss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(mode, reduction)
-        if pos_weight is not None and mode == "multiclass":
-            raise ValueError("pos_weight applies to sigmoid outputs (mode='multilabel' or 'binary'); for softmax use class_weights")
-        self._weight("class_weights", class_weights)
-        self._weight("pos_weight", pos_weight)
-        self.ignore_index = ignore_index
-        self.label_smoothing = float(label_smoothing)
-
-    def options(self) -> dict[str, Any]:
-        return dict(mode=self.mode, class_weights=self.class_weights, pos_weight=self.pos_weight,
-                    ignore_index=self.ignore_index, label_smoothing=self.label_smoothing, reduction=self.reduction)
-
-    def fused_spec(self) -> tuple[str, dict[str, Any]]:
-        return ("ce", self.options())
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cross_entropy(logits, target, **self.options())
+        self._configure(check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight,
+                                         ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                         reduction=reduction, copy=True))

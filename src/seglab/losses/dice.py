@@ -6,9 +6,33 @@ from typing import Any, Sequence
 
 import torch
 
-from seglab.losses._overlap import OverlapLoss
-from seglab.losses._region import region_loss
+from seglab import _checks
+from seglab.losses._pipeline import Options, run_terms
+from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, reduce_classes, safe_ratio
+from seglab.losses.base import Loss
+
+
+def check_dice_options(*, mode: str, include_background: Any = True, squared: Any = False, batch: Any = False,
+                       smooth: Any = 1e-5, log: Any = False, class_weights: Any = None, ignore_index: Any = None,
+                       soft_targets: Any = "semimetric", process_group: Any = None, reduction: Any = "mean",
+                       copy: bool = False) -> Options:
+    """Dice's options, checked (the one place: :class:`DiceLoss` and :func:`dice_loss` both call it)."""
+    o = check_region_options(mode=mode, include_background=include_background, batch=batch, smooth=smooth,
+                             ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group,
+                             reduction=reduction, class_weights=class_weights, copy=copy)
+    o.update(squared=_checks.check_bool("squared", squared), log=_checks.check_bool("log", log))
+    return o
+
+
+def dice_head(st: Stats, w: torch.Tensor | None, *, smooth: float, log: bool, reduction: str) -> torch.Tensor:
+    """Dice loss from per-class statistics: ``1 - (2 tp + smooth) / (ps + ys + smooth)`` (or ``-log`` of the ratio)."""
+    dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth)
+    loss = -torch.log(dice.clamp_min(torch.finfo(dice.dtype).tiny)) if log else 1 - dice
+    return reduce_classes(loss, w, reduction)
+
+
+DICE = RegionTerm(lambda st, w, o: dice_head(st, w, smooth=o["smooth"], log=o["log"], reduction=o["reduction"]))
 
 
 def dice_loss(
@@ -21,29 +45,26 @@ def dice_loss(
     batch: bool = False,
     smooth: float = 1e-5,
     log: bool = False,
-    class_weights: torch.Tensor | None = None,
+    class_weights: Sequence[float] | torch.Tensor | None = None,
     ignore_index: int | None = None,
     soft_targets: str = "semimetric",
-    process_group=None,
+    process_group: Any = None,
     reduction: str = "mean",
     validate: bool | None = None,
 ) -> torch.Tensor:
-    """Soft Dice loss from logits; see :class:`DiceLoss` for the formula and conventions."""
-    params = dict(mode=mode, include_background=include_background, squared=squared, batch=batch, smooth=smooth,
-                  log=log, class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
-                  process_group=process_group, reduction=reduction)
-    return region_loss("dice", params, logits, target,
-                       lambda st, w: dice_head(st, w, smooth=smooth, log=log, reduction=reduction), validate=validate)
+    """Soft Dice loss from logits; see :class:`DiceLoss` for the formula and conventions.
+
+    Example:
+        >>> dice_loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)), mode="multiclass").shape
+        torch.Size([])
+    """
+    o = check_dice_options(mode=mode, include_background=include_background, squared=squared, batch=batch,
+                           smooth=smooth, log=log, class_weights=class_weights, ignore_index=ignore_index,
+                           soft_targets=soft_targets, process_group=process_group, reduction=reduction)
+    return run_terms([(DICE, o)], logits, target, validate=validate)[0]
 
 
-def dice_head(st: Stats, w: torch.Tensor | None, *, smooth: float, log: bool, reduction: str) -> torch.Tensor:
-    """Dice loss from per-class statistics (shared by the reference and the fused kernels)."""
-    dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth)
-    loss = -torch.log(dice.clamp_min(torch.finfo(dice.dtype).tiny)) if log else 1 - dice
-    return reduce_classes(loss, w, reduction)
-
-
-class DiceLoss(OverlapLoss):
+class DiceLoss(Loss):
     r"""Soft Dice loss for ``binary``, ``multiclass`` (softmax) and ``multilabel`` (sigmoid) segmentation.
 
     Per class ``c``, with ``p`` the probabilities and ``y`` the target over the kept pixels::
@@ -82,6 +103,7 @@ class DiceLoss(OverlapLoss):
     """
 
     name = "dice"
+    term = DICE
     fn = staticmethod(dice_loss)
 
     def __init__(
@@ -98,10 +120,8 @@ class DiceLoss(OverlapLoss):
         process_group=None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__(mode, include_background=include_background, batch=batch, smooth=smooth, ignore_index=ignore_index,
-                         soft_targets=soft_targets, process_group=process_group, reduction=reduction, class_weights=class_weights)
-        self.squared = bool(squared)
-        self.log = bool(log)
-
-    def _extra(self) -> dict[str, Any]:
-        return dict(squared=self.squared, log=self.log)
+        super().__init__(mode, reduction)
+        self._configure(check_dice_options(
+            mode=mode, include_background=include_background, squared=squared, batch=batch, smooth=smooth, log=log,
+            class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
+            process_group=process_group, reduction=reduction, copy=True))

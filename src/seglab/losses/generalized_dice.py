@@ -6,36 +6,25 @@ from typing import Any
 
 import torch
 
-from seglab.losses._overlap import OverlapLoss
-from seglab.losses._region import region_loss
-from seglab.losses._stats import Stats
+from seglab import _checks
+from seglab.losses._pipeline import Options, run_terms
+from seglab.losses._region import RegionTerm, check_region_options
+from seglab.losses._stats import Stats, _mean_or_zero
+from seglab.losses.base import Loss
 
 WEIGHTINGS = ("square", "simple", "uniform")
 
 
-def generalized_dice_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    mode: str,
-    weighting: str = "square",
-    include_background: bool = True,
-    batch: bool = False,
-    smooth: float = 1e-5,
-    ignore_index: int | None = None,
-    soft_targets: str = "semimetric",
-    process_group=None,
-    reduction: str = "mean",
-    validate: bool | None = None,
-) -> torch.Tensor:
-    """Generalized Dice loss from logits; see :class:`GeneralizedDiceLoss`."""
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    params = dict(mode=mode, weighting=weighting, include_background=include_background, batch=batch, smooth=smooth,
-                  ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-    return region_loss("gdice", params, logits, target,
-                       lambda st, w: generalized_dice_head(st, weighting=weighting, smooth=smooth, reduction=reduction),
-                       validate=validate)
+def check_generalized_dice_options(*, mode: str, weighting: Any = "square", include_background: Any = True,
+                                   batch: Any = False, smooth: Any = 1e-5, ignore_index: Any = None,
+                                   soft_targets: Any = "semimetric", process_group: Any = None, reduction: Any = "mean",
+                                   copy: bool = False) -> Options:
+    """Generalized Dice's options, checked (called by :class:`GeneralizedDiceLoss` and the function)."""
+    o = check_region_options(mode=mode, include_background=include_background, batch=batch, smooth=smooth,
+                             ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group,
+                             reduction=reduction, uses_class_weights=False, copy=copy)
+    o["weighting"] = _checks.check_choice("weighting", weighting, WEIGHTINGS)
+    return o
 
 
 def generalized_dice_head(st: Stats, *, weighting: str, smooth: float, reduction: str) -> torch.Tensor:
@@ -57,10 +46,36 @@ def generalized_dice_head(st: Stats, *, weighting: str, smooth: float, reduction
     loss = 1.0 - torch.where(den > 0, num / den.clamp_min(tiny), torch.ones_like(num))
     if reduction == "none":
         return loss
-    return loss.sum() if reduction == "sum" else loss.mean()
+    return loss.sum() if reduction == "sum" else _mean_or_zero(loss)
 
 
-class GeneralizedDiceLoss(OverlapLoss):
+GENERALIZED_DICE = RegionTerm(lambda st, w, o: generalized_dice_head(st, weighting=o["weighting"], smooth=o["smooth"],
+                                                                    reduction=o["reduction"]))
+
+
+def generalized_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str,
+    weighting: str = "square",
+    include_background: bool = True,
+    batch: bool = False,
+    smooth: float = 1e-5,
+    ignore_index: int | None = None,
+    soft_targets: str = "semimetric",
+    process_group: Any = None,
+    reduction: str = "mean",
+    validate: bool | None = None,
+) -> torch.Tensor:
+    """Generalized Dice loss from logits; see :class:`GeneralizedDiceLoss`."""
+    o = check_generalized_dice_options(mode=mode, weighting=weighting, include_background=include_background,
+                                       batch=batch, smooth=smooth, ignore_index=ignore_index, soft_targets=soft_targets,
+                                       process_group=process_group, reduction=reduction)
+    return run_terms([(GENERALIZED_DICE, o)], logits, target, validate=validate)[0]
+
+
+class GeneralizedDiceLoss(Loss):
     r"""Generalized Dice loss (Sudre et al. 2017): one Dice over all classes, each weighted by its inverse volume.
 
     With ``w_c = 1 / (sum y_c)^2`` (``weighting="square"``; ``"simple"``: ``1 / sum y_c``; ``"uniform"``: 1)::
@@ -77,17 +92,14 @@ class GeneralizedDiceLoss(OverlapLoss):
     """
 
     name = "gdice"
+    term = GENERALIZED_DICE
     fn = staticmethod(generalized_dice_loss)
-    uses_class_weights = False
 
     def __init__(self, mode: str, weighting: str = "square", include_background: bool = True, batch: bool = False,
                  smooth: float = 1e-5, ignore_index: int | None = None, soft_targets: str = "semimetric",
                  process_group=None, reduction: str = "mean") -> None:
-        super().__init__(mode, include_background=include_background, batch=batch, smooth=smooth, ignore_index=ignore_index,
-                         soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        self.weighting = weighting
-
-    def _extra(self) -> dict[str, Any]:
-        return dict(weighting=self.weighting)
+        super().__init__(mode, reduction)
+        self._configure(check_generalized_dice_options(
+            mode=mode, weighting=weighting, include_background=include_background, batch=batch, smooth=smooth,
+            ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction,
+            copy=True))

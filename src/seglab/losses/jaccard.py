@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from seglab.losses._overlap import OverlapLoss
-from seglab.losses._region import region_loss
+from seglab.losses._pipeline import Options, run_terms
+from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, reduce_classes, safe_ratio
+from seglab.losses.base import Loss
+
+
+def check_jaccard_options(*, mode: str, include_background: Any = True, batch: Any = False, smooth: Any = 1e-5,
+                          class_weights: Any = None, ignore_index: Any = None, soft_targets: Any = "semimetric",
+                          process_group: Any = None, reduction: Any = "mean", copy: bool = False) -> Options:
+    """Jaccard's options, checked (called by :class:`JaccardLoss` and :func:`jaccard_loss`)."""
+    return check_region_options(mode=mode, include_background=include_background, batch=batch, smooth=smooth,
+                                ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group,
+                                reduction=reduction, class_weights=class_weights, copy=copy)
+
+
+def jaccard_head(st: Stats, w: torch.Tensor | None, *, smooth: float, reduction: str) -> torch.Tensor:
+    """Jaccard loss from per-class statistics: ``1 - (tp + smooth) / (ps + ys - tp + smooth)``."""
+    iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth)
+    return reduce_classes(1 - iou, w, reduction)
+
+
+JACCARD = RegionTerm(lambda st, w, o: jaccard_head(st, w, smooth=o["smooth"], reduction=o["reduction"]))
 
 
 def jaccard_loss(
@@ -19,27 +38,21 @@ def jaccard_loss(
     include_background: bool = True,
     batch: bool = False,
     smooth: float = 1e-5,
-    class_weights: torch.Tensor | None = None,
+    class_weights: Sequence[float] | torch.Tensor | None = None,
     ignore_index: int | None = None,
     soft_targets: str = "semimetric",
-    process_group=None,
+    process_group: Any = None,
     reduction: str = "mean",
     validate: bool | None = None,
 ) -> torch.Tensor:
     """Soft Jaccard loss from logits; see :class:`JaccardLoss`."""
-    params = dict(mode=mode, include_background=include_background, batch=batch, smooth=smooth, class_weights=class_weights,
-                  ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-    return region_loss("jaccard", params, logits, target,
-                       lambda st, w: jaccard_head(st, w, smooth=smooth, reduction=reduction), validate=validate)
+    o = check_jaccard_options(mode=mode, include_background=include_background, batch=batch, smooth=smooth,
+                              class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
+                              process_group=process_group, reduction=reduction)
+    return run_terms([(JACCARD, o)], logits, target, validate=validate)[0]
 
 
-def jaccard_head(st: Stats, w: torch.Tensor | None, *, smooth: float, reduction: str) -> torch.Tensor:
-    """Jaccard loss from per-class statistics (shared by the reference and the fused kernels)."""
-    iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth)
-    return reduce_classes(1 - iou, w, reduction)
-
-
-class JaccardLoss(OverlapLoss):
+class JaccardLoss(Loss):
     r"""Soft Jaccard / IoU loss.
 
     Per class over the kept pixels::
@@ -56,10 +69,14 @@ class JaccardLoss(OverlapLoss):
     """
 
     name = "jaccard"
+    term = JACCARD
     fn = staticmethod(jaccard_loss)
 
     def __init__(self, mode: str, include_background: bool = True, batch: bool = False, smooth: float = 1e-5,
                  class_weights: Sequence[float] | torch.Tensor | None = None, ignore_index: int | None = None,
                  soft_targets: str = "semimetric", process_group=None, reduction: str = "mean") -> None:
-        super().__init__(mode, include_background=include_background, batch=batch, smooth=smooth, ignore_index=ignore_index,
-                         soft_targets=soft_targets, process_group=process_group, reduction=reduction, class_weights=class_weights)
+        super().__init__(mode, reduction)
+        self._configure(check_jaccard_options(
+            mode=mode, include_background=include_background, batch=batch, smooth=smooth, class_weights=class_weights,
+            ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group, reduction=reduction,
+            copy=True))

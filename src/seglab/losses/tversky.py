@@ -6,40 +6,24 @@ from typing import Any, Sequence
 
 import torch
 
-from seglab.losses._overlap import OverlapLoss
-from seglab.losses._region import region_loss
+from seglab import _checks
+from seglab.losses._pipeline import Options, run_terms
+from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, reduce_classes, safe_ratio
+from seglab.losses.base import Loss
 
 
-def tversky_loss(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    mode: str,
-    alpha: float = 0.5,
-    beta: float = 0.5,
-    gamma: float = 1.0,
-    include_background: bool = True,
-    batch: bool = False,
-    smooth: float = 1e-5,
-    class_weights: torch.Tensor | None = None,
-    ignore_index: int | None = None,
-    soft_targets: str = "semimetric",
-    process_group=None,
-    reduction: str = "mean",
-    validate: bool | None = None,
-) -> torch.Tensor:
-    """Tversky loss from logits; see :class:`TverskyLoss`."""
-    if alpha < 0 or beta < 0:
-        raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
-    if gamma <= 0:
-        raise ValueError(f"gamma must be > 0, got {gamma}")
-    params = dict(mode=mode, alpha=alpha, beta=beta, gamma=gamma, include_background=include_background, batch=batch,
-                  smooth=smooth, class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
-                  process_group=process_group, reduction=reduction)
-    return region_loss("tversky", params, logits, target,
-                       lambda st, w: tversky_head(st, w, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
-                                                  reduction=reduction), validate=validate)
+def check_tversky_options(*, mode: str, alpha: Any = 0.5, beta: Any = 0.5, gamma: Any = 1.0,
+                          include_background: Any = True, batch: Any = False, smooth: Any = 1e-5,
+                          class_weights: Any = None, ignore_index: Any = None, soft_targets: Any = "semimetric",
+                          process_group: Any = None, reduction: Any = "mean", copy: bool = False) -> Options:
+    """Tversky's options, checked (called by :class:`TverskyLoss` and :func:`tversky_loss`)."""
+    o = check_region_options(mode=mode, include_background=include_background, batch=batch, smooth=smooth,
+                             ignore_index=ignore_index, soft_targets=soft_targets, process_group=process_group,
+                             reduction=reduction, class_weights=class_weights, copy=copy)
+    o.update(alpha=_checks.check_number("alpha", alpha, low=0.0), beta=_checks.check_number("beta", beta, low=0.0),
+             gamma=_checks.check_number("gamma", gamma, low=0.0, low_open=True))
+    return o
 
 
 def tversky_head(st: Stats, w: torch.Tensor | None, *, alpha: float, beta: float, gamma: float, smooth: float,
@@ -54,7 +38,36 @@ def tversky_head(st: Stats, w: torch.Tensor | None, *, alpha: float, beta: float
     return reduce_classes(loss, w, reduction)
 
 
-class TverskyLoss(OverlapLoss):
+TVERSKY = RegionTerm(lambda st, w, o: tversky_head(st, w, alpha=o["alpha"], beta=o["beta"], gamma=o["gamma"],
+                                                   smooth=o["smooth"], reduction=o["reduction"]))
+
+
+def tversky_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float = 1.0,
+    include_background: bool = True,
+    batch: bool = False,
+    smooth: float = 1e-5,
+    class_weights: Sequence[float] | torch.Tensor | None = None,
+    ignore_index: int | None = None,
+    soft_targets: str = "semimetric",
+    process_group: Any = None,
+    reduction: str = "mean",
+    validate: bool | None = None,
+) -> torch.Tensor:
+    """Tversky loss from logits; see :class:`TverskyLoss`."""
+    o = check_tversky_options(mode=mode, alpha=alpha, beta=beta, gamma=gamma, include_background=include_background,
+                              batch=batch, smooth=smooth, class_weights=class_weights, ignore_index=ignore_index,
+                              soft_targets=soft_targets, process_group=process_group, reduction=reduction)
+    return run_terms([(TVERSKY, o)], logits, target, validate=validate)[0]
+
+
+class TverskyLoss(Loss):
     r"""Tversky loss; ``gamma != 1`` gives the focal Tversky loss (Abraham & Khan 2019).
 
     Per class, with ``TP = sum p*y``, ``FP = sum p*(1-y)``, ``FN = sum (1-p)*y`` over the kept pixels::
@@ -73,19 +86,15 @@ class TverskyLoss(OverlapLoss):
     """
 
     name = "tversky"
+    term = TVERSKY
     fn = staticmethod(tversky_loss)
 
     def __init__(self, mode: str, alpha: float = 0.5, beta: float = 0.5, gamma: float = 1.0, include_background: bool = True,
                  batch: bool = False, smooth: float = 1e-5, class_weights: Sequence[float] | torch.Tensor | None = None,
                  ignore_index: int | None = None, soft_targets: str = "semimetric", process_group=None,
                  reduction: str = "mean") -> None:
-        super().__init__(mode, include_background=include_background, batch=batch, smooth=smooth, ignore_index=ignore_index,
-                         soft_targets=soft_targets, process_group=process_group, reduction=reduction, class_weights=class_weights)
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={alpha}, beta={beta}")
-        if gamma <= 0:
-            raise ValueError(f"gamma must be > 0, got {gamma}")
-        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
-
-    def _extra(self) -> dict[str, Any]:
-        return dict(alpha=self.alpha, beta=self.beta, gamma=self.gamma)
+        super().__init__(mode, reduction)
+        self._configure(check_tversky_options(
+            mode=mode, alpha=alpha, beta=beta, gamma=gamma, include_background=include_background, batch=batch,
+            smooth=smooth, class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
+            process_group=process_group, reduction=reduction, copy=True))

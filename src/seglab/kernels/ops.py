@@ -1,0 +1,117 @@
+"""The fused statistics as a registered ``torch.library`` custom op: ``torch.ops.seglab.fused_stats``.
+
+One op computes, for logits and a target, the statistics of :mod:`seglab.kernels.plan` (activation once, one
+sweep); its gradient is a second op, ``torch.ops.seglab.fused_stats_backward``, that writes ``d/d logits`` in one
+pass from the gradients of all statistics. Both have fake (meta) implementations, so ``torch.compile`` traces a
+seglab loss without a graph break and ``torch.library.opcheck`` can check the registration.
+
+``backend`` names the module that runs the kernels: ``"cpu"`` (C++, :mod:`seglab.kernels.cpu_ext`) or
+``"eager"`` (torch ops, any device, :mod:`seglab.kernels.eager`). ``kind``: ``"mc"`` (multiclass, index target
+``(N, S)`` int64), ``"mcd"`` (multiclass, dense target ``(N, C, S)`` with optional ``valid`` ``(N, S)``) or ``"ml"``
+(sigmoid, dense target ``(N, C, S)``). Outputs: ``stats`` ``(N, K, C)`` float64 (K = 3 for ``mc``: tp, ps, ys;
+4 otherwise: + sum |p - y|) and ``scal`` ``(4,)`` float64 (see the backends' docstrings).
+"""
+
+# no `from __future__ import annotations`: torch.library infers the op schema from these annotations
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class KernelCfg:
+    """The scalar configuration the backend functions read; weights are ``(C,)`` float64 tensors."""
+
+    ignore_index: Any
+    squared: bool
+    weight: Tensor
+    alpha: Tensor
+    alpha_neg: Tensor
+    pos_weight: Tensor
+    label_smoothing: float = 0.0
+    focal: bool = False
+    gamma: float = 0.0
+
+    @property
+    def smoothing(self) -> bool:
+        return self.label_smoothing > 0
+
+
+def backend_module(name: str) -> ModuleType:
+    if name == "cpu":
+        from seglab.kernels import cpu_ext
+
+        return cpu_ext
+    if name == "eager":
+        from seglab.kernels import eager
+
+        return eager
+    raise ValueError(f"unknown kernel backend {name!r}; expected 'cpu' or 'eager'")
+
+
+def _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma) -> KernelCfg:
+    return KernelCfg(ignore_index=ignore_index, squared=squared, weight=weight, alpha=alpha, alpha_neg=alpha_neg,
+                     pos_weight=pos_weight, label_smoothing=label_smoothing, focal=focal, gamma=gamma)
+
+
+def _targets(kind: str, target: Tensor, valid: Optional[Tensor]) -> tuple:
+    return (target, valid) if kind == "mcd" else (target,)
+
+
+@torch.library.custom_op("seglab::fused_stats", mutates_args=())
+def fused_stats(
+    x: Tensor, target: Tensor, valid: Optional[Tensor], weight: Tensor, pos_weight: Tensor, alpha: Tensor,
+    alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool, label_smoothing: float,
+    focal: bool, gamma: float,
+) -> Tuple[Tensor, Tensor]:
+    cfg = _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma)
+    fwd = getattr(backend_module(backend), f"{kind}_forward")
+    stats, scal = fwd(x, *_targets(kind, target, valid), cfg)
+    return stats.to(x.device), scal.to(x.device)
+
+
+@fused_stats.register_fake
+def _(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared, label_smoothing,
+      focal, gamma):
+    k = 3 if kind == "mc" else 4
+    return (x.new_empty((x.shape[0], k, x.shape[1]), dtype=torch.float64), x.new_empty((4,), dtype=torch.float64))
+
+
+@torch.library.custom_op("seglab::fused_stats_backward", mutates_args=())
+def fused_stats_backward(
+    x: Tensor, target: Tensor, valid: Optional[Tensor], weight: Tensor, pos_weight: Tensor, alpha: Tensor,
+    alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool, label_smoothing: float,
+    focal: bool, gamma: float, g_stats: Tensor, g_scal: Tensor,
+) -> Tensor:
+    cfg = _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma)
+    bwd = getattr(backend_module(backend), f"{kind}_backward")
+    gx = bwd(x, *_targets(kind, target, valid), cfg, g_stats.contiguous(), g_scal.contiguous())
+    return gx.to(device=x.device, dtype=x.dtype).reshape(x.shape).clone()
+
+
+@fused_stats_backward.register_fake
+def _(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared, label_smoothing,
+      focal, gamma, g_stats, g_scal):
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, target, valid, weight, pos_weight, alpha, alpha_neg = inputs[:7]
+    ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
+    ctx.config = inputs[7:]
+
+
+def _backward(ctx, g_stats, g_scal):
+    x, target, valid, weight, pos_weight, alpha, alpha_neg = ctx.saved_tensors
+    if g_stats is None:
+        g_stats = x.new_zeros((x.shape[0], 3 if ctx.config[0] == "mc" else 4, x.shape[1]), dtype=torch.float64)
+    if g_scal is None:
+        g_scal = x.new_zeros((4,), dtype=torch.float64)
+    gx = fused_stats_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg, *ctx.config, g_stats, g_scal)
+    return (gx,) + (None,) * 13
+
+
+fused_stats.register_autograd(_backward, setup_context=_setup_context)

@@ -1,0 +1,87 @@
+"""The statistics contract between the losses and the kernels: what is asked (:class:`StatsRequest`) and what
+comes back (:class:`FusedStats`). Every backend computes exactly these quantities; the losses apply their heads.
+
+For probabilities ``p`` (softmax over channels for ``multiclass``, sigmoid per channel otherwise), a target
+``y`` and the kept pixels (``ignore_index`` removed), per sample ``n`` and channel ``c``:
+
+* ``tp = sum p*y``, ``ps = sum p`` (``sum p^2`` when ``squared``), ``ys = sum y``, ``absdiff = sum |p - y|``
+  (dense targets only; the semimetric Dice of soft labels needs it);
+* ``ce_sum`` — the cross-entropy summed over kept pixels (multiclass: ``-w_t log p_t``, label smoothing included;
+  sigmoid: BCE-with-logits with ``weight`` and ``pos_weight``) and ``ce_norm`` its ``"mean"`` denominator
+  (``sum w_t`` for an index target, as ``F.cross_entropy``; the number of kept pixels/elements otherwise);
+* ``focal_sum`` — ``sum -alpha_t (1 - p_t)^gamma log p_t``, and ``count`` — kept pixels (multiclass) or kept
+  elements (sigmoid): the focal ``"mean"`` denominator.
+
+This module imports nothing from :mod:`seglab.losses`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import torch
+
+
+class NotFusable(Exception):
+    """The requested combination has no fused kernel (the caller runs the reference code)."""
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    """What one fused call must compute: the union of what its loss terms need.
+
+    ``ce_weight``/``pos_weight``/``focal_alpha`` are ``(C,)`` tensors or None (= ones); for sigmoid focal,
+    negatives are weighted by ``1 - alpha``.
+    """
+
+    mode: str
+    ignore_index: int | None = None
+    region: bool = False
+    squared: bool = False
+    ce: bool = False
+    ce_weight: torch.Tensor | None = field(default=None, compare=False)
+    pos_weight: torch.Tensor | None = field(default=None, compare=False)
+    label_smoothing: float = 0.0
+    focal: bool = False
+    gamma: float = 2.0
+    focal_alpha: torch.Tensor | None = field(default=None, compare=False)
+
+
+def merge(requests: Sequence[StatsRequest]) -> StatsRequest:
+    """One request for several terms sharing logits and target (e.g. Dice + CE); NotFusable on conflicts
+    (two CE or two focal terms, Dice terms disagreeing on ``squared``, different modes or ignore_index)."""
+    out = requests[0]
+    for r in requests[1:]:
+        if (r.mode, r.ignore_index) != (out.mode, out.ignore_index):
+            raise NotFusable
+        if (r.ce and out.ce) or (r.focal and out.focal) or (r.region and out.region and r.squared != out.squared):
+            raise NotFusable
+        out = replace(
+            out,
+            region=out.region or r.region,
+            squared=out.squared if out.region else r.squared,
+            **({"ce": True, "ce_weight": r.ce_weight, "pos_weight": r.pos_weight, "label_smoothing": r.label_smoothing}
+               if r.ce else {}),
+            **({"focal": True, "gamma": r.gamma, "focal_alpha": r.focal_alpha} if r.focal else {}),
+        )
+    return out
+
+
+@dataclass
+class FusedStats:
+    """The statistics of one fused call, in the compute dtype of the logits (see the module docstring).
+
+    ``kind``: ``"index"`` (multiclass, integer target), ``"dense"`` (multiclass, one-hot/soft target) or
+    ``"sigmoid"`` (multilabel/binary). Per-(n, c) tensors are ``(N, C)``; the sums are 0-dim tensors.
+    """
+
+    kind: str
+    tp: torch.Tensor
+    ps: torch.Tensor
+    ys: torch.Tensor
+    absdiff: torch.Tensor | None
+    ce_sum: torch.Tensor
+    ce_norm: torch.Tensor
+    focal_sum: torch.Tensor
+    count: torch.Tensor
