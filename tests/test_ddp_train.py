@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 from seglab.sweep.store import ResultsStore
 from seglab.train import RunConfig, train_run
 
-CFG = dict(loss="dice", task="threshold", task_kw={"fg_ratio": 0.3, "size": 16}, model="tiny", model_kw={"norm": None},
+CFG = dict(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.3, "size": 16}, model="tiny", model_kw={"norm": None},
            optimizer="adam", lr=1e-2, seed=5, steps=30, batch_size=4, eval_every=10)
 
 

@@ -12,8 +12,8 @@ from seglab.train.loop import train_run
 from seglab.train.packed import _PackedLosses, group_packs, packable, train_pack
 from seglab.train.specs import STUDY_LOSSES, build_loss
 
-MIXED = [("cce", 0.05, 0), ("dice", 0.5, 1), ("dicefg", 0.95, 2), ("dice_sq", 0.5, 0), ("dicefg_sq", 0.05, 1),
-         ("dicefg", 0.95, 0)]
+MIXED = [("study_cce", 0.05, 0), ("study_dice", 0.5, 1), ("study_dicefg", 0.95, 2), ("study_dice_sq", 0.5, 0),
+         ("study_dicefg_sq", 0.05, 1), ("study_dicefg", 0.95, 0)]
 
 
 def _cfgs(norm, steps=40, **kw):
@@ -140,7 +140,7 @@ def test_packed_sgd_matches_torch_sgd_per_run(float64):
 def test_diverging_run_in_pack():
     """float32, SGD lr 1e12 without BN: the CCE run diverges at step 2, the Dice run finishes (as when run alone)."""
     cfgs = [RunConfig(loss=l, task_kw={"size": 16, "fg_ratio": 0.5}, model_kw={"norm": None}, optimizer="sgd",
-                      lr=1e12, seed=0, steps=20, eval_every=10) for l in ("cce", "dice")]
+                      lr=1e12, seed=0, steps=20, eval_every=10) for l in ("study_cce", "study_dice")]
     seen = []
     P = train_pack(cfgs, on_result=lambda r: seen.append((r.summary["status"], r.summary["steps_done"])))
     S = [train_run(c) for c in cfgs]
@@ -150,22 +150,23 @@ def test_diverging_run_in_pack():
 
 
 def test_grouping_and_packable():
-    cfgs = _cfgs("batch") + _cfgs(None) + [RunConfig(loss="dice", task="shapes", model="tiny")]
+    cfgs = _cfgs("batch") + _cfgs(None) + [RunConfig(loss="study_dice", task="shapes", model="tiny")]
     assert [packable(c) for c in cfgs] == [True] * 12 + [False]
     assert not packable(RunConfig(loss="focal", task_kw={"size": 16}))
+    assert not packable(RunConfig(loss="dice", task_kw={"size": 16}))  # per-sample Dice: not in a pack
     packs = group_packs(cfgs)
     assert sorted(len(p) for p in packs) == [1, 6, 6]
     assert sorted(len(p) for p in group_packs(cfgs, max_size=4)) == [1, 3, 3, 3, 3]
     # SGD lr / momentum are not in the pack key (PackedSGD), Adam's lr is; norms never share a pack
     sgd = _sgd_mix("batch") + _sgd_mix(None)
     assert sorted(len(p) for p in group_packs(sgd)) == [6, 6]
-    adam = _cfgs("batch") + [RunConfig(loss="dice", task_kw={"size": 16}, lr=1e-2, steps=40, eval_every=20)]
+    adam = _cfgs("batch") + [RunConfig(loss="study_dice", task_kw={"size": 16}, lr=1e-2, steps=40, eval_every=20)]
     assert sorted(len(p) for p in group_packs(adam)) == [1, 6]
 
 
 def _grid(tmp):
     return {"task": "threshold", "task_kw": {"size": 16}, "model": "tiny", "norms": [None], "optimizer": "sgd",
-            "lr": 1e12, "losses": ["cce", "dice", "dicefg"], "fg_ratios": [0.5], "seeds": [0], "steps": 30,
+            "lr": 1e12, "losses": ["study_cce", "study_dice", "study_dicefg"], "fg_ratios": [0.5], "seeds": [0], "steps": 30,
             "eval_every": 10}
 
 

@@ -10,7 +10,7 @@ from conftest import make_inputs
 
 def test_list_losses_contains_every_family():
     names = list_losses()
-    for n in ["ce", "bce", "focal", "dice", "gdice", "tversky", "focal_tversky", "jaccard", "lovasz"]:
+    for n in ["ce", "bce", "focal", "dice", "gdice", "tversky", "focal_tversky", "jaccard", "lovasz", "dicefg", "study_dice"]:
         assert n in names
 
 
@@ -54,7 +54,7 @@ def test_unroutable_kwarg_is_an_error():
 
 
 def test_bad_spec():
-    with pytest.raises(ValueError, match="cannot parse loss term"):
+    with pytest.raises(ValueError, match="expected '\\+' or the end of the spec at position 4"):
         get_loss("dice*0.5", mode="multiclass")
     with pytest.raises(ValueError, match="non-empty string"):
         get_loss("", mode="multiclass")

@@ -30,6 +30,7 @@ def test_preset_is_the_study_grid_plus_sgd_variation():
     extra = [r for r in runs if r not in study]
     assert {(r.lr, r.momentum) for r in extra} == {(0.1, 0.0), (0.01, 0.9)}
     assert len({r.run_id for r in runs}) == len(runs)
+    assert {r.loss for r in runs} == {"study_cce", "study_dice", "study_dicefg", "study_dice_sq", "study_dicefg_sq"}
     quick = expand(get_preset("chlebus2018", quick=True))
     assert len(quick) < len(runs) and {r.seed for r in quick} == {0}
 
@@ -137,3 +138,7 @@ def test_cli_list_and_errors(capsys):
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
     assert main(["sweep", "--losses", "cce", "--fg-ratios", "1.2", "--out", "/tmp/never"]) == 2
     assert "fg_ratio" in capsys.readouterr().err
+    # a bad loss spec: one line naming the option, whatever the number of runs it appears in
+    assert main(["sweep", "--losses", "study_cce,dice[include_background=no]", "--fg-ratios", "0.05,0.95", "--list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --losses") and "include_background" in err, err

@@ -11,29 +11,29 @@ torch.set_num_threads(1)
 
 
 def _cfg(**kw):
-    base = dict(loss="cce", task="threshold", task_kw={"fg_ratio": 0.5, "size": 16}, model="tiny", model_kw={"norm": None},
+    base = dict(loss="study_cce", task="threshold", task_kw={"fg_ratio": 0.5, "size": 16}, model="tiny", model_kw={"norm": None},
                 optimizer="adam", lr=1e-2, seed=3, steps=25, batch_size=2, eval_every=10)
     base.update(kw)
     return RunConfig(**base)
 
 
 def test_run_is_deterministic_for_a_seed():
-    a = train_run(_cfg(loss="dicefg"))
-    b = train_run(_cfg(loss="dicefg"))
+    a = train_run(_cfg(loss="study_dicefg"))
+    b = train_run(_cfg(loss="study_dicefg"))
     assert a.steps == b.steps
     assert a.evals == b.evals
-    c = train_run(_cfg(loss="dicefg", seed=4))
+    c = train_run(_cfg(loss="study_dicefg", seed=4))
     assert c.steps["train_loss"] != a.steps["train_loss"]
 
 
 def test_records_every_monitor_and_its_gradient_norm_each_step():
     r = train_run(_cfg(model_kw={"norm": "batch"}))
-    mons = ["cce", "dice", "dicefg", "dice_sq", "dicefg_sq"]
+    mons = ["study_cce", "study_dice", "study_dicefg", "study_dice_sq", "study_dicefg_sq"]
     assert r.config.monitors == mons
     for m in mons:
         assert len(r.steps[f"loss/{m}"]) == 25 and len(r.steps[f"gnorm/{m}"]) == 25
         assert all(v > 0 and math.isfinite(v) for v in r.steps[f"gnorm/{m}"])
-    assert r.steps["train_loss"] == r.steps["loss/cce"]
+    assert r.steps["train_loss"] == r.steps["loss/study_cce"]
     assert [e["step"] for e in r.evals] == [0, 10, 20, 25]
     e = r.evals[-1]
     assert len(e["dice"]) == 2 and len(e["iou"]) == 2 and 0 <= e["accuracy"] <= 1
@@ -53,10 +53,10 @@ def test_gradient_norm_matches_a_direct_computation():
     torch.manual_seed(cfg.seed)
     net = create_model("tiny", in_channels=1, out_channels=2, norm=None)
     x, y = task.batch(0, 2, cfg.seed)
-    loss = build_loss("dice", "multiclass")(net(x), y)
+    loss = build_loss("study_dice", "multiclass")(net(x), y)
     loss.backward()
     g = torch.sqrt(sum((p.grad.double() ** 2).sum() for p in net.parameters()))
-    assert r.steps["gnorm/dice"][0] == pytest.approx(float(g), rel=1e-5)
+    assert r.steps["gnorm/study_dice"][0] == pytest.approx(float(g), rel=1e-5)
 
 
 def test_diverging_run_is_recorded_as_diverged():
@@ -65,7 +65,7 @@ def test_diverging_run_is_recorded_as_diverged():
     assert r.summary["diverged_step"] is not None and r.summary["diverged_step"] < 200
     assert r.summary["converged"] is False
     assert len(r.steps["step"]) == r.summary["diverged_step"] + 1
-    assert not math.isfinite(r.steps["train_loss"][-1]) or not math.isfinite(r.steps["gnorm/cce"][-1])
+    assert not math.isfinite(r.steps["train_loss"][-1]) or not math.isfinite(r.steps["gnorm/study_cce"][-1])
 
 
 def test_convergence_is_reported():
@@ -98,11 +98,42 @@ def test_train_cli_rejects_bad_config_before_running(capsys):
     assert "does not apply" in capsys.readouterr().err
 
 
+def test_train_cli_bad_loss_spec_is_one_line_naming_the_option(capsys):
+    from seglab.cli import main
+
+    for spec, word in [("dice[include_background=no]", "include_background"), ("dice[smoth=1]", "smooth"),
+                       ("dice[class_weights=[1,", "'['"), ("dicefg[batch=true", "'['"), ("dcie", "dice"),
+                       ("bce", "does not apply")]:
+        assert main(["train", "--loss", spec, "--steps", "2"]) == 2, spec
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: --loss") and word in err, (spec, err)
+
+
+def test_train_cli_rejects_a_bad_option_value(capsys):
+    """An option value the loss's constructor rejects is a configuration error too (exit 2, one line)."""
+    from seglab.cli import main
+
+    assert main(["train", "--loss", "dice[soft_targets=bogus]", "--steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: --loss") and "soft_targets" in err, err
+
+
+def test_recorded_loss_pastes_into_get_loss():
+    from seglab import format_loss, get_loss
+
+    spec = "0.5*dice[batch=True, include_background=False] + ce[class_weights=[1,2]]"
+    (rc,) = validate_runs([_cfg(loss=spec, monitors=["study_dice", "dice[squared=true]"])])
+    assert rc.loss == "0.5*dice[batch=true,include_background=false] + ce[class_weights=[1.0,2.0]]"
+    assert rc.monitors == ["study_dice", "dice[squared=true]"]
+    assert format_loss(get_loss(rc.loss, mode="multiclass")) == rc.loss
+
+
 def test_loss_spec_with_list_values_and_commas_inside_brackets():
     """The loss `seglab advise` recommends (a class-weight list) must be expressible in train/sweep specs."""
+    from seglab.losses.registry import parse_loss_spec
     from seglab.sweep.cli import _split
-    from seglab.train.specs import parse_spec
 
-    name, kw = parse_spec("dice+ce[class_weights=[0.163,1,1.929],include_background=False]")
-    assert name == "dice+ce" and kw == {"class_weights": [0.163, 1, 1.929], "include_background": False}
-    assert _split("dice[batch=False,smooth=1e-5],cce", str) == ["dice[batch=False,smooth=1e-5]", "cce"]
+    d, ce = parse_loss_spec("dice[include_background=False]+ce[class_weights=[0.163,1,1.929]]")
+    assert (d.name, d.options) == ("dice", {"include_background": False})
+    assert (ce.name, ce.options) == ("ce", {"class_weights": [0.163, 1, 1.929]})
+    assert _split("dice[batch=False,smooth=1e-5],study_cce", str) == ["dice[batch=False,smooth=1e-5]", "study_cce"]

@@ -12,6 +12,8 @@ from seglab.losses import (
     Loss,
     LovaszLoss,
     TverskyLoss,
+    describe_losses,
+    format_loss,
     get_loss,
     list_losses,
 )
@@ -27,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "activate", "predict", "one_hot",
-    "Loss", "CompositeLoss", "get_loss", "list_losses",
+    "Loss", "CompositeLoss", "get_loss", "list_losses", "format_loss", "describe_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
     "metrics", "set_validation", "validation", "set_fused",
     "create_model", "list_models", "create_task", "list_tasks",

@@ -7,11 +7,11 @@ from seglab.losses.focal import FocalLoss, focal_loss
 from seglab.losses.generalized_dice import GeneralizedDiceLoss, generalized_dice_loss
 from seglab.losses.jaccard import JaccardLoss, jaccard_loss
 from seglab.losses.lovasz import LovaszLoss, lovasz_loss
-from seglab.losses.registry import get_loss, list_losses
+from seglab.losses.registry import describe_losses, format_loss, get_loss, list_losses
 from seglab.losses.tversky import TverskyLoss, tversky_loss
 
 __all__ = [
-    "Loss", "CompositeLoss", "get_loss", "list_losses",
+    "Loss", "CompositeLoss", "get_loss", "list_losses", "format_loss", "describe_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
     "cross_entropy", "focal_loss", "dice_loss", "generalized_dice_loss", "tversky_loss", "jaccard_loss", "lovasz_loss",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from seglab.losses.registry import display_label
 from seglab.sweep.store import ResultsStore
 
 from .data import CONFIG_KEYS, FIGURE_KEYS, _fmt, figure_slug, figure_title
@@ -90,13 +91,13 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
         for i, m in enumerate(monitors):
             col = _COLORS[i % len(_COLORS)]
             g = smooth(curves[f"gnorm/{m}"], window)[::stride]
-            ax_g.plot(steps[::stride], g, color=col, lw=1.1, label=m)
+            ax_g.plot(steps[::stride], g, color=col, lw=1.1, label=display_label(m))
             lv = smooth(curves[f"loss/{m}"], window)[::stride]
-            ax_l.plot(steps[::stride], lv, color=col, lw=1.1, label=m)
+            ax_l.plot(steps[::stride], lv, color=col, lw=1.1, label=display_label(m))
         es, acc = _mean_evals(store, rids)
         ax_l.plot(es, acc, color="black", lw=1.6, ls="--", marker=".", ms=3, label="val accuracy")
         ax_g.set_yscale("log")
-        ax_g.set_title(f"trained with {loss.upper()}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
+        ax_g.set_title(f"trained with {display_label(loss)}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
         ax_g.grid(alpha=0.3)
         ax_l.grid(alpha=0.3)
         ax_l.set_ylim(-0.02, 1.05)
@@ -146,7 +147,7 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
                         color="white" if (not math.isnan(M[i, j]) and M[i, j] < 0.5) else "black")
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(losses)), [l.upper() for l in losses], rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(range(len(losses)), [display_label(l) for l in losses], rotation=45, ha="right", fontsize=8)
         ylabels = [f"{t} fg{100 * fg:g}% {m} {('BN' if nm == 'batch' else 'norm=' + nm)}" if fg >= 0 else f"{t} {m} norm={nm}"
                    for t, fg, m, nm in rows]
         ax.set_yticks(range(len(rows)), ylabels if k == 0 else [""] * len(rows), fontsize=8)

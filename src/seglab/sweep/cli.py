@@ -4,7 +4,7 @@ Examples::
 
     seglab sweep --preset chlebus2018 --quick --out results/quick
     seglab sweep --preset chlebus2018 --out results/chlebus2018          # the study's 10,001 steps
-    seglab sweep --losses cce,dice,dicefg --fg-ratios 0.05,0.95 --norms batch,none --seeds 0,1 --steps 2000 --out r/
+    seglab sweep --losses study_cce,study_dice,study_dicefg --fg-ratios 0.05,0.95 --norms batch,none --seeds 0,1 --steps 2000 --out r/
     seglab sweep --config sweep.toml --out r/ --shard 3/8                 # one of 8 independent jobs
     seglab sweep --config sweep.toml --out r/ --run-index $SLURM_ARRAY_TASK_ID
     seglab sweep --config sweep.toml --list                                # runs with their indices
@@ -37,10 +37,10 @@ LIST_AXES = {  # cli flag dest -> grid key, converter
 
 
 def _split(text: str, conv) -> list:
-    from seglab.train.specs import split_top_level
+    from seglab.losses.registry import split_specs
 
     out = []
-    for part in split_top_level(text):
+    for part in split_specs(text):
         part = part.strip()
         if not part:
             continue
@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--preset", help="built-in grid: chlebus2018")
     src.add_argument("--quick", action="store_true", help="shrink the preset for a demo (1 seed, fewer losses and steps)")
     src.add_argument("--config", help="grid file (.toml, .yaml, .json); command-line lists override its fields")
-    src.add_argument("--losses", help="comma list of loss specs, e.g. cce,dice,dicefg,dice_sq,'dice[batch=False]'")
+    src.add_argument("--losses", help="comma list of seglab.get_loss specs, e.g. study_cce,study_dice,dicefg,'dice[batch=true]'")
     src.add_argument("--tasks", help="comma list of task names (threshold, shapes, overlap, ...)")
     src.add_argument("--fg-ratios", dest="fg_ratios", help="comma list of foreground fractions in (0, 1) (threshold task)")
     src.add_argument("--models", help="comma list of model names (tiny, unet)")
@@ -159,7 +159,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         from rich.markup import escape
 
-        console.print(f"[red]error:[/red] {escape(str(e))}")
+        if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
+            flags = {"loss": "--losses" if args.losses else "losses", "monitors": "--monitors" if args.monitors else "monitors"}
+            for fld, spec, msg in e.problems:
+                console.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
+        else:
+            console.print(f"[red]error:[/red] {escape(str(e))}")
         return 2
     from seglab.train import distributed as D
 

@@ -6,7 +6,7 @@ A grid is a mapping; list-valued *axes* are crossed, scalar fields are shared::
     task = "threshold"          # or tasks = ["threshold", {name = "shapes", num_classes = 4}]
     fg_ratios = [0.05, 0.5, 0.95]   # sets task_kw.fg_ratio
     norms = ["batch", "none"]       # sets model_kw.norm ("none" -> no normalisation)
-    losses = ["cce", "dice", "dicefg"]
+    losses = ["study_cce", "study_dice", "dicefg"]   # seglab.get_loss specs
     optimizers = ["adam", "sgd"]    # or {name = "sgd", lr = 0.01, momentum = 0.9}
     lrs = [1e-3]
     momentums = [0.0]               # SGD only (Adam runs ignore it)
@@ -14,7 +14,7 @@ A grid is a mapping; list-valued *axes* are crossed, scalar fields are shared::
     steps = 1000
     batch_size = 2
     eval_every = 100
-    monitors = ["cce", "dice"]      # optional; default: the task mode's monitor set
+    monitors = ["study_cce", "dice"]  # optional; default: the task mode's monitor set
     converge = {metric = "mean_dice", threshold = 0.9}
     task_kw = {size = 32}
     model_kw = {width = 4}

@@ -2,8 +2,9 @@
 
 ``chlebus2018`` — the toy study of Chlebus (2018): the thresholding task (a pixel of a uniform-noise image is
 foreground if its value exceeds a threshold set for 5/50/95 % foreground), the study's tiny FCN with and
-without batch norm, the losses CCE, DICE, DICEFG, DICE_SQUARE, DICEFG_SQUARE (Dice summed over batch and
-spatial axes), Adam and SGD at lr 1e-3, batch 2, 3 seeds, 10,001 iterations; all five losses are monitored
+without batch norm, the losses CCE, DICE, DICEFG, DICE_SQUARE, DICEFG_SQUARE (the presets ``study_cce``,
+``study_dice``, ``study_dicefg``, ``study_dice_sq``, ``study_dicefg_sq``: Dice summed over batch and spatial axes,
+smooth 1e-7), Adam and SGD at lr 1e-3, batch 2, 3 seeds, 10,001 iterations; all five losses are monitored
 (value and gradient norm) at every step whatever the training loss.
 
 Added to the study: an SGD variation (one seed) — SGD with lr 0.1 without momentum and SGD with lr 0.01 with
@@ -19,7 +20,7 @@ import copy
 from typing import Any
 
 from seglab.train.config import ConfigError
-from seglab.train.specs import STUDY_LOSSES
+from seglab.losses.registry import STUDY_LOSSES
 
 STUDY_STEPS = 10_001
 
@@ -53,7 +54,7 @@ def chlebus2018(*, quick: bool = False, steps: int | None = None) -> dict[str, A
         cfg["name"] = "chlebus2018-quick"
         cfg["steps"] = QUICK_STEPS
         cfg["eval_every"] = 250
-        cfg["losses"] = ["cce", "dice", "dicefg"]
+        cfg["losses"] = ["study_cce", "study_dice", "study_dicefg"]
         cfg["grids"] = [{"optimizers": [{"name": "adam", "lr": 1e-3}, {"name": "sgd", "lr": 1e-3, "momentum": 0.0},
                                         {"name": "sgd", "lr": 0.01, "momentum": 0.9}], "seeds": [0]}]
     if steps is not None:

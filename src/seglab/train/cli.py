@@ -3,7 +3,7 @@
 Examples::
 
     seglab train --loss dicefg --fg-ratio 0.95 --norm none --steps 2000 --out results/one
-    torchrun --nproc-per-node 2 -m seglab train --loss dice --batch-size 4 --steps 500 --out results/ddp
+    torchrun --nproc-per-node 2 -m seglab train --loss study_dice --batch-size 4 --steps 500 --out results/ddp
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--loss", required=True, help="loss spec: cce, dice, dicefg, dice_sq, dicefg_sq, bce, or any "
-                   "seglab.get_loss spec, optionally with kwargs: 'dice[batch=True,squared=True]'")
+    p.add_argument("--loss", required=True, help="a seglab.get_loss spec: a name (ce, dice, dicefg, study_dice, ...; "
+                   "see seglab.describe_losses()), options in brackets, weighted sums: '0.5*dice[batch=true]+ce'")
     p.add_argument("--task", default="threshold")
     p.add_argument("--task-opt", action="append", default=[], metavar="K=V", help="task parameter (repeatable)")
     p.add_argument("--fg-ratio", type=float, help="shortcut for --task-opt fg_ratio=X")
@@ -35,9 +35,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", "-o", help="results folder to write the run into (same layout as a sweep)")
 
 
-def _kv(items: list[str]) -> dict:
-    from seglab.train.specs import _parse_value
+def _parse_value(text: str):
+    """A task/model option value: true/false, none/null, a JSON value, else the text itself."""
+    t = text.strip()
+    low = t.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return json.loads(t)
+    except ValueError:
+        return t
 
+
+def _kv(items: list[str]) -> dict:
     out = {}
     for it in items:
         if "=" not in it:
@@ -45,6 +57,12 @@ def _kv(items: list[str]) -> dict:
         k, v = it.split("=", 1)
         out[k.strip()] = _parse_value(v)
     return out
+
+
+def _monitors(text: str) -> list[str]:
+    from seglab.losses.registry import split_specs
+
+    return [m.strip() for m in split_specs(text) if m.strip()]
 
 
 def config_from_args(args: argparse.Namespace):
@@ -60,7 +78,7 @@ def config_from_args(args: argparse.Namespace):
     return RunConfig(loss=args.loss, task=args.task, task_kw=task_kw, model=args.model, model_kw=model_kw,
                      optimizer=args.optimizer, lr=args.lr, momentum=args.momentum if args.optimizer == "sgd" else 0.0,
                      seed=args.seed, steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
-                     monitors=[m.strip() for m in args.monitors.split(",")] if args.monitors else None,
+                     monitors=_monitors(args.monitors) if args.monitors else None,
                      converge={"metric": metric.strip(), "threshold": float(thr or 0.9)},
                      grad_norm_every=args.grad_norm_every)
 
@@ -83,7 +101,12 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as e:
         from rich.markup import escape
 
-        err.print(f"[red]error:[/red] {escape(str(e))}")
+        flags = {"loss": "--loss", "monitors": "--monitors"}
+        if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
+            for fld, spec, msg in e.problems:
+                err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
+        else:
+            err.print(f"[red]error:[/red] {escape(str(e))}")
         return 2
     info = D.setup(args.device)
     if info.enabled and cfg.batch_size % info.world_size:

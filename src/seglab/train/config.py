@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from .specs import canonical_name, default_monitors, resolve_loss
+from .specs import canonical_spec as _canonical_spec
+from .specs import default_monitors
 
 OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
 
 
 class ConfigError(ValueError):
-    """A run or sweep configuration that cannot run (raised before any run starts)."""
+    """A run or sweep configuration that cannot run (raised before any run starts).
+
+    ``problems``: the distinct ``(field, value, message)`` of errors tied to one field (``"loss"``,
+    ``"monitors"``), so that a command line can name its option (``--loss``); ``only_fields``: whether every
+    error found is one of them."""
+
+    def __init__(self, message: str, problems: list[tuple[str, Any, str]] | None = None,
+                 only_fields: bool = False) -> None:
+        super().__init__(message)
+        self.problems = list(problems or [])
+        self.only_fields = bool(only_fields and self.problems)
 
 
 @dataclass
 class RunConfig:
     """model × task × loss × optimizer × seed × steps × batch size (+ monitoring and convergence settings).
 
+    ``loss`` and ``monitors`` are :func:`seglab.get_loss` specs; :func:`resolve` records each as
+    :func:`~seglab.losses.registry.canonical_spec` writes it (a bare name such as ``study_dice`` as given, any
+    other spec in :func:`seglab.format_loss`'s canonical form), a string that pastes into ``get_loss``.
     ``monitors=None`` means the default monitor set of the task's mode (:func:`default_monitors`);
     :func:`resolve` fills it in. ``converge``: ``{"metric": "mean_dice"|"fg_dice"|"accuracy", "threshold": t}``;
     a run has converged when the metric at the final validation is >= t (for ``accuracy`` the criterion is
@@ -69,20 +84,28 @@ class RunConfig:
         return f"{self.loss} | {t} | {m} | {opt} | seed={self.seed}"
 
 
+@functools.lru_cache(maxsize=4096)
+def canonical_spec(spec: str, mode: str) -> str:
+    """:func:`seglab.losses.registry.canonical_spec`, cached (a sweep repeats the same few specs)."""
+    return _canonical_spec(spec, mode)
+
+
 def _task_cache_key(cfg: RunConfig) -> str:
     return json.dumps([cfg.task, cfg.task_kw], sort_keys=True, default=str)
 
 
 def resolve(cfg: RunConfig, task=None) -> RunConfig:
-    """Canonicalise names and fill in defaults that depend on the task (the monitor set)."""
+    """Canonicalise names and fill in defaults that depend on the task (the monitor set).
+
+    Raises ValueError for a loss or monitor spec that is malformed or does not apply to the task's mode."""
     if task is None:
         from seglab.data import create_task
 
         task = create_task(cfg.task, **cfg.task_kw)
     d = cfg.to_dict()
-    d["loss"] = canonical_name(cfg.loss)
+    d["loss"] = canonical_spec(cfg.loss, task.mode)
     mons = cfg.monitors if cfg.monitors is not None else default_monitors(task.mode)
-    d["monitors"] = [canonical_name(m) for m in mons]
+    d["monitors"] = [canonical_spec(m, task.mode) for m in mons]
     d["optimizer"] = cfg.optimizer.lower()
     d["lr"] = float(cfg.lr)
     d["momentum"] = float(cfg.momentum)
@@ -92,20 +115,28 @@ def resolve(cfg: RunConfig, task=None) -> RunConfig:
 def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunConfig]:
     """Check every run (names, ranges, loss/task compatibility) and return them resolved.
 
-    Raises :class:`ConfigError` listing every problem found, before any run starts. With ``build=True``
-    each distinct task, model and loss is actually constructed once (cheap for the built-in ones).
+    Raises :class:`ConfigError` listing every problem found, before any run starts. Every loss and monitor
+    spec is built once per task mode (names, options, mode rules, constructor checks); with ``build=True``
+    each distinct task and model is actually constructed once too (cheap for the built-in ones).
     """
     from seglab.data import create_task
 
     errors: list[str] = []
+    problems: list[tuple[str, Any, str]] = []
     out: list[RunConfig] = []
     tasks: dict[str, Any] = {}
     checked: set[str] = set()
 
-    def err(cfg: RunConfig, msg: str) -> None:
+    unfielded = [0]
+
+    def err(cfg: RunConfig, msg: str, problem: tuple[str, Any, str] | None = None) -> None:
         line = f"[{cfg.label}] {msg}"
         if line not in errors:
             errors.append(line)
+            if problem is None:
+                unfielded[0] += 1
+            elif problem not in problems:
+                problems.append(problem)
 
     for cfg in runs:
         ok = True
@@ -143,32 +174,20 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
         if isinstance(task, Exception):
             err(cfg, f"task: {task}")
             continue
-        try:
-            rcfg = resolve(cfg, task)
-        except ValueError as e:
-            err(cfg, f"loss: {e}")
-            continue
-        for spec in [rcfg.loss, *rcfg.monitors]:
-            try:
-                resolve_loss(spec, task.mode)
-            except ValueError as e:
-                err(cfg, f"loss {spec!r}: {e}" if spec != rcfg.loss else f"training loss: {e}")
+        mons = cfg.monitors if cfg.monitors is not None else default_monitors(task.mode)
+        for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
+            try:  # builds the loss: names, options, mode rules and the constructor's checks
+                canonical_spec(spec, task.mode)
+            except (ValueError, TypeError) as e:
+                what = "training loss" if fld == "loss" else f"monitor {spec!r}"
+                err(cfg, f"{what}: {e}", (fld, spec, str(e)))
                 ok = False
-        if ok and build:
+        if not ok:
+            continue
+        rcfg = resolve(cfg, task)
+        if build:
             from seglab.models import create_model
 
-            from .specs import build_loss
-
-            for spec in [rcfg.loss, *rcfg.monitors]:
-                k = f"{spec}|{task.mode}"
-                if k in checked:
-                    continue
-                checked.add(k)
-                try:
-                    build_loss(spec, task.mode)
-                except (ValueError, TypeError, KeyError) as e:
-                    err(cfg, f"loss {spec!r}: {e}")
-                    ok = False
             k = json.dumps([cfg.model, cfg.model_kw, task.in_channels, task.num_classes, task.spatial_dims], sort_keys=True, default=str)
             if k not in checked:
                 checked.add(k)
@@ -182,5 +201,6 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
             out.append(rcfg)
     if errors:
         head = f"{len(errors)} configuration error(s); nothing was run:\n  "
-        raise ConfigError(head + "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else ""))
+        raise ConfigError(head + "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else ""), problems,
+                          only_fields=not unfielded[0])
     return out
