@@ -7,7 +7,9 @@ import torch
 
 import seglab
 import seglab.losses as L
-from seglab.kernels import cpu_ext, dispatch, eager
+from types import SimpleNamespace
+
+from seglab.kernels import cpu_ext, eager
 from seglab.targets import label_range_error
 
 BACKENDS = ["cpu", "eager"] if cpu_ext.available() else ["eager"]
@@ -68,9 +70,9 @@ def test_backend_functions_raise(backend, dtype):
     x, t = _data(9)
     x = x.detach().to(dtype)
     t = t.reshape(2, -1)
-    cfg = dispatch.KernelCfg(ignore_index=None, squared=False, weight=torch.ones(3, dtype=torch.float64),
-                             alpha=torch.ones(3, dtype=torch.float64), alpha_neg=torch.ones(3, dtype=torch.float64),
-                             pos_weight=torch.ones(3, dtype=torch.float64), focal=True, gamma=2.0)
+    one = torch.ones(3, dtype=torch.float64)
+    cfg = SimpleNamespace(ignore_index=None, squared=False, weight=one, alpha=one, alpha_neg=one, pos_weight=one,
+                          label_smoothing=0.0, smoothing=False, focal=True, gamma=2.0)
     with pytest.raises(ValueError, match=r"found values \[9\]"):
         mod.mc_forward(x, t, cfg)
     with pytest.raises(ValueError, match=r"found values \[9\]"):

@@ -4,22 +4,31 @@ Build: ``g++ -O3 -march=native -fopenmp-simd -shared`` (no torch headers, no pyb
 cached in ``$SEGLAB_KERNEL_CACHE`` (default ``~/.cache/seglab/kernels``) under a name that hashes the
 source, the flags and the compiler, written atomically (safe with pytest-xdist). If no compiler is found
 or the build fails, :func:`available` returns False once with a warning and the losses run their
-reference code.
+reference code; :func:`unavailable_reason` says why.
 
-Same interface as :mod:`seglab.kernels.eager` (see there for the meaning of the statistics).
+Cache robustness: every library is written with a stamp ``<name>.so.stamp`` (size and sha256 of the file),
+checked *before* ``dlopen`` (a truncated library would kill the process with SIGBUS); a missing or mismatching
+stamp means rebuild. Builds go to ``.tmp-seglab_fused_*`` files, removed on failure; such files older than
+10 minutes (a build killed midway) are deleted before building. ``CXX`` is honoured strictly: if it is set
+and not found, the backend is unavailable and the reason names it.
+
+Same interface as :mod:`seglab.kernels.eager` (see there for the meaning of the statistics). The multiclass
+kernels bounds-check the labels they read and raise the same ``ValueError`` as input validation.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -27,7 +36,11 @@ import torch
 
 _SRC = Path(__file__).with_name("csrc") / "fused_cpu.cpp"
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
-_ABI = 1
+_ABI = 2
+_TMP_PREFIX = ".tmp-seglab_fused_"
+_STALE_TMP_S = 600.0
+# Lovász rows travel as 31-bit element indices in the kernel: longer rows are declined (None)
+LOVASZ_MAX_ROW = 2**31 - 1
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _failed: str | None = None
@@ -40,43 +53,123 @@ def cache_dir() -> Path:
     return Path(d) if d else Path.home() / ".cache" / "seglab" / "kernels"
 
 
-def _compiler() -> str | None:
-    for cand in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if cand and shutil.which(cand):
-            return shutil.which(cand)
+def _compiler() -> list[str] | None:
+    """The compiler command (``$CXX`` split like a shell word list, else g++/c++/clang++), or None if none.
+
+    Raises RuntimeError if ``CXX`` is set but its program is not found: a set CXX is never silently replaced.
+    """
+    cxx = os.environ.get("CXX", "").strip()
+    if cxx:
+        words = shlex.split(cxx)
+        path = shutil.which(words[0])
+        if path is None:
+            raise RuntimeError(f"CXX={cxx!r} is set but {words[0]!r} was not found (not an executable file or not "
+                               "on PATH); fix or unset CXX")
+        return [path, *words[1:]]
+    for cand in ("g++", "c++", "clang++"):
+        path = shutil.which(cand)
+        if path:
+            return [path]
     return None
+
+
+def _digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _stamp_path(so: Path) -> Path:
+    return so.with_name(so.name + ".stamp")
+
+
+def _verified(so: Path) -> bool:
+    """Whether ``so`` exists and matches its stamp (size, then sha256): checked before it is ever dlopen'ed."""
+    try:
+        stamp = json.loads(_stamp_path(so).read_text())
+        if so.stat().st_size != stamp.get("size"):
+            return False
+        return _digest(so) == stamp
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".stamp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Delete temporary files of builds that died midway (older than 10 minutes: no live build is that slow)."""
+    now = time.time()
+    for f in out_dir.glob(_TMP_PREFIX + "*"):
+        try:
+            if now - f.stat().st_mtime > _STALE_TMP_S:
+                f.unlink()
+        except OSError:
+            pass
+
+
+def _compile(cxx: list[str], so: Path) -> None:
+    """Build into a temp file, then stamp and rename atomically; the temp file never outlives a failure."""
+    out_dir = so.parent
+    _remove_stale_temps(out_dir)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        cmd = [*cxx, *_FLAGS, "-o", tmp, str(_SRC), "-lpthread"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout or "").strip()[-2000:]
+            raise RuntimeError(f"compiling {_SRC.name} failed: `{shlex.join(cmd)}` exited with code {proc.returncode}"
+                               + (f":\n{tail}" if tail else " and printed nothing"))
+        stamp = _digest(Path(tmp))
+        if stamp["size"] == 0:
+            raise RuntimeError(f"compiling {_SRC.name}: `{shlex.join(cmd)}` exited with code 0 but wrote an empty file")
+        os.replace(tmp, so)
+        _write_atomic(_stamp_path(so), json.dumps(stamp).encode())
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _build() -> ctypes.CDLL:
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (g++/c++/clang++; set CXX)")
+    if not _SRC.is_file():
+        raise RuntimeError(f"kernel source {_SRC} is missing")
     src = _SRC.read_bytes()
     try:
-        ver = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+        ver = subprocess.run([*cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
     except Exception:  # pragma: no cover
         ver = ""
-    key = hashlib.sha256(src + " ".join(_FLAGS).encode() + ver.encode() + platform.machine().encode()
-                         + platform.node().encode()).hexdigest()[:16]
+    key = hashlib.sha256(src + " ".join(_FLAGS).encode() + " ".join(cxx).encode() + ver.encode()
+                         + platform.machine().encode() + platform.node().encode()).hexdigest()[:16]
     out_dir = cache_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     so = out_dir / f"seglab_fused_{key}.so"
-    if not so.exists():
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-        os.close(fd)
-        cmd = [cxx, *_FLAGS, "-o", tmp, str(_SRC), "-lpthread"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            os.unlink(tmp)
-            raise RuntimeError(f"compiling {_SRC.name} failed:\n{proc.stderr[-2000:]}")
-        os.replace(tmp, so)
+    for _ in range(3):  # missing, truncated, corrupt or unstamped: (re)build; never dlopen an unchecked file
+        if _verified(so):
+            break
+        _compile(cxx, so)  # (a concurrent build may swap library and stamp in between: check again)
+    else:
+        raise RuntimeError(f"kernel library {so} does not match its stamp {_stamp_path(so).name} after building it")
     lib = ctypes.CDLL(str(so))
     if lib.seglab_abi_version() != _ABI:
-        raise RuntimeError("stale kernel library")
+        raise RuntimeError(f"stale kernel library {so} (ABI {lib.seglab_abi_version()}, expected {_ABI})")
     P, I64, I, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     for suf in DTYPES.values():
-        getattr(lib, f"mc_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, I]
-        getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, I]
+        getattr(lib, f"mc_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, I]
+        getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, P, I]
         getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, P, I]
         getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I]
@@ -96,8 +189,8 @@ def load() -> ctypes.CDLL | None:
             try:
                 _lib = _build()
             except Exception as exc:  # no compiler, failed build, unloadable library
-                _failed = str(exc)
-                warnings.warn(f"seglab: fused C++ kernels unavailable, using the reference losses ({exc})",
+                _failed = str(exc) or type(exc).__name__
+                warnings.warn(f"seglab: fused C++ kernels unavailable, using the reference losses ({_failed})",
                               RuntimeWarning, stacklevel=3)
     return _lib
 
@@ -137,6 +230,17 @@ def _f64(v: torch.Tensor) -> torch.Tensor:
 
 
 # ----- multiclass softmax, index target -----
+def _raise_bad_labels(nbad: int, t: torch.Tensor, C: int, ignore_index) -> None:
+    """The kernel counted labels outside [0, C) that are not ignore_index: raise the validation error."""
+    if nbad:
+        from seglab.targets import label_range_error
+
+        bad = (t < 0) | (t >= C)
+        if ignore_index is not None:
+            bad &= t != ignore_index
+        raise label_range_error(t[bad].unique().tolist(), C, ignore_index)
+
+
 def mc_forward(x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
     lib = load()
     N, C = x.shape[0], x.shape[1]
@@ -145,10 +249,12 @@ def mc_forward(x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[torch.Tensor, tor
     t = t.contiguous()
     stats = torch.empty(N, 3, C, dtype=torch.float64)
     scal = torch.empty(4, dtype=torch.float64)
+    nbad = torch.zeros(1, dtype=torch.int64)
     w, a = _f64(cfg.weight), _f64(cfg.alpha)
     getattr(lib, f"mc_fwd_{DTYPES[x.dtype]}")(
         _p(x), _p(t), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
-        float(cfg.gamma), _p(w), _p(a), _p(stats), _p(scal), _threads())
+        float(cfg.gamma), _p(w), _p(a), _p(stats), _p(scal), _p(nbad), _threads())
+    _raise_bad_labels(int(nbad), t, C, cfg.ignore_index)
     return stats, scal
 
 
@@ -163,9 +269,11 @@ def mc_backward(x, t, cfg, g_stats: torch.Tensor, g_scal: torch.Tensor) -> torch
     gtp, gps = _f64(g_stats[:, 0]), _f64(g_stats[:, 1])
     g = _f64(g_scal)
     w, a = _f64(cfg.weight), _f64(cfg.alpha)
+    nbad = torch.zeros(1, dtype=torch.int64)
     getattr(lib, f"mc_bwd_{DTYPES[x.dtype]}")(
         _p(x), _p(t), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
-        float(cfg.gamma), _p(w), _p(a), _p(gtp), _p(gps), _p(g), _p(gx), _threads())
+        float(cfg.gamma), _p(w), _p(a), _p(gtp), _p(gps), _p(g), _p(gx), _p(nbad), _threads())
+    _raise_bad_labels(int(nbad), t, C, cfg.ignore_index)
     return gx.to(dtype)
 
 
@@ -224,9 +332,9 @@ def lovasz_rows(errors: torch.Tensor, *, labels: torch.Tensor | None = None, fg:
 
     Foreground from ``labels`` (B, P) int64 (row r is class r % num_classes of image r // num_classes; label < 0
     ignored) or from ``fg`` (R, P) (< 0 ignored). Returns ``(loss (R,) float64, grad (R, P), gts (R,) float64)``,
-    or None if the C++ kernels are unavailable.
+    or None if the C++ kernels are unavailable or a row is longer than :data:`LOVASZ_MAX_ROW`.
     """
-    if not supports(errors) or errors.shape[-1] >= 2**31:  # element indices travel as 31-bit payloads
+    if not supports(errors) or errors.shape[-1] > LOVASZ_MAX_ROW:  # element indices travel as 31-bit payloads
         return None
     lib = load()
     e = errors.detach().contiguous()

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -70,21 +71,38 @@ inline float flog(float x) {  // x > 0, normal
   float r = f + y;
   return r + 0.693359375f * ef;
 }
+// log(1 + u) for u >= 0 without losing u when 1 + u rounds (Goldberg: log(w) * u / (w - 1), w = 1 + u)
+inline float flog1p(float u) {
+  float w = 1.0f + u;
+  float d = w - 1.0f;
+  float l = flog(w);
+  return d == 0.0f ? u : l * (u / d);
+}
 inline float mexp(float x) { return fexp(x); }
 inline float mlog(float x) { return flog(x); }
+inline float mlog1p(float x) { return flog1p(x); }
 inline double mexp(double x) { return std::exp(x); }
 inline double mlog(double x) { return std::log(x); }
+inline double mlog1p(double x) { return std::log1p(x); }
 
-// (1-p)^gamma and (1-p)^(gamma-1) for the focal term
+// focal modulation q^gamma (q = 1 - p_t >= 0, log q given; 0^0 = 1), exact products for gamma = 1, 2
 template <class F>
-inline void focal_pows(F omp, F gamma, F& pw, F& pw1) {
-  if (gamma == F(0)) { pw = F(1); pw1 = F(0); return; }
-  if (gamma == F(2)) { pw = omp * omp; pw1 = omp; return; }
-  if (gamma == F(1)) { pw = omp; pw1 = F(1); return; }
-  F o = omp > F(0) ? omp : F(1);
-  F l = mlog(o);
-  pw = omp > F(0) ? mexp(gamma * l) : F(0);
-  pw1 = omp > F(0) ? mexp((gamma - F(1)) * l) : (gamma > F(1) ? F(0) : F(INFINITY));
+inline F focal_pow(F q, F logq, F gamma) {
+  if (gamma == F(0)) return F(1);
+  if (gamma == F(1)) return q;
+  if (gamma == F(2)) return q * q;
+  return q > F(0) ? mexp(gamma * logq) : F(0);
+}
+
+// Softmax focal term of one pixel from the max-shifted logits, in log space (no 1 - exp(...) cancellation):
+// xm = x_t - max, so = sum_{c != t} exp(x_c - max), se = exp(xm) + so, logse = log(se). Gives
+// log p_t (= -log1p(so) when t is a max, else xm - logse), q = 1 - p_t = so / se and q^gamma.
+template <class F>
+inline void softmax_focal(F xm, F so, F se, F logse, F gamma, F& logpt, F& q, F& pw) {
+  logpt = xm == F(0) ? -mlog1p(so) : xm - logse;
+  q = so / se;
+  F logq = mlog(so > F(0) ? so : F(1)) - logse;
+  pw = focal_pow<F>(q, logq, gamma);
 }
 
 template <class T> struct Compute { using F = T; static constexpr int B = 16; };
@@ -124,7 +142,7 @@ struct McCfg {
 // forward. stats: [N, 3, C] (tp, ps, ys); scal: [4] (ce_sum, w_sum, smooth_sum, focal_sum)
 template <class T>
 void mc_fwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, const double* a_d,
-            double* stats, double* scal) {
+            double* stats, double* scal, int64_t* nbad) {
   using F = typename Compute<T>::F;
   constexpr int B = Compute<T>::B;
   const int64_t N = cfg.N, C = cfg.C, S = cfg.S;
@@ -132,6 +150,7 @@ void mc_fwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
   const int64_t items = N * nch;
   const int64_t PW = 3 * C + 4;
   std::vector<double> part(items * PW, 0.0);
+  std::vector<int64_t> bad_part(items, 0);
   std::vector<F> w(C), a(C);
   F wall = 0;
   for (int64_t c = 0; c < C; ++c) { w[c] = (F)w_d[c]; a[c] = (F)a_d[c]; wall += w[c]; }
@@ -145,16 +164,20 @@ void mc_fwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
     const int64_t* tn = t + n * S;
     std::vector<F> buf(C * B), atp(C * B, 0), aps(C * B, 0), ays(C * B, 0);
     alignas(64) F ace[B] = {}, aw[B] = {}, asm_[B] = {}, afo[B] = {};
+    int64_t nb = 0;
     for (int64_t s = s0; s < s1; s += B) {
       const int L = (int)std::min<int64_t>(B, s1 - s);
       alignas(64) int32_t ti[B];
-      alignas(64) F vm[B], m[B], se[B], inv[B], lse[B], xt[B], wt[B], at[B], wx[B], pt[B];
+      alignas(64) F vm[B], m[B], se[B], so[B], inv[B], logse[B], xt[B], wt[B], at[B], wx[B], pt[B];
       for (int i = 0; i < B; ++i) {
         int64_t tt = i < L ? tn[s + i] : cfg.ignore;
         bool valid = tt != cfg.ignore;
+        bool in_range = tt >= 0 && tt < C;
+        nb += valid && !in_range;  // out-of-range label: counted (the caller raises), never used
+        valid = valid && in_range;
         ti[i] = valid ? (int32_t)tt : -1;
         vm[i] = valid ? F(1) : F(0);
-        xt[i] = 0; wt[i] = 0; at[i] = 0; wx[i] = 0; pt[i] = 0; se[i] = 0;
+        xt[i] = 0; wt[i] = 0; at[i] = 0; wx[i] = 0; pt[i] = 0; se[i] = 0; so[i] = 0;
       }
       if (L == B) {
         for (int64_t c = 0; c < C; ++c) {
@@ -183,20 +206,38 @@ void mc_fwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
           xt[i] += y ? b[i] : F(0);
           wt[i] += y ? wc : F(0);
           at[i] += y ? ac : F(0);
-          wx[i] += wc * b[i];
         }
       }
+      // exp of the max-shifted logits; sum_c w_c (m - x_c) for the smoothing term and, for focal, the sum
+      // over the non-target classes (1 - p_t without cancellation); logs are taken of shifted sums only, so
+      // nothing cancels at huge logits (log p_t = (x_t - m) - log se, never x_t - (m + log se))
       for (int64_t c = 0; c < C; ++c) {
         F* b = buf.data() + c * B;
+        const F wc = w[c];
+        const int32_t cc = (int32_t)c;
+        if (want_fo) {
 #pragma omp simd
-        for (int i = 0; i < B; ++i) {
-          F e = mexp(b[i] - m[i]);
-          b[i] = e;
-          se[i] += e;
+          for (int i = 0; i < B; ++i) {
+            F d = b[i] - m[i];
+            F e = mexp(d);
+            b[i] = e;
+            se[i] += e;
+            so[i] += ti[i] == cc ? F(0) : e;
+            wx[i] -= wc * d;
+          }
+        } else {
+#pragma omp simd
+          for (int i = 0; i < B; ++i) {
+            F d = b[i] - m[i];
+            F e = mexp(d);
+            b[i] = e;
+            se[i] += e;
+            wx[i] -= wc * d;
+          }
         }
       }
 #pragma omp simd
-      for (int i = 0; i < B; ++i) { inv[i] = F(1) / se[i]; lse[i] = m[i] + mlog(se[i]); }
+      for (int i = 0; i < B; ++i) { inv[i] = F(1) / se[i]; logse[i] = mlog(se[i]); }
       for (int64_t c = 0; c < C; ++c) {
         const F* b = buf.data() + c * B;
         F* tp = atp.data() + c * B;
@@ -215,22 +256,23 @@ void mc_fwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
       }
 #pragma omp simd
       for (int i = 0; i < B; ++i) {
-        F nll = lse[i] - xt[i];
+        F nll = (m[i] - xt[i]) + logse[i];
         ace[i] += vm[i] * wt[i] * nll;
         aw[i] += vm[i] * wt[i];
       }
       if (want_sm) {
 #pragma omp simd
-        for (int i = 0; i < B; ++i) asm_[i] += vm[i] * (lse[i] * wall - wx[i]);
+        for (int i = 0; i < B; ++i) asm_[i] += vm[i] * (logse[i] * wall + wx[i]);
       }
       if (want_fo) {
         for (int i = 0; i < B; ++i) {
-          F pw, pw1;
-          focal_pows<F>(F(1) - pt[i], gamma, pw, pw1);
-          afo[i] += vm[i] * at[i] * pw * (lse[i] - xt[i]);
+          F logpt, q, pw;
+          softmax_focal<F>(xt[i] - m[i], so[i], se[i], logse[i], gamma, logpt, q, pw);
+          afo[i] -= vm[i] > F(0) ? at[i] * pw * logpt : F(0);
         }
       }
     }
+    bad_part[item] = nb;
     double* pp = part.data() + item * PW;
     for (int64_t c = 0; c < C; ++c) {
       double tp = 0, ps = 0, ys = 0;
@@ -249,12 +291,15 @@ void mc_fwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
     for (int64_t k = 0; k < 3 * C; ++k) stats[n * 3 * C + k] += pp[k];
     for (int k = 0; k < 4; ++k) scal[k] += pp[3 * C + k];
   }
+  int64_t nb = 0;
+  for (int64_t item = 0; item < items; ++item) nb += bad_part[item];
+  *nbad = nb;
 }
 
 // backward. gtp, gps: [N, C] incoming gradients of tp and ps; g: [4] grads of (ce_sum, -, smooth_sum, focal_sum)
 template <class T>
 void mc_bwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, const double* a_d,
-            const double* gtp_d, const double* gps_d, const double* g, T* gx) {
+            const double* gtp_d, const double* gps_d, const double* g, T* gx, int64_t* nbad) {
   using F = typename Compute<T>::F;
   constexpr int B = Compute<T>::B;
   const int64_t N = cfg.N, C = cfg.C, S = cfg.S;
@@ -268,6 +313,7 @@ void mc_bwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
   const F g_ce = (F)g[0], g_sm = cfg.want_smooth ? (F)g[2] : F(0), g_fo = cfg.want_focal ? (F)g[3] : F(0);
   const F gamma = (F)cfg.gamma;
   const bool want_fo = cfg.want_focal && g_fo != F(0);
+  std::vector<int64_t> bad_part(items, 0);
 
   parallel_items(items, cfg.nthreads, [&](int64_t item) {
     const int64_t n = item / nch, ch = item % nch;
@@ -278,16 +324,20 @@ void mc_bwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
     const F* gtpn = gtp.data() + n * C;
     const F* gpsn = gps.data() + n * C;
     std::vector<F> buf(C * B), dpb(C * B);
+    int64_t nb = 0;
     for (int64_t s = s0; s < s1; s += B) {
       const int L = (int)std::min<int64_t>(B, s1 - s);
       alignas(64) int32_t ti[B];
-      alignas(64) F vm[B], m[B], se[B], inv[B], lse[B], xt[B], wt[B], at[B], pt[B], dot[B], cf[B], cce[B], csm[B];
+      alignas(64) F vm[B], m[B], se[B], so[B], inv[B], xt[B], wt[B], at[B], pt[B], dot[B], cf[B], cce[B], csm[B];
       for (int i = 0; i < B; ++i) {
         int64_t tt = i < L ? tn[s + i] : cfg.ignore;
         bool valid = tt != cfg.ignore;
+        bool in_range = tt >= 0 && tt < C;
+        nb += valid && !in_range;  // out-of-range label: counted (the caller raises), never used
+        valid = valid && in_range;
         ti[i] = valid ? (int32_t)tt : -1;
         vm[i] = valid ? F(1) : F(0);
-        xt[i] = 0; wt[i] = 0; at[i] = 0; pt[i] = 0; se[i] = 0; dot[i] = 0;
+        xt[i] = 0; wt[i] = 0; at[i] = 0; pt[i] = 0; se[i] = 0; so[i] = 0; dot[i] = 0;
       }
       if (L == B) {
         for (int64_t c = 0; c < C; ++c) {
@@ -320,19 +370,26 @@ void mc_bwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
       }
       for (int64_t c = 0; c < C; ++c) {
         F* b = buf.data() + c * B;
+        const int32_t cc = (int32_t)c;
+        if (want_fo) {
 #pragma omp simd
-        for (int i = 0; i < B; ++i) {
-          F e = mexp(b[i] - m[i]);
-          b[i] = e;
-          se[i] += e;
+          for (int i = 0; i < B; ++i) {
+            F e = mexp(b[i] - m[i]);
+            b[i] = e;
+            se[i] += e;
+            so[i] += ti[i] == cc ? F(0) : e;
+          }
+        } else {
+#pragma omp simd
+          for (int i = 0; i < B; ++i) {
+            F e = mexp(b[i] - m[i]);
+            b[i] = e;
+            se[i] += e;
+          }
         }
       }
 #pragma omp simd
       for (int i = 0; i < B; ++i) { inv[i] = F(1) / se[i]; }
-      if (want_fo) {
-#pragma omp simd
-        for (int i = 0; i < B; ++i) lse[i] = m[i] + mlog(se[i]);
-      }
       for (int64_t c = 0; c < C; ++c) {
         F* b = buf.data() + c * B;
         F* d = dpb.data() + c * B;
@@ -352,11 +409,13 @@ void mc_bwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
 #pragma omp simd
       for (int i = 0; i < B; ++i) { cce[i] = g_ce * vm[i] * wt[i]; csm[i] = g_sm * vm[i]; cf[i] = 0; }
       if (want_fo) {
+        // h = -(1 - p)^g log p; p dh/dp = q^g (g p log(p) / q - 1), with log(p) / q -> -1 as q -> 0
+        // (q^(g-1) is never formed: it is infinite at q = 0 for g < 1)
         for (int i = 0; i < B; ++i) {
-          F omp = F(1) - pt[i], pw, pw1;
-          focal_pows<F>(omp, gamma, pw, pw1);
-          F logpt = xt[i] - lse[i];
-          F A = (gamma == F(0) ? F(0) : gamma * pw1 * pt[i] * logpt) - pw;
+          F logpt, q, pw;
+          softmax_focal<F>(xt[i] - m[i], so[i], se[i], mlog(se[i]), gamma, logpt, q, pw);
+          F r = q > F(0) ? logpt / q : F(-1);
+          F A = pw * (gamma * pt[i] * r - F(1));
           cf[i] = vm[i] > F(0) ? g_fo * at[i] * A : F(0);
         }
       }
@@ -381,7 +440,11 @@ void mc_bwd(const T* x, const int64_t* t, const McCfg& cfg, const double* w_d, c
         }
       }
     }
+    bad_part[item] = nb;
   });
+  int64_t nb = 0;
+  for (int64_t item = 0; item < items; ++item) nb += bad_part[item];
+  *nbad = nb;
 }
 
 // ===================== multilabel / binary sigmoid, float target =====================
@@ -393,18 +456,35 @@ struct MlCfg {
   double gamma;
 };
 
-// softplus pieces: e = exp(-|x|), p = sigmoid(x), l1 = log(1 + e)
+// softplus pieces: e = exp(-|x|), p = sigmoid(x), 1 - p = sigmoid(-x) (no cancellation), l1 = log1p(e)
 template <class F>
-inline void sig_parts(F x, F& p, F& spn, F& spp) {
+inline void sig_parts(F x, F& p, F& omp, F& spn, F& spp) {
   F ax = x < F(0) ? -x : x;
   F e = mexp(-ax);
   F r = F(1) / (F(1) + e);
   p = x >= F(0) ? r : e * r;
-  F l1 = mlog(F(1) + e);
+  omp = x >= F(0) ? e * r : r;
+  F l1 = mlog1p(e);
   spn = l1 + (x < F(0) ? -x : F(0));  // softplus(-x) = -log sigmoid(x)
   spp = l1 + (x > F(0) ? x : F(0));   // softplus(x)  = -log(1 - sigmoid(x))
 }
-inline double sig_l1(double e) { return std::log1p(e); }
+
+// sigmoid focal term of one element, h = ce * q^g with q = 1 - p_t = y (1 - p) + (1 - y) p, in log space:
+// pw = q^g and dq = g q^(g-1) dq/dx = g (1 - 2y) exp((g - 1) log q + log p + log(1 - p)), finite at q = 0
+// (hard targets: log q = -softplus(+-x) exactly, and the term -> 0 for g > 0; q^(g-1) alone is infinite for g < 1)
+template <class F>
+inline void sig_focal(F y, F p, F omp, F spn, F spp, F gamma, F& pw, F& dq) {
+  const F q = y * omp + (F(1) - y) * p;
+  const F tiny = std::numeric_limits<F>::min();
+  const F logq = y == F(1) ? -spp : (y == F(0) ? -spn : mlog(q > tiny ? q : tiny));
+  pw = focal_pow<F>(q, logq, gamma);
+  F pq;  // q^(g-1) p (1 - p)
+  if (gamma == F(0)) pq = F(0);
+  else if (gamma == F(1)) pq = p * omp;
+  else if (gamma == F(2)) pq = q * p * omp;
+  else pq = mexp((gamma - F(1)) * logq - spn - spp);
+  dq = gamma * (F(1) - F(2) * y) * pq;
+}
 
 // stats: [N, 4, C] (tp, ps, ys, absdiff); scal: [4] (bce_sum, count, -, focal_sum)
 template <class T>
@@ -429,7 +509,7 @@ void ml_fwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
     alignas(64) F atp[B] = {}, aps[B] = {}, ays[B] = {}, aad[B] = {}, abce[B] = {}, acnt[B] = {}, afo[B] = {};
     for (int64_t s = s0; s < s1; s += B) {
       const int L = (int)std::min<int64_t>(B, s1 - s);
-      alignas(64) F xv[B], yv[B], vm[B], p[B], spn[B], spp[B];
+      alignas(64) F xv[B], yv[B], vm[B], p[B], om[B], spn[B], spp[B];
       for (int i = 0; i < B; ++i) {
         F xx = i < L ? (F)xr[s + i] : F(0);
         F yy = i < L ? (F)yr[s + i] : F(0);
@@ -440,9 +520,9 @@ void ml_fwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
       }
 #pragma omp simd
       for (int i = 0; i < B; ++i) {
-        F pp, a1, a2;
-        sig_parts<F>(xv[i], pp, a1, a2);
-        p[i] = pp; spn[i] = a1; spp[i] = a2;
+        F pp, oo, a1, a2;
+        sig_parts<F>(xv[i], pp, oo, a1, a2);
+        p[i] = pp; om[i] = oo; spn[i] = a1; spp[i] = a2;
         F yy = yv[i], v = vm[i];
         atp[i] += v * pp * yy;
         aps[i] += v * (sq ? pp * pp : pp);
@@ -454,12 +534,11 @@ void ml_fwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
       }
       if (want_fo) {
         for (int i = 0; i < B; ++i) {
-          F yy = yv[i], pp = p[i];
+          F yy = yv[i];
           F ce = yy * spn[i] + (F(1) - yy) * spp[i];
-          F pt = pp * yy + (F(1) - pp) * (F(1) - yy);
           F at = ac * yy + anc * (F(1) - yy);
-          F pw, pw1;
-          focal_pows<F>(F(1) - pt, gamma, pw, pw1);
+          F pw, dq;
+          sig_focal<F>(yy, p[i], om[i], spn[i], spp[i], gamma, pw, dq);
           afo[i] += vm[i] * at * ce * pw;
         }
       }
@@ -505,7 +584,7 @@ void ml_bwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
     const F gt = (F)gst[n * 3 * C + c], gp = (F)gst[n * 3 * C + C + c], ga = (F)gst[n * 3 * C + 2 * C + c];
     for (int64_t s = s0; s < s1; s += B) {
       const int L = (int)std::min<int64_t>(B, s1 - s);
-      alignas(64) F xv[B], yv[B], vm[B], p[B], spn[B], spp[B], out[B];
+      alignas(64) F xv[B], yv[B], vm[B], p[B], om[B], spn[B], spp[B], out[B];
       for (int i = 0; i < B; ++i) {
         F xx = i < L ? (F)xr[s + i] : F(0);
         F yy = i < L ? (F)yr[s + i] : F(0);
@@ -516,9 +595,9 @@ void ml_bwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
       }
 #pragma omp simd
       for (int i = 0; i < B; ++i) {
-        F pp, a1, a2;
-        sig_parts<F>(xv[i], pp, a1, a2);
-        p[i] = pp; spn[i] = a1; spp[i] = a2;
+        F pp, oo, a1, a2;
+        sig_parts<F>(xv[i], pp, oo, a1, a2);
+        p[i] = pp; om[i] = oo; spn[i] = a1; spp[i] = a2;
         F yy = yv[i], v = vm[i];
         F dd = pp - yy;
         F sgn = dd > F(0) ? F(1) : (dd < F(0) ? F(-1) : F(0));
@@ -527,13 +606,13 @@ void ml_bwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
       }
       if (want_fo) {
         for (int i = 0; i < B; ++i) {
-          F yy = yv[i], pp = p[i];
+          F yy = yv[i], pp = p[i], oo = om[i];
           F ce = yy * spn[i] + (F(1) - yy) * spp[i];
-          F pt = pp * yy + (F(1) - pp) * (F(1) - yy);
           F at = ac * yy + anc * (F(1) - yy);
-          F pw, pw1;
-          focal_pows<F>(F(1) - pt, gamma, pw, pw1);
-          F d = (pp - yy) * pw - (gamma == F(0) ? F(0) : ce * gamma * pw1 * pp * (F(1) - pp) * (F(2) * yy - F(1)));
+          F pw, dq;
+          sig_focal<F>(yy, pp, oo, spn[i], spp[i], gamma, pw, dq);
+          F dce = (F(1) - yy) * pp - yy * oo;  // p - y without cancellation near p = 1
+          F d = dce * pw + ce * dq;
           out[i] += vm[i] > F(0) ? g_fo * at * d : F(0);
         }
       }
@@ -709,7 +788,7 @@ static void lovasz_rows(const F* e, int64_t rows, int64_t n, int64_t C, const in
 }
 
 extern "C" {
-int seglab_abi_version() { return 1; }
+int seglab_abi_version() { return 2; }
 void argsort_desc_f32(const float* v, int64_t rows, int64_t n, int64_t* out, int nthreads) {
   argsort_desc<float, uint32_t>(v, rows, n, out, nthreads);
 }
@@ -728,16 +807,16 @@ void lovasz_f64(const double* e, int64_t rows, int64_t n, int64_t C, const int64
 #define SEGLAB_MC(T, SUF)                                                                                   \
   void mc_fwd_##SUF(const T* x, const int64_t* t, int64_t N, int64_t C, int64_t S, int64_t ignore,         \
                     int squared, int want_smooth, int want_focal, double gamma, const double* w,           \
-                    const double* a, double* stats, double* scal, int nthreads) {                          \
+                    const double* a, double* stats, double* scal, int64_t* nbad, int nthreads) {           \
     McCfg cfg{N, C, S, ignore, squared, 1, want_smooth, want_focal, nthreads, gamma};                       \
-    mc_fwd<T>(x, t, cfg, w, a, stats, scal);                                                               \
+    mc_fwd<T>(x, t, cfg, w, a, stats, scal, nbad);                                                         \
   }                                                                                                         \
   void mc_bwd_##SUF(const T* x, const int64_t* t, int64_t N, int64_t C, int64_t S, int64_t ignore,         \
                     int squared, int want_smooth, int want_focal, double gamma, const double* w,           \
                     const double* a, const double* gtp, const double* gps, const double* g, T* gx,         \
-                    int nthreads) {                                                                         \
+                    int64_t* nbad, int nthreads) {                                                          \
     McCfg cfg{N, C, S, ignore, squared, 1, want_smooth, want_focal, nthreads, gamma};                       \
-    mc_bwd<T>(x, t, cfg, w, a, gtp, gps, g, gx);                                                           \
+    mc_bwd<T>(x, t, cfg, w, a, gtp, gps, g, gx, nbad);                                                     \
   }                                                                                                         \
   void ml_fwd_##SUF(const T* x, const T* y, int64_t N, int64_t C, int64_t S, int has_ignore, double ignore, \
                     int squared, int want_focal, double gamma, const double* w, const double* pw,          \
