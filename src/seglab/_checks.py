@@ -57,8 +57,9 @@ def resolve(validate: bool | None) -> bool:
     Value checks need the tensor values on the host; under ``torch.compile`` they are skipped (the kernels
     still bounds-check the labels they read).
     """
-    v = _VALIDATE.get() if validate is None else check_bool("validate", validate)
-    return v and not torch.compiler.is_compiling()
+    if torch.compiler.is_compiling():
+        return False
+    return _VALIDATE.get() if validate is None else check_bool("validate", validate)
 
 
 # ---------------------------------------------------------------- option checks (one place each)
@@ -80,11 +81,15 @@ def check_number(name: str, value: Any, *, low: float | None = None, high: float
     lo_ok = low is None or (v > low if low_open else v >= low)
     hi_ok = high is None or (v < high if high_open else v <= high)
     if not math.isfinite(v) or not (lo_ok and hi_ok):
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low:g}"
-        hi = "" if high is None else f"{high:g}" + (")" if high_open else "]")
-        where = {("", ""): "finite"}.get((lo, hi)) or (
-            f"in {lo}, {hi}" if lo and hi else (f"{'>' if low_open else '>='} {low:g}" if lo else f"{'<' if high_open else '<='} {high:g}"))
-        raise ValueError(f"{name} must be a finite number {where}, got {value!r}")
+        if low is not None and high is not None:
+            where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            where = f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            where = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            where = ""
+        raise ValueError(f"{name} must be a finite number{where}, got {value!r}")
     return v
 
 

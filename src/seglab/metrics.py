@@ -11,6 +11,8 @@ the whole dataset (``dice_from_counts``), rather than averaging per-process Dice
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from seglab._checks import check_mode
@@ -40,8 +42,9 @@ def confusion_counts(
         if target.is_floating_point():
             raise TypeError("multiclass metrics need an integer class-map target; convert soft targets with argmax(1)")
         n = pred.shape[0]
-        p = pred.reshape(n, -1).long()
-        t = target.reshape(n, -1).long()
+        s = math.prod(pred.shape[1:])  # explicit: reshape(n, -1) fails for an empty batch
+        p = pred.reshape(n, s).long()
+        t = target.reshape(n, s).long()
         valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
         if bool(((t < 0) | (t >= num_classes))[valid].any()) or bool(((p < 0) | (p >= num_classes)).any()):
             raise ValueError(f"class indices must lie in [0, {num_classes})" + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
@@ -56,8 +59,9 @@ def confusion_counts(
         if pred.shape != target.shape:
             raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape (N, C, *spatial)")
         n, c = pred.shape[:2]
-        p = pred.reshape(n, c, -1).bool()
-        tf = target.reshape(n, c, -1)
+        s = math.prod(pred.shape[2:])
+        p = pred.reshape(n, c, s).bool()
+        tf = target.reshape(n, c, s)
         valid = None if ignore_index is None else tf != ignore_index
         t = tf >= 0.5 if tf.is_floating_point() else tf.bool()
         if valid is not None:

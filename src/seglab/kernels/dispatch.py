@@ -44,7 +44,9 @@ def set_fused(enabled: bool) -> None:
     _FUSED.set(enabled)
 
 
+@torch.compiler.assume_constant_result
 def fused_enabled() -> bool:
+    """Whether the fused kernels may run in the current context (read once per trace under ``torch.compile``)."""
     return _FUSED.get()
 
 
@@ -96,7 +98,7 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
     does not cover: empty tensors, a target that requires grad, shapes it does not recognise, sigmoid modes with
     label smoothing or multiclass with ``pos_weight``.
     """
-    if not _FUSED.get():
+    if not fused_enabled():
         return None
     if logits.numel() == 0 or logits.ndim < 2 or target.requires_grad or target.device != logits.device:
         return None
