@@ -71,7 +71,7 @@ def test_parameter_errors():
 def test_missing_nilearn_message(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nilearn" else real(name, *a))
-    with pytest.raises(ImportError, match=r"pip install --no-deps nilearn"):
+    with pytest.raises(ImportError, match=r"pip install 'seglab\[brain\]'"):
         brain.nilearn_data_dir()
 
 

@@ -68,6 +68,18 @@ def main() -> int:
 
     cwd = Path.cwd().resolve()
     check(repo not in (cwd, *cwd.parents), f"working directory {cwd} is outside the repository")
+
+    # the command-line checks run as subprocesses, started now, in parallel (each one imports torch)
+    exe = str(bin_dir / "seglab")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGLAB_FUSED")}
+    cli_cmds = {"version": ["--version"], "info": ["info", "--json"],
+                "report": ["report", str(cwd / "no-results")], "sweep": ["sweep", "--list"]}
+    procs = {k: subprocess.Popen([exe, *c], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for k, c in cli_cmds.items()}
+
+    def result(k: str) -> subprocess.CompletedProcess:
+        out, err = procs[k].communicate(timeout=600)
+        return subprocess.CompletedProcess(procs[k].args, procs[k].returncode, out, err)
     import seglab
 
     where = Path(seglab.__file__).resolve()
@@ -82,13 +94,11 @@ def main() -> int:
         check(False, f"{mod} is absent from the core install")
     check(True, f"extras absent: import of {', '.join(EXTRA_MODULES)} fails")
 
-    exe = str(bin_dir / "seglab")
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    out = result("version")
     check(out.returncode == 0 and out.stdout.strip() == f"seglab {seglab.__version__}",
           f"seglab --version prints {out.stdout.strip()!r}")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGLAB_FUSED")}
-    out = subprocess.run([exe, "info", "--json"], capture_output=True, text=True, env=env)
+    out = result("info")
     check(out.returncode == 0, f"seglab info --json exits 0 ({out.stderr.strip()[-300:]})")
     info = json.loads(out.stdout)
     fused = info["fused_cpu_float32"]
@@ -114,11 +124,11 @@ def main() -> int:
     check(abs(loss.item() - ref.item()) < 1e-5, f"dice+ce = {loss.item():.6f} matches the torch reference {ref.item():.6f}")
     check(torch.allclose(logits.grad, ref_logits.grad.float(), atol=1e-6, rtol=1e-4), "dice+ce gradient matches the reference")
 
-    for cmd in (["report", str(cwd / "no-results")], ["sweep", "--list"]):
-        out = subprocess.run([exe, *cmd], capture_output=True, text=True)
+    for k in ("report", "sweep"):
+        out = result(k)
         lines = out.stderr.strip().splitlines()
         check(out.returncode == 2 and len(lines) == 1 and "pip install 'seglab[cli]'" in lines[0],
-              f"seglab {cmd[0]} without the cli extra exits 2 with one line: {lines[-1] if lines else ''!r}")
+              f"seglab {k} without the cli extra exits 2 with one line: {lines[-1] if lines else ''!r}")
 
     print(f"wheel check passed in {time.perf_counter() - t0:.1f} s ({a.wheel.name})")
     return 0
