@@ -262,6 +262,23 @@ def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
     return res
 
 
+def fused_backend(device: torch.device, dtype: torch.dtype) -> tuple[str, str | None]:
+    """The backend the multiclass losses run on (``cpu_ext``, ``eager`` or ``reference``) and, on CPU, why the
+    C++ kernels are unavailable (None when they are available)."""
+    from seglab.kernels import dispatch
+
+    why = None
+    if device.type == "cpu":
+        from seglab.kernels import cpu_ext
+
+        if not cpu_ext.available():
+            why = cpu_ext.unavailable_reason()
+    if not dispatch.fused_enabled():
+        return "reference", why
+    mod = dispatch.backend_for(torch.empty(0, device=device, dtype=dtype), "mc")
+    return ("reference" if mod is None else mod.__name__.rsplit(".", 1)[-1]), why
+
+
 def run(args) -> int:
     from seglab._extras import require
 
@@ -281,15 +298,18 @@ def run(args) -> int:
     names = [n.strip() for n in args.losses.split(",") if n.strip()]
     from seglab.kernels import dispatch
 
-    backend = "eager"
-    if dispatch.fused_enabled():
-        backend = dispatch.backend_for(torch.empty(0, device=device, dtype=dtype), "mc").__name__.rsplit(".", 1)[-1]
+    backend, why = fused_backend(device, dtype)
     results = {"machine": machine(), "settings": {"rounds": args.rounds, "warmup": args.warmup, "dtype": args.dtype,
                                                    "device": str(device), "validate": bool(args.validate),
-                                                   "fused": dispatch.fused_enabled(), "fused_backend": backend},
+                                                   "fused": dispatch.fused_enabled(), "fused_backend": backend,
+                                                   "cpp_unavailable_reason": why},
                "shapes": {}}
     console.print(f"[bold]seglab bench[/] — {results['machine']['cpu_model']}, {results['machine']['cpu_cores']} cores, "
                   f"torch {torch.__version__}, {device}, {args.dtype}, fused={dispatch.fused_enabled()} ({backend})")
+    if why is not None:
+        from rich.markup import escape
+
+        console.print(f"[yellow]C++ kernels unavailable[/]: {escape(why)}", highlight=False)
     with _checks.validation(bool(args.validate)):
         for shape in shapes:
             C = shape[1]
