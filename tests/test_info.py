@@ -156,5 +156,5 @@ def test_import_seglab_and_losses_without_extras():
         "seglab.get_loss('dice+ce', mode='multiclass')(x, t).backward()\n"
         "assert x.grad is not None\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr

@@ -34,7 +34,6 @@ def check(cond: bool, what: str) -> None:
 
 def reference_dice_ce(logits, target):
     """Softmax Dice per sample (smooth 1e-5, mean over classes then samples) + cross-entropy, in plain torch."""
-    import torch
     import torch.nn.functional as F
 
     C = logits.shape[1]
