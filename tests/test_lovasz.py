@@ -101,3 +101,70 @@ def test_all_pixels_ignored_is_zero_with_zero_gradient():
     loss = lovasz_loss(x, t, mode="multiclass", ignore_index=255)
     loss.backward()
     assert loss.item() == 0.0 and torch.count_nonzero(x.grad) == 0
+
+
+def _lovasz_cases():
+    x, t = make_inputs("multiclass", 2, n=2, c=3)
+    xb, tb = make_inputs("binary", 2, n=2)
+    return [("multiclass", x, t, None), ("multiclass", x, t.masked_fill(t == 1, 255), 255), ("binary", xb, tb, None)]
+
+
+def _value_and_grad(mode, x, t, ignore, per_image=False):
+    x = x.clone().requires_grad_(True)
+    v = lovasz_loss(x, t, mode=mode, ignore_index=ignore, per_image=per_image)
+    v.backward()
+    return v.detach(), x.grad
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_rows_too_long_for_the_kernel_fall_back_to_torch(monkeypatch, per_image):
+    """lovasz_rows declines rows of more than LOVASZ_MAX_ROW elements (31-bit indices): the torch path runs."""
+    from seglab.kernels import cpu_ext
+
+    if not cpu_ext.available():
+        pytest.skip("no C++ kernels")
+    for mode, x, t, ignore in _lovasz_cases():
+        ref = _value_and_grad(mode, x, t, ignore, per_image)
+        monkeypatch.setattr(cpu_ext, "LOVASZ_MAX_ROW", 5)  # every row here is longer
+        errors = torch.rand(2, 6, dtype=torch.float64)
+        assert cpu_ext.lovasz_rows(errors, fg=torch.ones_like(errors)) is None
+        got = _value_and_grad(mode, x, t, ignore, per_image)
+        monkeypatch.undo()
+        torch.testing.assert_close(got, ref)
+
+
+def test_fused_switch_turns_off_the_cpp_lovasz_and_argsort(monkeypatch):
+    """set_fused(False) / SEGLAB_FUSED=0: the C++ Lovász and argsort kernels are not called."""
+    from seglab.kernels import cpu_ext, dispatch
+
+    refs = [_value_and_grad(*case) for case in _lovasz_cases()]
+
+    def boom(*a, **k):
+        raise AssertionError("C++ kernel called with the fused path switched off")
+
+    monkeypatch.setattr(cpu_ext, "lovasz_rows", boom)
+    monkeypatch.setattr(cpu_ext, "argsort_desc", boom)
+    dispatch.set_fused(False)
+    try:
+        got = [_value_and_grad(*case) for case in _lovasz_cases()]
+    finally:
+        dispatch.set_fused(True)
+    for g, r in zip(got, refs):
+        torch.testing.assert_close(g, r)
+    with pytest.raises(AssertionError, match="switched off"):  # and with it on, they are the ones used
+        _value_and_grad(*_lovasz_cases()[0])
+
+
+def test_env_switch_turns_off_the_cpp_lovasz(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from seglab.kernels import cpu_ext\n"
+            "def boom(*a, **k): raise SystemExit('C++ kernel called')\n"
+            "cpu_ext.lovasz_rows = cpu_ext.argsort_desc = boom\n"
+            "from seglab.losses import lovasz_loss\n"
+            "print(float(lovasz_loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)), mode='multiclass')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SEGLAB_FUSED": "0"},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

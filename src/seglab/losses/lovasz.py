@@ -1,7 +1,8 @@
 """Lovász losses (Berman et al. 2018): Lovász-softmax (multiclass) and Lovász hinge (binary/multilabel).
 
 All classes (and, with ``per_image``, all images) are sorted in one batched call — an O(P) radix argsort in
-C++ (``seglab.kernels.cpu_ext``) on CPU, ``torch.sort`` elsewhere — with no Python loop over classes. Index
+C++ (``seglab.kernels.cpu_ext``) on CPU while the fused kernels are on (``seglab.set_fused``), ``torch.sort``
+otherwise — with no Python loop over classes. Index
 targets are not expanded to a one-hot: errors come from a gather/scatter and the foreground indicator is
 built directly in sorted order.
 """
@@ -25,13 +26,24 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
 
 
+def _use_cpp(t: torch.Tensor) -> bool:
+    """Whether the C++ kernels may run on ``t``: CPU, a supported dtype, built, and the fused switch on
+    (``seglab.set_fused(False)`` / ``SEGLAB_FUSED=0`` turn them off like every other fused kernel)."""
+    if t.device.type != "cpu":
+        return False
+    from seglab.kernels import cpu_ext, dispatch
+
+    return dispatch.fused_enabled() and cpu_ext.supports(t)
+
+
 def _argsort_desc(errors: torch.Tensor) -> torch.Tensor:
-    """Decreasing-order indices along the last dim: the C++ radix sort where available, else ``torch.sort``."""
-    if errors.device.type == "cpu":
+    """Decreasing-order indices along the last dim: the C++ radix sort where allowed, else ``torch.sort``."""
+    if _use_cpp(errors):
         from seglab.kernels import cpu_ext
 
-        if cpu_ext.supports(errors):
-            return cpu_ext.argsort_desc(errors)
+        perm = cpu_ext.argsort_desc(errors)
+        if perm is not None:
+            return perm
     return torch.sort(errors.detach(), dim=-1, descending=True)[1]
 
 
@@ -115,30 +127,27 @@ def _lovasz_torch(errors, idx, fg, vf, b, c, *, hinge):
 
 
 class _LovaszRows(torch.autograd.Function):
-    """Lovász loss per row from the C++ kernel; its backward is the saved d loss / d errors."""
+    """Lovász loss per row as computed by the C++ kernel; its backward is the kernel's d loss / d errors."""
 
     @staticmethod
-    def forward(ctx, errors, labels, fg, num_classes, hinge):  # type: ignore[override]
-        from seglab.kernels import cpu_ext
-
-        loss, grad, gts = cpu_ext.lovasz_rows(errors, labels=labels, fg=fg, num_classes=num_classes, hinge=hinge)
+    def forward(ctx, errors, loss, grad):  # type: ignore[override]
         ctx.save_for_backward(grad)
-        return loss.to(errors.dtype), gts
+        return loss.to(dtype=errors.dtype, copy=True)
 
     @staticmethod
-    def backward(ctx, g_loss, g_gts):  # type: ignore[override]
+    def backward(ctx, g_loss):  # type: ignore[override]
         (grad,) = ctx.saved_tensors
-        return g_loss.to(grad.dtype).unsqueeze(-1) * grad, None, None, None, None
+        return g_loss.to(grad.dtype).unsqueeze(-1) * grad, None, None
 
 
 def _lovasz_cpu(errors, idx, fg, vf, b, c, *, hinge):
-    """C++ path: radix argsort + one pass per row; None where it does not apply. Returns (loss, present)."""
-    if errors.device.type != "cpu":
+    """C++ path: radix argsort + one pass per row. None where it does not apply (not CPU, fused switched off,
+    kernels unavailable, or rows the kernel declines), then the caller runs the torch path. Returns (loss, present).
+    """
+    if not _use_cpp(errors):
         return None
     from seglab.kernels import cpu_ext
 
-    if not cpu_ext.supports(errors):
-        return None
     labels = fgr = None
     if idx is not None:  # index target: labels per pixel, -1 where ignored
         labels = idx.reshape(b, -1)
@@ -147,8 +156,13 @@ def _lovasz_cpu(errors, idx, fg, vf, b, c, *, hinge):
     else:  # dense target: foreground per element, -1 where ignored
         fgr = fg if vf is None else torch.where(vf, fg, torch.full_like(fg, -1.0))
         fgr = fgr.reshape(b * c, -1)
-    loss, gts = _LovaszRows.apply(errors.reshape(b * c, -1).contiguous(), labels, fgr, c, hinge)
-    return loss.view(b, c), gts.view(b, c) > 0
+    e = errors.reshape(b * c, -1).contiguous()
+    out = cpu_ext.lovasz_rows(e.detach(), labels=labels, fg=fgr, num_classes=c, hinge=hinge)
+    if out is None:  # e.g. rows of 2^31 elements or more (31-bit indices in the kernel)
+        return None
+    loss, grad, gts = out
+    return _LovaszRows.apply(e, loss, grad).view(b, c), gts.view(b, c) > 0
+
 
 class LovaszLoss(Loss):
     r"""Lovász loss (Berman et al. 2018), a convex surrogate of the Jaccard loss optimised directly.
