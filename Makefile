@@ -13,7 +13,7 @@ WHEEL_DIST := $(WHEEL_TMP)/dist
 WHEEL_VENV := $(WHEEL_TMP)/venv
 REPO := $(abspath .)
 
-.PHONY: demo test setup bench clean lint wheel wheel-check
+.PHONY: demo test setup bench clean lint wheel wheel-check wheel-check-unlocked
 
 # torch==2.13.0 first (a CPU wheel on disk here); an unpinned torch would pull a multi-GB CUDA build.
 # MONAI, segmentation_models_pytorch and nilearn go in with --no-deps: we use MONAI/smp loss modules as
@@ -40,7 +40,12 @@ wheel: $(STAMP)
 	$(BIN)/python -m build --outdir $(WHEEL_DIST) . >$(WHEEL_TMP)/build.log 2>&1 || { tail -30 $(WHEEL_TMP)/build.log; exit 1; }
 	@ls $(WHEEL_DIST)
 
-wheel-check: wheel
+# one wheel check at a time per $(WHEEL_TMP) (several shells or checkouts may run make test at once)
+wheel-check: $(STAMP)
+	mkdir -p $(WHEEL_TMP)
+	$$(command -v flock >/dev/null && echo flock $(WHEEL_TMP)/lock) $(MAKE) --no-print-directory wheel-check-unlocked
+
+wheel-check-unlocked: wheel
 	test -x $(WHEEL_VENV)/bin/python || { $(PY) -m venv $(WHEEL_VENV) && $(WHEEL_VENV)/bin/pip install -q --upgrade pip; }
 	$(WHEEL_VENV)/bin/pip uninstall -q -y seglab
 	$(WHEEL_VENV)/bin/pip install -q torch==2.13.0 $(WHEEL_DIST)/seglab-*.whl
