@@ -71,13 +71,13 @@ class RegionTerm(Term):
 
     def from_fused(self, fs: FusedStats, o: Options) -> torch.Tensor:
         st = stats_from_fused(fs, squared=bool(o.get("squared", False)), soft_targets=o["soft_targets"])
-        return self._finish(st, o)
+        return self.finish(st, o)
 
     def reference(self, x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
         st = overlap_stats(x, tgt, o["mode"], squared=bool(o.get("squared", False)), soft_targets=o["soft_targets"])
-        return self._finish(st, o)
+        return self.finish(st, o)
 
-    def _finish(self, st: Stats, o: Options) -> torch.Tensor:
+    def finish(self, st: Stats, o: Options) -> torch.Tensor:
         if o["batch"]:
             st = Stats(st.tp.sum(0), st.ps.sum(0), st.ys.sum(0))
         if o["process_group"] is not None:

@@ -222,44 +222,42 @@ class _PackedLosses:
     """
 
     def __init__(self, specs: list[str], mode: str):
+        from seglab.losses.ce import check_ce_options
+        from seglab.losses.dice import check_dice_options
+
         from .specs import resolve_loss
 
         if mode != "multiclass":
             raise ValueError("packed losses: multiclass tasks only")
-        self.parts = []
+        self.parts: list[tuple[str, dict[str, Any]]] = []
         for spec in specs:
             base, kw = resolve_loss(spec, mode)
             if base in ("ce", "cce") and not kw:
-                self.parts.append(("ce", {}))
+                self.parts.append(("ce", check_ce_options(mode=mode, reduction="none")))
             elif base == "dice" and set(kw) <= _DICE_KEYS and kw.get("batch", False) is True:
-                self.parts.append(("dice", dict(smooth=float(kw.get("smooth", 1e-5)), squared=bool(kw.get("squared", False)),
-                                                include_background=bool(kw.get("include_background", True)))))
+                # runs lie on the sample axis: the run's batch Dice is a per-"sample" Dice here
+                opts = {k: v for k, v in kw.items() if k != "batch"}
+                self.parts.append(("dice", check_dice_options(mode=mode, batch=False, reduction="none", **opts)))
             else:
                 raise ValueError(f"loss {spec!r} cannot be computed in a pack")
 
     def __call__(self, lg: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        from seglab.losses._stats import Stats, drop_background
-        from seglab.losses.dice import dice_head
+        from seglab.losses._stats import overlap_stats
+        from seglab.losses.ce import CROSS_ENTROPY
+        from seglab.losses.dice import DICE
+        from seglab.targets import Target
 
-        n_pix = lg.shape[-1]
-        logp = torch.log_softmax(lg, 1)
-        p = torch.softmax(lg, 1)
-        tp = (p * onehot).sum(-1)
-        ys = onehot.sum(-1)
-        ps = ps2 = None
+        tgt = Target(index=None, dense=onehot, valid=None)
+        stats: dict[tuple[bool, str], Any] = {}  # one statistics pass per (squared, soft_targets)
         out = []
-        for name, kw in self.parts:
+        for name, o in self.parts:
             if name == "ce":
-                out.append(-(logp * onehot).sum((1, 2)) / n_pix)
+                out.append(CROSS_ENTROPY.reference(lg, tgt, o).mean(-1))
                 continue
-            if kw["squared"]:
-                ps2 = (p * p).sum(-1) if ps2 is None else ps2
-                st = Stats(tp, ps2, ys)  # one-hot target: sum(y^2) = sum(y)
-            else:
-                ps = p.sum(-1) if ps is None else ps
-                st = Stats(tp, ps, ys)
-            st, w = drop_background(st, None, kw["include_background"], "multiclass")
-            out.append(dice_head(st, w, smooth=kw["smooth"], log=False, reduction="none").mean(1))
+            key = (o["squared"], o["soft_targets"])
+            if key not in stats:
+                stats[key] = overlap_stats(lg, tgt, "multiclass", squared=key[0], soft_targets=key[1])
+            out.append(DICE.finish(stats[key], o).mean(1))
         return torch.stack(out)
 
 
