@@ -31,9 +31,12 @@ setup: $(STAMP)
 test: lint wheel-check
 	$(BIN)/python -m pytest -n 2 -q
 
-# rules to come; for now the hook checks that ruff is installed
+# ruff (pyflakes + pycodestyle errors, pyproject.toml [tool.ruff]), the import direction of the house
+# (tools/check_imports.py: lower rooms never import higher ones) and mypy on the loss core ([tool.mypy])
 lint: $(STAMP)
-	$(BIN)/ruff --version
+	$(BIN)/ruff check src tests tools
+	$(BIN)/python tools/check_imports.py
+	$(BIN)/mypy
 
 wheel: $(STAMP)
 	rm -rf $(WHEEL_DIST) && mkdir -p $(WHEEL_TMP)

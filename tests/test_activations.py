@@ -1,6 +1,5 @@
 """activate / predict / one_hot."""
 
-import math
 
 import pytest
 import torch

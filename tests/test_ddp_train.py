@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from seglab.sweep.store import ResultsStore
+from seglab.results import ResultsStore
 from seglab.train import RunConfig, train_run
 
 CFG = dict(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.3, "size": 16}, model="tiny", model_kw={"norm": None},

@@ -1,6 +1,5 @@
 """DiceLoss against MONAI, segmentation_models_pytorch, the Chlebus 2018 formula, and its stated policies."""
 
-import math
 
 import pytest
 import torch

@@ -174,7 +174,7 @@ def test_interrupted_pack_resumes(tmp_path, monkeypatch):
     """Ctrl-C in the middle of a pack keeps the run that had already diverged; re-running trains only the rest
     and never rewrites a finished run."""
     from seglab.sweep import runner
-    from seglab.sweep.store import ResultsStore
+    from seglab.results import ResultsStore
 
     class Stop:
         def put_nowait(self, item):

@@ -6,7 +6,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seglab import get_loss
-from seglab.losses import dice_loss
 
 DICE_FAMILY = [
     ("dice", {}),

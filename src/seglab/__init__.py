@@ -24,7 +24,7 @@ from seglab.data import create_task, list_tasks
 from seglab import advise  # a callable module: seglab.advise(masks) -> Advice
 from seglab.advise import Advice
 
-__version__ = "0.1.0"
+from seglab._version import __version__
 
 __all__ = [
     "__version__",

@@ -32,9 +32,9 @@ class _Version(argparse.Action):
         super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        import seglab
+        from seglab._version import __version__
 
-        print(f"seglab {seglab.__version__}")
+        print(f"seglab {__version__}")
         parser.exit()
 
 

@@ -77,12 +77,12 @@ def info() -> dict[str, Any]:
     """Everything ``seglab info`` reports, as a JSON-serializable dict."""
     import torch
 
-    import seglab
+    from seglab._version import __version__
 
     extras = _extras()
     return {
-        "seglab": seglab.__version__,
-        "location": os.path.dirname(seglab.__file__),
+        "seglab": __version__,
+        "location": os.path.dirname(os.path.abspath(__file__)),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "torch": torch.__version__,
         "numpy": metadata.version("numpy"),

@@ -51,6 +51,20 @@ class Target:
     def is_index(self) -> bool:
         return self.index is not None
 
+    @property
+    def labels(self) -> torch.Tensor:
+        """The index target (``is_index`` must be True)."""
+        if self.index is None:
+            raise TypeError("this target is dense, not a class-index map")
+        return self.index
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The dense target (``is_index`` must be False)."""
+        if self.dense is None:
+            raise TypeError("this target is a class-index map, not dense")
+        return self.dense
+
 
 def prepare_target(
     logits: torch.Tensor,
@@ -126,11 +140,11 @@ def prepare_target(
 
     if validate and target.numel():
         lo_t, hi_t = torch.aminmax(target)
-        lo, hi = float(lo_t), float(hi_t)
-        if not (lo >= 0.0 and hi <= 1.0):  # also catches NaN
+        flo, fhi = float(lo_t), float(hi_t)
+        if not (flo >= 0.0 and fhi <= 1.0):  # also catches NaN
             raise ValueError(
                 f"{mode} float target values must lie in [0, 1] (probabilities / one-hot / multi-hot), "
-                f"got range [{lo:g}, {hi:g}]" + ("" if ignore_index is not None else "; pass ignore_index for pixels to skip")
+                f"got range [{flo:g}, {fhi:g}]" + ("" if ignore_index is not None else "; pass ignore_index for pixels to skip")
             )
         if mode == "multiclass":
             sums = target.sum(dim=1)

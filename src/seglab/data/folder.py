@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from .readers import MASK_SUFFIXES, file_suffix, read_array
-from .tasks import MODES, Task, _check_int, make_generator, register_task, validation_generator
+from .tasks import MODES, Task, _check_int, register_task, validation_generator
 
 MASK_FORMATS = ("auto", "index", "multihot")
 LAYOUT_HELP = "expected layout: <path>/images/<stem>.<ext> and <path>/masks/<stem>.<ext>"

@@ -131,7 +131,9 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
         return None
     alpha = _weight(req.focal_alpha, c, logits)
     alpha_neg = 1.0 - alpha if (req.focal_alpha is not None and kind == "ml") else _weight(None, c, logits)
-    stats64, scal64 = torch.ops.seglab.fused_stats(
+    # the registered op under torch.compile; in eager mode the same implementation without the op's dispatch cost
+    call = torch.ops.seglab.fused_stats if torch.compiler.is_compiling() else ops.FusedStatsFunction.apply
+    stats64, scal64 = call(
         logits, tgt, valid, _weight(req.ce_weight, c, logits), _weight(req.pos_weight, c, logits), alpha, alpha_neg,
         kind, backend, None if kind == "mcd" else req.ignore_index, req.squared, float(req.label_smoothing),
         req.focal, float(req.gamma) if req.focal else 0.0)

@@ -57,14 +57,11 @@ def merge(requests: Sequence[StatsRequest]) -> StatsRequest:
             raise NotFusable
         if (r.ce and out.ce) or (r.focal and out.focal) or (r.region and out.region and r.squared != out.squared):
             raise NotFusable
-        out = replace(
-            out,
-            region=out.region or r.region,
-            squared=out.squared if out.region else r.squared,
-            **({"ce": True, "ce_weight": r.ce_weight, "pos_weight": r.pos_weight, "label_smoothing": r.label_smoothing}
-               if r.ce else {}),
-            **({"focal": True, "gamma": r.gamma, "focal_alpha": r.focal_alpha} if r.focal else {}),
-        )
+        out = replace(out, region=out.region or r.region, squared=out.squared if out.region else r.squared)
+        if r.ce:
+            out = replace(out, ce=True, ce_weight=r.ce_weight, pos_weight=r.pos_weight, label_smoothing=r.label_smoothing)
+        if r.focal:
+            out = replace(out, focal=True, gamma=r.gamma, focal_alpha=r.focal_alpha)
     return out
 
 

@@ -61,7 +61,7 @@ def overlap_stats(
     pf = p.reshape(n, c, S)
     ps = (pf * pf).sum(-1) if squared else pf.sum(-1)
     if tgt.is_index:
-        idx = tgt.index.reshape(n, 1, S)
+        idx = tgt.labels.reshape(n, 1, S)
         p_t = pf.gather(1, idx).squeeze(1)  # probability of the target class, (N, P)
         flat = idx.squeeze(1)
         zeros = pf.new_zeros(n, c)
@@ -69,7 +69,7 @@ def overlap_stats(
         ones = pf.new_ones(()).expand_as(p_t) if tgt.valid is None else tgt.valid.reshape(n, S).to(pf.dtype)
         ys = zeros.scatter_add(1, flat, ones)
     else:
-        yf = tgt.dense.reshape(n, c, S)
+        yf = tgt.y.reshape(n, c, S)
         ys = (yf * yf).sum(-1) if squared else yf.sum(-1)
         if soft_targets == "semimetric" and not squared:
             # |p - y| of ignored entries is 0 since both were zeroed

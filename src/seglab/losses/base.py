@@ -135,7 +135,7 @@ class CompositeLoss(Loss):
         self.weights = [_checks.check_number("loss weight", w) for w, _ in terms]
         self.parts = nn.ModuleList([t for _, t in terms])
         names: list[str] = []
-        for t in self.parts:
+        for _, t in terms:
             base, k = t.name, 2
             n = base
             while n in names:
@@ -146,8 +146,13 @@ class CompositeLoss(Loss):
         self.last_parts: dict[str, torch.Tensor] = {}
 
     @property
+    def losses(self) -> list[Loss]:
+        """The parts, typed (``self.parts`` is the ModuleList that registers them)."""
+        return [p for p in self.parts if isinstance(p, Loss)]
+
+    @property
     def terms(self) -> list[tuple[float, Loss]]:
-        return list(zip(self.weights, self.parts))
+        return list(zip(self.weights, self.losses))
 
     @staticmethod
     def _terms_of(x: Loss) -> "CompositeLoss":
@@ -164,9 +169,10 @@ class CompositeLoss(Loss):
         return {}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        parts = list(self.parts)
-        if all(p.term is not None for p in parts):
-            values = run_terms([(p.term, p.options()) for p in parts], logits, target, validate=None)
+        parts = self.losses
+        terms = [(p.term, p.options()) for p in parts if p.term is not None]
+        if len(terms) == len(parts):
+            values = run_terms(terms, logits, target, validate=None)
         else:  # a part outside the shared pipeline (e.g. Lovász): check once, then each part on its own
             if _checks.resolve(None):
                 prologue(logits, target, self.mode, ignore_index=self.ignore_index, reduction="mean", validate=True)

@@ -52,19 +52,19 @@ class _CrossEntropyTerm(Term):
         cw = to_device(o["class_weights"], x)
         if mode == "multiclass":
             if tgt.is_index:
-                idx = tgt.index if tgt.valid is None else tgt.index.masked_fill(~tgt.valid, -100)
+                idx = tgt.labels if tgt.valid is None else tgt.labels.masked_fill(~tgt.valid, -100)
                 loss = F.cross_entropy(x, idx, weight=cw, ignore_index=-100, reduction="none", label_smoothing=label_smoothing)
                 if reduction != "mean":
                     return reduce_pixels(loss, reduction, tgt.valid)
-                w_t = torch.ones_like(loss) if cw is None else cw[tgt.index]
+                w_t = torch.ones_like(loss) if cw is None else cw[tgt.labels]
                 if tgt.valid is not None:
                     w_t = w_t * tgt.valid
                 return reduce_pixels(loss, reduction, tgt.valid, denom=w_t.sum())
-            loss = F.cross_entropy(x, tgt.dense, weight=cw, reduction="none", label_smoothing=label_smoothing)
+            loss = F.cross_entropy(x, tgt.y, weight=cw, reduction="none", label_smoothing=label_smoothing)
             if tgt.valid is not None:
                 loss = loss * tgt.valid
             return reduce_pixels(loss, reduction, tgt.valid)
-        y = tgt.dense
+        y = tgt.y
         if label_smoothing:
             y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
         pw = to_device(o["pos_weight"], x)

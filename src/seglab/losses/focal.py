@@ -76,17 +76,17 @@ class _FocalTerm(Term):
         if mode == "multiclass":
             logp = F.log_softmax(x, dim=1)
             if tgt.is_index:
-                logp_t = logp.gather(1, tgt.index.unsqueeze(1)).squeeze(1)
+                logp_t = logp.gather(1, tgt.labels.unsqueeze(1)).squeeze(1)
                 loss = -focal_modulation(-torch.expm1(logp_t), gamma) * logp_t
                 if a is not None:
-                    loss = loss * a[tgt.index]
+                    loss = loss * a[tgt.labels]
             else:
-                term = tgt.dense * focal_modulation(-torch.expm1(logp), gamma) * logp
+                term = tgt.y * focal_modulation(-torch.expm1(logp), gamma) * logp
                 if a is not None:
                     term = term * channel_view(a, x.ndim)
                 loss = -term.sum(dim=1)
         else:
-            y = tgt.dense
+            y = tgt.y
             ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
             # 1 - p_t = p (1 - y) + (1 - p) y, computed from logits
             p = torch.sigmoid(x)

@@ -309,7 +309,9 @@ def parse_loss_spec(spec: str) -> list[Term]:
 
 def split_specs(text: str) -> list[str]:
     """Split a comma list of specs outside brackets: ``"dice[a=1,b=[1,2]],ce" -> ["dice[a=1,b=[1,2]]", "ce"]``."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "[":
             depth += 1

@@ -6,7 +6,7 @@ import math
 from collections import OrderedDict
 from typing import Any
 
-from seglab.sweep.store import ResultsStore, flatten_summary
+from seglab.results import ResultsStore, flatten_summary
 
 #: fields that make a panel group (a figure) and a configuration (a figure panel / a table row)
 FIGURE_KEYS = ("task", "fg_ratio", "model", "norm", "optimizer", "lr", "momentum")

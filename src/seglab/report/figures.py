@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from seglab.losses.registry import display_label
-from seglab.sweep.store import ResultsStore
+from seglab.results import ResultsStore
 
-from .data import CONFIG_KEYS, FIGURE_KEYS, _fmt, figure_slug, figure_title
+from .data import _fmt, figure_slug, figure_title
 
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
 

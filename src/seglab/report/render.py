@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from seglab.sweep.store import ResultsStore
+from seglab.results import ResultsStore
 
 from .data import _fmt, aggregate, figure_groups, figure_title, load_rows
 from .figures import gradnorm_figure, study_figure, summary_grid

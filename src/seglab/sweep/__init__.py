@@ -9,7 +9,7 @@ Example::
 from .grid import expand, load_config, parse_shard, select
 from .presets import PRESETS, STUDY_STEPS, chlebus2018, get_preset
 from .runner import SweepOutcome, plan, run_sweep
-from .store import ResultsStore, flatten_summary, merge
+from seglab.results import ResultsStore, flatten_summary, merge
 
 __all__ = [
     "expand", "load_config", "parse_shard", "select", "PRESETS", "STUDY_STEPS", "chlebus2018", "get_preset",

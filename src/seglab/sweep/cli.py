@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         if args.merge:
             if not args.out:
                 raise ConfigError("--merge needs --out (the destination folder)")
-            from .store import merge
+            from seglab.results import merge
 
             added, skipped = merge(args.out, args.merge)
             console.print(f"merged {added} run(s) into {args.out} ({skipped} already there)")

@@ -8,12 +8,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from seglab.train.config import RunConfig, validate_runs
 
 from .grid import expand, select
-from .store import ResultsStore
+from seglab.results import ResultsStore
 
 
 @dataclass

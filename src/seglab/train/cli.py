@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     res = train_run(cfg, info=info)
     if info.is_main:
         if args.out:
-            from seglab.sweep.store import ResultsStore
+            from seglab.results import ResultsStore
 
             store = ResultsStore(args.out)
             store.root.mkdir(parents=True, exist_ok=True)

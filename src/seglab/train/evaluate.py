@@ -19,7 +19,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
     tp/fp/fn, correct and total pixels) are summed across ranks before any ratio is taken, so the
     result equals a single-process evaluation of the whole set (Dice is not averaged across ranks).
     """
-    from seglab import predict
+    from seglab.activations import predict
     from seglab.metrics import confusion_counts
 
     info = info or DistInfo()
@@ -39,7 +39,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
         xb, yb = x[i:i + chunk].to(dev), y[i:i + chunk].to(dev)
         pred = predict(model(xb), mode)
         a, b, c = confusion_counts(pred, yb, mode=mode, num_classes=C)
-        tp += a.cpu(); fp += b.cpu(); fn += c.cpu()
+        tp += a.cpu()
+        fp += b.cpu()
+        fn += c.cpu()
         if mode == "multiclass":
             correct += (pred == yb).sum().double().cpu()
             total += float(yb.numel())

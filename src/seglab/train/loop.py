@@ -58,7 +58,7 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
     Validation every ``cfg.eval_every`` steps (and at step 0 and the end). A non-finite training loss or
     gradient marks the run ``diverged`` and stops it.
     """
-    import seglab
+    from seglab._checks import validation
     from seglab.data import create_task
     from seglab.models import create_model
 
@@ -113,7 +113,7 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
             x, y = x[sl], y[sl]
         x, y = x.to(dev), y.to(dev)
         model.train()
-        with seglab.validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
+        with validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
             logits = net(x)
             values = [fn(logits, y) for fn in losses]
         full = step % cfg.grad_norm_every == 0

@@ -108,10 +108,10 @@ class ResultsStore:
         grids = old.get("grids", [])
         if grid not in grids:
             grids = grids + [grid]
-        import seglab
+        from seglab._version import __version__
 
         atomic_write_json(self.config_path, {
-            "seglab_version": seglab.__version__,
+            "seglab_version": __version__,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "grids": grids,
             "runs": list(by_id.values()),

@@ -1,0 +1,80 @@
+"""Import-direction check: lower rooms of the house never import higher ones (run by ``make lint``).
+
+Every module of ``src/seglab`` belongs to a room (its first package level); each room has a rank. A module may
+import its own room and rooms of lower rank, at module level or inside functions alike. ``from seglab import x``
+counts as importing the public API (the package ``__init__``, the top rank) unless ``x`` is a room.
+Exit status 1 with one line per violation.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import sys
+
+RANK = {
+    # foundations: checks, optional-dependency helper, name registries
+    "_checks": 0, "_extras": 0, "_registry": 0, "_version": 0,
+    "targets": 1,
+    # statistics kernels (never the losses), activations, metrics
+    "kernels": 2, "activations": 2, "metrics": 2,
+    # the loss core; models, data and the results store beside it
+    "losses": 3, "models": 3, "data": 3, "results": 3,
+    # what uses losses, models and data
+    "advise": 4, "train": 4,
+    "sweep": 5, "report": 6,
+    # commands
+    "bench": 7, "demo": 7, "info": 7, "cli": 8, "__main__": 9,
+    "__init__": 10,  # the public API (seglab/__init__.py) re-exports everything
+}
+
+
+def room_of(parts: list[str]) -> str:
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def imported_rooms(node: ast.AST, package: list[str]) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [room_of(a.name.split(".")) for a in node.names if a.name.split(".")[0] == "seglab"]
+    if isinstance(node, ast.ImportFrom):
+        if node.level:
+            base = package[: len(package) - node.level + 1]
+            name = base + (node.module.split(".") if node.module else [])
+        else:
+            name = (node.module or "").split(".")
+        if name[0] != "seglab":
+            return []
+        if len(name) == 1:
+            return [a.name if a.name in RANK else "__init__" for a in node.names]
+        return [room_of(name)]
+    return []
+
+
+def main(src: str = "src/seglab") -> int:
+    root = pathlib.Path(src)
+    problems = []
+    for f in sorted(root.rglob("*.py")):
+        parts = ["seglab", *f.relative_to(root).with_suffix("").parts]
+        package = parts if f.name == "__init__.py" else parts[:-1]
+        if f.name == "__init__.py":
+            parts = parts[:-1]
+        room = room_of(parts)
+        if room not in RANK:
+            problems.append(f"{f}: room {room!r} has no rank in tools/check_imports.py")
+            continue
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            for target in imported_rooms(node, package):
+                if target == room:
+                    continue
+                if target not in RANK:
+                    problems.append(f"{f}:{node.lineno}: imports unknown room {target!r}")
+                elif RANK[target] >= RANK[room]:
+                    problems.append(f"{f}:{node.lineno}: {room} (rank {RANK[room]}) imports {target} "
+                                    f"(rank {RANK[target]}): upward import")
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
