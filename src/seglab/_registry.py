@@ -1,28 +1,65 @@
-"""Helpers shared by the name registries (models, tasks, losses): did-you-mean errors and keyword checks."""
+"""The one registry class of seglab (losses, models, tasks) and its helpers: did-you-mean errors, keyword checks."""
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T", bound=Callable[..., Any])
 
 
-def registrar(kind: str, table: dict[str, Callable[..., Any]]) -> Callable[[str], Callable]:
-    """The ``register_<kind>(name)`` decorator factory of a registry held in ``table``."""
+class Registry(Mapping[str, T], Generic[T]):
+    """One name -> factory table (losses, models, tasks): ``@REG.register(name)`` where a thing is defined,
+    ``REG.get_factory(name)`` (ValueError with a did-you-mean for an unknown name), ``REG.create(name, **kw)``
+    (ValueError naming unknown parameters before anything is built), ``REG.names()``. Reads as a mapping.
 
-    def register(name: str) -> Callable:
+    Example:
+        >>> MODELS = Registry("model")
+        >>> @MODELS.register("tiny")
+        ... def tiny(*, width=4): ...
+        >>> MODELS.names()
+        ['tiny']
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._table: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:  # F: the factory's own type is kept
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{kind} name must be a non-empty string, got {name!r}")
+            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
 
-        def decorator(factory):
-            if name in table and table[name] is not factory:
-                raise ValueError(f"{kind} {name!r} is already registered")
-            table[name] = factory
+        def decorator(factory: F) -> F:
+            if name in self._table and self._table[name] is not factory:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._table[name] = factory  # type: ignore[assignment]
             return factory
 
         return decorator
 
-    return register
+    def __getitem__(self, name: str) -> T:
+        return self._table[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def names(self) -> list[str]:
+        return sorted(self._table)
+
+    def get_factory(self, name: Any, known: list[str] | None = None) -> T:
+        if not isinstance(name, str) or name not in self._table:
+            raise ValueError(unknown_name_message(self.kind, name, self.names() if known is None else known))
+        return self._table[name]
+
+    def create(self, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        factory = self.get_factory(name)
+        check_kwargs(self.kind, name, factory, kwargs)
+        return factory(*args, **kwargs)
 
 
 def unknown_name_message(kind: str, name: Any, known: list[str]) -> str:

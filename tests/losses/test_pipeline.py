@@ -17,6 +17,7 @@ from seglab.losses import (
     focal_loss,
     generalized_dice_loss,
     jaccard_loss,
+    lovasz_loss,
     tversky_loss,
 )
 
@@ -174,7 +175,7 @@ def test_focal_gamma_below_one_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize("fn, kw", [
     (dice_loss, {}), (dice_loss, dict(batch=True)), (jaccard_loss, {}), (tversky_loss, {}),
-    (generalized_dice_loss, {}), (cross_entropy, {}), (focal_loss, {}),
+    (generalized_dice_loss, {}), (cross_entropy, {}), (focal_loss, {}), (lovasz_loss, {}),
 ])
 def test_empty_batch_gives_zero_with_zero_gradient(fn, kw):
     """The Dice family crashed with 'cannot reshape tensor of 0 elements'."""
@@ -249,3 +250,15 @@ def test_composite_uses_one_kernel_call(monkeypatch):
     assert isinstance(loss, CompositeLoss)
     loss(x, t)
     assert calls == [True]
+
+
+def test_one_registry_class_for_losses_models_and_tasks():
+    from seglab._registry import Registry
+    from seglab.data.tasks import _TASKS
+    from seglab.losses.base import LOSSES
+    from seglab.models.registry import _MODELS
+
+    assert all(isinstance(r, Registry) for r in (LOSSES, _MODELS, _TASKS))
+    assert LOSSES["dice"] is DiceLoss
+    with pytest.raises(ValueError, match=r"unknown loss 'dcie'; did you mean 'dice'\?"):
+        LOSSES.get_factory("dcie")

@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from seglab._registry import check_kwargs, registrar, unknown_name_message
+from seglab._registry import Registry
 
 MODES = ("binary", "multiclass", "multilabel")
 VALIDATION_SEED = 0x5EED_0F_7A11D  # far from seed * 1_000_003 + step for any realistic (seed, step)
@@ -106,8 +106,7 @@ class Task:
 # registry
 
 TaskFactory = Callable[..., Task]
-_TASKS: dict[str, TaskFactory] = {}
-_register = registrar("task", _TASKS)
+_TASKS = Registry("task")
 _discovered = False
 
 
@@ -119,7 +118,7 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
         @register_task("brain-tissue")
         def brain_tissue(*, size=64, spatial_dims=2) -> Task: ...
     """
-    return _register(name)
+    return _TASKS.register(name)
 
 
 def _discover() -> None:
@@ -145,7 +144,7 @@ def _discover() -> None:
 def list_tasks() -> list[str]:
     """Sorted names accepted by :func:`create_task`."""
     _discover()
-    return sorted(_TASKS)
+    return _TASKS.names()
 
 
 def create_task(name: str, **kw: Any) -> Task:
@@ -156,11 +155,7 @@ def create_task(name: str, **kw: Any) -> Task:
     """
     if name not in _TASKS:
         _discover()
-    if name not in _TASKS:
-        raise ValueError(unknown_name_message("task", name, sorted(_TASKS)))
-    factory = _TASKS[name]
-    check_kwargs("task", name, factory, kw)
-    return factory(**kw)
+    return _TASKS.create(name, **kw)
 
 
 def _check_int(name: str, value: Any, minimum: Optional[int] = None) -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from seglab import _checks
+from seglab._registry import Registry
 from seglab.losses._pipeline import Term, run_terms
 from seglab.targets import Target, compute_dtype, prepare_target
 
@@ -37,6 +38,11 @@ def prologue(
         _checks.check_weight(w, logits.shape[1], name)
     tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=v)
     return logits.to(compute_dtype(logits.dtype)), tgt, v
+
+
+#: the base losses by name (``@LOSSES.register("dice")`` where each loss is defined); the vocabulary in
+#: :mod:`seglab.losses.registry` adds aliases and presets on top
+LOSSES: Registry[type["Loss"]] = Registry("loss")
 
 
 def to_device(w: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:

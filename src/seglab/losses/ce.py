@@ -11,7 +11,7 @@ from seglab import _checks
 from seglab.kernels.plan import FusedStats, StatsRequest
 from seglab.losses._pipeline import Options, Term, run_terms
 from seglab.losses._reduce import reduce_pixels
-from seglab.losses.base import Loss, to_device
+from seglab.losses.base import LOSSES, Loss, to_device
 from seglab.targets import Target
 
 
@@ -117,6 +117,7 @@ def cross_entropy(
     return run_terms([(CROSS_ENTROPY, o)], logits, target, validate=validate)[0]
 
 
+@LOSSES.register("ce")
 class CrossEntropyLoss(Loss):
     """Cross-entropy for segmentation: softmax CE (``multiclass``) or BCE-with-logits (``multilabel``/``binary``).
 

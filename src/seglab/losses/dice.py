@@ -10,7 +10,7 @@ from seglab import _checks
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, reduce_classes, safe_ratio
-from seglab.losses.base import Loss
+from seglab.losses.base import LOSSES, Loss
 
 
 def check_dice_options(*, mode: str, include_background: Any = True, squared: Any = False, batch: Any = False,
@@ -64,6 +64,7 @@ def dice_loss(
     return run_terms([(DICE, o)], logits, target, validate=validate)[0]
 
 
+@LOSSES.register("dice")
 class DiceLoss(Loss):
     r"""Soft Dice loss for ``binary``, ``multiclass`` (softmax) and ``multilabel`` (sigmoid) segmentation.
 

@@ -12,7 +12,7 @@ from seglab import _checks
 from seglab.kernels.plan import FusedStats, StatsRequest
 from seglab.losses._pipeline import Options, Term, run_terms
 from seglab.losses._reduce import reduce_pixels
-from seglab.losses.base import Loss, to_device
+from seglab.losses.base import LOSSES, Loss, to_device
 from seglab.losses.ce import channel_view
 from seglab.targets import Target
 
@@ -132,6 +132,7 @@ def focal_loss(
     return run_terms([(FOCAL, o)], logits, target, validate=validate)[0]
 
 
+@LOSSES.register("focal")
 class FocalLoss(Loss):
     """Focal loss (Lin et al. 2017) for ``multiclass`` (softmax) or ``multilabel``/``binary`` (sigmoid).
 

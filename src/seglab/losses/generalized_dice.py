@@ -10,7 +10,7 @@ from seglab import _checks
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, _mean_or_zero
-from seglab.losses.base import Loss
+from seglab.losses.base import LOSSES, Loss
 
 WEIGHTINGS = ("square", "simple", "uniform")
 
@@ -75,6 +75,7 @@ def generalized_dice_loss(
     return run_terms([(GENERALIZED_DICE, o)], logits, target, validate=validate)[0]
 
 
+@LOSSES.register("gdice")
 class GeneralizedDiceLoss(Loss):
     r"""Generalized Dice loss (Sudre et al. 2017): one Dice over all classes, each weighted by its inverse volume.
 

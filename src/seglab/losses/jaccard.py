@@ -9,7 +9,7 @@ import torch
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, reduce_classes, safe_ratio
-from seglab.losses.base import Loss
+from seglab.losses.base import LOSSES, Loss
 
 
 def check_jaccard_options(*, mode: str, include_background: Any = True, batch: Any = False, smooth: Any = 1e-5,
@@ -52,6 +52,7 @@ def jaccard_loss(
     return run_terms([(JACCARD, o)], logits, target, validate=validate)[0]
 
 
+@LOSSES.register("jaccard")
 class JaccardLoss(Loss):
     r"""Soft Jaccard / IoU loss.
 

@@ -9,12 +9,14 @@ built directly in sorted order.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from seglab.losses.base import Loss, prologue
+from seglab import _checks
+from seglab.losses.base import LOSSES, Loss, prologue
 
 
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
@@ -29,7 +31,7 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
 def _use_cpp(t: torch.Tensor) -> bool:
     """Whether the C++ kernels may run on ``t``: CPU, a supported dtype, built, and the fused switch on
     (``seglab.set_fused(False)`` / ``SEGLAB_FUSED=0`` turn them off like every other fused kernel)."""
-    if t.device.type != "cpu":
+    if t.device.type != "cpu" or torch.compiler.is_compiling():  # ctypes calls cannot be traced: torch.sort
         return False
     from seglab.kernels import cpu_ext, dispatch
 
@@ -47,6 +49,14 @@ def _argsort_desc(errors: torch.Tensor) -> torch.Tensor:
     return torch.sort(errors.detach(), dim=-1, descending=True)[1]
 
 
+def check_lovasz_options(*, mode: str, per_image: Any = False, classes: Any = "present", ignore_index: Any = None,
+                         reduction: Any = "mean") -> dict[str, Any]:
+    """Lovász's options, checked (called by :class:`LovaszLoss` and :func:`lovasz_loss`)."""
+    return dict(mode=_checks.check_mode(mode), per_image=_checks.check_bool("per_image", per_image),
+                classes=_checks.check_choice("classes", classes, ("present", "all")),
+                ignore_index=_checks.check_ignore_index(ignore_index), reduction=_checks.check_reduction(reduction))
+
+
 def lovasz_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -59,28 +69,30 @@ def lovasz_loss(
     validate: bool | None = None,
 ) -> torch.Tensor:
     """Lovász loss from logits; see :class:`LovaszLoss`."""
-    if classes not in ("present", "all"):
-        raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
+    check_lovasz_options(mode=mode, per_image=per_image, classes=classes, ignore_index=ignore_index, reduction=reduction)
     x, tgt, _ = prologue(logits, target, mode, ignore_index=ignore_index, reduction=reduction, validate=validate)
     n, c = x.shape[:2]
+    if n == 0:  # an empty batch: 0 with a zero gradient, as every seglab loss
+        return x.sum() * 0 if reduction != "none" else x.new_zeros((0, c) if per_image else (c,))
     b = n if per_image else 1
+    s = math.prod(x.shape[2:])
 
     def rows(t: torch.Tensor) -> torch.Tensor:  # (N, C, *spatial) -> (B, C, P): one row per (image, class)
-        return t.reshape(n, t.shape[1], -1).transpose(0, 1).reshape(t.shape[1], b, -1).transpose(0, 1)
+        return t.reshape(n, t.shape[1], s).transpose(0, 1).reshape(t.shape[1], b, -1).transpose(0, 1)
 
     idx = None
     if mode == "multiclass":
         pf = rows(torch.softmax(x, dim=1))
         if tgt.is_index:
             # errors |y - p| without a one-hot: p everywhere, 1 - p at the target class (gather + scatter)
-            idx = tgt.index.reshape(b, 1, -1)
+            idx = tgt.labels.reshape(b, 1, -1)
             errors = pf.scatter(1, idx, 1.0 - pf.gather(1, idx))
             fg = None
         else:
-            fg = rows(tgt.dense)
+            fg = rows(tgt.y)
             errors = (fg - pf).abs()
     else:
-        fg = rows(tgt.dense)
+        fg = rows(tgt.y)
         errors = 1.0 - rows(x) * (2.0 * fg - 1.0)
     vf = None  # kept pixels, (B, 1 or C, P)
     if tgt.valid is not None:
@@ -164,6 +176,7 @@ def _lovasz_cpu(errors, idx, fg, vf, b, c, *, hinge):
     return _LovaszRows.apply(e, loss, grad).view(b, c), gts.view(b, c) > 0
 
 
+@LOSSES.register("lovasz")
 class LovaszLoss(Loss):
     r"""Lovász loss (Berman et al. 2018), a convex surrogate of the Jaccard loss optimised directly.
 
@@ -180,19 +193,13 @@ class LovaszLoss(Loss):
     """
 
     name = "lovasz"
+    fn = staticmethod(lovasz_loss)
 
     def __init__(self, mode: str, per_image: bool = False, classes: str = "present", ignore_index: int | None = None,
                  reduction: str = "mean") -> None:
         super().__init__(mode, reduction)
-        if classes not in ("present", "all"):
-            raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
-        self.per_image = bool(per_image)
-        self.classes = classes
-        self.ignore_index = ignore_index
-
-    def options(self) -> dict[str, Any]:
-        return dict(mode=self.mode, per_image=self.per_image, classes=self.classes, ignore_index=self.ignore_index,
-                    reduction=self.reduction)
+        self._configure(check_lovasz_options(mode=mode, per_image=per_image, classes=classes,
+                                             ignore_index=ignore_index, reduction=reduction))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return lovasz_loss(logits, target, **self.options())

@@ -27,25 +27,12 @@ from typing import Any, Mapping
 import torch
 
 from seglab._registry import check_kwargs, unknown_name_message
-from seglab.losses.base import CompositeLoss, Loss
-from seglab.losses.ce import CrossEntropyLoss
-from seglab.losses.dice import DiceLoss
-from seglab.losses.focal import FocalLoss
-from seglab.losses.generalized_dice import GeneralizedDiceLoss
-from seglab.losses.jaccard import JaccardLoss
-from seglab.losses.lovasz import LovaszLoss
-from seglab.losses.tversky import TverskyLoss
+from seglab.losses.base import LOSSES, CompositeLoss, Loss
+from seglab.losses import ce, dice, focal, generalized_dice, jaccard, lovasz, tversky  # noqa: F401  (registers them)
 
 #: base loss name -> class
-LOSSES: dict[str, type[Loss]] = {
-    "ce": CrossEntropyLoss,
-    "focal": FocalLoss,
-    "dice": DiceLoss,
-    "gdice": GeneralizedDiceLoss,
-    "tversky": TverskyLoss,
-    "jaccard": JaccardLoss,
-    "lovasz": LovaszLoss,
-}
+#: (filled by ``@LOSSES.register(name)`` in each loss's file; importing the classes above registers them)
+assert set(LOSSES) == {"ce", "focal", "dice", "gdice", "tversky", "jaccard", "lovasz"}, sorted(LOSSES)
 
 #: what each base loss means (shown with :func:`describe_losses`)
 BASE_MEANINGS: dict[str, str] = {

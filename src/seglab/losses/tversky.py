@@ -10,7 +10,7 @@ from seglab import _checks
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, reduce_classes, safe_ratio
-from seglab.losses.base import Loss
+from seglab.losses.base import LOSSES, Loss
 
 
 def check_tversky_options(*, mode: str, alpha: Any = 0.5, beta: Any = 0.5, gamma: Any = 1.0,
@@ -67,6 +67,7 @@ def tversky_loss(
     return run_terms([(TVERSKY, o)], logits, target, validate=validate)[0]
 
 
+@LOSSES.register("tversky")
 class TverskyLoss(Loss):
     r"""Tversky loss; ``gamma != 1`` gives the focal Tversky loss (Abraham & Khan 2019).
 

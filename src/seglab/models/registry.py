@@ -6,12 +6,11 @@ from typing import Any, Callable
 
 from torch import nn
 
-from seglab._registry import check_kwargs, registrar, unknown_name_message
+from seglab._registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 
-_MODELS: dict[str, ModelFactory] = {}
-_register = registrar("model", _MODELS)
+_MODELS = Registry("model")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -27,12 +26,12 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
         def mynet(*, in_channels, out_channels, spatial_dims=2, width=8):
             ...
     """
-    return _register(name)
+    return _MODELS.register(name)
 
 
 def list_models() -> list[str]:
     """Sorted names accepted by :func:`create_model`."""
-    return sorted(_MODELS)
+    return _MODELS.names()
 
 
 def create_model(name: str, *, in_channels: int, out_channels: int, spatial_dims: int = 2, **kw: Any) -> nn.Module:
@@ -55,8 +54,4 @@ def create_model(name: str, *, in_channels: int, out_channels: int, spatial_dims
         >>> net(torch.zeros(2, 1, 32, 32)).shape
         torch.Size([2, 2, 32, 32])
     """
-    if name not in _MODELS:
-        raise ValueError(unknown_name_message("model", name, list_models()))
-    factory = _MODELS[name]
-    check_kwargs("model", name, factory, kw)
-    return factory(in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kw)
+    return _MODELS.create(name, in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kw)
