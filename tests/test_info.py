@@ -91,6 +91,7 @@ def test_info_without_extras(monkeypatch):
 
 def test_require_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # another test of this worker may have imported it
     with pytest.raises(ImportError) as e:
         _extras.require("pyarrow.parquet", "the results store")
     assert isinstance(e.value, _extras.MissingExtraError)
