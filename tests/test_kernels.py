@@ -17,7 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import seglab.losses as L
 from seglab import _checks
-from seglab.kernels import cpu_ext, dispatch, eager
+from seglab.kernels import cpu_ext, dispatch, ops
+from seglab.kernels.plan import NotFusable, StatsRequest, merge
 
 BACKENDS = ["cpu", "eager"]
 if not cpu_ext.available():  # pragma: no cover - no compiler on this machine
@@ -105,17 +106,17 @@ def _run(loss, x, t, fused: bool):
 def _compare(loss, x, t, name):
     # the fused path must actually be taken
     calls = []
-    orig = dispatch._FusedStats.apply
+    orig = ops.FusedStatsFunction.apply
 
     def spy(*a):
         calls.append(1)
         return orig(*a)
 
-    dispatch._FusedStats.apply = spy
+    ops.FusedStatsFunction.apply = spy
     try:
         vf, gf = _run(loss, x, t, True)
     finally:
-        dispatch._FusedStats.apply = orig
+        ops.FusedStatsFunction.apply = orig
     assert calls, f"{name}: fused path not used"
     vr, gr = _run(loss, x, t, False)
     tol = dict(rtol=1e-10, atol=1e-10) if x.dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
@@ -186,14 +187,17 @@ def test_gradcheck_custom_backward(backend, kind):
                                  alpha=torch.rand(C, dtype=torch.float64), alpha_neg=torch.rand(C, dtype=torch.float64),
                                  pos_weight=torch.rand(C, dtype=torch.float64) + 0.5, label_smoothing=eps if kind != "ml" else 0.0,
                                  focal=True, gamma=gamma)
-        bk = dispatch.backend_for(x, kind)
+        bk = dispatch.backend_name(x, kind)
         K = 3 if kind == "mc" else 4
         ws, wc = torch.randn(N, K, C, dtype=torch.float64), torch.randn(4, dtype=torch.float64)
         ws[:, 2] = 0  # sum y does not depend on the logits
         wc[1] = 0 if kind != "mcd" else wc[1]
 
         def f(x):
-            st, sc = dispatch._FusedStats.apply(x, bk, kind, cfg, *tgt)
+            valid = tgt[1] if kind == "mcd" else None
+            st, sc = ops.FusedStatsFunction.apply(
+                x, tgt[0], valid, cfg.weight, cfg.pos_weight, cfg.alpha, cfg.alpha_neg, kind, bk, cfg.ignore_index,
+                cfg.squared, cfg.label_smoothing, cfg.focal, cfg.gamma)
             return (st * ws).sum() + (sc * wc).sum()
 
         assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-7)
@@ -254,16 +258,19 @@ def test_thread_count_does_not_change_result():
 
 def test_switch_and_env():
     x, t = _data("multiclass", "index", (8, 8), torch.float32, None)
-    parts = [("dice", L.DiceLoss("multiclass").options())]
-    assert dispatch.try_fused(parts, x, t) is not None
+    req = StatsRequest(mode="multiclass", region=True)
+    assert dispatch.fused_stats(req, x, t) is not None
     with dispatch.fused(False):
-        assert dispatch.try_fused(parts, x, t) is None
-    # not applicable: reduction none, process_group, mixed ignore_index, unknown term
-    assert dispatch.try_fused([("dice", L.DiceLoss("multiclass", reduction="none").options())], x, t) is None
-    assert dispatch.try_fused([("dice", dict(L.DiceLoss("multiclass").options(), process_group="world"))], x, t) is None
-    assert dispatch.try_fused([("dice", L.DiceLoss("multiclass").options()),
-                               ("ce", L.CrossEntropyLoss("multiclass", ignore_index=3).options())], x, t) is None
-    assert dispatch.try_fused([("lovasz", {"mode": "multiclass"})], x, t) is None
+        assert dispatch.fused_stats(req, x, t) is None
+    # not fusable: two CE terms, Dice terms disagreeing on squared, different ignore_index; per-pixel outputs
+    with pytest.raises(NotFusable):
+        merge([StatsRequest(mode="multiclass", ce=True), StatsRequest(mode="multiclass", ce=True)])
+    with pytest.raises(NotFusable):
+        merge([StatsRequest(mode="multiclass", region=True), StatsRequest(mode="multiclass", region=True, squared=True)])
+    with pytest.raises(NotFusable):
+        merge([StatsRequest(mode="multiclass", region=True), StatsRequest(mode="multiclass", ce=True, ignore_index=3)])
+    assert L.CrossEntropyLoss("multiclass", reduction="none").term.request(
+        L.CrossEntropyLoss("multiclass", reduction="none").options()) is None
     code = "import seglab.kernels.dispatch as d; print(d.fused_enabled())"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SEGLAB_FUSED": "0"},
                          capture_output=True, text=True, check=True).stdout
@@ -284,7 +291,7 @@ def test_fallback_without_compiler(monkeypatch, tmp_path):
     loss = L.DiceLoss("multiclass") + L.CrossEntropyLoss("multiclass")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert dispatch.try_fused([p.fused_spec() for p in loss.parts], x, t) is None
+        assert dispatch.fused_stats(StatsRequest(mode="multiclass", region=True, ce=True), x, t) is None
         value = loss(x, t)
     with dispatch.fused(False):
         torch.testing.assert_close(value, loss(x, t))
