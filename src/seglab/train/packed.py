@@ -218,7 +218,7 @@ class _PackedLosses:
     :func:`~seglab.losses.dice.dice_head` with ``reduction="none"``, ``drop_background``) give each run's batch
     Dice per class (the study's ``batch=True``, sums over batch and space), averaged over the kept classes as
     ``reduce_classes`` does; CE is the mean over the run's pixels of ``-log_softmax`` at the target class. Equal
-    to :func:`~seglab.train.specs.build_loss` on one run's ``(B, C, *S)`` tensors (tests/test_packed.py).
+    to :func:`~seglab.train.specs.build_loss` on one run's ``(B, C, *S)`` tensors (tests/train/test_packed.py).
     """
 
     def __init__(self, specs: list[str], mode: str):
