@@ -99,7 +99,7 @@ def prepare_target(
             else:
                 target = target.masked_fill(~valid, 0)
         if validate and target.numel():
-            lo_t, hi_t = torch.aminmax(target)
+            lo_t, hi_t = torch.aminmax(target.detach())
             lo, hi = int(lo_t), int(hi_t)
             if lo < 0 or hi >= c:
                 bad = target[(target < 0) | (target >= c)]
@@ -139,7 +139,7 @@ def prepare_target(
                 target = target.masked_fill(ign, 0.0)
 
     if validate and target.numel():
-        lo_t, hi_t = torch.aminmax(target)
+        lo_t, hi_t = torch.aminmax(target.detach())
         flo, fhi = float(lo_t), float(hi_t)
         if not (flo >= 0.0 and fhi <= 1.0):  # also catches NaN
             raise ValueError(
