@@ -61,7 +61,7 @@ def test_binary_0_255_png_and_code_builds_loss(tmp_path):
     Image.fromarray(m).save(tmp_path / "b.png")
     a = advise(tmp_path)
     assert a.mode == "binary" and a.activation == "sigmoid" and a.out_channels == 1
-    assert a.pos_weight == [pytest.approx(1008 / 16)]
+    assert a.pos_weight_uncapped == [pytest.approx(1008 / 16)] and a.pos_weight == [50.0]  # capped at --max-weight 50
     assert a.loss == "dice+ce" and "0 and 255" in a.encoding_notes[0]
     ns: dict = {}
     exec(a.code, ns)
@@ -92,7 +92,8 @@ def test_multihot_npy_with_overlaps(tmp_path):
     labelled = 2 * (50 + 20 - 10) + 1
     assert a.multilabel_overlap_fraction == pytest.approx(20 / labelled)
     assert a.overlap_pairs[0]["classes"] == [0, 1] and a.overlap_pairs[0]["pixels"] == 20
-    np.testing.assert_allclose(a.pos_weight, [100 / 100, 160 / 40, 199 / 1])
+    np.testing.assert_allclose(a.pos_weight_uncapped, [100 / 100, 160 / 40, 199 / 1])
+    np.testing.assert_allclose(a.pos_weight, [1, 4, 50])  # capped at MAX_WEIGHT
     assert a.class_image_counts == [2, 2, 1]
     assert not a.every_pixel_labelled
     ns: dict = {}

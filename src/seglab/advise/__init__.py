@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seglab.advise.recommend import Advice, recommend
+from seglab.advise.recommend import MAX_WEIGHT, Advice, recommend
 from seglab.advise.stats import FORMATS, MaskStats, decode
 from seglab.advise.weights import METHODS
 
@@ -29,12 +29,13 @@ def advise(
     masks: str | Path | np.ndarray | Iterable[np.ndarray],
     *,
     format: str = "auto",
-    ignore_index: int | None = None,
+    ignore_index: int | None | str = "auto",
     weights: str = "median",
     beta: float = 0.9999,
     rgb_reading: str | None = None,
     progress: bool = False,
     class_names: list[str] | None = None,
+    max_weight: float = MAX_WEIGHT,
 ) -> Advice:
     """Measure ``masks`` and recommend how to train on them.
 
@@ -42,7 +43,9 @@ def advise(
         masks: a folder (recursive), a mask file, one array, or an iterable of arrays (one mask each).
         format: ``"auto"`` (infer per file), or force ``"index"``, ``"onehot"`` (channel-first 0/1, one- or
             multi-hot) or ``"rgb"``.
-        ignore_index: label value left out of all statistics (index masks), passed on to the loss.
+        ignore_index: label value left out of all statistics (index masks), passed on to the loss; ``"auto"``
+            (default): detect a void label (a value outside the palette, or 255 standing apart from the class
+            labels) and state the assumption in ``Advice.assumptions``; ``None``: every value is a class.
         weights: class-weight method: ``"median"`` (default; median-frequency balancing), ``"inverse"`` or
             ``"effective"`` (Cui et al. 2019, with ``beta``).
         rgb_reading: for colour masks: ``"multilabel"`` (R, G, B channels are labels; mixed colours overlap)
@@ -51,17 +54,29 @@ def advise(
         progress: show a progress bar on stderr (files only).
         class_names: names for the classes found (one per class; for channel masks with an implicit
             background, one per channel is also accepted).
+        max_weight: cap on the emitted class weights and ``pos_weight`` (``float("inf")``: no cap).
 
     Unreadable files are skipped and listed in ``Advice.skipped`` (with the error naming the file); if no
-    file can be read, ``ValueError`` is raised.
+    file can be read, ``ValueError`` is raised, naming the folder and why the files were skipped.
     """
+    if isinstance(ignore_index, str):
+        if ignore_index.lower() == "auto":
+            ignore_index = "auto"
+        elif ignore_index.lower() == "none":
+            ignore_index = None
+        else:
+            raise ValueError(f"ignore_index must be an int, None or 'auto', got {ignore_index!r}")
+    elif ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
+        raise ValueError(f"ignore_index must be an int, None or 'auto', got {ignore_index!r}")
     if format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
     if rgb_reading not in (None, "multilabel", "classes"):
         raise ValueError(f"unknown rgb_reading {rgb_reading!r}; expected 'multilabel' or 'classes'")
     if weights not in METHODS:
         raise ValueError(f"unknown class-weight method {weights!r}; expected one of {', '.join(METHODS)}")
-    stats = MaskStats(ignore_index=ignore_index)
+    if isinstance(ignore_index, np.integer):
+        ignore_index = int(ignore_index)
+    stats = MaskStats(ignore_index=ignore_index if isinstance(ignore_index, int) else None)
     if isinstance(masks, (str, Path)):
         from seglab.data.readers import iter_mask_files, read_mask
 
@@ -75,9 +90,9 @@ def advise(
                 stats.skip(str(f), msg if str(f) in msg else f"{f}: {msg}")
             finally:
                 arr = None  # noqa: F841  (drop the file's array before reading the next)
-        if stats.kind is None:
-            detail = "; ".join(e for _, e in stats.skipped[:3])
-            raise ValueError(f"no readable mask in {masks} ({stats.n_skipped} file(s) skipped: {detail})")
+        if stats.n_files == 0:
+            detail = "; ".join(e for _, e in stats.skipped[:3]) + (" ..." if stats.n_skipped > 3 else "")
+            raise ValueError(f"no readable mask in {masks}: {stats.n_skipped} file(s) skipped: {detail}")
     else:
         items = [masks] if isinstance(masks, np.ndarray) else masks
         for i, a in enumerate(items):
@@ -86,9 +101,10 @@ def advise(
                 stats.add(decode(np.asarray(a), {"kind": "numpy"}, format), name)
             except ValueError as e:
                 stats.skip(name, f"{name}: {e}")
-        if stats.kind is None:
-            raise ValueError("no readable mask among the arrays: " + "; ".join(e for _, e in stats.skipped[:3]))
-    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=ignore_index, class_names=class_names)
+        if stats.n_files == 0:
+            raise ValueError("no readable mask among the arrays: " + ("; ".join(e for _, e in stats.skipped[:3]) or "none given"))
+    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=ignore_index, class_names=class_names,
+                     max_weight=max_weight)
 
 
 def _progress(files: list[Path], enabled: bool):

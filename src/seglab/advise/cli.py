@@ -14,7 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", help="a mask file or a folder of masks (read recursively)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout instead of the report")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="mask encoding; default: inferred per file")
-    parser.add_argument("--ignore-index", type=int, default=None, metavar="N", help="label value to leave out (e.g. 255 'void')")
+    parser.add_argument("--ignore-index", type=_ignore_index, default="auto", metavar="N|auto|none",
+                        help="label value to leave out of every count and to pass to the loss as ignore_index (e.g. 255 'void'); "
+                             "auto (default): a value outside the palette, or 255 apart from the class labels, is void and the report "
+                             "says so first; none: every value is a class")
+    parser.add_argument("--max-weight", type=_max_weight, default=50.0, metavar="W",
+                        help="cap on the emitted class weights and pos_weight (default 50; inf: no cap)")
     parser.add_argument("--weights", choices=METHODS, default="median",
                         help="class-weight method: median = median-frequency balancing (default), inverse = inverse frequency, "
                              "effective = effective number of samples (Cui et al. 2019)")
@@ -26,19 +31,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="advise on the training masks of a built-in task instead of PATH (e.g. brain-tissue)")
 
 
+def _ignore_index(text: str):
+    t = text.strip().lower()
+    if t in ("auto", "none"):
+        return t
+    try:
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer label, 'auto' or 'none', got {text!r}") from None
+
+
+def _max_weight(text: str) -> float:
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or inf, got {text!r}") from None
+    if not w > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0 or inf, got {text!r}")
+    return w
+
+
 def run(args: argparse.Namespace) -> int:
     from seglab._extras import require
 
-    require("rich", "seglab advise")
-    from rich.console import Console
-
     from seglab.advise import advise
-    from seglab.advise.report import render
+    from seglab.advise.recommend import SCHEMA_VERSION
+    from seglab.advise.report import render, render_plain
+    from seglab._version import __version__
+
+    tty = sys.stdout.isatty()
+    if tty and not args.json:
+        require("rich", "seglab advise")
 
     if (args.path is None) == (args.task is None):
         print("seglab advise: give exactly one of PATH or --task NAME", file=sys.stderr)
         return 2
-    kw = dict(format=args.format, ignore_index=args.ignore_index, weights=args.weights, beta=args.beta, rgb_reading=args.rgb_reading)
+    kw = dict(format=args.format, ignore_index=args.ignore_index, weights=args.weights, beta=args.beta, rgb_reading=args.rgb_reading,
+              max_weight=args.max_weight)
     try:
         if args.task:
             masks, names, fmt = task_masks(args.task)
@@ -49,14 +78,20 @@ def run(args: argparse.Namespace) -> int:
             advice = advise(args.path, progress=not args.json and sys.stderr.isatty(), **kw)
     except (ValueError, FileNotFoundError) as e:
         if args.json:
-            print(json.dumps({"error": str(e)}))
+            print(json.dumps({"schema_version": SCHEMA_VERSION, "seglab_version": __version__, "error": str(e)}))
         else:
             print(f"seglab advise: {e}", file=sys.stderr)  # unwrapped: file paths stay copyable
         return 2
     if args.json:
         print(advice.to_json())
-    else:
+    elif tty:
+        from rich.console import Console
+
         render(advice, Console())
+    else:
+        # piped or redirected: plain text, no colours, no box drawing, and no line is ever wrapped (the code
+        # lines stay copyable, and grep sees whole sentences)
+        sys.stdout.write(render_plain(advice))
     return 0
 
 

@@ -14,7 +14,10 @@ Decision rules (every threshold is named here and quoted in the reasons):
   the pixels (its near-perfect Dice would dilute the foreground classes' signal), else ``True``.
 - **batch Dice**: ``batch=True`` when at least ``EMPTY_FOR_BATCH_DICE`` of the images are empty or a class is
   rare: per-image Dice of a class absent from an image is undefined/noisy.
-- **rare class**: present in fewer than ``RARE_FRACTION`` of the images (or in at most 2 images).
+- **rare class**: present in fewer than ``RARE_FRACTION`` of the masks (images or volumes), or in at most 2
+  (with more than 2 masks). This is a presence statistic, not a pixel frequency.
+- **void**: for index masks, see :func:`resolve_void` (decided before the class table is built).
+- **weights cap**: class weights and ``pos_weight`` above ``MAX_WEIGHT`` are capped (and the capping stated).
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ BALANCED = 3.0
 BACKGROUND_DOMINANT = 0.5
 EMPTY_FOR_BATCH_DICE = 0.1
 RARE_FRACTION = 0.05
+#: cap on emitted class weights and pos_weight. A weight w multiplies that class's share of the CE gradient by w;
+#: far above ~50, a handful of (possibly mislabelled) pixels of a tiny class dominate every batch that holds
+#: them and early training swings. ENet's class weighting (Paszke et al. 2016) is bounded at 50 for this
+#: reason; the Dice term of the advised loss already compensates class size.
+MAX_WEIGHT = 50.0
+DENSE_UP_TO = 32  # label values below this are class indices even with gaps (see dense_labels)
+ANISOTROPY = 3.0  # max / min voxel spacing above which a volume is anisotropic (nnU-Net's threshold)
+SCHEMA_VERSION = 2  # of the --json object; 1 was the unversioned object of seglab <= 0.x before issue 11
 
 
 @dataclass
@@ -50,13 +61,15 @@ class ClassTable:
     implicit_background: bool = False
     empty_images: int = 0
     empty_files: list[str] = field(default_factory=list)
+    label_values: list[int] | None = None  # index masks: the label value of each class
+    remap: bool = False  # index masks whose labels are not 0..C-1: classes are the distinct labels in order
 
 
 def _from_patterns(patterns: dict, pattern_files: dict, n_classes: int, key_to_classes, is_empty) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
     img = np.zeros(n_classes, dtype=np.int64)
     tot = np.zeros(n_classes, dtype=np.int64)
     empty, files = 0, []
-    for key, (n_img, n_pix) in patterns.items():
+    for key, (n_img, n_pix, *_) in patterns.items():
         cls = key_to_classes(key)
         for c in cls:
             img[c] += n_img
@@ -82,17 +95,85 @@ def rgb_readings(stats: MaskStats) -> dict:
     }
 
 
+def dense_labels(labels: list[int]) -> bool:
+    """Whether sorted label values are taken as the class indices 0..max (a class missing in between is absent
+    from these masks, e.g. a VOC subset without class 7): when max < ``DENSE_UP_TO`` or at most half of
+    0..max is missing. Otherwise (a stray 5000, 0/100, 16-bit ids) the classes are the distinct labels in
+    increasing order, and the advice says how to remap."""
+    return labels[-1] + 1 <= max(2 * len(labels), DENSE_UP_TO)
+
+
+def resolve_void(stats: MaskStats, ignore_index) -> tuple[int | None, str | None, list[str]]:
+    """Decide the void label of index masks before the class table is built.
+
+    ``ignore_index``: an int (given by the user; already left out while reading), ``None`` (no void label) or
+    ``"auto"``: a value outside every palette's colour table, else 255 when it stands apart from the class
+    labels (254 absent, some label in 1..253 present: the PASCAL VOC / Cityscapes "void" convention) is taken
+    as void and dropped from the statistics. Returns ``(void value or None, assumption sentence, warnings)``.
+    """
+    if stats.kind != "index":
+        return (ignore_index if isinstance(ignore_index, int) else None), None, []
+    if isinstance(ignore_index, int) and not isinstance(ignore_index, bool):
+        return ignore_index, None, []
+    if ignore_index is None:
+        return None, None, []
+    labels = set(stats.label_counts)
+    warns: list[str] = []
+    void = None
+    why = ""
+    if stats.palette_sizes:
+        size = min(stats.palette_sizes)
+        outside = sorted(v for v in labels if v >= size)
+        if len(outside) == 1 and len(labels) > 1:
+            void = outside[0]
+            why = f"it lies outside the palette's colour table ({size} entries)"
+        elif len(outside) > 1:
+            warns.append(f"{len(outside)} label values lie outside the palette's colour table ({size} entries): "
+                         f"{', '.join(map(str, outside[:10]))}; if one of them marks 'void', pass --ignore-index N")
+    if void is None and 255 in labels and 254 not in labels and any(1 <= v <= 253 for v in labels):
+        void = 255
+        others = sorted(labels - {255})
+        why = (f"it stands apart from the class labels ({_label_range(others)}), the PASCAL VOC / Cityscapes convention "
+               "for 'void' (object boundaries, unlabelled regions)")
+    if void is None:
+        return None, None, warns
+    n_imgs = sum(e[0] for k, e in stats.patterns.items() if void in k)
+    n = stats.drop_label(void)
+    pct = n / max(n + stats.n_pixels, 1)
+    return void, (f"treating {void} as void (ignore_index={void}): {n:,} {{px}}s ({_pct(pct)}) in {n_imgs} {{img}}(s) are left out of every count and ignored by the loss, because {why}; pass --ignore-index none to count it "
+                  "as a class, or --ignore-index N for another void value"), warns
+
+
+def _label_range(vals: list[int]) -> str:
+    if not vals:
+        return "none"
+    if vals == list(range(vals[0], vals[-1] + 1)):
+        return f"{vals[0]}..{vals[-1]}" if len(vals) > 1 else str(vals[0])
+    return ", ".join(map(str, vals[:8])) + (", ..." if len(vals) > 8 else "")
+
+
 def class_table(stats: MaskStats, rgb_reading: str | None = None) -> tuple[ClassTable, dict | None]:
     """Turn a :class:`MaskStats` into a :class:`ClassTable` (and, for RGB, the colour report with the reading)."""
     if stats.kind is None:
         raise ValueError("no readable mask: nothing to advise on")
     if stats.kind == "index":
-        n = stats.pixel_counts.copy()
-        C = max(n.size, 1)
-        n = np.pad(n, (0, C - n.size))
-        img, tot, empty, files = _from_patterns(stats.patterns, stats.pattern_files, C, lambda k: k, lambda k: set(k) <= {0})
-        names = ["background"] + [f"class {c}" for c in range(1, C)]
-        return ClassTable(names, n, img, tot, stats.n_pixels, stats.n_images, stats.labelled, 0, np.zeros((C, C), np.int64), 0, False, empty, files), None
+        labels = sorted(stats.label_counts) or [0]
+        if dense_labels(labels):
+            # the label value is the class index; labels missing in between are classes without pixels
+            values = list(range(labels[-1] + 1))
+            names = ["background"] + [f"class {c}" for c in range(1, len(values))]
+            bg: int | None = 0
+        else:
+            # labels far from 0..C-1 (a stray value, 0/255, 16-bit ids): one class per distinct label, in order
+            values = labels
+            names = ["background" if v == 0 else f"label {v}" for v in values]
+            bg = 0 if values[0] == 0 else None
+        index = {v: i for i, v in enumerate(values)}
+        C = len(values)
+        n = np.array([stats.label_counts.get(v, 0) for v in values], dtype=np.int64)
+        img, tot, empty, files = _from_patterns(stats.patterns, stats.pattern_files, C, lambda k: [index[v] for v in k], lambda k: set(k) <= {0})
+        return ClassTable(names, n, img, tot, stats.n_pixels, stats.n_images, stats.labelled, 0, np.zeros((C, C), np.int64), bg, False, empty, files,
+                          label_values=values, remap=values != list(range(C))), None
 
     if stats.kind == "channels":
         C = int(stats.n_channels or 0)
@@ -162,7 +243,10 @@ def _channel_table(stats: MaskStats, names: list[str], pos: np.ndarray, labelled
 
 @dataclass
 class Advice:
-    """What :func:`seglab.advise.advise` found and recommends. ``to_dict()`` is the ``--json`` object."""
+    """What :func:`seglab.advise.advise` found and recommends. ``to_dict()`` is the ``--json`` object.
+
+    Counts keep the 2D names (``n_pixels``, ``n_images``, ``class_image_counts``...) for every input; for 3D
+    masks ``element == "voxel"`` and ``sample == "volume"`` say what they count."""
 
     encoding: str
     encoding_ambiguous: bool
@@ -201,9 +285,21 @@ class Advice:
     rgb: dict | None
     reasons: list[str]
     warnings: list[str]
+    assumptions: list[str] = field(default_factory=list)  # what the advice takes for granted (void label, remap...)
+    void_label: int | None = None  # the ignore_index used (given or detected)
+    label_values: list[int] | None = None  # index masks: label value of each class
+    element: str = "pixel"  # or "voxel" (3D masks)
+    sample: str = "image"  # or "volume"
+    spacing: dict | None = None  # NIfTI: {"median": [...], "min": [...], "max": [...], "anisotropy": x, "files": n}
+    class_weights_uncapped: list[float] = field(default_factory=list)
+    pos_weight_uncapped: list[float] | None = None
+    max_weight: float = MAX_WEIGHT
+    rare_rule: str = ""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        from seglab._version import __version__
+
+        return {"schema_version": SCHEMA_VERSION, "seglab_version": __version__, **asdict(self)}
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
@@ -226,12 +322,47 @@ def _pct(x: float) -> str:
     return f"{100 * x:.3g}%"
 
 
-def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index: int | None = None,
-              class_names: list[str] | None = None) -> Advice:
+def _spacing(stats: MaskStats) -> dict | None:
+    if not stats.spacings:
+        return None
+    sp = np.array([s for s, n in stats.spacings.items() for _ in range(n)], dtype=np.float64)
+    med = np.median(sp, axis=0)
+    aniso = [float(s.max() / s.min()) if s.min() > 0 else float("inf") for s in sp]
+    return {"median": [float(x) for x in med], "min": [float(x) for x in sp.min(0)], "max": [float(x) for x in sp.max(0)],
+            "anisotropy": max(aniso), "files": int(sum(stats.spacings.values())), "distinct": len(stats.spacings)}
+
+
+def _cap(w: list[float], cap: float, names: list[str], what: str, why: str) -> tuple[list[float], list[str]]:
+    if not np.isfinite(cap) or not any(x > cap for x in w):
+        return list(w), []
+    big = [(names[i], x) for i, x in enumerate(w) if x > cap]
+    return [min(x, cap) for x in w], [
+        f"{what} capped at {cap:g} (--max-weight): " + ", ".join(f"{n} {x:.4g}" for n, x in big[:8]) + (" ..." if len(big) > 8 else "")
+        + f" -> {cap:g}. {why}"]
+
+
+_CAP_WHY = ("A weight w scales that class's gradient by w; far above ~50 the few pixels of a tiny (maybe mislabelled) class dominate "
+            "every batch that holds them and early training swings (ENet bounds its class weights at 50 for this reason); the Dice "
+            "term already compensates class size. Pass --max-weight inf to keep the raw values")
+
+
+def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index="auto",
+              class_names: list[str] | None = None, max_weight: float = MAX_WEIGHT) -> Advice:
     """Build the :class:`Advice` from accumulated statistics; ``class_names`` replaces the generic names
-    when it has one name per class found."""
+    when it has one name per class found. ``ignore_index``: an int, ``None`` or ``"auto"`` (see
+    :func:`resolve_void`); ``max_weight``: cap on class weights and ``pos_weight`` (``inf``: no cap)."""
     if weights not in W.METHODS:
         raise ValueError(f"unknown class-weight method {weights!r}; expected one of {', '.join(W.METHODS)}")
+    if not max_weight > 0:
+        raise ValueError(f"max_weight must be > 0 (inf for no cap), got {max_weight}")
+    if stats.kind is None or stats.n_files == 0:
+        raise ValueError("no readable mask: nothing to advise on")
+    three_d = bool(stats.spatial_dims) and min(stats.spatial_dims) >= 3
+    px, img = ("voxel", "volume") if three_d else ("pixel", "image")
+    assumptions: list[str] = []
+    void, void_text, void_warns = resolve_void(stats, ignore_index)
+    if void_text:
+        assumptions.append(void_text.format(px=px, img=img))
     t, rgb = class_table(stats, rgb_reading)
     C = len(t.names)
     if class_names is not None:
@@ -242,7 +373,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         else:
             t.names = t.names[:1] + [str(n) for n in class_names]
     reasons: list[str] = []
-    warns: list[str] = []
+    warns: list[str] = list(void_warns)
     notes = list(stats.notes)
     enc_counts = dict(stats.encodings)
     encoding = max(enc_counts, key=enc_counts.get) if enc_counts else "unknown"
@@ -251,6 +382,16 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     if len(enc_counts) > 1 and stats.kind != "channels":
         notes.append(f"files use several encodings: {enc_counts}")
     ambiguous = bool(stats.ambiguous_files) or bool(rgb and rgb["ambiguous"])
+    if t.remap:
+        lv = t.label_values or []
+        assumptions.append(f"the label values ({_label_range(lv)}) are not the class indices 0..{C - 1}: each distinct value is one class, in "
+                           f"increasing order; remap targets before the loss (first line of the code below)")
+        strays = [v for v, c in zip(lv, t.pixel_counts) if v != 0 and c <= max(0.0001 * t.n_pixels, 1) and v > 2 * max(len(lv), 4)]
+        for v in strays[:3]:
+            files = stats.label_files.get(v, [])
+            warns.append(f"label {v} covers only {int(stats.label_counts[v])} {px}(s)" + (f", e.g. in {files[0]}" if files else "")
+                         + ": a stray value? fix the mask, or the advice keeps it as a class of its own")
+    spacing = _spacing(stats)
 
     n_pix = max(t.n_pixels, 1)
     freq = t.pixel_counts / n_pix
@@ -260,62 +401,73 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     # measured on the masks as given: the implicit background class is exactly the unlabelled pixels
     unlabelled = float(t.pixel_counts[0] / n_pix) if t.implicit_background else (t.n_pixels - t.labelled) / n_pix
     imbalance = float(freq[present].max() / freq[present].min()) if present.any() else None
+    ii, jj = np.nonzero(np.triu(t.pairs, 1)) if t.overlap else (np.zeros(0, int), np.zeros(0, int))
     pairs = [
-        {"classes": [i, j], "names": [t.names[i], t.names[j]], "pixels": int(t.pairs[i, j]), "fraction_of_labelled": float(t.pairs[i, j] / max(t.labelled, 1))}
-        for i in range(C) for j in range(i + 1, C) if t.pairs[i, j] > 0
+        {"classes": [int(i), int(j)], "names": [t.names[i], t.names[j]], "pixels": int(t.pairs[i, j]), "fraction_of_labelled": float(t.pairs[i, j] / max(t.labelled, 1))}
+        for i, j in zip(ii.tolist(), jj.tolist())
     ]
     pairs.sort(key=lambda p: -p["pixels"])
+    rare_rule = f"present in < {_pct(RARE_FRACTION)} of the {img}s (or in at most 2 {img}s), background excluded; counted only with > 2 {img}s"
     rare = [c for c in range(C) if t.image_counts[c] > 0 and (img_frac[c] < RARE_FRACTION or t.image_counts[c] <= 2) and c != t.background and t.n_images > 2]
-    warns += W.zero_count_warnings(t.pixel_counts, t.names)
+    zero = [c for c in range(C) if t.pixel_counts[c] == 0]
+    if len(zero) <= 3:
+        warns += [w.replace("pixel", px) for w in W.zero_count_warnings(t.pixel_counts, t.names)]
+    else:
+        warns.append(f"{len(zero)} classes have no {px} in these masks ({', '.join(t.names[c] for c in zero[:6])}{', ...' if len(zero) > 6 else ''}): "
+                     "their weights are set to 0 (not inf); the model cannot learn them from this data — if the labels are not contiguous, remap them")
     if C < 2 and t.overlap == 0:
-        warns.append("only one class found in all masks: there is nothing to segment (are these masks all background?)")
-    cw = W.class_weights(weights, t.pixel_counts, t.image_pixel_totals, beta=beta)
+        warns.append(f"only one class found in all masks: there is nothing to segment (are these masks all background?)")
+    cw_raw = [float(x) for x in W.class_weights(weights, t.pixel_counts, t.image_pixel_totals, beta=beta)]
+    cw, cw_cap_warn = _cap(cw_raw, max_weight, t.names, "class weights", _CAP_WHY)
     if weights == "effective" and present.any() and t.pixel_counts[present].min() > 10 / (1 - beta):
-        warns.append(f"effective-number weights saturate: every class has more than {10 / (1 - beta):.0f} pixels, so (1 - beta^n) ~ 1 and the weights "
+        warns.append(f"effective-number weights saturate: every class has more than {10 / (1 - beta):.0f} {px}s, so (1 - beta^n) ~ 1 and the weights "
                      f"are nearly uniform with beta={beta}; use a beta closer to 1 (--beta) or another method")
 
     # findings as reasons
     if t.overlap > 0:
         mode = "multilabel"
-        reasons.append(f"{_pct(overlap_frac)} of labelled pixels carry more than one class ({t.overlap} pixels)"
+        reasons.append(f"{_pct(overlap_frac)} of labelled {px}s carry more than one class ({t.overlap} {px}s)"
                        + (f", mostly {pairs[0]['names'][0]} + {pairs[0]['names'][1]}" if pairs else "")
                        + ": classes are not mutually exclusive, so each channel needs its own sigmoid (multilabel), not a softmax")
     else:
         mode = "binary" if C == 2 else "multiclass"
         if t.implicit_background:
-            reasons.append(f"channels never overlap but {_pct(t.pixel_counts[0] / n_pix)} of pixels have no class: added an implicit background "
+            reasons.append(f"channels never overlap but {_pct(t.pixel_counts[0] / n_pix)} of {px}s have no class: added an implicit background "
                            "class 0 so that every pixel has exactly one class; build targets with "
                            "`target = torch.cat([1 - y.sum(1, keepdim=True), y], 1).argmax(1)`")
         if mode == "binary":
             reasons.append("2 mutually exclusive classes: binary mode, one output channel with a sigmoid "
                            "(equivalent to a 2-class softmax, with half the outputs)")
         else:
-            reasons.append(f"{C} classes and no pixel with more than one class: classes are mutually exclusive, so softmax over {C} channels (multiclass)")
+            reasons.append(f"{C} classes and no {px} with more than one class: classes are mutually exclusive, so softmax over {C} channels (multiclass)")
     activation = "softmax" if mode == "multiclass" else "sigmoid"
     out_channels = C if mode != "binary" else 1
 
     kwargs: dict = {}
     pw: list[float] | None = None
+    pw_raw: list[float] | None = None
     include_bg = True
     if mode == "multiclass":
         bg = t.background
         if bg is not None:
-            reasons.append(f"every pixel has a class; class {bg} ({t.names[bg]}) is taken as the background: {_pct(freq[bg])} of pixels")
+            reasons.append(f"every {px} has a class; class {bg} ({t.names[bg]}) is taken as the background: {_pct(freq[bg])} of {px}s")
         if imbalance is not None and imbalance > BALANCED:
             loss = "dice+ce"
             small = int(np.argmin(np.where(present, freq, np.inf)))
             big = int(np.argmax(freq))
-            reasons.append(f"imbalance ratio {imbalance:.3g} (> {BALANCED:g}): {t.names[big]} covers {_pct(freq[big])} of pixels, {t.names[small]} only "
+            reasons.append(f"imbalance ratio {imbalance:.3g} (> {BALANCED:g}): {t.names[big]} covers {_pct(freq[big])} of {px}s, {t.names[small]} only "
                            f"{_pct(freq[small])}; Dice is insensitive to class size and CE keeps gradients smooth, so Dice + CE")
-            kwargs["class_weights"] = [float(x) for x in cw]
-            reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice)")
+            warns += cw_cap_warn
+            kwargs["class_weights"] = cw
+            reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice)"
+                           + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
             if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
                 include_bg = False
-                reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of pixels (>= {_pct(BACKGROUND_DOMINANT)}), its near-perfect "
+                reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of {px}s (>= {_pct(BACKGROUND_DOMINANT)}), its near-perfect "
                                "Dice would dilute the foreground classes")
             else:
                 reasons.append("Dice includes the background: " + ("there is no background class" if bg is None else
-                               f"the background holds only {_pct(freq[bg])} of pixels (< {_pct(BACKGROUND_DOMINANT)})"))
+                               f"the background holds only {_pct(freq[bg])} of {px}s (< {_pct(BACKGROUND_DOMINANT)})"))
             kwargs["include_background"] = include_bg
         else:
             loss = "ce"
@@ -326,20 +478,21 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
             pos_counts = t.pixel_counts[1:]
         else:
             pos_counts = t.pixel_counts
-        pw = [float(x) for x in W.pos_weight(pos_counts, t.n_pixels)]
-        worst = max(pw)
+        pw_raw = [float(x) for x in W.pos_weight(pos_counts, t.n_pixels)]
+        pw = list(pw_raw)
+        worst = max(pw_raw)
         names = t.names[1:] if mode == "binary" else t.names
         if worst > BALANCED:
             loss = "dice+ce"
-            j = int(np.argmax(pw))
-            reasons.append(f"{names[j]} is positive in {_pct(pos_counts[j] / n_pix)} of pixels: negatives/positives = {worst:.3g} (> {BALANCED:g}); "
+            j = int(np.argmax(pw_raw))
+            reasons.append(f"{names[j]} is positive in {_pct(pos_counts[j] / n_pix)} of {px}s: negatives/positives = {worst:.3g} (> {BALANCED:g}); "
                            "BCE-with-logits + Dice with pos_weight = negatives/positives per channel")
+            pw, cap_warn = _cap(pw_raw, max_weight, names, "pos_weight", _CAP_WHY)
+            warns += cap_warn
             kwargs["pos_weight"] = pw
-            if worst > 100:
-                warns.append(f"pos_weight up to {worst:.3g}: very large weights can destabilise early training; consider capping (e.g. at 100) or focal loss")
         else:
             loss = "ce"
-            pw = None
+            pw = pw_raw = None
             reasons.append(f"every channel has negatives/positives <= {BALANCED:g}: plain BCE-with-logits, no pos_weight")
         if mode == "binary":
             reasons.append("binary mode has a single (foreground) output channel: there is no background channel to exclude from Dice")
@@ -351,18 +504,26 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         efrac = t.empty_images / t.n_images
         if efrac >= EMPTY_FOR_BATCH_DICE or rare:
             kwargs["batch"] = True
-            why = f"{_pct(efrac)} of images are empty" if efrac >= EMPTY_FOR_BATCH_DICE else f"{len(rare)} class(es) appear in few images"
-            reasons.append(f"batch Dice (batch=True): {why}, and per-image Dice of a class absent from an image is undefined or noisy")
+            why = f"{_pct(efrac)} of {img}s are empty" if efrac >= EMPTY_FOR_BATCH_DICE else f"{len(rare)} class(es) are present in few {img}s"
+            reasons.append(f"batch Dice (batch=True): {why}, and per-{img} Dice of a class absent from an {img} is undefined or noisy")
     if rare:
-        warns.append("rare classes (present in few images): " + ", ".join(f"{t.names[c]} in {int(t.image_counts[c])}/{t.n_images} images" for c in rare)
-                     + "; consider oversampling images that contain them")
+        warns.append(f"classes present in < {_pct(RARE_FRACTION)} of {img}s (or in <= 2): "
+                     + ", ".join(f"{t.names[c]} in {int(t.image_counts[c])}/{t.n_images} {img}s" for c in rare)
+                     + f"; consider oversampling the {img}s that contain them")
     if t.empty_images:
-        reasons.append(f"{t.empty_images} of {t.n_images} images are empty (no foreground)")
-    if ignore_index is not None and stats.kind == "index":
-        kwargs["ignore_index"] = int(ignore_index)
-        reasons.append(f"{stats.n_ignored} pixels equal ignore_index={ignore_index} and were left out of every count; the loss ignores them too")
-    if stats.kind == "index" and ignore_index is None and C > 2 and t.pixel_counts.size >= 256 and t.pixel_counts[255] > 0 and present[:255].sum() < 200:
-        warns.append("label 255 occurs next to a few small labels: it is usually a 'void' boundary value — rerun with --ignore-index 255")
+        reasons.append(f"{t.empty_images} of {t.n_images} {img}s are empty (no foreground)")
+    if void is not None and stats.kind == "index":
+        kwargs["ignore_index"] = int(void)
+        if not void_text:
+            reasons.append(f"{stats.n_ignored} {px}s equal ignore_index={void} and were left out of every count; the loss ignores them too")
+    if spacing:
+        med = spacing["median"]
+        sp_txt = " x ".join(f"{x:.3g}" for x in med)
+        if spacing["anisotropy"] > ANISOTROPY:
+            warns.append(f"anisotropic {px}s: spacing up to {spacing['anisotropy']:.3g}x larger along one axis (> {ANISOTROPY:g}, nnU-Net's threshold; "
+                         f"median spacing {sp_txt}): consider resampling, or 2D / in-plane patches")
+        if spacing["distinct"] > 1:
+            notes.append(f"{spacing['distinct']} different {px} spacings across the {img}s (median {sp_txt}): resample to one spacing before training")
     if rgb:
         other = "classes" if rgb["reading"] == "multilabel" else "multilabel"
         if rgb["ambiguous"]:
@@ -370,6 +531,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
                            "(a) multilabel — R, G, B are independent labels and a mixed colour is an overlap (magenta = red + blue); "
                            "(b) classes — every colour is its own, mutually exclusive class. "
                            f"This advice assumes the {rgb['reading']} reading; pass --rgb-reading {other} for the other")
+            assumptions.append(f"RGB colours read as {rgb['reading']} (ambiguous); pass --rgb-reading {other} for the other reading")
         else:
             why = "the colours are not sums of primary channels" if not rgb["decomposable"] else "no colour mixes two primaries"
             reasons.append(f"RGB masks: {len(rgb['colours'])} distinct colours, each read as its own class ({why})")
@@ -384,7 +546,14 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     args = [f'"{loss}"', f'mode="{mode}"']
     for k, v in kwargs.items():
         args.append(f"{k}={_tensor(v)}" if isinstance(v, list) else f"{k}={v!r}")
-    code = "import torch\nimport seglab\n\n" + f"loss = seglab.get_loss({', '.join(args)})"
+    code = "import torch\nimport seglab\n\n"
+    if t.remap:
+        lv = f"torch.tensor({list(t.label_values or [])})"
+        remap = f"torch.searchsorted({lv}, target)"
+        if void is not None:
+            remap = f"torch.where(target == {void}, {void}, {remap})"
+        code += f"# target = {remap}  # label value -> class index 0..{C - 1}\n"
+    code += f"loss = seglab.get_loss({', '.join(args)})"
     if mode == "multiclass":
         code += f"\n# model outputs {C} raw logits (no softmax layer); prediction = seglab.predict(logits, \"multiclass\")  # argmax"
     elif mode == "binary":
@@ -402,5 +571,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         unlabelled_fraction=float(unlabelled), background_class=t.background, imbalance_ratio=imbalance, rare_classes=rare,
         empty_masks=int(t.empty_images), empty_mask_files=t.empty_files, n_files=stats.n_files, n_images=stats.n_images,
         n_pixels=int(t.n_pixels), n_ignored_pixels=int(stats.n_ignored), skipped=[{"file": f, "error": e} for f, e in stats.skipped],
-        n_skipped=stats.n_skipped, rgb=rgb, reasons=reasons, warnings=warns,
+        n_skipped=stats.n_skipped, rgb=rgb, reasons=reasons, warnings=warns, assumptions=assumptions,
+        void_label=None if void is None else int(void), label_values=t.label_values, element=px, sample=img, spacing=spacing,
+        class_weights_uncapped=cw_raw, pos_weight_uncapped=pw_raw, max_weight=float(max_weight), rare_rule=rare_rule,
     )

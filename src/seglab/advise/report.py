@@ -1,4 +1,9 @@
-"""Human-readable rendering of an :class:`~seglab.advise.recommend.Advice` with rich (tables, panels)."""
+"""Rendering of an :class:`~seglab.advise.recommend.Advice`: rich tables and panels on a terminal
+(:func:`render`), plain unwrapped text when piped or redirected (:func:`render_plain`).
+
+Both put what the advice assumes (a void label, a label remap, an RGB reading) right after the first line,
+and print the code lines whole: a terminal may wrap them on screen, but no newline is ever inserted into them.
+"""
 
 from __future__ import annotations
 
@@ -9,73 +14,138 @@ if TYPE_CHECKING:
 
     from seglab.advise.recommend import Advice
 
+MAX_ROWS = 40  # with more classes than this, classes without any pixel are left out of the table (and counted)
+
+
+def _header(a: Advice) -> str:
+    enc = a.encoding + (" (ambiguous)" if a.encoding_ambiguous else "")
+    return (f"seglab advise — {a.n_files} mask file(s)/array(s), {a.n_images} {a.sample}(s), {a.n_pixels:,} {a.element}s; "
+            f"encoding: {enc}")
+
+
+def _rows(a: Advice) -> tuple[list[list[str]], list[str], int]:
+    """Table rows, column names, and how many zero-pixel classes were left out."""
+    cols = ["#"] + (["label"] if a.label_values is not None and a.label_values != list(range(a.num_classes)) else []) + [
+        "class", f"{a.element}s", f"{a.element} freq", f"in {a.sample}s", f"weight ({a.weights_method})"]
+    if a.pos_weight is not None:
+        cols.append("pos_weight")
+    pw_offset = a.num_classes - len(a.pos_weight) if a.pos_weight is not None else 0
+    keep = range(a.num_classes)
+    if a.num_classes > MAX_ROWS:
+        keep = [c for c in keep if a.class_pixel_counts[c] > 0]
+    rows = []
+    for c in keep:
+        row = [str(c)] + ([str(a.label_values[c])] if "label" in cols else []) + [
+            a.class_names[c], f"{a.class_pixel_counts[c]:,}", f"{a.class_frequencies[c]:.4%}",
+            f"{a.class_image_counts[c]}/{a.n_images} ({a.class_image_fractions[c]:.0%})", f"{a.class_weights[c]:.4g}"]
+        if a.pos_weight is not None:
+            row.append(f"{a.pos_weight[c - pw_offset]:.4g}" if c >= pw_offset else "—")
+        rows.append(row)
+    return rows, cols, a.num_classes - len(rows)
+
+
+def _findings(a: Advice) -> list[tuple[str, str]]:
+    px, img = a.element, a.sample
+    f = [("multi-label " + px + "s", f"{a.multilabel_overlap_fraction:.4%} of labelled {px}s")]
+    for p in a.overlap_pairs[:10]:
+        f.append(("", f"{p['names'][0]} + {p['names'][1]}: {p['pixels']:,} {px}s ({p['fraction_of_labelled']:.3%})"))
+    f.append((f"every {px} labelled", "yes" if a.every_pixel_labelled else f"no — {a.unlabelled_fraction:.3%} of {px}s have no class"))
+    if a.void_label is not None:
+        f.append(("void (ignored)", f"label {a.void_label}: {a.n_ignored_pixels:,} {px}s"))
+    f.append(("imbalance ratio", "n/a" if a.imbalance_ratio is None else f"{a.imbalance_ratio:.4g} (largest / smallest class {px} frequency)"))
+    f.append((f"empty {img}s", f"{a.empty_masks}/{a.n_images}" + (f" e.g. {', '.join(a.empty_mask_files[:3])}" if a.empty_mask_files else "")))
+    f.append((f"classes in < 5% of {img}s", ", ".join(a.class_names[c] for c in a.rare_classes) or "none"))
+    if a.spacing:
+        s = a.spacing
+        med = " x ".join(f"{x:.4g}" for x in s["median"])
+        rng = "" if s["distinct"] == 1 else (" (per axis min " + " x ".join(f"{x:.4g}" for x in s["min"])
+                                              + ", max " + " x ".join(f"{x:.4g}" for x in s["max"]) + ")")
+        f.append((f"{px} spacing", f"{med} (median over {s['files']} file(s), header units){rng}"))
+        f.append(("anisotropy", f"{s['anisotropy']:.3g} (largest / smallest spacing of a {img}, worst {img})"))
+    if a.rgb:
+        f.append(("colours", ", ".join(c["name"] for c in a.rgb["colours"])))
+        f.append(("RGB reading", f"{a.rgb['reading']}" + (" (ambiguous: see reasons)" if a.rgb["ambiguous"] else "")))
+    return f
+
+
+def _recommendation(a: Advice) -> list[tuple[str, str]]:
+    return [("mode", a.mode), ("final activation", f"{a.activation} ({a.out_channels} output channel(s))"), ("loss", a.loss),
+            ("Dice includes background", str(a.include_background))]
+
 
 def render(advice: Advice, console: Console) -> None:
-    """Print the report to ``console``."""
+    """Print the report to a rich ``console`` (a terminal)."""
     from seglab._extras import require
 
     require("rich", "the advice report")
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.table import Table
 
     a = advice
-    enc = a.encoding + (" [yellow](ambiguous)[/]" if a.encoding_ambiguous else "")
-    console.print(f"[bold]seglab advise[/] — {a.n_files} mask file(s)/array(s), {a.n_images} image(s), {a.n_pixels:,} pixels; encoding: {enc}")
+    console.print(escape(_header(a)), highlight=False)
+    for s in a.assumptions:
+        console.print(f"[bold yellow]assumption:[/] {escape(s)}")
     for n in a.encoding_notes:
-        console.print(f"  note: {n}")
+        console.print(f"  note: {escape(n)}")
+    rows, cols, left_out = _rows(a)
     t = Table(title="classes", title_justify="left")
-    for col in ("#", "class", "pixels", "pixel freq", "in images", "weight (" + a.weights_method + ")"):
-        t.add_column(col, justify="right" if col not in ("class",) else "left")
-    if a.pos_weight is not None:
-        t.add_column("pos_weight", justify="right")
-    pw_offset = a.num_classes - len(a.pos_weight) if a.pos_weight is not None else 0
-    for c in range(a.num_classes):
-        row = [str(c), a.class_names[c], f"{a.class_pixel_counts[c]:,}", f"{a.class_frequencies[c]:.4%}",
-               f"{a.class_image_counts[c]}/{a.n_images} ({a.class_image_fractions[c]:.0%})", f"{a.class_weights[c]:.4g}"]
-        if a.pos_weight is not None:
-            row.append(f"{a.pos_weight[c - pw_offset]:.4g}" if c >= pw_offset else "—")
-        t.add_row(*row)
+    for col in cols:
+        t.add_column(col, justify="left" if col == "class" else "right")
+    for row in rows:
+        t.add_row(*map(escape, row))
     console.print(t)
+    if left_out:
+        console.print(f"  ({left_out} classes without any {a.element} not shown)")
     f = Table.grid(padding=(0, 2))
-    f.add_row("multi-label pixels", f"{a.multilabel_overlap_fraction:.4%} of labelled pixels")
-    for p in a.overlap_pairs[:10]:
-        f.add_row("", f"{p['names'][0]} + {p['names'][1]}: {p['pixels']:,} px ({p['fraction_of_labelled']:.3%})")
-    f.add_row("every pixel labelled", "yes" if a.every_pixel_labelled else f"no — {a.unlabelled_fraction:.3%} of pixels have no class")
-    f.add_row("imbalance ratio", "n/a" if a.imbalance_ratio is None else f"{a.imbalance_ratio:.4g} (largest / smallest class frequency)")
-    f.add_row("empty masks", f"{a.empty_masks}/{a.n_images}" + (f" e.g. {', '.join(a.empty_mask_files[:3])}" if a.empty_mask_files else ""))
-    f.add_row("rare classes", ", ".join(a.class_names[c] for c in a.rare_classes) or "none")
-    if a.rgb:
-        f.add_row("colours", ", ".join(c["name"] for c in a.rgb["colours"]))
-        f.add_row("RGB reading", f"{a.rgb['reading']}" + (" (ambiguous: see reasons)" if a.rgb["ambiguous"] else ""))
+    for k, v in _findings(a):
+        f.add_row(k, escape(v))
     console.print(Panel(f, title="findings", title_align="left"))
     rec = Table.grid(padding=(0, 2))
-    rec.add_row("mode", f"[bold]{a.mode}[/]")
-    rec.add_row("final activation", f"[bold]{a.activation}[/] ({a.out_channels} output channel(s))")
-    rec.add_row("loss", f"[bold]{a.loss}[/]")
-    rec.add_row("Dice includes background", str(a.include_background))
+    for k, v in _recommendation(a):
+        rec.add_row(k, f"[bold]{escape(v)}[/]")
     console.print(Panel(rec, title="recommendation", title_align="left"))
     console.print("[bold]why[/]")
     for r in a.reasons:
-        console.print(f"  • {r}")
+        console.print(f"  • {escape(r)}")
     for w in a.warnings:
-        console.print(f"  [yellow]! {w}[/]")
-    console.print(Syntax(a.code, "python", theme="ansi_dark", word_wrap=True))
+        console.print(f"  [yellow]! {escape(w)}[/]")
+    # highlighted, but never wrapped by rich: soft_wrap leaves long lines whole (the terminal may fold them on screen)
+    console.print(Syntax(a.code, "python", theme="ansi_dark").highlight(a.code), soft_wrap=True)
     if a.skipped:
         console.print(f"[red]skipped {a.n_skipped} file(s):[/]")
         for s in a.skipped:
-            console.print(f"  {s['error']}")
+            console.print(f"  {escape(s['error'])}", soft_wrap=True)
 
 
-def render_text(advice: Advice, width: int = 110) -> str:
-    """The report as plain text (no colours)."""
-    import io
+def render_plain(advice: Advice) -> str:
+    """The report as plain text: no colours, no box drawing, no wrapped line (for pipes and files)."""
+    a = advice
+    out = [_header(a)]
+    out += [f"assumption: {s}" for s in a.assumptions]
+    out += [f"note: {n}" for n in a.encoding_notes]
+    rows, cols, left_out = _rows(a)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+    just = ["<" if c == "class" else ">" for c in cols]
+    line = lambda r: "  " + "  ".join(f"{x:{j}{w}}" for x, j, w in zip(r, just, widths)).rstrip()  # noqa: E731
+    out += ["", "classes", line(cols)] + [line(r) for r in rows]
+    if left_out:
+        out.append(f"  ({left_out} classes without any {a.element} not shown)")
+    f = _findings(a)
+    kw = max(len(k) for k, _ in f)
+    out += ["", "findings"] + [f"  {k:<{kw}}  {v}" for k, v in f]
+    rec = _recommendation(a)
+    kw = max(len(k) for k, _ in rec)
+    out += ["", "recommendation"] + [f"  {k:<{kw}}  {v}" for k, v in rec]
+    out += ["", "why"] + [f"  - {r}" for r in a.reasons] + [f"  ! {w}" for w in a.warnings]
+    out += ["", a.code]
+    if a.skipped:
+        out += ["", f"skipped {a.n_skipped} file(s):"] + [f"  {s['error']}" for s in a.skipped]
+    return "\n".join(out) + "\n"
 
-    from seglab._extras import require
 
-    require("rich", "the advice report")
-    from rich.console import Console
-
-    buf = io.StringIO()
-    render(advice, Console(file=buf, width=width, no_color=True, force_terminal=False))
-    return buf.getvalue()
+def render_text(advice: Advice, width: int | None = None) -> str:
+    """The report as plain text (``str(advice)``); ``width`` is accepted for compatibility and ignored:
+    lines are never wrapped."""
+    return render_plain(advice)

@@ -27,6 +27,8 @@ FORMATS = ("auto", "index", "onehot", "rgb")
 MAX_CHANNELS = 32  # a leading axis longer than this is spatial, not a channel axis
 MAX_COLOURS = 1024  # more distinct colours than this is a photo or an anti-aliased render, not a label mask
 MAX_LISTED = 50  # file names kept for the "empty" / "skipped" lists (counts are always exact)
+MAX_LABELS = 1024  # more distinct label values than this is an intensity image, not a label mask
+MAX_LABEL_VALUE = 65535  # a larger label value is not a class index (a 16-bit PNG holds at most 65535)
 
 COLOUR_NAMES = {
     (0, 0, 0): "black", (255, 255, 255): "white", (255, 0, 0): "red", (0, 255, 0): "green", (0, 0, 255): "blue",
@@ -49,6 +51,7 @@ class Decoded:
     images: list[np.ndarray]  # index: int (*spatial); channels: bool (C, *spatial); rgb: uint8 (H, W, 3)
     ambiguous: bool = False
     note: str = ""
+    meta: dict = field(default_factory=dict)  # what the file says: palette_size, spacing (NIfTI header)
 
 
 def _is_integer_valued(a: np.ndarray) -> bool:
@@ -95,8 +98,15 @@ def decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
     """Infer (or apply a forced ``fmt``) encoding of one file's array and split it into images.
 
     Raises ``ValueError`` (without the file name; the caller adds it) when the array cannot be a mask in the
-    requested or any encoding.
+    requested or any encoding. ``meta["palette_size"]`` and ``meta["spacing"]`` (from the file) are passed on
+    in ``Decoded.meta``.
     """
+    d = _decode(arr, meta, fmt)
+    d.meta = {k: meta[k] for k in ("palette_size", "spacing") if meta.get(k) is not None}
+    return d
+
+
+def _decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     kind = meta.get("kind", "numpy")
@@ -199,6 +209,12 @@ class MaskStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     n_skipped: int = 0
     pattern_files: dict = field(default_factory=dict)  # pattern -> up to MAX_LISTED file names
+    # index path: label value -> pixels (a dict: as large as the number of distinct labels, whatever their values)
+    label_counts: Counter = field(default_factory=Counter)
+    label_files: dict = field(default_factory=dict)  # label value -> up to 3 file names (to point at stray values)
+    spatial_dims: Counter = field(default_factory=Counter)  # 2 (pixels/images) or 3 (voxels/volumes) -> images
+    spacings: Counter = field(default_factory=Counter)  # NIfTI voxel spacing (from the header) -> files
+    palette_sizes: Counter = field(default_factory=Counter)  # palette PNG/TIFF: colour-table entries -> files
 
     def skip(self, name: str, error: str) -> None:
         self.n_skipped += 1
@@ -207,28 +223,54 @@ class MaskStats:
 
     def add(self, dec: Decoded, name: str) -> None:
         """Accumulate one decoded file; raises ``ValueError`` if it conflicts with files read before."""
-        if self.kind is None:
-            self.kind = dec.kind
-        elif dec.kind != self.kind:
+        if self.kind is not None and dec.kind != self.kind:
             raise ValueError(f"encoding {dec.encoding!r} differs from the earlier files ({self.kind!r}); pass --format to force one")
+        # validate every image before touching any counter (the kind included), so that a bad file leaves no
+        # partial statistics and a folder of bad files leaves ``n_files == 0``
+        uniques: list[tuple[np.ndarray, np.ndarray]] = []
         if dec.kind == "channels":
             c = dec.images[0].shape[0]
-            if self.n_channels is None:
-                self.n_channels = c
-                self.pixel_counts = np.zeros(c, dtype=np.int64)
-                self.pairs = np.zeros((c, c), dtype=np.int64)
-            elif c != self.n_channels:
+            if self.n_channels is not None and c != self.n_channels:
                 raise ValueError(f"{c} channels, but earlier files have {self.n_channels}")
-        # validate every image before touching the counters, so a bad file leaves no partial statistics
         if dec.kind == "index":
             for im in dec.images:
-                vals = im if self.ignore_index is None else im[im != self.ignore_index]
-                if vals.size and vals.min() < 0:
-                    raise ValueError(f"negative label {int(vals.min())} (pass --ignore-index for a 'void' value)")
-                if vals.size and vals.max() > 65535:
-                    raise ValueError(f"label {int(vals.max())} is too large for a class index")
-        for im in dec.images:
-            getattr(self, f"_add_{dec.kind}")(im, name)
+                lab = im.reshape(-1)
+                if self.ignore_index is not None:
+                    lab = lab[lab != self.ignore_index]
+                # distinct labels and their counts: memory and time follow the number of distinct labels,
+                # never the largest label value
+                vals, cnts = np.unique(lab, return_counts=True)
+                if vals.size and vals[0] < 0:
+                    raise ValueError(f"negative label {int(vals[0])} (if it marks 'void', pass --ignore-index {int(vals[0])})")
+                if vals.size and vals[-1] > MAX_LABEL_VALUE:
+                    raise ValueError(f"label {int(vals[-1])} is too large for a class index (> {MAX_LABEL_VALUE})")
+                if len(set(self.label_counts) | set(vals.tolist())) > MAX_LABELS:
+                    raise ValueError(f"more than {MAX_LABELS} distinct label values: not a label mask (an intensity image?)")
+                uniques.append((vals.astype(np.int64), cnts.astype(np.int64)))
+        if dec.kind == "rgb":
+            for im in dec.images:
+                self._check_rgb(im)
+        if dec.kind == "channels" and self.n_channels is None:
+            c = dec.images[0].shape[0]
+            self.n_channels = c
+            self.pixel_counts = np.zeros(c, dtype=np.int64)
+            self.pairs = np.zeros((c, c), dtype=np.int64)
+        self.kind = dec.kind
+        if dec.kind == "index":
+            for im, (vals, cnts) in zip(dec.images, uniques):
+                self._add_index(im, vals, cnts, name)
+        else:
+            for im in dec.images:
+                getattr(self, f"_add_{dec.kind}")(im, name)
+        sd = dec.images[0].ndim - (1 if dec.kind == "channels" else 0) - (1 if dec.kind == "rgb" else 0)
+        self.spatial_dims[sd] += len(dec.images)
+        if meta := dec.meta:
+            if meta.get("palette_size") is not None:
+                self.palette_sizes[int(meta["palette_size"])] += 1
+            if meta.get("spacing") is not None:
+                sp = tuple(round(float(x), 4) for x in meta["spacing"])
+                if sp in self.spacings or len(self.spacings) < MAX_LISTED:
+                    self.spacings[sp] += 1
         self.n_files += 1
         self.n_images += len(dec.images)
         self.encodings[dec.encoding] += 1
@@ -237,28 +279,54 @@ class MaskStats:
         if dec.note:
             self.notes[dec.note] += 1
 
-    def _pattern(self, key: tuple, pixels: int, name: str) -> None:
-        entry = self.patterns.setdefault(key, [0, 0])
+    def _pattern(self, key: tuple, pixels: int, name: str, per_label: dict | None = None) -> None:
+        entry = self.patterns.setdefault(key, [0, 0, {}])
         entry[0] += 1
         entry[1] += pixels
+        for k, v in (per_label or {}).items():  # index masks: pixels per label, so that a void label can be dropped later
+            entry[2][k] = entry[2].get(k, 0) + v
         files = self.pattern_files.setdefault(key, [])
         if len(files) < MAX_LISTED:
             files.append(name)
 
-    def _add_index(self, im: np.ndarray, name: str) -> None:
-        lab = im.reshape(-1)
-        if self.ignore_index is not None:
-            keep = lab != self.ignore_index
-            self.n_ignored += int(lab.size - np.count_nonzero(keep))
-            lab = lab[keep]
-        lab = lab.astype(np.int64, copy=False)
-        bc = np.bincount(lab, minlength=self.pixel_counts.size) if lab.size else np.zeros(self.pixel_counts.size, np.int64)
-        if bc.size > self.pixel_counts.size:
-            self.pixel_counts = np.concatenate([self.pixel_counts, np.zeros(bc.size - self.pixel_counts.size, np.int64)])
-        self.pixel_counts += bc
-        self.n_pixels += int(lab.size)
-        self.labelled += int(lab.size)
-        self._pattern(tuple(np.flatnonzero(bc).tolist()), int(lab.size), name)
+    def _add_index(self, im: np.ndarray, vals: np.ndarray, cnts: np.ndarray, name: str) -> None:
+        n = int(cnts.sum())
+        self.n_ignored += int(im.size) - n
+        per = dict(zip(vals.tolist(), cnts.tolist()))
+        for v, c in per.items():
+            self.label_counts[v] += c
+            files = self.label_files.setdefault(v, [])
+            if len(files) < 3:
+                files.append(name)
+        self.n_pixels += n
+        self.labelled += n
+        self._pattern(tuple(vals.tolist()), n, name, per)
+
+    def drop_label(self, value: int) -> int:
+        """Treat label ``value`` as void after the fact: remove its pixels from every count and pattern
+        (index masks). Returns the number of pixels removed."""
+        n = int(self.label_counts.pop(value, 0))
+        self.label_files.pop(value, None)
+        if not n:
+            return 0
+        self.n_ignored += n
+        self.n_pixels -= n
+        self.labelled -= n
+        patterns: dict = {}
+        files: dict = {}
+        for key, (n_img, n_pix, per) in self.patterns.items():
+            per = dict(per)
+            gone = per.pop(value, 0)
+            k = tuple(v for v in key if v != value)
+            e = patterns.setdefault(k, [0, 0, {}])
+            e[0] += n_img
+            e[1] += n_pix - gone
+            for lv, c in per.items():
+                e[2][lv] = e[2].get(lv, 0) + c
+            fl = files.setdefault(k, [])
+            fl.extend(self.pattern_files.get(key, [])[: max(0, MAX_LISTED - len(fl))])
+        self.patterns, self.pattern_files = patterns, files
+        return n
 
     def _add_channels(self, im: np.ndarray, name: str) -> None:
         c = im.shape[0]
@@ -284,11 +352,19 @@ class MaskStats:
         key = ((-1,) if int(np.count_nonzero(k)) < p else ()) + tuple(np.flatnonzero(pos).tolist())
         self._pattern(key, p, name)
 
-    def _add_rgb(self, im: np.ndarray, name: str) -> None:
-        code = (im[..., 0].astype(np.uint32) << 16) | (im[..., 1].astype(np.uint32) << 8) | im[..., 2].astype(np.uint32)
-        cols, counts = np.unique(code.reshape(-1), return_counts=True)
+    @staticmethod
+    def _rgb_code(im: np.ndarray) -> np.ndarray:
+        return (im[..., 0].astype(np.uint32) << 16) | (im[..., 1].astype(np.uint32) << 8) | im[..., 2].astype(np.uint32)
+
+    def _check_rgb(self, im: np.ndarray) -> None:
+        cols = np.unique(self._rgb_code(im).reshape(-1))
         if len(set(self.colour_counts) | set(cols.tolist())) > MAX_COLOURS:
-            raise ValueError(f"more than {MAX_COLOURS} distinct colours: not a colour-coded label mask (anti-aliased or photographic?)")
+            raise ValueError(f"more than {MAX_COLOURS} distinct colours ({cols.size} in this image): not a colour-coded label mask "
+                             "(anti-aliased, JPEG-compressed or a photograph?)")
+
+    def _add_rgb(self, im: np.ndarray, name: str) -> None:
+        code = self._rgb_code(im)
+        cols, counts = np.unique(code.reshape(-1), return_counts=True)
         for col, cnt in zip(cols.tolist(), counts.tolist()):
             self.colour_counts[col] += cnt
         self.n_pixels += int(code.size)

@@ -62,7 +62,9 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, dict]:
 
     Returns ``(array, meta)`` with ``meta`` keys: ``"kind"`` (``"image"``, ``"numpy"`` or ``"nifti"``),
     ``"palette"`` (``True`` for a palette PNG/TIFF, whose values are class indices), ``"mode"`` (the Pillow
-    mode for images, else ``None``). Raises ``ValueError`` naming the file when it cannot be read.
+    mode for images, else ``None``), ``"palette_size"`` (palette images: entries of the colour table, so that
+    values outside it can be told apart), ``"spacing"`` (NIfTI: voxel size per spatial axis from the header,
+    in the header's units, usually mm). Raises ``ValueError`` naming the file when it cannot be read.
     """
     path = Path(path)
     suffix = file_suffix(path)
@@ -73,6 +75,16 @@ def read_mask(path: str | Path) -> tuple[np.ndarray, dict]:
             with Image.open(path) as im:
                 meta["mode"] = im.mode
                 meta["palette"] = im.mode == "P"
+                if meta["palette"]:
+                    pal = im.getpalette()
+                    meta["palette_size"] = len(pal) // 3 if pal else None
+        except Exception as e:
+            raise ValueError(f"cannot read {path}: {type(e).__name__}: {e}") from e
+    elif meta["kind"] == "nifti" and suffix in (".nii", ".nii.gz"):
+        nib = require("nibabel", "reading NIfTI masks")
+        try:
+            zooms = nib.load(str(path)).header.get_zooms()
+            meta["spacing"] = tuple(float(z) for z in zooms[:3])
         except Exception as e:
             raise ValueError(f"cannot read {path}: {type(e).__name__}: {e}") from e
     return read_array(path), meta
