@@ -416,7 +416,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         warns.append(f"{len(zero)} classes have no {px} in these masks ({', '.join(t.names[c] for c in zero[:6])}{', ...' if len(zero) > 6 else ''}): "
                      "their weights are set to 0 (not inf); the model cannot learn them from this data — if the labels are not contiguous, remap them")
     if C < 2 and t.overlap == 0:
-        warns.append(f"only one class found in all masks: there is nothing to segment (are these masks all background?)")
+        warns.append("only one class found in all masks: there is nothing to segment (are these masks all background?)")
     cw_raw = [float(x) for x in W.class_weights(weights, t.pixel_counts, t.image_pixel_totals, beta=beta)]
     cw, cw_cap_warn = _cap(cw_raw, max_weight, t.names, "class weights", _CAP_WHY)
     if weights == "effective" and present.any() and t.pixel_counts[present].min() > 10 / (1 - beta):
