@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import math
 import os
 import platform
 import shlex
@@ -36,7 +37,7 @@ import torch
 
 _SRC = Path(__file__).with_name("csrc") / "fused_cpu.cpp"
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
-_ABI = 2
+_ABI = 3
 _TMP_PREFIX = ".tmp-seglab_fused_"
 _STALE_TMP_S = 600.0
 # Lovász rows travel as 31-bit element indices in the kernel: longer rows are declined (None)
@@ -169,7 +170,7 @@ def _build() -> ctypes.CDLL:
     P, I64, I, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     for suf in DTYPES.values():
         getattr(lib, f"mc_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, I]
-        getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, P, I]
+        getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, P, I]
         getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I]
@@ -222,7 +223,9 @@ def _threads() -> int:
 
 def _xin(x: torch.Tensor) -> torch.Tensor:
     """Kernel input: float32/64 as is, half types upcast to float32 (accumulation in float32)."""
-    return (x if x.dtype in DTYPES else x.float()).contiguous()
+    if x.dtype not in DTYPES:
+        x = x.float()
+    return x if x.is_contiguous() else x.contiguous()
 
 
 def _f64(v: torch.Tensor) -> torch.Tensor:
@@ -241,40 +244,59 @@ def _raise_bad_labels(nbad: int, t: torch.Tensor, C: int, ignore_index) -> None:
         raise label_range_error(t[bad].unique().tolist(), C, ignore_index)
 
 
+def _fn(name: str, x: torch.Tensor):
+    """The ctypes function ``<name>_<f32|f64>`` of the loaded library (looked up once per library)."""
+    lib = _lib if _lib is not None else load()
+    fns = lib.__dict__.setdefault("_seglab_fns", {})
+    f = fns.get((name, x.dtype))
+    if f is None:
+        f = fns[(name, x.dtype)] = getattr(lib, f"{name}_{DTYPES[x.dtype]}")
+    return f
+
+
+_F64 = torch.float64
+
+
+def _w64(v: torch.Tensor) -> torch.Tensor:
+    """A (C,) weight as a contiguous CPU float64 tensor (the cached defaults already are: returned as is)."""
+    if v.dtype is _F64 and v.device.type == "cpu" and v.is_contiguous():
+        return v
+    return _f64(v)
+
+
 def mc_forward(x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
-    lib = load()
     N, C = x.shape[0], x.shape[1]
-    S = x[0, 0].numel() if x.numel() else 0
+    S = math.prod(x.shape[2:])
     x = _xin(x)
     t = t.contiguous()
-    stats = torch.empty(N, 3, C, dtype=torch.float64)
-    scal = torch.empty(4, dtype=torch.float64)
-    nbad = torch.zeros(1, dtype=torch.int64)
-    w, a = _f64(cfg.weight), _f64(cfg.alpha)
-    getattr(lib, f"mc_fwd_{DTYPES[x.dtype]}")(
-        _p(x), _p(t), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
-        float(cfg.gamma), _p(w), _p(a), _p(stats), _p(scal), _p(nbad), _threads())
-    _raise_bad_labels(int(nbad), t, C, cfg.ignore_index)
+    stats = torch.empty(N, 3, C, dtype=_F64)
+    scal = torch.empty(4, dtype=_F64)
+    nbad = ctypes.c_int64(0)
+    w, a = _w64(cfg.weight), _w64(cfg.alpha)
+    _fn("mc_fwd", x)(
+        x.data_ptr(), t.data_ptr(), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
+        float(cfg.gamma), w.data_ptr(), a.data_ptr(), stats.data_ptr(), scal.data_ptr(), ctypes.addressof(nbad),
+        _threads())
+    _raise_bad_labels(nbad.value, t, C, cfg.ignore_index)
     return stats, scal
 
 
 def mc_backward(x, t, cfg, g_stats: torch.Tensor, g_scal: torch.Tensor) -> torch.Tensor:
-    lib = load()
     N, C = x.shape[0], x.shape[1]
-    S = x[0, 0].numel() if x.numel() else 0
+    S = math.prod(x.shape[2:])
     dtype = x.dtype
     x = _xin(x)
     t = t.contiguous()
     gx = torch.empty_like(x, memory_format=torch.contiguous_format)
-    gtp, gps = _f64(g_stats[:, 0]), _f64(g_stats[:, 1])
-    g = _f64(g_scal)
-    w, a = _f64(cfg.weight), _f64(cfg.alpha)
-    nbad = torch.zeros(1, dtype=torch.int64)
-    getattr(lib, f"mc_bwd_{DTYPES[x.dtype]}")(
-        _p(x), _p(t), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
-        float(cfg.gamma), _p(w), _p(a), _p(gtp), _p(gps), _p(g), _p(gx), _p(nbad), _threads())
-    _raise_bad_labels(int(nbad), t, C, cfg.ignore_index)
-    return gx.to(dtype)
+    gst, g = _w64(g_stats), _w64(g_scal)  # (N, 3, C): the kernel reads the tp and ps rows
+    w, a = _w64(cfg.weight), _w64(cfg.alpha)
+    nbad = ctypes.c_int64(0)
+    _fn("mc_bwd", x)(
+        x.data_ptr(), t.data_ptr(), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
+        float(cfg.gamma), w.data_ptr(), a.data_ptr(), gst.data_ptr(), g.data_ptr(), gx.data_ptr(),
+        ctypes.addressof(nbad), _threads())
+    _raise_bad_labels(nbad.value, t, C, cfg.ignore_index)
+    return gx if gx.dtype == dtype else gx.to(dtype)
 
 
 # ----- multilabel / binary sigmoid, float target -----

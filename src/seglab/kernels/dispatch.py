@@ -85,10 +85,31 @@ def backend_for(x: torch.Tensor, kind: str) -> ModuleType | None:
     return None if name is None else ops.backend_module(name)
 
 
+_DEFAULTS: dict[tuple[int, str, float], torch.Tensor] = {}
+
+
 def _weight(v: torch.Tensor | None, c: int, like: torch.Tensor, default: float = 1.0) -> torch.Tensor:
-    if v is None:
-        return torch.full((c,), default, dtype=torch.float64, device=like.device)
+    if v is None:  # one cached read-only tensor per (C, device, value): not rebuilt on every call
+        key = (c, str(like.device), default)
+        w = _DEFAULTS.get(key)
+        if w is None:
+            w = _DEFAULTS[key] = torch.full((c,), default, dtype=torch.float64, device=like.device)
+        return w
     return v.detach().to(device=like.device, dtype=torch.float64).expand(c)
+
+
+def _constant(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A cached 0-dim constant (the pixel count of an index target without ignore_index): not rebuilt per call."""
+    key = (value, dtype, str(device))
+    v = _CONSTANTS.get(key)
+    if v is None:
+        if len(_CONSTANTS) > 256:
+            _CONSTANTS.clear()
+        v = _CONSTANTS[key] = torch.full((), value, dtype=dtype, device=device)
+    return v
+
+
+_CONSTANTS: dict[tuple[float, torch.dtype, str], torch.Tensor] = {}
 
 
 def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -> FusedStats | None:
@@ -129,21 +150,29 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
     backend = backend_name(logits, kind)
     if backend is None:
         return None
+    ones = _weight(None, c, logits)
     alpha = _weight(req.focal_alpha, c, logits)
-    alpha_neg = 1.0 - alpha if (req.focal_alpha is not None and kind == "ml") else _weight(None, c, logits)
-    # the registered op under torch.compile; in eager mode the same implementation without the op's dispatch cost
-    call = torch.ops.seglab.fused_stats if torch.compiler.is_compiling() else ops.FusedStatsFunction.apply
-    stats64, scal64 = call(
-        logits, tgt, valid, _weight(req.ce_weight, c, logits), _weight(req.pos_weight, c, logits), alpha, alpha_neg,
-        kind, backend, None if kind == "mcd" else req.ignore_index, req.squared, float(req.label_smoothing),
-        req.focal, float(req.gamma) if req.focal else 0.0)
+    alpha_neg = 1.0 - alpha if (req.focal_alpha is not None and kind == "ml") else ones
+    args = (logits, tgt, valid, _weight(req.ce_weight, c, logits), _weight(req.pos_weight, c, logits), alpha,
+            alpha_neg, kind, backend, None if kind == "mcd" else req.ignore_index, req.squared,
+            float(req.label_smoothing), req.focal, float(req.gamma) if req.focal else 0.0)
     cd = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
-    stats, scal = stats64.to(cd), scal64.to(cd)
+    if torch.compiler.is_compiling():  # the registered op (packed float64 outputs)
+        stats64, scal64 = torch.ops.seglab.fused_stats(*args)
+        stats, scal = stats64.to(cd), scal64.to(cd)
+        parts = list(stats.unbind(1)) + list(scal.unbind(0))
+    else:  # the same implementation without the op's dispatch cost, fields returned separately (see ops)
+        parts = list(ops.FusedStatsFunction.apply(*args, True))
+    k = 3 if kind == "mc" else 4
+    tp, ps, ys = parts[:3]
+    s_ce, s_norm, s_smooth, s_focal = parts[k:]
     if kind == "mc":
         eps = float(req.label_smoothing)
-        ce_sum = (1 - eps) * scal[0] + (eps / c) * scal[2] if eps else scal[0]
-        count = stats[:, 2].detach().sum() if req.ignore_index is not None else scal.new_tensor(float(n * math.prod(spatial)))
-        return FusedStats("index", stats[:, 0], stats[:, 1], stats[:, 2], None, ce_sum, scal[1], scal[3], count)
-    count = scal[1].detach()
-    return FusedStats("dense" if kind == "mcd" else "sigmoid", stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3],
-                      scal[0], count, scal[3], count)
+        ce_sum = (1 - eps) * s_ce + (eps / c) * s_smooth if eps else s_ce
+        if req.ignore_index is not None:
+            count = ys.detach().sum()
+        else:
+            count = _constant(float(n * math.prod(spatial)), cd, logits.device)
+        return FusedStats("index", tp, ps, ys, None, ce_sum, s_norm, s_focal, count)
+    count = s_norm.detach()
+    return FusedStats("dense" if kind == "mcd" else "sigmoid", tp, ps, ys, parts[3], s_ce, count, s_focal, count)

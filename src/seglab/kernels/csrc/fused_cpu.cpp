@@ -376,22 +376,31 @@ inline void hsum_d(vf v, double& acc) {  // adds the 8 lanes to acc in lane orde
   for (int i = 0; i < VL; ++i) acc += (double)v[i];
 }
 
-// labels of 8 pixels -> class index per lane (-1: ignored, padding or out of range) and the out-of-range count
-inline vi load_labels(const int64_t* tn, int64_t s, int L, int64_t ignore, int64_t C, int64_t& nb) {
-  alignas(32) int32_t tib[VL];
-  int64_t bad = 0;
-  for (int i = 0; i < VL; ++i) {
-    int64_t tt = i < L ? tn[s + i] : ignore;
-    bool valid = tt != ignore;
-    bool in_range = tt >= 0 && tt < C;
-    bad += valid && !in_range;  // out-of-range label: counted (the caller raises), never used
-    tib[i] = (valid && in_range) ? (int32_t)tt : -1;
+// labels of 8 pixels -> class index per lane (-1: ignored, padding or out of range); out-of-range labels that are
+// not ignore_index are counted per lane in `bad` (the caller raises). Two 4 x int64 vectors, narrowed to 8 x int32.
+typedef int64_t vl __attribute__((vector_size(32)));
+inline vl vlsplat(int64_t a) { return vl{a, a, a, a}; }
+
+inline vi load_labels(const int64_t* tn, int64_t s, int L, int64_t ignore, int64_t C, vl& bad) {
+  alignas(32) int64_t tmp[VL];
+  const int64_t* src = tn + s;
+  if (L < VL) {
+    for (int i = 0; i < VL; ++i) tmp[i] = i < L ? src[i] : ignore;
+    src = tmp;
   }
-  nb += bad;
-  vi ti;
-  std::memcpy(&ti, tib, sizeof(ti));
-  return ti;
+  vl a, b;
+  std::memcpy(&a, src, sizeof(a));
+  std::memcpy(&b, src + 4, sizeof(b));
+  const vl ig = vlsplat(ignore), cc = vlsplat(C), z = vlsplat(0), m1 = vlsplat(-1);
+  const vl va = a != ig, vb = b != ig;
+  const vl ra = (a >= z) & (a < cc), rb = (b >= z) & (b < cc);
+  bad -= (va & ~ra) + (vb & ~rb);  // masks are -1 where true
+  a = (va & ra) ? a : m1;
+  b = (vb & rb) ? b : m1;
+  return __builtin_shufflevector((vi)a, (vi)b, 0, 2, 4, 6, 8, 10, 12, 14);  // low 32 bits of each label
 }
+
+inline int64_t lanes_sum(vl v) { return v[0] + v[1] + v[2] + v[3]; }
 
 inline vf load_x(const float* xr, int L) {
   if (L == VL) return vload(xr);
@@ -480,7 +489,7 @@ void mc_fwd_vec(const float* x, const int64_t* t, const McCfg& cfg, const double
     const vf zero = vsplat(0.f), one = vsplat(1.f);
     for (int64_t k = C; k < 4 * C; ++k) buf[k] = zero;
     vf ace = zero, aw = zero, asm_ = zero;
-    int64_t nb = 0;
+    vl nb = vlsplat(0);
     for (int64_t s = s0; s < s1; s += VL) {
       const int L = (int)std::min<int64_t>(VL, s1 - s);
       Block b;
@@ -501,7 +510,7 @@ void mc_fwd_vec(const float* x, const int64_t* t, const McCfg& cfg, const double
       aw += wv;
       if (want_sm) asm_ += b.vm * (logse * wall + b.wx);
     }
-    bad_part[item] = nb;
+    bad_part[item] = lanes_sum(nb);
     double* pp = part.data() + item * PW;
     for (int64_t c = 0; c < C; ++c) {
       double tp = 0, ps = 0, ys = 0;
@@ -553,7 +562,7 @@ void mc_bwd_vec(const float* x, const int64_t* t, const McCfg& cfg, const double
     vf* buf = scratch.data() + (size_t)wk * 2 * C;
     vf* dpb = buf + C;
     const vf zero = vsplat(0.f), one = vsplat(1.f);
-    int64_t nb = 0;
+    vl nb = vlsplat(0);
     for (int64_t s = s0; s < s1; s += VL) {
       const int L = (int)std::min<int64_t>(VL, s1 - s);
       Block b;
@@ -584,7 +593,7 @@ void mc_bwd_vec(const float* x, const int64_t* t, const McCfg& cfg, const double
         }
       }
     }
-    bad_part[item] = nb;
+    bad_part[item] = lanes_sum(nb);
   });
   int64_t nb = 0;
   for (int64_t item = 0; item < items; ++item) nb += bad_part[item];
@@ -1110,7 +1119,7 @@ static void lovasz_rows(const F* e, int64_t rows, int64_t n, int64_t C, const in
 }
 
 extern "C" {
-int seglab_abi_version() { return 2; }
+int seglab_abi_version() { return 3; }
 void argsort_desc_f32(const float* v, int64_t rows, int64_t n, int64_t* out, int nthreads) {
   argsort_desc<float, uint32_t>(v, rows, n, out, nthreads);
 }
@@ -1135,10 +1144,16 @@ void lovasz_f64(const double* e, int64_t rows, int64_t n, int64_t C, const int64
   }                                                                                                         \
   void mc_bwd_##SUF(const T* x, const int64_t* t, int64_t N, int64_t C, int64_t S, int64_t ignore,         \
                     int squared, int want_smooth, int want_focal, double gamma, const double* w,           \
-                    const double* a, const double* gtp, const double* gps, const double* g, T* gx,         \
-                    int64_t* nbad, int nthreads) {                                                          \
+                    const double* a, const double* gst, const double* g, T* gx, int64_t* nbad,             \
+                    int nthreads) {                                                                         \
     McCfg cfg{N, C, S, ignore, squared, 1, want_smooth, want_focal, nthreads, gamma};                       \
-    mc_bwd<T>(x, t, cfg, w, a, gtp, gps, g, gx, nbad);                                                     \
+    std::vector<double> gtp(N * C), gps(N * C); /* gst: [N, 3, C] grads of (tp, ps, ys); ys is constant */  \
+    for (int64_t n = 0; n < N; ++n)                                                                         \
+      for (int64_t c = 0; c < C; ++c) {                                                                     \
+        gtp[n * C + c] = gst[n * 3 * C + c];                                                                \
+        gps[n * C + c] = gst[n * 3 * C + C + c];                                                            \
+      }                                                                                                     \
+    mc_bwd<T>(x, t, cfg, w, a, gtp.data(), gps.data(), g, gx, nbad);                                       \
   }                                                                                                         \
   void ml_fwd_##SUF(const T* x, const T* y, int64_t N, int64_t C, int64_t S, int has_ignore, double ignore, \
                     int squared, int want_focal, double gamma, const double* w, const double* pw,          \
