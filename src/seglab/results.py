@@ -12,24 +12,152 @@ Layout::
 
 A run is written into ``runs/.tmp-<run_id>-<pid>-<n>/`` and renamed to ``runs/<run_id>/`` only when complete,
 so a crash or Ctrl-C never leaves a half-written run that looks finished; re-running skips exactly the run ids
-whose folder exists. Run ids are hashes of the full run configuration, so several shards (or machines)
-writing into one folder, or :func:`merge` of several folders, can neither lose nor duplicate a run.
+whose folder exists and is complete. Run ids are hashes of the full run configuration, so several shards (or
+machines) writing into one folder, or :func:`merge` of several folders, can neither lose nor duplicate a run.
+
+Concurrency: ``config.json`` and the summary tables are rewritten under an exclusive lock on ``RESULTS/.lock``
+(``fcntl.flock``) and replaced atomically, so concurrent processes never lose each other's entries. A process
+training a run holds a claim, ``RESULTS/.claims/<run_id>.lock`` (an ``flock`` on the file, which the kernel
+releases when the process ends however it ends: a claim of a dead process is free again), and another sweep
+on the same folder skips runs claimed by someone else instead of training them twice.
+
+Damage: a run folder whose ``summary.json`` does not parse (or is not a summary of that run) or whose Parquet
+files are truncated is *damaged*: :meth:`ResultsStore.scan` names the file and the problem, it does not count
+as finished, and :meth:`ResultsStore.quarantine` moves it to ``RESULTS/.damaged/`` so that the run is redone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import json
 import math
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: lock files fall back to O_EXCL creation with the owner's pid
+    fcntl = None  # type: ignore[assignment]
 
 from seglab._extras import require
 
 _counter = itertools.count()
+
+
+class ResultsError(ValueError):
+    """A results folder (or an output folder) that cannot be used: not creatable, not writable, not a
+    results folder, or a damaged file. The message names the path."""
+
+
+def check_out_dir(path: str | Path, option: str = "--out", *, create: bool = True) -> Path:
+    """Make sure ``path`` is (or can become) a writable folder, before any work is done.
+
+    Creates it (``create=True``) and writes and removes a probe file in it, so that a read-only file system
+    or a missing permission is found now and not after training. Raises :class:`ResultsError` naming
+    ``option`` and the path."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ResultsError(f"{option} {str(p)!r} exists and is not a folder")
+    anc = p
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise ResultsError(f"{option} {str(p)!r} cannot be created: {str(anc)!r} is not a folder")
+    if not create:
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise ResultsError(f"{option} {str(p)!r} cannot be created: {str(anc)!r} is not writable")
+        return p
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".write-probe-{os.getpid()}-{next(_counter)}"
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsError(f"{option} {str(p)!r} is not a writable folder: {e.strerror or e}") from None
+    return p
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, timeout: float = 600.0) -> Iterator[None]:
+    """An exclusive lock between processes on the lock file ``path`` (``fcntl.flock``; released by the kernel
+    if the holder dies). Without ``fcntl``: an ``O_EXCL`` lock file holding the pid, taken over when that pid
+    is dead."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is not None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+        return
+    deadline = time.monotonic() + timeout
+    while True:  # pragma: no cover - non-POSIX fallback
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            break
+        except FileExistsError:
+            try:
+                owner = int(path.read_text() or "0")
+            except (OSError, ValueError):
+                owner = 0
+            if owner and not _pid_alive(owner):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            if time.monotonic() > deadline:
+                raise ResultsError(f"timed out waiting for the lock {str(path)!r} (held by pid {owner})") from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+class Claim:
+    """A held claim of one run (see :meth:`ResultsStore.claim`); :meth:`release` it when the run is written."""
+
+    def __init__(self, path: Path, fd: Optional[int]) -> None:
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.path is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # before the unlock: a waiting claimer then sees a new file (inode check)
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.path, self.fd = None, None  # type: ignore[assignment]
+
+    def __enter__(self) -> "Claim":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -91,14 +219,34 @@ class ResultsStore:
     def config_path(self) -> Path:
         return self.root / "config.json"
 
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    def locked(self):
+        """Exclusive lock of this folder's shared files (``config.json``, ``summary.*``) between processes."""
+        return file_lock(self.lock_path)
+
     def read_config(self) -> Optional[dict[str, Any]]:
         if not self.config_path.exists():
             return None
-        return json.loads(self.config_path.read_text())
+        try:
+            cfg = json.loads(self.config_path.read_bytes().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ResultsError(f"damaged {str(self.config_path)!r}: {e}") from None
+        if not isinstance(cfg, dict):
+            raise ResultsError(f"damaged {str(self.config_path)!r}: not a JSON object")
+        return cfg
 
     def write_config(self, grid: dict[str, Any], runs: Iterable[Any]) -> None:
         """Write/extend ``config.json``: the runs of this invocation are added to any already recorded
-        (so a folder can hold several sweeps, shards, or merged folders)."""
+        (so a folder can hold several sweeps, shards, or merged folders). Read, update and atomic replace
+        happen under :meth:`locked`, so concurrent writers never drop each other's entries."""
+        runs = list(runs)
+        with self.locked():
+            self._write_config_locked(grid, runs)
+
+    def _write_config_locked(self, grid: dict[str, Any], runs: list[Any]) -> None:
         old = self.read_config() or {}
         by_id: dict[str, Any] = {r["run_id"]: r for r in old.get("runs", [])}
         for r in runs:
@@ -121,13 +269,118 @@ class ResultsStore:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
+    def run_problem(self, run_id: str) -> Optional[str]:
+        """None when run ``run_id`` is complete and readable; otherwise what is wrong, naming the file
+        (``"missing"`` when there is no such run folder)."""
+        d = self.run_dir(run_id)
+        if not d.is_dir():
+            return "missing"
+        f = d / "summary.json"
+        if not f.exists():
+            return f"{str(f)!r} is missing"
+        try:
+            s = json.loads(f.read_bytes().decode("utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            return f"{str(f)!r} is unreadable: {e}"
+        if not isinstance(s, dict) or s.get("run_id") != run_id or "status" not in s:
+            return f"{str(f)!r} is not the summary of run {run_id} (no matching run_id/status)"
+        pq = require("pyarrow.parquet", "the results store")
+        for name in ("steps.parquet", "evals.parquet"):
+            p = d / name
+            try:
+                pq.read_metadata(p)
+            except FileNotFoundError:
+                return f"{str(p)!r} is missing"
+            except Exception as e:  # truncated / not Parquet: ArrowInvalid, OSError
+                return f"{str(p)!r} is unreadable (truncated?): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        return None
+
     def is_done(self, run_id: str) -> bool:
-        return (self.run_dir(run_id) / "summary.json").exists()
+        return self.run_problem(run_id) is None
+
+    def scan(self) -> tuple[set[str], dict[str, str]]:
+        """``(finished run ids, {damaged run id: problem})`` of the run folders present."""
+        done: set[str] = set()
+        damaged: dict[str, str] = {}
+        if not self.runs_dir.exists():
+            return done, damaged
+        for p in self.runs_dir.iterdir():
+            if p.name.startswith(".") or not p.is_dir():
+                continue
+            why = self.run_problem(p.name)
+            if why is None:
+                done.add(p.name)
+            elif why != "missing":  # "missing": removed meanwhile (e.g. quarantined by another process)
+                damaged[p.name] = why
+        return done, damaged
 
     def done_ids(self) -> set[str]:
-        if not self.runs_dir.exists():
-            return set()
-        return {p.name for p in self.runs_dir.iterdir() if not p.name.startswith(".") and (p / "summary.json").exists()}
+        return self.scan()[0]
+
+    def quarantine(self, run_id: str) -> Optional[Path]:
+        """Move a damaged run folder to ``RESULTS/.damaged/`` (kept for inspection) so that the run is redone.
+        Returns the new place, or None if the folder was gone (another process moved it)."""
+        dst_dir = self.root / ".damaged"
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        dst = dst_dir / f"{run_id}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_counter)}"
+        try:
+            os.rename(self.run_dir(run_id), dst)
+        except FileNotFoundError:
+            return None
+        return dst
+
+    # ---------------------------------------------------------------- claims
+    def claim(self, run_id: str) -> Optional[Claim]:
+        """Claim run ``run_id`` for this process: a :class:`Claim`, or None when another live process holds it.
+
+        The claim is an ``flock`` on ``RESULTS/.claims/<run_id>.lock``: the kernel drops it when the holder
+        exits, however it exits, so a claim left by a killed process is taken over. (Without ``fcntl``: an
+        ``O_EXCL`` file with the pid, taken over when that pid is dead.)"""
+        d = self.root / ".claims"
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / f"{run_id}.lock"
+        stamp = f"{os.getpid()} {socket.gethostname()}\n".encode()
+        if fcntl is None:  # pragma: no cover - non-POSIX fallback
+            for _ in range(3):
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    owner = self.claim_owner(run_id)
+                    if owner is not None and owner != os.getpid() and _pid_alive(owner):
+                        return None
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    continue
+                os.write(fd, stamp)
+                os.close(fd)
+                return Claim(path, None)
+            return None
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    return None
+                raise
+            try:  # the holder we waited for may have unlinked the file: only the current file counts
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, stamp)
+            return Claim(path, fd)
+
+    def claim_owner(self, run_id: str) -> Optional[int]:
+        """The pid written in run ``run_id``'s claim file, if any (informative; the lock is what counts)."""
+        try:
+            return int((self.root / ".claims" / f"{run_id}.lock").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def write_run(self, result: Any) -> bool:
         """Write a finished run atomically. Returns False when the run already existed (kept as is)."""
@@ -176,12 +429,19 @@ class ResultsStore:
                     pid = int(p.name.split("-")[-2])
                 except (ValueError, IndexError):
                     pid = -1
-                if pid > 0 and _alive(pid) and pid != os.getpid():
+                if pid > 0 and _pid_alive(pid) and pid != os.getpid():
                     continue
                 shutil.rmtree(p, ignore_errors=True)
 
     def summary(self, run_id: str) -> dict[str, Any]:
-        return json.loads((self.run_dir(run_id) / "summary.json").read_text())
+        f = self.run_dir(run_id) / "summary.json"
+        try:
+            s = json.loads(f.read_bytes().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ResultsError(f"damaged {str(f)!r}: {e}") from None
+        if not isinstance(s, dict) or "run_id" not in s:
+            raise ResultsError(f"damaged {str(f)!r}: not a run summary")
+        return s
 
     def summaries(self) -> list[dict[str, Any]]:
         return [self.summary(r) for r in sorted(self.done_ids())]
@@ -197,6 +457,11 @@ class ResultsStore:
         return [flatten_summary(s) for s in self.summaries()]
 
     def write_summary_table(self) -> int:
+        """Rebuild ``summary.parquet`` and ``summary.csv`` from the finished runs (under :meth:`locked`)."""
+        with self.locked():
+            return self._write_summary_table_locked()
+
+    def _write_summary_table_locked(self) -> int:
         rows = self.summary_rows()
         if not rows:
             return 0
@@ -213,7 +478,7 @@ class ResultsStore:
                     keys.append(k)
         cols = {k: [r.get(k) for r in rows] for k in keys}
         table = pa.table({k: pa.array(v) for k, v in cols.items()})
-        tmp = self.root / f".summary.parquet.tmp-{os.getpid()}"
+        tmp = self.root / f".summary.parquet.tmp-{os.getpid()}-{next(_counter)}"
         pq.write_table(table, tmp)
         os.replace(tmp, self.root / "summary.parquet")
         buf = io.StringIO()
@@ -223,16 +488,6 @@ class ResultsStore:
             w.writerow(r)
         atomic_write_bytes(self.root / "summary.csv", buf.getvalue().encode())
         return len(rows)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def flatten_summary(s: dict[str, Any]) -> dict[str, Any]:
@@ -263,9 +518,21 @@ def flatten_summary(s: dict[str, Any]) -> dict[str, Any]:
 
 def merge(dst: str | Path, sources: Iterable[str | Path]) -> tuple[int, int]:
     """Copy finished runs of ``sources`` into ``dst`` (atomically per run; existing run ids are kept) and
-    union their ``config.json`` run lists. Returns ``(added, skipped)``."""
+    union their ``config.json`` run lists. Returns ``(added, skipped)``.
+
+    Raises :class:`ResultsError` before copying anything when a source is not a results folder (missing,
+    not a folder, or without ``config.json`` and ``runs/``) or ``dst`` cannot be written."""
+    sources = list(sources)
+    for src in sources:
+        sp = Path(src)
+        if not sp.exists():
+            raise ResultsError(f"--merge {str(sp)!r} does not exist")
+        if not sp.is_dir():
+            raise ResultsError(f"--merge {str(sp)!r} is not a folder")
+        if not (sp / "config.json").exists() and not (sp / "runs").is_dir():
+            raise ResultsError(f"--merge {str(sp)!r} is not a results folder (no config.json, no runs/)")
     d = ResultsStore(dst)
-    d.root.mkdir(parents=True, exist_ok=True)
+    check_out_dir(d.root)
     added = skipped = 0
     for src in sources:
         s = ResultsStore(src)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,20 +13,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-table", action="store_true", help="do not print the terminal table")
 
 
+def _check(args: argparse.Namespace) -> list[str]:
+    """Checks before any rendering; raises ResultsError/FileNotFoundError naming the path. Returns one warning
+    line per damaged run folder (left out of the report)."""
+    from seglab.results import ResultsError, ResultsStore, check_out_dir
+
+    res = Path(args.results)
+    if not res.exists():
+        raise FileNotFoundError(f"results folder {str(res)!r} does not exist")
+    if not res.is_dir():
+        raise ResultsError(f"results folder {str(res)!r} is not a folder")
+    store = ResultsStore(res)
+    store.read_config()  # a damaged config.json: named now
+    check_out_dir(args.out if args.out else res / "report", "--out" if args.out else "report folder")
+    _, damaged = store.scan()
+    return [f"warning: damaged run {rid} left out of the report: {why}" for rid, why in sorted(damaged.items())]
+
+
 def run(args: argparse.Namespace) -> int:
     from seglab._extras import require
 
     for mod in ("rich", "pyarrow") if args.no_curves else ("rich", "pyarrow", "matplotlib"):
         require(mod, "seglab report")
     from rich.console import Console
+    from rich.markup import escape
 
     from .render import render_report, terminal_table
 
+    err = Console(stderr=True)
     console = Console(width=max(140, Console().width))
     try:
+        for line in _check(args):
+            err.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
         rep = render_report(args.results, args.out, figures=not args.no_curves)
-    except (FileNotFoundError, ValueError) as e:
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
+    except (FileNotFoundError, ValueError) as e:  # seglab.results.ResultsError is a ValueError
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
     if not args.no_table:
         console.print(terminal_table(rep["agg"]))

@@ -19,7 +19,7 @@ from typing import Any
 
 from seglab.train.config import ConfigError
 
-from .grid import SINGULAR, expand, load_config, parse_shard
+from .grid import SINGULAR, check_grid, expand, load_config, parse_shard
 from .presets import STUDY_STEPS, get_preset
 
 LIST_AXES = {  # cli flag dest -> grid key, converter
@@ -36,7 +36,7 @@ LIST_AXES = {  # cli flag dest -> grid key, converter
 }
 
 
-def _split(text: str, conv) -> list:
+def _split(text: str, conv, flag: str = "") -> list:
     from seglab.losses.registry import split_specs
 
     out = []
@@ -47,7 +47,8 @@ def _split(text: str, conv) -> list:
         try:
             out.append(conv(part))
         except ValueError:
-            raise ConfigError(f"cannot read {part!r} as {conv.__name__}") from None
+            what = {"float": "a number", "int": "an integer"}.get(conv.__name__, conv.__name__)
+            raise ConfigError(f"{flag + ': ' if flag else ''}cannot read {part!r} as {what}") from None
     return out
 
 
@@ -92,6 +93,7 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
         grid = get_preset(args.preset, quick=args.quick)
     elif args.config:
         grid = load_config(args.config)
+        check_grid(grid, str(args.config))
         if args.quick:
             raise ConfigError("--quick only applies to --preset")
     else:
@@ -102,7 +104,7 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
     for dest, (key, conv) in LIST_AXES.items():
         v = getattr(args, dest, None)
         if v:
-            overrides[key] = _split(v, conv)
+            overrides[key] = _split(v, conv, "--" + dest.replace("_", "-"))
     if args.study_steps:
         overrides["steps"] = STUDY_STEPS
     for k in ("steps", "batch_size", "eval_every", "grad_norm_every"):
@@ -129,8 +131,18 @@ def run(args: argparse.Namespace) -> int:
     require("rich", "seglab sweep")
     from rich.console import Console
 
+    from rich.markup import escape
+
+    from seglab.results import ResultsError, check_out_dir
+
     console = Console(stderr=True)
     try:
+        if args.threads is None or args.threads < 1:
+            raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+        if args.workers is not None and args.workers < 0:
+            raise ConfigError(f"--workers must be >= 0 (0: one per CPU core), got {args.workers}")
+        if args.out and not args.list and not args.merge:
+            check_out_dir(args.out, "--out", create=False)  # created (and probed) after the grid is validated
         if args.merge:
             if not args.out:
                 raise ConfigError("--merge needs --out (the destination folder)")
@@ -141,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         grid = build_grid(args)
         shard = parse_shard(args.shard) if args.shard else None
-        run_index = _split(args.run_index, int) if args.run_index else None
+        run_index = _split(args.run_index, int, "--run-index") if args.run_index else None
         if args.list:
             from seglab.train.config import validate_runs
 
@@ -156,26 +168,34 @@ def run(args: argparse.Namespace) -> int:
         outcome = run_sweep(grid, args.out, workers=args.workers, threads=args.threads, shard=shard,
                             run_index=run_index, show_progress=not args.no_progress, console=console,
                             pack=not args.no_pack)
+    except ResultsError as e:
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 2
     except ConfigError as e:
-        from rich.markup import escape
-
         if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
             flags = {"loss": "--losses" if args.losses else "losses", "monitors": "--monitors" if args.monitors else "monitors"}
             for fld, spec, msg in e.problems:
                 console.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
         else:
-            console.print(f"[red]error:[/red] {escape(str(e))}")
+            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
     from seglab.train import distributed as D
 
     if D.launched_by_torchrun() and D.current().rank != 0:
         return 0
     msg = (f"{outcome.finished} run(s) done, {outcome.skipped} already finished, {outcome.diverged} diverged, "
-           f"{len(outcome.failed)} failed; {outcome.wall_s:.1f} s -> {args.out}")
-    console.print(msg)
+           f"{len(outcome.failed)} failed")
+    if outcome.elsewhere:
+        msg += f", {outcome.elsewhere} left to another process running them"
     if outcome.interrupted:
-        console.print("[yellow]interrupted: finished runs are kept; re-run the same command to resume[/yellow]")
-        return 130
+        import signal
+
+        sig = outcome.signal or int(signal.SIGINT)
+        name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+        console.print(f"[yellow]interrupted by {name}: {escape(msg)}; finished runs are kept in {escape(str(args.out))}, "
+                      "re-run the same command to resume[/yellow]", soft_wrap=True)
+        return 128 + sig
+    console.print(f"{escape(msg)}; {outcome.wall_s:.1f} s -> {escape(str(args.out))}", soft_wrap=True)
     return 0 if outcome.ok else 1
 
 

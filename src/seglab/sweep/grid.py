@@ -29,6 +29,8 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -53,7 +55,17 @@ def load_config(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text()
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                          "save it as UTF-8") from None
     try:
         if p.suffix == ".toml":
             try:
@@ -74,7 +86,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except (ConfigError, ImportError):
         raise
     except Exception as e:  # parse errors of any of the three formats
-        raise ConfigError(f"cannot parse {str(p)!r}: {e}") from e
+        msg = " ".join(str(e).split())  # one line (YAML errors span several)
+        raise ConfigError(f"cannot parse {str(p)!r}: {msg}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{str(p)!r} must hold a mapping of grid fields, got {type(data).__name__}")
     return data
@@ -88,6 +101,68 @@ def _check_keys(grid: dict[str, Any], where: str) -> None:
     unknown = sorted(set(grid) - KNOWN)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(KNOWN)}")
+    _check_values(grid, where)
+
+
+CONVERGE_KEYS = ("metric", "threshold")
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _check_values(grid: dict[str, Any], where: str) -> None:
+    """Types of the grid's values, one error naming the field (before anything is expanded or run)."""
+    def at(key: str, i: int | None) -> str:
+        return f"{where}: {key}" + ("" if i is None else f"[{i}]")
+
+    for key in ("lr", "lrs", "momentum", "momentums", "seed", "seeds", "fg_ratio", "fg_ratios"):
+        if key not in grid:
+            continue
+        v = grid[key]
+        items = list(enumerate(v)) if isinstance(v, (list, tuple)) else [(None, v)]
+        for i, x in items:
+            if key.startswith("seed"):
+                if not _is_int(x):
+                    raise ConfigError(f"{at(key, i)}: a seed must be an integer, got {x!r}")
+            elif key.startswith("fg_ratio") and x is None:
+                continue
+            elif not _is_real(x):
+                what = {"lr": "a learning rate", "mo": "a momentum", "fg": "a foreground ratio"}[key[:2]]
+                raise ConfigError(f"{at(key, i)}: {what} must be a number, got {x!r}")
+    for key in ("steps", "batch_size", "eval_every", "grad_norm_every"):
+        if key in grid and not (_is_int(grid[key]) and grid[key] >= 1):
+            raise ConfigError(f"{where}: {key} must be an integer >= 1, got {grid[key]!r}")
+    for key in ("task_kw", "model_kw"):
+        if key in grid and grid[key] is not None and not isinstance(grid[key], dict):
+            raise ConfigError(f"{where}: {key} must be a mapping of options, got {grid[key]!r}")
+    if "converge" in grid:
+        c = grid["converge"]
+        if not isinstance(c, dict):
+            raise ConfigError(f"{where}: converge must be a mapping {{metric = ..., threshold = ...}}, got {c!r}")
+        unknown = sorted(set(c) - set(CONVERGE_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: converge: unknown option(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(CONVERGE_KEYS)}")
+        from seglab.train.config import CONVERGE_METRICS
+
+        if "metric" in c and c["metric"] not in CONVERGE_METRICS:
+            raise ConfigError(f"{where}: converge.metric must be one of {', '.join(CONVERGE_METRICS)}, got {c['metric']!r}")
+        if "threshold" in c and not _is_real(c["threshold"]):
+            raise ConfigError(f"{where}: converge.threshold must be a number, got {c['threshold']!r}")
+    if "optimizers" in grid or "optimizer" in grid:
+        v = grid.get("optimizers", grid.get("optimizer"))
+        for i, o in enumerate(v if isinstance(v, (list, tuple)) else [v]):
+            if isinstance(o, dict):
+                for k, what in (("lr", "a learning rate"), ("momentum", "a momentum")):
+                    if k in o and not _is_real(o[k]):
+                        raise ConfigError(f"{where}: optimizers[{i}].{k}: {what} must be a number, got {o[k]!r}")
+            elif not isinstance(o, str):
+                raise ConfigError(f"{where}: optimizers[{i}] must be a name or a mapping, got {o!r}")
 
 
 def _expand_one(grid: dict[str, Any]) -> list[RunConfig]:
@@ -150,6 +225,18 @@ def _expand_one(grid: dict[str, Any]) -> list[RunConfig]:
         runs.append(RunConfig(loss=str(loss), task=str(tname), task_kw=tkw, model=str(mname), model_kw=mkw,
                               optimizer=oname, lr=float(the_lr), momentum=float(the_mom), seed=int(seed), **kw))
     return runs
+
+
+def check_grid(config: dict[str, Any], where: str = "grid") -> None:
+    """Field names and value types of a grid and its sub-grids; raises :class:`ConfigError` naming ``where``."""
+    _check_keys(config, where)
+    subs = config.get("grids") or []
+    if not isinstance(subs, list):
+        raise ConfigError(f"{where}: grids must be a list of mappings ([[grids]] tables)")
+    for i, sub in enumerate(subs):
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{where}: grids[{i}] must be a mapping")
+        _check_keys(sub, f"{where}: grids[{i}]")
 
 
 def expand(config: dict[str, Any]) -> list[RunConfig]:

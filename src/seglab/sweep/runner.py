@@ -1,8 +1,23 @@
-"""Run a sweep: validate everything first, skip finished runs, fan the rest out to worker processes."""
+"""Run a sweep: validate everything first, skip finished runs, fan the rest out to worker processes.
+
+Process hygiene: every worker dies with the sweep process, however that ends (SIGKILL, SIGTERM, the OOM
+killer): on Linux through a parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set in the worker's
+initializer), everywhere through a watch thread in the worker that exits as soon as its lifeline pipe from the
+parent reaches end-of-file (the parent's end is closed by the kernel when the parent dies) or its parent pid
+changes. SIGTERM in the sweep process is handled like Ctrl-C: finished runs are kept, the workers are stopped,
+and the outcome says which signal ended it (the command line exits 143, or 130 for Ctrl-C).
+
+Several processes may run sweeps into one results folder: each run is claimed (:meth:`ResultsStore.claim`)
+before it is trained, and a run claimed by another live process is skipped, not trained twice.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -10,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seglab.train.config import RunConfig, validate_runs
+from seglab.train.config import ConfigError, RunConfig, validate_runs
 
 from .grid import expand, select
 from seglab.results import ResultsStore
@@ -25,6 +40,9 @@ class SweepOutcome:
     failed: list[str] = field(default_factory=list)
     interrupted: bool = False
     wall_s: float = 0.0
+    elsewhere: int = 0  # runs skipped because another process was training them
+    damaged: dict[str, str] = field(default_factory=dict)  # run id -> problem of damaged run folders (redone)
+    signal: int | None = None  # the signal that interrupted the sweep (SIGINT for Ctrl-C, SIGTERM, ...)
 
     @property
     def ok(self) -> bool:
@@ -32,24 +50,80 @@ class SweepOutcome:
 
 
 _QUEUE = None
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(queue, threads: int) -> None:
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Linux: ask the kernel to send ``sig`` to this process when its parent dies. False elsewhere/on failure."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+def _watch_parent(parent_pid: int, lifeline) -> None:
+    """Worker thread: exit the worker at once when the parent is gone (lifeline EOF or a new parent pid)."""
+    while True:
+        try:
+            if lifeline is not None:
+                if lifeline.poll(1.0):
+                    lifeline.recv()  # the parent never sends: data or not, EOF raises here
+            else:
+                time.sleep(1.0)
+        except (EOFError, OSError):
+            os._exit(1)
+        except Exception:
+            pass
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _die_with_parent(parent_pid: int, lifeline) -> None:
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the death signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, lifeline), daemon=True, name="seglab-parent-watch").start()
+
+
+def _init_worker(queue, threads: int, parent_pid: int | None = None, lifeline=None) -> None:
     global _QUEUE
+    if parent_pid is not None:
+        _die_with_parent(parent_pid, lifeline)
     import torch
 
     torch.set_num_threads(threads)
     _QUEUE = queue
 
 
-def _run_one(cfg_dict: dict[str, Any], out: str) -> dict[str, Any]:
+# A job returns one entry per run: ("trained", summary), ("done", summary) when it was already finished, or
+# ("elsewhere", {"run_id": ..., "owner": pid}) when another process holds its claim.
+Entry = tuple[str, dict[str, Any]]
+
+
+def _run_one(cfg_dict: dict[str, Any], out: str) -> list[Entry]:
     from seglab.train.loop import train_run
 
     cfg = RunConfig.from_dict(cfg_dict)
     rid = cfg.run_id
     store = ResultsStore(out)
     if store.is_done(rid):
-        return store.summary(rid)
+        return [("done", store.summary(rid))]
+    claim = store.claim(rid)
+    if claim is None:
+        return [("elsewhere", {"run_id": rid, "owner": store.claim_owner(rid)})]
+    with claim:
+        if store.is_done(rid):  # finished by another process between our check and our claim
+            return [("done", store.summary(rid))]
+        return [("trained", _train_one(cfg, store, train_run))]
+
+
+def _train_one(cfg: RunConfig, store: ResultsStore, train_run) -> dict[str, Any]:
+    rid = cfg.run_id
     q = _QUEUE
 
     def progress(done: int, total: int) -> None:
@@ -77,17 +151,39 @@ def _job_label(job: list[RunConfig]) -> str:
     return f"pack of {len(job)}: {c.model} norm={norm} | {opt}"
 
 
-def _run_pack(cfg_dicts: list[dict[str, Any]], out: str) -> list[dict[str, Any]]:
-    """Train a pack of runs together (seglab.train.packed); each run is written as soon as it is final."""
-    from seglab.train.packed import train_pack
-
+def _run_pack(cfg_dicts: list[dict[str, Any]], out: str) -> list[Entry]:
+    """Train a pack of runs together (seglab.train.packed); each run is written as soon as it is final.
+    Runs another process has claimed are left out of the pack."""
     store = ResultsStore(out)
     cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
-    done = [c for c in cfgs if store.is_done(c.run_id)]
-    todo = [c for c in cfgs if not store.is_done(c.run_id)]
-    summaries = [store.summary(c.run_id) for c in done]
-    if not todo:
-        return summaries
+    entries: list[Entry] = []
+    claims = []
+    todo: list[RunConfig] = []
+    try:
+        for c in cfgs:
+            if store.is_done(c.run_id):
+                entries.append(("done", store.summary(c.run_id)))
+                continue
+            cl = store.claim(c.run_id)
+            if cl is None:
+                entries.append(("elsewhere", {"run_id": c.run_id, "owner": store.claim_owner(c.run_id)}))
+            elif store.is_done(c.run_id):
+                cl.release()
+                entries.append(("done", store.summary(c.run_id)))
+            else:
+                claims.append(cl)
+                todo.append(c)
+        if todo:
+            entries += [("trained", s) for s in _train_pack(cfgs, todo, store)]
+        return entries
+    finally:
+        for cl in claims:
+            cl.release()
+
+
+def _train_pack(cfgs: list[RunConfig], todo: list[RunConfig], store: ResultsStore) -> list[dict[str, Any]]:
+    from seglab.train.packed import train_pack
+
     q = _QUEUE
     jid = _job_id(cfgs)
 
@@ -100,12 +196,12 @@ def _run_pack(cfg_dicts: list[dict[str, Any]], out: str) -> list[dict[str, Any]]
 
     results = train_pack(todo, progress=progress, progress_every=max(1, todo[0].steps // 50),
                          on_result=store.write_run)
-    return summaries + [r.summary for r in results]
+    return [r.summary for r in results]
 
 
-def _run_job(job: list[RunConfig], out: str) -> list[dict[str, Any]]:
+def _run_job(job: list[RunConfig], out: str) -> list[Entry]:
     if len(job) == 1:
-        return [_run_one(job[0].to_dict(), out)]
+        return _run_one(job[0].to_dict(), out)
     return _run_pack([c.to_dict() for c in job], out)
 
 
@@ -141,17 +237,29 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
     """
     from seglab.train import distributed as D
 
+    from seglab.results import check_out_dir
+
     t0 = time.perf_counter()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"--threads must be an integer >= 1, got {threads!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"--workers must be an integer >= 0 (0: one per CPU core), got {workers!r}")
     runs = plan(grid, shard=shard, run_index=run_index)
     store = ResultsStore(out)
     if D.launched_by_torchrun():
         return _run_distributed(grid, runs, store, t0, console=console)
-    store.root.mkdir(parents=True, exist_ok=True)
+    check_out_dir(store.root)
     store.write_config(grid, runs)
     store.clean_tmp()
-    done = store.done_ids()
+    done, damaged = store.scan()
+    outcome = SweepOutcome(total=len(runs))
+    for rid, why in sorted(damaged.items()):
+        moved = store.quarantine(rid)
+        outcome.damaged[rid] = why
+        _warn(console, f"warning: damaged run {rid}: {why}; it will be redone"
+                       + (f" (old folder moved to {moved})" if moved else ""))
     pending = [r for r in runs if r.run_id not in done]
-    outcome = SweepOutcome(total=len(runs), skipped=len(runs) - len(pending))
+    outcome.skipped = len(runs) - len(pending)
     if not pending:
         store.write_summary_table()
         outcome.wall_s = time.perf_counter() - t0
@@ -160,16 +268,78 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
         workers = max(1, os.cpu_count() or 1)
     jobs = make_jobs(pending, workers, pack)
     workers = min(workers, len(jobs))
-    if workers == 1 and not show_progress:
-        _run_inline(jobs, store, outcome, threads)
-    else:
-        _run_pool(jobs, store, outcome, workers, threads, show_progress, console)
+    with _signals_interrupt(outcome):
+        if workers == 1 and not show_progress:
+            _run_inline(jobs, store, outcome, threads)
+        else:
+            _run_pool(jobs, store, outcome, workers, threads, show_progress, console)
     store.write_summary_table()
     outcome.wall_s = time.perf_counter() - t0
     return outcome
 
 
-def _account(outcome: SweepOutcome, summary: dict[str, Any]) -> None:
+def _warn(console, line: str) -> None:
+    if console is not None:
+        from rich.markup import escape
+
+        console.print(f"[yellow]{escape(line)}[/yellow]", soft_wrap=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Raised in the sweep's main thread by a handled termination signal (SIGTERM, SIGHUP)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt(outcome: SweepOutcome):
+    """While the runs execute: SIGTERM and SIGHUP interrupt the sweep like Ctrl-C (once; repeats of the signal
+    during the cleanup are ignored). Only possible in the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum, frame):
+        if fired:
+            return
+        fired.append(signum)
+        raise SweepInterrupted(signum)
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):
+                pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if fired and outcome.signal is None:
+            outcome.interrupted, outcome.signal = True, fired[0]
+
+
+def _interrupted(outcome: SweepOutcome, e: BaseException) -> None:
+    outcome.interrupted = True
+    outcome.signal = getattr(e, "signum", int(signal.SIGINT))
+
+
+def _account(outcome: SweepOutcome, entry: Entry) -> None:
+    kind, summary = entry
+    if kind == "elsewhere":
+        outcome.elsewhere += 1
+        return
+    if kind == "done":
+        outcome.skipped += 1
+        return
     outcome.finished += 1
     if summary.get("status") == "diverged":
         outcome.diverged += 1
@@ -181,10 +351,10 @@ def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: Sweep
     torch.set_num_threads(threads)
     try:
         for job in jobs:
-            for s in _run_job(job, str(store.root)):
-                _account(outcome, s)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
+            for entry in _run_job(job, str(store.root)):
+                _account(outcome, entry)
+    except KeyboardInterrupt as e:
+        _interrupted(outcome, e)
 
 
 def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) -> None:
@@ -199,13 +369,15 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) ->
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
+    lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # workers hold the read end; EOF there = this process died
     console = console or Console(stderr=True)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TimeRemainingColumn(), console=console, disable=not show_progress, transient=False)
     overall = progress.add_task("runs", total=sum(len(j) for j in jobs))
     slots: dict[str, Any] = {}
     labels = {_job_id(j): _job_label(j) for j in jobs}
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(queue, threads))
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(queue, threads, os.getpid(), lifeline_r))
     futures = {}
     try:
         with progress:
@@ -228,7 +400,7 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) ->
                     if jid in slots:
                         progress.remove_task(slots.pop(jid))
                     try:
-                        ss = f.result()
+                        entries = f.result()
                     except BrokenProcessPool:
                         outcome.failed.extend(r.run_id for r in job if not store.is_done(r.run_id))
                         continue
@@ -236,21 +408,32 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) ->
                         outcome.failed.extend(r.run_id for r in job if not store.is_done(r.run_id))
                         console.print(f"[red]{escape(jid)} failed:[/red] " + escape(f"{type(e).__name__}: {e}"))
                         continue
-                    for s in ss:
-                        _account(outcome, s)
+                    for kind, s in entries:
+                        _account(outcome, (kind, s))
                         progress.advance(overall)
-                        if s.get("status") == "diverged":
+                        if kind == "trained" and s.get("status") == "diverged":
                             console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(s.get("label", "")))
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        for p in list(getattr(ex, "_processes", {}).values()):
+    except KeyboardInterrupt as e:
+        _interrupted(outcome, e)
+        for p in list((getattr(ex, "_processes", None) or {}).values()):
             try:
                 p.terminate()
             except Exception:
                 pass
     finally:
+        procs = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=not outcome.interrupted, cancel_futures=True)
-    if outcome.failed:
+        if outcome.interrupted:  # terminated workers are gone within moments; do not leave zombies behind
+            deadline = time.monotonic() + 5.0
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.join(max(0.0, deadline - time.monotonic()))
+                    if p.is_alive():
+                        p.kill()
+        for c in (lifeline_w, lifeline_r):
+            with contextlib.suppress(Exception):
+                c.close()
+    if outcome.failed and not outcome.interrupted:
         console.print(f"[red]{len(outcome.failed)} run(s) did not finish (a worker died or raised); "
                       "re-run the same command to redo them.[/red]")
 
@@ -264,7 +447,10 @@ def _run_distributed(grid, runs: list[RunConfig], store: ResultsStore, t0: float
         store.root.mkdir(parents=True, exist_ok=True)
         store.write_config(grid, runs)
         store.clean_tmp()
-        done = store.done_ids()
+        done, damaged = store.scan()
+        for rid, why in sorted(damaged.items()):
+            store.quarantine(rid)
+            _warn(console, f"warning: damaged run {rid}: {why}; it will be redone")
     else:
         done = None
     done = D.broadcast_object(done, info)
@@ -275,7 +461,7 @@ def _run_distributed(grid, runs: list[RunConfig], store: ResultsStore, t0: float
         if info.is_main:
             store.write_run(res)
             print(f"[{i + 1}/{len(pending)}] {res.summary['status']} converged={res.summary['converged']} {r.label}", flush=True)
-        _account(outcome, res.summary)
+        _account(outcome, ("trained", res.summary))
         D.barrier(info)
     if info.is_main:
         store.write_summary_table()

@@ -49,11 +49,11 @@ def _parse_value(text: str):
         return t
 
 
-def _kv(items: list[str]) -> dict:
+def _kv(items: list[str], flag: str = "--task-opt") -> dict:
     out = {}
     for it in items:
         if "=" not in it:
-            raise ValueError(f"expected K=V, got {it!r}")
+            raise ValueError(f"{flag}: expected K=V, got {it!r}")
         k, v = it.split("=", 1)
         out[k.strip()] = _parse_value(v)
     return out
@@ -65,21 +65,54 @@ def _monitors(text: str) -> list[str]:
     return [m.strip() for m in split_specs(text) if m.strip()]
 
 
+def check_device(device: str | None) -> None:
+    """Raise ValueError naming ``--device`` unless ``device`` is None, cpu, an available cuda[:N] or mps."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r}: unknown device; use cpu or cuda (cuda:N for one GPU)") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"--device {device!r}: CUDA is not available ({why}); use --device cpu")
+        n = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {device!r}: there are {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+        return
+    if dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"--device {device!r}: MPS is not available on this machine; use --device cpu")
+        return
+    raise ValueError(f"--device {device!r}: unsupported device type {dev.type!r}; use cpu or cuda")
+
+
 def config_from_args(args: argparse.Namespace):
     from seglab.train.config import RunConfig
 
     task_kw = _kv(args.task_opt)
     if args.fg_ratio is not None:
         task_kw["fg_ratio"] = args.fg_ratio
-    model_kw = _kv(args.model_opt)
+    model_kw = _kv(args.model_opt, "--model-opt")
     if args.norm is not None:
         model_kw["norm"] = None if args.norm.lower() in ("none", "null", "off") else args.norm
-    metric, _, thr = args.converge.partition(">=")
+    metric, sep, thr = args.converge.partition(">=")
+    try:
+        threshold = float(thr) if sep else None
+    except ValueError:
+        threshold = None
+    if threshold is None:
+        raise ValueError(f"--converge: expected METRIC>=T (e.g. mean_dice>=0.9), got {args.converge!r}")
     return RunConfig(loss=args.loss, task=args.task, task_kw=task_kw, model=args.model, model_kw=model_kw,
                      optimizer=args.optimizer, lr=args.lr, momentum=args.momentum if args.optimizer == "sgd" else 0.0,
                      seed=args.seed, steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                      monitors=_monitors(args.monitors) if args.monitors else None,
-                     converge={"metric": metric.strip(), "threshold": float(thr or 0.9)},
+                     converge={"metric": metric.strip(), "threshold": threshold},
                      grad_norm_every=args.grad_norm_every)
 
 
@@ -95,18 +128,24 @@ def run(args: argparse.Namespace) -> int:
     from seglab.train.config import ConfigError, validate_runs
     from seglab.train.loop import train_run
 
+    from rich.markup import escape
+
     err = Console(stderr=True)
     try:
         cfg = validate_runs([config_from_args(args)])[0]
-    except (ConfigError, ValueError) as e:
-        from rich.markup import escape
+        check_device(args.device)
+        if args.out:  # before training: a run must not be lost because its folder cannot be written
+            from seglab.results import ResultsStore, check_out_dir
 
+            check_out_dir(args.out, "--out")
+            ResultsStore(args.out).read_config()  # a damaged config.json is found now, not after training
+    except (ConfigError, ValueError) as e:  # ResultsError is a ValueError
         flags = {"loss": "--loss", "monitors": "--monitors"}
         if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
             for fld, spec, msg in e.problems:
                 err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
         else:
-            err.print(f"[red]error:[/red] {escape(str(e))}")
+            err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
     info = D.setup(args.device)
     if info.enabled and cfg.batch_size % info.world_size:
@@ -119,7 +158,6 @@ def run(args: argparse.Namespace) -> int:
             from seglab.results import ResultsStore
 
             store = ResultsStore(args.out)
-            store.root.mkdir(parents=True, exist_ok=True)
             store.write_config({"train": cfg.to_dict()}, [cfg])
             store.write_run(res)
             store.write_summary_table()

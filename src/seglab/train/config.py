@@ -6,6 +6,9 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
+import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -14,6 +17,27 @@ from .specs import default_monitors
 
 OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
+CONVERGE_KEYS = ("metric", "threshold")
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _task_error(name: str, e: Exception) -> str:
+    """A task constructor's error, in the words of the configuration (``missing ... argument: 'path'`` ->
+    the task needs option 'path')."""
+    msg = str(e)
+    m = re.search(r"missing \d+ required (?:positional |keyword-only )?arguments?: (.*)$", msg)
+    if isinstance(e, TypeError) and m:
+        opts = re.findall(r"'([^']+)'", m.group(1))
+        first = opts[0] if opts else "..."
+        return (f"task {name!r} needs the option(s) {', '.join(map(repr, opts))} "
+                f"(task_kw = {{{first} = ...}} in a grid, --task-opt {first}=... on the command line)")
+    m = re.search(r"got an unexpected keyword argument '([^']+)'", msg)
+    if isinstance(e, TypeError) and m:
+        return f"task {name!r} has no option {m.group(1)!r}"
+    return msg
 
 
 class ConfigError(ValueError):
@@ -147,20 +171,34 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
         if cfg.optimizer.lower() not in OPTIMIZERS:
             err(cfg, f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
             ok = False
-        if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):
-            err(cfg, f"learning rate must be > 0, got {cfg.lr!r}")
+        if not (_real(cfg.lr) and cfg.lr > 0):
+            err(cfg, f"learning rate must be a number > 0, got {cfg.lr!r}")
             ok = False
-        if not (0.0 <= float(cfg.momentum) < 1.0):
-            err(cfg, f"momentum must lie in [0, 1), got {cfg.momentum!r}")
+        if not (_real(cfg.momentum) and 0.0 <= float(cfg.momentum) < 1.0):
+            err(cfg, f"momentum must be a number in [0, 1), got {cfg.momentum!r}")
+            ok = False
+        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, numbers.Integral):
+            err(cfg, f"seed must be an integer, got {cfg.seed!r}")
             ok = False
         for name in ("steps", "batch_size", "eval_every", "grad_norm_every"):
             v = getattr(cfg, name)
             if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
                 err(cfg, f"{name} must be an integer >= 1, got {v!r}")
                 ok = False
-        cm = cfg.converge.get("metric", "mean_dice")
+        conv = cfg.converge if isinstance(cfg.converge, dict) else {}
+        if not isinstance(cfg.converge, dict):
+            err(cfg, f"converge must be a mapping {{metric, threshold}}, got {cfg.converge!r}")
+            ok = False
+        unknown = sorted(set(conv) - set(CONVERGE_KEYS))
+        if unknown:
+            err(cfg, f"converge: unknown option(s) {', '.join(map(repr, unknown))}; known: {', '.join(CONVERGE_KEYS)}")
+            ok = False
+        cm = conv.get("metric", "mean_dice")
         if cm not in CONVERGE_METRICS:
             err(cfg, f"unknown convergence metric {cm!r}; choose one of {', '.join(CONVERGE_METRICS)}")
+            ok = False
+        if "threshold" in conv and not _real(conv["threshold"]):
+            err(cfg, f"converge threshold must be a number, got {conv['threshold']!r}")
             ok = False
         if not ok:
             continue
@@ -172,7 +210,7 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
                 tasks[key] = e
         task = tasks[key]
         if isinstance(task, Exception):
-            err(cfg, f"task: {task}")
+            err(cfg, f"task: {_task_error(cfg.task, task)}")
             continue
         mons = cfg.monitors if cfg.monitors is not None else default_monitors(task.mode)
         for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
@@ -199,6 +237,8 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
                     ok = False
         if ok:
             out.append(rcfg)
+    if len(errors) == 1:
+        raise ConfigError(f"configuration error, nothing was run: {errors[0]}", problems, only_fields=not unfielded[0])
     if errors:
         head = f"{len(errors)} configuration error(s); nothing was run:\n  "
         raise ConfigError(head + "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else ""), problems,

@@ -1,0 +1,191 @@
+"""seglab sweep process hygiene: workers die with the sweep however it dies, SIGTERM is handled like Ctrl-C,
+results-folder writes are safe between processes, a second sweep does not redo runs another is training, and
+damaged run files are named and redone."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seglab.results import ResultsStore
+from seglab.sweep import plan, run_sweep
+
+torch.set_num_threads(1)
+
+pytestmark = pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc to find processes")
+
+GRID = {"losses": ["cce", "dicefg"], "fg_ratios": [0.5, 0.95], "norms": ["none"], "seeds": [0],
+        "task_kw": {"size": 16}, "steps": 15, "eval_every": 5}
+
+
+def _children(pid):
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _running(pid, cmd):
+    """pid is alive (not a zombie) and still the process with that command line (no pid reuse)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X") and _cmdline(pid) == cmd
+
+
+def _poll(cond, timeout, step=0.2):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+def _sweep_cmd(tmp_path, grid, out, *extra):
+    (tmp_path / "g.json").write_text(json.dumps(grid))
+    return [sys.executable, "-m", "seglab", "sweep", "--config", str(tmp_path / "g.json"), "--out", str(out),
+            "--no-progress", *extra]
+
+
+def _claims(out):
+    d = Path(out) / ".claims"
+    return list(d.glob("*.lock")) if d.exists() else []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_the_sweep(tmp_path, sig):
+    out = tmp_path / "res"
+    grid = dict(GRID, seeds=[0, 1], steps=20000, eval_every=5000)  # far longer than the test
+    proc = subprocess.Popen(_sweep_cmd(tmp_path, grid, out, "--workers", "2"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        # both workers started and training (each holds the claims of its pack)
+        assert _poll(lambda: len(_claims(out)) >= 2 and len(
+            [c for c in _children(proc.pid) if b"spawn_main" in _cmdline(c)]) >= 2, 180), "workers did not start"
+        time.sleep(1.0)
+        kids = {c: _cmdline(c) for c in _children(proc.pid)}  # the workers and the resource tracker
+        assert sum(b"spawn_main" in c for c in kids.values()) == 2
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=120)
+        if sig == signal.SIGTERM:  # handled like Ctrl-C: one line, exit 128 + 15
+            assert proc.returncode == 143, err
+            lines = err.decode().strip().splitlines()
+            assert len(lines) == 1 and "interrupted by SIGTERM" in lines[0] and "Traceback" not in lines[0], err
+        else:
+            assert proc.returncode == -signal.SIGKILL
+        left = lambda: [p for p, c in kids.items() if _running(p, c)]  # noqa: E731
+        assert _poll(lambda: not left(), 60), f"processes left behind: {left()}"
+        # the claims died with their holders: a new process can take every run
+        store = ResultsStore(out)
+        for rid in {r.run_id for r in plan(grid)}:
+            c = store.claim(rid)
+            assert c is not None
+            c.release()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_a_second_sweep_does_not_redo_runs_another_is_training(tmp_path):
+    out = tmp_path / "res"
+    grid = dict(GRID, steps=1500, eval_every=500)
+    planned = {r.run_id for r in plan(grid)}
+    assert len(planned) == 4
+    a = subprocess.Popen(_sweep_cmd(tmp_path, grid, out, "--workers", "2", "--no-pack"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert _poll(lambda: len(_claims(out)) >= 1, 180), "first sweep did not start"
+        b = run_sweep(grid, out, workers=1, show_progress=False, pack=False)  # in this process, meanwhile
+        _, err = a.communicate(timeout=300)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.communicate()
+    assert a.returncode == 0, err
+    assert b.ok and b.elsewhere >= 1
+    a_done = int(re.search(r"(\d+) run\(s\) done", err).group(1))
+    assert a_done + b.finished == 4, (err, b)  # every run trained exactly once
+    store = ResultsStore(out)
+    assert store.done_ids() == planned and not _claims(out)
+
+
+def test_stale_and_live_claims(tmp_path):
+    store = ResultsStore(tmp_path / "r")
+    (tmp_path / "r" / ".claims").mkdir(parents=True)
+    (tmp_path / "r" / ".claims" / "abc.lock").write_text("999999999 somehost\n")  # left by a dead process
+    c = store.claim("abc")
+    assert c is not None and store.claim_owner("abc") == os.getpid()
+    c.release()
+    assert not (tmp_path / "r" / ".claims" / "abc.lock").exists()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from seglab.results import ResultsStore; "
+                               f"c = ResultsStore({str(tmp_path / 'r')!r}).claim('abc'); print(c is not None, flush=True); "
+                               "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert store.claim("abc") is None and store.claim_owner("abc") == holder.pid
+    finally:
+        holder.kill()
+        holder.communicate()
+    c = store.claim("abc")  # the kernel released the dead holder's lock
+    assert c is not None
+    c.release()
+
+
+def test_config_json_is_safe_between_processes(tmp_path):
+    root = tmp_path / "r"
+    code = ("import sys; from seglab.results import ResultsStore; k = int(sys.argv[1]); s = ResultsStore(sys.argv[2])\n"
+            "for i in range(25):\n"
+            "    s.write_config({'g': k}, [{'run_id': f'{k}-{i}', 'label': ''}])\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(k), str(root)]) for k in range(4)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    cfg = json.loads((root / "config.json").read_text())
+    assert len(cfg["runs"]) == 100 and len({r["run_id"] for r in cfg["runs"]}) == 100
+    assert sorted(g["g"] for g in cfg["grids"]) == [0, 1, 2, 3]
+    assert not [p for p in root.iterdir() if ".tmp-" in p.name]
+
+
+def test_damaged_run_files_are_named_and_redone(tmp_path, capsys):
+    from seglab.cli import main
+
+    out = tmp_path / "r"
+    (tmp_path / "g.json").write_text(json.dumps(GRID))
+    args = ["sweep", "--config", str(tmp_path / "g.json"), "--out", str(out), "--workers", "1", "--no-progress"]
+    assert main(args) == 0
+    store = ResultsStore(out)
+    planned = sorted(store.done_ids())
+    assert len(planned) == 4
+    a, b, c, d = planned
+    (store.run_dir(a) / "summary.json").write_text('{"run_id": "')  # unparseable
+    steps = store.run_dir(b) / "steps.parquet"
+    steps.write_bytes(steps.read_bytes()[: steps.stat().st_size // 2])  # truncated
+    (store.run_dir(c) / "summary.json").write_text("{}")  # not a summary
+    assert store.done_ids() == {d}  # damaged runs do not count as finished
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    warn = [ln for ln in err.splitlines() if ln.startswith("warning: damaged run")]
+    assert len(warn) == 3, err
+    assert any(a in ln and "summary.json" in ln for ln in warn)
+    assert any(b in ln and "steps.parquet" in ln for ln in warn)
+    assert any(c in ln and "summary.json" in ln for ln in warn)
+    assert "3 run(s) done, 1 already finished" in err
+    assert sorted(store.done_ids()) == planned
+    assert len(list((out / ".damaged").iterdir())) == 3  # kept aside for inspection, out of runs/
