@@ -25,3 +25,37 @@ def test_report_renders_from_a_tiny_sweep(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "seglab sweep summary" in out and "dicefg" in out
     assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_report_bad_input_and_damaged_runs(tmp_path, capsys):
+    """One line naming the path, exit 2 (issue 11); damaged runs are named and left out, not a traceback."""
+    from seglab.cli import main
+    from seglab.results import ResultsStore
+
+    def one_line(argv, *words):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err, err
+        for w in words:
+            assert w in err, (w, err)
+
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    one_line(["report", str(f)], "a_file", "not a folder")
+    grid = {"losses": ["cce", "dicefg"], "fg_ratios": [0.5], "norms": ["none"], "steps": 6, "eval_every": 3,
+            "task_kw": {"size": 16}}
+    run_sweep(grid, tmp_path / "r", workers=1, show_progress=False)
+    one_line(["report", str(tmp_path / "r"), "--out", "/dev/null/x", "--no-curves"], "/dev/null/x")
+    one_line(["report", str(tmp_path / "r"), "--out", str(f), "--no-curves"], "a_file")
+    store = ResultsStore(tmp_path / "r")
+    a, b = sorted(store.done_ids())
+    (store.run_dir(a) / "summary.json").write_text("{}")
+    assert main(["report", str(tmp_path / "r"), "--no-curves", "--no-table"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and a in err and "summary.json" in err and err.startswith("warning"), err
+    (store.run_dir(b) / "summary.json").write_text("not json")
+    assert main(["report", str(tmp_path / "r"), "--no-curves"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["warning:", "warning:", "error:"] and "no finished runs" in lines[-1], lines
+    (tmp_path / "r" / "config.json").write_text("[")
+    one_line(["report", str(tmp_path / "r"), "--no-curves"], "config.json")

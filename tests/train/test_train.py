@@ -137,3 +137,45 @@ def test_loss_spec_with_list_values_and_commas_inside_brackets():
     assert (d.name, d.options) == ("dice", {"include_background": False})
     assert (ce.name, ce.options) == ("ce", {"class_weights": [0.163, 1, 1.929]})
     assert _split("dice[batch=False,smooth=1e-5],study_cce", str) == ["dice[batch=False,smooth=1e-5]", "study_cce"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--device", "tpu"], ["--device", "'tpu'"]),
+    (["--out", "/dev/null/results"], ["--out", "/dev/null/results"]),
+    (["--converge", "mean_dice>=high"], ["--converge"]),
+    (["--converge", "mean_dice"], ["--converge"]),
+    (["--task-opt", "size"], ["--task-opt"]),
+    (["--model-opt", "width"], ["--model-opt"]),
+    (["--task", "folder"], ["'folder'", "'path'"]),
+])
+def test_train_cli_bad_input_is_one_line_before_training(capsys, argv, words):
+    """Checked before the first step: no run is trained and then lost (issue 11)."""
+    from seglab.cli import main
+
+    assert main(["train", "--loss", "cce", "--steps", "100000", *argv]) == 2, argv
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err, err
+    for w in words:
+        assert w in err, (w, err)
+
+
+def test_train_cli_device_and_out_checks(tmp_path, capsys):
+    from seglab.cli import main
+
+    if not torch.cuda.is_available():
+        assert main(["train", "--loss", "cce", "--steps", "100000", "--device", "cuda"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--device 'cuda'" in err and "CUDA is not available" in err, err
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    assert main(["train", "--loss", "cce", "--steps", "100000", "--out", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a folder" in err, err
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.json").write_text("{")
+    assert main(["train", "--loss", "cce", "--steps", "100000", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.json" in err, err
+    assert main(["train", "--loss", "cce", "--steps", "3", "--eval-every", "3", "--device", "cpu",
+                 "--out", str(tmp_path / "ok")]) == 0
+    assert len(list((tmp_path / "ok" / "runs").iterdir())) == 1
