@@ -189,3 +189,42 @@ def test_damaged_run_files_are_named_and_redone(tmp_path, capsys):
     assert "3 run(s) done, 1 already finished" in err
     assert sorted(store.done_ids()) == planned
     assert len(list((out / ".damaged").iterdir())) == 3  # kept aside for inspection, out of runs/
+
+
+CHILD_SCRIPT = '''
+import multiprocessing as mp, os, sys, time
+from seglab.sweep import runner
+
+def child(ppid, lifeline):
+    runner.set_parent_death_signal = lambda *a, **k: False   # the portable fallback alone
+    runner._die_with_parent(ppid, lifeline)
+    print("ready", flush=True)
+    time.sleep(600)
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    r, w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=child, args=(os.getpid(), r if sys.argv[1] == "pipe" else None))
+    p.start()
+    print(p.pid, flush=True)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("watch", ["pipe", "ppid"])
+def test_parent_watch_fallback_without_the_death_signal(tmp_path, watch):
+    """Without PR_SET_PDEATHSIG (not Linux), the worker's watch thread ends it when the parent dies."""
+    (tmp_path / "parent.py").write_text(CHILD_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py"), watch], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        assert parent.stdout.readline().strip() == "ready"
+        cmd = _cmdline(child)
+        assert _running(child, cmd)
+        parent.kill()
+        parent.wait(timeout=60)
+        assert _poll(lambda: not _running(child, cmd), 60), "the child outlived its parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
