@@ -57,6 +57,18 @@ def _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoo
                      pos_weight=pos_weight, label_smoothing=label_smoothing, focal=focal, gamma=gamma)
 
 
+_FNS: dict = {}
+
+
+def _backend_fn(backend: str, kind: str, what: str):
+    """``<kind>_<what>`` of the backend module, looked up once (attribute patches on the module are honoured:
+    the cache holds the module, the function is read from it on each call)."""
+    mod = _FNS.get(backend)
+    if mod is None:
+        mod = _FNS[backend] = backend_module(backend)
+    return getattr(mod, f"{kind}_{what}")
+
+
 def _targets(kind: str, target: Tensor, valid: Optional[Tensor]) -> tuple:
     return (target, valid) if kind == "mcd" else (target,)
 
@@ -65,16 +77,18 @@ def forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, b
                  label_smoothing, focal, gamma):
     """The statistics (see the module docstring): the one implementation behind the op and :class:`FusedStatsFunction`."""
     cfg = _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma)
-    fwd = getattr(backend_module(backend), f"{kind}_forward")
+    fwd = _backend_fn(backend, kind, "forward")
     stats, scal = fwd(x, *_targets(kind, target, valid), cfg)
-    return stats.to(x.device), scal.to(x.device)
+    if stats.device != x.device:
+        stats, scal = stats.to(x.device), scal.to(x.device)
+    return stats, scal
 
 
 def backward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
                   label_smoothing, focal, gamma, g_stats, g_scal):
     """``d loss / d x`` from the gradients of the statistics, in one pass (the activation is recomputed)."""
     cfg = _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma)
-    bwd = getattr(backend_module(backend), f"{kind}_backward")
+    bwd = _backend_fn(backend, kind, "backward")
     gx = bwd(x, *_targets(kind, target, valid), cfg, g_stats.contiguous(), g_scal.contiguous())
     gx = gx.to(device=x.device, dtype=x.dtype)
     return gx if gx.shape == x.shape else gx.reshape(x.shape)
@@ -147,6 +161,15 @@ class FusedStatsFunction(torch.autograd.Function):
     depend on the logits and are marked non-differentiable there.
     """
 
+    @classmethod
+    def apply(cls, *args):  # type: ignore[override]
+        # Function.apply without its generic per-call work (inspecting setup_context, a generator over every
+        # argument to unwrap dead functorch wrappers: ~30 Python calls); under functorch transforms the full path
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        unwrap = torch._C._functorch.unwrap_if_dead
+        return _C_APPLY.__get__(None, cls)(unwrap(args[0]), unwrap(args[1]), *args[2:])
+
     @staticmethod
     def forward(ctx, x, target, valid, weight, pos_weight, alpha, alpha_neg, *config):  # type: ignore[override]
         split = len(config) > 7 and bool(config[7])
@@ -154,7 +177,7 @@ class FusedStatsFunction(torch.autograd.Function):
         ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
         ctx.config = config
         ctx.split = split
-        stats, scal = forward_impl(x.detach(), target, valid, weight, pos_weight, alpha, alpha_neg, *config)
+        stats, scal = forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *config)
         if not split:
             return stats, scal
         cd = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
@@ -178,17 +201,22 @@ class FusedStatsFunction(torch.autograd.Function):
         return (gx,) + (None,) * (6 + n_cfg)
 
 
+_C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # the C++ Function.apply (a classmethod descriptor)
+
+
 def _pack(grads, shape, like: Tensor, dim: int) -> Tensor:
-    """Stack per-field gradients as float64 (None = 0, as autograd passes with ``set_materialize_grads(False)``):
-    one ``stack`` (the float64 zero promotes the result), plus a conversion only when no field is None."""
+    """Per-field gradients as one float64 tensor (None = 0, as autograd passes with ``set_materialize_grads(False)``)."""
+    if dim == 0 and like.device.type == "cpu":  # the 4 scalars: read on the host (cheaper than stacking tensors)
+        return torch.tensor([0.0 if g is None else g.item() for g in grads], dtype=torch.float64)
     parts = list(grads)
     if any(g is None for g in parts):
-        key = (tuple(shape), str(like.device))
+        dt = next((g.dtype for g in parts if g is not None), torch.float64)
+        key = (tuple(shape), dt, str(like.device))
         zero = _ZEROS.get(key)
         if zero is None:
             if len(_ZEROS) > 256:
                 _ZEROS.clear()
-            zero = _ZEROS[key] = torch.zeros(shape, dtype=torch.float64, device=like.device)
+            zero = _ZEROS[key] = torch.zeros(shape, dtype=dt, device=like.device)
         parts = [zero if g is None else g for g in parts]
     out = torch.stack(parts, dim)
     return out if out.dtype == torch.float64 else out.to(torch.float64)
