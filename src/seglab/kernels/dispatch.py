@@ -72,9 +72,7 @@ def backend_name(x: torch.Tensor, kind: str) -> str | None:
     if forced == "eager" or x.device.type != "cpu":
         return "eager"
     if kind in ("mc", "ml"):
-        from seglab.kernels import cpu_ext
-
-        if cpu_ext.available():
+        if ops.backend_module("cpu").available():
             return "cpu"
     return "eager" if forced == "cpu" else None
 

@@ -156,5 +156,10 @@ def _mean_or_zero(loss: torch.Tensor) -> torch.Tensor:
 
 def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     """``num / den`` with 1 where ``den == 0`` (a class absent from target and prediction, with smooth = 0)."""
-    tiny = torch.finfo(den.dtype).tiny
+    tiny = _TINY.get(den.dtype)
+    if tiny is None:
+        tiny = _TINY[den.dtype] = torch.finfo(den.dtype).tiny
     return torch.where(den > 0, num / den.clamp_min(tiny), 1.0)  # (a scalar 1: no ones_like per call)
+
+
+_TINY: dict[torch.dtype, float] = {}  # torch.finfo(dtype).tiny, looked up once per dtype
