@@ -143,7 +143,7 @@ def check_logits(logits: torch.Tensor, mode: str, *, validate: bool) -> None:
     # one cheap read pass (measured 0.26 ms vs 9 ms for isfinite().all() on 16x4x256x256): NaN/inf propagate
     # into the sum; only a non-finite sum (or a finite-value overflow, then not an error) pays for the exact count
     acc = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    if validate and logits.numel() and not bool(torch.isfinite(logits.sum(dtype=acc))):
+    if validate and logits.numel() and not math.isfinite(float(logits.detach().sum(dtype=acc))):
         n_bad = int((~torch.isfinite(logits)).sum())
         if n_bad:
             raise ValueError(f"logits contain {n_bad} non-finite values (NaN or inf); the network or its input diverged")

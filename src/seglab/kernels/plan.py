@@ -52,6 +52,13 @@ def merge(requests: Sequence[StatsRequest]) -> StatsRequest:
     """One request for several terms sharing logits and target (e.g. Dice + CE); NotFusable on conflicts
     (two CE or two focal terms, Dice terms disagreeing on ``squared``, different modes or ignore_index)."""
     out = requests[0]
+    if len(requests) == 2 and not (out.ce or out.focal) and not requests[1].region:  # the common region + pixel pair
+        r = requests[1]
+        if (r.mode, r.ignore_index) != (out.mode, out.ignore_index):
+            raise NotFusable
+        return StatsRequest(mode=out.mode, ignore_index=out.ignore_index, region=out.region, squared=out.squared,
+                            ce=r.ce, ce_weight=r.ce_weight, pos_weight=r.pos_weight, label_smoothing=r.label_smoothing,
+                            focal=r.focal, gamma=r.gamma, focal_alpha=r.focal_alpha)
     for r in requests[1:]:
         if (r.mode, r.ignore_index) != (out.mode, out.ignore_index):
             raise NotFusable

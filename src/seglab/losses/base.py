@@ -183,7 +183,9 @@ class CompositeLoss(Loss):
             if _checks.resolve(None):
                 prologue(logits, target, self.mode, ignore_index=self.ignore_index, reduction="mean", validate=True)
             values = [self._part_unchecked(p, logits, target) for p in parts]
-        total = sum(w * v for w, v in zip(self.weights, values))
+        total = values[0] if self.weights[0] == 1.0 else self.weights[0] * values[0]
+        for w, v in zip(self.weights[1:], values[1:]):
+            total = total + v if w == 1.0 else total + w * v
         self.last_parts = {n: v.detach() for n, v in zip(self.part_names, values)}
         return total  # type: ignore[return-value]
 

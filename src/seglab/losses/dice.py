@@ -27,7 +27,7 @@ def check_dice_options(*, mode: str, include_background: Any = True, squared: An
 
 def dice_head(st: Stats, w: torch.Tensor | None, *, smooth: float, log: bool, reduction: str) -> torch.Tensor:
     """Dice loss from per-class statistics: ``1 - (2 tp + smooth) / (ps + ys + smooth)`` (or ``-log`` of the ratio)."""
-    dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth)
+    dice = safe_ratio(2 * st.tp + smooth, st.ps + st.ys + smooth, den_positive=smooth > 0)  # ps, ys >= 0
     loss = -torch.log(dice.clamp_min(torch.finfo(dice.dtype).tiny)) if log else 1 - dice
     return reduce_classes(loss, w, reduction)
 

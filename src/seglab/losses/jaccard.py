@@ -23,7 +23,8 @@ def check_jaccard_options(*, mode: str, include_background: Any = True, batch: A
 
 def jaccard_head(st: Stats, w: torch.Tensor | None, *, smooth: float, reduction: str) -> torch.Tensor:
     """Jaccard loss from per-class statistics: ``1 - (tp + smooth) / (ps + ys - tp + smooth)``."""
-    iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth)
+    # ps + ys - tp >= (ps + ys) / 2 >= 0 (tp <= min(ps, ys), also in the semimetric form)
+    iou = safe_ratio(st.tp + smooth, st.ps + st.ys - st.tp + smooth, den_positive=smooth > 0)
     return reduce_classes(1 - iou, w, reduction)
 
 
