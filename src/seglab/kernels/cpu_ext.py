@@ -37,7 +37,7 @@ import torch
 
 _SRC = Path(__file__).with_name("csrc") / "fused_cpu.cpp"
 _FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-std=c++17", "-shared", "-fPIC"]
-_ABI = 3
+_ABI = 4
 _TMP_PREFIX = ".tmp-seglab_fused_"
 _STALE_TMP_S = 600.0
 # Lovász rows travel as 31-bit element indices in the kernel: longer rows are declined (None)
@@ -173,9 +173,12 @@ def _build() -> ctypes.CDLL:
         getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, I]
         getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, P, I]
+        getattr(lib, f"mc_fwd_cd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, I]
+        getattr(lib, f"mc_bwd_cd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, I64, I64, P, I64,
+                                                     I64, D, D, D, D, P, P, I]
         getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I]
         getattr(lib, f"lovasz_{suf}").argtypes = [P, I64, I64, I64, P, P, I, P, P, P, I]
-        for k in ("mc_fwd", "mc_bwd", "ml_fwd", "ml_bwd", "argsort_desc", "lovasz"):
+        for k in ("mc_fwd", "mc_bwd", "mc_fwd_cd", "mc_bwd_cd", "ml_fwd", "ml_bwd", "argsort_desc", "lovasz"):
             getattr(lib, f"{k}_{suf}").restype = None
     return lib
 
@@ -223,6 +226,8 @@ def _threads() -> int:
 
 def _xin(x: torch.Tensor) -> torch.Tensor:
     """Kernel input: float32/64 as is, half types upcast to float32 (accumulation in float32)."""
+    if x.dtype is torch.float32 and x.is_contiguous():
+        return x
     if x.dtype not in DTYPES:
         x = x.float()
     return x if x.is_contiguous() else x.contiguous()
@@ -264,11 +269,26 @@ def _w64(v: torch.Tensor) -> torch.Tensor:
     return _f64(v)
 
 
-def mc_forward(x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+def mc_forward(x: torch.Tensor, t: torch.Tensor, cfg, split: bool = False) -> tuple[torch.Tensor, ...]:
+    """``(stats (N, 3, C), scal (4,))`` in float64; with ``split=True`` the fields as separate tensors in the
+    compute dtype (float32 for half inputs), ``tp, ps, ys`` ``(N, C)`` and the 4 sums ``()``, written by the kernel
+    itself (accumulated in float64, rounded once: the same values as ``stats.to(cd)``), no conversions here."""
     N, C = x.shape[0], x.shape[1]
     S = math.prod(x.shape[2:])
     x = _xin(x)
-    t = t.contiguous()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    if split:
+        st = torch.empty(3, N, C, dtype=x.dtype)
+        sc = torch.empty(4, dtype=x.dtype)
+        nbad = ctypes.c_int64(0)
+        w, a = _w64(cfg.weight), _w64(cfg.alpha)
+        _fn("mc_fwd_cd", x)(
+            x.data_ptr(), t.data_ptr(), N, C, S, _ign(cfg), cfg.squared, cfg.label_smoothing > 0, cfg.focal,
+            cfg.gamma, w.data_ptr(), a.data_ptr(), st.data_ptr(), sc.data_ptr(), ctypes.addressof(nbad),
+            _threads())
+        _raise_bad_labels(nbad.value, t, C, cfg.ignore_index)
+        return st.unbind(0) + sc.unbind(0)
     stats = torch.empty(N, 3, C, dtype=_F64)
     scal = torch.empty(4, dtype=_F64)
     nbad = ctypes.c_int64(0)
@@ -295,6 +315,33 @@ def mc_backward(x, t, cfg, g_stats: torch.Tensor, g_scal: torch.Tensor) -> torch
         x.data_ptr(), t.data_ptr(), N, C, S, _ign(cfg), int(cfg.squared), int(cfg.smoothing), int(cfg.focal),
         float(cfg.gamma), w.data_ptr(), a.data_ptr(), gst.data_ptr(), g.data_ptr(), gx.data_ptr(),
         ctypes.addressof(nbad), _threads())
+    _raise_bad_labels(nbad.value, t, C, cfg.ignore_index)
+    return gx if gx.dtype == dtype else gx.to(dtype)
+
+
+def mc_backward_split(x, t, cfg, g_tp: torch.Tensor | None, g_ps: torch.Tensor | None,
+                      g_scal: list[float]) -> torch.Tensor:
+    """:func:`mc_backward` from the gradients of ``mc_forward(..., split=True)``'s fields as they come: ``g_tp``,
+    ``g_ps`` ``(N, C)`` in the compute dtype, any strides (None = 0), the 4 sums' gradients as Python floats."""
+    N, C = x.shape[0], x.shape[1]
+    S = math.prod(x.shape[2:])
+    dtype = x.dtype
+    x = _xin(x)
+    if not t.is_contiguous():
+        t = t.contiguous()
+    gx = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if g_tp is not None and g_tp.dtype != x.dtype:
+        g_tp = g_tp.to(x.dtype)
+    if g_ps is not None and g_ps.dtype != x.dtype:
+        g_ps = g_ps.to(x.dtype)
+    tp_s = (0, 0) if g_tp is None else g_tp.stride()
+    ps_s = (0, 0) if g_ps is None else g_ps.stride()
+    w, a = _w64(cfg.weight), _w64(cfg.alpha)
+    nbad = ctypes.c_int64(0)
+    _fn("mc_bwd_cd", x)(
+        x.data_ptr(), t.data_ptr(), N, C, S, _ign(cfg), cfg.squared, cfg.label_smoothing > 0, cfg.focal,
+        cfg.gamma, w.data_ptr(), a.data_ptr(), _p(g_tp), tp_s[0], tp_s[1], _p(g_ps), ps_s[0], ps_s[1],
+        g_scal[0], g_scal[1], g_scal[2], g_scal[3], gx.data_ptr(), ctypes.addressof(nbad), _threads())
     _raise_bad_labels(nbad.value, t, C, cfg.ignore_index)
     return gx if gx.dtype == dtype else gx.to(dtype)
 

@@ -62,17 +62,19 @@ def fused(enabled: bool) -> Iterator[None]:
         _FUSED.reset(token)
 
 
-def _forced() -> str:
-    return os.environ.get("SEGLAB_FUSED_BACKEND", "").strip().lower()
+_CPU: list[ModuleType] = []  # the cpu_ext module once imported (backend_name runs on every call)
 
 
 def backend_name(x: torch.Tensor, kind: str) -> str | None:
     """The backend (``"cpu"`` or ``"eager"``) that runs ``kind`` (``"mc"``, ``"mcd"``, ``"ml"``) for logits ``x``, or None."""
-    forced = _forced()
+    forced = os.environ.get("SEGLAB_FUSED_BACKEND")
+    forced = forced.strip().lower() if forced else ""
     if forced == "eager" or x.device.type != "cpu":
         return "eager"
     if kind in ("mc", "ml"):
-        if ops.backend_module("cpu").available():
+        if not _CPU:
+            _CPU.append(ops.backend_module("cpu"))
+        if _CPU[0].available():
             return "cpu"
     return "eager" if forced == "cpu" else None
 
@@ -98,7 +100,7 @@ def _weight(v: torch.Tensor | None, c: int, like: torch.Tensor, default: float =
 
 def _constant(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """A cached 0-dim constant (the pixel count of an index target without ignore_index): not rebuilt per call."""
-    key = (value, dtype, str(device))
+    key = (value, dtype, device)
     v = _CONSTANTS.get(key)
     if v is None:
         if len(_CONSTANTS) > 256:
@@ -107,7 +109,7 @@ def _constant(value: float, dtype: torch.dtype, device: torch.device) -> torch.T
     return v
 
 
-_CONSTANTS: dict[tuple[float, torch.dtype, str], torch.Tensor] = {}
+_CONSTANTS: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
 
 
 def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -> FusedStats | None:
@@ -126,9 +128,12 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
     valid = None
     if req.mode == "multiclass" and not target.is_floating_point() and target.dtype != torch.bool:
         t = target[:, 0] if (target.ndim == logits.ndim and target.shape[1] == 1) else target
-        if tuple(t.shape) != (n, *spatial):
+        if t.ndim != logits.ndim - 1 or t.shape[0] != n or t.shape[1:] != logits.shape[2:]:
             return None
-        kind, tgt = "mc", t.reshape(n, -1).long().contiguous()
+        tgt = t.reshape(n, -1)
+        if tgt.dtype != torch.int64:
+            tgt = tgt.long()
+        kind, tgt = "mc", tgt if tgt.is_contiguous() else tgt.contiguous()
     else:
         y = target.unsqueeze(1) if (req.mode == "binary" and target.ndim == logits.ndim - 1) else target
         if tuple(y.shape) != tuple(logits.shape) or y.dtype == torch.bool and req.mode == "multiclass":
@@ -149,10 +154,10 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
     if backend is None:
         return None
     ones = _weight(None, c, logits)
-    alpha = _weight(req.focal_alpha, c, logits)
+    alpha = ones if req.focal_alpha is None else _weight(req.focal_alpha, c, logits)
     alpha_neg = 1.0 - alpha if (req.focal_alpha is not None and kind == "ml") else ones
-    args = (logits, tgt, valid, _weight(req.ce_weight, c, logits), _weight(req.pos_weight, c, logits), alpha,
-            alpha_neg, kind, backend, None if kind == "mcd" else req.ignore_index, req.squared,
+    args = (logits, tgt, valid, ones if req.ce_weight is None else _weight(req.ce_weight, c, logits),
+            ones if req.pos_weight is None else _weight(req.pos_weight, c, logits), alpha, alpha_neg, kind, backend, None if kind == "mcd" else req.ignore_index, req.squared,
             float(req.label_smoothing), req.focal, float(req.gamma) if req.focal else 0.0)
     cd = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
     if torch.compiler.is_compiling():  # the registered op (packed float64 outputs)
@@ -160,7 +165,7 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
         stats, scal = stats64.to(cd), scal64.to(cd)
         parts = list(stats.unbind(1)) + list(scal.unbind(0))
     else:  # the same implementation without the op's dispatch cost, fields returned separately (see ops)
-        parts = list(ops.FusedStatsFunction.apply(*args, True))
+        parts = ops.FusedStatsFunction.apply(*args, True)
     k = 3 if kind == "mc" else 4
     tp, ps, ys = parts[:3]
     s_ce, s_norm, s_smooth, s_focal = parts[k:]

@@ -174,9 +174,20 @@ class FusedStatsFunction(torch.autograd.Function):
     def forward(ctx, x, target, valid, weight, pos_weight, alpha, alpha_neg, *config):  # type: ignore[override]
         split = len(config) > 7 and bool(config[7])
         config = config[:7]
-        ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
         ctx.config = config
         ctx.split = split
+        if split and config[0] == "mc" and config[1] == "cpu":
+            # the C++ kernel writes the fields in the compute dtype itself (no conversions, no unbind of copies);
+            # the weights travel in ctx.cfg (detached constants), only x and target are saved
+            ctx.save_for_backward(x, target)
+            cfg = _cfg(weight, pos_weight, alpha, alpha_neg, *config[2:])
+            ctx.cfg = cfg
+            ctx.set_materialize_grads(False)
+            parts = _backend_fn("cpu", "mc", "forward")(x, target, cfg, True)
+            ctx.mark_non_differentiable(parts[2], parts[4])
+            return parts
+        ctx.cfg = None
+        ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
         stats, scal = forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *config)
         if not split:
             return stats, scal
@@ -189,8 +200,13 @@ class FusedStatsFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):  # type: ignore[override]
-        x, target, valid, weight, pos_weight, alpha, alpha_neg = ctx.saved_tensors
         n_cfg = len(ctx.config) + (1 if ctx.split else 0)
+        if ctx.cfg is not None:  # C++ multiclass: the kernel reads the gradients as they come
+            x, target = ctx.saved_tensors
+            g_scal = [0.0 if g is None else g.item() for g in grads[3:]]
+            gx = _backend_fn("cpu", "mc", "backward_split")(x, target, ctx.cfg, grads[0], grads[1], g_scal)
+            return (gx,) + (None,) * (6 + n_cfg)
+        x, target, valid, weight, pos_weight, alpha, alpha_neg = ctx.saved_tensors
         if ctx.split:
             k = len(grads) - 4
             g_stats = _pack(grads[:k], (x.shape[0], x.shape[1]), x, 1)

@@ -1119,7 +1119,7 @@ static void lovasz_rows(const F* e, int64_t rows, int64_t n, int64_t C, const in
 }
 
 extern "C" {
-int seglab_abi_version() { return 3; }
+int seglab_abi_version() { return 4; }
 void argsort_desc_f32(const float* v, int64_t rows, int64_t n, int64_t* out, int nthreads) {
   argsort_desc<float, uint32_t>(v, rows, n, out, nthreads);
 }
@@ -1153,6 +1153,36 @@ void lovasz_f64(const double* e, int64_t rows, int64_t n, int64_t C, const int64
         gtp[n * C + c] = gst[n * 3 * C + c];                                                                \
         gps[n * C + c] = gst[n * 3 * C + C + c];                                                            \
       }                                                                                                     \
+    mc_bwd<T>(x, t, cfg, w, a, gtp.data(), gps.data(), g, gx, nbad);                                       \
+  }                                                                                                         \
+  /* the same in the compute dtype (what the autograd wrapper hands out / receives; ABI 4): statistics are   \
+     accumulated in double as above and rounded once to T; stats_out [3, N, C] (tp, ps, ys planes), scal_out \
+     [4]; incoming grads of tp, ps as strided (N, C) T arrays (NULL = zero), of the 4 sums as doubles */      \
+  void mc_fwd_cd_##SUF(const T* x, const int64_t* t, int64_t N, int64_t C, int64_t S, int64_t ignore,      \
+                       int squared, int want_smooth, int want_focal, double gamma, const double* w,        \
+                       const double* a, T* stats_out, T* scal_out, int64_t* nbad, int nthreads) {          \
+    McCfg cfg{N, C, S, ignore, squared, 1, want_smooth, want_focal, nthreads, gamma};                       \
+    std::vector<double> st(N * 3 * C);                                                                      \
+    double sc[4];                                                                                           \
+    mc_fwd<T>(x, t, cfg, w, a, st.data(), sc, nbad);                                                       \
+    for (int64_t n = 0; n < N; ++n)                                                                         \
+      for (int64_t k = 0; k < 3; ++k)                                                                       \
+        for (int64_t c = 0; c < C; ++c) stats_out[(k * N + n) * C + c] = (T)st[(n * 3 + k) * C + c];       \
+    for (int k = 0; k < 4; ++k) scal_out[k] = (T)sc[k];                                                     \
+  }                                                                                                         \
+  void mc_bwd_cd_##SUF(const T* x, const int64_t* t, int64_t N, int64_t C, int64_t S, int64_t ignore,      \
+                       int squared, int want_smooth, int want_focal, double gamma, const double* w,        \
+                       const double* a, const T* gtp_in, int64_t tp_s0, int64_t tp_s1, const T* gps_in,   \
+                       int64_t ps_s0, int64_t ps_s1, double g0, double g1, double g2, double g3, T* gx,    \
+                       int64_t* nbad, int nthreads) {                                                       \
+    McCfg cfg{N, C, S, ignore, squared, 1, want_smooth, want_focal, nthreads, gamma};                       \
+    std::vector<double> gtp(N * C, 0.0), gps(N * C, 0.0);                                                   \
+    for (int64_t n = 0; n < N; ++n)                                                                         \
+      for (int64_t c = 0; c < C; ++c) {                                                                     \
+        if (gtp_in) gtp[n * C + c] = (double)gtp_in[n * tp_s0 + c * tp_s1];                                 \
+        if (gps_in) gps[n * C + c] = (double)gps_in[n * ps_s0 + c * ps_s1];                                 \
+      }                                                                                                     \
+    const double g[4] = {g0, g1, g2, g3};                                                                   \
     mc_bwd<T>(x, t, cfg, w, a, gtp.data(), gps.data(), g, gx, nbad);                                       \
   }                                                                                                         \
   void ml_fwd_##SUF(const T* x, const T* y, int64_t N, int64_t C, int64_t S, int has_ignore, double ignore, \
