@@ -52,9 +52,16 @@ def overlap_stats(
     batch: bool = False,
 ) -> Stats:
     """Per-class statistics from logits ``x`` ``(N, C, *spatial)`` (compute dtype) and a prepared target."""
+    p = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
+    return overlap_stats_from_probs(p, tgt, squared=squared, soft_targets=soft_targets, batch=batch)
+
+
+def overlap_stats_from_probs(p: torch.Tensor, tgt: Target, *, squared: bool = False, soft_targets: str = "semimetric",
+                             batch: bool = False) -> Stats:
+    """:func:`overlap_stats` from probabilities ``p`` already computed (one softmax shared by several losses)."""
+    x = p
     n, c = x.shape[:2]
     S = math.prod(x.shape[2:])  # explicit: reshape(n, c, -1) fails for an empty batch
-    p = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
     if tgt.valid is not None:
         vmask = tgt.valid.unsqueeze(1) if tgt.valid.ndim == x.ndim - 1 else tgt.valid
         p = p * vmask

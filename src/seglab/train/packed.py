@@ -242,22 +242,29 @@ class _PackedLosses:
                 raise ValueError(f"loss {spec!r} cannot be computed in a pack")
 
     def __call__(self, lg: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        from seglab.losses._stats import overlap_stats
+        from seglab.losses._stats import Stats, overlap_stats_from_probs
         from seglab.losses.ce import CROSS_ENTROPY
         from seglab.losses.dice import DICE
         from seglab.targets import Target
 
+        # the targets are hard one-hot maps, on which the semimetric and product forms of tp agree: the product
+        # (one multiply-sum) is the cheaper; measured 45 runs x 2048 px, 5 monitors with their gradients
         tgt = Target(index=None, dense=onehot, valid=None)
-        stats: dict[tuple[bool, str], Any] = {}  # one statistics pass per (squared, soft_targets)
+        labels = None  # CE with class indices (torch's fast path) rather than the soft-target CE
+        p = torch.softmax(lg, 1)  # one softmax for every monitor
+        stats: dict[bool, Any] = {}  # one statistics pass per `squared`
         out = []
         for name, o in self.parts:
             if name == "ce":
-                out.append(CROSS_ENTROPY.reference(lg, tgt, o).mean(-1))
+                labels = Target(index=onehot.argmax(1), dense=None, valid=None) if labels is None else labels
+                out.append(CROSS_ENTROPY.reference(lg, labels, o).mean(-1))
                 continue
-            key = (o["squared"], o["soft_targets"])
-            if key not in stats:
-                stats[key] = overlap_stats(lg, tgt, "multiclass", squared=key[0], soft_targets=key[1])
-            out.append(DICE.finish(stats[key], o).mean(1))
+            if False not in stats:
+                stats[False] = overlap_stats_from_probs(p, tgt, soft_targets="product")
+            if o["squared"] and True not in stats:  # one-hot: sum y^2 = sum y, tp unchanged; only sum p^2 is new
+                plain = stats[False]
+                stats[True] = Stats(plain.tp, (p * p).sum(-1), plain.ys)
+            out.append(DICE.finish(stats[o["squared"]], o).mean(1))
         return torch.stack(out)
 
 
