@@ -84,3 +84,60 @@ def test_register_model():
     assert net(torch.zeros(1, 3, 4, 4)).shape == (1, 5, 4, 4)
     with pytest.raises(ValueError, match="already registered"):
         register_model("test-identity-head")(lambda **kw: None)
+
+
+_NET_PY = '''
+from torch import nn
+
+
+def make(*, in_channels, out_channels, spatial_dims=2, width=4):
+    conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+    return nn.Sequential(conv(in_channels, width, 3, padding=1), nn.ReLU(), conv(width, out_channels, 1))
+
+
+def not_a_module(*, in_channels, out_channels, spatial_dims=2):
+    return 3
+
+
+def raises(*, in_channels, out_channels, spatial_dims=2):
+    raise RuntimeError("boom\\nsecond line")
+
+
+NOT_CALLABLE = 5
+'''
+
+
+def test_user_model_from_a_file_and_a_module(tmp_path, monkeypatch):
+    (tmp_path / "net.py").write_text(_NET_PY)
+    net = create_model(f"{tmp_path / 'net.py'}:make", in_channels=2, out_channels=3, width=5)
+    assert net(torch.zeros(1, 2, 8, 8)).shape == (1, 3, 8, 8)
+    assert net[0].out_channels == 5
+    monkeypatch.syspath_prepend(str(tmp_path / "pkg_root"))
+    (tmp_path / "pkg_root" / "seglab_test_nets").mkdir(parents=True)
+    (tmp_path / "pkg_root" / "seglab_test_nets" / "__init__.py").write_text("")
+    (tmp_path / "pkg_root" / "seglab_test_nets" / "convs.py").write_text(_NET_PY)
+    net = create_model("seglab_test_nets.convs:make", in_channels=1, out_channels=2, spatial_dims=3)
+    assert net(torch.zeros(1, 1, 4, 4, 4)).shape == (1, 2, 4, 4, 4)
+
+
+def test_user_model_errors_are_one_line_value_errors(tmp_path):
+    (tmp_path / "net.py").write_text(_NET_PY)
+    (tmp_path / "broken.py").write_text("import nonexistent_seglab_dependency\n")
+    f = tmp_path / "net.py"
+    cases = [
+        ("seglab_no_such_module_xyz:make", "no module named 'seglab_no_such_module_xyz'"),
+        (f"{tmp_path / 'missing.py'}:make", "no such file"),
+        (f"{tmp_path / 'broken.py'}:make", "ModuleNotFoundError"),
+        (f"{f}:nope", "has no attribute 'nope'"),
+        (f"{f}:NOT_CALLABLE", "not callable"),
+        (f"{f}:not_a_module", "not a torch.nn.Module"),
+        (f"{f}:raises", "the factory raised RuntimeError: boom second line"),
+        (f"{f}:", "expected package.module:factory"),
+    ]
+    for name, words in cases:
+        with pytest.raises(ValueError) as ei:
+            create_model(name, in_channels=1, out_channels=2)
+        msg = str(ei.value)
+        assert words in msg and "\n" not in msg, (name, msg)
+    with pytest.raises(ValueError, match=r"'widht' \(did you mean 'width'\?\)"):
+        create_model(f"{f}:make", in_channels=1, out_channels=2, widht=3)

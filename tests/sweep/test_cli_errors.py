@@ -83,3 +83,33 @@ def test_damaged_config_json_is_named(tmp_path, capsys):
     (tmp_path / "g.json").write_text(json.dumps({"losses": ["cce"], "steps": 2, "task_kw": {"size": 16}}))
     _one_line_error(capsys, ["sweep", "--config", str(tmp_path / "g.json"), "--out", str(tmp_path / "r"),
                              "--no-progress", "--workers", "1"], "config.json")
+
+
+def test_task_opt_reaches_every_run(tmp_path, capsys):
+    assert main(["sweep", "--losses", "cce,study_dice", "--task-opt", "size=16", "--task-opt", "fg_ratio=0.2",
+                 "--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("size=16" in ln and "fg_ratio=0.2" in ln for ln in lines), lines
+    (tmp_path / "g.toml").write_text('losses = ["cce"]\ntask_kw = {size = 32, fg_ratio = 0.3}\n')
+    assert main(["sweep", "--config", str(tmp_path / "g.toml"), "--task-opt", "size=16", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "size=16" in out and "fg_ratio=0.3" in out and "size=32" not in out, out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--task-opt", "size"], ["--task-opt", "K=V", "'size'"]),
+    (["--task-opt", "sise=16"], ["sise"]),
+])
+def test_bad_task_opt_is_one_line(tmp_path, capsys, argv, words):
+    _one_line_error(capsys, ["sweep", "--losses", "cce", *argv, "--out", str(tmp_path / "r")], *words)
+    assert not (tmp_path / "r").exists()
+
+
+def test_sweep_lists_a_user_model(tmp_path, capsys):
+    (tmp_path / "net.py").write_text("from torch import nn\n\ndef make(*, in_channels, out_channels, spatial_dims=2):\n"
+                                     "    return nn.Conv2d(in_channels, out_channels, 1)\n")
+    assert main(["sweep", "--losses", "cce", "--models", f"{tmp_path / 'net.py'}:make", "--task-opt", "size=16",
+                 "--list"]) == 0
+    assert "net.py:make" in capsys.readouterr().out
+    _one_line_error(capsys, ["sweep", "--losses", "cce", "--models", f"{tmp_path / 'net.py'}:nope", "--list"],
+                    "no attribute 'nope'")

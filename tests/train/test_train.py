@@ -179,3 +179,66 @@ def test_train_cli_device_and_out_checks(tmp_path, capsys):
     assert main(["train", "--loss", "cce", "--steps", "3", "--eval-every", "3", "--device", "cpu",
                  "--out", str(tmp_path / "ok")]) == 0
     assert len(list((tmp_path / "ok" / "runs").iterdir())) == 1
+
+
+_USER_NET = '''
+from torch import nn
+
+
+def make(*, in_channels, out_channels, spatial_dims=2, width=4):
+    return nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, out_channels, 1))
+
+
+def not_a_module(*, in_channels, out_channels, spatial_dims=2):
+    return "net"
+
+
+NOT_CALLABLE = 5
+'''
+
+_FAST = ["--loss", "cce", "--steps", "2", "--eval-every", "2", "--task-opt", "size=16", "--device", "cpu"]
+
+
+def test_train_cli_user_model_from_file_and_module(tmp_path, capsys, monkeypatch):
+    import json
+
+    from seglab.cli import main
+
+    (tmp_path / "net.py").write_text(_USER_NET)
+    assert main(["train", *_FAST, "--model", f"{tmp_path / 'net.py'}:make", "--model-opt", "width=3"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["status"] == "finished" and out["steps_done"] == 2
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "seglab_test_user_net.py").write_text(_USER_NET)
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    assert main(["train", *_FAST, "--model", "seglab_test_user_net:make"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["status"] == "finished"
+
+
+def test_train_cli_user_model_errors_are_one_line(tmp_path, capsys):
+    from seglab.cli import main
+
+    (tmp_path / "net.py").write_text(_USER_NET)
+    f = tmp_path / "net.py"
+    for model, words in [
+        ("seglab_no_such_module_xyz:make", "no module named"),
+        (f"{tmp_path / 'missing.py'}:make", "no such file"),
+        (f"{f}:nope", "no attribute 'nope'"),
+        (f"{f}:NOT_CALLABLE", "not callable"),
+        (f"{f}:not_a_module", "not a torch.nn.Module"),
+    ]:
+        assert main(["train", *_FAST, "--model", model]) == 2, model
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error:") and words in err, (model, err)
+    assert main(["train", *_FAST, "--model", f"{f}:make", "--model-opt", "depth=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'depth'" in err, err
+
+
+def test_user_models_are_never_packed(tmp_path):
+    from seglab.train.packed import packable
+
+    (tmp_path / "net.py").write_text(_USER_NET)
+    assert packable(_cfg(model="tiny", model_kw={"norm": None}))
+    assert not packable(_cfg(model=f"{tmp_path / 'net.py'}:make", model_kw={}))
+    assert not packable(_cfg(model="seglab.models.tiny:TinyFCN", model_kw={}))

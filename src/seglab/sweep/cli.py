@@ -8,6 +8,7 @@ Examples::
     seglab sweep --config sweep.toml --out r/ --shard 3/8                 # one of 8 independent jobs
     seglab sweep --config sweep.toml --out r/ --run-index $SLURM_ARRAY_TASK_ID
     seglab sweep --config sweep.toml --list                                # runs with their indices
+    seglab sweep --losses dice,ce --task-opt size=64 --models my_nets.py:make_net --out r/   # your own model
     seglab sweep --merge r_node1 r_node2 --out r/                          # merge folders of separate jobs
 """
 
@@ -59,8 +60,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--config", help="grid file (.toml, .yaml, .json); command-line lists override its fields")
     src.add_argument("--losses", help="comma list of seglab.get_loss specs, e.g. study_cce,study_dice,dicefg,'dice[batch=true]'")
     src.add_argument("--tasks", help="comma list of task names (threshold, shapes, overlap, ...)")
+    src.add_argument("--task-opt", dest="task_opt", action="append", default=[], metavar="K=V",
+                     help="task parameter for every run (repeatable), e.g. --task-opt size=64; set on top of the "
+                          "grid's task_kw (a task entry's own options still win)")
     src.add_argument("--fg-ratios", dest="fg_ratios", help="comma list of foreground fractions in (0, 1) (threshold task)")
-    src.add_argument("--models", help="comma list of model names (tiny, unet)")
+    src.add_argument("--models", help="comma list of model names (tiny, unet) or your own factories "
+                                       "(package.module:factory, path/to/file.py:factory)")
     src.add_argument("--norms", help="comma list: batch,none (tiny) or batch,instance,group,none (unet)")
     src.add_argument("--optimizers", help="comma list: adam,sgd")
     src.add_argument("--lrs", help="comma list of learning rates")
@@ -111,6 +116,20 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, k, None)
         if v is not None:
             overrides[k] = v
+    task_opts = getattr(args, "task_opt", None) or []
+    if task_opts:
+        from seglab.train.cli import _kv
+
+        try:
+            topt = _kv(task_opts, "--task-opt")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not isinstance(grid.get("task_kw") or {}, dict):
+            raise ConfigError(f"--task-opt: the grid's task_kw must be a table, got {grid['task_kw']!r}")
+        grid["task_kw"] = {**(grid.get("task_kw") or {}), **topt}
+        for sub in grid.get("grids", []) or []:
+            if isinstance(sub, dict) and isinstance(sub.get("task_kw"), dict):
+                sub["task_kw"] = {**sub["task_kw"], **topt}
     if "steps" in overrides and "eval_every" not in overrides and "eval_every" in grid:
         overrides["eval_every"] = max(1, min(int(grid["eval_every"]), int(overrides["steps"])))
     for key, v in overrides.items():

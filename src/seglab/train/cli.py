@@ -3,6 +3,7 @@
 Examples::
 
     seglab train --loss dicefg --fg-ratio 0.95 --norm none --steps 2000 --out results/one
+    seglab train --loss dice --model my_nets.py:make_net --model-opt width=32 --task-opt size=64 --out results/mine
     torchrun --nproc-per-node 2 -m seglab train --loss study_dice --batch-size 4 --steps 500 --out results/ddp
 """
 
@@ -18,8 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default="threshold")
     p.add_argument("--task-opt", action="append", default=[], metavar="K=V", help="task parameter (repeatable)")
     p.add_argument("--fg-ratio", type=float, help="shortcut for --task-opt fg_ratio=X")
-    p.add_argument("--model", default="tiny")
-    p.add_argument("--model-opt", action="append", default=[], metavar="K=V", help="model parameter (repeatable)")
+    p.add_argument("--model", default="tiny", help="a registered model (tiny, unet) or your own factory: "
+                   "package.module:factory or path/to/file.py:factory, called with in_channels, out_channels, "
+                   "spatial_dims and the --model-opt options as keyword arguments; must return a torch.nn.Module")
+    p.add_argument("--model-opt", action="append", default=[], metavar="K=V",
+                   help="model parameter (repeatable), passed to the model factory")
     p.add_argument("--norm", help="shortcut for --model-opt norm=X (batch, none, ...)")
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float, default=1e-3)

@@ -84,7 +84,12 @@ def _loss_supported(spec: str, mode: str) -> bool:
 
 
 def packable(cfg: RunConfig) -> bool:
-    """Whether ``cfg`` can be trained in a pack (tiny model, threshold task, CE / batch-Dice losses)."""
+    """Whether ``cfg`` can be trained in a pack (tiny model, threshold task, CE / batch-Dice losses; never a user
+    model given as ``module:factory`` or ``file.py:factory``)."""
+    from seglab.models.registry import is_external_model
+
+    if is_external_model(cfg.model):  # the user's module:factory / file.py:factory: trained alone
+        return False
     if cfg.model not in PACKABLE_MODELS or cfg.task not in PACKABLE_TASKS:
         return False
     if set(cfg.model_kw) - {"width", "norm"}:
