@@ -13,6 +13,12 @@ peak of memory allocated beyond what existed before (the logits' gradient includ
 
 seglab's input validation (on by default in the losses) is switched off while timing, since the baselines
 validate nothing; ``--validate`` keeps it.
+
+Every argument is checked before any work: a bad one prints one line on stderr naming the option
+(``error: --rounds must be an integer >= 1, got 0``) and exits 2, like ``seglab train`` and ``seglab sweep``.
+Each loss's spread over rounds (min, quartiles, IQR, max of the time and of the ratio to the baseline) is in the
+table and the JSON; the 1-minute load average at start and end is recorded, with a warning when it exceeds the
+number of cores (the figures are then unreliable).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_SHAPES = "16x4x256x256,2x4x96x96x96,8x21x256x256"
+DTYPES = ("float32", "float64", "bfloat16")
+PEER_LIBS = ("monai", "smp")
 SEGLAB_LOSSES = ["ce", "dice", "dice+ce", "focal", "dice+focal", "tversky", "jaccard", "gdice", "lovasz"]
 # seglab loss -> (peer name) pairs whose speed-up is reported
 PAIRS = [("dice+ce", "monai DiceCELoss"), ("dice+focal", "monai DiceFocalLoss"), ("dice", "monai DiceLoss"),
@@ -47,14 +55,128 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated logits shapes NxCxD1[xD2[xD3]] (default {DEFAULT_SHAPES})")
     p.add_argument("--against", default="", help="peer libraries to include: monai,smp (skipped if not installed)")
     p.add_argument("--losses", default=",".join(SEGLAB_LOSSES), help="seglab losses to time (default: all)")
-    p.add_argument("--rounds", type=int, default=7, help="timed rounds (median reported; default 7)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (default 2)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    # integers and choices are checked in run() (one line, exit 2) rather than by argparse (usage + error)
+    p.add_argument("--rounds", default=7, help="timed rounds, >= 1 (median and spread reported; default 7)")
+    p.add_argument("--warmup", default=2, help="untimed rounds first, >= 0 (default 2)")
+    p.add_argument("--dtype", default="float32", help=f"one of {', '.join(DTYPES)} (default float32)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N for one GPU)")
+    p.add_argument("--threads", default=None, help="torch threads, >= 1 (default: torch's default)")
     p.add_argument("--validate", action="store_true", help="keep seglab's input validation on while timing")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--out", default="benchmarks/bench_losses.json", help="JSON results file ('' to skip)")
+
+
+class BenchArgError(ValueError):
+    """A bad ``seglab bench`` argument; the message names the option."""
+
+
+def _int_arg(value, flag: str, minimum: int) -> int:
+    try:
+        v = int(str(value).strip())
+    except ValueError:
+        raise BenchArgError(f"{flag} must be an integer >= {minimum}, got {value!r}") from None
+    if v < minimum:
+        raise BenchArgError(f"{flag} must be an integer >= {minimum}, got {v}")
+    return v
+
+
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+    """``NxCxD1[xD2[xD3]]`` comma list -> shapes; BenchArgError naming ``--shapes`` when malformed."""
+    parts = [s.strip() for s in str(text).split(",")]
+    if not any(parts):
+        raise BenchArgError("--shapes: no shape given; expected e.g. 2x4x64x64 (NxCxD1[xD2[xD3]])")
+    shapes = []
+    for s in parts:
+        if not s:
+            raise BenchArgError(f"--shapes {text!r}: empty shape in the comma list")
+        try:
+            shape = tuple(int(v) for v in s.lower().split("x"))
+        except ValueError:
+            raise BenchArgError(f"--shapes: cannot read {s!r} as NxCxD1[xD2[xD3]] (integers joined by 'x')") from None
+        if not 3 <= len(shape) <= 5:
+            raise BenchArgError(f"--shapes: {s!r} has {len(shape)} dimension(s); expected 3 to 5 (NxCxD1[xD2[xD3]])")
+        if any(v < 1 for v in shape):
+            raise BenchArgError(f"--shapes: {s!r} has a size < 1")
+        if shape[1] < 2:
+            raise BenchArgError(f"--shapes: {s!r} has C={shape[1]} class(es); multiclass losses need C >= 2")
+        shapes.append(shape)
+    return shapes
+
+
+def _split_names(text: str) -> list[str]:
+    from seglab.losses.registry import split_specs
+
+    return [n.strip() for n in split_specs(str(text)) if n.strip()]
+
+
+def check_args(args: argparse.Namespace) -> dict:
+    """Check every argument before any work; the parsed values, or BenchArgError naming the option."""
+    v: dict = {}
+    v["shapes"] = parse_shapes(args.shapes)
+    v["rounds"] = _int_arg(args.rounds, "--rounds", 1)
+    v["warmup"] = _int_arg(args.warmup, "--warmup", 0)
+    v["threads"] = None if args.threads is None else _int_arg(args.threads, "--threads", 1)
+    if args.dtype not in DTYPES:
+        raise BenchArgError(f"--dtype {args.dtype!r}: unsupported; use one of {', '.join(DTYPES)}")
+    v["dtype"] = getattr(torch, args.dtype)
+    from seglab.train.cli import check_device
+
+    check_device(args.device)  # ValueError naming --device
+    v["device"] = torch.device(args.device)
+    against = [a.strip().lower() for a in str(args.against).split(",") if a.strip()]
+    unknown = [a for a in against if a not in PEER_LIBS]
+    if unknown:
+        raise BenchArgError(f"--against: unknown library {', '.join(map(repr, unknown))} (known: {', '.join(PEER_LIBS)})")
+    v["against"] = list(dict.fromkeys(against))
+    try:
+        names = _split_names(args.losses)
+    except ValueError as e:
+        raise BenchArgError(f"--losses: {e}") from None
+    if not names:
+        raise BenchArgError(f"--losses: no loss given (e.g. {','.join(SEGLAB_LOSSES[:3])})")
+    from seglab.losses import get_loss
+
+    for n in names:
+        try:
+            get_loss(n, mode="multiclass")
+        except (TypeError, ValueError, KeyError) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise BenchArgError(f"--losses: {msg}") from None
+    v["names"] = list(dict.fromkeys(names))
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise BenchArgError(f"--out {str(out)!r} is a folder; give a JSON file path")
+        from seglab.results import ResultsError, check_out_dir
+
+        try:
+            check_out_dir(out.parent, "--out", create=False)
+        except ResultsError as e:
+            raise BenchArgError(f"--out {str(out)!r}: its folder cannot be written ({e})") from None
+    return v
+
+
+def _quantile(sorted_vals: list[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default) of sorted values; works for one value."""
+    pos = q * (len(sorted_vals) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+
+
+def spread(vals: list[float]) -> dict[str, float]:
+    """min, q1, median, q3, iqr, max of ``vals`` (at least one value)."""
+    s = sorted(vals)
+    q1, q3 = _quantile(s, 0.25), _quantile(s, 0.75)
+    return {"min": s[0], "q1": q1, "median": statistics.median(s), "q3": q3, "iqr": q3 - q1, "max": s[-1]}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the platform has none."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):
+        return None
 
 
 # ---------------------------------------------------------------- peers
@@ -256,8 +378,12 @@ def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
     res = {}
     for k in names:
         ratios = [a / b for a, b in zip(times[k], base)]
+        ms = spread([1e3 * v for v in times[k]])
+        rs = spread(ratios)
         res[k] = {"ms": 1e3 * statistics.median(times[k]), "ratio_ce": statistics.median(ratios),
-                  "times_ms": [round(1e3 * v, 3) for v in times[k]]}
+                  "times_ms": [round(1e3 * v, 3) for v in times[k]],
+                  **{f"{s}_ms": ms[s] for s in ("min", "q1", "median", "q3", "iqr", "max")},
+                  **{f"ratio_ce_{s}": rs[s] for s in ("min", "q1", "q3", "iqr", "max")}}
     x.grad = None
     return res
 
@@ -288,27 +414,42 @@ def run(args) -> int:
 
     from seglab import _checks
 
+    from rich.markup import escape
+
+    err = Console(stderr=True)
+    try:
+        v = check_args(args)
+    except ValueError as e:  # BenchArgError, and check_device's ValueError naming --device
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
+        return 2
+    args.rounds, args.warmup, args.threads = v["rounds"], v["warmup"], v["threads"]
     console = Console(width=max(120, Console().width))
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype)
-    shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shapes.split(",") if s.strip()]
-    against = [a.strip().lower() for a in args.against.split(",") if a.strip()]
-    names = [n.strip() for n in args.losses.split(",") if n.strip()]
+    device, dtype, shapes, against, names = v["device"], v["dtype"], v["shapes"], v["against"], v["names"]
     from seglab.kernels import dispatch
+
+    cores = os.cpu_count() or 1
+    load_start = load_average()
+
+    def warn_load(when: str, load: float | None) -> None:
+        if load is not None and load > cores:
+            err.print(f"[yellow]warning:[/yellow] 1-minute load average {load:.2f} exceeds the {cores} cores at "
+                      f"{when}: the timings are unreliable", soft_wrap=True, highlight=False)
+
+    warn_load("start", load_start)
 
     backend, why = fused_backend(device, dtype)
     results = {"machine": machine(), "settings": {"rounds": args.rounds, "warmup": args.warmup, "dtype": args.dtype,
                                                    "device": str(device), "validate": bool(args.validate),
                                                    "fused": dispatch.fused_enabled(), "fused_backend": backend,
                                                    "cpp_unavailable_reason": why},
+               "load": {"cores": cores, "load_1min_start": load_start, "load_1min_end": None,
+                        "overloaded": load_start is not None and load_start > cores},
                "shapes": {}}
     console.print(f"[bold]seglab bench[/] — {results['machine']['cpu_model']}, {results['machine']['cpu_cores']} cores, "
                   f"torch {torch.__version__}, {device}, {args.dtype}, fused={dispatch.fused_enabled()} ({backend})")
     if why is not None:
-        from rich.markup import escape
-
         console.print(f"[yellow]C++ kernels unavailable[/]: {escape(why)}", highlight=False)
     with _checks.validation(bool(args.validate)):
         for shape in shapes:
@@ -333,17 +474,25 @@ def run(args) -> int:
                 fns.update(peer_losses(against, shape[1])[0])
                 memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
         for label, res in results["shapes"].items():
-            table = Table(title=f"{label} ({args.dtype}, fwd+bwd, median of {args.rounds} interleaved rounds)")
+            table = Table(title=f"{label} ({args.dtype}, fwd+bwd, {args.rounds} interleaved rounds: median, min, IQR)")
             table.add_column("loss")
             table.add_column("ms", justify="right")
+            table.add_column("min ms", justify="right")
+            table.add_column("IQR ms", justify="right")
             table.add_column("× F.cross_entropy", justify="right")
+            table.add_column("× CE IQR", justify="right")
             table.add_column("peak extra mem (× logits)", justify="right")
             table.add_column("seglab speed-up vs peer", justify="left")
             for k, r in res.items():
                 mem = r.get("peak_extra_x_logits")
                 sp = ", ".join(f"{v:.1f}× vs {p}" for p, v in r.get("speedup_vs", {}).items())
-                table.add_row(k, f"{r['ms']:.1f}", f"{r['ratio_ce']:.2f}", "-" if mem is None else f"{mem:.2f}", sp)
+                table.add_row(k, f"{r['ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['iqr_ms']:.1f}", f"{r['ratio_ce']:.2f}",
+                              f"{r['ratio_ce_iqr']:.2f}", "-" if mem is None else f"{mem:.2f}", sp)
             console.print(table)
+    load_end = load_average()
+    results["load"]["load_1min_end"] = load_end
+    results["load"]["overloaded"] = bool(results["load"]["overloaded"] or (load_end is not None and load_end > cores))
+    warn_load("end", load_end)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
