@@ -29,35 +29,24 @@ inline To bitcast(From f) {
 }
 
 // ---- math: float fast paths (vectorisable), double via libm ----
-inline float fexp(float x) {
-  x = x < -87.3f ? -87.3f : x;
-  x = x > 88.3f ? 88.3f : x;
-  float kf = x * 1.44269504088896341f + 12582912.0f;
-  int32_t k = bitcast<int32_t>(kf) - 0x4B400000;
-  kf -= 12582912.0f;
-  float r = x - kf * 0.693359375f;
-  r = r + kf * 2.12194440e-4f;
-  float z = r * r;
-  float y = 1.9875691500E-4f;
+// The Cephes polynomial cores, written once for scalar float and for the 8-lane vectors of the SIMD path below
+// (GCC vector extensions broadcast the float constants). exp_core(r) = e^r for |r| <= ln(2)/2; log_core(f, e)
+// = log((1 + f) * 2^e) for 1 + f in [sqrt(1/2), sqrt(2)).
+template <class V>
+inline V exp_core(V r) {
+  V z = r * r;
+  V y = V{} + 1.9875691500E-4f;
   y = y * r + 1.3981999507E-3f;
   y = y * r + 8.3334519073E-3f;
   y = y * r + 4.1665795894E-2f;
   y = y * r + 1.6666665459E-1f;
   y = y * r + 5.0000001201E-1f;
-  y = y * z + r + 1.0f;
-  return y * bitcast<float>((k + 127) << 23);
+  return y * z + r + 1.0f;
 }
-inline float flog(float x) {  // x > 0, normal
-  int32_t ix = bitcast<int32_t>(x);
-  int32_t e = (ix >> 23) - 127;
-  float m = bitcast<float>((ix & 0x007fffff) | 0x3f800000);
-  bool big = m > 1.41421356f;
-  m = big ? 0.5f * m : m;
-  e = big ? e + 1 : e;
-  float f = m - 1.0f;
-  float ef = (float)e;
-  float z = f * f;
-  float y = 7.0376836292E-2f;
+template <class V>
+inline V log_core(V f, V ef) {
+  V z = f * f;
+  V y = V{} + 7.0376836292E-2f;
   y = y * f - 1.1514610310E-1f;
   y = y * f + 1.1676998740E-1f;
   y = y * f - 1.2420140846E-1f;
@@ -69,8 +58,27 @@ inline float flog(float x) {  // x > 0, normal
   y = y * f * z;
   y += -2.12194440e-4f * ef;
   y += -0.5f * z;
-  float r = f + y;
+  V r = f + y;
   return r + 0.693359375f * ef;
+}
+inline float fexp(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.3f ? 88.3f : x;
+  float kf = x * 1.44269504088896341f + 12582912.0f;
+  int32_t k = bitcast<int32_t>(kf) - 0x4B400000;
+  kf -= 12582912.0f;
+  float r = x - kf * 0.693359375f;
+  r = r + kf * 2.12194440e-4f;
+  return exp_core(r) * bitcast<float>((k + 127) << 23);
+}
+inline float flog(float x) {  // x > 0, normal
+  int32_t ix = bitcast<int32_t>(x);
+  int32_t e = (ix >> 23) - 127;
+  float m = bitcast<float>((ix & 0x007fffff) | 0x3f800000);
+  bool big = m > 1.41421356f;
+  m = big ? 0.5f * m : m;
+  e = big ? e + 1 : e;
+  return log_core(m - 1.0f, (float)e);
 }
 inline float mexp(float x) { return fexp(x); }
 inline float mlog(float x) { return flog(x); }
@@ -313,7 +321,7 @@ void mc_fwd_impl(const T* x, const int64_t* t, const McCfg& cfg, const double* w
 // exp and statistics loops were all "not vectorized: control flow in loop"; ~6 ns per element on AVX2).
 // This path uses GCC/Clang vector extensions (8 float lanes = one ymm register on AVX2; the compiler lowers
 // them for any target), one vector of 8 pixels per class, so every loop below is SIMD by construction.
-// Same exp/log polynomials as fexp/flog. Used for float32 without the focal term (focal and float64 keep the
+// Same exp/log polynomial cores as fexp/flog (exp_core, log_core). Used for float32 without the focal term (focal and float64 keep the
 // generic code above). Partial sums per lane in float32 inside a 4096-pixel chunk, chunks reduced in double
 // in a fixed order as above (results do not depend on the thread count).
 typedef float vf __attribute__((vector_size(32)));
@@ -335,15 +343,7 @@ inline vf vexp(vf x) {
   kf -= 12582912.0f;
   vf r = x - kf * 0.693359375f;
   r = r + kf * 2.12194440e-4f;
-  vf z = r * r;
-  vf y = vsplat(1.9875691500E-4f);
-  y = y * r + 1.3981999507E-3f;
-  y = y * r + 8.3334519073E-3f;
-  y = y * r + 4.1665795894E-2f;
-  y = y * r + 1.6666665459E-1f;
-  y = y * r + 5.0000001201E-1f;
-  y = y * z + r + 1.0f;
-  return y * (vf)((k + 127) << 23);
+  return exp_core(r) * (vf)((k + 127) << 23);
 }
 
 inline vf vlog(vf x) {  // x > 0, normal
@@ -353,23 +353,7 @@ inline vf vlog(vf x) {  // x > 0, normal
   vi big = m > vsplat(1.41421356f);
   m = vsel(big, 0.5f * m, m);
   e = big ? e + 1 : e;
-  vf f = m - 1.0f;
-  vf ef = __builtin_convertvector(e, vf);
-  vf z = f * f;
-  vf y = vsplat(7.0376836292E-2f);
-  y = y * f - 1.1514610310E-1f;
-  y = y * f + 1.1676998740E-1f;
-  y = y * f - 1.2420140846E-1f;
-  y = y * f + 1.4249322787E-1f;
-  y = y * f - 1.6668057665E-1f;
-  y = y * f + 2.0000714765E-1f;
-  y = y * f - 2.4999993993E-1f;
-  y = y * f + 3.3333331174E-1f;
-  y = y * f * z;
-  y += -2.12194440e-4f * ef;
-  y += -0.5f * z;
-  vf r = f + y;
-  return r + 0.693359375f * ef;
+  return log_core(m - 1.0f, __builtin_convertvector(e, vf));
 }
 
 inline void hsum_d(vf v, double& acc) {  // adds the 8 lanes to acc in lane order
