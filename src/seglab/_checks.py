@@ -149,11 +149,6 @@ def check_logits(logits: torch.Tensor, mode: str, *, validate: bool) -> None:
             raise ValueError(f"logits contain {n_bad} non-finite values (NaN or inf); the network or its input diverged")
 
 
-def check_weight(weight: Any, num_channels: int, name: str) -> torch.Tensor | None:
-    """A per-channel weight given to a loss call: ``(C,)`` finite, non-negative; sequences become tensors."""
-    return as_weight(weight, name, num_channels)
-
-
 def _check_weight_values(w: torch.Tensor, name: str) -> None:
     if torch.compiler.is_compiling():  # values need a host sync; they were checked when the module was built
         return
@@ -161,10 +156,11 @@ def _check_weight_values(w: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} must be finite and non-negative, got {w.tolist()}")
 
 
-def as_weight(value: Any, name: str, num_channels: int | None = None, *, copy: bool = False) -> torch.Tensor | None:
+def as_weight(value: Any, name: str, *, copy: bool = False) -> torch.Tensor | None:
     """Turn a user-given per-channel weight (sequence or tensor) into a float 1-D tensor, checked.
 
-    ``num_channels`` checks the length; ``copy`` detaches and clones (modules store their own copy).
+    The length against the logits' channels is checked per call (:func:`check_weight_shape`); ``copy`` detaches
+    and clones (modules store their own copy).
     """
     if value is None:
         return None
@@ -177,8 +173,13 @@ def as_weight(value: Any, name: str, num_channels: int | None = None, *, copy: b
             raise TypeError(f"{name} must be a sequence or 1-D tensor of numbers, got {value!r}") from None
     if copy:
         t = t.detach().clone()
-    if t.ndim != 1 or (num_channels is not None and t.shape[0] != num_channels):
-        want = "one value per channel" + ("" if num_channels is None else f" (length {num_channels})")
-        raise ValueError(f"{name} must be a 1-D tensor with {want}, got shape {_shape(t)}")
+    check_weight_shape(t, name)
     _check_weight_values(t, name)
     return t
+
+
+def check_weight_shape(w: torch.Tensor, name: str, num_channels: int | None = None) -> None:
+    """A per-channel weight is 1-D with one entry per channel (``num_channels`` when known)."""
+    if w.ndim != 1 or (num_channels is not None and w.shape[0] != num_channels):
+        want = "one entry per channel" + ("" if num_channels is None else f" (length {num_channels})")
+        raise ValueError(f"{name} must be a 1-D tensor with {want}, got shape {_shape(w)}")

@@ -69,7 +69,7 @@ def test_wrong_weight_length(kw):
 
 
 def test_weights_must_be_1d_and_non_negative():
-    with pytest.raises(ValueError, match=r"class_weights must be a 1-D tensor with one value per channel, got shape \(1, 2\)"):
+    with pytest.raises(ValueError, match=r"class_weights must be a 1-D tensor with one entry per channel, got shape \(1, 2\)"):
         seglab.DiceLoss("multiclass", class_weights=[[1.0, 2.0]])
     with pytest.raises(ValueError, match="finite and non-negative"):
         seglab.CrossEntropyLoss("multiclass", class_weights=[1.0, -2.0])

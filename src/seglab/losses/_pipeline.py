@@ -51,9 +51,8 @@ def run_terms(terms: Sequence[tuple[Term, Options]], logits: torch.Tensor, targe
     for term, o in terms:
         for name in term.weight_options:
             w = o.get(name)
-            if w is not None and w.ndim != 0 and (w.ndim != 1 or w.shape[0] != c):  # 0-dim: one value for all
-                raise ValueError(f"{name} must be a 1-D tensor with one entry per channel (length {c}), "
-                                 f"got shape {_checks._shape(w)}")
+            if w is not None and w.ndim != 0:  # 0-dim (sigmoid focal alpha): one value for all channels
+                _checks.check_weight_shape(w, name, c)
     tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=True) if v else None
     requests = [term.request(o) for term, o in terms]
     if all(r is not None for r in requests):

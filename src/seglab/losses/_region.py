@@ -84,5 +84,5 @@ class RegionTerm(Term):
             st = reduce_across(st, o["process_group"])
         cw = o.get("class_weights")
         cw = None if cw is None else cw.to(device=st.tp.device, dtype=st.tp.dtype)
-        st, w = drop_background(st, cw, o["include_background"], o["mode"])
+        st, w = drop_background(st, cw, o["include_background"])
         return self.head(st, w, o)

@@ -130,12 +130,13 @@ def check_process_group(process_group, batch: bool) -> None:
         raise ValueError(f"process_group must be None, 'world' or a torch.distributed ProcessGroup, got {process_group!r}")
 
 
-def drop_background(stats: Stats, weights: torch.Tensor | None, include_background: bool, mode: str):
-    """Drop channel 0 when ``include_background`` is False (multiclass background; multilabel channel 0)."""
+def drop_background(stats: Stats, weights: torch.Tensor | None, include_background: bool):
+    """Drop channel 0 when ``include_background`` is False (multiclass background; multilabel channel 0).
+
+    Binary mode with ``include_background=False`` is refused when the options are checked
+    (:func:`seglab.losses._region.check_region_options`)."""
     if include_background:
         return stats, weights
-    if mode == "binary":
-        raise ValueError("include_background=False would drop the only channel of binary mode; keep it True")
     sl = (Ellipsis, slice(1, None))
     stats = Stats(stats.tp[sl], stats.ps[sl], stats.ys[sl])
     return stats, (None if weights is None else weights[1:])

@@ -27,15 +27,13 @@ def prologue(
     ignore_index: int | None,
     reduction: str,
     validate: bool | None,
-    weights: dict[str, torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, Target, bool]:
-    """Validate a loss call and return ``(logits in compute dtype, Target, validate_flag)``."""
+    """Validate a loss call outside the shared pipeline (Lovász) and return
+    ``(logits in compute dtype, Target, validate_flag)``."""
     v = _checks.resolve(validate)
     _checks.check_mode(mode)
     _checks.check_reduction(reduction)
     _checks.check_logits(logits, mode, validate=v)
-    for name, w in (weights or {}).items():
-        _checks.check_weight(w, logits.shape[1], name)
     tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=v)
     return logits.to(compute_dtype(logits.dtype)), tgt, v
 
@@ -75,9 +73,6 @@ class Loss(nn.Module):
             else:
                 setattr(self, k, v)
         self._option_names = list(options)
-
-    def _weight(self, name: str, value: Any) -> None:
-        self.register_buffer(name, _checks.as_weight(value, name, copy=True))
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of this loss's plain function (configuration + buffers)."""
