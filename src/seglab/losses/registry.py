@@ -238,15 +238,17 @@ class _Parser:
             self.i += 1
             self.ws()
             out[key] = self.value(key)
-            self.ws()
-            c = self.peek()
-            if c == ",":
-                self.i += 1
-                continue
-            if c == "]":
-                self.i += 1
+            if self.list_end(f"expected ',' or ']' after the value of {key!r}", "unbalanced '[': missing ']'"):
                 return out
-            raise self.fail(f"expected ',' or ']' after the value of {key!r}" if c else "unbalanced '[': missing ']'")
+
+    def list_end(self, expected: str, unbalanced: str) -> bool:
+        """After an item of a bracketed list: consume ',' (False: more items) or ']' (True: the list is closed)."""
+        self.ws()
+        c = self.peek()
+        if c in (",", "]"):
+            self.i += 1
+            return c == "]"
+        raise self.fail(expected if c else unbalanced)
 
     def value(self, key: str) -> Any:
         c = self.peek()
@@ -262,15 +264,8 @@ class _Parser:
                 if self.i == len(self.s):
                     raise self.fail(f"unbalanced '[' in the value of {key!r}")
                 items.append(self.number(f"a number in the list of {key!r}"))
-                self.ws()
-                c = self.peek()
-                if c == ",":
-                    self.i += 1
-                    continue
-                if c == "]":
-                    self.i += 1
+                if self.list_end(f"expected ',' or ']' in the list of {key!r}", f"unbalanced '[' in the value of {key!r}"):
                     return items
-                raise self.fail(f"expected ',' or ']' in the list of {key!r}" if c else f"unbalanced '[' in the value of {key!r}")
         if c == '"':
             text = self.match(_JSON_STRING)
             if text is None:
