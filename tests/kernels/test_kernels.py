@@ -195,7 +195,7 @@ def test_gradcheck_custom_backward(backend, kind):
 
         def f(x):
             valid = tgt[1] if kind == "mcd" else None
-            st, sc = ops.FusedStatsFunction.apply(
+            st, sc = torch.ops.seglab.fused_stats(  # the registered op: packed outputs, registered autograd
                 x, tgt[0], valid, cfg.weight, cfg.pos_weight, cfg.alpha, cfg.alpha_neg, kind, bk, cfg.ignore_index,
                 cfg.squared, cfg.label_smoothing, cfg.focal, cfg.gamma)
             return (st * ws).sum() + (sc * wc).sum()

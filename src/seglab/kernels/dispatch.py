@@ -165,7 +165,7 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
         stats, scal = stats64.to(cd), scal64.to(cd)
         parts = list(stats.unbind(1)) + list(scal.unbind(0))
     else:  # the same implementation without the op's dispatch cost, fields returned separately (see ops)
-        parts = ops.FusedStatsFunction.apply(*args, True)
+        parts = ops.FusedStatsFunction.apply(*args)
     k = 3 if kind == "mc" else 4
     tp, ps, ys = parts[:3]
     s_ce, s_norm, s_smooth, s_focal = parts[k:]

@@ -153,11 +153,10 @@ class FusedStatsFunction(torch.autograd.Function):
     Under ``torch.compile`` the dispatcher uses the op; the numbers are identical (same implementation).
 
     ``apply(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
-    label_smoothing, focal, gamma)`` returns the op's ``(stats, scal)`` (float64). With one more trailing argument
-    ``split=True`` it returns the statistics as separate tensors in the compute dtype (``x.dtype``; float32 for
-    half inputs): ``stats[:, 0], ..., stats[:, K-1], scal[0], ..., scal[3]`` — what :func:`dispatch.fused_stats`
-    uses, because slicing and converting the two packed outputs costs ~15 small autograd ops per call (measured
-    ~0.1 ms of a 2x2x32x32 fwd+bwd). ``stats[:, 2]`` (sum y) and ``scal[1]`` (the CE / count denominator) do not
+    label_smoothing, focal, gamma)`` takes the op's arguments and returns the statistics as separate tensors in the
+    compute dtype (``x.dtype``; float32 for half inputs): ``stats[:, 0], ..., stats[:, K-1], scal[0], ..., scal[3]``
+    — what :func:`dispatch.fused_stats` uses, because slicing and converting the op's two packed float64 outputs
+    costs ~15 small autograd ops per call (measured ~0.1 ms of a 2x2x32x32 fwd+bwd). ``stats[:, 2]`` (sum y) and ``scal[1]`` (the CE / count denominator) do not
     depend on the logits and are marked non-differentiable there.
     """
 
@@ -172,27 +171,21 @@ class FusedStatsFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, target, valid, weight, pos_weight, alpha, alpha_neg, *config):  # type: ignore[override]
-        split = len(config) > 7 and bool(config[7])
-        config = config[:7]
         ctx.config = config
-        ctx.split = split
-        if split and config[0] == "mc" and config[1] == "cpu":
+        ctx.set_materialize_grads(False)
+        if config[0] == "mc" and config[1] == "cpu":
             # the C++ kernel writes the fields in the compute dtype itself (no conversions, no unbind of copies);
             # the weights travel in ctx.cfg (detached constants), only x and target are saved
             ctx.save_for_backward(x, target)
             cfg = _cfg(weight, pos_weight, alpha, alpha_neg, *config[2:])
             ctx.cfg = cfg
-            ctx.set_materialize_grads(False)
             parts = _backend_fn("cpu", "mc", "forward")(x, target, cfg, True)
             ctx.mark_non_differentiable(parts[2], parts[4])
             return parts
         ctx.cfg = None
         ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
         stats, scal = forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *config)
-        if not split:
-            return stats, scal
         cd = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        ctx.set_materialize_grads(False)
         parts = stats.to(cd).unbind(1) + scal.to(cd).unbind(0)
         ctx.mark_non_differentiable(parts[2], parts[len(parts) - 3])
         return parts
@@ -200,19 +193,16 @@ class FusedStatsFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):  # type: ignore[override]
-        n_cfg = len(ctx.config) + (1 if ctx.split else 0)
+        n_cfg = len(ctx.config)
         if ctx.cfg is not None:  # C++ multiclass: the kernel reads the gradients as they come
             x, target = ctx.saved_tensors
             g_scal = [0.0 if g is None else g.item() for g in grads[3:]]
             gx = _backend_fn("cpu", "mc", "backward_split")(x, target, ctx.cfg, grads[0], grads[1], g_scal)
             return (gx,) + (None,) * (6 + n_cfg)
         x, target, valid, weight, pos_weight, alpha, alpha_neg = ctx.saved_tensors
-        if ctx.split:
-            k = len(grads) - 4
-            g_stats = _pack(grads[:k], (x.shape[0], x.shape[1]), x, 1)
-            g_scal = _pack(grads[k:], (), x, 0)
-        else:
-            g_stats, g_scal = grads
+        k = len(grads) - 4
+        g_stats = _pack(grads[:k], (x.shape[0], x.shape[1]), x, 1)
+        g_scal = _pack(grads[k:], (), x, 0)
         gx = backward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *ctx.config, g_stats, g_scal)
         return (gx,) + (None,) * (6 + n_cfg)
 
