@@ -18,6 +18,8 @@ RANK = {
     "targets": 1,
     # statistics kernels (never the losses), activations, metrics
     "kernels": 2, "activations": 2, "metrics": 2,
+    # target transforms (distance maps, skeletons) that losses compute on the fly and DataLoaders precompute
+    "transforms": 2,
     # the loss core; models, data and the results store beside it
     "losses": 3, "models": 3, "data": 3, "results": 3,
     # what uses losses, models and data
