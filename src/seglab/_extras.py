@@ -10,6 +10,7 @@ activations, metrics and ``seglab info``. Everything else comes with an extra (s
     nifti    nibabel                                 NIfTI masks and volumes
     brain    nilearn                                 the MNI template behind the brain-tissue task
     bench    monai, segmentation-models-pytorch      peers timed by ``seglab bench``
+    ray      ray                                     ``seglab sweep --engine ray``
     metrics  scipy                                   distance transforms (distance metrics, distance-map targets)
     structure scikit-image, scipy                    skeletons (skeleton_recall loss, structure advice)
     all      cli, results, report, images, nifti
@@ -38,6 +39,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "nilearn": ("nilearn", "brain"),
     "monai": ("monai", "bench"),
     "segmentation_models_pytorch": ("segmentation-models-pytorch", "bench"),
+    "ray": ("ray", "ray"),
     "scipy": ("scipy", "metrics"),
     "skimage": ("scikit-image", "structure"),
 }
