@@ -17,7 +17,7 @@ RANK = {
     "_checks": 0, "_extras": 0, "_registry": 0, "_version": 0,
     "targets": 1,
     # statistics kernels (never the losses), activations, metrics
-    "kernels": 2, "activations": 2, "metrics": 2,
+    "kernels": 2, "activations": 2, "metrics": 2, "stats": 2,
     # target transforms (distance maps, skeletons) that losses compute on the fly and DataLoaders precompute
     "transforms": 2,
     # the loss core; models, data and the results store beside it
