@@ -27,15 +27,34 @@ def run(args: argparse.Namespace) -> int:
     from seglab.sweep.presets import get_preset
     from seglab.sweep.runner import run_sweep
 
+    from rich.markup import escape
+
+    from seglab.results import ResultsError, check_out_dir
+
     console = Console(width=max(140, Console().width))
+    err = Console(stderr=True)
     t0 = time.perf_counter()
-    grid = get_preset("chlebus2018", quick=True, steps=args.steps)
-    console.print(f"seglab demo: quick Chlebus (2018) sweep -> {args.out} ({args.workers} workers)")
-    outcome = run_sweep(grid, args.out, workers=args.workers, show_progress=not args.no_progress)
-    if outcome.interrupted:
-        console.print("[yellow]interrupted; run `make demo` again to resume[/yellow]")
-        return 130
-    rep = render_report(args.out)
+    try:
+        if args.workers < 0:
+            raise ResultsError(f"--workers must be >= 0 (0: one per CPU core), got {args.workers}")
+        if args.steps is not None and args.steps < 1:
+            raise ResultsError(f"--steps must be an integer >= 1, got {args.steps}")
+        check_out_dir(args.out, "--out", create=False)
+        grid = get_preset("chlebus2018", quick=True, steps=args.steps)
+        console.print(f"seglab demo: quick Chlebus (2018) sweep -> {args.out} ({args.workers} workers)")
+        outcome = run_sweep(grid, args.out, workers=args.workers, show_progress=not args.no_progress)
+        if outcome.interrupted:
+            import signal
+
+            sig = outcome.signal or int(signal.SIGINT)
+            name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+            err.print(f"[yellow]interrupted by {name}: {outcome.finished} run(s) finished and kept in "
+                      f"{escape(str(args.out))}; run `make demo` again to resume[/yellow]", soft_wrap=True)
+            return 128 + sig
+        rep = render_report(args.out)
+    except ResultsError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 2
     console.print(terminal_table(rep["agg"], title="seglab demo (quick chlebus2018 preset)"))
     console.print(f"{outcome.finished} run(s) trained, {outcome.skipped} reused; report: {rep['html']} "
                   f"({len(rep['pngs'])} PNGs) in {time.perf_counter() - t0:.0f} s")
