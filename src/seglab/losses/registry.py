@@ -29,10 +29,12 @@ import torch
 from seglab._registry import check_kwargs, unknown_name_message
 from seglab.losses.base import LOSSES, CompositeLoss, Loss
 from seglab.losses import ce, dice, focal, generalized_dice, jaccard, lovasz, tversky  # noqa: F401  (registers them)
+from seglab.losses import boundary, cldice, hausdorff, mcc, skeleton_recall, topk_ce  # noqa: F401  (structure/robust)
 
 #: base loss name -> class
 #: (filled by ``@LOSSES.register(name)`` in each loss's file; importing the classes above registers them)
-assert set(LOSSES) == {"ce", "focal", "dice", "gdice", "tversky", "jaccard", "lovasz"}, sorted(LOSSES)
+assert set(LOSSES) == {"ce", "focal", "dice", "gdice", "tversky", "jaccard", "lovasz",
+                       "boundary", "hausdorff", "cldice", "skeleton_recall", "mcc", "topk_ce"}, sorted(LOSSES)
 
 #: what each base loss means (shown with :func:`describe_losses`)
 BASE_MEANINGS: dict[str, str] = {
@@ -43,6 +45,12 @@ BASE_MEANINGS: dict[str, str] = {
     "tversky": "Tversky loss, alpha=beta=0.5 (= Dice)",
     "jaccard": "soft Jaccard (IoU) loss",
     "lovasz": "Lovasz-softmax/hinge loss (Berman 2018)",
+    "boundary": "boundary loss (Kervadec 2019): probabilities times the target's signed distance map (MONAI BoundaryLoss)",
+    "hausdorff": "Hausdorff distance-transform loss (Karimi 2019), alpha=2; log=true: MONAI LogHausdorffDTLoss",
+    "cldice": "soft clDice (Shit 2021), 3 soft-skeleton iterations, for tubular structures (MONAI SoftclDiceLoss)",
+    "skeleton_recall": "Skeleton Recall (Kirchhoff 2024): soft recall of the target's tubed skeleton, foreground classes",
+    "mcc": "Matthews correlation coefficient loss (Abhishek 2021), per sample and class (MONAI MCCLoss)",
+    "topk_ce": "TopK cross-entropy: mean CE of the k=10 percent hardest pixels of the batch (nnU-Net TopKLoss)",
 }
 
 #: the Chlebus (2018) study's Dice: sums over batch and spatial axes, smooth=1e-7

@@ -1,0 +1,109 @@
+"""Matthews correlation coefficient loss (Abhishek & Hamarneh 2021): all four soft confusion counts."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from seglab import _checks
+from seglab.losses._pipeline import Options, run_terms
+from seglab.losses._stats import overlap_stats
+from seglab.losses._structure import StructureTerm, check_include_background, reduce_loss
+from seglab.losses.base import LOSSES, Loss
+from seglab.targets import Target
+
+
+def check_mcc_options(*, mode: str, include_background: Any = True, batch: Any = False, smooth_nr: Any = 0.0,
+                      smooth_dr: Any = 1e-5, ignore_index: Any = None, reduction: Any = "mean") -> Options:
+    """MCC's options, checked (:class:`MCCLoss` and :func:`mcc_loss` both call it)."""
+    mode = _checks.check_mode(mode)
+    return dict(mode=mode, include_background=check_include_background(mode, include_background),
+                batch=_checks.check_bool("batch", batch), smooth_nr=_checks.check_number("smooth_nr", smooth_nr, low=0.0),
+                smooth_dr=_checks.check_number("smooth_dr", smooth_dr, low=0.0, low_open=True),
+                ignore_index=_checks.check_ignore_index(ignore_index), reduction=_checks.check_reduction(reduction))
+
+
+def mcc_head(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tn: torch.Tensor, *, smooth_nr: float,
+             smooth_dr: float) -> torch.Tensor:
+    """``1 - MCC`` from soft confusion counts; 0 where ``fp = fn = 0`` (a perfect prediction, as MONAI)."""
+    mcc = (tp * tn - fp * fn + smooth_nr) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + smooth_dr)
+    return torch.where((fp == 0) & (fn == 0), torch.zeros_like(mcc), 1.0 - mcc)
+
+
+def _mcc(x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
+    st = overlap_stats(x, tgt, o["mode"], soft_targets="product")  # tp = sum p*y, ps = sum p, ys = sum y (kept)
+    n, c = x.shape[:2]
+    if tgt.valid is None:
+        count = st.tp.new_full((n, c), float(math.prod(x.shape[2:])))
+    else:  # kept pixels per sample (index / dense multiclass) or per element (multilabel, binary)
+        v = tgt.valid.to(x.dtype)
+        count = v.flatten(1).sum(-1)[:, None].expand(n, c) if v.ndim == x.ndim - 1 else v.flatten(2).sum(-1)
+    tp, fp, fn = st.tp, st.ps - st.tp, st.ys - st.tp
+    tn = count - st.ps - st.ys + st.tp  # sum (1-p)(1-y)
+    if o["batch"]:
+        tp, fp, fn, tn = tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)
+    if not o["include_background"]:
+        tp, fp, fn, tn = tp[..., 1:], fp[..., 1:], fn[..., 1:], tn[..., 1:]
+    return reduce_loss(mcc_head(tp, fp, fn, tn, smooth_nr=o["smooth_nr"], smooth_dr=o["smooth_dr"]), o["reduction"])
+
+
+MCC = StructureTerm(_mcc)
+
+
+def mcc_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str,
+    include_background: bool = True,
+    batch: bool = False,
+    smooth_nr: float = 0.0,
+    smooth_dr: float = 1e-5,
+    ignore_index: int | None = None,
+    reduction: str = "mean",
+    validate: bool | None = None,
+) -> torch.Tensor:
+    """MCC loss from logits; see :class:`MCCLoss`.
+
+    Example:
+        >>> mcc_loss(torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16)), mode="multiclass").shape
+        torch.Size([])
+    """
+    o = check_mcc_options(mode=mode, include_background=include_background, batch=batch, smooth_nr=smooth_nr,
+                          smooth_dr=smooth_dr, ignore_index=ignore_index, reduction=reduction)
+    return run_terms([(MCC, o)], logits, target, validate=validate)[0]
+
+
+@LOSSES.register("mcc")
+class MCCLoss(Loss):
+    r"""Matthews correlation coefficient loss (Abhishek & Hamarneh 2021, ISBI), as MONAI's ``MCCLoss``.
+
+    Per class, with the soft confusion counts over the kept pixels ``TP = sum p*y``, ``FP = sum p*(1-y)``,
+    ``FN = sum (1-p)*y``, ``TN = sum (1-p)*(1-y)`` (``p``: softmax for ``multiclass``, sigmoid otherwise)::
+
+        MCC_c = (TP*TN - FP*FN + smooth_nr) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN) + smooth_dr)
+        L_c   = 1 - MCC_c          (0 where FP = FN = 0: a perfect prediction)
+
+    then the mean over classes and samples; ``batch=True`` sums the counts over the batch first (one MCC per
+    class). Unlike Dice it rewards true negatives, so a class absent from target and prediction of an image
+    scores ``L = 0`` only through the perfect-prediction rule. ``L`` lies in ``[0, 2]``.
+    ``include_background=False`` drops channel 0; ``ignore_index`` leaves pixels (elements) out of all four counts.
+    The counts are the Dice statistics (``TP``, ``sum p``, ``sum y``) and the number of kept pixels, computed without a
+    one-hot copy of index targets. ``reduction="none"`` returns ``(N, C')`` (``batch=False``) or ``(C',)``.
+
+    Example:
+        >>> MCCLoss("binary")(torch.randn(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float())
+    """
+
+    name = "mcc"
+    term = MCC
+    fn = staticmethod(mcc_loss)
+
+    def __init__(self, mode: str, include_background: bool = True, batch: bool = False, smooth_nr: float = 0.0,
+                 smooth_dr: float = 1e-5, ignore_index: int | None = None, reduction: str = "mean") -> None:
+        super().__init__(mode, reduction)
+        self._configure(check_mcc_options(mode=mode, include_background=include_background, batch=batch,
+                                          smooth_nr=smooth_nr, smooth_dr=smooth_dr, ignore_index=ignore_index,
+                                          reduction=reduction))
