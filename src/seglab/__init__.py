@@ -17,6 +17,7 @@ from seglab.losses import (
     get_loss,
     list_losses,
 )
+from seglab.losses.deep_supervision import DeepSupervisionLoss
 from seglab import metrics
 from seglab.kernels.dispatch import set_fused
 from seglab.models import create_model, list_models
@@ -31,6 +32,7 @@ __all__ = [
     "activate", "predict", "one_hot",
     "Loss", "CompositeLoss", "get_loss", "list_losses", "format_loss", "describe_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
+    "DeepSupervisionLoss",
     "metrics", "set_validation", "validation", "set_fused",
     "create_model", "list_models", "create_task", "list_tasks",
     "advise", "Advice",

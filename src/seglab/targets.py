@@ -7,10 +7,29 @@ An index target (integer class map) stays an index tensor: per-class sums are ma
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from seglab._checks import _shape
+
+#: the label written into the target at pixels a ``mask`` leaves out, when the loss has no ``ignore_index`` of its
+#: own (with one, masked-out pixels take that value): the pipeline then treats them exactly as ignored pixels, on
+#: the fused and the reference path alike. Exactly representable in every float dtype a target may have.
+MASKED = -32768
+
+
+def plain(x: Any) -> Any:
+    """A MONAI ``MetaTensor`` (any tensor subclass with ``as_tensor()``) as a plain ``torch.Tensor``; else ``x``.
+
+    ``as_tensor()`` keeps the autograd graph (it is ``as_subclass(torch.Tensor)``), so gradients reach the network
+    whose output was a MetaTensor. seglab never imports MONAI for this.
+    """
+    if isinstance(x, torch.Tensor) and type(x) is not torch.Tensor:
+        as_tensor = getattr(x, "as_tensor", None)
+        if callable(as_tensor):
+            return as_tensor()
+    return x
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -25,12 +44,119 @@ def label_range_error(bad_values: list[int], num_classes: int, ignore_index: int
     which bounds-check the labels they read whatever the validation setting.
     """
     c = int(num_classes)
-    extra = "" if ignore_index is None else f" other than ignore_index={ignore_index}"
+    if ignore_index == MASKED:  # the mask's placeholder, not the user's: speak of the mask
+        extra, hint = " at the pixels kept by mask", ""
+    else:
+        extra = "" if ignore_index is None else f" other than ignore_index={ignore_index}"
+        hint = "" if ignore_index is not None else "; if they mark pixels to skip, pass ignore_index"
     return ValueError(
         f"multiclass target values must be class indices in [0, {c}) for C={c} logit channels{extra}; "
-        f"found values {sorted(set(int(v) for v in bad_values))[:10]}"
-        + ("" if ignore_index is not None else "; if they mark pixels to skip, pass ignore_index")
+        f"found values {sorted(set(int(v) for v in bad_values))[:10]}" + hint
     )
+
+
+def _is_label_map(logits: torch.Tensor, target: torch.Tensor, mode: str) -> bool:
+    """A multiclass float ``(N, 1, *spatial)`` target with C > 1 logits: a label map (MONAI's loaders), never a
+    dense target (which has C channels)."""
+    return (mode == "multiclass" and target.is_floating_point() and target.ndim == logits.ndim
+            and target.shape[1] == 1 and logits.shape[1] > 1 and target.shape[0] == logits.shape[0]
+            and target.shape[2:] == logits.shape[2:])
+
+
+def label_map_to_index(target: torch.Tensor, *, validate: bool) -> torch.Tensor:
+    """A float label map ``(N, 1, *spatial)`` as the int64 class map ``(N, *spatial)`` it encodes.
+
+    With validation on, every value must be an integer (class index or ``ignore_index``); with it off, values are
+    truncated toward zero as ``Tensor.long()`` does.
+    """
+    t = target[:, 0]
+    if validate and t.numel():
+        frac = t.detach() != torch.round(t.detach())  # NaN != NaN: caught too
+        if bool(frac.any()):
+            bad = t[frac].unique()[:10].tolist()
+            raise ValueError(
+                "multiclass float target of shape (N, 1, *spatial) is read as a label map (class indices, as MONAI's "
+                f"loaders give) and must hold whole numbers; found values {bad}. For soft labels pass probabilities "
+                "of shape (N, C, *spatial)")
+    return t.long()
+
+
+def check_mask(mask: Any, logits: torch.Tensor, *, validate: bool) -> torch.Tensor:
+    """A spatial mask as a bool tensor ``(N, *spatial)`` (True = the pixel counts).
+
+    Accepted: ``(N, 1, *spatial)`` or ``(N, *spatial)`` (a batch dim of 1 broadcasts over the batch), dtype bool or
+    numbers 0/1 (checked when validating; otherwise any non-zero value keeps the pixel). A MONAI MetaTensor is
+    unwrapped.
+    """
+    mask = plain(mask)
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor (bool or 0/1) or None, got {type(mask).__name__}")
+    n, spatial = logits.shape[0], tuple(logits.shape[2:])
+    if mask.device != logits.device:
+        raise ValueError(f"mask is on {mask.device} but logits are on {logits.device}; move them to the same device")
+    m = mask
+    if m.ndim == logits.ndim and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim != len(spatial) + 1 or tuple(m.shape[1:]) != spatial or m.shape[0] not in (1, n):
+        raise ValueError(
+            f"mask must have shape (N, 1, *spatial) or (N, *spatial) = {(n, *spatial)} (a batch dim of 1 broadcasts) "
+            f"to match logits {_shape(logits)}, got {_shape(mask)}")
+    if m.is_complex():
+        raise TypeError(f"mask must be bool or real 0/1 values, got dtype {m.dtype}")
+    if m.dtype != torch.bool:
+        if validate and m.numel():
+            odd = (m != 0) & (m != 1)
+            if bool(odd.any()):
+                raise ValueError(
+                    f"mask must hold 0/1 or True/False values (1 = the pixel counts); found values "
+                    f"{m[odd].unique()[:10].tolist()}. Per-pixel weights are not a mask")
+        m = m != 0
+    return m.expand(n, *spatial) if m.shape[0] != n else m
+
+
+def canonical_target(logits: torch.Tensor, target: Any, mode: str, *, ignore_index: int | None,
+                     mask: Any = None, validate: bool) -> tuple[Any, int | None]:
+    """The target every path reads, and the ``ignore_index`` that goes with it.
+
+    * a MONAI MetaTensor becomes a plain tensor;
+    * multiclass: a float label map ``(N, 1, *spatial)`` with C > 1 logits becomes the int64 class map it encodes
+      (:func:`label_map_to_index`), so it runs on the index-target kernels;
+    * ``mask``: the pixels it leaves out get the ignore value — ``ignore_index`` if the loss has one, else
+      :data:`MASKED` (returned as the new ``ignore_index``) — so every statistic, fused or reference, leaves them
+      out exactly as ignored pixels. Index targets become int64 first and dense targets the compute dtype.
+
+    Shape errors are left to :func:`prepare_target`, which words them.
+    """
+    target = plain(target)
+    if not isinstance(target, torch.Tensor):
+        return target, ignore_index  # prepare_target words the TypeError
+    if _is_label_map(logits, target, mode):
+        target = label_map_to_index(target, validate=validate)
+    if mask is None:
+        return target, ignore_index
+    m = check_mask(mask, logits, validate=validate)
+    fill = MASKED if ignore_index is None else ignore_index
+    n, spatial = logits.shape[0], tuple(logits.shape[2:])
+    index = mode == "multiclass" and not target.is_floating_point() and target.dtype != torch.bool
+    if index:
+        if target.ndim == logits.ndim and target.shape[1] == 1:
+            target = target[:, 0]
+        if tuple(target.shape) != (n, *spatial):
+            return target, fill
+        return target.long().masked_fill(~m, fill), fill
+    if target.device != logits.device:
+        return target, fill
+    if target.ndim == logits.ndim and target.shape[0] == n and tuple(target.shape[2:]) == spatial:
+        mm = m.unsqueeze(1)
+    elif mode == "binary" and tuple(target.shape) == (n, *spatial):
+        mm = m
+    else:
+        return target, fill
+    if target.dtype == torch.bool and mode == "multiclass":
+        return target, fill  # prepare_target refuses it
+    t = target.to(compute_dtype(logits.dtype)) if not target.is_floating_point() or target.dtype in (
+        torch.float16, torch.bfloat16) else target
+    return t.masked_fill(~mm, float(fill)), fill
 
 
 @dataclass
@@ -74,7 +200,14 @@ def prepare_target(
     ignore_index: int | None = None,
     validate: bool = True,
 ) -> Target:
-    """Check ``target`` against ``logits`` for ``mode`` and return its normalised :class:`Target`."""
+    """Check ``target`` against ``logits`` for ``mode`` and return its normalised :class:`Target`.
+
+    Accepted targets (``C`` = logit channels): multiclass — an integer class map ``(N, *spatial)`` or
+    ``(N, 1, *spatial)``, a float label map ``(N, 1, *spatial)`` holding class indices (MONAI's convention, C > 1;
+    made an index map by :func:`canonical_target`), or a float one-hot / soft ``(N, C, *spatial)``; multilabel —
+    ``(N, C, *spatial)`` in [0, 1]; binary (C = 1) — ``(N, 1, *spatial)`` or ``(N, *spatial)`` in [0, 1], never a
+    label map (with one channel there is nothing to index).
+    """
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     n, c = logits.shape[:2]

@@ -9,6 +9,13 @@ kernel), its head on the kernel's statistics (:meth:`Term.from_fused`) and its r
 target (:meth:`Term.reference`). Options reach the terms already checked (each loss checks its options in one
 function, called by its module's constructor and by its plain function). The input checks here run whichever
 path computes the loss; with validation on, the target is checked before any kernel runs.
+
+Targets reach the terms in one canonical form (:func:`~seglab.targets.canonical_target`): MONAI MetaTensors
+unwrapped, float ``(N, 1, *spatial)`` label maps as int64 class maps, and a spatial ``mask`` written into the target
+as ignored pixels (the loss's ``ignore_index``, or :data:`~seglab.targets.MASKED` which then becomes the
+``ignore_index`` of every term's options for this call). A term therefore needs nothing to support ``mask``
+beyond honouring ignored pixels (``Target.valid`` on the reference path, ``StatsRequest.ignore_index`` on the
+fused one); a term whose options have no ``ignore_index`` refuses a mask.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import torch
 from seglab import _checks
 from seglab.kernels.dispatch import fused_stats
 from seglab.kernels.plan import FusedStats, NotFusable, StatsRequest, merge
-from seglab.targets import Target, compute_dtype, prepare_target
+from seglab.targets import Target, canonical_target, compute_dtype, plain, prepare_target
 
 Options = dict[str, Any]
 
@@ -40,12 +47,29 @@ class Term:
         raise NotImplementedError
 
 
+def mask_options(terms: Sequence[tuple[Term, Options]], names: Sequence[str], ignore_index: int | None,
+                 ) -> list[tuple[Term, Options]]:
+    """The terms with ``ignore_index`` set to the value a mask wrote into the target (see the module docstring);
+    a term without an ``ignore_index`` option cannot leave pixels out: TypeError naming it."""
+    out = []
+    for (term, o), name in zip(terms, names):
+        if "ignore_index" not in o:
+            raise TypeError(f"mask is not supported by the loss {name!r}: it has no ignore_index (ignored pixels)")
+        out.append((term, o if o["ignore_index"] == ignore_index else {**o, "ignore_index": ignore_index}))
+    return out
+
+
 def run_terms(terms: Sequence[tuple[Term, Options]], logits: torch.Tensor, target: torch.Tensor, *,
-              validate: bool | None) -> list[torch.Tensor]:
-    """Compute the losses ``terms`` (sharing ``mode`` and ``ignore_index``) on one logits/target pair."""
+              validate: bool | None, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Compute the losses ``terms`` (sharing ``mode`` and ``ignore_index``) on one logits/target pair.
+
+    ``mask`` (``(N, 1, *spatial)`` or ``(N, *spatial)``, bool or 0/1): pixels where it is False/0 contribute to
+    no statistic of any term, exactly as ignored pixels.
+    """
     mode = terms[0][1]["mode"]
     ignore_index = terms[0][1].get("ignore_index")
     v = _checks.resolve(validate)
+    logits = plain(logits)
     _checks.check_logits(logits, mode, validate=v)
     c = logits.shape[1]
     for term, o in terms:
@@ -53,6 +77,10 @@ def run_terms(terms: Sequence[tuple[Term, Options]], logits: torch.Tensor, targe
             w = o.get(name)
             if w is not None and w.ndim != 0:  # 0-dim (sigmoid focal alpha): one value for all channels
                 _checks.check_weight_shape(w, name, c)
+    target, ign = canonical_target(logits, target, mode, ignore_index=ignore_index, mask=mask, validate=v)
+    if mask is not None:
+        terms = mask_options(terms, [type(t).__name__ for t, _ in terms], ign)
+        ignore_index = ign
     tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=True) if v else None
     requests = [term.request(o) for term, o in terms]
     if all(r is not None for r in requests):

@@ -200,6 +200,4 @@ class LovaszLoss(Loss):
         super().__init__(mode, reduction)
         self._configure(check_lovasz_options(mode=mode, per_image=per_image, classes=classes,
                                              ignore_index=ignore_index, reduction=reduction))
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return lovasz_loss(logits, target, **self.options())
+    # forward: Loss.forward calls fn (lovasz_loss) with the stored options; it also takes mask=
