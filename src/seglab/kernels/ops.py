@@ -49,7 +49,11 @@ def backend_module(name: str) -> ModuleType:
         from seglab.kernels import eager
 
         return eager
-    raise ValueError(f"unknown kernel backend {name!r}; expected 'cpu' or 'eager'")
+    if name == "triton":
+        from seglab.kernels import triton_backend
+
+        return triton_backend
+    raise ValueError(f"unknown kernel backend {name!r}; expected 'cpu', 'eager' or 'triton'")
 
 
 def _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma) -> KernelCfg:

@@ -1,0 +1,325 @@
+"""Triton backend: the fused statistics pass as Triton kernels (CUDA; CPU tensors under ``TRITON_INTERPRET=1``).
+
+Same six functions and the same meaning as :mod:`seglab.kernels.eager` (the contract is there and in
+:mod:`seglab.kernels.plan`): ``mc_forward/mc_backward`` (softmax, index target), ``mcd_forward/mcd_backward``
+(softmax, dense target + valid mask), ``ml_forward/ml_backward`` (sigmoid). Forward returns
+``(stats (N, K, C) float64, scal (4,) float64)``; backward returns ``d loss / d x`` in ``x``'s dtype.
+
+Layout: the logits are viewed as ``(N, C, S)``; program ``(n, b)`` holds the tile ``x[n, :, b*BS:(b+1)*BS]``
+(``BC = next_pow2(C)`` rows, all classes in registers), computes the activation once and
+
+* forward: the per-class sums of the tile (tp, ps, ys[, |p - y|]) and the pixel sums (CE, its denominator, the
+  label-smoothing sum, focal, out-of-range labels), written as partials ``(N, NB, K, BC)`` / ``(N, NB, 5)``,
+  reduced in float64 by one ``torch.sum`` (deterministic: no atomics, the result does not depend on scheduling);
+* backward: the gradient tile from the gradients of *all* statistics, recomputing the activation (only the
+  logits and the target are read: one read of each, one write of the gradient).
+
+Arithmetic in float32 for float32 / bfloat16 / float16 logits (half types are read as they are and upcast in
+registers) and in float64 for float64 logits. The log-space formulas are those of the C++ and eager backends
+(NOTES.md, issue 10): ``log p_t`` from the max-shifted sum with ``-log1p(sum of the other exps)`` where the
+target is the max, ``1 - p_t`` as the sum of the non-target exps over the total, exact softplus pieces for the
+sigmoid, focal gradients without ``q^(gamma - 1)``.
+
+Limits (the dispatcher then picks the eager backend): ``C > MAX_CLASSES`` (one tile holds all classes), dtypes
+other than float16/bfloat16/float32/float64, triton not importable, or a device that is neither CUDA nor a CPU
+under the Triton interpreter. A Triton compilation/resource error at the first launch disables the backend for the
+process with one RuntimeWarning and the call runs the eager backend.
+
+Example (on a CUDA machine; the dispatcher does this for every fused loss call)::
+
+    >>> import torch                                                            # doctest: +SKIP
+    >>> from seglab.kernels import triton_backend, dispatch
+    >>> x = torch.randn(2, 4, 64, 64, device="cuda")
+    >>> t = torch.randint(0, 4, (2, 64 * 64), device="cuda")
+    >>> cfg = dispatch.KernelCfg(None, False, *(torch.ones(4, dtype=torch.float64, device="cuda"),) * 4)
+    >>> stats, scal = triton_backend.mc_forward(x, t, cfg)  # stats[:, 0] = tp, scal[0] = CE sum
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import warnings
+from types import ModuleType
+from typing import Any
+
+import torch
+
+from seglab._extras import installed
+
+MAX_CLASSES = 256
+_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+_lock = threading.Lock()
+_state: dict[str, Any] = {}  # "kernels": the compiled-kernel namespace, or "reason": why unavailable
+
+
+def interpreted() -> bool:
+    """Whether Triton runs its interpreter in this process (``TRITON_INTERPRET=1`` set before the kernels were
+    defined): kernels then take CPU tensors. Read from the loaded kernels when they exist (the switch is fixed then)."""
+    k = _state.get("kernels")
+    if k is not None:
+        return bool(k.INTERPRETED)
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+
+
+def _load() -> ModuleType | None:
+    """Import triton and define the kernels once; None (with the reason in :func:`unavailable_reason`) if impossible."""
+    if "kernels" in _state or "reason" in _state:
+        return _state.get("kernels")
+    with _lock:
+        if "kernels" not in _state and "reason" not in _state:
+            if not installed("triton"):
+                _state["reason"] = "triton is not installed: pip install 'seglab[gpu]'"
+                return None
+            try:
+                _state["kernels"] = importlib.import_module("seglab.kernels._triton_kernels")
+            except Exception as exc:  # a broken triton install: report, do not crash the losses
+                _state["reason"] = f"importing triton failed: {type(exc).__name__}: {exc}"
+    return _state.get("kernels")
+
+
+def available() -> bool:
+    """Whether the Triton kernels can be defined here (triton imports); says nothing about a GPU."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the Triton backend cannot run (after trying to import triton), or None when it can."""
+    return None if _load() is not None else _state.get("reason", "unknown reason")
+
+
+def version() -> str | None:
+    """The installed triton version, or None."""
+    if not installed("triton"):
+        return None
+    from importlib import metadata
+
+    try:
+        return metadata.version("triton")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def supports(x: torch.Tensor) -> bool:
+    """Whether these kernels run for logits ``x``: CUDA (or CPU under the interpreter), a supported dtype,
+    ``C <= MAX_CLASSES``, and triton importable."""
+    dev = x.device.type
+    if dev == "cuda":
+        if interpreted():
+            return False
+    elif not (dev == "cpu" and interpreted()):
+        return False
+    return x.dtype in _DTYPES and x.ndim >= 2 and 0 < x.shape[1] <= MAX_CLASSES and _load() is not None
+
+
+def _disable(exc: BaseException) -> None:
+    _state.pop("kernels", None)
+    _state["reason"] = f"Triton kernel failed to compile or launch: {type(exc).__name__}: {exc}"
+    warnings.warn(f"seglab: Triton kernels disabled, using the eager backend ({_state['reason']})", RuntimeWarning,
+                  stacklevel=4)
+
+
+def _guard(name: str):
+    """Run the Triton implementation; a Triton error (compilation, resources) disables the backend and runs eager."""
+    def wrap(impl):
+        def fn(*args):
+            k = _load()
+            if k is not None:
+                try:
+                    return impl(k, *args)
+                except Exception as exc:
+                    if not type(exc).__module__.startswith("triton"):
+                        raise
+                    _disable(exc)
+            from seglab.kernels import eager
+
+            return getattr(eager, name)(*args)
+        fn.__name__ = fn.__qualname__ = name
+        fn.__doc__ = impl.__doc__
+        return fn
+    return wrap
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (int(v) - 1).bit_length())
+
+
+def _tiles(C: int, S: int) -> tuple[int, int, int]:
+    """(BC, BS, NB): class rows (power of two >= C), pixels per tile (~4096 elements a tile), tiles per sample."""
+    bc = _next_pow2(C)
+    bs = max(16, min(1024, 4096 // bc))
+    bs = min(bs, max(16, _next_pow2(S)))
+    return bc, bs, -(-S // bs)
+
+
+def _cd(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _vec(v: torch.Tensor, cd: torch.dtype, device: torch.device) -> torch.Tensor:
+    return v.detach().to(device=device, dtype=cd).contiguous()
+
+
+def _flat(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
+    N, C = x.shape[0], x.shape[1]
+    xf = x.reshape(N, C, -1)
+    if not xf.is_contiguous():
+        xf = xf.contiguous()
+    return xf, N, C, xf.shape[2]
+
+
+def _ign(cfg) -> tuple[bool, float]:
+    return cfg.ignore_index is not None, 0 if cfg.ignore_index is None else cfg.ignore_index
+
+
+_PRM: dict[tuple, torch.Tensor] = {}
+
+
+def _prm(cfg, cd: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(gamma, label smoothing, sigmoid ignore value) in the compute dtype (exact in float64), cached per call config."""
+    _, ign = _ign(cfg)
+    key = (float(cfg.gamma), float(cfg.label_smoothing), float(ign), cd, device)
+    v = _PRM.get(key)
+    if v is None:
+        if len(_PRM) > 256:
+            _PRM.clear()
+        v = _PRM[key] = torch.tensor(key[:3], dtype=cd, device=device)
+    return v
+
+
+def _finish(part: torch.Tensor, sc: torch.Tensor, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    stats = part.sum(1, dtype=torch.float64)[..., :C]
+    return stats, sc[..., :4].sum((0, 1), dtype=torch.float64)
+
+
+def _grads(g_stats: torch.Tensor, g_scal: torch.Tensor, cd: torch.dtype, device: torch.device):
+    return (g_stats.to(device=device, dtype=cd).contiguous(), g_scal.to(device=device, dtype=cd).contiguous())
+
+
+# ---------------- multiclass, index target ----------------
+@_guard("mc_forward")
+def mc_forward(k: ModuleType, x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """tp, ps, ys per (n, c) and (CE, sum w_t, smoothing sum, focal) for an index target ``t`` ``(N, S)``."""
+    xf, N, C, S = _flat(x)
+    t = t.reshape(N, -1)
+    t = t if t.is_contiguous() else t.contiguous()
+    cd = _cd(x)
+    bc, bs, nb = _tiles(C, S)
+    part = torch.empty(N, nb, 3, bc, dtype=cd, device=x.device)
+    sc = torch.empty(N, nb, 5, dtype=cd, device=x.device)
+    has_ign, ign = _ign(cfg)
+    k.mc_fwd[(N, nb)](xf, t, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), part, sc, C, S, nb,
+                      int(ign), HAS_IGN=has_ign, SQUARED=bool(cfg.squared),
+                      SMOOTH=bool(cfg.smoothing), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
+                      BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    if bool(sc[..., 4].sum() > 0):  # out-of-range labels were counted (and never used): the validation error
+        from seglab.kernels.eager import _check_labels
+
+        _check_labels(t, C, cfg.ignore_index)
+    return _finish(part, sc, C)
+
+
+@_guard("mc_backward")
+def mc_backward(k: ModuleType, x: torch.Tensor, t: torch.Tensor, cfg, g_stats: torch.Tensor,
+                g_scal: torch.Tensor) -> torch.Tensor:
+    """d loss / d x from the gradients of (tp, ps, ys) ``(N, 3, C)`` and of the 4 sums, in one pass."""
+    xf, N, C, S = _flat(x)
+    t = t.reshape(N, -1)
+    t = t if t.is_contiguous() else t.contiguous()
+    cd = _cd(x)
+    bc, bs, nb = _tiles(C, S)
+    gx = torch.empty_like(xf)
+    gst, gsc = _grads(g_stats, g_scal, cd, x.device)
+    has_ign, ign = _ign(cfg)
+    k.mc_bwd[(N, nb)](xf, t, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), gst, gsc, gx, C, S,
+                      int(ign), HAS_IGN=has_ign, SQUARED=bool(cfg.squared),
+                      SMOOTH=bool(cfg.smoothing), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
+                      BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    return gx.reshape(x.shape)
+
+
+# ---------------- multiclass, dense target ----------------
+def _valid(valid: torch.Tensor | None, N: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if valid is None:
+        return like, False  # a dummy pointer, never read
+    v = valid.reshape(N, -1)
+    v = v.to(torch.uint8) if v.dtype != torch.uint8 else v
+    return (v if v.is_contiguous() else v.contiguous()), True
+
+
+def _dense(y: torch.Tensor, N: int, C: int) -> torch.Tensor:
+    yf = y.reshape(N, C, -1)
+    return yf if yf.is_contiguous() else yf.contiguous()
+
+
+@_guard("mcd_forward")
+def mcd_forward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None,
+                cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """tp, ps, ys, |p - y| per (n, c) and (CE, kept pixels, 0, focal) for a dense target ``y`` ``(N, C, S)``."""
+    xf, N, C, S = _flat(x)
+    yf = _dense(y, N, C)
+    vf, has_valid = _valid(valid, N, yf)
+    cd = _cd(x)
+    bc, bs, nb = _tiles(C, S)
+    part = torch.empty(N, nb, 4, bc, dtype=cd, device=x.device)
+    sc = torch.empty(N, nb, 5, dtype=cd, device=x.device)
+    k.mcd_fwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), part, sc,
+                       C, S, nb, HAS_VALID=has_valid,
+                       SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
+                       BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    return _finish(part, sc, C)
+
+
+@_guard("mcd_backward")
+def mcd_backward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None, cfg,
+                 g_stats: torch.Tensor, g_scal: torch.Tensor) -> torch.Tensor:
+    """d loss / d x from the gradients of (tp, ps, ys, |p - y|) ``(N, 4, C)`` and of the 4 sums."""
+    xf, N, C, S = _flat(x)
+    yf = _dense(y, N, C)
+    vf, has_valid = _valid(valid, N, yf)
+    cd = _cd(x)
+    bc, bs, nb = _tiles(C, S)
+    gx = torch.empty_like(xf)
+    gst, gsc = _grads(g_stats, g_scal, cd, x.device)
+    k.mcd_bwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), gst, gsc,
+                       gx, C, S, HAS_VALID=has_valid,
+                       SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
+                       BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    return gx.reshape(x.shape)
+
+
+# ---------------- multilabel / binary sigmoid ----------------
+@_guard("ml_forward")
+def ml_forward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    """tp, ps, ys, |p - y| per (n, c) and (BCE, kept elements, 0, focal) for a dense target ``y`` ``(N, C, S)``."""
+    xf, N, C, S = _flat(x)
+    yf = _dense(y, N, C)
+    cd = _cd(x)
+    bc, bs, nb = _tiles(C, S)
+    part = torch.empty(N, nb, 4, bc, dtype=cd, device=x.device)
+    sc = torch.empty(N, nb, 5, dtype=cd, device=x.device)
+    has_ign, _ = _ign(cfg)
+    dev = x.device
+    k.ml_fwd[(N, nb)](xf, yf, _vec(cfg.weight, cd, dev), _vec(cfg.pos_weight, cd, dev), _vec(cfg.alpha, cd, dev),
+                      _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), part, sc, C, S, nb, HAS_IGN=has_ign, SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal),
+                      GAMMA_ZERO=float(cfg.gamma) == 0.0, BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    return _finish(part, sc, C)
+
+
+@_guard("ml_backward")
+def ml_backward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, cfg, g_stats: torch.Tensor,
+                g_scal: torch.Tensor) -> torch.Tensor:
+    """d loss / d x from the gradients of (tp, ps, ys, |p - y|) ``(N, 4, C)`` and of the 4 sums."""
+    xf, N, C, S = _flat(x)
+    yf = _dense(y, N, C)
+    cd = _cd(x)
+    bc, bs, nb = _tiles(C, S)
+    gx = torch.empty_like(xf)
+    gst, gsc = _grads(g_stats, g_scal, cd, x.device)
+    has_ign, _ = _ign(cfg)
+    dev = x.device
+    k.ml_bwd[(N, nb)](xf, yf, _vec(cfg.weight, cd, dev), _vec(cfg.pos_weight, cd, dev), _vec(cfg.alpha, cd, dev),
+                      _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), gst, gsc, gx, C, S, HAS_IGN=has_ign, SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal),
+                      GAMMA_ZERO=float(cfg.gamma) == 0.0, BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    return gx.reshape(x.shape)

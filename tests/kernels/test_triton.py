@@ -1,0 +1,295 @@
+"""The Triton backend (seglab.kernels.triton_backend) on CPU tensors through Triton's interpreter.
+
+``TRITON_INTERPRET=1`` must be set before the kernels are defined and stays fixed for the process, so the checks run
+in one subprocess (this file run as a script) and each test here asserts one of its results: nothing in the pytest
+process flips a global switch, and a GPU test in the same process would still get real kernels.
+
+Compared, values and gradients:
+* backend level: ``triton_backend.<kind>_forward/backward`` against ``eager`` (the contract's other implementation)
+  with random upstream gradients on every statistic, for every kind and option (squared, label smoothing, class
+  weights, pos_weight, focal gamma 0 / 0.5 / 2 with alpha, ignore_index), float64 (1e-12), float32 (1e-5) and
+  bfloat16 logits (statistics in float32: same values as eager on the same bf16 input; gradient rounded to bf16);
+* loss level: losses run with ``SEGLAB_FUSED_BACKEND=triton`` against the reference code (fused off), 2D and 3D, index / one-hot / soft / multi-hot targets, with and without ignore_index;
+* ``torch.autograd.gradcheck`` (fast mode: the interpreter is slow) of the registered op ``seglab::fused_stats`` with ``backend="triton"`` (float64);
+* out-of-range labels raise the validation error from the Triton kernel's count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+import zlib
+
+import pytest
+
+from seglab._extras import installed
+
+KINDS = ("mc", "mcd", "ml")
+# (squared, label_smoothing, focal, gamma, ignore): all options on, plain, focal gamma 0 and 0.5
+CONFIGS = {"plain": (False, 0.0, False, 0.0, False), "all": (True, 0.1, True, 2.0, True),
+           "focal_g0": (False, 0.0, True, 0.0, False), "focal_g05_ign": (True, 0.2, True, 0.5, True)}
+DTYPES = ("float64", "float32", "bfloat16")
+
+
+def backend_cases() -> list[str]:
+    out = []
+    for kind in KINDS:
+        for cfg in CONFIGS:
+            for dt in DTYPES:
+                if (dt == "bfloat16" and cfg != "all") or (dt == "float64" and cfg == "focal_g0"):
+                    continue
+                out.append(f"backend/{kind}/{cfg}/{dt}/{'3d' if (len(out) % 2) else '2d'}")
+    return out
+
+
+def loss_cases() -> list[str]:
+    return ["loss/multiclass/index/2d/ignore", "loss/multiclass/index/3d/noignore", "loss/multiclass/onehot/3d/ignore",
+            "loss/multiclass/soft/2d/noignore", "loss/multilabel/hard/2d/ignore", "loss/multilabel/soft/3d/noignore",
+            "loss/binary/hard/3d/ignore", "loss/multiclass/index/2d/bfloat16", "loss/multilabel/hard/3d/bfloat16"]
+
+
+OTHER = ["gradcheck/mc", "gradcheck/mcd", "gradcheck/ml", "labels/out_of_range", "dispatch/forced_triton"]
+
+
+# ------------------------------------------------------------------ worker (runs under TRITON_INTERPRET=1)
+def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
+    import warnings
+
+    import torch
+
+    import seglab
+    import seglab.losses as L
+    from seglab.kernels import dispatch, eager, triton_backend
+    from seglab.kernels.ops import KernelCfg
+
+    # the interpreter evaluates both sides of tl.where with numpy (masked 0 * inf): not an error of the kernels
+    warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"triton\..*")
+    assert triton_backend.interpreted(), "TRITON_INTERPRET=1 was not in effect"
+    DT = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+    def close(a, b, tol, what):
+        torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol, msg=lambda m: f"{what}: {m}")
+
+    def backend_case(name):
+        _, kind, cfgname, dtn, dims = name.split("/")
+        sq, eps, focal, gamma, ign = CONFIGS[cfgname]
+        g = torch.Generator().manual_seed(zlib.crc32(name.encode()) % 1000)
+        N, C = 2, 5
+        sp = (6, 7) if dims == "2d" else (3, 4, 5)
+        dt = DT[dtn]
+        x = (torch.randn(N, C, *sp, generator=g, dtype=torch.float64) * 3).to(dt)
+        ydt = torch.float32 if dt == torch.bfloat16 else dt
+        ignore = None
+        if kind == "mc":
+            t = torch.randint(0, C, (N, *sp), generator=g)
+            if ign:
+                ignore = 255
+                t[torch.rand(t.shape, generator=g) < 0.25] = ignore
+            t[0].view(-1)[:3] = t[0].view(-1)[:3].clamp(0, C - 1)
+            x.view(N, C, -1)[0, :, 0] = 0  # ties for the max
+            args = (t.reshape(N, -1),)
+        elif kind == "mcd":
+            y = torch.softmax(torch.randn(N, C, *sp, generator=g, dtype=torch.float64) * 2, 1).to(ydt)
+            y.view(N, C, -1)[:, :, :4] = torch.nn.functional.one_hot(torch.arange(4) % C, C).T.to(ydt)
+            valid = (torch.rand(N, *sp, generator=g) > 0.25) if ign else None
+            args = (y, valid)
+        else:
+            y = (torch.rand(N, C, *sp, generator=g) < 0.4).to(ydt)
+            y.view(N, C, -1)[:, :, :5] = torch.rand(N, C, 5, generator=g).to(ydt)  # some soft targets
+            if ign:
+                ignore = -1
+                y[torch.rand(y.shape, generator=g) < 0.2] = ignore
+            args = (y,)
+        w = lambda: torch.rand(C, generator=g, dtype=torch.float64) + 0.2  # noqa: E731
+        cfg = KernelCfg(ignore_index=ignore, squared=sq, weight=w(), alpha=w(), alpha_neg=w(), pos_weight=w(),
+                        label_smoothing=eps if kind != "ml" else 0.0, focal=focal, gamma=gamma)
+        s1, c1 = getattr(triton_backend, f"{kind}_forward")(x, *args, cfg)
+        s2, c2 = getattr(eager, f"{kind}_forward")(x, *args, cfg)
+        assert s1.dtype == c1.dtype == torch.float64 and s1.shape == s2.shape and c1.shape == (4,)
+        tol = 1e-12 if dt == torch.float64 else 2e-5
+        close(s1, s2, tol * max(1.0, float(s2.abs().max())), "stats")
+        close(c1, c2, tol * max(1.0, float(c2.abs().max())), "sums")
+        gs = torch.randn(s1.shape, generator=g, dtype=torch.float64)
+        gc = torch.randn(4, generator=g, dtype=torch.float64)
+        g1 = getattr(triton_backend, f"{kind}_backward")(x, *args, cfg, gs, gc)
+        g2 = getattr(eager, f"{kind}_backward")(x, *args, cfg, gs, gc)
+        assert g1.dtype == x.dtype and g1.shape == x.shape
+        scale = max(1.0, float(g2.double().abs().max()))
+        if dt == torch.bfloat16:  # both round a float32 gradient to bf16: at most one bf16 ulp apart
+            close(g1, g2, 2 ** -7 * scale, "grad")
+        else:
+            close(g1, g2, tol * scale, "grad")
+
+    def make_loss_data(mode, tk, dims, ignore, dt, g):
+        N, C = 2, (1 if mode == "binary" else 4)
+        sp = (5, 6) if dims == 2 else (3, 4, 3)
+        x = (torch.randn(N, C, *sp, generator=g) * 3).to(dt)
+        ign = None
+        if mode == "multiclass":
+            t = torch.randint(0, C, (N, *sp), generator=g)
+            if tk == "onehot":
+                t = torch.nn.functional.one_hot(t, C).movedim(-1, 1).float()
+            elif tk == "soft":
+                t = torch.softmax(torch.randn(N, C, *sp, generator=g), 1)
+            if ignore:
+                ign = 255
+                drop = torch.rand((N, *sp), generator=g) < 0.2
+                t = t.masked_fill(drop.unsqueeze(1), 255.0) if t.is_floating_point() else t.masked_fill(drop, 255)
+        else:
+            t = (torch.rand(x.shape, generator=g) < 0.3).float() if tk == "hard" else torch.rand(x.shape, generator=g)
+            if ignore:
+                ign = -1
+                t = t.masked_fill(torch.rand(x.shape, generator=g) < 0.2, -1.0)
+        return x, t, ign
+
+    def losses(mode, C, ign):
+        g = torch.Generator().manual_seed(3)
+        cw = torch.rand(C, generator=g) + 0.1
+        kw = {} if ign is None else {"ignore_index": ign}
+        out = [("dice+ce_w", L.DiceLoss(mode, **kw) + L.CrossEntropyLoss(mode, class_weights=cw, **kw)),
+               ("dice_sq+focal_a", L.DiceLoss(mode, squared=True, batch=True, **kw)
+                + 0.5 * L.FocalLoss(mode, gamma=1.5, alpha=torch.rand(C, generator=g), **kw)),
+               ("tversky+gdice", L.TverskyLoss(mode, alpha=0.3, beta=0.7, **kw) + L.GeneralizedDiceLoss(mode, **kw))]
+        if mode == "multiclass":
+            out.append(("jaccard+ce_ls", L.JaccardLoss(mode, class_weights=cw, **kw)
+                        + L.CrossEntropyLoss(mode, label_smoothing=0.1, **kw)))
+        else:
+            out.append(("dice_log+bce_pos", L.DiceLoss(mode, log=True, **kw)
+                        + L.CrossEntropyLoss(mode, pos_weight=torch.rand(C, generator=g) * 3, **kw)))
+        return out
+
+    def run(loss, x, t, fused, backend):
+        os.environ["SEGLAB_FUSED_BACKEND"] = backend
+        xx = x.detach().clone().requires_grad_(True)
+        with dispatch.fused(fused):
+            v = loss(xx, t)
+        v.backward()
+        return v.detach(), xx.grad
+
+    calls: list[str] = []
+    for fn in ("mc_forward", "mcd_forward", "ml_forward"):
+        orig = getattr(triton_backend, fn)
+        setattr(triton_backend, fn, (lambda o, n: (lambda *a: calls.append(n) or o(*a)))(orig, fn))
+
+    def loss_case(name):
+        parts = name.split("/")
+        mode, tk, dims = parts[1], parts[2], int(parts[3][0])
+        dt = torch.bfloat16 if parts[4] == "bfloat16" else torch.float32
+        ignore = parts[4] == "ignore"
+        g = torch.Generator().manual_seed(zlib.crc32(name.encode()) % 1000)
+        x, t, ign = make_loss_data(mode, tk, dims, ignore, dt, g)
+        for lname, loss in losses(mode, x.shape[1], ign):
+            calls.clear()
+            vt, gt = run(loss, x, t, True, "triton")
+            assert calls, f"{lname}: the Triton kernel did not run"
+            vr, gr = run(loss, x, t, False, "triton")
+            assert gt.dtype == x.dtype
+            bf = dt == torch.bfloat16  # the reference computes in bf16 where the kernel holds float32
+            close(vt, vr, 1e-4 if bf else 1e-5, f"{lname} value vs reference")
+            close(gt, gr, 1e-2 if bf else 1e-5, f"{lname} grad vs reference")
+
+    def gradcheck_case(name):
+        kind = name.split("/")[1]
+        g = torch.Generator().manual_seed(0)
+        N, C, S = 1, 3, 5
+        x = torch.randn(N, C, S, generator=g, dtype=torch.float64, requires_grad=True)
+        valid = None
+        if kind == "mc":
+            t = torch.tensor([[0, 2, -100, 1, 2]])
+            ignore = -100
+        elif kind == "mcd":
+            t = torch.softmax(torch.randn(N, C, S, generator=g, dtype=torch.float64), 1)
+            valid, ignore = torch.tensor([[True, True, False, True, True]]), None
+        else:
+            t = torch.rand(N, C, S, generator=g, dtype=torch.float64)
+            t[0, 0, :2] = torch.tensor([0.0, 1.0])
+            ignore = None
+        ones = lambda: torch.rand(C, generator=g, dtype=torch.float64) + 0.5  # noqa: E731
+        w, pw, a, an = ones(), ones(), ones(), ones()
+        K = 3 if kind == "mc" else 4
+        ws, wc = torch.randn(N, K, C, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+        ws[:, 2] = 0  # sum y does not depend on the logits
+        wc[1] = 0
+        for squared, eps, gamma in ((True, 0.1 if kind != "ml" else 0.0, 1.5), (False, 0.0, 0.0)):
+            def f(x):
+                st, sc = torch.ops.seglab.fused_stats(x, t, valid, w, pw, a, an, kind, "triton", ignore, squared, eps,
+                                                      True, gamma)
+                return (st * ws).sum() + (sc * wc).sum()
+
+            assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-7, fast_mode=True)
+
+    def labels_case(_):
+        from seglab.targets import label_range_error
+
+        os.environ["SEGLAB_FUSED_BACKEND"] = "triton"
+        x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+        t = torch.randint(0, 3, (2, 4, 5))
+        t[1, 2, 3] = 7
+        t[0, 0, 0] = 255
+        loss = L.DiceLoss("multiclass", ignore_index=255) + L.CrossEntropyLoss("multiclass", ignore_index=255)
+        calls.clear()
+        with seglab.validation(False):
+            try:
+                loss(x, t)
+            except ValueError as e:
+                assert str(e) == str(label_range_error([7], 3, 255)), str(e)
+            else:
+                raise AssertionError("no error for label 7 with 3 classes")
+        assert calls == ["mc_forward"], calls
+
+    def dispatch_case(_):
+        os.environ["SEGLAB_FUSED_BACKEND"] = "triton"
+        x = torch.randn(2, 3, 4)
+        assert dispatch.backend_name(x, "mc") == "triton" and dispatch.backend_name(x, "mcd") == "triton"
+        big = torch.randn(1, triton_backend.MAX_CLASSES + 1, 4)
+        assert dispatch.backend_name(big, "mc") == "eager"  # too many classes for one tile: eager
+        os.environ["SEGLAB_FUSED_BACKEND"] = "eager"
+        assert dispatch.backend_name(x, "mc") == "eager"
+        os.environ.pop("SEGLAB_FUSED_BACKEND")
+        assert dispatch.backend_name(x, "mcd") is None  # CPU tensors never pick Triton unless forced
+
+    results: dict[str, str] = {}
+    todo = [(c, backend_case) for c in backend_cases()] + [(c, loss_case) for c in loss_cases()]
+    todo += [(c, gradcheck_case) for c in OTHER if c.startswith("gradcheck")]
+    todo += [("labels/out_of_range", labels_case), ("dispatch/forced_triton", dispatch_case)]
+    for case, fn in todo:
+        t0 = time.perf_counter()
+        try:
+            fn(case)
+            results[case] = "ok"
+        except Exception:
+            results[case] = traceback.format_exc(limit=6)
+        results[case + "#s"] = f"{time.perf_counter() - t0:.2f}"
+    return results
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print("@@RESULTS@@" + json.dumps(_worker()))
+    sys.exit(0)
+
+
+# ------------------------------------------------------------------ the tests (pytest process)
+if not installed("triton"):
+    pytest.skip("triton is not installed (pip install 'seglab[gpu]'): the Triton kernel tests need its interpreter",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def interp_results() -> dict[str, str]:
+    env = {**os.environ, "TRITON_INTERPRET": "1", "SEGLAB_FUSED": "1"}
+    env.pop("SEGLAB_FUSED_BACKEND", None)
+    proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout.rpartition("@@RESULTS@@")[2]
+    if proc.returncode != 0 or not out:
+        pytest.fail(f"the interpreter worker failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("case", backend_cases() + loss_cases() + OTHER)
+def test_triton_interpreter(interp_results, case):
+    assert case in interp_results, f"{case} was not run by the worker"
+    assert interp_results[case] == "ok", f"{case}:\n{interp_results[case]}"
