@@ -72,7 +72,7 @@ def run_one(task, spec: str, kw: dict, *, seed: int, steps: int, batch_size: int
     xv, yv = task.validation()
     with torch.no_grad():
         pred = seglab.predict(model(xv), task.mode)
-    dice = dice_score(pred, yv, mode=task.mode, num_classes=task.num_classes).tolist()
+    dice = dice_score(pred, yv, mode=task.mode, num_classes=task.num_classes, aggregate="pooled").tolist()
     acc = pixel_accuracy(pred, yv)
     return {"seed": seed, "dice": dice, "accuracy": acc, "final_train_loss": sum(losses[-20:]) / 20,
             "wall_s": round(time.perf_counter() - t0, 2)}

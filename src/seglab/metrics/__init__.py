@@ -1,0 +1,41 @@
+"""Segmentation metrics of hard predictions: overlap (Dice, IoU, generalized Dice), boundary (Hausdorff,
+surface distance, surface Dice), as functions and as stateful objects that synchronise across processes.
+
+* :mod:`seglab.metrics.overlap` — ``dice_score``, ``iou_score``, ``generalized_dice_score``, the confusion counts;
+* :mod:`seglab.metrics.surface` — ``hausdorff_distance``, ``average_surface_distance``, ``surface_dice``
+  (scipy, the ``metrics`` extra);
+* :mod:`seglab.metrics.stateful` — ``DiceScore``, ``IoU``, ``GeneralizedDiceScore``, ``HausdorffDistance``,
+  ``SurfaceDistance``, ``SurfaceDice`` with ``update / compute / reset``.
+
+Conventions (averaging, empty masks, the matching MONAI and torchmetrics calls): ``docs/metrics.md``.
+"""
+
+from seglab.metrics.overlap import (
+    AGGREGATES,
+    class_masks,
+    confusion_counts,
+    dice_from_counts,
+    dice_score,
+    generalized_dice_from_counts,
+    generalized_dice_score,
+    iou_from_counts,
+    iou_score,
+    pixel_accuracy,
+)
+from seglab.metrics.stateful import (
+    DiceScore,
+    GeneralizedDiceScore,
+    HausdorffDistance,
+    IoU,
+    Metric,
+    SurfaceDice,
+    SurfaceDistance,
+)
+from seglab.metrics.surface import average_surface_distance, boundary_distances, hausdorff_distance, surface_dice
+
+__all__ = [
+    "AGGREGATES", "class_masks", "confusion_counts", "dice_from_counts", "iou_from_counts",
+    "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy",
+    "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances",
+    "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
+]
