@@ -501,11 +501,15 @@ def flatten_summary(s: dict[str, Any]) -> dict[str, Any]:
         row[k if k not in row else f"task_{k}"] = v
     for k, v in (cfg.get("model_kw") or {}).items():
         row[k if k not in row else f"model_{k}"] = "none" if (k == "norm" and v is None) else v
-    if "norm" not in row and cfg.get("model") == "tiny":
+    # the normalisation the built network really has (recorded by training from its modules) wins over the
+    # configured value: a model whose factory defaults to batch norm has no "norm" in its config
+    if s.get("model_norm"):
+        row["norm"] = str(s["model_norm"])
+    elif "norm" not in row and cfg.get("model") == "tiny":
         row["norm"] = "batch"
     names = s.get("class_names") or []
     for k, v in s.items():
-        if k in ("config", "run_id", "label", "class_names"):
+        if k in ("config", "run_id", "label", "class_names", "model_norm"):
             continue
         if k in ("final_dice", "final_iou"):
             for c, x in enumerate(v or []):

@@ -9,16 +9,19 @@ torch.set_num_threads(1)
 
 
 def test_report_renders_from_a_tiny_sweep(tmp_path, capsys):
-    grid = {"losses": ["cce", "dicefg"], "fg_ratios": [0.05, 0.95], "norms": ["batch", "none"], "steps": 12,
+    grid = {"losses": ["cce", "dicefg"], "fg_ratios": [0.05], "norms": ["batch", "none"], "steps": 12,
             "eval_every": 6, "task_kw": {"size": 16}, "grids": [{"optimizers": ["adam"]}, {"optimizers": [{"name": "sgd", "lr": 0.01, "momentum": 0.9}]}]}
     run_sweep(grid, tmp_path / "r", workers=1, show_progress=False)
     rep = render_report(tmp_path / "r")
     html = rep["html"].read_text()
-    assert html.count("data:image/png;base64,") == len(rep["pngs"]) >= 3 + 8
+    # 3 heat maps (foreground, mean, worst-class Dice), gradient norm vs fg, per configuration group
+    # (2 norms x 2 optimizer settings) the study-layout curves and the Dice-over-time curves
+    assert html.count("data:image/png;base64,") == len(rep["pngs"]) == 3 + 1 + 2 * 4
     assert "<table>" in html and "dicefg" in html and 'src="http' not in html
     for p in rep["pngs"]:
         assert p.stat().st_size > 1000 and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(rep["agg"]) == 16
+    assert len(rep["agg"]) == 8
+    assert {a["norm"] for a in rep["agg"]} == {"batch", "none"}
     from seglab.cli import main
 
     assert main(["report", str(tmp_path / "r"), "--no-curves"]) == 0

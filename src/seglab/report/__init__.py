@@ -6,6 +6,6 @@ Example::
     render_report("results/demo")          # -> results/demo/report/index.html + PNGs
 """
 
-from .render import render_report, terminal_table
+from .render import render_report, terminal_class_tables, terminal_table
 
-__all__ = ["render_report", "terminal_table"]
+__all__ = ["render_report", "terminal_class_tables", "terminal_table"]

@@ -10,7 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="results folder written by seglab sweep / seglab train --out")
     p.add_argument("--out", "-o", help="report folder (default RESULTS/report)")
     p.add_argument("--no-curves", action="store_true", help="skip the per-configuration training-curve figures")
-    p.add_argument("--no-table", action="store_true", help="do not print the terminal table")
+    p.add_argument("--no-table", action="store_true", help="do not print the terminal tables (summary, per-class Dice/IoU)")
 
 
 def _check(args: argparse.Namespace) -> list[str]:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from .render import render_report, terminal_table
+    from .render import render_report, terminal_class_tables, terminal_table
 
     err = Console(stderr=True)
     console = Console(width=max(140, Console().width))
@@ -51,5 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if not args.no_table:
         console.print(terminal_table(rep["agg"]))
+        for per_class in terminal_class_tables(rep["agg"]):
+            console.print(per_class)
     console.print(f"report: {rep['html']} ({len(rep['pngs'])} PNG figures in {rep['html'].parent})")
     return 0

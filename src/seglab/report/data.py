@@ -43,14 +43,58 @@ def figure_slug(key: tuple) -> str:
     return s.replace("/", "-").replace(" ", "")
 
 
+def default_norm(model: Any) -> str:
+    """The normalisation of a registered model built without a ``norm`` option: the default of its factory's
+    ``norm`` parameter (``"none"`` for ``None``); ``"unknown"`` for a user model (``module:factory``) or a
+    factory without a ``norm`` parameter. Used only for runs that did not record ``model_norm``."""
+    import inspect
+
+    from seglab.models import list_models  # registers the built-in models
+    from seglab.models.registry import _MODELS, is_external_model
+
+    if not isinstance(model, str) or is_external_model(model) or model not in list_models():
+        return "unknown"
+    p = inspect.signature(_MODELS[model]).parameters.get("norm")
+    if p is None or p.default is inspect.Parameter.empty:
+        return "unknown"
+    return "none" if p.default is None else str(p.default)
+
+
 def load_rows(store: ResultsStore) -> list[dict[str, Any]]:
+    """One flat row per finished run (:func:`seglab.results.flatten_summary`); ``norm`` is the recorded
+    ``model_norm``, else the configured ``model_kw.norm``, else the model factory's default
+    (:func:`default_norm`), never a guess of ``"none"``."""
     rows = []
     for s in store.summaries():
         r = flatten_summary(s)
         r.setdefault("fg_ratio", None)
-        r.setdefault("norm", None)
+        if r.get("norm") is None:
+            r["norm"] = default_norm(r.get("model"))
         rows.append(r)
     return rows
+
+
+def class_names(rows: list[dict[str, Any]]) -> list[str]:
+    """Names of the classes with a final Dice in ``rows`` (``final_dice/<name>`` keys), in first-seen order."""
+    names: list[str] = []
+    for r in rows:
+        for k in r:
+            if k.startswith("final_dice/") and k[len("final_dice/"):] not in names:
+                names.append(k[len("final_dice/"):])
+    return names
+
+
+def _class_dices(r: dict[str, Any]) -> list[float]:
+    out = []
+    for k, v in r.items():
+        if k.startswith("final_dice/") and v is not None:
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                continue
+            if not math.isnan(x):
+                out.append(x)
+    return out
 
 
 def _mean(xs: list) -> float:
@@ -73,9 +117,12 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for k in ("final_accuracy", "majority", "final_fg_dice", "final_mean_dice", "final_train_loss", "converged_step",
                   "steps_done", "wall_s"):
             a[k] = _mean([r.get(k) for r in rs])
-        for k in rs[0]:
-            if k.startswith(("mean_gnorm/", "early_gnorm/", "max_gnorm/", "final_loss/", "final_dice/")):
+        keys = list(dict.fromkeys(k for r in rs for k in r))
+        for k in keys:
+            if k.startswith(("mean_gnorm/", "early_gnorm/", "max_gnorm/", "final_loss/", "final_dice/", "final_iou/")):
                 a[k] = _mean([r.get(k) for r in rs])
+        # the worst class of each run (its lowest final Dice), mean over seeds: a class that fails shows here
+        a["final_min_dice"] = _mean([min(d) if d else None for d in map(_class_dices, rs)])
         a["run_ids"] = [r["run_id"] for r in rs]
         out.append(a)
     return out

@@ -1,5 +1,5 @@
-"""PNG figures: the study's layout (one column per training loss; gradient norms on top, all losses and the
-validation accuracy below, smoothed) and a heat-map summary grid."""
+"""PNG figures: the study's layout (one column per training loss; gradient norms on top, all losses below,
+smoothed), validation Dice per class over steps, heat-map summary grids and gradient norm vs foreground."""
 
 from __future__ import annotations
 
@@ -61,22 +61,61 @@ def _mean_curves(store: ResultsStore, run_ids: list[str], cols: list[str]) -> tu
     return steps, out
 
 
-def _mean_evals(store: ResultsStore, run_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _mean_evals(store: ResultsStore, run_ids: list[str], cols: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Validation columns ``cols`` (e.g. ``dice/<class>``) per evaluation, mean over seeds (NaN-padded: runs
+    may have stopped early); steps of the longest run."""
     ev = [store.evals(r) for r in run_ids]
     L = max(len(e["step"]) for e in ev)
     longest = max(ev, key=lambda e: len(e["step"]))
-    mat = np.full((len(ev), L), np.nan)
-    for i, e in enumerate(ev):
-        mat[i, : len(e["accuracy"])] = e["accuracy"]
-    with np.errstate(all="ignore"):
-        return np.asarray(longest["step"]), np.nanmean(mat, axis=0)
+    out = {}
+    for c in cols:
+        mat = np.full((len(ev), L), np.nan)
+        for i, e in enumerate(ev):
+            if c in e:
+                v = np.asarray([np.nan if x is None else x for x in e[c]], dtype=float)
+                mat[i, : v.size] = v
+        with np.errstate(all="ignore"):
+            out[c] = np.nanmean(mat, axis=0) if len(ev) > 1 else mat[0]
+    return np.asarray(longest["step"]), out
+
+
+def plot_series(ax, x: np.ndarray, y: np.ndarray, *, smooth_frac: float = 0.02, **kw: Any) -> bool:
+    """Plot the finite points of ``y`` against ``x``, smoothed over ``smooth_frac`` of them and thinned to at
+    most ~600 points. Sparse series (gradient norms recorded every k-th step, or only at step 0 when
+    ``grad_norm_every`` > steps) are plotted from their recorded points, with markers when there are few, so a
+    panel is never empty when data exist. Returns whether anything was drawn."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(x)
+    if not ok.any():
+        return False
+    xs, ys = x[ok], y[ok]
+    ys = smooth(ys, max(1, int(len(ys) * smooth_frac)))
+    stride = max(1, len(xs) // 600)
+    if len(xs) < 40:
+        kw.setdefault("marker", "o")
+        kw.setdefault("ms", 3)
+    ax.plot(xs[::stride], ys[::stride], **kw)
+    return True
+
+
+def no_data(ax, what: str) -> None:
+    """Say in the panel itself that nothing was recorded (instead of an empty frame)."""
+    ax.text(0.5, 0.5, what, ha="center", va="center", fontsize=8, color="0.4", transform=ax.transAxes, wrap=True)
+
+
+def _order(by_loss: dict[str, list[str]], loss_order: list[str] | None) -> list[str]:
+    return [l for l in (loss_order or []) if l in by_loss] + [l for l in by_loss if l not in (loss_order or [])]
 
 
 def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], out: Path,
                  loss_order: list[str] | None = None) -> Path:
-    """One figure in the study's layout for one configuration group ``key`` (see :data:`FIGURE_KEYS`)."""
+    """One figure in the study's layout for one configuration group ``key`` (see :data:`FIGURE_KEYS`): one
+    column per training loss; top: gradient norm of every monitored loss (log scale), bottom: every monitored
+    loss, smoothed, mean over seeds. (Validation accuracy is not drawn: on an imbalanced task it sits at the
+    majority rate; the validation Dice per class is in :func:`dice_figure`.)"""
     plt = _plt()
-    losses = [l for l in (loss_order or []) if l in by_loss] + [l for l in by_loss if l not in (loss_order or [])]
+    losses = _order(by_loss, loss_order)
     first = store.steps(by_loss[losses[0]][0])
     monitors = [c[len("loss/"):] for c in first if c.startswith("loss/")]
     ncol = len(losses)
@@ -85,28 +124,27 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
         rids = by_loss[loss]
         cols = [f"gnorm/{m}" for m in monitors] + [f"loss/{m}" for m in monitors]
         steps, curves = _mean_curves(store, rids, cols)
-        window = max(1, len(steps) // 50)
-        stride = max(1, len(steps) // 600)
         ax_g, ax_l = axes[0, j], axes[1, j]
+        drew_g = False
         for i, m in enumerate(monitors):
             col = _COLORS[i % len(_COLORS)]
-            g = smooth(curves[f"gnorm/{m}"], window)[::stride]
-            ax_g.plot(steps[::stride], g, color=col, lw=1.1, label=display_label(m))
-            lv = smooth(curves[f"loss/{m}"], window)[::stride]
-            ax_l.plot(steps[::stride], lv, color=col, lw=1.1, label=display_label(m))
-        es, acc = _mean_evals(store, rids)
-        ax_l.plot(es, acc, color="black", lw=1.6, ls="--", marker=".", ms=3, label="val accuracy")
-        ax_g.set_yscale("log")
+            g = curves[f"gnorm/{m}"]
+            g = np.where(g > 0, g, np.nan)  # log scale
+            drew_g |= plot_series(ax_g, steps, g, color=col, lw=1.1, label=display_label(m))
+            plot_series(ax_l, steps, curves[f"loss/{m}"], color=col, lw=1.1, label=display_label(m))
+        if drew_g:
+            ax_g.set_yscale("log")
+        else:
+            no_data(ax_g, "no gradient norm recorded\n(grad_norm_every = 0)")
         ax_g.set_title(f"trained with {display_label(loss)}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
         ax_g.grid(alpha=0.3)
         ax_l.grid(alpha=0.3)
-        ax_l.set_ylim(-0.02, 1.05)
         ax_l.set_xlabel("step")
         if j == 0:
             ax_g.set_ylabel("gradient norm (log)")
-            ax_l.set_ylabel("loss / accuracy")
+            ax_l.set_ylabel("loss")
     h, lab = axes[1, 0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=len(lab), fontsize=8, frameon=False)
+    fig.legend(h, lab, loc="lower center", ncol=max(1, len(lab)), fontsize=8, frameon=False)
     fig.suptitle(figure_title(key) + "  — smoothed, mean over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     path = out / f"{figure_slug(key)}.png"
@@ -115,10 +153,63 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
     return path
 
 
+def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], out: Path,
+                loss_order: list[str] | None = None) -> Path | None:
+    """Validation Dice over training steps for one configuration group: one panel per class (its name where
+    the task gives one) and one for the mean over classes; one line per training loss, mean over seeds.
+    None when the runs recorded no per-class Dice."""
+    plt = _plt()
+    losses = _order(by_loss, loss_order)
+    ev0 = store.evals(by_loss[losses[0]][0])
+    classes = [c[len("dice/"):] for c in ev0 if c.startswith("dice/")]
+    if not classes:
+        return None
+    panels = classes + ["mean"]
+    ncol = len(panels) if len(panels) <= 5 else 4
+    nrow = -(-len(panels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.7 * nrow + 0.6), squeeze=False, sharex=True, sharey=True)
+    for j, loss in enumerate(losses):
+        cols = [f"dice/{c}" for c in classes] + ["mean_dice"]
+        steps, curves = _mean_evals(store, by_loss[loss], cols)
+        for p, col in enumerate(cols):
+            ax = axes[p // ncol, p % ncol]
+            plot_series(ax, steps, curves[col], smooth_frac=0, color=_COLORS[j % len(_COLORS)], lw=1.3,
+                        label=display_label(loss) + (f" (n={len(by_loss[loss])})" if len(by_loss[loss]) > 1 else ""))
+    for p, name in enumerate(panels):
+        ax = axes[p // ncol, p % ncol]
+        ax.set_title("mean over classes" if name == "mean" else f"class {name}", fontsize=9)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+        if not ax.lines:
+            no_data(ax, "no validation Dice recorded")
+        if p + ncol >= len(panels):  # the lowest panel of its column
+            ax.set_xlabel("step")
+            ax.tick_params(labelbottom=True)
+        if p % ncol == 0:
+            ax.set_ylabel("validation Dice")
+    for p in range(len(panels), nrow * ncol):
+        axes[p // ncol, p % ncol].set_visible(False)
+    h, lab = axes[0, 0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=max(1, min(len(lab), 5)), fontsize=8, frameon=False)
+    fig.suptitle(figure_title(key) + "  — validation Dice per class, mean over seeds", fontsize=10)
+    fig.tight_layout(rect=(0, 0.08 if nrow == 1 else 0.05, 1, 0.94))
+    path = out / f"{figure_slug(key)}_dice_curves.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+#: heat-map metrics and their labels
+GRID_METRICS = {"final_fg_dice": "foreground Dice", "final_mean_dice": "mean Dice (all classes)",
+                "final_min_dice": "worst-class Dice (lowest class of each run)"}
+
+
 def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_dice") -> Path:
     """Heat map: rows = data/model configurations, columns = training loss, one panel per optimizer setting;
-    colour = mean final foreground Dice, text = value and converged/total."""
+    colour = ``metric`` (final validation, mean over seeds; see :data:`GRID_METRICS`), text = value and
+    converged/total."""
     plt = _plt()
+    label = GRID_METRICS.get(metric, metric.replace("_", " "))
     opt_key = lambda a: (a["optimizer"], a["lr"], a["momentum"])  # noqa: E731
     row_key = lambda a: (_fmt(a["task"]), a["fg_ratio"] if a["fg_ratio"] is not None else -1, _fmt(a["model"]), _fmt(a["norm"]))  # noqa: E731
     opts = sorted({opt_key(a) for a in agg}, key=lambda o: (o[0], o[1], o[2]))
@@ -139,8 +230,9 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
                 a = cell.get((o, r, l))
                 if a is None:
                     continue
-                M[i, j] = a[metric]
-                txt = "—" if math.isnan(a[metric]) else f"{a[metric]:.2f}"
+                v = a.get(metric, math.nan)
+                M[i, j] = v
+                txt = "—" if math.isnan(v) else f"{v:.2f}"
                 txt += f"\n{a['converged']}/{a['n']}"
                 if a["diverged"]:
                     txt += f" ({a['diverged']}✗)"
@@ -154,12 +246,20 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
         title = f"{o[0]} lr={o[1]:g}" + (f" mom={o[2]:g}" if o[0] == "sgd" else "")
         ax.set_title(title, fontsize=9)
     if im is not None:
-        fig.colorbar(im, ax=axes[0, :].tolist(), fraction=0.02, pad=0.01, label=metric.replace("_", " "))
-    fig.suptitle(f"{metric.replace('_', ' ')} (mean over seeds) and converged/runs", fontsize=10, y=1.0 + 0.25 / max(1, len(rows)))
+        fig.colorbar(im, ax=axes[0, :].tolist(), fraction=0.02, pad=0.01, label=label)
+    fig.suptitle(f"final {label} (mean over seeds) and converged/runs", fontsize=10, y=1.0 + 0.25 / max(1, len(rows)))
     path = out / f"summary_{metric}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _finite_pos(x: Any) -> bool:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(v) and v > 0
 
 
 def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
@@ -169,6 +269,8 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
     if not pts:
         return None
     mons = sorted({k[len("mean_gnorm/"):] for a in pts for k in a if k.startswith("mean_gnorm/")})
+    if not any(_finite_pos(a.get(f"mean_gnorm/{m}")) for a in pts for m in mons):
+        return None  # no gradient norm recorded (grad_norm_every = 0)
     settings = sorted({(_fmt(a["norm"]), a["optimizer"], a["lr"], a["momentum"]) for a in pts})
     fig, axes = plt.subplots(1, len(settings), figsize=(3.3 * len(settings), 3.2), squeeze=False, sharey=True)
     for k, st in enumerate(settings):
@@ -179,15 +281,20 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
             ys = []
             for fg in fgs:
                 v = [a.get(f"mean_gnorm/{m}") for a in sel if a["fg_ratio"] == fg]
-                v = [x for x in v if x is not None and not math.isnan(x)]
+                v = [float(x) for x in v if _finite_pos(x)]
                 ys.append(float(np.exp(np.mean(np.log(v)))) if v else np.nan)
-            ax.plot([100 * f for f in fgs], ys, marker="o", color=_COLORS[i % len(_COLORS)], label=m)
-        ax.set_yscale("log")
+            plot_series(ax, np.array([100 * f for f in fgs]), np.array(ys), smooth_frac=0, marker="o",
+                        color=_COLORS[i % len(_COLORS)], label=display_label(m))
+        if ax.lines:
+            ax.set_yscale("log")
+        else:
+            no_data(ax, "no gradient norm recorded")
         ax.set_xlabel("foreground %")
         ax.set_title(f"norm={st[0]}, {st[1]} lr={st[2]:g}" + (f" m={st[3]:g}" if st[1] == "sgd" else ""), fontsize=8)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean gradient norm\n(geo-mean over training losses/seeds)")
-    axes[0, -1].legend(fontsize=7)
+    if axes[0, -1].lines:
+        axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     path = out / "gradnorm_vs_fg.png"
     fig.savefig(path, dpi=90)

@@ -11,15 +11,24 @@ from typing import Any, Optional
 
 from seglab.results import ResultsStore
 
-from .data import _fmt, aggregate, figure_groups, figure_title, load_rows
-from .figures import gradnorm_figure, study_figure, summary_grid
+from .data import _fmt, aggregate, class_names, figure_groups, figure_title, load_rows
+from .figures import dice_figure, gradnorm_figure, study_figure, summary_grid
 
-TABLE_COLS = [
-    ("task", "task"), ("fg_ratio", "fg"), ("norm", "norm"), ("optimizer", "opt"), ("lr", "lr"), ("momentum", "mom"),
-    ("loss", "loss"), ("n", "runs"), ("converged", "conv"), ("diverged", "div"), ("final_accuracy", "val acc"),
+CONFIG_COLS = [("task", "task"), ("fg_ratio", "fg"), ("norm", "norm"), ("optimizer", "opt"), ("lr", "lr"),
+               ("momentum", "mom"), ("loss", "loss")]
+TABLE_COLS = CONFIG_COLS + [
+    ("n", "runs"), ("converged", "conv"), ("diverged", "div"), ("final_accuracy", "val acc"),
     ("majority", "majority"), ("final_fg_dice", "fg Dice"), ("final_mean_dice", "mean Dice"),
-    ("final_train_loss", "train loss"), ("converged_step", "conv. step"),
+    ("final_min_dice", "worst-class Dice"), ("final_train_loss", "train loss"), ("converged_step", "conv. step"),
 ]
+#: a per-class Dice below this is marked as a failed class (HTML: red cell, terminal: red value)
+FAILED_DICE = 0.1
+
+
+def class_cols(agg: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(key, header)`` of the per-class columns: ``Dice <class>`` then ``IoU <class>`` for every class."""
+    names = class_names(agg)
+    return [(f"final_dice/{n}", f"Dice {n}") for n in names] + [(f"final_iou/{n}", f"IoU {n}") for n in names]
 
 
 def _cell(a: dict[str, Any], k: str) -> str:
@@ -28,6 +37,8 @@ def _cell(a: dict[str, Any], k: str) -> str:
         return f"{v}/{a['n']}"
     if k == "fg_ratio":
         return "" if v is None else f"{100 * float(v):g}%"
+    if v is None and k.startswith(("final_dice/", "final_iou/")):
+        return ""  # a class of another task
     if isinstance(v, float):
         if math.isnan(v):
             return "—"
@@ -39,22 +50,52 @@ def _cell(a: dict[str, Any], k: str) -> str:
     return _fmt(v)
 
 
-def terminal_table(agg: list[dict[str, Any]], title: str = "seglab sweep summary"):
+def _failed(a: dict[str, Any], k: str) -> bool:
+    v = a.get(k)
+    return (k.startswith("final_dice/") or k == "final_min_dice") and isinstance(v, float) and v < FAILED_DICE
+
+
+def _shown_cols(agg: list[dict[str, Any]], cols: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], str]:
+    """Columns of ``cols`` to show and a caption stating the configuration columns that are the same in
+    every row (left out of the table)."""
+    const = [(k, h) for k, h in CONFIG_COLS if len({_cell(a, k) for a in agg}) == 1]
+    shown = [(k, h) for k, h in cols if (k, h) not in const]
+    caption = ", ".join(f"{h}={_cell(agg[0], k)}" for k, h in const if _cell(agg[0], k)) if agg else ""
+    return shown, caption
+
+
+def _rich_table(agg: list[dict[str, Any]], cols: list[tuple[str, str]], title: str):
     from seglab._extras import require
 
     Table = require("rich.table", "the results table").Table
 
-    # columns that are the same in every row are stated in the caption instead
-    const = [(k, h) for k, h in TABLE_COLS[:7] if len({_cell(a, k) for a in agg}) == 1]
-    cols = [(k, h) for k, h in TABLE_COLS if (k, h) not in const]
-    caption = ", ".join(f"{h}={_cell(agg[0], k)}" for k, h in const if _cell(agg[0], k)) if agg else ""
+    shown, caption = _shown_cols(agg, cols)
     t = Table(title=title, caption=caption or None, show_lines=False)
-    for _, head in cols:
-        t.add_column(head, justify="right" if head not in ("task", "norm", "opt", "loss") else "left")
+    for _, head in shown:
+        t.add_column(head, justify="left" if head in ("task", "norm", "opt", "loss") else "right")
     for a in agg:
         style = "green" if a["converged"] == a["n"] else ("red" if a["converged"] == 0 else "yellow")
-        t.add_row(*[_cell(a, k) for k, _ in cols], style=style)
+        t.add_row(*[f"[bold red]{_cell(a, k)}[/]" if _failed(a, k) else _cell(a, k) for k, _ in shown], style=style)
     return t
+
+
+def terminal_table(agg: list[dict[str, Any]], title: str = "seglab sweep summary"):
+    """The summary table (one row per configuration, seeds pooled) as a ``rich`` table; configuration columns
+    that are the same in every row go into the caption."""
+    return _rich_table(agg, TABLE_COLS, title)
+
+
+def terminal_class_tables(agg: list[dict[str, Any]],
+                          title: str = "final validation Dice and IoU per class (mean over seeds)") -> list:
+    """Per-class final Dice and IoU of every configuration as ``rich`` tables, one per set of classes (a sweep
+    over tasks with different classes gets one table per task, so no table is padded with other tasks'
+    classes); a class with Dice < :data:`FAILED_DICE` is in bold red. Empty without per-class data."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for a in agg:
+        names = tuple(n for n in class_names([a]) if a.get(f"final_dice/{n}") is not None)
+        if names:
+            groups.setdefault(names, []).append(a)
+    return [_rich_table(rows, CONFIG_COLS + [("n", "runs")] + class_cols(rows), title) for rows in groups.values()]
 
 
 def _img(path: Path) -> str:
@@ -62,12 +103,15 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(Path(path).name)}">'
 
 
-def _html_table(agg: list[dict[str, Any]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in TABLE_COLS)
+def _html_table(agg: list[dict[str, Any]], cols: list[tuple[str, str]] | None = None) -> str:
+    cols = TABLE_COLS if cols is None else cols
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in cols)
     rows = []
     for a in agg:
         cls = "ok" if a["converged"] == a["n"] else ("bad" if a["converged"] == 0 else "mixed")
-        rows.append(f'<tr class="{cls}">' + "".join(f"<td>{html.escape(_cell(a, k))}</td>" for k, _ in TABLE_COLS) + "</tr>")
+        cells = "".join(('<td class="failed">' if _failed(a, k) else "<td>") + f"{html.escape(_cell(a, k))}</td>"
+                        for k, _ in cols)
+        rows.append(f'<tr class="{cls}">{cells}</tr>')
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -87,13 +131,19 @@ def _gnorm_table(agg: list[dict[str, Any]]) -> str:
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1500px}img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
 table{border-collapse:collapse;font-size:12px;margin:.6em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
 th{background:#f3f3f3}tr.ok td{background:#eefbea}tr.bad td{background:#fdecea}tr.mixed td{background:#fff8e1}
+tr td.failed{background:#f8c9c4;color:#8b0000;font-weight:bold}
 code{background:#f4f4f4;padding:1px 3px}"""
 
 
 def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss_order: Optional[list[str]] = None,
                   figures: bool = True) -> dict[str, Any]:
     """Render ``results`` into ``out`` (default ``RESULTS/report``): ``index.html`` (self-contained), PNGs.
-    Returns ``{"html": path, "pngs": [...], "agg": rows}``."""
+    Returns ``{"html": path, "pngs": [...], "agg": rows}``.
+
+    The page holds the summary heat maps (foreground, mean and worst-class Dice), the configuration table, the
+    per-class Dice and IoU table, gradient norms, and per configuration the study-layout curves and the
+    validation Dice per class over steps. Every image is embedded (``data:`` URIs): the page references no
+    other file."""
     store = ResultsStore(results)
     if not store.root.exists():
         raise FileNotFoundError(f"results folder {str(results)!r} does not exist")
@@ -108,32 +158,45 @@ def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss
         from seglab.train.specs import STUDY_LOSSES
 
         loss_order = list(STUDY_LOSSES)
-    pngs: list[Path] = []
-    grid_png = summary_grid(agg, out, "final_fg_dice")
-    grid2_png = summary_grid(agg, out, "final_mean_dice")
+    grid_pngs = [summary_grid(agg, out, m) for m in ("final_fg_dice", "final_mean_dice")]
+    cc = class_cols(agg)
+    if cc:
+        grid_pngs.append(summary_grid(agg, out, "final_min_dice"))
     gn_png = gradnorm_figure(agg, out)
-    study_pngs = []
+    study_pngs: list[tuple[tuple, Path, Optional[Path]]] = []
     if figures:
         for key, by_loss in figure_groups(rows).items():
-            study_pngs.append((key, study_figure(store, key, by_loss, out, loss_order)))
-    pngs = [grid_png, grid2_png] + ([gn_png] if gn_png else []) + [p for _, p in study_pngs]
+            study_pngs.append((key, study_figure(store, key, by_loss, out, loss_order),
+                               dice_figure(store, key, by_loss, out, loss_order)))
+    pngs = grid_pngs + ([gn_png] if gn_png else []) + [p for _, *ps in study_pngs for p in ps if p is not None]
     cfg = store.read_config() or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>seglab report</title><style>{CSS}</style></head><body>",
              f"<h1>seglab report — {html.escape(str(store.root))}</h1>",
              f"<p>{len(rows)} finished run(s) in {len(agg)} configuration(s); generated {time.strftime('%Y-%m-%d %H:%M')}. "
              "Convergence: the criterion in each run's config (default: mean Dice over all classes, background "
              "included, ≥ 0.9 at the final validation — so both “everything background” and “everything "
-             "foreground” count as not converged).</p>",
-             "<h2>Summary grid</h2>", _img(grid_png), _img(grid2_png),
+             "foreground” count as not converged). Validation accuracy is shown beside the majority rate (the "
+             "accuracy of predicting the most frequent class everywhere): on an imbalanced task it says little; "
+             "the per-class Dice does.</p>",
+             "<h2>Summary grid</h2>", *map(_img, grid_pngs),
              "<h2>Configurations</h2>", _html_table(agg)]
+    if cc:
+        parts += ["<h2>Per-class Dice and IoU</h2>",
+                  f"<p>Final validation Dice and IoU of every class (mean over seeds); a class with Dice below "
+                  f"{FAILED_DICE:g} is marked.</p>",
+                  _html_table(agg, CONFIG_COLS + [("n", "runs")] + cc)]
     if gn_png:
         parts += ["<h2>Gradient norms</h2>", _img(gn_png), _gnorm_table(agg)]
     if study_pngs:
-        parts.append("<h2>Training curves (the study's layout)</h2><p>One column per training loss; top: global "
-                     "gradient norm of every monitored loss (log scale); bottom: every monitored loss and the "
-                     "validation accuracy (dashed). Smoothed with a moving average of 2% of the run; mean over seeds.</p>")
-        for key, p in study_pngs:
+        parts.append("<h2>Training curves</h2><p>Per configuration: first the study's layout — one column per "
+                     "training loss; top: global gradient norm of every monitored loss (log scale; points where "
+                     "norms were recorded only every <code>grad_norm_every</code> steps); bottom: every monitored "
+                     "loss. Smoothed with a moving average of 2% of the run; mean over seeds. Then the validation "
+                     "Dice of each class over the steps, one line per training loss, mean over seeds.</p>")
+        for key, p, dp in study_pngs:
             parts += [f"<h3>{html.escape(figure_title(key))}</h3>", _img(p)]
+            if dp is not None:
+                parts.append(_img(dp))
     grids = cfg.get("grids") or []
     if grids:
         import json
