@@ -29,8 +29,14 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
-test: lint wheel-check
+test: lint wheel-check browser
 	$(BIN)/python -m pytest -n 2 -q
+
+# Debian's chromium for the report's headless-browser test (tests/report/test_report_browser.py), installed when
+# missing where apt-get can run (as root); elsewhere that test skips and says why
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; }; } || echo "chromium not installed (needs apt-get as root): the report's browser test will skip"
 
 # ruff (pyflakes + pycodestyle errors, pyproject.toml [tool.ruff]), the import direction of the house
 # (tools/check_imports.py: lower rooms never import higher ones) and mypy on the loss core ([tool.mypy])
