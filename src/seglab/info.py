@@ -1,7 +1,8 @@
 """``seglab info [--json]``: what this installation is and which loss backend it runs.
 
-Versions (seglab, Python, torch), the platform, the devices, the fused backend that CPU float32 losses use
-(or why none is active) and which optional extras are installed. Needs only the core install (torch + numpy).
+Versions (seglab, Python, torch), the platform, the devices, the fused backend that CPU float32 losses use and the
+one CUDA losses use (Triton, else the eager torch backend; or why none is active) and which optional extras are
+installed. Needs only the core install (torch + numpy).
 """
 
 from __future__ import annotations
@@ -44,6 +45,30 @@ def _fused() -> dict[str, Any]:
         reason = f"C++ kernels unavailable: {cpp['reason']}" + (
             "; SEGLAB_FUSED_BACKEND=cpu selects the eager torch backend" if backend else "; the reference losses run")
     return {"backend": backend, "reason": reason, "enabled": enabled, "cpp": cpp, "env": env}
+
+
+def _fused_cuda() -> dict[str, Any]:
+    """The fused backend of a CUDA loss call: ``"triton"``, ``"eager"`` or None, and why (also on a machine without a
+    GPU: what would run there). Imports triton (to check that it works), never initialises CUDA."""
+    from seglab.kernels import dispatch, triton_backend
+
+    forced = (os.environ.get("SEGLAB_FUSED_BACKEND") or "").strip().lower()
+    interp = triton_backend.interpreted()
+    ok = triton_backend.available()
+    triton = {"installed": triton_backend.version() is not None, "version": triton_backend.version(), "available": ok,
+              "reason": None if ok else triton_backend.unavailable_reason(), "interpreter": interp,
+              "max_classes": triton_backend.MAX_CLASSES}
+    if not dispatch.fused_enabled():
+        backend, reason = None, "fused kernels disabled; the reference losses run"
+    elif forced in ("eager", "cpu"):
+        backend, reason = "eager", f"forced by SEGLAB_FUSED_BACKEND={forced}"
+    elif not ok:
+        backend, reason = "eager", f"Triton unavailable: {triton['reason']}"
+    elif interp:
+        backend, reason = "eager", "TRITON_INTERPRET=1 is set: Triton runs CPU tensors in its interpreter, not CUDA"
+    else:
+        backend, reason = "triton", f"eager above {triton_backend.MAX_CLASSES} classes"
+    return {"backend": backend, "reason": reason, "triton": triton}
 
 
 def _devices() -> dict[str, Any]:
@@ -89,6 +114,7 @@ def info() -> dict[str, Any]:
         "platform": platform.platform(),
         "devices": _devices(),
         "fused_cpu_float32": _fused(),
+        "fused_cuda": _fused_cuda(),
         "extras": extras,
         "extras_installed": sorted(e for e, pkgs in extras.items() if all(v is not None for v in pkgs.values())),
     }
@@ -106,6 +132,12 @@ def format_text(d: dict[str, Any]) -> str:
         + (f"; cuda {cuda['version']}: " + ", ".join(cuda["devices"]) if cuda["available"] else "; cuda: not available"),
         f"fused     CPU float32 losses: {f['backend'] or 'none (reference losses)'}" + (f" — {f['reason']}" if f["reason"] else ""),
     ]
+    g = d.get("fused_cuda")
+    if g is not None:
+        tv = g["triton"]["version"]
+        name = f"triton {tv}" if g["backend"] == "triton" else (g["backend"] or "none (reference losses)")
+        lines.append(f"fused     CUDA losses: {name}" + (f" — {g['reason']}" if g["reason"] else "")
+                     + ("" if cuda["available"] else " (no CUDA device here)"))
     for extra, pkgs in d["extras"].items():
         state = ", ".join(f"{p} {v}" if v else f"{p} missing" for p, v in pkgs.items())
         lines.append(f"extra     {extra:<8}{state}")

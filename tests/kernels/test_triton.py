@@ -293,3 +293,55 @@ def interp_results() -> dict[str, str]:
 def test_triton_interpreter(interp_results, case):
     assert case in interp_results, f"{case} was not run by the worker"
     assert interp_results[case] == "ok", f"{case}:\n{interp_results[case]}"
+
+
+# ------------------------------------------------------------------ dispatch and `seglab info` (no kernel runs here)
+def test_triton_import_is_lazy():
+    """seglab imports its Triton code (and through it triton) only when a non-CPU tensor asks: CPU losses never do.
+    (torch._dynamo itself imports an installed triton package; that is torch's doing, not seglab's.)"""
+    code = ("import sys, torch, seglab, seglab.losses as L\n"
+            "x = torch.randn(2, 3, 8, 8, requires_grad=True); t = torch.randint(0, 3, (2, 8, 8))\n"
+            "(L.DiceLoss('multiclass') + L.CrossEntropyLoss('multiclass'))(x, t).backward()\n"
+            "print([m for m in ('seglab.kernels.triton_backend', 'seglab.kernels._triton_kernels') if m in sys.modules])")
+    env = {k: v for k, v in os.environ.items() if k != "SEGLAB_FUSED_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_dispatch_order_on_non_cpu_devices(monkeypatch):
+    """Non-CPU logits: Triton where it supports them, else eager; forced eager wins (a meta tensor stands in for CUDA)."""
+    import torch
+
+    from seglab.kernels import dispatch, triton_backend
+
+    monkeypatch.delenv("SEGLAB_FUSED_BACKEND", raising=False)
+    x = torch.empty(2, 3, 4, device="meta")
+    assert not triton_backend.supports(x)
+    assert dispatch.backend_name(x, "mc") == "eager"
+    monkeypatch.setattr(triton_backend, "supports", lambda x: True)
+    for kind in ("mc", "mcd", "ml"):
+        assert dispatch.backend_name(x, kind) == "triton"
+    monkeypatch.setenv("SEGLAB_FUSED_BACKEND", "eager")
+    assert dispatch.backend_name(x, "mc") == "eager"
+
+
+def test_info_names_the_cuda_backend(monkeypatch, capsys):
+    from seglab import info
+    from seglab.cli import main
+    from seglab.kernels import triton_backend
+
+    monkeypatch.delenv("SEGLAB_FUSED_BACKEND", raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert main(["info", "--json"]) == 0
+    g = json.loads(capsys.readouterr().out)["fused_cuda"]
+    assert g["triton"]["installed"] and g["triton"]["version"]
+    assert g["backend"] == ("triton" if triton_backend.available() else "eager")
+    assert main(["info"]) == 0
+    assert "fused     CUDA losses: " in capsys.readouterr().out
+    monkeypatch.setenv("SEGLAB_FUSED_BACKEND", "eager")
+    assert info._fused_cuda()["backend"] == "eager"
+    monkeypatch.delenv("SEGLAB_FUSED_BACKEND")
+    monkeypatch.setattr(triton_backend, "_state", {"reason": "importing triton failed: test"})
+    g = info._fused_cuda()
+    assert g["backend"] == "eager" and "importing triton failed: test" in g["reason"]
+    assert not g["triton"]["available"]
