@@ -20,25 +20,73 @@ def channel_view(w: torch.Tensor, ndim: int) -> torch.Tensor:
     return w.view(-1, *([1] * (ndim - 2)))
 
 
+#: largest accepted ``clip_eps``: probabilities are clipped to ``[eps, 1 - eps]``, an empty range from 0.5 on
+MAX_CLIP_EPS = 0.5
+
+
 def check_ce_options(*, mode: str, class_weights: Any = None, pos_weight: Any = None, ignore_index: Any = None,
-                     label_smoothing: Any = 0.0, reduction: Any = "mean", copy: bool = False) -> Options:
+                     label_smoothing: Any = 0.0, reduction: Any = "mean", clip_eps: Any = 0.0,
+                     copy: bool = False) -> Options:
     """Cross-entropy's options, checked (called by :class:`CrossEntropyLoss` and :func:`cross_entropy`)."""
     mode = _checks.check_mode(mode)
     if pos_weight is not None and mode == "multiclass":
         raise ValueError("pos_weight applies to sigmoid outputs (mode='multilabel' or 'binary'); for softmax use class_weights")
+    clip = 0.0 if clip_eps is None else _checks.check_number("clip_eps", clip_eps, low=0.0, high=MAX_CLIP_EPS,
+                                                               high_open=True)
     return dict(mode=mode, class_weights=_checks.as_weight(class_weights, "class_weights", copy=copy),
                 pos_weight=_checks.as_weight(pos_weight, "pos_weight", copy=copy),
                 ignore_index=_checks.check_ignore_index(ignore_index),
                 label_smoothing=_checks.check_number("label_smoothing", label_smoothing, low=0.0, high=1.0),
-                reduction=_checks.check_reduction(reduction))
+                reduction=_checks.check_reduction(reduction), clip_eps=clip)
+
+
+def _clipped_reference(x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
+    """CE on probabilities clipped to ``[eps, 1 - eps]`` (Keras / the Chlebus 2018 study): the log of the clipped
+    softmax (sigmoid) probability in place of ``log_softmax`` (``logsigmoid``); its gradient is 0 where a
+    probability is clipped. Weights, label smoothing, ``ignore_index`` and the ``"mean"`` denominators as the
+    unclipped loss."""
+    eps, mode, reduction, ls = o["clip_eps"], o["mode"], o["reduction"], o["label_smoothing"]
+    cw = to_device(o["class_weights"], x)
+    if mode == "multiclass":
+        logp = torch.softmax(x, 1).clamp(eps, 1.0 - eps).log()
+        c = x.shape[1]
+        wlogp = logp if cw is None else logp * channel_view(cw, x.ndim)
+        if tgt.is_index:
+            idx = tgt.labels if tgt.valid is None else tgt.labels.masked_fill(~tgt.valid, 0)
+            loss = -wlogp.gather(1, idx.unsqueeze(1)).squeeze(1)
+            if ls:
+                loss = (1.0 - ls) * loss - (ls / c) * wlogp.sum(1)
+            w_t = torch.ones_like(loss) if cw is None else cw[idx]
+            if tgt.valid is not None:
+                loss, w_t = loss * tgt.valid, w_t * tgt.valid
+            if reduction != "mean":
+                return reduce_pixels(loss, reduction, tgt.valid)
+            return reduce_pixels(loss, reduction, tgt.valid, denom=w_t.sum())
+        y = tgt.y if not ls else tgt.y * (1.0 - ls) + ls / c
+        loss = -(y * wlogp).sum(1)
+        if tgt.valid is not None:
+            loss = loss * tgt.valid
+        return reduce_pixels(loss, reduction, tgt.valid)
+    y = tgt.y
+    if ls:
+        y = y * (1.0 - ls) + 0.5 * ls
+    p = torch.sigmoid(x)
+    pos, neg = p.clamp(eps, 1.0 - eps).log(), (1.0 - p).clamp(eps, 1.0 - eps).log()
+    pw = to_device(o["pos_weight"], x)
+    loss = -((y * pos) if pw is None else (channel_view(pw, x.ndim) * y * pos)) - (1.0 - y) * neg
+    if cw is not None:
+        loss = loss * channel_view(cw, x.ndim)
+    if tgt.valid is not None:
+        loss = loss * tgt.valid
+    return reduce_pixels(loss, reduction, tgt.valid)
 
 
 class _CrossEntropyTerm(Term):
     weight_options = ("class_weights", "pos_weight")
 
     def request(self, o: Options) -> StatsRequest | None:
-        if o["reduction"] == "none":
-            return None
+        if o["reduction"] == "none" or o["clip_eps"]:
+            return None  # no fused kernel clips probabilities: the reference code runs
         return StatsRequest(mode=o["mode"], ignore_index=o["ignore_index"], ce=True, ce_weight=o["class_weights"],
                             pos_weight=o["pos_weight"], label_smoothing=o["label_smoothing"])
 
@@ -48,6 +96,8 @@ class _CrossEntropyTerm(Term):
         return fs.ce_sum / fs.ce_norm.clamp_min(torch.finfo(fs.ce_sum.dtype).tiny)
 
     def reference(self, x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
+        if o["clip_eps"]:
+            return _clipped_reference(x, tgt, o)
         mode, reduction, label_smoothing = o["mode"], o["reduction"], o["label_smoothing"]
         cw = to_device(o["class_weights"], x)
         if mode == "multiclass":
@@ -92,9 +142,10 @@ def cross_entropy(
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
+    clip_eps: float = 0.0,
     validate: bool | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy from logits ``(N, C, *spatial)``, in log space (no clipped probabilities).
+    """Cross-entropy from logits ``(N, C, *spatial)``, in log space (no clipped probabilities unless ``clip_eps``).
 
     * ``multiclass``: ``l = -sum_c w_c * y_c * log_softmax(x)_c``; with an index target ``t``,
       ``l = -w_t * log_softmax(x)_t`` and ``"mean"`` divides by ``sum w_t`` over kept pixels — exactly
@@ -107,13 +158,21 @@ def cross_entropy(
     Pixels (or, multilabel, elements) equal to ``ignore_index`` contribute nothing; if all are ignored the mean is 0.
     ``reduction="none"`` returns ``(N, *spatial)`` (multiclass) or ``(N, C, *spatial)``.
 
+    ``clip_eps`` ε > 0 (default 0: off) computes the log of the probability clipped to ``[ε, 1 - ε]`` instead:
+    ``l = -sum_c w_c y_c log(clip(softmax(x)_c, ε, 1 - ε))`` (sigmoid: ``clip(sigmoid(x))`` and
+    ``clip(1 - sigmoid(x))``), as Keras' ``categorical_crossentropy`` and the Chlebus (2018) study's CCE
+    (``ε = 1e-7``, vocabulary name ``study_cce_clip``). Each pixel's loss is then at most ``-log ε`` (16.1 for
+    1e-7) and its gradient is 0 where the probability is clipped, so a collapsed network's CE saturates instead
+    of growing. It has no fused kernel (the reference code runs); everything else (weights, smoothing,
+    ``ignore_index``, reductions) is as without it. ``ε`` must be in ``[0, 0.5)``.
+
     Example:
         >>> x, t = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
         >>> bool(torch.isclose(cross_entropy(x, t, mode="multiclass"), torch.nn.functional.cross_entropy(x, t)))
         True
     """
     o = check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight, ignore_index=ignore_index,
-                         label_smoothing=label_smoothing, reduction=reduction)
+                         label_smoothing=label_smoothing, reduction=reduction, clip_eps=clip_eps)
     return run_terms([(CROSS_ENTROPY, o)], logits, target, validate=validate)[0]
 
 
@@ -124,7 +183,8 @@ class CrossEntropyLoss(Loss):
     Formula: see :func:`cross_entropy`. Shapes: logits ``(N, C, *spatial)`` (0–3 spatial dims); target an int
     class map ``(N, *spatial)`` or a float ``(N, C, *spatial)`` map (multiclass), float ``(N, C, *spatial)`` in
     [0, 1] (multilabel), ``(N, 1, *spatial)`` or ``(N, *spatial)`` (binary). ``class_weights`` and
-    ``pos_weight`` are 1-D ``(C,)`` and broadcast over all spatial dims (stored as buffers).
+    ``pos_weight`` are 1-D ``(C,)`` and broadcast over all spatial dims (stored as buffers). ``clip_eps`` > 0
+    clips the probabilities to ``[clip_eps, 1 - clip_eps]`` (Keras / the Chlebus 2018 study; reference path).
 
     Example:
         >>> loss = CrossEntropyLoss("multilabel", pos_weight=torch.tensor([3.0, 20.0]))
@@ -143,8 +203,9 @@ class CrossEntropyLoss(Loss):
         ignore_index: int | None = None,
         label_smoothing: float = 0.0,
         reduction: str = "mean",
+        clip_eps: float = 0.0,
     ) -> None:
         super().__init__(mode, reduction)
         self._configure(check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight,
                                          ignore_index=ignore_index, label_smoothing=label_smoothing,
-                                         reduction=reduction, copy=True))
+                                         reduction=reduction, clip_eps=clip_eps, copy=True))

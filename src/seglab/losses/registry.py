@@ -94,6 +94,8 @@ NAMES: dict[str, Name] = {
                       "per-sample squared Dice without the background channel"),
     # the Chlebus (2018) study's losses
     "study_cce": Name("ce", {}, SOFTMAX, "the study's CCE: softmax cross-entropy"),
+    "study_cce_clip": Name("ce", {"clip_eps": 1e-7}, SOFTMAX,
+                           "the study's CCE as its code computes it: probabilities clipped to [1e-7, 1 - 1e-7]"),
     "study_dice": Name("dice", dict(STUDY_DICE), None, "the study's DICE: batch Dice (sums over batch and space), smooth=1e-7"),
     "study_dicefg": Name("dice", dict(STUDY_DICE, include_background=False), WITH_BACKGROUND,
                          "the study's DICEFG: batch Dice without the background channel, smooth=1e-7"),

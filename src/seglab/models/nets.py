@@ -12,6 +12,11 @@ from .registry import register_model
 
 NORMS = ("batch", "instance", "group", None)
 UPSAMPLING = ("transpose", "interpolate")
+INITS = ("torch", "glorot")
+CONV_BIAS = (True, False, "auto")
+#: TensorFlow/Keras batch-norm defaults in PyTorch's terms: TF's momentum 0.99 (weight of the old running value)
+#: is PyTorch's momentum 0.01 (weight of the new batch statistic); eps 1e-3 (PyTorch: 1e-5)
+TF_BN_MOMENTUM, TF_BN_EPS = 0.01, 1e-3
 
 
 def _check_spatial_dims(spatial_dims: int) -> None:
@@ -38,13 +43,27 @@ def group_count(channels: int, max_groups: int = 8) -> int:
     return 1
 
 
-def make_norm(norm: Optional[str], channels: int, spatial_dims: int) -> nn.Module:
-    """Normalisation layer for ``channels`` feature maps (``nn.Identity`` for ``None``)."""
+def _check_bn(momentum: float, eps: float) -> None:
+    for name, v, hi in (("bn_momentum", momentum, 1.0), ("bn_eps", eps, None)):
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and 0.0 < float(v) and (hi is None or v <= hi)
+        if not ok or float(v) != float(v) or float(v) == float("inf"):
+            where = "in (0, 1]" if hi else "> 0"
+            raise ValueError(f"{name} must be a finite number {where}, got {v!r}")
+
+
+def make_norm(norm: Optional[str], channels: int, spatial_dims: int, *, bn_momentum: float = 0.1,
+              bn_eps: float = 1e-5) -> nn.Module:
+    """Normalisation layer for ``channels`` feature maps (``nn.Identity`` for ``None``).
+
+    ``bn_momentum`` / ``bn_eps`` are batch norm's, in PyTorch's convention (``running = (1 - m) running + m
+    batch``; TF/Keras' momentum 0.99 is ``bn_momentum=0.01``, see :data:`TF_BN_MOMENTUM`)."""
     _check_norm(norm)
     if norm is None:
         return nn.Identity()
     if norm == "batch":
-        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+        _check_bn(bn_momentum, bn_eps)
+        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels, eps=float(bn_eps),
+                                                                         momentum=float(bn_momentum))
     if norm == "instance":
         return (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
     return nn.GroupNorm(group_count(channels), channels)
@@ -52,6 +71,24 @@ def make_norm(norm: Optional[str], channels: int, spatial_dims: int) -> nn.Modul
 
 def _conv(spatial_dims: int):
     return nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+
+
+def _check_init(init: str) -> None:
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; allowed values: {', '.join(map(repr, INITS))}")
+
+
+@torch.no_grad()
+def glorot_init(module: nn.Module) -> nn.Module:
+    """Keras' default initialisation, in place: every convolution's weight Glorot-uniform
+    (``U(-a, a)``, ``a = sqrt(6 / (fan_in + fan_out))``, fans = channels x kernel size, as
+    ``nn.init.xavier_uniform_``) and its bias 0; normalisation layers keep weight 1, bias 0. Returns ``module``."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
 
 
 class ConvBlock(nn.Sequential):
@@ -194,15 +231,34 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+def conv_body_bias(conv_bias: bool | str, norm: Optional[str]) -> bool:
+    """Whether :class:`TinyFCN`'s 3x3 convolutions carry a bias: ``conv_bias`` True/False, or ``"auto"`` (only
+    without a norm)."""
+    if conv_bias is True or conv_bias is False:
+        return conv_bias
+    if conv_bias == "auto":
+        return norm is None
+    raise ValueError(f"conv_bias must be True, False or 'auto', got {conv_bias!r}")
+
+
 class TinyFCN(nn.Module):
     """The tiny fully convolutional net of Chlebus et al. (2018)'s toy thresholding study.
 
     ``conv3x3(in -> width) [-> BN] -> ReLU -> conv3x3(width -> width) [-> BN] -> ReLU -> conv1x1(width -> C)``,
-    all convolutions with bias and padding 1 (so the spatial size is kept; any size works).
+    padding 1 (so the spatial size is kept; any size works).
 
     Parameters (``norm=None``): ``(9*in*w + w) + (9*w*w + w) + (w*C + C)``; batch norm adds ``4*w``
-    (weight and bias of two BN layers; running statistics are buffers). 3D uses 3x3x3 kernels
-    (27 instead of 9).
+    (weight and bias of two BN layers; running statistics are buffers) and, with ``conv_bias`` False or
+    ``"auto"``, drops the ``2*w`` biases of the 3x3 convolutions. 3D uses 3x3x3 kernels (27 instead of 9).
+
+    Options (defaults: PyTorch's; the study's Keras code is ``init="glorot", conv_bias="auto",
+    bn_momentum=0.01, bn_eps=1e-3``):
+
+    * ``init``: ``"torch"`` (PyTorch's default: Kaiming-uniform weights with ``a = sqrt(5)``, uniform biases) or
+      ``"glorot"`` (Keras: Glorot-uniform weights, zero biases; :func:`glorot_init`).
+    * ``conv_bias``: whether the 3x3 convolutions have a bias: True, False, or ``"auto"`` (only without a norm,
+      whose shift makes it redundant). The 1x1 head always has one.
+    * ``bn_momentum``, ``bn_eps``: batch norm's, in PyTorch's convention (TF's momentum 0.99 = 0.01 here).
 
     Shapes: ``(N, in_channels, *S) -> (N, out_channels, *S)``.
 
@@ -220,6 +276,10 @@ class TinyFCN(nn.Module):
         spatial_dims: int = 2,
         width: int = 4,
         norm: Optional[str] = "batch",
+        init: str = "torch",
+        conv_bias: bool | str = True,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
     ):
         super().__init__()
         _check_positive_int("in_channels", in_channels)
@@ -227,19 +287,23 @@ class TinyFCN(nn.Module):
         _check_spatial_dims(spatial_dims)
         _check_positive_int("width", width)
         _check_norm(norm, ("batch", None))
+        _check_init(init)
+        bias = conv_body_bias(conv_bias, norm)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.spatial_dims = spatial_dims
         conv = _conv(spatial_dims)
         self.body = nn.Sequential(
-            conv(in_channels, width, 3, padding=1),
-            make_norm(norm, width, spatial_dims),
+            conv(in_channels, width, 3, padding=1, bias=bias),
+            make_norm(norm, width, spatial_dims, bn_momentum=bn_momentum, bn_eps=bn_eps),
             nn.ReLU(inplace=True),
-            conv(width, width, 3, padding=1),
-            make_norm(norm, width, spatial_dims),
+            conv(width, width, 3, padding=1, bias=bias),
+            make_norm(norm, width, spatial_dims, bn_momentum=bn_momentum, bn_eps=bn_eps),
             nn.ReLU(inplace=True),
         )
         self.head = conv(width, out_channels, 1)
+        if init == "glorot":
+            glorot_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, in_channels, *S) -> (N, out_channels, *S)`` logits."""
@@ -275,6 +339,11 @@ def tiny(
     spatial_dims: int = 2,
     width: int = 4,
     norm: Optional[str] = "batch",
+    init: str = "torch",
+    conv_bias: bool | str = True,
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
 ) -> TinyFCN:
     """Factory for :class:`TinyFCN`."""
-    return TinyFCN(in_channels, out_channels, spatial_dims, width, norm)
+    return TinyFCN(in_channels, out_channels, spatial_dims, width, norm, init=init, conv_bias=conv_bias,
+                   bn_momentum=bn_momentum, bn_eps=bn_eps)

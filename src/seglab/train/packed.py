@@ -50,6 +50,8 @@ from .loop import RunResult, _make_optimizer, summarize
 PACKABLE_MODELS = ("tiny",)
 PACKABLE_TASKS = ("threshold",)
 _DICE_KEYS = {"batch", "smooth", "include_background", "squared"}
+_CE_KEYS = {"clip_eps"}  # the study's clipped CCE (ce[clip_eps=1e-07], study_cce_clip)
+_MODEL_KEYS = {"width", "norm", "init", "conv_bias", "bn_momentum", "bn_eps"}  # TinyFCN options a pack carries
 
 ProgressFn = Callable[[int, int], None]
 ResultFn = Callable[[RunResult], None]
@@ -77,7 +79,7 @@ def _loss_supported(spec: str, mode: str) -> bool:
     except ValueError:
         return False
     if base in ("ce", "cce"):
-        return not kw
+        return set(kw) <= _CE_KEYS
     if base == "dice":
         return set(kw) <= _DICE_KEYS and kw.get("batch", False) is True
     return False
@@ -92,7 +94,7 @@ def packable(cfg: RunConfig) -> bool:
         return False
     if cfg.model not in PACKABLE_MODELS or cfg.task not in PACKABLE_TASKS:
         return False
-    if set(cfg.model_kw) - {"width", "norm"}:
+    if set(cfg.model_kw) - _MODEL_KEYS:
         return False
     try:
         from seglab.data import create_task
@@ -155,18 +157,22 @@ class PackedTinyFCN(nn.Module):
     """
 
     def __init__(self, R: int, in_channels: int, out_channels: int, spatial_dims: int = 2, width: int = 4,
-                 norm: Optional[str] = "batch"):
+                 norm: Optional[str] = "batch", init: str = "torch", conv_bias: bool | str = True,
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
-        from seglab.models.nets import make_norm
+        from seglab.models.nets import conv_body_bias, make_norm
 
+        # ``init`` is accepted for the model's option set only: every group's weights are loaded from its run's model
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        bias = conv_body_bias(conv_bias, norm)
+        bn = dict(bn_momentum=bn_momentum, bn_eps=bn_eps)
         self.R, self.in_channels, self.out_channels, self.width = R, in_channels, out_channels, width
         self.body = nn.Sequential(
-            conv(R * in_channels, R * width, 3, padding=1, groups=R),
-            make_norm(norm, R * width, spatial_dims),
+            conv(R * in_channels, R * width, 3, padding=1, groups=R, bias=bias),
+            make_norm(norm, R * width, spatial_dims, **bn),
             nn.ReLU(inplace=True),
-            conv(R * width, R * width, 3, padding=1, groups=R),
-            make_norm(norm, R * width, spatial_dims),
+            conv(R * width, R * width, 3, padding=1, groups=R, bias=bias),
+            make_norm(norm, R * width, spatial_dims, **bn),
             nn.ReLU(inplace=True),
         )
         self.head = conv(R * width, R * out_channels, 1, groups=R)
@@ -183,7 +189,10 @@ class PackedTinyFCN(nn.Module):
         B, _, H, W = x.shape
         c1, c2 = self.body[0], self.body[3]
         cols = F.unfold(x, 3, padding=1).view(B, R, cin * 9, H * W).permute(1, 2, 0, 3).reshape(R, cin * 9, B * H * W)
-        z = torch.baddbmm(c1.bias.view(R, w, 1), c1.weight.view(R, w, cin * 9), cols)  # (R, w, B*P)
+        if c1.bias is None:
+            z = torch.bmm(c1.weight.view(R, w, cin * 9), cols)  # (R, w, B*P)
+        else:
+            z = torch.baddbmm(c1.bias.view(R, w, 1), c1.weight.view(R, w, cin * 9), cols)
         z = z.view(R * w, B, H, W).transpose(0, 1)  # (B, R*w, H, W), channels-strided view
         h = self.body[2](self.body[1](z.contiguous()))
         h = self.body[5](self.body[4](c2(h)))
@@ -222,7 +231,8 @@ class _PackedLosses:
     Runs lie on the *sample* axis, so seglab's per-sample Dice statistics and head (``overlap_stats`` layout,
     :func:`~seglab.losses.dice.dice_head` with ``reduction="none"``, ``drop_background``) give each run's batch
     Dice per class (the study's ``batch=True``, sums over batch and space), averaged over the kept classes as
-    ``reduce_classes`` does; CE is the mean over the run's pixels of ``-log_softmax`` at the target class. Equal
+    ``reduce_classes`` does; CE is the mean over the run's pixels of ``-log_softmax`` at the target class (with
+``clip_eps``, of the log of the clipped softmax: ce.py's own reference code on the runs-first layout). Equal
     to :func:`~seglab.train.specs.build_loss` on one run's ``(B, C, *S)`` tensors (tests/train/test_packed.py).
     """
 
@@ -237,8 +247,8 @@ class _PackedLosses:
         self.parts: list[tuple[str, dict[str, Any]]] = []
         for spec in specs:
             base, kw = resolve_loss(spec, mode)
-            if base in ("ce", "cce") and not kw:
-                self.parts.append(("ce", check_ce_options(mode=mode, reduction="none")))
+            if base in ("ce", "cce") and set(kw) <= _CE_KEYS:
+                self.parts.append(("ce", check_ce_options(mode=mode, reduction="none", **kw)))
             elif base == "dice" and set(kw) <= _DICE_KEYS and kw.get("batch", False) is True:
                 # runs lie on the sample axis: the run's batch Dice is a per-"sample" Dice here
                 opts = {k: v for k, v in kw.items() if k != "batch"}
@@ -363,7 +373,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
     for c in rcfgs:
         torch.manual_seed(c.seed)
         models.append(create_model(c.model, in_channels=cin, out_channels=C, spatial_dims=sd, **c.model_kw))
-    net = PackedTinyFCN(R, cin, C, sd, width=mkw["width"], norm=mkw["norm"])
+    net = PackedTinyFCN(R, cin, C, sd, **mkw)
     net.load_runs(models)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = _make_pack_optimizer(rcfgs, params)
