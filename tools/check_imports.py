@@ -24,7 +24,7 @@ RANK = {
     "losses": 3, "models": 3, "data": 3, "results": 3,
     # what uses losses, models and data
     "advise": 4, "train": 4,
-    "sweep": 5, "report": 6,
+    "sweep": 5, "report": 6, "compare": 6,
     # commands
     "bench": 7, "demo": 7, "info": 7, "cli": 8, "__main__": 9,
     "__init__": 10,  # the public API (seglab/__init__.py) re-exports everything

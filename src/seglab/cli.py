@@ -1,4 +1,4 @@
-"""The one command-line entry point: ``seglab {demo,advise,train,sweep,report,bench,info}``, ``seglab --version``.
+"""The one command-line entry point: ``seglab {demo,advise,train,sweep,compare,report,bench,info}``, ``seglab --version``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 this file only wires them, importing a subcommand's module when that subcommand is used. A subcommand whose
@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "advise": ("seglab.advise.cli", "read masks and recommend activation, loss and class weights"),
     "train": ("seglab.train.cli", "train one model with one loss (works under torchrun)"),
     "sweep": ("seglab.sweep.cli", "run a resumable grid of training runs"),
+    "compare": ("seglab.compare.cli", "train the advised loss and alternatives with paired seeds; paired differences with intervals"),
     "report": ("seglab.report.cli", "render figures, HTML and tables from a results folder"),
     "bench": ("seglab.bench", "time losses (fwd+bwd) and peak memory against F.cross_entropy, MONAI, smp"),
     "info": ("seglab.info", "versions, devices, the active fused loss backend (or why none) and installed extras"),
@@ -55,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
     args = parser.parse_args(argv)
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        rc = int(importlib.import_module(args._module).run(args) or 0)
+        if rc == 0 and args.command == "advise" and getattr(args, "compare", False):
+            from seglab.compare.cli import run_advised
+
+            rc = run_advised(args)
+        return rc
     except MissingExtraError as e:
         print(e, file=sys.stderr)
         return 2

@@ -29,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: multilabel when some colours are sums of primaries, else classes")
     parser.add_argument("--task", default=None, metavar="NAME",
                         help="advise on the training masks of a built-in task instead of PATH (e.g. brain-tissue)")
+    parser.add_argument("--task-opt", action="append", default=[], metavar="K=V",
+                        help="with --task: task parameter (repeatable), e.g. --task-opt frequencies=[0.8,0.8,0.1]")
+    parser.add_argument("--compare", action="store_true",
+                        help="then train the advised loss and alternatives with paired seeds (seglab compare) on --task, "
+                             "or on PATH when it holds images/ and masks/")
+    parser.add_argument("--seeds", type=int, default=5, help="with --compare: paired seeds (default 5)")
+    parser.add_argument("--steps", type=int, default=300, help="with --compare: training steps per run (default 300)")
+    parser.add_argument("--out", default="results/compare", help="with --compare: results folder (default results/compare)")
 
 
 def _ignore_index(text: str):
@@ -66,17 +74,36 @@ def run(args: argparse.Namespace) -> int:
     if (args.path is None) == (args.task is None):
         print("seglab advise: give exactly one of PATH or --task NAME", file=sys.stderr)
         return 2
+    if args.compare:
+        if args.json:
+            print("seglab advise: --compare prints its own report; use seglab compare --json for JSON", file=sys.stderr)
+            return 2
+        from pathlib import Path
+
+        for name, v, lo in (("--seeds", args.seeds, 2), ("--steps", args.steps, 1)):
+            if v < lo:
+                print(f"seglab advise: {name} must be an integer >= {lo}, got {v}", file=sys.stderr)
+                return 2
+        if args.path and not (Path(args.path, "images").is_dir() and Path(args.path, "masks").is_dir()):
+            print(f"seglab advise: --compare needs images to train on: {args.path!r} has no images/ and masks/ folders "
+                  "(or use --task NAME)", file=sys.stderr)
+            return 2
     kw = dict(format=args.format, ignore_index=args.ignore_index, weights=args.weights, beta=args.beta, rgb_reading=args.rgb_reading,
               max_weight=args.max_weight)
     try:
         if args.task:
-            masks, names, fmt = task_masks(args.task)
+            from seglab.train.cli import _kv
+
+            masks, names, fmt = task_masks(args.task, **_kv(args.task_opt, "--task-opt"))
             if args.format == "auto":
                 kw["format"] = fmt
             advice = advise(masks, class_names=names, **kw)
         else:
-            advice = advise(args.path, progress=not args.json and sys.stderr.isatty(), **kw)
-    except (ValueError, FileNotFoundError) as e:
+            from pathlib import Path
+
+            src = Path(args.path, "masks") if args.compare else args.path  # images/ + masks/: only the masks
+            advice = advise(src, progress=not args.json and sys.stderr.isatty(), **kw)
+    except (ValueError, TypeError, FileNotFoundError) as e:
         if args.json:
             print(json.dumps({"schema_version": SCHEMA_VERSION, "seglab_version": __version__, "error": str(e)}))
         else:
@@ -92,16 +119,17 @@ def run(args: argparse.Namespace) -> int:
         # piped or redirected: plain text, no colours, no box drawing, and no line is ever wrapped (the code
         # lines stay copyable, and grep sees whole sentences)
         sys.stdout.write(render_plain(advice))
+    args.advice = advice  # with --compare, the command line runs seglab compare on it next (seglab.cli)
     return 0
 
 
-def task_masks(name: str):
-    """``(masks, class_names, format)`` for task ``name``: an iterator over its ``training_masks()`` if it
+def task_masks(name: str, **task_kw):
+    """``(masks, class_names, format)`` for task ``name`` (options ``task_kw``): an iterator over its ``training_masks()`` if it
     has one (e.g. ``brain-tissue``), else over its validation targets; the format is ``"onehot"`` (channel
     first) for tasks whose targets have a channel axis, else ``"index"``."""
     from seglab.data import create_task
 
-    task = create_task(name)
+    task = create_task(name, **task_kw)
     if hasattr(task, "training_masks"):
         masks = task.training_masks()
     else:
