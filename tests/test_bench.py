@@ -1,9 +1,13 @@
 """`seglab bench` on a tiny shape: runs, prints a table, writes JSON with the machine description, the spread
-over rounds and the load average; every bad argument is one line on stderr and exit code 2 (issue 11)."""
+over rounds and the load average; `--repeat R` runs R whole benchmarks in fresh processes and reports the spread
+of the ratios across them; every bad argument is one line on stderr and exit code 2 (issue 11)."""
 
 from __future__ import annotations
 
 import json
+import statistics
+import subprocess
+import sys
 
 import pytest
 
@@ -58,10 +62,15 @@ def test_bench_cli_writes_json(tmp_path, capsys):
     (["--dtype", "float8"], "--dtype"),
     (["--device", "tpu"], "--device"),
     (["--out", "/dev/null/b.json"], "--out"),
+    (["--repeat", "0"], "--repeat"),
+    (["--repeat", "-2"], "--repeat"),
+    (["--repeat", "twice"], "--repeat"),
+    (["--repeat", "1.5"], "--repeat"),
 ])
 def test_bench_bad_argument_is_one_line_exit_2(bad, option, tmp_path, capsys, monkeypatch):
     called = []
     monkeypatch.setattr(bench, "bench_shape", lambda *a, **k: called.append(1))  # no work may start
+    monkeypatch.setattr(bench, "run_repeated", lambda *a, **k: called.append(1))
     argv = ["bench", *TINY, "--out", str(tmp_path / "b.json"), *bad]
     assert main(argv) == 2
     cap = capsys.readouterr()
@@ -99,3 +108,59 @@ def test_spread_quantiles():
     s = bench.spread([4.0, 1.0, 3.0, 2.0])
     assert (s["min"], s["median"], s["max"]) == (1.0, 2.5, 4.0)
     assert s["q1"] == pytest.approx(1.75) and s["q3"] == pytest.approx(3.25) and s["iqr"] == pytest.approx(1.5)
+
+
+def _in_process_children(monkeypatch, calls, fail_at=None):
+    """Run the child processes of --repeat in this process (same argv through the real parser): fast, and the
+    command line each whole run gets is checked."""
+    def fake_run(cmd, **kw):
+        assert cmd[:4] == [sys.executable, "-m", "seglab", "bench"], cmd
+        calls.append(cmd)
+        if fail_at is not None and len(calls) == fail_at:
+            return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...\nRuntimeError: boom\n")
+        return subprocess.CompletedProcess(cmd, main(cmd[3:]), "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+
+
+def test_bench_repeat_reports_the_spread_across_runs(tmp_path, capsys, monkeypatch):
+    calls: list = []
+    _in_process_children(monkeypatch, calls)
+    out = tmp_path / "b.json"
+    assert main(["bench", "--shapes", "2x3x8x8", "--losses", "dice,dice+ce", "--rounds", "2", "--warmup", "0",
+                 "--repeat", "3", "--out", str(out)]) == 0
+    assert len(calls) == 3 and all("--repeat" in c and c[c.index("--repeat") + 1] == "1" for c in calls)
+    assert "--no-memory" not in calls[0] and all("--no-memory" in c for c in calls[1:])  # memory: first run only
+    text = capsys.readouterr().out
+    assert "3 whole runs" in text and "× CE IQR" in text
+    res = json.loads(out.read_text())
+    assert res["settings"]["repeat"] == 3 and len(res["runs"]) == 3
+    for name, e in res["shapes"]["2x3x8x8"].items():
+        per_run = [r["shapes"]["2x3x8x8"][name]["ratio_ce"] for r in res["runs"]]
+        assert e["runs_ratio_ce"] == per_run
+        assert e["ratio_ce"] == pytest.approx(statistics.median(per_run))
+        assert e["runs_ratio_ce_min"] == min(per_run) and e["runs_ratio_ce_max"] == max(per_run)
+        assert e["runs_ratio_ce_iqr"] == pytest.approx(e["runs_ratio_ce_q3"] - e["runs_ratio_ce_q1"])
+        assert e["runs_ratio_ce_iqr"] >= 0
+        assert e["ms"] == pytest.approx(statistics.median(r["shapes"]["2x3x8x8"][name]["ms"] for r in res["runs"]))
+        assert e["peak_extra_x_logits"] == res["runs"][0]["shapes"]["2x3x8x8"][name]["peak_extra_x_logits"]
+    assert isinstance(res["load"]["overloaded"], bool)
+
+
+def test_bench_repeat_names_a_failed_run(tmp_path, capsys, monkeypatch):
+    calls: list = []
+    _in_process_children(monkeypatch, calls, fail_at=2)
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "--repeat", "3", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "run 2/3" in err[-1] and "RuntimeError: boom" in err[-1], err
+    assert len(calls) == 2 and not out.exists()
+
+
+@pytest.mark.slow
+def test_bench_repeat_in_fresh_processes(tmp_path):
+    """The real thing: two whole runs, each a new Python process."""
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "--repeat", "2", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["runs"]) == 2 and len(res["shapes"]["2x3x8x8"]["dice"]["runs_ratio_ce"]) == 2

@@ -19,6 +19,10 @@ Every argument is checked before any work: a bad one prints one line on stderr n
 Each loss's spread over rounds (min, quartiles, IQR, max of the time and of the ratio to the baseline) is in the
 table and the JSON; the 1-minute load average at start and end is recorded, with a warning when it exceeds the
 number of cores (the figures are then unreliable).
+
+``--repeat R`` runs the whole benchmark R times, each in a fresh process, and reports the spread of every
+loss's ratio to ``F.cross_entropy`` across the runs (the per-run medians, their min, quartiles, IQR and max):
+one median from one process cannot carry a claim when the baseline itself varies between processes.
 """
 
 from __future__ import annotations
@@ -64,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validate", action="store_true", help="keep seglab's input validation on while timing")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--out", default="benchmarks/bench_losses.json", help="JSON results file ('' to skip)")
+    p.add_argument("--repeat", default=1,
+                   help="whole runs, >= 1, each in a fresh process; with R > 1 the spread of every loss's ratio to "
+                        "F.cross_entropy across the runs is reported (min, quartiles, IQR, max; default 1)")
 
 
 class BenchArgError(ValueError):
@@ -116,6 +123,7 @@ def check_args(args: argparse.Namespace) -> dict:
     v["rounds"] = _int_arg(args.rounds, "--rounds", 1)
     v["warmup"] = _int_arg(args.warmup, "--warmup", 0)
     v["threads"] = None if args.threads is None else _int_arg(args.threads, "--threads", 1)
+    v["repeat"] = _int_arg(getattr(args, "repeat", 1), "--repeat", 1)
     if args.dtype not in DTYPES:
         raise BenchArgError(f"--dtype {args.dtype!r}: unsupported; use one of {', '.join(DTYPES)}")
     v["dtype"] = getattr(torch, args.dtype)
@@ -405,6 +413,105 @@ def fused_backend(device: torch.device, dtype: torch.dtype) -> tuple[str, str | 
     return ("reference" if mod is None else mod.__name__.rsplit(".", 1)[-1]), why
 
 
+# ---------------------------------------------------------------- repeated runs
+def child_command(args, v: dict, out: Path, memory: bool) -> list[str]:
+    """The command line of one whole run (``--repeat 1``, a fresh process) with the checked settings."""
+    cmd = [sys.executable, "-m", "seglab", "bench", "--shapes", ",".join("x".join(map(str, s)) for s in v["shapes"]),
+           "--losses", ",".join(v["names"]), "--rounds", str(v["rounds"]), "--warmup", str(v["warmup"]),
+           "--dtype", args.dtype, "--device", str(args.device), "--repeat", "1", "--out", str(out)]
+    if v["against"]:
+        cmd += ["--against", ",".join(v["against"])]
+    if v["threads"]:
+        cmd += ["--threads", str(v["threads"])]
+    if args.validate:
+        cmd.append("--validate")
+    if not memory:
+        cmd.append("--no-memory")
+    return cmd
+
+
+def combine_runs(runs: list[dict]) -> dict:
+    """Per shape and loss, the spread across whole runs of each run's median ratio to ``F.cross_entropy`` (and
+    of its median time): ``ratio_ce`` / ``ms`` are the medians over runs, ``runs_ratio_ce`` / ``runs_ms`` the
+    per-run values, ``runs_ratio_ce_<s>`` / ``runs_ms_<s>`` their min, q1, median, q3, iqr, max
+    (:func:`spread`). The peak memory is the first run's; ``speedup_vs`` is the median over runs."""
+    out: dict = {}
+    for label in runs[0]["shapes"]:
+        out[label] = {}
+        for k in runs[0]["shapes"][label]:
+            per = [r["shapes"][label][k] for r in runs if k in r["shapes"].get(label, {})]
+            ratios, ms = [e["ratio_ce"] for e in per], [e["ms"] for e in per]
+            rs, mss = spread(ratios), spread(ms)
+            e = {"ms": mss["median"], "ratio_ce": rs["median"], "runs_ratio_ce": ratios, "runs_ms": ms,
+                 **{f"runs_ratio_ce_{q}": rs[q] for q in rs}, **{f"runs_ms_{q}": mss[q] for q in mss},
+                 "peak_extra_x_logits": per[0].get("peak_extra_x_logits")}
+            peers = {p for x in per for p in x.get("speedup_vs", {})}
+            if peers:
+                e["speedup_vs"] = {p: statistics.median([x["speedup_vs"][p] for x in per if p in x.get("speedup_vs", {})])
+                                   for p in sorted(peers)}
+            out[label][k] = e
+    return out
+
+
+def run_repeated(args, v: dict, console, err) -> int:
+    """``--repeat R`` (R > 1): R whole runs one after another, each a fresh ``seglab bench`` process (new
+    allocator state, thread pool and kernel caches: what varied between runs), then the spread of the ratios
+    across runs. Only the first run measures memory."""
+    import subprocess
+    import tempfile
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    R = v["repeat"]
+    cores = os.cpu_count() or 1
+    load_start = load_average()
+    runs: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="seglab-bench-") as tmp:
+        for i in range(R):
+            out = Path(tmp) / f"run{i}.json"
+            console.print(f"run {i + 1}/{R} (a fresh process) ...")
+            env = dict(os.environ, COLUMNS="200")
+            r = subprocess.run(child_command(args, v, out, memory=(i == 0 and not args.no_memory)),
+                               capture_output=True, text=True, env=env)
+            for line in r.stderr.splitlines():  # the load warnings are summed up once below
+                if line.startswith("warning:") and "load average" not in line:
+                    err.print(escape(f"{line} (run {i + 1})"), soft_wrap=True, highlight=False)
+            if r.returncode != 0 or not out.exists():
+                last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+                err.print(f"[red]error:[/red] bench run {i + 1}/{R} failed (exit code {r.returncode}): {escape(last)}",
+                          soft_wrap=True, highlight=False)
+                return 1
+            runs.append(json.loads(out.read_text()))
+    load_end = load_average()
+    first = runs[0]
+    results = {"machine": first["machine"], "settings": dict(first["settings"], repeat=R),
+               "load": {"cores": cores, "load_1min_start": load_start, "load_1min_end": load_end,
+                        "overloaded": any(r["load"]["overloaded"] for r in runs)
+                        or any(x is not None and x > cores for x in (load_start, load_end))},
+               "shapes": combine_runs(runs), "runs": runs}
+    for label, res in results["shapes"].items():
+        table = Table(title=f"{label} ({args.dtype}, fwd+bwd): {R} whole runs x {v['rounds']} rounds; per run the "
+                            "median over rounds, then the spread across runs")
+        for head in ("loss", "ms (median of runs)", "× F.cross_entropy", "× CE min", "× CE max", "× CE IQR",
+                     "× CE per run"):
+            table.add_column(head, justify="left" if head in ("loss", "× CE per run") else "right")
+        for k, e in res.items():
+            table.add_row(k, f"{e['ms']:.1f}", f"{e['ratio_ce']:.2f}", f"{e['runs_ratio_ce_min']:.2f}",
+                          f"{e['runs_ratio_ce_max']:.2f}", f"{e['runs_ratio_ce_iqr']:.2f}",
+                          " ".join(f"{x:.2f}" for x in e["runs_ratio_ce"]))
+        console.print(table)
+    if results["load"]["overloaded"]:
+        err.print(f"[yellow]warning:[/yellow] the 1-minute load average exceeded the {cores} cores during the runs: "
+                  "the timings are unreliable", soft_wrap=True, highlight=False)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))
+        console.print(f"results written to {out}")
+    return 0
+
+
 def run(args) -> int:
     from seglab._extras import require
 
@@ -424,6 +531,8 @@ def run(args) -> int:
         return 2
     args.rounds, args.warmup, args.threads = v["rounds"], v["warmup"], v["threads"]
     console = Console(width=max(120, Console().width))
+    if v["repeat"] > 1:
+        return run_repeated(args, v, console, err)
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype, shapes, against, names = v["device"], v["dtype"], v["shapes"], v["against"], v["names"]
