@@ -277,7 +277,7 @@ class CompositeLoss(Loss):
         parts, mean = self.losses, {"reduction": "mean"}
         n = logits.shape[0]
         if n == 0:
-            empty = logits.reshape(0, -1).sum(1)  # (0,), attached to the graph
+            empty = logits.flatten(1).sum(1)  # (0,), attached to the graph
             return [empty for _ in parts]
         rows: list[list[torch.Tensor]] = []
         for i in range(n):
