@@ -30,11 +30,12 @@ from seglab._registry import check_kwargs, unknown_name_message
 from seglab.losses.base import LOSSES, CompositeLoss, Loss
 from seglab.losses import ce, dice, focal, generalized_dice, jaccard, lovasz, tversky  # noqa: F401  (registers them)
 from seglab.losses import boundary, cldice, hausdorff, mcc, skeleton_recall, topk_ce  # noqa: F401  (structure/robust)
+from seglab.losses import onehot_bce  # noqa: F401  (seed 001's per-channel BCE on one-hot masks)
 
 #: base loss name -> class
 #: (filled by ``@LOSSES.register(name)`` in each loss's file; importing the classes above registers them)
 assert set(LOSSES) == {"ce", "focal", "dice", "gdice", "tversky", "jaccard", "lovasz",
-                       "boundary", "hausdorff", "cldice", "skeleton_recall", "mcc", "topk_ce"}, sorted(LOSSES)
+                       "boundary", "hausdorff", "cldice", "skeleton_recall", "mcc", "topk_ce", "onehot_bce"}, sorted(LOSSES)
 
 #: what each base loss means (shown with :func:`describe_losses`)
 BASE_MEANINGS: dict[str, str] = {
@@ -50,6 +51,7 @@ BASE_MEANINGS: dict[str, str] = {
     "cldice": "soft clDice (Shit 2021), 3 soft-skeleton iterations, for tubular structures (MONAI SoftclDiceLoss)",
     "skeleton_recall": "Skeleton Recall (Kirchhoff 2024): soft recall of the target's tubed skeleton, foreground classes",
     "mcc": "Matthews correlation coefficient loss (Abhishek 2021), per sample and class (MONAI MCCLoss)",
+    "onehot_bce": "per-channel sigmoid BCE on a multiclass task's one-hot masks (Keras binary_crossentropy; seed 001)",
     "topk_ce": "TopK cross-entropy: mean CE of the k=10 percent hardest pixels of the batch (nnU-Net TopKLoss)",
 }
 
@@ -349,7 +351,8 @@ def _check_modes(term: Term, key: str, entry: Name | None, mode: str) -> None:
     kind = {SIGMOID: "sigmoid (binary/multilabel)", SOFTMAX: "softmax (multiclass)"}.get(entry.modes, "/".join(entry.modes))
     hint = ""
     if entry.modes == SIGMOID:
-        hint = "; use 'cce' or 'ce' (softmax cross-entropy) for multiclass tasks"
+        hint = ("; use 'cce' or 'ce' (softmax cross-entropy) for multiclass tasks, or 'onehot_bce' for one sigmoid per "
+                "channel on the one-hot masks")
     elif entry.modes == SOFTMAX:
         hint = "; use 'bce' or 'ce' (BCE-with-logits) for binary/multilabel tasks"
     elif entry.modes == WITH_BACKGROUND:
