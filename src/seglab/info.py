@@ -57,7 +57,7 @@ def _fused_cuda() -> dict[str, Any]:
     ok = triton_backend.available()
     triton = {"installed": triton_backend.version() is not None, "version": triton_backend.version(), "available": ok,
               "reason": None if ok else triton_backend.unavailable_reason(), "interpreter": interp,
-              "max_classes": triton_backend.MAX_CLASSES}
+              "max_classes": triton_backend.MAX_CLASSES, "failed_kernels": triton_backend.broken()}
     if not dispatch.fused_enabled():
         backend, reason = None, "fused kernels disabled; the reference losses run"
     elif forced in ("eager", "cpu"):

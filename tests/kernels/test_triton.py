@@ -52,11 +52,19 @@ def loss_cases() -> list[str]:
             "loss/binary/hard/3d/ignore", "loss/multiclass/index/2d/bfloat16", "loss/multilabel/hard/3d/bfloat16"]
 
 
+def large_cases() -> list[str]:
+    """Multi-tile shapes, many classes (BC = 32, 256), a 3D volume: for a GPU (too slow for the interpreter)."""
+    return [f"backend/{k}/{c}/{d}/{s}" for k in KINDS for c in ("all", "plain") for d in ("float32", "bfloat16")
+            for s in (("big", "wide") if k != "ml" else ("big3d",))]
+
+
 OTHER = ["gradcheck/mc", "gradcheck/mcd", "gradcheck/ml", "labels/out_of_range", "dispatch/forced_triton"]
 
 
 # ------------------------------------------------------------------ worker (runs under TRITON_INTERPRET=1)
-def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
+def _worker(dev: str = "cpu", large: bool = False) -> dict[str, str]:  # pragma: no cover - runs in the subprocess
+    """Run every case on ``dev`` ("cpu": under the interpreter; "cuda": the compiled kernels, used by
+    benchmarks/gpu_check.sh); ``large`` adds multi-tile shapes and many classes. Returns case -> "ok" or the error."""
     import warnings
 
     import torch
@@ -68,7 +76,10 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
 
     # the interpreter evaluates both sides of tl.where with numpy (masked 0 * inf): not an error of the kernels
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"triton\..*")
-    assert triton_backend.interpreted(), "TRITON_INTERPRET=1 was not in effect"
+    if dev == "cpu":
+        assert triton_backend.interpreted(), "TRITON_INTERPRET=1 was not in effect"
+    else:
+        assert torch.cuda.is_available() and not triton_backend.interpreted(), "no CUDA device (or TRITON_INTERPRET set)"
     DT = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
     def close(a, b, tol, what):
@@ -78,8 +89,8 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         _, kind, cfgname, dtn, dims = name.split("/")
         sq, eps, focal, gamma, ign = CONFIGS[cfgname]
         g = torch.Generator().manual_seed(zlib.crc32(name.encode()) % 1000)
-        N, C = 2, 5
-        sp = (6, 7) if dims == "2d" else (3, 4, 5)
+        N, C, sp = {"2d": (2, 5, (6, 7)), "3d": (2, 5, (3, 4, 5)), "big": (2, 21, (96, 130)),
+                     "wide": (1, 150, (20, 30)), "big3d": (2, 3, (24, 40, 33))}[dims]
         dt = DT[dtn]
         x = (torch.randn(N, C, *sp, generator=g, dtype=torch.float64) * 3).to(dt)
         ydt = torch.float32 if dt == torch.bfloat16 else dt
@@ -107,14 +118,16 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         w = lambda: torch.rand(C, generator=g, dtype=torch.float64) + 0.2  # noqa: E731
         cfg = KernelCfg(ignore_index=ignore, squared=sq, weight=w(), alpha=w(), alpha_neg=w(), pos_weight=w(),
                         label_smoothing=eps if kind != "ml" else 0.0, focal=focal, gamma=gamma)
+        x, args = x.to(dev), tuple(None if a is None else a.to(dev) for a in args)
+        cfg = KernelCfg(**{k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in vars(cfg).items()})
         s1, c1 = getattr(triton_backend, f"{kind}_forward")(x, *args, cfg)
         s2, c2 = getattr(eager, f"{kind}_forward")(x, *args, cfg)
         assert s1.dtype == c1.dtype == torch.float64 and s1.shape == s2.shape and c1.shape == (4,)
         tol = 1e-12 if dt == torch.float64 else 2e-5
         close(s1, s2, tol * max(1.0, float(s2.abs().max())), "stats")
         close(c1, c2, tol * max(1.0, float(c2.abs().max())), "sums")
-        gs = torch.randn(s1.shape, generator=g, dtype=torch.float64)
-        gc = torch.randn(4, generator=g, dtype=torch.float64)
+        gs = torch.randn(s1.shape, generator=g, dtype=torch.float64).to(dev)
+        gc = torch.randn(4, generator=g, dtype=torch.float64).to(dev)
         g1 = getattr(triton_backend, f"{kind}_backward")(x, *args, cfg, gs, gc)
         g2 = getattr(eager, f"{kind}_backward")(x, *args, cfg, gs, gc)
         assert g1.dtype == x.dtype and g1.shape == x.shape
@@ -144,7 +157,7 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
             if ignore:
                 ign = -1
                 t = t.masked_fill(torch.rand(x.shape, generator=g) < 0.2, -1.0)
-        return x, t, ign
+        return x.to(dev), t.to(dev), ign
 
     def losses(mode, C, ign):
         g = torch.Generator().manual_seed(3)
@@ -163,7 +176,7 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         return out
 
     def run(loss, x, t, fused, backend):
-        os.environ["SEGLAB_FUSED_BACKEND"] = backend
+        os.environ["SEGLAB_FUSED_BACKEND"] = backend  # (on CUDA, "triton" is also what runs unforced)
         xx = x.detach().clone().requires_grad_(True)
         with dispatch.fused(fused):
             v = loss(xx, t)
@@ -183,6 +196,7 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         g = torch.Generator().manual_seed(zlib.crc32(name.encode()) % 1000)
         x, t, ign = make_loss_data(mode, tk, dims, ignore, dt, g)
         for lname, loss in losses(mode, x.shape[1], ign):
+            loss = loss.to(dev)
             calls.clear()
             vt, gt = run(loss, x, t, True, "triton")
             assert calls, f"{lname}: the Triton kernel did not run"
@@ -214,6 +228,9 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         ws, wc = torch.randn(N, K, C, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
         ws[:, 2] = 0  # sum y does not depend on the logits
         wc[1] = 0
+        x = x.detach().to(dev).requires_grad_(True)
+        t, w, pw, a, an, ws, wc = (v.to(dev) for v in (t, w, pw, a, an, ws, wc))
+        valid = None if valid is None else valid.to(dev)
         for squared, eps, gamma in ((True, 0.1 if kind != "ml" else 0.0, 1.5), (False, 0.0, 0.0)):
             def f(x):
                 st, sc = torch.ops.seglab.fused_stats(x, t, valid, w, pw, a, an, kind, "triton", ignore, squared, eps,
@@ -230,6 +247,7 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         t = torch.randint(0, 3, (2, 4, 5))
         t[1, 2, 3] = 7
         t[0, 0, 0] = 255
+        x, t = x.to(dev), t.to(dev)
         loss = L.DiceLoss("multiclass", ignore_index=255) + L.CrossEntropyLoss("multiclass", ignore_index=255)
         calls.clear()
         with seglab.validation(False):
@@ -242,6 +260,15 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         assert calls == ["mc_forward"], calls
 
     def dispatch_case(_):
+        if dev != "cpu":  # CUDA: Triton unforced, eager when forced or beyond MAX_CLASSES
+            os.environ.pop("SEGLAB_FUSED_BACKEND", None)
+            x = torch.randn(2, 3, 4, device=dev)
+            assert [dispatch.backend_name(x, k) for k in ("mc", "mcd", "ml")] == ["triton"] * 3
+            big = torch.randn(1, triton_backend.MAX_CLASSES + 1, 4, device=dev)
+            assert dispatch.backend_name(big, "mc") == "eager"
+            os.environ["SEGLAB_FUSED_BACKEND"] = "eager"
+            assert dispatch.backend_name(x, "mc") == "eager"
+            return
         os.environ["SEGLAB_FUSED_BACKEND"] = "triton"
         x = torch.randn(2, 3, 4)
         assert dispatch.backend_name(x, "mc") == "triton" and dispatch.backend_name(x, "mcd") == "triton"
@@ -253,7 +280,8 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
         assert dispatch.backend_name(x, "mcd") is None  # CPU tensors never pick Triton unless forced
 
     results: dict[str, str] = {}
-    todo = [(c, backend_case) for c in backend_cases()] + [(c, loss_case) for c in loss_cases()]
+    todo = [(c, backend_case) for c in backend_cases() + (large_cases() if large else [])]
+    todo += [(c, loss_case) for c in loss_cases()]
     todo += [(c, gradcheck_case) for c in OTHER if c.startswith("gradcheck")]
     todo += [("labels/out_of_range", labels_case), ("dispatch/forced_triton", dispatch_case)]
     for case, fn in todo:
@@ -268,8 +296,22 @@ def _worker() -> dict[str, str]:  # pragma: no cover - runs in the subprocess
 
 
 if __name__ == "__main__":  # pragma: no cover
-    print("@@RESULTS@@" + json.dumps(_worker()))
-    sys.exit(0)
+    import argparse
+
+    ap = argparse.ArgumentParser(description="run the Triton checks (cpu: under TRITON_INTERPRET=1; cuda: compiled)")
+    ap.add_argument("--device", default="cpu", help="cpu (interpreter) or cuda")
+    ap.add_argument("--large", action="store_true", help="add multi-tile and many-class shapes (for a GPU)")
+    ap.add_argument("--json", default="", help="also write {case: 'ok' | error, case#s: seconds} to this file")
+    cli = ap.parse_args()
+    res = _worker(cli.device, cli.large)
+    if cli.json:
+        with open(cli.json, "w") as fh:
+            json.dump(res, fh, indent=1)
+    print("@@RESULTS@@" + json.dumps(res))
+    failed = [k for k, v in res.items() if not k.endswith("#s") and v != "ok"]
+    print(f"{len(res) // 2 - len(failed)} of {len(res) // 2} Triton checks passed on {cli.device}"
+          + (": FAILED " + ", ".join(failed) if failed else ""), file=sys.stderr)
+    sys.exit(1 if failed else 0)
 
 
 # ------------------------------------------------------------------ the tests (pytest process)
@@ -284,7 +326,7 @@ def interp_results() -> dict[str, str]:
     env.pop("SEGLAB_FUSED_BACKEND", None)
     proc = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout.rpartition("@@RESULTS@@")[2]
-    if proc.returncode != 0 or not out:
+    if not out:  # (exit status 1 only says that some case failed: each test reports its own)
         pytest.fail(f"the interpreter worker failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads(out)
 
@@ -345,3 +387,44 @@ def test_info_names_the_cuda_backend(monkeypatch, capsys):
     g = info._fused_cuda()
     assert g["backend"] == "eager" and "importing triton failed: test" in g["reason"]
     assert not g["triton"]["available"]
+
+
+def test_a_failing_triton_kernel_falls_back_to_eager(monkeypatch):
+    """A Triton compilation error: one RuntimeWarning, the eager result, and eager from then on for that dtype."""
+    import types
+
+    import torch
+
+    from seglab.kernels import eager, triton_backend
+    from seglab.kernels.ops import KernelCfg
+
+    class CompilationError(Exception):
+        pass
+
+    CompilationError.__module__ = "triton.compiler.errors"
+    launches = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            def launch(*a, **k):
+                launches.append(grid)
+                raise CompilationError("ptxas: out of registers")
+            return launch
+
+    fake = types.SimpleNamespace(mc_fwd=Kernel(), INTERPRETED=True, tl_dtype=lambda cd: cd)
+    monkeypatch.setattr(triton_backend, "_state", {"kernels": fake})
+    monkeypatch.setattr(triton_backend, "_BROKEN", {})
+    x, t = torch.randn(2, 3, 10), torch.randint(0, 3, (2, 10))
+    ones = torch.ones(3, dtype=torch.float64)
+    cfg = KernelCfg(None, False, ones, ones, ones, ones)
+    with pytest.warns(RuntimeWarning, match="mc_forward .*failed to compile or launch.*ptxas: out of registers"):
+        got = triton_backend.mc_forward(x, t, cfg)
+    want = eager.mc_forward(x, t, cfg)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        triton_backend.mc_forward(x, t, cfg)  # no second warning, no second launch
+    assert len(launches) == 1
+    assert list(triton_backend.broken()) == ["mc_forward/float32/cpu"]

@@ -22,8 +22,8 @@ sigmoid, focal gradients without ``q^(gamma - 1)``.
 
 Limits (the dispatcher then picks the eager backend): ``C > MAX_CLASSES`` (one tile holds all classes), dtypes
 other than float16/bfloat16/float32/float64, triton not importable, or a device that is neither CUDA nor a CPU
-under the Triton interpreter. A Triton compilation/resource error at the first launch disables the backend for the
-process with one RuntimeWarning and the call runs the eager backend.
+under the Triton interpreter. A Triton compilation/resource error makes that function run the eager backend for that
+dtype and device type for the rest of the process, with one RuntimeWarning (:func:`broken` lists them).
 
 Example (on a CUDA machine; the dispatcher does this for every fused loss call)::
 
@@ -110,28 +110,36 @@ def supports(x: torch.Tensor) -> bool:
             return False
     elif not (dev == "cpu" and interpreted()):
         return False
-    return x.dtype in _DTYPES and x.ndim >= 2 and 0 < x.shape[1] <= MAX_CLASSES and _load() is not None
+    if x.dtype not in _DTYPES or (x.ndim >= 2 and x.shape[1] > MAX_CLASSES):
+        return False  # (a 0/1-D tensor is a probe for the device and dtype: `seglab bench` asks so)
+    return _load() is not None
 
 
-def _disable(exc: BaseException) -> None:
-    _state.pop("kernels", None)
-    _state["reason"] = f"Triton kernel failed to compile or launch: {type(exc).__name__}: {exc}"
-    warnings.warn(f"seglab: Triton kernels disabled, using the eager backend ({_state['reason']})", RuntimeWarning,
-                  stacklevel=4)
+_BROKEN: dict[tuple[str, torch.dtype, str], str] = {}  # (function, dtype, device type) -> why it runs eager
+
+
+def broken() -> dict[str, str]:
+    """The kernels that failed to compile or launch in this process (they run the eager backend), and why."""
+    return {f"{n}/{str(d).replace('torch.', '')}/{dev}": why for (n, d, dev), why in _BROKEN.items()}
 
 
 def _guard(name: str):
-    """Run the Triton implementation; a Triton error (compilation, resources) disables the backend and runs eager."""
+    """Run the Triton implementation; a Triton error (compilation, resources) makes this function run the eager
+    backend for this dtype and device type from then on, with one RuntimeWarning."""
     def wrap(impl):
         def fn(*args):
+            x = args[0]
+            key = (name, x.dtype, x.device.type)
             k = _load()
-            if k is not None:
+            if k is not None and key not in _BROKEN:
                 try:
                     return impl(k, *args)
                 except Exception as exc:
                     if not type(exc).__module__.startswith("triton"):
                         raise
-                    _disable(exc)
+                    why = _BROKEN[key] = f"{type(exc).__name__}: {exc}"[:2000]
+                    warnings.warn(f"seglab: Triton kernel {name} ({x.dtype}, {x.device.type}) failed to compile or "
+                                  f"launch; the eager backend runs it instead ({why})", RuntimeWarning, stacklevel=3)
             from seglab.kernels import eager
 
             return getattr(eager, name)(*args)
@@ -157,8 +165,21 @@ def _cd(x: torch.Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
+_VECS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def _vec(v: torch.Tensor, cd: torch.dtype, device: torch.device) -> torch.Tensor:
-    return v.detach().to(device=device, dtype=cd).contiguous()
+    """A (C,) weight in the compute dtype on ``device``. Cached per source tensor (and its version): the dispatcher
+    passes the same cached default tensors on every call, and each conversion would be a kernel launch on a GPU."""
+    key = (id(v), v._version, cd, device)
+    hit = _VECS.get(key)
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    if len(_VECS) > 64:
+        _VECS.clear()
+    out = v.detach().to(device=device, dtype=cd).contiguous()
+    _VECS[key] = (v, out)  # (the source is kept alive, so its id cannot be reused while cached)
+    return out
 
 
 def _flat(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
