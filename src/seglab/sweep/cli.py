@@ -10,6 +10,8 @@ Examples::
     seglab sweep --config sweep.toml --list                                # runs with their indices
     seglab sweep --losses dice,ce --task-opt size=64 --models my_nets.py:make_net --out r/   # your own model
     seglab sweep --merge r_node1 r_node2 --out r/                          # merge folders of separate jobs
+    seglab sweep --preset chlebus2018 --quick --engine ray --out r/        # runs as Ray tasks (local Ray)
+    seglab sweep --config sweep.toml --engine ray --address auto --out r/  # on an existing Ray cluster
 """
 
 from __future__ import annotations
@@ -85,7 +87,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--run-index", help="comma list of indices into the full run list (see --list)")
     out.add_argument("--list", action="store_true", help="print the runs with their indices and exit")
     out.add_argument("--merge", nargs="+", metavar="SRC", help="merge finished runs of these results folders into --out and exit")
+    out.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this machine's worker processes (default); ray: Ray tasks (pip install "
+                          "'seglab[ray]'), on a local Ray started for the sweep or on --address")
+    out.add_argument("--address", help="with --engine ray: join an existing Ray cluster, auto (RAY_ADDRESS or "
+                                       "the cluster started on this node) or HOST:PORT of its head")
     out.add_argument("--no-progress", action="store_true")
+    out.add_argument("--progress-every", dest="progress_every", type=float, default=None, metavar="SECONDS",
+                     help="when stderr is not a terminal (a log file, a batch job): one progress line every "
+                          "SECONDS (default 20)")
     out.add_argument("--no-pack", action="store_true",
                      help="train every run alone (default: runs of the tiny model on the threshold task that share "
                           "everything but loss, seed and fg ratio are trained together as one packed network)")
@@ -186,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
 
         outcome = run_sweep(grid, args.out, workers=args.workers, threads=args.threads, shard=shard,
                             run_index=run_index, show_progress=not args.no_progress, console=console,
-                            pack=not args.no_pack)
+                            pack=not args.no_pack, engine=args.engine, address=args.address,
+                            progress_every=args.progress_every)
     except ResultsError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2

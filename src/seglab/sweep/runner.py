@@ -23,12 +23,12 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from seglab.train.config import ConfigError, RunConfig, validate_runs
 
 from .grid import expand, select
-from seglab.results import ResultsStore
+from seglab.results import Claim, ResultsStore
 
 
 @dataclass
@@ -103,39 +103,67 @@ def _init_worker(queue, threads: int, parent_pid: int | None = None, lifeline=No
 # A job returns one entry per run: ("trained", summary), ("done", summary) when it was already finished, or
 # ("elsewhere", {"run_id": ..., "owner": pid}) when another process holds its claim.
 Entry = tuple[str, dict[str, Any]]
+ProgressFn = Callable[[int, int], None]
 
 
-def _run_one(cfg_dict: dict[str, Any], out: str) -> list[Entry]:
+def claim_runs(store: ResultsStore, cfgs: list[RunConfig]) -> tuple[list[Entry], list[Claim], list[RunConfig]]:
+    """Claim the runs of a job that are still to do: ``(entries, claims, todo)`` where ``entries`` are the
+    runs already finished ("done") or claimed by another live process ("elsewhere"), ``claims`` the claims
+    taken (release them once the runs are written) and ``todo`` the runs to train."""
+    entries: list[Entry] = []
+    claims: list[Claim] = []
+    todo: list[RunConfig] = []
+    try:
+        for c in cfgs:
+            if store.is_done(c.run_id):
+                entries.append(("done", store.summary(c.run_id)))
+                continue
+            cl = store.claim(c.run_id)
+            if cl is None:
+                entries.append(("elsewhere", {"run_id": c.run_id, "owner": store.claim_owner(c.run_id)}))
+            elif store.is_done(c.run_id):  # finished by another process between our check and our claim
+                cl.release()
+                entries.append(("done", store.summary(c.run_id)))
+            else:
+                claims.append(cl)
+                todo.append(c)
+    except BaseException:
+        for cl in claims:
+            cl.release()
+        raise
+    return entries, claims, todo
+
+
+def train_job(todo: list[RunConfig], *, packed: bool, progress: ProgressFn | None = None,
+              on_result: Callable[[Any], Any] | None = None) -> list[Any]:
+    """Train the runs of one job: a pack trained together (:func:`seglab.train.packed.train_pack`) when
+    ``packed``, else the single run (:func:`seglab.train.loop.train_run`). Returns the ``RunResult`` s;
+    ``on_result(result)`` is called as soon as each one is final. The one training path of every engine."""
+    every = max(1, todo[0].steps // 50)
+    if packed:
+        from seglab.train.packed import train_pack
+
+        return train_pack(todo, progress=progress, progress_every=every, on_result=on_result)
     from seglab.train.loop import train_run
 
-    cfg = RunConfig.from_dict(cfg_dict)
-    rid = cfg.run_id
-    store = ResultsStore(out)
-    if store.is_done(rid):
-        return [("done", store.summary(rid))]
-    claim = store.claim(rid)
-    if claim is None:
-        return [("elsewhere", {"run_id": rid, "owner": store.claim_owner(rid)})]
-    with claim:
-        if store.is_done(rid):  # finished by another process between our check and our claim
-            return [("done", store.summary(rid))]
-        return [("trained", _train_one(cfg, store, train_run))]
+    (cfg,) = todo
+    res = train_run(cfg, progress=progress, progress_every=every)
+    if on_result is not None:
+        on_result(res)
+    return [res]
 
 
-def _train_one(cfg: RunConfig, store: ResultsStore, train_run) -> dict[str, Any]:
-    rid = cfg.run_id
+def _queue_progress(jid: str) -> ProgressFn:
     q = _QUEUE
 
     def progress(done: int, total: int) -> None:
         if q is not None:
             try:
-                q.put_nowait((rid, done, total))
+                q.put_nowait((jid, done, total))
             except Exception:
                 pass
 
-    res = train_run(cfg, progress=progress, progress_every=max(1, cfg.steps // 50))
-    store.write_run(res)
-    return res.summary
+    return progress
 
 
 def _job_id(job: list[RunConfig]) -> str:
@@ -151,58 +179,21 @@ def _job_label(job: list[RunConfig]) -> str:
     return f"pack of {len(job)}: {c.model} norm={norm} | {opt}"
 
 
-def _run_pack(cfg_dicts: list[dict[str, Any]], out: str) -> list[Entry]:
-    """Train a pack of runs together (seglab.train.packed); each run is written as soon as it is final.
-    Runs another process has claimed are left out of the pack."""
+def _run_job(job: list[RunConfig], out: str) -> list[Entry]:
+    """A local worker's task: claim, train (each run written as soon as it is final), release. A pack (a job
+    of several runs) trains the runs not claimed elsewhere together."""
     store = ResultsStore(out)
-    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
-    entries: list[Entry] = []
-    claims = []
-    todo: list[RunConfig] = []
+    cfgs = [RunConfig.from_dict(c.to_dict()) for c in job]
+    entries, claims, todo = claim_runs(store, cfgs)
     try:
-        for c in cfgs:
-            if store.is_done(c.run_id):
-                entries.append(("done", store.summary(c.run_id)))
-                continue
-            cl = store.claim(c.run_id)
-            if cl is None:
-                entries.append(("elsewhere", {"run_id": c.run_id, "owner": store.claim_owner(c.run_id)}))
-            elif store.is_done(c.run_id):
-                cl.release()
-                entries.append(("done", store.summary(c.run_id)))
-            else:
-                claims.append(cl)
-                todo.append(c)
         if todo:
-            entries += [("trained", s) for s in _train_pack(cfgs, todo, store)]
+            results = train_job(todo, packed=len(job) > 1, progress=_queue_progress(_job_id(job)),
+                                on_result=store.write_run)
+            entries += [("trained", r.summary) for r in results]
         return entries
     finally:
         for cl in claims:
             cl.release()
-
-
-def _train_pack(cfgs: list[RunConfig], todo: list[RunConfig], store: ResultsStore) -> list[dict[str, Any]]:
-    from seglab.train.packed import train_pack
-
-    q = _QUEUE
-    jid = _job_id(cfgs)
-
-    def progress(d: int, total: int) -> None:
-        if q is not None:
-            try:
-                q.put_nowait((jid, d, total))
-            except Exception:
-                pass
-
-    results = train_pack(todo, progress=progress, progress_every=max(1, todo[0].steps // 50),
-                         on_result=store.write_run)
-    return [r.summary for r in results]
-
-
-def _run_job(job: list[RunConfig], out: str) -> list[Entry]:
-    if len(job) == 1:
-        return _run_one(job[0].to_dict(), out)
-    return _run_pack([c.to_dict() for c in job], out)
 
 
 def make_jobs(pending: list[RunConfig], workers: int, pack: bool = True) -> list[list[RunConfig]]:
@@ -226,14 +217,22 @@ def plan(grid: dict[str, Any], *, shard=None, run_index=None) -> list[RunConfig]
     return select(runs, shard=shard, run_index=run_index)
 
 
+ENGINES = ("local", "ray")
+
+
 def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, threads: int = 1, shard=None,
-              run_index=None, show_progress: bool = True, console=None, pack: bool = True) -> SweepOutcome:
+              run_index=None, show_progress: bool = True, console=None, pack: bool = True, engine: str = "local",
+              address: str | None = None, progress_every: float | None = None) -> SweepOutcome:
     """Run the sweep ``grid`` into results folder ``out`` (resumable: finished run ids are skipped).
 
     Under ``torchrun`` (WORLD_SIZE > 1) the runs are executed one after the other in this process, each one
-    data-parallel over all ranks, and only rank 0 writes; otherwise ``workers`` processes run runs in parallel.
+    data-parallel over all ranks, and only rank 0 writes; otherwise ``workers`` processes run runs in parallel
+    (``engine="local"``), or Ray tasks of ``threads`` CPUs each do (``engine="ray"``, see
+    :mod:`seglab.sweep.ray_engine`; ``address`` None starts a local Ray of ``workers`` × ``threads`` CPUs).
     With ``pack=True`` (default) runs that can share a packed network (tiny model on the threshold task, see
     :mod:`seglab.train.packed`) are trained together, one pack per worker task; ``pack=False`` trains each run alone.
+    Progress: a progress bar on a terminal, else one line every ``progress_every`` seconds (default
+    :data:`PROGRESS_EVERY_S`); ``show_progress=False`` shows none.
     """
     from seglab.train import distributed as D
 
@@ -244,9 +243,23 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
         raise ConfigError(f"--threads must be an integer >= 1, got {threads!r}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"--workers must be an integer >= 0 (0: one per CPU core), got {workers!r}")
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if progress_every is not None and not (isinstance(progress_every, (int, float)) and progress_every > 0):
+        raise ConfigError(f"--progress-every must be a number of seconds > 0, got {progress_every!r}")
+    if engine == "ray":
+        from . import ray_engine
+
+        address = ray_engine.parse_address(address)
+        ray_engine.require_ray()
+        ray_engine.check_reachable(address)
+    elif address is not None:
+        raise ConfigError("--address applies to --engine ray only")
     runs = plan(grid, shard=shard, run_index=run_index)
     store = ResultsStore(out)
     if D.launched_by_torchrun():
+        if engine != "local":
+            raise ConfigError("--engine ray does not run under torchrun (each run there is one data-parallel job)")
         return _run_distributed(grid, runs, store, t0, console=console)
     check_out_dir(store.root)
     store.write_config(grid, runs)
@@ -266,16 +279,37 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
         return outcome
     if workers <= 0:
         workers = max(1, os.cpu_count() or 1)
-    jobs = make_jobs(pending, workers, pack)
-    workers = min(workers, len(jobs))
-    with _signals_interrupt(outcome):
-        if workers == 1 and not show_progress:
-            _run_inline(jobs, store, outcome, threads)
-        else:
-            _run_pool(jobs, store, outcome, workers, threads, show_progress, console)
+    if engine == "ray":
+        _run_ray(pending, store, outcome, workers=workers, threads=threads, pack=pack, address=address,
+                 show_progress=show_progress, console=console, progress_every=progress_every)
+    else:
+        jobs = make_jobs(pending, workers, pack)
+        workers = min(workers, len(jobs))
+        with _signals_interrupt(outcome):
+            if workers == 1 and not show_progress:
+                _run_inline(jobs, store, outcome, threads)
+            else:
+                _run_pool(jobs, store, outcome, workers, threads, show_progress, console, progress_every)
     store.write_summary_table()
     outcome.wall_s = time.perf_counter() - t0
     return outcome
+
+
+def _run_ray(pending, store, outcome, *, workers, threads, pack, address, show_progress, console,
+             progress_every) -> None:
+    from rich.console import Console
+
+    from . import ray_engine
+
+    console = console or Console(stderr=True)
+    try:
+        with ray_engine.session(address, workers * threads) as ray:
+            jobs = make_jobs(pending, ray_engine.slots(ray, threads), pack)
+            progress = SweepProgress(jobs, console, show=show_progress, every_s=progress_every)
+            with _signals_interrupt(outcome):
+                ray_engine.run_jobs(ray, jobs, store, outcome, threads=threads, progress=progress, console=console)
+    except KeyboardInterrupt as e:  # during Ray's start or shutdown
+        _interrupted(outcome, e)
 
 
 def _warn(console, line: str) -> None:
@@ -357,7 +391,105 @@ def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: Sweep
         _interrupted(outcome, e)
 
 
-def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) -> None:
+def _fmt_s(s: float) -> str:
+    s = max(0, int(round(s)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+PROGRESS_EVERY_S = 20.0  # default interval of the plain progress lines when stderr is not a terminal
+
+
+class SweepProgress:
+    """Progress of a sweep, the same for every engine.
+
+    On a terminal: a rich progress bar of all runs plus one bar per job in flight (per-step progress). Elsewhere
+    (a log file, a pipe, a Slurm job): one plain line every ``every_s`` seconds (and a last one at the end)::
+
+        sweep: 12/54 runs done, 2 running, 0 failed, elapsed 1m02s, ETA 3m40s
+
+    "running" counts the runs of the jobs that have reported a step; the ETA extrapolates the fraction of all
+    steps done (finished runs count whole, runs in flight by their step progress). Engines call
+    :meth:`step` (per-step progress of a job), :meth:`job_done` (a job's runs are accounted) and :meth:`tick`
+    (regularly, from the loop that waits for jobs).
+    """
+
+    def __init__(self, jobs: list[list[RunConfig]], console, *, show: bool = True,
+                 every_s: float | None = None, terminal: bool | None = None) -> None:
+        self.console, self.show = console, show
+        self.every_s = PROGRESS_EVERY_S if every_s is None else float(every_s)
+        self.terminal = bool(getattr(console, "is_terminal", False)) if terminal is None else terminal
+        self.total = sum(len(j) for j in jobs)
+        self.sizes = {_job_id(j): len(j) for j in jobs}
+        self.labels = {_job_id(j): _job_label(j) for j in jobs}
+        self.done = 0
+        self.failed = 0
+        self.frac: dict[str, float] = {}  # job id -> fraction of its steps done (jobs in flight)
+        self.t0 = time.monotonic()
+        self.last_line = self.t0
+        self._rich = None
+        self._slots: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "SweepProgress":
+        if self.show and self.terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._rich = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
+            self._overall = self._rich.add_task("runs", total=self.total)
+            self._rich.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+        elif self.show and (self.done or self.failed):
+            self._line()
+
+    # ------------------------------------------------------------------ events
+    def step(self, jid: str, done: int, total: int) -> None:
+        self.frac[jid] = done / max(1, total)
+        if self._rich is not None:
+            if jid not in self._slots:
+                self._slots[jid] = self._rich.add_task(f"  {self.labels.get(jid, jid)[:60]}", total=total)
+            self._rich.update(self._slots[jid], completed=done)
+
+    def job_done(self, jid: str, runs: int = 0, failed: int = 0) -> None:
+        """Job ``jid`` ended: ``runs`` of its runs were accounted (trained, already done or left to another
+        process), ``failed`` did not finish."""
+        self.frac.pop(jid, None)
+        self.done += runs
+        self.failed += failed
+        if self._rich is not None:
+            if jid in self._slots:
+                self._rich.remove_task(self._slots.pop(jid))
+            self._rich.advance(self._overall, runs + failed)
+
+    def tick(self) -> None:
+        if self.show and self._rich is None and time.monotonic() - self.last_line >= self.every_s:
+            self._line()
+
+    # ------------------------------------------------------------------ the plain line
+    @property
+    def running(self) -> int:
+        return sum(self.sizes.get(j, 1) for j in self.frac)
+
+    def line(self) -> str:
+        el = time.monotonic() - self.t0
+        f = (self.done + self.failed + sum(self.sizes.get(j, 1) * x for j, x in self.frac.items())) / max(1, self.total)
+        eta = _fmt_s(el * (1 - f) / f) if 0 < f < 1 else ("0s" if f >= 1 else "?")
+        return (f"sweep: {self.done}/{self.total} runs done, {self.running} running, {self.failed} failed, "
+                f"elapsed {_fmt_s(el)}, ETA {eta}")
+
+    def _line(self) -> None:
+        self.last_line = time.monotonic()
+        print(self.line(), file=sys.stderr, flush=True)
+
+
+def _run_pool(jobs, store, outcome, workers, threads, show_progress, console, progress_every=None) -> None:
     import multiprocessing as mp
 
     from seglab._extras import require
@@ -365,17 +497,12 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) ->
     require("rich", "the sweep progress bar")
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # workers hold the read end; EOF there = this process died
     console = console or Console(stderr=True)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console, disable=not show_progress, transient=False)
-    overall = progress.add_task("runs", total=sum(len(j) for j in jobs))
-    slots: dict[str, Any] = {}
-    labels = {_job_id(j): _job_label(j) for j in jobs}
+    progress = SweepProgress(jobs, console, show=show_progress, every_s=progress_every)
     ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                              initargs=(queue, threads, os.getpid(), lifeline_r))
     futures = {}
@@ -391,28 +518,27 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) ->
                         rid, d, tot = queue.get_nowait()
                     except Exception:
                         break
-                    if rid not in slots:
-                        slots[rid] = progress.add_task(f"  {labels.get(rid, rid)[:60]}", total=tot)
-                    progress.update(slots[rid], completed=d)
+                    if any(_job_id(futures[f]) == rid for f in remaining):  # not a late message of a finished job
+                        progress.step(rid, d, tot)
                 for f in finished:
                     job = futures[f]
                     jid = _job_id(job)
-                    if jid in slots:
-                        progress.remove_task(slots.pop(jid))
                     try:
                         entries = f.result()
                     except BrokenProcessPool:
-                        outcome.failed.extend(r.run_id for r in job if not store.is_done(r.run_id))
+                        lost = [r.run_id for r in job if not store.is_done(r.run_id)]
+                        outcome.failed.extend(lost)
+                        progress.job_done(jid, len(job) - len(lost), len(lost))
                         continue
                     except Exception as e:  # a bug in one run must not take the sweep down
-                        outcome.failed.extend(r.run_id for r in job if not store.is_done(r.run_id))
+                        lost = [r.run_id for r in job if not store.is_done(r.run_id)]
+                        outcome.failed.extend(lost)
+                        progress.job_done(jid, len(job) - len(lost), len(lost))
                         console.print(f"[red]{escape(jid)} failed:[/red] " + escape(f"{type(e).__name__}: {e}"))
                         continue
-                    for kind, s in entries:
-                        _account(outcome, (kind, s))
-                        progress.advance(overall)
-                        if kind == "trained" and s.get("status") == "diverged":
-                            console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(s.get("label", "")))
+                    _account_entries(outcome, entries, console)
+                    progress.job_done(jid, len(entries))
+                progress.tick()
     except KeyboardInterrupt as e:
         _interrupted(outcome, e)
         for p in list((getattr(ex, "_processes", None) or {}).values()):
@@ -433,6 +559,21 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console) ->
         for c in (lifeline_w, lifeline_r):
             with contextlib.suppress(Exception):
                 c.close()
+    _report_failed(outcome, console)
+
+
+def _account_entries(outcome: SweepOutcome, entries: list[Entry], console) -> None:
+    """Count a finished job's entries; a diverged run gets one line."""
+    from rich.markup import escape
+
+    for kind, s in entries:
+        _account(outcome, (kind, s))
+        if kind == "trained" and s.get("status") == "diverged":
+            console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(s.get("label", "")),
+                          soft_wrap=True)
+
+
+def _report_failed(outcome: SweepOutcome, console) -> None:
     if outcome.failed and not outcome.interrupted:
         console.print(f"[red]{len(outcome.failed)} run(s) did not finish (a worker died or raised); "
                       "re-run the same command to redo them.[/red]")

@@ -1,0 +1,247 @@
+"""The Ray engine of ``seglab sweep --engine ray``: a sweep's jobs (packs of runs, or single runs) as Ray tasks.
+
+Where the local engine hands jobs to its own worker processes, this one submits each job as a Ray task that
+asks for ``num_cpus=threads`` (``--threads``) and is retried when its worker dies (``max_retries``). Without
+``--address`` a local Ray is started in this process (``ray.init(address="local")``, as many CPUs as
+``--workers`` × ``--threads``, no dashboard) and stopped when the sweep ends; ``--address auto`` or
+``HOST:PORT`` joins an existing cluster (``RAY_ADDRESS`` is honoured by ``auto``).
+
+What stays the same as the local engine, by construction:
+
+* the jobs (:func:`seglab.sweep.runner.make_jobs`, sized for the cluster's CPU slots) and the training
+  (:func:`seglab.sweep.runner.train_job`): a run's summary does not depend on the engine;
+* the results store: this process claims every run it hands out (:func:`seglab.sweep.runner.claim_runs`, the
+  per-run ``flock``), and writes each result it gets back with :meth:`ResultsStore.write_run` (atomic), so
+  resume, ``--merge`` and concurrent sweeps into one folder work unchanged, and the cluster's nodes need no
+  shared file system. A task retried after a worker died trains its runs again from the start; nothing was
+  written for them, so nothing is lost or written twice;
+* progress (:class:`seglab.sweep.runner.SweepProgress`): per-step progress goes from the tasks to a small
+  actor (no CPU reserved) that this process polls;
+* process hygiene: Ctrl-C and SIGTERM cancel the tasks and shut Ray down; the processes of a local Ray share
+  the fate of this one (Ray's parent-death signal), so a SIGKILL leaves none behind either.
+
+Test hook (tests only): ``SEGLAB_TEST_RAY_EXIT_ONCE=<file>`` makes the first task that renames ``<file>``
+(to ``<file>.fired``) end its worker with ``os._exit(1)`` after its first progress report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+from typing import Any, Iterator
+
+from seglab.train.config import ConfigError, RunConfig
+
+EXIT_HOOK_ENV = "SEGLAB_TEST_RAY_EXIT_ONCE"
+MAX_RETRIES = 3  # retries of a task whose worker died (a raised exception is a bug: not retried)
+CONNECT_TIMEOUT_S = 5.0
+
+
+def parse_address(text: str | None) -> str | None:
+    """``None`` (a local Ray started in this process), ``"auto"``, ``"ray://HOST:PORT"`` (Ray Client) or
+    ``"HOST:PORT"``; raises :class:`ConfigError` naming ``--address`` otherwise."""
+    if text is None:
+        return None
+    t = text.strip()
+    if t == "auto" or t.startswith("ray://"):
+        return t
+    host, sep, port = t.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {text!r}")
+    return t
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    a = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = a.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Fail fast (one :class:`ConfigError`) when ``HOST:PORT`` accepts no TCP connection, before Ray's own
+    connection attempts (which retry for a long time)."""
+    hp = _host_port(address) if address not in (None, "auto") else None
+    if hp is None:
+        return
+    try:
+        socket.create_connection(hp, timeout=timeout).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise ConfigError(f"--address {address}: no Ray cluster reachable there ({why})") from None
+
+
+def require_ray():
+    from seglab._extras import require
+
+    return require("ray", "seglab sweep --engine ray")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+@contextlib.contextmanager
+def session(address: str | None, num_cpus: int) -> Iterator[Any]:
+    """Ray, ready to take tasks: an already initialised Ray as it is (left running), else a new connection
+    (``address``) or a local Ray with ``num_cpus`` CPUs, shut down on the way out (also on Ctrl-C/SIGTERM).
+    The SIGTERM handler that ``ray.init`` installs is removed again afterwards."""
+    ray = require_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    old_term = signal.getsignal(signal.SIGTERM)
+    check_reachable(address)
+    kw: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        if address is None:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kw)
+        else:
+            ray.init(address=address, **kw)
+    except Exception as e:  # ConnectionError, RuntimeError, ...: one line naming the option
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        _restore_sigterm(old_term)
+        where = f"--address {address}" if address else "--engine ray"
+        raise ConfigError(f"{where}: cannot start or join Ray: {_first_line(e)}") from None
+    try:
+        yield ray
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        _restore_sigterm(old_term)
+
+
+def _restore_sigterm(handler) -> None:
+    with contextlib.suppress(ValueError, TypeError, OSError):
+        signal.signal(signal.SIGTERM, handler if handler is not None else signal.SIG_DFL)
+
+
+def slots(ray, threads: int) -> int:
+    """How many tasks of ``threads`` CPUs the cluster runs at once (at least 1)."""
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    return max(1, int(cpus // max(1, threads)))
+
+
+class _ProgressSink:
+    """Actor: the latest ``(done, total)`` step count of each job in flight, taken by the driver."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[int, int]] = {}
+
+    def put(self, jid: str, done: int, total: int) -> None:
+        self.latest[jid] = (done, total)
+
+    def take(self) -> dict[str, tuple[int, int]]:
+        out, self.latest = self.latest, {}
+        return out
+
+
+def _task(cfg_dicts: list[dict[str, Any]], packed: bool, threads: int, jid: str, sink, exit_hook: str | None):
+    """One job in a Ray worker: train, return the ``RunResult`` s (the driver writes them)."""
+    import torch
+
+    from seglab.sweep.runner import train_job
+
+    torch.set_num_threads(threads)
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+
+    def progress(done: int, total: int) -> None:
+        if exit_hook and done > 0:
+            try:
+                os.rename(exit_hook, exit_hook + ".fired")
+            except OSError:
+                pass
+            else:
+                os._exit(1)  # the test's dying worker
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                sink.put.remote(jid, done, total)
+
+    return train_job(cfgs, packed=packed, progress=progress)
+
+
+def run_jobs(ray, jobs: list[list[RunConfig]], store, outcome, *, threads: int, progress,
+             console, max_retries: int = MAX_RETRIES) -> None:
+    """Submit every job as a task, write the results as they come back, account them in ``outcome``."""
+    from rich.markup import escape
+
+    from .runner import _account_entries, _interrupted, _job_id, _report_failed, claim_runs
+
+    task = ray.remote(_task).options(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
+    try:
+        sink = ray.remote(_ProgressSink).options(num_cpus=0).remote()
+    except Exception:  # progress is a nicety: the sweep runs without it
+        sink = None
+    exit_hook = os.environ.get(EXIT_HOOK_ENV) or None
+    inflight: dict[Any, tuple[list[RunConfig], list[Any], int]] = {}
+    live: set[str] = set()
+    try:
+        with progress:
+            for job in jobs:
+                jid = _job_id(job)
+                entries, claims, todo = claim_runs(store, job)
+                _account_entries(outcome, entries, console)
+                if not todo:
+                    progress.job_done(jid, len(entries))
+                    continue
+                try:
+                    ref = task.remote([c.to_dict() for c in todo], len(job) > 1, threads, jid, sink, exit_hook)
+                except BaseException:
+                    for cl in claims:
+                        cl.release()
+                    raise
+                inflight[ref] = (job, claims, len(entries))
+                live.add(jid)
+            taking = sink.take.remote() if sink is not None else None
+            while inflight:
+                ray.wait(list(inflight), num_returns=1, timeout=0.5)
+                ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+                if taking is not None and ray.wait([taking], timeout=0)[0]:
+                    with contextlib.suppress(Exception):
+                        for jid, (d, tot) in ray.get(taking).items():
+                            if jid in live:
+                                progress.step(jid, d, tot)
+                    taking = sink.take.remote()
+                for ref in ready:
+                    job, claims, n_pre = inflight.pop(ref)
+                    jid = _job_id(job)
+                    live.discard(jid)
+                    try:
+                        try:
+                            results = ray.get(ref)
+                        except ray.exceptions.RayError as e:
+                            cause = getattr(e, "cause", None)
+                            why = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) \
+                                else _first_line(e)
+                            lost = [r.run_id for r in job if not store.is_done(r.run_id)]
+                            outcome.failed.extend(lost)
+                            progress.job_done(jid, len(job) - len(lost), len(lost))
+                            console.print(f"[red]{escape(jid)} failed:[/red] " + escape(why), soft_wrap=True)
+                            continue
+                        for res in results:
+                            store.write_run(res)
+                        _account_entries(outcome, [("trained", r.summary) for r in results], console)
+                        progress.job_done(jid, n_pre + len(results))
+                    finally:
+                        for cl in claims:
+                            cl.release()
+                progress.tick()
+    except KeyboardInterrupt as e:
+        _interrupted(outcome, e)
+        for ref in inflight:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+    finally:
+        for _job, claims, _n in inflight.values():
+            for cl in claims:
+                cl.release()
+        if sink is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(sink)
+    _report_failed(outcome, console)
