@@ -9,7 +9,7 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("results", help="results folder written by seglab sweep / seglab train --out")
     p.add_argument("--out", "-o", help="report folder (default RESULTS/report)")
-    p.add_argument("--no-curves", action="store_true", help="skip the per-configuration training-curve figures")
+    p.add_argument("--no-curves", action="store_true", help="skip the per-configuration figures (study-layout curves, Dice over steps)")
     p.add_argument("--no-table", action="store_true", help="do not print the terminal tables (summary, per-class Dice/IoU)")
 
 

@@ -46,7 +46,13 @@ def figure_slug(key: tuple) -> str:
 def default_norm(model: Any) -> str:
     """The normalisation of a registered model built without a ``norm`` option: the default of its factory's
     ``norm`` parameter (``"none"`` for ``None``); ``"unknown"`` for a user model (``module:factory``) or a
-    factory without a ``norm`` parameter. Used only for runs that did not record ``model_norm``."""
+    factory without a ``norm`` parameter. Used only for runs that did not record ``model_norm``.
+
+    Example::
+
+        >>> default_norm("unet"), default_norm("mypkg.nets:make_net")
+        ('batch', 'unknown')
+    """
     import inspect
 
     from seglab.models import list_models  # registers the built-in models

@@ -83,7 +83,15 @@ def plot_series(ax, x: np.ndarray, y: np.ndarray, *, smooth_frac: float = 0.02, 
     """Plot the finite points of ``y`` against ``x``, smoothed over ``smooth_frac`` of them and thinned to at
     most ~600 points. Sparse series (gradient norms recorded every k-th step, or only at step 0 when
     ``grad_norm_every`` > steps) are plotted from their recorded points, with markers when there are few, so a
-    panel is never empty when data exist. Returns whether anything was drawn."""
+    panel is never empty when data exist. Returns whether anything was drawn.
+
+    Example::
+
+        >>> import matplotlib.pyplot as plt, numpy as np
+        >>> y = np.full(100, np.nan); y[0] = 2.0          # recorded at step 0 only
+        >>> fig, ax = plt.subplots(); plot_series(ax, np.arange(100), y)
+        True
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     ok = np.isfinite(y) & np.isfinite(x)
