@@ -14,7 +14,7 @@ import sys
 
 RANK = {
     # foundations: checks, optional-dependency helper, name registries
-    "_checks": 0, "_extras": 0, "_registry": 0, "_version": 0,
+    "_checks": 0, "_extras": 0, "_registry": 0, "_version": 0, "_options": 0,
     "targets": 1,
     # statistics kernels (never the losses), activations, metrics
     "kernels": 2, "activations": 2, "metrics": 2, "stats": 2,

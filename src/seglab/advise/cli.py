@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
               max_weight=args.max_weight)
     try:
         if args.task:
-            from seglab.train.cli import _kv
+            from seglab._options import parse_kv as _kv
 
             masks, names, fmt = task_masks(args.task, **_kv(args.task_opt, "--task-opt"))
             if args.format == "auto":

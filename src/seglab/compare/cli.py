@@ -87,7 +87,7 @@ def plan_losses(args: argparse.Namespace, task: str, task_kw: dict[str, Any]) ->
 
 def run(args: argparse.Namespace) -> int:
     from seglab.results import ResultsError, check_out_dir
-    from seglab.train.cli import _kv
+    from seglab._options import parse_kv as _kv
     from seglab.train.config import ConfigError
 
     from .core import compare
