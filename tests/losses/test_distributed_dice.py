@@ -56,7 +56,9 @@ def _worker(rank, port, out_dir):
             value.backward()
             results.append((value.detach(), xs.grad))
     finally:
-        dist.destroy_process_group()
+        from seglab.train.distributed import shutdown
+
+        shutdown()  # barrier, then destroy: no rank tears down while its peer is inside the last all-reduce
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
 
 

@@ -99,13 +99,13 @@ def stats_from_fused(fs: FusedStats, *, squared: bool, soft_targets: str) -> Sta
 def reduce_across(stats: Stats, process_group) -> Stats:
     """Sum batch statistics over the processes of ``process_group`` ("world" or a ProcessGroup).
 
-    The all-reduce is differentiated by autograd (``torch.distributed.nn.functional.all_reduce``): its
+    The all-reduce is differentiated by autograd (``torch.distributed._functional_collectives.all_reduce``): its
     backward all-reduces the incoming gradients. Every rank computes the same loss from the same global
     statistics, so each rank's input gradient is P times its slice of the single-process gradient; after DDP
     averages parameter gradients over the P ranks they equal the single-process ones (nnU-Net's convention).
     """
     import torch.distributed as dist
-    from torch.distributed.nn.functional import all_reduce
+    from torch.distributed._functional_collectives import all_reduce
 
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError(
@@ -114,7 +114,8 @@ def reduce_across(stats: Stats, process_group) -> Stats:
         )
     group = dist.group.WORLD if process_group == "world" else process_group
     packed = torch.stack([stats.tp, stats.ps, stats.ys])
-    packed = all_reduce(packed, op=dist.ReduceOp.SUM, group=group)
+    assert group is not None  # initialised above
+    packed = all_reduce(packed, "sum", group)  # waited for on first use (the indexing below)
     return Stats(packed[0], packed[1], packed[2])
 
 

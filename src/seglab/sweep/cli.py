@@ -17,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -211,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from seglab.train import distributed as D
 
-    if D.launched_by_torchrun() and D.current().rank != 0:
+    if D.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:  # (its group is shut down by now)
         return 0
     msg = (f"{outcome.finished} run(s) done, {outcome.skipped} already finished, {outcome.diverged} diverged, "
            f"{len(outcome.failed)} failed")

@@ -580,31 +580,34 @@ def _report_failed(outcome: SweepOutcome, console) -> None:
 
 
 def _run_distributed(grid, runs: list[RunConfig], store: ResultsStore, t0: float, console=None) -> SweepOutcome:
+    """Under torchrun: the runs one after the other, each data-parallel over all ranks; the process group is
+    shut down cleanly (barrier, destroy) on every way out."""
     from seglab.train import distributed as D
     from seglab.train.loop import train_run
 
-    info = D.setup()
-    if info.is_main:
-        store.root.mkdir(parents=True, exist_ok=True)
-        store.write_config(grid, runs)
-        store.clean_tmp()
-        done, damaged = store.scan()
-        for rid, why in sorted(damaged.items()):
-            store.quarantine(rid)
-            _warn(console, f"warning: damaged run {rid}: {why}; it will be redone")
-    else:
-        done = None
-    done = D.broadcast_object(done, info)
-    pending = [r for r in runs if r.run_id not in done]
-    outcome = SweepOutcome(total=len(runs), skipped=len(runs) - len(pending))
-    for i, r in enumerate(pending):
-        res = train_run(r, info=info)
+    with D.process_group() as info:
         if info.is_main:
-            store.write_run(res)
-            print(f"[{i + 1}/{len(pending)}] {res.summary['status']} converged={res.summary['converged']} {r.label}", flush=True)
-        _account(outcome, ("trained", res.summary))
-        D.barrier(info)
-    if info.is_main:
-        store.write_summary_table()
+            store.root.mkdir(parents=True, exist_ok=True)
+            store.write_config(grid, runs)
+            store.clean_tmp()
+            done, damaged = store.scan()
+            for rid, why in sorted(damaged.items()):
+                store.quarantine(rid)
+                _warn(console, f"warning: damaged run {rid}: {why}; it will be redone")
+        else:
+            done = None
+        done = D.broadcast_object(done, info)
+        pending = [r for r in runs if r.run_id not in done]
+        outcome = SweepOutcome(total=len(runs), skipped=len(runs) - len(pending))
+        for i, r in enumerate(pending):
+            res = train_run(r, info=info)
+            if info.is_main:
+                store.write_run(res)
+                print(f"[{i + 1}/{len(pending)}] {res.summary['status']} converged={res.summary['converged']} {r.label}",
+                      flush=True)
+            _account(outcome, ("trained", res.summary))
+            D.barrier(info)
+        if info.is_main:
+            store.write_summary_table()
     outcome.wall_s = time.perf_counter() - t0
     return outcome

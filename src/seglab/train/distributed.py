@@ -5,13 +5,22 @@ ranks during its backward. The gradients of the *monitored* losses (taken with `
 their norm curves only, never applied) are not seen by DDP's reducer; they are averaged with one extra
 ``all_reduce`` per step, so every recorded norm is that of the global batch. Losses with batch statistics
 get ``process_group="world"``.
+
+Teardown: :func:`shutdown` (or the :func:`process_group` context) ends every process group the same way on
+every rank and on every way out: a barrier first, so that no rank destroys its group while a peer still has a
+collective in flight with it, then ``destroy_process_group``. A rank that tears its group down (or exits) while
+its peer is still inside the last all-reduce is the teardown race behind the rare ``terminate called without an
+active exception`` abort of a 2-process gloo check (issue 14).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Optional
+from datetime import timedelta
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -38,7 +47,8 @@ def launched_by_torchrun() -> bool:
 
 def setup(device: Optional[str] = None) -> DistInfo:
     """Initialise ``torch.distributed`` from torchrun's environment (gloo on CPU, NCCL on CUDA) if launched
-    with more than one process; otherwise return a single-process :class:`DistInfo`."""
+    with more than one process; otherwise return a single-process :class:`DistInfo`. A group initialised here
+    is also shut down (:func:`shutdown`) at interpreter exit if nothing ended it before."""
     import torch.distributed as dist
 
     want_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
@@ -57,6 +67,7 @@ def setup(device: Optional[str] = None) -> DistInfo:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+        atexit.register(shutdown)  # every way out ends the group cleanly (a no-op when it already ended)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev)
 
 
@@ -128,3 +139,43 @@ def barrier(info: DistInfo) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def shutdown(barrier_timeout_s: float = 60.0) -> None:
+    """End the default process group cleanly, if one is initialised (else nothing): a barrier, so that every rank
+    has finished its collectives before any rank tears down, then ``destroy_process_group``. Call it on every
+    rank, in a ``finally``; calling it twice is harmless. When a peer is gone the barrier fails or times out
+    (``barrier_timeout_s``, gloo) and the group is destroyed anyway.
+
+    Example::
+
+        info = setup()
+        try:
+            ...  # training
+        finally:
+            shutdown()
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=barrier_timeout_s), wait_all_ranks=True)
+        else:
+            dist.barrier()
+    except Exception:  # a peer died or timed out: nothing to wait for
+        pass
+    finally:
+        dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(device: Optional[str] = None) -> Iterator[DistInfo]:
+    """:func:`setup` on the way in, :func:`shutdown` on every way out (return, exception, Ctrl-C)."""
+    info = setup(device)
+    try:
+        yield info
+    finally:
+        if info.enabled:
+            shutdown()
