@@ -18,6 +18,19 @@ Decision rules (every threshold is named here and quoted in the reasons):
   (with more than 2 masks). This is a presence statistic, not a pixel frequency.
 - **void**: for index masks, see :func:`resolve_void` (decided before the class table is built).
 - **weights cap**: class weights and ``pos_weight`` above ``MAX_WEIGHT`` are capped (and the capping stated).
+- **structure** (:func:`structure_advice`; needs the ``structure`` extra): a class is *tubular* when its thin
+  components (see :mod:`seglab.advise.stats`) hold at least ``TUBULAR_SHARE`` of its pixels, their typical
+  width (2D: pixels / skeleton pixels; 3D: the diameter of a tube of that volume per skeleton voxel) is at most
+  ``TUBULAR_WIDTH`` and their skeleton per component is at least ``TUBULAR_ELONGATION`` times that width ->
+  a topology-aware loss term (``skeleton_recall`` or ``cldice``) and clDice among the metrics. Its *thickness*
+  ``2 · pixels / boundary pixels`` (the width of a ribbon, the radius of a disc) says how much of its Dice a
+  one-pixel boundary shift costs (about 1 / thickness): at most ``BOUNDARY_THICKNESS`` -> boundaries matter,
+  HD95 with NSD. At least ``SMALL_SHARE`` of a class's components smaller than ``SMALL_COMPONENT`` of an image
+  -> a note on small-component recall.
+- **metrics** to report (Metrics Reloaded, Maier-Hein et al., Nature Methods 2024): Dice plus the normalised
+  surface Dice (NSD) per class; per-image Dice (empty classes skipped) when a class is absent from at least
+  ``EMPTY_FOR_BATCH_DICE`` of the images; HD95 when boundaries matter; clDice for tubular classes;
+  per-component recall when small components are common.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from seglab.advise import weights as W
-from seglab.advise.stats import MaskStats, colour_name
+from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
 
 BALANCED = 3.0
 BACKGROUND_DOMINANT = 0.5
@@ -41,6 +54,11 @@ RARE_FRACTION = 0.05
 MAX_WEIGHT = 50.0
 DENSE_UP_TO = 32  # label values below this are class indices even with gaps (see dense_labels)
 ANISOTROPY = 3.0  # max / min voxel spacing above which a volume is anisotropic (nnU-Net's threshold)
+TUBULAR_WIDTH = 8.0  # typical width (pixels/voxels) at most this ...
+TUBULAR_ELONGATION = 5.0  # ... and skeleton per component at least this many widths long: tubular
+TUBULAR_SHARE = 0.5  # ... measured on the thin components (stats.SKELETON_THICKNESS), holding at least this share of its pixels
+BOUNDARY_THICKNESS = 10.0  # thickness at most this: a one-pixel boundary shift costs >= ~10% of the Dice
+SMALL_SHARE = 0.25  # share of a class's components below SMALL_COMPONENT of an image for the small-component note
 SCHEMA_VERSION = 2  # of the --json object; 1 was the unversioned object of seglab <= 0.x before issue 11
 
 
@@ -295,6 +313,9 @@ class Advice:
     pos_weight_uncapped: list[float] | None = None
     max_weight: float = MAX_WEIGHT
     rare_rule: str = ""
+    structure: list[dict] = field(default_factory=list)  # per measured class: components, skeleton, width (structure extra)
+    structure_losses: list[dict] = field(default_factory=list)  # {"classes", "losses", "reason"}
+    metrics: list[dict] = field(default_factory=list)  # what to report: {"metric", "call", "classes", "reason"}
 
     def to_dict(self) -> dict:
         from seglab._version import __version__
@@ -542,6 +563,11 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     if stats.n_skipped:
         warns.append(f"{stats.n_skipped} file(s) skipped because they could not be read as masks (see 'skipped')")
 
+    measures, struct_losses, metrics, s_reasons, s_warns, s_notes = structure_advice(stats, t, freq, img_frac, px, img)
+    reasons += s_reasons
+    warns += s_warns
+    notes += s_notes
+
     # the exact lines
     args = [f'"{loss}"', f'mode="{mode}"']
     for k, v in kwargs.items():
@@ -560,6 +586,9 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         code += "\n# model outputs 1 raw logit (no sigmoid layer); prediction = seglab.predict(logits, \"binary\")  # logit > 0"
     else:
         code += f"\n# model outputs {C} raw logits (no sigmoid layer); prediction = seglab.predict(logits, \"multilabel\")  # per channel"
+    for sl in struct_losses:
+        code += (f"\n# tubular {', '.join(sl['classes'])}: consider adding a topology-aware term to the loss: "
+                 + " or ".join(f'"+{x}"' for x in sl["losses"]) + " (see why)")
 
     return Advice(
         encoding=encoding, encoding_ambiguous=ambiguous, encoding_notes=notes, num_classes=C, class_names=list(t.names), mode=mode,
@@ -574,4 +603,110 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         n_skipped=stats.n_skipped, rgb=rgb, reasons=reasons, warnings=warns, assumptions=assumptions,
         void_label=None if void is None else int(void), label_values=t.label_values, element=px, sample=img, spacing=spacing,
         class_weights_uncapped=cw_raw, pos_weight_uncapped=pw_raw, max_weight=float(max_weight), rare_rule=rare_rule,
+        structure=measures, structure_losses=struct_losses, metrics=metrics,
     )
+
+
+def _class_of(stats: MaskStats, t: ClassTable) -> dict[int, int]:
+    """Structure key (label value / channel) -> class index of the table."""
+    if stats.kind == "index":
+        return {v: i for i, v in enumerate(t.label_values or [])}
+    if stats.kind == "channels":
+        return {c: c + (1 if t.implicit_background else 0) for c in range(int(stats.n_channels or 0))}
+    return {}
+
+
+def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac: np.ndarray, px: str, img: str
+                     ) -> tuple[list[dict], list[dict], list[dict], list[str], list[str], list[str]]:
+    """Per-class structure measures and what follows from them: (measures, structure losses, metrics to report,
+    reasons, warnings, notes). The rules are in the module docstring."""
+    reasons: list[str] = []
+    warns: list[str] = []
+    notes: list[str] = []
+    st = stats.structure
+    three_d = bool(stats.spatial_dims) and min(stats.spatial_dims) >= 3
+    measures: list[dict] = []
+    if st.error:
+        notes.append(f"no structure measures (tubularity, connected components): {st.error}")
+    elif stats.kind == "rgb":
+        notes.append("no structure measures (tubularity, connected components) for colour masks")
+    cls = _class_of(stats, t)
+    for key, e in sorted(st.classes.items()):
+        c = cls.get(key)
+        if c is None or c == t.background or not e.pixels:
+            continue
+        thin_share = e.thin_pixels / e.pixels
+        if e.thin_pixels:
+            tub = e.skeleton / e.thin_pixels
+            width = 2 * float(np.sqrt(e.thin_pixels / (np.pi * e.skeleton))) if three_d else e.thin_pixels / e.skeleton
+            elong = (e.skeleton / e.thin_components) / width
+        else:
+            tub, width, elong = 0.0, float("inf"), 0.0
+        measures.append({
+            "class": c, "name": t.names[c], "images": e.images, "components": e.components,
+            "components_per_image": e.components / e.images, "max_components": e.max_components,
+            "small_components": e.small_components, "small_pixel_fraction": e.small_pixels / e.pixels,
+            "median_component_size": e.median_component_size(), "thin_fraction": thin_share, "skeleton_fraction": tub,
+            "width": width, "thickness": 2 * e.pixels / max(e.boundary, 1), "elongation": elong,
+            "tubular": bool(thin_share >= TUBULAR_SHARE and width <= TUBULAR_WIDTH and elong >= TUBULAR_ELONGATION),
+        })
+    struct_losses: list[dict] = []
+    tubular = [m for m in measures if m["tubular"]]
+    if tubular:
+        names = [m["name"] for m in tubular]
+        why = "; ".join(f"{m['name']}: skeleton/foreground {m['skeleton_fraction']:.3g}, typical width {m['width']:.3g} {px}s "
+                        f"(<= {TUBULAR_WIDTH:g}), skeleton {m['elongation']:.3g} widths long per component (>= {TUBULAR_ELONGATION:g})"
+                        for m in tubular)
+        struct_losses.append({"classes": names, "losses": ["skeleton_recall", "cldice"], "reason": why})
+        reasons.append(f"tubular structures — {why}: overlap losses barely notice a broken thin branch (few {px}s), so add a "
+                       "topology-aware term: skeleton_recall (Kirchhoff et al. 2024, recall of the target's tubed skeleton) or "
+                       "cldice (Shit et al. 2021, soft centreline Dice)")
+    for m in measures:
+        if m["components"] >= 3 and m["small_components"] >= SMALL_SHARE * m["components"]:
+            warns.append(f"{m['name']}: {m['small_components']} of its {m['components']} connected components "
+                         f"({_pct(m['small_components'] / m['components'])}) are smaller than {_pct(SMALL_COMPONENT)} of a {img} "
+                         f"but hold only {_pct(m['small_pixel_fraction'])} of its {px}s: Dice weighs components by size, so a model "
+                         "can miss the small ones at little cost — check small-component recall (per-component detection)")
+
+    metrics: list[dict] = []
+    fg = [c for c in range(len(t.names)) if c != t.background and t.pixel_counts[c] > 0]
+    fg_names = [t.names[c] for c in fg]
+    often_absent = [c for c in fg if 1 - img_frac[c] >= EMPTY_FOR_BATCH_DICE]
+    if often_absent:
+        worst = max(often_absent, key=lambda c: 1 - img_frac[c])
+        metrics.append({"metric": "Dice, per image", "call": "seglab.metrics.dice_score(pred, target, ...)  # aggregate='mean'",
+                        "classes": fg_names,
+                        "reason": f"{t.names[worst]} is absent from {_pct(1 - img_frac[worst])} of the {img}s (>= {_pct(EMPTY_FOR_BATCH_DICE)}): "
+                                  f"average the Dice of each {img}, leaving out {img}s where a class is absent from both prediction and "
+                                  f"target (NaN), and count false positives on {img}s without the class; pooled Dice hides per-{img} failures"})
+    else:
+        metrics.append({"metric": "Dice", "call": "seglab.metrics.dice_score(pred, target, ...)", "classes": fg_names,
+                        "reason": f"every class is present in more than {_pct(1 - EMPTY_FOR_BATCH_DICE)} of the {img}s: per-{img} "
+                                  "(default) and pooled Dice agree in meaning; Metrics Reloaded's overlap metric"})
+    thin = [m for m in measures if m["thickness"] <= BOUNDARY_THICKNESS]
+    if measures:
+        m0 = min(measures, key=lambda m: m["thickness"])
+        nsd_why = (f"{m0['name']} is {m0['thickness']:.3g} {px}s thick (2 x {px}s / boundary {px}s): a one-{px} boundary shift "
+                   f"costs about {_pct(min(1.0, 1 / m0['thickness']))} of its Dice")
+    else:
+        nsd_why = "no structure measures"
+    metrics.append({"metric": "NSD (normalised surface Dice)", "call": "seglab.metrics.surface_dice(pred, target, tolerance, spacing, ...)",
+                    "classes": fg_names,
+                    "reason": "Metrics Reloaded pairs an overlap metric with a boundary metric; choose the tolerance as the "
+                              f"acceptable boundary error (e.g. the inter-rater variation); {nsd_why}"})
+    if thin:
+        metrics.append({"metric": "HD95", "call": "seglab.metrics.hausdorff_distance(pred, target, 95, spacing, ...)",
+                        "classes": [m["name"] for m in thin],
+                        "reason": "boundaries matter: " + ", ".join(f"{m['name']} {m['thickness']:.3g} {px}s thick" for m in thin)
+                                  + f" (<= {BOUNDARY_THICKNESS:g}); HD95 reports the worst boundary errors, which Dice averages away "
+                                  "(it is inf for a missed or hallucinated class: report how often)"})
+    if tubular:
+        metrics.append({"metric": "clDice", "call": "centreline Dice (Shit et al. 2021) of the skeletons", "classes": [m["name"] for m in tubular],
+                        "reason": "tubular classes: connectivity of the centreline matters more than their few pixels "
+                                  "(measures above)"})
+    small = [m for m in measures if m["components"] >= 3 and m["small_components"] >= SMALL_SHARE * m["components"]]
+    if small:
+        metrics.append({"metric": "per-component recall (detection)", "call": "connected components of target and prediction",
+                        "classes": [m["name"] for m in small],
+                        "reason": "many small components (see the warning): Dice and NSD are dominated by the large ones"})
+    return measures, struct_losses, metrics, reasons, warns, notes

@@ -68,6 +68,21 @@ def _findings(a: Advice) -> list[tuple[str, str]]:
     return f
 
 
+def _structure_rows(a: Advice) -> tuple[list[list[str]], list[str]]:
+    """Rows of the structure table (classes measured with the structure extra)."""
+    px = a.element
+    cols = ["class", "components", f"per {a.sample}", "small", f"median size ({px}s)", "skeleton/fg", f"width ({px}s)",
+            f"thickness ({px}s)", "tubular"]
+    rows = [[m["name"], f"{m['components']:,}", f"{m['components_per_image']:.3g}", f"{m['small_components']:,}",
+             f"{m['median_component_size']:.3g}", f"{m['skeleton_fraction']:.3g}", f"{m['width']:.3g}", f"{m['thickness']:.3g}",
+             "yes" if m["tubular"] else "no"] for m in a.structure]
+    return rows, cols
+
+
+def _metric_lines(a: Advice) -> list[str]:
+    return [f"{m['metric']} ({', '.join(m['classes'])}): {m['reason']}" for m in a.metrics]
+
+
 def _recommendation(a: Advice) -> list[tuple[str, str]]:
     return [("mode", a.mode), ("final activation", f"{a.activation} ({a.out_channels} output channel(s))"), ("loss", a.loss),
             ("Dice includes background", str(a.include_background))]
@@ -102,6 +117,14 @@ def render(advice: Advice, console: Console) -> None:
     for k, v in _findings(a):
         f.add_row(k, escape(v))
     console.print(Panel(f, title="findings", title_align="left"))
+    if a.structure:
+        srows, scols = _structure_rows(a)
+        st = Table(title="structure", title_justify="left")
+        for col in scols:
+            st.add_column(col, justify="left" if col == "class" else "right")
+        for row in srows:
+            st.add_row(*map(escape, row))
+        console.print(st)
     rec = Table.grid(padding=(0, 2))
     for k, v in _recommendation(a):
         rec.add_row(k, f"[bold]{escape(v)}[/]")
@@ -111,6 +134,10 @@ def render(advice: Advice, console: Console) -> None:
         console.print(f"  • {escape(r)}")
     for w in a.warnings:
         console.print(f"  [yellow]! {escape(w)}[/]")
+    if a.metrics:
+        console.print("[bold]metrics to report[/] (Metrics Reloaded)")
+        for line in _metric_lines(a):
+            console.print(f"  • {escape(line)}")
     # highlighted, but never wrapped by rich: soft_wrap leaves long lines whole (the terminal may fold them on screen)
     console.print(Syntax(a.code, "python", theme="ansi_dark").highlight(a.code), soft_wrap=True)
     if a.skipped:
@@ -135,10 +162,18 @@ def render_plain(advice: Advice) -> str:
     f = _findings(a)
     kw = max(len(k) for k, _ in f)
     out += ["", "findings"] + [f"  {k:<{kw}}  {v}" for k, v in f]
+    if a.structure:
+        srows, scols = _structure_rows(a)
+        sw = [max(len(c), *(len(r[i]) for r in srows)) for i, c in enumerate(scols)]
+        sj = ["<" if c == "class" else ">" for c in scols]
+        sline = lambda r: "  " + "  ".join(f"{x:{j}{w}}" for x, j, w in zip(r, sj, sw)).rstrip()  # noqa: E731
+        out += ["", "structure", sline(scols)] + [sline(r) for r in srows]
     rec = _recommendation(a)
     kw = max(len(k) for k, _ in rec)
     out += ["", "recommendation"] + [f"  {k:<{kw}}  {v}" for k, v in rec]
     out += ["", "why"] + [f"  - {r}" for r in a.reasons] + [f"  ! {w}" for w in a.warnings]
+    if a.metrics:
+        out += ["", "metrics to report (Metrics Reloaded)"] + [f"  - {line}" for line in _metric_lines(a)]
     out += ["", a.code]
     if a.skipped:
         out += ["", f"skipped {a.n_skipped} file(s):"] + [f"  {s['error']}" for s in a.skipped]

@@ -14,12 +14,20 @@ Encodings (what :func:`decode` reports):
   set, multi-hot otherwise (overlaps, or pixels with no channel). Float arrays in [0, 1] with non-integer
   values are soft labels, thresholded at 0.5.
 - ``"rgb"``: colour-coded ``(H, W, 3|4)`` images (alpha ignored); each distinct colour is counted.
+
+**Structure** (:class:`StructureStats`, needs the ``structure`` extra: scipy and scikit-image; skipped with a
+note without it): per class and image, the connected components (full connectivity: 8 in 2D, 26 in 3D) and
+their sizes and boundary pixels, and the skeleton (``skimage.morphology.skeletonize``) of the components at
+most ``SKELETON_THICKNESS`` thick (thicker ones cannot be tubular, and thinning them is slow) — summed into
+per-class counters and a log2 histogram of component sizes, one image at a time. Index masks: label 0 (the background) is not
+measured; colour masks are not measured.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +192,98 @@ def _channel_decoded(ch: np.ndarray, stacked: bool, soft: bool, may_be_volume: b
     return Decoded(enc, "channels", images, ambiguous=ambiguous, note=note)
 
 
+SMALL_COMPONENT = 0.001  # a connected component below this fraction of its image's pixels counts as small
+SKELETON_THICKNESS = 16.0  # components thicker than this (2 x size / boundary pixels) are not skeletonised
+MAX_STRUCTURE_LABELS = 64  # index images with more distinct labels are not measured (instance ids, not classes)
+SIZE_BINS = 48  # log2 histogram of component sizes: bin k holds sizes in [2^k, 2^(k+1))
+
+
+@dataclass
+class ClassStructure:
+    """Summed structure measures of one class over the images where it is present."""
+
+    images: int = 0  # images (volumes) where the class has pixels
+    pixels: int = 0  # its pixels in them
+    boundary: int = 0  # boundary pixels (with a face neighbour outside the class)
+    components: int = 0  # connected components
+    thin_components: int = 0  # components at most SKELETON_THICKNESS thick (2 x size / boundary pixels) ...
+    thin_pixels: int = 0  # ... their pixels ...
+    skeleton: int = 0  # ... and their skeleton pixels (a component whose skeleton vanishes counts as 1)
+    small_components: int = 0  # components below SMALL_COMPONENT of their image
+    small_pixels: int = 0  # pixels in those
+    max_components: int = 0  # most components in one image
+    size_hist: list[int] = field(default_factory=lambda: [0] * SIZE_BINS)
+
+    def median_component_size(self) -> float:
+        """Median component size, from the log2 histogram (the geometric middle of its bin)."""
+        if not self.components:
+            return float("nan")
+        half, acc = self.components / 2, 0
+        for k, n in enumerate(self.size_hist):
+            acc += n
+            if acc >= half:
+                return float(2 ** (k + 0.5)) if k else 1.0
+        return float("nan")
+
+
+@dataclass
+class StructureStats:
+    """Per-class structure measures (see the module docstring); ``error`` says why nothing was measured."""
+
+    enabled: bool = True
+    error: str = ""
+    classes: dict[int, ClassStructure] = field(default_factory=dict)  # label value (index) or channel -> measures
+    _tools: Any = None
+
+    def _load(self) -> bool:
+        if not self.enabled or self.error:
+            return False
+        if self._tools is None:
+            from seglab._extras import MissingExtraError, require
+
+            try:
+                self._tools = (require("scipy.ndimage", "structure measures of seglab advise"),
+                               require("skimage.morphology", "structure measures of seglab advise"))
+            except MissingExtraError as e:
+                self.error = str(e)
+                return False
+        return True
+
+    def measure(self, key: int, mask: np.ndarray) -> None:
+        """Add one image's boolean mask of class ``key`` (skipped when the mask is empty)."""
+        if not self._load() or not mask.any():
+            return
+        ndimage, morphology = self._tools
+        box = tuple(slice(max(int(i[0]) - 1, 0), int(i[-1]) + 2) for i in
+                    (np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax))) for ax in range(mask.ndim)))
+        m = mask[box]
+        labels, n = ndimage.label(m, structure=ndimage.generate_binary_structure(m.ndim, m.ndim))
+        sizes = np.bincount(labels.reshape(-1), minlength=n + 1)[1:]
+        edge = m & ~ndimage.binary_erosion(m)
+        per_boundary = np.bincount(labels[edge], minlength=n + 1)[1:]
+        # skeletons only of thin components: a thick one cannot be tubular, and thinning it is what costs time
+        thin = 2 * sizes <= SKELETON_THICKNESS * np.maximum(per_boundary, 1)
+        e = self.classes.setdefault(key, ClassStructure())
+        if thin.any():
+            tm = thin[np.maximum(labels - 1, 0)] & m
+            skel = morphology.skeletonize(tm).astype(bool)
+            with_skel = np.count_nonzero(np.unique(labels[skel]))
+            e.skeleton += int(np.count_nonzero(skel)) + (int(thin.sum()) - with_skel)
+            e.thin_components += int(thin.sum())
+            e.thin_pixels += int(sizes[thin].sum())
+        small = sizes < SMALL_COMPONENT * mask.size
+        e.images += 1
+        e.pixels += int(sizes.sum())
+        e.boundary += int(per_boundary.sum())
+        e.components += n
+        e.small_components += int(small.sum())
+        e.small_pixels += int(sizes[small].sum())
+        e.max_components = max(e.max_components, n)
+        bins = np.minimum(np.floor(np.log2(sizes)).astype(np.int64), SIZE_BINS - 1)
+        for k, c in zip(*np.unique(bins, return_counts=True)):
+            e.size_hist[int(k)] += int(c)
+
+
 @dataclass
 class MaskStats:
     """Streaming accumulator over decoded images; see the module docstring."""
@@ -215,6 +315,7 @@ class MaskStats:
     spatial_dims: Counter = field(default_factory=Counter)  # 2 (pixels/images) or 3 (voxels/volumes) -> images
     spacings: Counter = field(default_factory=Counter)  # NIfTI voxel spacing (from the header) -> files
     palette_sizes: Counter = field(default_factory=Counter)  # palette PNG/TIFF: colour-table entries -> files
+    structure: StructureStats = field(default_factory=StructureStats)  # components, skeletons (structure extra)
 
     def skip(self, name: str, error: str) -> None:
         self.n_skipped += 1
@@ -301,12 +402,17 @@ class MaskStats:
         self.n_pixels += n
         self.labelled += n
         self._pattern(tuple(vals.tolist()), n, name, per)
+        if vals.size <= MAX_STRUCTURE_LABELS:  # more labels than this: an instance map, not measured per label
+            for v in vals.tolist():
+                if v != 0:
+                    self.structure.measure(v, im == v)
 
     def drop_label(self, value: int) -> int:
         """Treat label ``value`` as void after the fact: remove its pixels from every count and pattern
         (index masks). Returns the number of pixels removed."""
         n = int(self.label_counts.pop(value, 0))
         self.label_files.pop(value, None)
+        self.structure.classes.pop(value, None)
         if not n:
             return 0
         self.n_ignored += n
@@ -351,6 +457,8 @@ class MaskStats:
         # -1 in the pattern marks an image with pixels that carry no class at all
         key = ((-1,) if int(np.count_nonzero(k)) < p else ()) + tuple(np.flatnonzero(pos).tolist())
         self._pattern(key, p, name)
+        for i in np.flatnonzero(pos).tolist():
+            self.structure.measure(i, im[i])
 
     @staticmethod
     def _rgb_code(im: np.ndarray) -> np.ndarray:
