@@ -80,7 +80,7 @@ def main() -> None:
     loss = L.DiceLoss("multiclass") + L.CrossEntropyLoss("multiclass")
     out: dict = {"machine": machine(), "torch": torch.__version__, "threads": a.threads, "rounds": a.rounds,
                  "loss": "DiceLoss('multiclass') + CrossEntropyLoss('multiclass'), fwd+bwd, validation off",
-                 "results": {}}
+                 "load_average_1min_start": os.getloadavg()[0], "results": {}}
     try:
         for s in a.shapes.split(","):
             shape = tuple(int(v) for v in s.split("x"))
@@ -121,6 +121,7 @@ def main() -> None:
     finally:
         eager._check_labels = check
         os.environ.pop("SEGLAB_FUSED_BACKEND", None)
+    out["load_average_1min_end"] = os.getloadavg()[0]
     if a.out:
         with open(a.out, "w") as f:
             json.dump(out, f, indent=1)
