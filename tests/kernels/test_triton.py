@@ -58,7 +58,8 @@ def large_cases() -> list[str]:
             for s in (("big", "wide") if k != "ml" else ("big3d",))]
 
 
-OTHER = ["gradcheck/mc", "gradcheck/mcd", "gradcheck/ml", "labels/out_of_range", "dispatch/forced_triton"]
+OTHER = ["gradcheck/mc", "gradcheck/mcd", "gradcheck/ml", "labels/out_of_range", "dispatch/forced_triton",
+         "compile/fullgraph"]
 
 
 # ------------------------------------------------------------------ worker (runs under TRITON_INTERPRET=1)
@@ -279,11 +280,28 @@ def _worker(dev: str = "cpu", large: bool = False) -> dict[str, str]:  # pragma:
         os.environ.pop("SEGLAB_FUSED_BACKEND")
         assert dispatch.backend_name(x, "mcd") is None  # CPU tensors never pick Triton unless forced
 
+    def compile_case(_):
+        """torch.compile(fullgraph=True) traces a loss whose dispatch picks Triton (no graph break: the backend choice,
+        which may import triton, is a constant of the trace) and gives the eager call's value and gradient."""
+        os.environ["SEGLAB_FUSED_BACKEND"] = "triton"
+        g = torch.Generator().manual_seed(5)
+        x = torch.randn(2, 3, 5, 6, generator=g).to(dev)
+        t = torch.randint(0, 3, (2, 5, 6), generator=g).to(dev)
+        loss = L.DiceLoss("multiclass") + L.FocalLoss("multiclass", gamma=1.5)
+        calls.clear()
+        compiled = torch.compile(loss, fullgraph=True, backend="eager")  # dynamo only: the trace is what is tested
+        vc, gc = run(compiled, x, t, True, "triton")
+        assert calls, "the Triton kernel did not run under torch.compile"
+        ve, ge = run(loss, x, t, True, "triton")
+        close(vc, ve, 1e-6, "compiled value")
+        close(gc, ge, 1e-6, "compiled grad")
+
     results: dict[str, str] = {}
     todo = [(c, backend_case) for c in backend_cases() + (large_cases() if large else [])]
     todo += [(c, loss_case) for c in loss_cases()]
     todo += [(c, gradcheck_case) for c in OTHER if c.startswith("gradcheck")]
-    todo += [("labels/out_of_range", labels_case), ("dispatch/forced_triton", dispatch_case)]
+    todo += [("labels/out_of_range", labels_case), ("dispatch/forced_triton", dispatch_case),
+             ("compile/fullgraph", compile_case)]
     for case, fn in todo:
         t0 = time.perf_counter()
         try:
@@ -360,7 +378,7 @@ def test_dispatch_order_on_non_cpu_devices(monkeypatch):
     x = torch.empty(2, 3, 4, device="meta")
     assert not triton_backend.supports(x)
     assert dispatch.backend_name(x, "mc") == "eager"
-    monkeypatch.setattr(triton_backend, "supports", lambda x: True)
+    monkeypatch.setattr(triton_backend, "runs_on", lambda *a: True)
     for kind in ("mc", "mcd", "ml"):
         assert dispatch.backend_name(x, kind) == "triton"
     monkeypatch.setenv("SEGLAB_FUSED_BACKEND", "eager")

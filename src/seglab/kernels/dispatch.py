@@ -68,10 +68,13 @@ _CPU: list[ModuleType] = []  # the cpu_ext module once imported (backend_name ru
 _TRITON: list[ModuleType] = []  # the triton_backend module once imported (it imports triton only when first asked)
 
 
-def _triton_runs(x: torch.Tensor) -> bool:
+@torch.compiler.assume_constant_result
+def _triton_runs(device_type: str, dtype: torch.dtype, channels: int) -> bool:
+    """Whether the Triton kernels run for such logits (evaluated once per trace under ``torch.compile``: it may
+    import triton, which dynamo cannot trace)."""
     if not _TRITON:
         _TRITON.append(ops.backend_module("triton"))
-    return bool(_TRITON[0].supports(x))
+    return bool(_TRITON[0].runs_on(device_type, dtype, channels))
 
 
 def backend_name(x: torch.Tensor, kind: str) -> str | None:
@@ -88,7 +91,8 @@ def backend_name(x: torch.Tensor, kind: str) -> str | None:
     if forced == "eager":
         return "eager"
     if x.device.type != "cpu" or forced == "triton":
-        return "triton" if forced != "cpu" and _triton_runs(x) else "eager"
+        ok = forced != "cpu" and _triton_runs(x.device.type, x.dtype, x.shape[1] if x.ndim >= 2 else 0)
+        return "triton" if ok else "eager"
     if kind in ("mc", "ml"):
         if not _CPU:
             _CPU.append(ops.backend_module("cpu"))

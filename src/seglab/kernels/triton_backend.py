@@ -101,18 +101,22 @@ def version() -> str | None:
         return "unknown"
 
 
-def supports(x: torch.Tensor) -> bool:
-    """Whether these kernels run for logits ``x``: CUDA (or CPU under the interpreter), a supported dtype,
-    ``C <= MAX_CLASSES``, and triton importable."""
-    dev = x.device.type
-    if dev == "cuda":
+def runs_on(device_type: str, dtype: torch.dtype, channels: int) -> bool:
+    """Whether these kernels run for logits of this device type, dtype and channel count (0: any): CUDA (or CPU
+    under the interpreter), float16/bfloat16/float32/float64, ``channels <= MAX_CLASSES``, triton importable."""
+    if device_type == "cuda":
         if interpreted():
             return False
-    elif not (dev == "cpu" and interpreted()):
+    elif not (device_type == "cpu" and interpreted()):
         return False
-    if x.dtype not in _DTYPES or (x.ndim >= 2 and x.shape[1] > MAX_CLASSES):
-        return False  # (a 0/1-D tensor is a probe for the device and dtype: `seglab bench` asks so)
+    if dtype not in _DTYPES or channels > MAX_CLASSES:
+        return False
     return _load() is not None
+
+
+def supports(x: torch.Tensor) -> bool:
+    """:func:`runs_on` for logits ``x`` (a 0/1-D tensor is a probe for its device and dtype: `seglab bench` asks so)."""
+    return runs_on(x.device.type, x.dtype, x.shape[1] if x.ndim >= 2 else 0)
 
 
 _BROKEN: dict[tuple[str, torch.dtype, str], str] = {}  # (function, dtype, device type) -> why it runs eager
