@@ -1,0 +1,513 @@
+"""Regenerate every study number the README and the docs cite, from the committed per-run data (issue 13).
+
+    python tools/regenerate.py             # rewrite the regen blocks of README.md and docs/*.md from data/study/
+    python tools/regenerate.py --check     # exit 1 and name every block whose text differs (tests/test_regenerate.py)
+    python tools/regenerate.py --extract results/chlebus2018_faithful
+                                           # rebuild data/study/chlebus2018_faithful.csv from a results folder
+
+The data come from two sweeps of the same preset (commands in docs/study_deviations.md):
+``chlebus2018_faithful.csv`` (full length, 10,001 steps) and ``chlebus2018_faithful_early.csv`` (the same grid
+stopped after 301 steps: training never depends on the run length, so these are the first 301 steps of the full
+runs, cheap enough for every cell and seed; they hold the early window, steps 100-300).
+
+A *regen block* is the text between ``<!-- regen:NAME -->`` and ``<!-- /regen:NAME -->`` in a Markdown file;
+NAME is a key of :data:`BLOCKS`, whose function renders it from the CSV alone. Everything outside the blocks is
+prose, and prose cites no number a block does not hold.
+
+The data (``data/study/<results folder name>.csv``) has one row per run: its configuration, status, final
+validation metrics, the per-class Dice, mean Dice at three quarters of training, the run label (below), and
+per monitored loss the final value (mean of the last 100 steps), the gradient norm averaged over all steps and
+its mean and max over the early window (steps 100-300).
+
+Run labels (``label``), from the validation curve (every 250 steps, 64 images), threshold ``t`` (0.9 by default):
+
+* ``converged``: final mean Dice (both classes) >= t;
+* ``collapsed``: not converged and one class is (almost) never predicted: min per-class Dice < 0.05, i.e. the
+  network predicts one class everywhere;
+* ``slow``: neither, and the mean Dice still rose by >= 0.01 over the last quarter (from step 7,500 to the end);
+* ``stuck``: the rest (a partial segmentation that no longer improves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import statistics
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "study"
+FILES = ("README.md", "docs/experiments.md", "docs/study_deviations.md")
+FAITHFUL = "chlebus2018_faithful"  # full-length runs (10,001 steps)
+EARLY_RUNS = "chlebus2018_faithful_early"  # the same runs' first 301 steps (training does not depend on the length)
+
+MONITORS = {"study_cce_clip": "cce", "study_dice": "dice", "study_dicefg": "dicefg"}
+LABELS = {"study_cce_clip": "CCE", "study_dice": "DICE", "study_dicefg": "DICEFG"}
+EARLY = (100, 300)  # the early window, steps inclusive
+THRESHOLDS = (0.8, 0.9, 0.95)
+COLLAPSE_DICE = 0.05
+SLOW_RISE = 0.01
+RUN_LABELS = ("converged", "slow", "stuck", "collapsed")
+
+BLOCK_RE = re.compile(r"(<!-- regen:([a-z0-9_\-]+) -->\n)(.*?)(<!-- /regen:\2 -->)", re.S)
+
+sys.path.insert(0, str(ROOT / "src"))
+
+
+# ---------------------------------------------------------------------------------------------- extraction
+def _f(v: Any) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return x
+
+
+def _window(values: list, lo: int, hi: int) -> list[float]:
+    return [x for x in (_f(v) for v in values[lo:hi + 1]) if math.isfinite(x)]
+
+
+def extract(results: Path, out: Path) -> int:
+    """One CSV row per finished run of the results folder ``results``; returns the number of rows."""
+    from seglab.results import ResultsStore
+
+    store = ResultsStore(results)
+    rows = []
+    for s in store.summaries():
+        c = s["config"]
+        ev = store.evals(s["run_id"])
+        st = store.steps(s["run_id"])
+        steps = int(c["steps"])
+        q3 = 0.75 * steps
+        ev_steps = list(ev.get("step", []))
+        mdice = list(ev.get("mean_dice", []))
+        iq3 = min(range(len(ev_steps)), key=lambda i: abs(ev_steps[i] - q3)) if ev_steps else None
+        dice = s.get("final_dice") or [math.nan, math.nan]
+        row: dict[str, Any] = {
+            "run_id": s["run_id"], "optimizer": c["optimizer"], "lr": c["lr"],
+            "momentum": c["momentum"] if c["optimizer"] == "sgd" else 0.0,
+            "norm": c["model_kw"].get("norm") or "none", "fg_ratio": c["task_kw"]["fg_ratio"], "loss": c["loss"],
+            "seed": c["seed"], "steps": steps, "status": s["status"], "steps_done": s["steps_done"],
+            "final_train_loss": s["final_train_loss"], "final_accuracy": s["final_accuracy"],
+            "majority": s["majority"], "final_mean_dice": s["final_mean_dice"], "final_bg_dice": dice[0],
+            "final_fg_dice": dice[1], "q3_mean_dice": mdice[iq3] if iq3 is not None else math.nan,
+            "q3_step": ev_steps[iq3] if iq3 is not None else "", "converged_0.9": int(bool(s["converged"])),
+            "converged_step": s["converged_step"] if s["converged_step"] is not None else "",
+            "wall_s": s["wall_s"],
+        }
+        for m, short in MONITORS.items():
+            row[f"final_loss_{short}"] = s.get(f"final_loss/{m}", math.nan)
+            g = st.get(f"gnorm/{m}", [])
+            w = _window(g, *EARLY)
+            allg = [x for x in (_f(v) for v in g) if math.isfinite(x)]
+            row[f"gn_mean_{short}"] = statistics.fmean(allg) if allg else math.nan
+            row[f"gn_early_mean_{short}"] = statistics.fmean(w) if w else math.nan
+            row[f"gn_early_max_{short}"] = max(w) if w else math.nan
+        row["label"] = run_label(row)
+        rows.append(row)
+    rows.sort(key=lambda r: (r["optimizer"], float(r["lr"]), float(r["momentum"]), r["norm"], float(r["fg_ratio"]),
+                             r["loss"], int(r["seed"])))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["run_id"], lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    return len(rows)
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+def run_label(r: dict[str, Any], threshold: float = 0.9) -> str:
+    """converged / collapsed / slow / stuck (module docstring)."""
+    md = _f(r["final_mean_dice"])
+    if md >= threshold:
+        return "converged"
+    if min(_f(r["final_bg_dice"]), _f(r["final_fg_dice"])) < COLLAPSE_DICE:
+        return "collapsed"
+    if md - _f(r["q3_mean_dice"]) >= SLOW_RISE:
+        return "slow"
+    return "stuck"
+
+
+def converged(r: dict[str, Any], rule: str | float) -> bool:
+    """Final mean Dice >= a threshold, or ``"accuracy"``: accuracy >= majority + 0.9 (1 - majority) (seglab's
+    accuracy rule: 90 % of the way from the majority-class rate to 1)."""
+    if rule == "accuracy":
+        maj = _f(r["majority"])
+        return _f(r["final_accuracy"]) >= maj + 0.9 * (1.0 - maj)
+    return _f(r["final_mean_dice"]) >= float(rule)
+
+
+# ---------------------------------------------------------------------------------------------- data access
+Data = dict[str, list[dict[str, str]]]  # dataset name -> its rows
+
+
+def load_all() -> Data:
+    return {FAITHFUL: load(FAITHFUL), EARLY_RUNS: load(EARLY_RUNS)}
+
+
+def load(name: str = FAITHFUL) -> list[dict[str, str]]:
+    path = DATA / f"{name}.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def opt_name(r: dict[str, str]) -> str:
+    if r["optimizer"] == "adam":
+        return f"Adam lr {_f(r['lr']):g}"
+    mom = _f(r["momentum"])
+    return f"SGD lr {_f(r['lr']):g}" + (f" + momentum {mom:g}" if mom else "")
+
+
+def select(rows: Iterable[dict[str, str]], **kw: Any) -> list[dict[str, str]]:
+    out = []
+    for r in rows:
+        ok = True
+        for k, v in kw.items():
+            if k == "opt":
+                ok = opt_name(r) == v
+            elif k == "fg":
+                ok = abs(_f(r["fg_ratio"]) - v) < 1e-9
+            elif k == "not_loss":
+                ok = r["loss"] != v
+            else:
+                ok = r[k] == v
+            if not ok:
+                break
+        if ok:
+            out.append(r)
+    return out
+
+
+def _rate(rows: list[dict[str, str]], rule: str | float = 0.9) -> str:
+    from seglab.stats import rate
+
+    if not rows:
+        return "not run"
+    k = sum(converged(r, rule) for r in rows)
+    rt = rate(k, len(rows))
+    return f"{k}/{len(rows)} [{rt.low:.2f}, {rt.high:.2f}]"
+
+
+def _labels(rows: list[dict[str, str]]) -> str:
+    c = Counter(run_label(r) for r in rows)
+    return " · ".join(f"{c[lab]} {lab}" for lab in RUN_LABELS if c[lab]) or "—"
+
+
+def _fisher(a: list[dict[str, str]], b: list[dict[str, str]], rule: str | float = 0.9) -> str:
+    from seglab.stats import fisher_exact
+
+    if not a or not b:
+        return "—"
+    ka, kb = sum(converged(r, rule) for r in a), sum(converged(r, rule) for r in b)
+    return f"{fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue:.2g}"
+
+
+def _g(x: float, nd: int = 3) -> str:
+    return "—" if not math.isfinite(x) else f"{x:.{nd}g}"
+
+
+OPTS_MAIN = ("Adam lr 0.001", "SGD lr 0.001")
+OPTS_ALL = ("Adam lr 0.001", "SGD lr 0.001", "SGD lr 0.1", "SGD lr 0.01 + momentum 0.9")
+FGS = (0.05, 0.5, 0.95)
+
+
+# ---------------------------------------------------------------------------------------------- the blocks
+def block_runs(d: Data) -> str:
+    lines = []
+    for name, what, cmd in ((FAITHFUL, "full length (10,001 steps)", "--study-steps"),
+                            (EARLY_RUNS, "early window (first 301 steps)", "--steps 301")):
+        rows = d[name]
+        if not rows:
+            lines.append(f"* {what}: no per-run data committed (`data/study/{name}.csv`).")
+            continue
+        by = defaultdict(list)
+        for r in rows:
+            by[opt_name(r)].append(r)
+        parts = []
+        for o in OPTS_ALL:
+            rs = by.get(o, [])
+            if rs:
+                cells = len({(r["norm"], r["fg_ratio"], r["loss"]) for r in rs})
+                seeds = sorted({int(r["seed"]) for r in rs})
+                parts.append(f"{o}: {len(rs)} runs in {cells} cells, seeds {seeds[0]}–{seeds[-1]}")
+        status = Counter(r["status"] for r in rows)
+        st = ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+        lines.append(f"* {what}: {len(rows)} runs ({st}) of `seglab sweep --preset chlebus2018-faithful {cmd}`, "
+                     f"`data/study/{name}.csv` — " + "; ".join(parts) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def block_verdicts(d: Data) -> str:
+    """The README/docs findings table: the study's observations, the faithful preset's counts with 95 %
+    Clopper-Pearson intervals, the rule."""
+    rows = d[FAITHFUL]
+    from seglab.stats import fisher_exact
+
+    if not rows and not d[EARLY_RUNS]:
+        return "No per-run data committed yet.\n"
+    out = ["| study's observation | faithful preset (converged = final mean Dice ≥ 0.9; k/n [95 % CI]) | verdict |",
+           "|---|---|---|"]
+    sgd = select(rows, opt="SGD lr 0.001")
+    s_none, s_bn = select(sgd, norm="none"), select(sgd, norm="batch")
+    if sgd:
+        ks = sum(converged(r, 0.9) for r in sgd)
+        verdict = "agrees" if ks == 0 else ("mostly agrees" if ks / len(sgd) < 0.25 else "does not hold")
+        out.append(f"| SGD (lr 1e-3) does not converge | no BN {_rate(s_none)}, BN {_rate(s_bn)}; "
+                   f"labels: {_labels(sgd)} | {verdict} |")
+    adam_none = select(rows, opt="Adam lr 0.001", norm="none")
+    if adam_none:
+        col = select(adam_none, loss="study_dicefg", fg=0.95)
+        rest = [r for r in adam_none if r not in col]
+        losses = sorted(_f(r["final_train_loss"]) for r in col)
+        kc, kr = sum(converged(r, 0.9) for r in col), sum(converged(r, 0.9) for r in rest)
+        verdict = "agrees" if kc == 0 and kr == len(rest) else (
+            "agrees for DICEFG at 95 % fg" if kc == 0 else "does not hold")
+        lo = f"{losses[0]:.4f}–{losses[-1]:.4f}" if losses else "—"
+        out.append(f"| Adam without BN converges except DICEFG at 95 % fg (loss ≈ 0.026) | DICEFG at 95 % fg "
+                   f"{_rate(col)} ({_labels(col)}; final loss {lo}); all other cells {_rate(rest)} | {verdict} |")
+    adam_bn = select(rows, opt="Adam lr 0.001", norm="batch")
+    if adam_bn and adam_none:
+        a, b = select(adam_bn, loss="study_dicefg", fg=0.95), select(adam_none, loss="study_dicefg", fg=0.95)
+        ka, kb = sum(converged(r, 0.9) for r in a), sum(converged(r, 0.9) for r in b)
+        p = fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue
+        verdict = "agrees" if p < 0.05 and ka > kb else "not supported at p < 0.05"
+        out.append(f"| BN makes DICEFG at 95 % fg converge (Adam) | BN {_rate(a)} vs no BN {_rate(b)}; "
+                   f"Fisher p = {p:.2g}; Adam + BN overall {_rate(adam_bn)} | {verdict} |")
+    o4 = _o4_numbers(d[EARLY_RUNS])
+    if o4:
+        out.append(f"| CCE loss and gradient norm skyrocket early when training with DICEFG (50 % fg) | "
+                   f"Adam, no BN, steps {EARLY[0]}–{EARLY[1]}: monitored CCE gradient norm {o4['dicefg']} when "
+                   f"training with DICEFG vs {o4['others']} with CCE/DICE; paired (same seed) DICEFG − CCE: "
+                   f"{o4['paired']} | {o4['verdict']} |")
+    g = _grad_95_5(d[EARLY_RUNS], "gn_early_mean_dicefg", f"mean over steps {EARLY[0]}–{EARLY[1]}")
+    if g:
+        out.append(f"| gradient norms smaller at 95 % than at 5 % fg (early) | {g['text']} | {g['verdict']} |")
+    g = _grad_95_5(rows, "gn_mean_dicefg", "mean over training")
+    if g:
+        out.append(f"| gradient norms smaller at 95 % than at 5 % fg | {g['text']} | {g['verdict']} |")
+    return "\n".join(out) + "\n"
+
+
+def _o4_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
+    from seglab.stats import paired_difference
+
+    cell = select(rows, opt="Adam lr 0.001", norm="none", fg=0.5)
+    fg = select(cell, loss="study_dicefg")
+    if not fg:
+        return {}
+    others = [r for r in cell if r["loss"] != "study_dicefg"]
+    m = [_f(r["gn_early_mean_cce"]) for r in fg]
+    mx = [_f(r["gn_early_max_cce"]) for r in fg]
+    om = [_f(r["gn_early_mean_cce"]) for r in others]
+    omx = [_f(r["gn_early_max_cce"]) for r in others]
+    cce = {int(r["seed"]): _f(r["gn_early_mean_cce"]) for r in select(cell, loss="study_cce_clip")}
+    pairs = [(_f(r["gn_early_mean_cce"]), cce[int(r["seed"])]) for r in fg if int(r["seed"]) in cce]
+    out = {"dicefg": f"mean {statistics.fmean(m):.2f} (max {max(mx):.2f})",
+           "others": f"mean {statistics.fmean(om):.2f} (max {max(omx):.2f})" if om else "—"}
+    if len(pairs) >= 2:
+        d = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+        out["paired"] = f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}], sign-flip p = {d.pvalue:.2g}, n = {d.n}"
+        out["verdict"] = "agrees" if d.low > 0 else "no evidence of a difference"
+    else:
+        out["paired"], out["verdict"] = "—", "too few seeds"
+    return out
+
+
+def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str]:
+    from seglab.stats import paired_difference
+
+    parts, verdicts = [], []
+    for norm in ("none", "batch"):
+        cell = select(rows, opt="Adam lr 0.001", norm=norm, loss="study_dicefg")
+        a = {int(r["seed"]): _f(r[col]) for r in select(cell, fg=0.05)}
+        b = {int(r["seed"]): _f(r[col]) for r in select(cell, fg=0.95)}
+        seeds = sorted(set(a) & set(b))
+        if len(seeds) < 2:
+            continue
+        d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+        parts.append(f"{'no BN' if norm == 'none' else 'BN'}: DICEFG gradient norm ({what}) "
+                     f"{statistics.fmean(a[s] for s in seeds):.3g} at 5 % vs {statistics.fmean(b[s] for s in seeds):.3g}"
+                     f" at 95 % fg, paired difference {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], n = {d.n}")
+        verdicts.append(d.low > 0)
+    if not parts:
+        return {}
+    return {"text": "; ".join(parts), "verdict": "agrees" if all(verdicts) else "mixed"}
+
+
+def block_cells(d: Data) -> str:
+    """Every cell: converged k/n with its interval, the labels, the median final mean Dice."""
+    rows = d[FAITHFUL]
+    if not rows:
+        return "No per-run data committed yet.\n"
+    out = ["| optimizer | BN | fg | loss | converged (≥ 0.9) [95 % CI] | labels | median final mean Dice |",
+           "|---|---|---|---|---|---|---|"]
+    for o in OPTS_ALL:
+        for norm in ("batch", "none"):
+            for fg in FGS:
+                for loss in MONITORS:
+                    rs = select(rows, opt=o, norm=norm, fg=fg, loss=loss)
+                    if not rs:
+                        continue
+                    med = statistics.median(_f(r["final_mean_dice"]) for r in rs)
+                    out.append(f"| {o} | {'yes' if norm == 'batch' else 'no'} | {int(fg * 100)} % | {LABELS[loss]} | "
+                               f"{_rate(rs)} | {_labels(rs)} | {med:.3f} |")
+    return "\n".join(out) + "\n"
+
+
+def block_thresholds(d: Data) -> str:
+    """How the convergence counts depend on the rule."""
+    rows = d[FAITHFUL]
+    if not rows:
+        return "No per-run data committed yet.\n"
+    out = ["| optimizer | BN | mean Dice ≥ 0.8 | ≥ 0.9 | ≥ 0.95 | accuracy rule |", "|---|---|---|---|---|---|"]
+    for o in OPTS_ALL:
+        for norm in ("batch", "none"):
+            rs = select(rows, opt=o, norm=norm)
+            if rs:
+                cells = " | ".join(_rate(rs, t) for t in (*THRESHOLDS, "accuracy"))
+                out.append(f"| {o} | {'yes' if norm == 'batch' else 'no'} | {cells} |")
+    return "\n".join(out) + "\n"
+
+
+def block_fisher(d: Data) -> str:
+    """BN vs no BN, per optimizer, fg and loss: converged counts and Fisher's exact two-sided p."""
+    rows = d[FAITHFUL]
+    if not rows:
+        return "No per-run data committed yet.\n"
+    out = ["| optimizer | fg | loss | BN converged | no BN converged | Fisher p (0.9) | Fisher p (accuracy rule) |",
+           "|---|---|---|---|---|---|---|"]
+    for o in OPTS_ALL:
+        for fg in FGS:
+            for loss in MONITORS:
+                a = select(rows, opt=o, norm="batch", fg=fg, loss=loss)
+                b = select(rows, opt=o, norm="none", fg=fg, loss=loss)
+                if a and b:
+                    out.append(f"| {o} | {int(fg * 100)} % | {LABELS[loss]} | {_rate(a)} | {_rate(b)} | "
+                               f"{_fisher(a, b)} | {_fisher(a, b, 'accuracy')} |")
+    return "\n".join(out) + "\n"
+
+
+def _key(r: dict[str, str]) -> tuple:
+    return (opt_name(r), r["norm"], round(_f(r["fg_ratio"]), 6), r["loss"], int(r["seed"]))
+
+
+def block_o4(d: Data) -> str:
+    """The monitored CCE's gradient norm over the early window (from the 301-step runs, every cell and seed), and
+    over the whole run where the full-length run exists, by training loss."""
+    early, full = d[EARLY_RUNS], {_key(r): r for r in d[FAITHFUL]}
+    if not early:
+        return "No per-run data committed yet.\n"
+    out = [f"| optimizer | BN | fg | trained with | n | CCE grad norm, steps {EARLY[0]}–{EARLY[1]}: mean (max) | "
+           "full-length runs: n, CCE grad norm over all steps, final monitored CCE |", "|---|---|---|---|---|---|---|"]
+    for o in OPTS_MAIN:
+        for norm in ("none", "batch"):
+            for fg in FGS:
+                for loss in MONITORS:
+                    rs = select(early, opt=o, norm=norm, fg=fg, loss=loss)
+                    if not rs:
+                        continue
+                    em = statistics.fmean(_f(r["gn_early_mean_cce"]) for r in rs)
+                    ex = max(_f(r["gn_early_max_cce"]) for r in rs)
+                    fr = [full[_key(r)] for r in rs if _key(r) in full]
+                    tail = "—"
+                    if fr:
+                        am = statistics.fmean(_f(r["gn_mean_cce"]) for r in fr)
+                        fl = statistics.fmean(_f(r["final_loss_cce"]) for r in fr)
+                        tail = f"{len(fr)}, {am:.3g}, {fl:.3g}"
+                    out.append(f"| {o} | {'yes' if norm == 'batch' else 'no'} | {int(fg * 100)} % | {LABELS[loss]} | "
+                               f"{len(rs)} | {em:.3g} ({ex:.3g}) | {tail} |")
+    return "\n".join(out) + "\n"
+
+
+def block_collapse(d: Data) -> str:
+    """The collapsed runs: Adam, no BN, DICEFG at 95 % fg, one line per seed."""
+    rows = d[FAITHFUL]
+    rs = select(rows, opt="Adam lr 0.001", norm="none", fg=0.95, loss="study_dicefg")
+    if not rs:
+        return "No per-run data committed yet.\n"
+    out = ["| seed | label | final DICEFG loss | accuracy | background Dice | final monitored CCE | CCE grad norm, last "
+           "vs early window |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rs, key=lambda r: int(r["seed"])):
+        out.append(f"| {r['seed']} | {run_label(r)} | {_f(r['final_train_loss']):.4f} | {_f(r['final_accuracy']):.4f} | "
+                   f"{_f(r['final_bg_dice']):.3f} | {_f(r['final_loss_cce']):.3g} | {_g(_f(r['gn_mean_cce']))} vs "
+                   f"{_g(_f(r['gn_early_mean_cce']))} |")
+    return "\n".join(out) + "\n"
+
+
+BLOCKS: dict[str, Callable[[Data], str]] = {
+    "faithful-runs": block_runs,
+    "faithful-verdicts": block_verdicts,
+    "faithful-cells": block_cells,
+    "faithful-thresholds": block_thresholds,
+    "faithful-fisher": block_fisher,
+    "faithful-o4": block_o4,
+    "faithful-collapse": block_collapse,
+}
+
+
+# ---------------------------------------------------------------------------------------------- rewrite / check
+def render(text: str, data: Data, where: str = "") -> tuple[str, list[str]]:
+    """``text`` with every regen block re-rendered; the names of blocks whose content changed."""
+    changed: list[str] = []
+    cache: dict[str, str] = {}
+
+    def sub(m: re.Match) -> str:
+        name = m.group(2)
+        if name not in BLOCKS:
+            raise SystemExit(f"error: {where}: unknown regen block {name!r}; known: {', '.join(BLOCKS)}")
+        if name not in cache:
+            cache[name] = BLOCKS[name](data)
+        if m.group(3) != cache[name]:
+            changed.append(f"{where}:{name}")
+        return m.group(1) + cache[name] + m.group(4)
+
+    return BLOCK_RE.sub(sub, text), changed
+
+
+def run(check: bool, files: Iterable[str] = FILES, root: Path = ROOT) -> list[str]:
+    data = load_all()
+    changed_all = []
+    for f in files:
+        p = root / f
+        if not p.exists():
+            continue
+        text = p.read_text()
+        new, changed = render(text, data, f)
+        changed_all += changed
+        if changed and not check:
+            p.write_text(new)
+    return changed_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when a block differs from its regenerated text")
+    ap.add_argument("--extract", metavar="RESULTS", help="rebuild data/study/<folder name>.csv from a results folder")
+    a = ap.parse_args(argv)
+    if a.extract:
+        src = Path(a.extract)
+        if not (src / "config.json").exists():
+            print(f"error: --extract: {str(src)!r} is not a seglab results folder", file=sys.stderr)
+            return 2
+        n = extract(src, DATA / f"{src.name}.csv")
+        print(f"{n} runs -> {DATA / (src.name + '.csv')}")
+    changed = run(a.check)
+    if a.check:
+        for c in changed:
+            print(f"differs from the data: {c}")
+        return 1 if changed else 0
+    for c in changed:
+        print(f"rewrote {c}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
