@@ -23,6 +23,8 @@ from seglab.metrics import (
     surface_dice,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")  # MONAI's own deprecation
+
 
 @pytest.fixture(scope="module")
 def mm():

@@ -701,7 +701,7 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
                                   + f" (<= {BOUNDARY_THICKNESS:g}); HD95 reports the worst boundary errors, which Dice averages away "
                                   "(it is inf for a missed or hallucinated class: report how often)"})
     if tubular:
-        metrics.append({"metric": "clDice", "call": "centreline Dice (Shit et al. 2021) of the skeletons", "classes": [m["name"] for m in tubular],
+        metrics.append({"metric": "clDice", "call": "seglab.metrics.cldice_score(pred, target, ...)  # centreline Dice, Shit et al. 2021", "classes": [m["name"] for m in tubular],
                         "reason": "tubular classes: connectivity of the centreline matters more than their few pixels "
                                   "(measures above)"})
     small = [m for m in measures if m["components"] >= 3 and m["small_components"] >= SMALL_SHARE * m["components"]]

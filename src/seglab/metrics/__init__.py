@@ -4,8 +4,10 @@ surface distance, surface Dice), as functions and as stateful objects that synch
 * :mod:`seglab.metrics.overlap` — ``dice_score``, ``iou_score``, ``generalized_dice_score``, the confusion counts;
 * :mod:`seglab.metrics.surface` — ``hausdorff_distance``, ``average_surface_distance``, ``surface_dice``
   (scipy, the ``metrics`` extra);
+* :mod:`seglab.metrics.skeleton` — ``cldice_score``, the centreline Dice of tubular structures
+  (scikit-image, the ``structure`` extra);
 * :mod:`seglab.metrics.stateful` — ``DiceScore``, ``IoU``, ``GeneralizedDiceScore``, ``HausdorffDistance``,
-  ``SurfaceDistance``, ``SurfaceDice`` with ``update / compute / reset``.
+  ``SurfaceDistance``, ``SurfaceDice``, ``CLDiceScore`` with ``update / compute / reset``.
 
 Conventions (averaging, empty masks, the matching MONAI and torchmetrics calls): ``docs/metrics.md``.
 """
@@ -22,7 +24,9 @@ from seglab.metrics.overlap import (
     iou_score,
     pixel_accuracy,
 )
+from seglab.metrics.skeleton import cldice_score
 from seglab.metrics.stateful import (
+    CLDiceScore,
     DiceScore,
     GeneralizedDiceScore,
     HausdorffDistance,
@@ -36,6 +40,7 @@ from seglab.metrics.surface import average_surface_distance, boundary_distances,
 __all__ = [
     "AGGREGATES", "class_masks", "confusion_counts", "dice_from_counts", "iou_from_counts",
     "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy",
-    "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances",
+    "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
+    "CLDiceScore",
 ]

@@ -10,7 +10,8 @@ combines the states of all processes of ``process_group`` (default: the world) �
 * overlap metrics (:class:`DiceScore`, :class:`IoU`, :class:`GeneralizedDiceScore`) keep sums — the counts
   ``TP, FP, FN`` per class, and the sum and number of the per-image scores — and ``all_reduce`` them: the result
   equals one process seeing all the data, never an average of per-process averages;
-* boundary metrics (:class:`HausdorffDistance`, :class:`SurfaceDistance`, :class:`SurfaceDice`) keep one value
+* boundary metrics (:class:`HausdorffDistance`, :class:`SurfaceDistance`, :class:`SurfaceDice`) and
+  :class:`CLDiceScore` keep one value
   per image and class and gather them (``all_gather_object``) before averaging.
 
 :meth:`Metric.merge` does the same with the states of other metric objects in one process.
@@ -41,6 +42,7 @@ from seglab.metrics.overlap import (
     generalized_dice_from_counts,
     iou_from_counts,
 )
+from seglab.metrics.skeleton import cldice_values
 from seglab.metrics.surface import (
     SURFACE_AGGREGATES,
     SpacingArg,
@@ -250,10 +252,11 @@ class _BoundaryMetric(Metric):
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, spacing: SpacingArg = None) -> None:
         """Add a batch; ``spacing`` overrides the constructor's for this batch (volumes of different spacings)."""
-        v = per_image_values(self._kind, pred, target, mode=self.mode, num_classes=self.num_classes,
-                       ignore_index=self.ignore_index, spacing=self.spacing if spacing is None else spacing,
-                       empty=self.empty, **self._options())
-        self._values.append(v.cpu())
+        self._values.append(self._per_image(pred, target, self.spacing if spacing is None else spacing).cpu())
+
+    def _per_image(self, pred: torch.Tensor, target: torch.Tensor, spacing: SpacingArg) -> torch.Tensor:
+        return per_image_values(self._kind, pred, target, mode=self.mode, num_classes=self.num_classes,
+                                ignore_index=self.ignore_index, spacing=spacing, empty=self.empty, **self._options())
 
     def values(self) -> torch.Tensor:
         """All per-image values ``(N, C)``, of every process when synchronised (in rank order)."""
@@ -336,3 +339,19 @@ class SurfaceDice(_BoundaryMetric):
 
     def _options(self) -> dict[str, Any]:
         return {"tolerance": self.tolerance}
+
+
+class CLDiceScore(_BoundaryMetric):
+    """Per-class centreline Dice (clDice), averaged over images; see :func:`seglab.metrics.cldice_score`.
+
+    Skeletons do not depend on ``spacing`` (accepted for a uniform interface, unused).
+
+    >>> t = torch.zeros(1, 9, 9, dtype=torch.long); t[0, 4, 1:8] = 1
+    >>> m = CLDiceScore(mode="multiclass", num_classes=2)
+    >>> m.update(t, t); m.compute().tolist()
+    [1.0, 1.0]
+    """
+
+    def _per_image(self, pred: torch.Tensor, target: torch.Tensor, spacing: SpacingArg) -> torch.Tensor:
+        return cldice_values(pred, target, mode=self.mode, num_classes=self.num_classes,
+                             ignore_index=self.ignore_index, empty=self.empty)
