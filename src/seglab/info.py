@@ -38,6 +38,13 @@ def _fused() -> dict[str, Any]:
                   else "fused kernels disabled by seglab.set_fused(False)") + "; the reference losses run"
     elif forced == "eager":
         backend, reason = "eager", "forced by SEGLAB_FUSED_BACKEND=eager"
+    elif forced == "triton":
+        import torch
+
+        backend = dispatch.backend_name(torch.empty(1, 1), "mc")
+        reason = "forced by SEGLAB_FUSED_BACKEND=triton" + (
+            " (CPU tensors through the Triton interpreter)" if backend == "triton"
+            else "; Triton runs CPU tensors only under TRITON_INTERPRET=1, so the eager torch backend runs")
     elif cpp_ok:
         backend, reason = "cpp", None
     else:

@@ -400,6 +400,9 @@ def test_info_names_the_cuda_backend(monkeypatch, capsys):
     assert "fused     CUDA losses: " in capsys.readouterr().out
     monkeypatch.setenv("SEGLAB_FUSED_BACKEND", "eager")
     assert info._fused_cuda()["backend"] == "eager"
+    monkeypatch.setenv("SEGLAB_FUSED_BACKEND", "triton")  # CPU tensors without the interpreter: eager runs, and says so
+    f = info._fused()
+    assert f["backend"] == "eager" and "TRITON_INTERPRET=1" in f["reason"]
     monkeypatch.delenv("SEGLAB_FUSED_BACKEND")
     monkeypatch.setattr(triton_backend, "_state", {"reason": "importing triton failed: test"})
     g = info._fused_cuda()
