@@ -159,6 +159,20 @@ def test_masked_batch_dice_equals_dice_of_kept_pixels(fused):
         torch.testing.assert_close(get_loss("dice", mode="multiclass", batch=True)(x, t, mask=m), ref)
 
 
+@pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
+def test_mask_with_half_precision_inputs(mode):
+    """bfloat16 logits (and dense bfloat16 targets): the mask's ignore value survives the dtype, the loss
+    accumulates in float32 and equals the float64 value on the same (rounded) inputs."""
+    x, t, m = _inputs(mode)
+    xb = x.to(torch.bfloat16)
+    tb = t.to(torch.bfloat16) if t.is_floating_point() else t
+    loss = get_loss("dice+ce", mode=mode)
+    out = loss(xb, tb, mask=m)
+    assert out.dtype == torch.float32
+    ref = loss(xb.double(), tb.double() if tb.is_floating_point() else tb, mask=m)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
 def test_mask_combines_with_ignore_index_and_broadcasts_over_the_batch():
     x, t, m = _inputs("multiclass")
     t[1, 2, :] = 255

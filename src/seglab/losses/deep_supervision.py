@@ -103,6 +103,10 @@ class DeepSupervisionLoss(nn.Module):
     give the same shape, e.g. a per-sample composite). ``last_levels`` holds each level's (detached, unweighted)
     value after a call, None for skipped levels.
 
+    Under DDP a zero weight leaves the parameters that only feed that output without a gradient, which DDP refuses
+    unless ``find_unused_parameters=True``; nnU-Net gives the lowest output a weight of 1e-6 there instead
+    (``examples/nnunet_trainer.py`` does the same).
+
     Example:
         >>> ds = DeepSupervisionLoss(seglab.get_loss("dice+ce", mode="multiclass"))
         >>> outs = [torch.randn(2, 3, 32, 32), torch.randn(2, 3, 16, 16), torch.randn(2, 3, 8, 8)]
