@@ -4,6 +4,7 @@
     python tools/regenerate.py --check     # exit 1 and name every block whose text differs (tests/test_regenerate.py)
     python tools/regenerate.py --extract results/chlebus2018_faithful
                                            # rebuild data/study/chlebus2018_faithful.csv from a results folder
+    python tools/regenerate.py --measure-init   # rebuild data/study/init_step0.csv (untrained nets, seconds)
 
 The data come from two sweeps of the same preset (commands in docs/study_deviations.md):
 ``chlebus2018_faithful.csv`` (full length, 10,001 steps) and ``chlebus2018_faithful_early.csv`` (the same grid
@@ -121,6 +122,43 @@ def extract(results: Path, out: Path) -> int:
     return len(rows)
 
 
+INIT_SEEDS = 20
+
+
+def measure_init(out: Path) -> int:
+    """The network at step 0 (no training), per init and norm, seeds 0-19, built as a run builds it
+    (``torch.manual_seed(seed)`` then ``create_model``): on the threshold task's 64 validation images, the share of
+    pixels predicted foreground, and whether one class is predicted for every pixel. BN nets use batch statistics
+    (training mode), as at the first training step. Writes ``out`` (CSV); returns the number of rows."""
+    import torch
+
+    from seglab.data import create_task
+    from seglab.models import create_model
+    from seglab.sweep.presets import FAITHFUL_MODEL_KW
+
+    torch.set_num_threads(1)
+    x, _ = create_task("threshold", fg_ratio=0.5, size=32).validation()
+    settings = {"torch": {"width": 4}, "glorot": dict(FAITHFUL_MODEL_KW)}
+    rows = []
+    for init, kw in settings.items():
+        for norm in ("none", "batch"):
+            for seed in range(INIT_SEEDS):
+                torch.manual_seed(seed)
+                net = create_model("tiny", in_channels=1, out_channels=2, **dict(kw, norm=None if norm == "none" else norm))
+                net.train()
+                with torch.no_grad():
+                    pred = net(x).argmax(1)
+                fg = float(pred.float().mean())
+                rows.append({"init": init, "norm": norm, "seed": seed, "fg_pred_share": f"{fg:.6g}",
+                             "one_class": int(fg in (0.0, 1.0)), "all_foreground": int(fg == 1.0)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
 # ---------------------------------------------------------------------------------------------- the rules
 def run_label(r: dict[str, Any], threshold: float = 0.9) -> str:
     """converged / collapsed / slow / stuck (module docstring)."""
@@ -147,8 +185,11 @@ def converged(r: dict[str, Any], rule: str | float) -> bool:
 Data = dict[str, list[dict[str, str]]]  # dataset name -> its rows
 
 
+INIT = "init_step0"
+
+
 def load_all() -> Data:
-    return {FAITHFUL: load(FAITHFUL), EARLY_RUNS: load(EARLY_RUNS)}
+    return {FAITHFUL: load(FAITHFUL), EARLY_RUNS: load(EARLY_RUNS), INIT: load(INIT)}
 
 
 def load(name: str = FAITHFUL) -> list[dict[str, str]]:
@@ -442,7 +483,31 @@ def block_collapse(d: Data) -> str:
     return "\n".join(out) + "\n"
 
 
+def block_init(d: Data) -> str:
+    """The net at step 0: one class predicted everywhere, per init and norm."""
+    from seglab.stats import rate
+
+    rows = d[INIT]
+    if not rows:
+        return "No data committed yet (`data/study/init_step0.csv`).\n"
+    out = ["| init | BN | one class for every pixel at step 0 [95 % CI] | of which all foreground | median share "
+           "predicted foreground |", "|---|---|---|---|---|"]
+    for init, what in (("torch", "PyTorch default (`chlebus2018`)"), ("glorot", "Glorot, zero biases (study, faithful)")):
+        for norm in ("none", "batch"):
+            rs = [r for r in rows if r["init"] == init and r["norm"] == norm]
+            if not rs:
+                continue
+            k = sum(int(r["one_class"]) for r in rs)
+            rt = rate(k, len(rs))
+            allfg = sum(int(r["all_foreground"]) for r in rs)
+            med = statistics.median(_f(r["fg_pred_share"]) for r in rs)
+            out.append(f"| {what} | {'yes' if norm == 'batch' else 'no'} | {k}/{len(rs)} [{rt.low:.2f}, {rt.high:.2f}] | "
+                       f"{allfg} | {med:.2f} |")
+    return "\n".join(out) + "\n"
+
+
 BLOCKS: dict[str, Callable[[Data], str]] = {
+    "init-step0": block_init,
     "faithful-runs": block_runs,
     "faithful-verdicts": block_verdicts,
     "faithful-cells": block_cells,
@@ -491,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when a block differs from its regenerated text")
     ap.add_argument("--extract", metavar="RESULTS", help="rebuild data/study/<folder name>.csv from a results folder")
+    ap.add_argument("--measure-init", action="store_true",
+                    help="rebuild data/study/init_step0.csv (the untrained nets' predictions; seconds)")
     a = ap.parse_args(argv)
     if a.extract:
         src = Path(a.extract)
@@ -499,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         n = extract(src, DATA / f"{src.name}.csv")
         print(f"{n} runs -> {DATA / (src.name + '.csv')}")
+    if a.measure_init:
+        n = measure_init(DATA / f"{INIT}.csv")
+        print(f"{n} nets -> {DATA / (INIT + '.csv')}")
     changed = run(a.check)
     if a.check:
         for c in changed:
