@@ -80,9 +80,9 @@ def class_masks(
         pm = (p.unsqueeze(1) == classes) & valid.unsqueeze(1)
         tm = (t.unsqueeze(1) == classes) & valid.unsqueeze(1)
         return pm, tm
-    pm, tm, valid = _masks(pred, target, num_classes, ignore_index)
-    if valid is not None:
-        pm, tm = pm & valid, tm & valid
+    pm, tm, vm = _masks(pred, target, num_classes, ignore_index)
+    if vm is not None:
+        pm, tm = pm & vm, tm & vm
     return pm, tm
 
 

@@ -99,6 +99,7 @@ class _OverlapMetric(Metric):
     """State: one ``(5, C)`` float64 tensor of sums — TP, FP, FN, Σ per-image scores, number of per-image scores."""
 
     _aggregates: tuple[str, ...] = ("mean", "pooled")
+    _sums: torch.Tensor
 
     def __init__(self, mode: str, num_classes: int, *, aggregate: str = "mean", ignore_index: int | None = None,
                  empty: float = float("nan"), process_group: Any = None, sync: bool = True) -> None:
