@@ -44,6 +44,7 @@ def _metrics():
 def _worker(rank: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2,
                             timeout=datetime.timedelta(seconds=60))
     try:
@@ -62,7 +63,7 @@ def _worker(rank: int, store: str, out: str) -> None:
 
 
 def test_two_process_gloo_sync_equals_single_process(tmp_path):
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    ctx = mp.get_context("spawn")  # fork after the parent used torch's thread pool can hang the children
     out = str(tmp_path / "res")
     procs = [ctx.Process(target=_worker, args=(r, str(tmp_path / "store"), out)) for r in range(2)]
     for p in procs:
