@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from seglab import _checks
 from seglab.losses._pipeline import Options, run_terms
-from seglab.losses._stats import overlap_stats
-from seglab.losses._structure import StructureTerm, check_include_background, reduce_loss
+from seglab.losses._structure import StructureTerm, check_include_background, dense_target, probabilities, reduce_loss
 from seglab.losses.base import LOSSES, Loss
 from seglab.targets import Target
 
@@ -33,15 +31,19 @@ def mcc_head(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, tn: torch.Ten
 
 
 def _mcc(x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
-    st = overlap_stats(x, tgt, o["mode"], soft_targets="product")  # tp = sum p*y, ps = sum p, ys = sum y (kept)
-    n, c = x.shape[:2]
-    if tgt.valid is None:
-        count = st.tp.new_full((n, c), float(math.prod(x.shape[2:])))
-    else:  # kept pixels per sample (index / dense multiclass) or per element (multilabel, binary)
-        v = tgt.valid.to(x.dtype)
-        count = v.flatten(1).sum(-1)[:, None].expand(n, c) if v.ndim == x.ndim - 1 else v.flatten(2).sum(-1)
-    tp, fp, fn = st.tp, st.ps - st.tp, st.ys - st.tp
-    tn = count - st.ps - st.ys + st.tp  # sum (1-p)(1-y)
+    # the four counts summed directly (as MONAI): TN = count - sum p - sum y + TP cancels catastrophically in
+    # float32 when TN is small beside the image size
+    p = probabilities(x, o["mode"])
+    y = dense_target(tgt, x)
+    q, z = 1.0 - p, 1.0 - y
+    if tgt.valid is not None:  # kept pixels (index / dense multiclass) or elements (multilabel, binary)
+        v = (tgt.valid.unsqueeze(1) if tgt.valid.ndim == x.ndim - 1 else tgt.valid).to(x.dtype)
+        p, q = p * v, q * v
+
+    def total(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).flatten(2).sum(-1)  # (N, C)
+
+    tp, fp, fn, tn = total(p, y), total(p, z), total(q, y), total(q, z)
     if o["batch"]:
         tp, fp, fn, tn = tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)
     if not o["include_background"]:
@@ -90,8 +92,9 @@ class MCCLoss(Loss):
     class). Unlike Dice it rewards true negatives, so a class absent from target and prediction of an image
     scores ``L = 0`` only through the perfect-prediction rule. ``L`` lies in ``[0, 2]``.
     ``include_background=False`` drops channel 0; ``ignore_index`` leaves pixels (elements) out of all four counts.
-    The counts are the Dice statistics (``TP``, ``sum p``, ``sum y``) and the number of kept pixels, computed without a
-    one-hot copy of index targets. ``reduction="none"`` returns ``(N, C')`` (``batch=False``) or ``(C',)``.
+    The four counts are summed directly, as MONAI does (index targets are expanded to a one-hot: ``TN`` from
+    ``count - sum p - sum y + TP`` would cancel catastrophically in float32 when ``TN`` is small beside the image).
+    ``reduction="none"`` returns ``(N, C')`` (``batch=False``) or ``(C',)``.
 
     Example:
         >>> MCCLoss("binary")(torch.randn(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float())
