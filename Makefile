@@ -16,14 +16,14 @@ REPO := $(abspath .)
 .PHONY: demo test setup bench clean lint wheel wheel-check wheel-check-unlocked
 
 # torch==2.13.0 first (a CPU wheel on disk here); an unpinned torch would pull a multi-GB CUDA build.
-# MONAI, segmentation_models_pytorch and nilearn go in with --no-deps: we use MONAI/smp loss modules as
+# MONAI, segmentation_models_pytorch, nilearn and nnU-Net (nnunetv2) go in with --no-deps: we use MONAI/smp/nnU-Net loss modules as
 # test references and nilearn's bundled MNI template as data; their dependency trees are not needed.
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[all,dev]'
-	$(BIN)/pip install -q --no-deps 'monai>=1.3' 'segmentation-models-pytorch>=0.3' 'nilearn>=0.10'
+	$(BIN)/pip install -q --no-deps 'monai>=1.3' 'segmentation-models-pytorch>=0.3' 'nilearn>=0.10' 'nnunetv2>=2.5'
 	$(BIN)/pip install -q 'triton>=3.0' || echo "triton did not install here: the Triton kernel tests will skip and say so"
 	touch $(STAMP)
 
