@@ -39,6 +39,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "nilearn": ("nilearn", "brain"),
     "monai": ("monai", "bench"),
     "segmentation_models_pytorch": ("segmentation-models-pytorch", "bench"),
+    "tensorboard": ("tensorboard", "tensorboard"),
     "ray": ("ray", "ray"),
     "scipy": ("scipy", "metrics"),
     "skimage": ("scikit-image", "structure"),

@@ -27,7 +27,7 @@ def test_run_is_deterministic_for_a_seed():
 
 
 def test_records_every_monitor_and_its_gradient_norm_each_step():
-    r = train_run(_cfg(model_kw={"norm": "batch"}))
+    r = train_run(_cfg(model_kw={"norm": "batch"}, grad_norm_every=1))
     mons = ["study_cce", "study_dice", "study_dicefg", "study_dice_sq", "study_dicefg_sq"]
     assert r.config.monitors == mons
     for m in mons:

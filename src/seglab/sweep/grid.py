@@ -135,8 +135,9 @@ def _check_values(grid: dict[str, Any], where: str) -> None:
                 what = {"lr": "a learning rate", "mo": "a momentum", "fg": "a foreground ratio"}[key[:2]]
                 raise ConfigError(f"{at(key, i)}: {what} must be a number, got {x!r}")
     for key in ("steps", "batch_size", "eval_every", "grad_norm_every"):
-        if key in grid and not (_is_int(grid[key]) and grid[key] >= 1):
-            raise ConfigError(f"{where}: {key} must be an integer >= 1, got {grid[key]!r}")
+        low = 0 if key == "grad_norm_every" else 1  # grad_norm_every = 0: no monitor gradients
+        if key in grid and not (_is_int(grid[key]) and grid[key] >= low):
+            raise ConfigError(f"{where}: {key} must be an integer >= {low}, got {grid[key]!r}")
     for key in ("task_kw", "model_kw"):
         if key in grid and grid[key] is not None and not isinstance(grid[key], dict):
             raise ConfigError(f"{where}: {key} must be a mapping of options, got {grid[key]!r}")

@@ -4,13 +4,27 @@ Examples::
 
     seglab train --loss dicefg --fg-ratio 0.95 --norm none --steps 2000 --out results/one
     seglab train --loss dice --model my_nets.py:make_net --model-opt width=32 --task-opt size=64 --out results/mine
+    seglab train --loss dice+ce --task folder --task-opt path=my_data --out results/mine --resume --tensorboard
     torchrun --nproc-per-node 2 -m seglab train --loss study_dice --batch-size 4 --steps 500 --out results/ddp
+
+Progress lines go to stderr (every ``--progress-interval`` seconds and at the end); stdout carries one JSON line
+with the result. With ``--out D`` the run's checkpoints are ``D/runs/<run_id>/checkpoint_{last,best}.pt``
+(``D/runs/.partial-<run_id>/`` while it trains); ``--resume`` continues an interrupted run from its last
+checkpoint. SIGTERM or Ctrl-C writes the last checkpoint and exits 143 / 130. See docs/train.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
+import sys
+from pathlib import Path
+
+from seglab.train.config import GRAD_NORM_EVERY
+
+_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,9 +48,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--monitors", help="comma list of monitored losses (default: the task mode's set)")
     p.add_argument("--converge", default="mean_dice>=0.9", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy")
-    p.add_argument("--grad-norm-every", type=int, default=1)
+    p.add_argument("--grad-norm-every", type=int, default=GRAD_NORM_EVERY, metavar="K",
+                   help=f"take every monitor loss's gradient norm at steps 0, K, 2K, ... (one extra backward pass per "
+                   f"monitor; default {GRAD_NORM_EVERY}); 0 = off. The training loss's norm is recorded at every step")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--out", "-o", help="results folder to write the run into (same layout as a sweep)")
+    p.add_argument("--out", "-o", help="results folder to write the run into (same layout as a sweep), with its "
+                   "checkpoints (checkpoint_last.pt, checkpoint_best.pt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue this run (same options) from the last checkpoint in --out, if there is one; without "
+                   "--resume an interrupted run in --out starts over")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to OUT/tensorboard/<run_id> (needs the tensorboard extra)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress lines on stderr (default on)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (same as --no-progress)")
+    p.add_argument("--progress-interval", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds between progress lines (default 10; 0 = every step); one line at the end always")
 
 
 def _parse_value(text: str):
@@ -120,22 +147,101 @@ def config_from_args(args: argparse.Namespace):
                      grad_norm_every=args.grad_norm_every)
 
 
+def check_run_options(args: argparse.Namespace) -> None:
+    """The options of ``seglab train`` that need no configuration: raise ValueError naming the option."""
+    if args.resume and not args.out:
+        raise ValueError("--resume needs --out (the results folder of the run to continue)")
+    if args.tensorboard and not args.out:
+        raise ValueError("--tensorboard needs --out (event files are written to OUT/tensorboard/<run_id>)")
+    iv = args.progress_interval
+    if not (math.isfinite(iv) and iv >= 0):
+        raise ValueError(f"--progress-interval: expected a number of seconds >= 0, got {iv!r}")
+
+
+def _signal_name(sig: int) -> str:
+    return "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+
+
+class _StopOnSignal:
+    """While training: SIGTERM, SIGINT (Ctrl-C) and SIGHUP ask the loop to stop at the next step boundary
+    (``should_stop``), where it writes the last checkpoint. A second signal stops at once (the default action).
+    Only in the main thread of a single process (under torchrun, torchrun handles signals)."""
+
+    def __init__(self) -> None:
+        self.fired: list[int] = []
+        self.old: dict[int, object] = {}
+
+    def __enter__(self) -> "_StopOnSignal":
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in _SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    self.old[sig] = signal.signal(sig, self._handler)
+                except (ValueError, OSError):
+                    pass
+        return self
+
+    def _handler(self, signum, frame) -> None:
+        if self.fired:  # the second signal: give up at once
+            self.__exit__()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.raise_signal(signum)
+            return
+        self.fired.append(signum)
+
+    def __call__(self, done: int):
+        return self.fired[0] if self.fired else None
+
+    def __exit__(self, *exc) -> None:
+        for sig, h in self.old.items():
+            signal.signal(sig, h)  # type: ignore[arg-type]
+        self.old = {}
+
+
+def _final_line(s: dict) -> str:
+    keep = ("run_id", "status", "steps_done", "converged", "converged_step", "final_accuracy", "majority",
+            "final_dice", "final_fg_dice", "final_mean_dice", "final_train_loss", "wall_s", "world_size")
+    return json.dumps({k: s.get(k) for k in keep}, default=str)
+
+
+def _publish_checkpoints(pdir: Path, run_dir: Path) -> None:
+    """Move the checkpoints of a finished run from its partial folder into its run folder."""
+    import os
+    import shutil
+
+    if pdir.is_dir():
+        for f in pdir.iterdir():
+            if f.name.endswith(".pt"):
+                os.replace(f, run_dir / f.name)
+        shutil.rmtree(pdir, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from seglab._extras import require
 
     require("rich", "seglab train")
     if args.out:
         require("pyarrow", "seglab train --out")
+    if getattr(args, "tensorboard", False):
+        require("tensorboard", "seglab train --tensorboard")
     from rich.console import Console
+    from rich.markup import escape
 
     from seglab.train import distributed as D
     from seglab.train.config import ConfigError, validate_runs
-    from seglab.train.loop import train_run
-
-    from rich.markup import escape
 
     err = Console(stderr=True)
+
+    def say(msg: str, style: str = "yellow") -> None:
+        err.print(f"[{style}]{escape(msg)}[/{style}]", soft_wrap=True)
+
     try:
+        check_run_options(args)
         cfg = validate_runs([config_from_args(args)])[0]
         check_device(args.device)
         if args.out:  # before training: a run must not be lost because its folder cannot be written
@@ -156,19 +262,95 @@ def run(args: argparse.Namespace) -> int:
         if info.is_main:
             err.print(f"[red]error:[/red] --batch-size {cfg.batch_size} is not divisible by {info.world_size} processes")
         return 2
-    res = train_run(cfg, info=info)
-    if info.is_main:
-        if args.out:
-            from seglab.results import ResultsStore
+    import contextlib
 
-            store = ResultsStore(args.out)
+    with contextlib.ExitStack() as stack:
+        return _train(args, cfg, info, stack, say, err)
+
+
+def _train(args, cfg, info, stack, say, err) -> int:
+    """Claim, resume, train, write: everything after the checks (``stack`` releases the claim and closes the
+    TensorBoard writer however this ends)."""
+    import contextlib
+    import shutil
+
+    from rich.markup import escape
+
+    from seglab._extras import require
+    from seglab.train import checkpoint as C
+    from seglab.train import distributed as D
+    from seglab.train.loop import TrainInterrupted, train_run
+
+    rid = cfg.run_id
+    store = pdir = writer = None
+    resume = None
+    main = info.is_main
+    if args.out:
+        from seglab.results import ResultsStore
+
+        store = ResultsStore(args.out)
+        pdir = C.partial_dir(store.root, rid)
+        last = pdir / C.CHECKPOINT_LAST
+        if main and args.resume and store.is_done(rid):
+            say(f"run {rid} is already finished in {args.out}; nothing to resume (its result follows)")
+            s = store.summary(rid)
+            print(_final_line(s))
+            return 0 if s.get("status") == "finished" else 1
+        if main:
+            claim = store.claim(rid)
+            if claim is None:
+                err.print(f"[red]error:[/red] run {rid} is being trained into {escape(str(args.out))} by another "
+                          f"process (pid {store.claim_owner(rid)}); wait for it or use another --out", soft_wrap=True)
+                return 2
+            stack.callback(claim.release)
+        if args.resume and last.exists():
+            try:
+                resume = C.load(last, run_id=rid)
+            except C.CheckpointError as e:
+                if main:
+                    err.print(f"[red]error:[/red] --resume: {escape(str(e))}", soft_wrap=True)
+                return 2
+            if main:
+                say(f"resuming run {rid} from step {resume['step']}/{cfg.steps} ({last})")
+        elif main and args.resume:
+            say(f"--resume: no checkpoint of run {rid} in {args.out}; starting from step 0")
+        elif main and last.exists():
+            say(f"note: {args.out} holds an interrupted run of this configuration ({last}); starting over "
+                "(pass --resume to continue it)")
+        if main and resume is None and pdir.exists():
+            shutil.rmtree(pdir, ignore_errors=True)  # no stale best checkpoint from an earlier attempt
+        if main:
+            pdir.mkdir(parents=True, exist_ok=True)
+        if args.tensorboard and main:
+            SummaryWriter = require("torch.utils.tensorboard", "seglab train --tensorboard").SummaryWriter
+            writer = SummaryWriter(log_dir=str(store.root / "tensorboard" / rid),
+                                   purge_step=resume["step"] if resume is not None else None)
+            stack.callback(writer.close)
+    printer = None
+    if main and args.progress and not args.quiet:
+        from seglab.train.progress import ProgressPrinter
+
+        printer = ProgressPrinter(cfg.steps, interval=args.progress_interval, stream=sys.stderr)
+    stopper = _StopOnSignal() if not info.enabled else None
+    try:
+        with (stopper if stopper is not None else contextlib.nullcontext()):
+            res = train_run(cfg, info=info, run_dir=pdir, resume=resume, printer=printer, tensorboard=writer,
+                            should_stop=stopper)
+    except TrainInterrupted as e:
+        where = (f"checkpoint saved: {e.checkpoint}; continue with the same command and --resume"
+                 if e.checkpoint is not None else "nothing saved (no --out)")
+        say(f"interrupted by {_signal_name(int(e.reason))} at step {e.step}/{e.total}: {where}")
+        return 128 + int(e.reason)
+    if main:
+        if store is not None:
             store.write_config({"train": cfg.to_dict()}, [cfg])
-            store.write_run(res)
+            if store.write_run(res):
+                _publish_checkpoints(pdir, store.run_dir(rid))
+            else:
+                say(f"note: run {rid} was already in {args.out}; the earlier result and checkpoints are kept")
+                shutil.rmtree(pdir, ignore_errors=True)
             store.write_summary_table()
-        s = res.summary
-        keep = ("run_id", "status", "steps_done", "converged", "converged_step", "final_accuracy", "majority",
-                "final_dice", "final_fg_dice", "final_mean_dice", "final_train_loss", "wall_s", "world_size")
-        print(json.dumps({k: s[k] for k in keep}, default=str))
+        print(_final_line(res.summary))
     D.barrier(info)
     if info.enabled:
         import torch.distributed as dist

@@ -18,6 +18,13 @@ from .specs import default_monitors
 OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
 CONVERGE_KEYS = ("metric", "threshold")
+GRAD_NORM_EVERY = 50  # default: monitor gradient norms at steps 0, 50, 100, ... (the study preset sets 1)
+
+
+def measures_grad_norms(step: int, every: int) -> bool:
+    """Whether step ``step`` (0-based) takes the gradient of every monitor loss for its norm:
+    ``every > 0 and step % every == 0``; ``every == 0`` switches monitor gradients off."""
+    return every > 0 and step % every == 0
 
 
 def _real(v: Any) -> bool:
@@ -65,6 +72,10 @@ class RunConfig:
     :func:`resolve` fills it in. ``converge``: ``{"metric": "mean_dice"|"fg_dice"|"accuracy", "threshold": t}``;
     a run has converged when the metric at the final validation is >= t (for ``accuracy`` the criterion is
     ``acc >= majority + t * (1 - majority)``, i.e. a fraction t of the way from the majority-class rate to 1).
+    ``grad_norm_every``: the gradient of every monitor loss (one extra backward pass each) is taken at the steps
+    ``k`` with ``k % grad_norm_every == 0`` (:func:`measures_grad_norms`), 0 = never; the training loss's
+    gradient norm is recorded at every step (it comes with the training backward pass). Default
+    :data:`GRAD_NORM_EVERY` (50); the Chlebus (2018) study preset sets 1 (its figures plot every step).
     """
 
     loss: str
@@ -81,7 +92,7 @@ class RunConfig:
     eval_every: int = 100
     monitors: Optional[list[str]] = None
     converge: dict[str, Any] = field(default_factory=lambda: {"metric": "mean_dice", "threshold": 0.9})
-    grad_norm_every: int = 1
+    grad_norm_every: int = GRAD_NORM_EVERY
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,8 +193,9 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
             ok = False
         for name in ("steps", "batch_size", "eval_every", "grad_norm_every"):
             v = getattr(cfg, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                err(cfg, f"{name} must be an integer >= 1, got {v!r}")
+            low = 0 if name == "grad_norm_every" else 1
+            if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
+                err(cfg, f"{name} must be an integer >= {low}{' (0 = off)' if low == 0 else ''}, got {v!r}")
                 ok = False
         conv = cfg.converge if isinstance(cfg.converge, dict) else {}
         if not isinstance(cfg.converge, dict):

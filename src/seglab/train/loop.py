@@ -1,20 +1,30 @@
-"""The training loop of one run: per-step monitor losses and gradient norms, periodic validation,
-convergence, divergence detection; data parallel under torchrun."""
+"""The training loop of one run: per-step monitor losses and (sparse) gradient norms, periodic validation,
+convergence, divergence detection, checkpoints and resumption, progress lines, TensorBoard scalars; data
+parallel under torchrun."""
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 
-from .config import RunConfig, resolve
+from .config import RunConfig, measures_grad_norms, resolve
 from .distributed import DistInfo, all_reduce_mean, shard
 from .evaluate import convergence, evaluate
 
 ProgressFn = Callable[[int, int], None]
+StopFn = Callable[[int], Any]
+
+
+class ScalarWriter(Protocol):
+    """What the loop needs of a TensorBoard ``SummaryWriter``."""
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> Any: ...
 
 
 @dataclass
@@ -26,6 +36,18 @@ class RunResult:
     steps: dict[str, list] = field(default_factory=dict)
     evals: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainInterrupted(Exception):
+    """A run stopped at a step boundary because ``should_stop`` asked (a signal, a test hook).
+
+    ``step``: optimizer steps taken; ``total``: the run's steps; ``reason``: what ``should_stop`` returned (the
+    signal number for a signal); ``checkpoint``: the ``checkpoint_last.pt`` written, or None without a
+    checkpoint folder."""
+
+    def __init__(self, step: int, total: int, reason: Any, checkpoint: Optional[Path]) -> None:
+        super().__init__(f"stopped at step {step}/{total}")
+        self.step, self.total, self.reason, self.checkpoint = step, total, reason, checkpoint
 
 
 def _make_optimizer(cfg: RunConfig, params):
@@ -45,23 +67,49 @@ def _finite(x: float) -> bool:
     return not (math.isnan(x) or math.isinf(x))
 
 
+def tb_tag(text: str) -> str:
+    """A TensorBoard tag from a name or loss spec (characters other than letters, digits, ``_ - . /`` -> ``_``)."""
+    return re.sub(r"[^\w\-./]", "_", text)
+
+
 def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Optional[ProgressFn] = None,
-              progress_every: int = 100) -> RunResult:
+              progress_every: int = 100, run_dir: Optional[str | Path] = None,
+              resume: Optional[dict[str, Any]] = None, printer: Any = None,
+              tensorboard: Optional[ScalarWriter] = None, should_stop: Optional[StopFn] = None) -> RunResult:
     """Train one run and return its records.
 
     Every step: forward the (global or, under data parallelism, this rank's slice of the) batch, evaluate every
-    monitor loss on it, take one gradient per monitor loss (``torch.autograd.grad``), record the loss values and
-    the global L2 norm of each gradient over all weights, and step the optimizer with the training loss's
-    gradient. Under data parallelism the gradients are averaged across ranks (one all-reduce of all of them)
-    before norms and the step, so records equal those of one process with the same global batch.
+    monitor loss on it, step the optimizer with the training loss's gradient and record the loss values and
+    the global L2 norm (float64) of the training gradient over all weights. At the steps
+    :func:`~seglab.train.config.measures_grad_norms` picks (``cfg.grad_norm_every``: default every 50th, the study
+    preset every step, 0 never) also one gradient per monitor loss (``torch.autograd.grad``) and its norm;
+    ``gnorm/<monitor>`` is NaN at the other steps. Under data parallelism the gradients are averaged across
+    ranks (one all-reduce of all of them) before norms and the step, so records equal those of one process with
+    the same global batch.
 
     Validation every ``cfg.eval_every`` steps (and at step 0 and the end). A non-finite training loss or
     gradient marks the run ``diverged`` and stops it.
+
+    Args:
+        progress: ``progress(done, total)`` every ``progress_every`` steps and at the end (sweep workers).
+        run_dir: folder for ``checkpoint_last.pt`` (after every validation, at the end, when stopped) and
+            ``checkpoint_best.pt`` (highest validation mean Dice); see :mod:`seglab.train.checkpoint`. Written by
+            the main process only.
+        resume: a checkpoint (:func:`seglab.train.checkpoint.load`) of this run to continue from; the result
+            equals that of an uninterrupted run.
+        printer: a :class:`~seglab.train.progress.ProgressPrinter` (main process only).
+        tensorboard: a ``SummaryWriter`` (or anything with ``add_scalar``): ``train/loss`` every step,
+            ``grad_norm/<loss>`` where measured, ``val/mean_dice``, ``val/fg_dice``, ``val/accuracy``,
+            ``val/dice/<class>``, ``val/iou/<class>`` at every validation (main process only).
+        should_stop: called with the steps done after every step; a truthy value stops the run there: the last
+            checkpoint is written (with ``run_dir``) and :class:`TrainInterrupted` is raised carrying that value.
     """
     from seglab._checks import validation
     from seglab.data import create_task
     from seglab.models import create_model
+    from seglab.models.describe import norm_label
 
+    from . import checkpoint as ckpt
     from .specs import build_loss
 
     info = info or DistInfo()
@@ -72,6 +120,35 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
                          spatial_dims=task.spatial_dims, **cfg.model_kw).to(dev)
+    model_norm = norm_label(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _make_optimizer(cfg, params)
+    main = info.is_main
+    class_names = list(task.class_names)
+
+    names = list(cfg.monitors)
+    if cfg.loss not in names:
+        names.append(cfg.loss)
+    rec: dict[str, list] = {"step": [], "train_loss": []}
+    for n in names:
+        rec[f"loss/{n}"] = []
+        rec[f"gnorm/{n}"] = []
+    evals: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"step": None, "mean_dice": None}
+    start, elapsed_before, resumed_from, resumed_status = 0, 0.0, None, "running"
+    if resume is not None:
+        if resume.get("run_id") != cfg.run_id:
+            raise ValueError(f"resume: the checkpoint is of run {resume.get('run_id')!r}, not {cfg.run_id!r}")
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        rec = {k: list(v) for k, v in resume["records"].items()}
+        evals = [dict(e) for e in resume["evals"]]
+        best = dict(resume["best"])
+        start = int(resume["step"])
+        elapsed_before = float(resume.get("elapsed_s", 0.0))
+        resumed_from, resumed_status = start, resume.get("status", "running")
+        ckpt.set_rng_state(resume["rng"])
+
     net: torch.nn.Module = model
     if info.enabled:
         # PyTorch's DistributedDataParallel: broadcasts rank 0's weights at construction and averages the training
@@ -80,89 +157,160 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
 
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                       broadcast_buffers=False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = _make_optimizer(cfg, params)
     pg = "world" if info.enabled else None
-
-    names = list(cfg.monitors)
-    if cfg.loss not in names:
-        names.append(cfg.loss)
     losses = [build_loss(n, task.mode, process_group=pg).to(dev) for n in names]
     train_idx = names.index(cfg.loss)
     M = len(names)
-
     xv, yv = task.validation()
-    rec: dict[str, list] = {"step": [], "train_loss": []}
-    for n in names:
-        rec[f"loss/{n}"] = []
-        rec[f"gnorm/{n}"] = []
-    evals: list[dict[str, Any]] = []
+    run_dir = Path(run_dir) if run_dir is not None and main else None
+    tb = tensorboard if main else None
 
-    def do_eval(step: int) -> None:
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t0
+
+    def save(done: int, status: str = "running", *, improved: bool = False) -> Optional[Path]:
+        if run_dir is None:
+            return None
+        payload = {
+            "format": ckpt.FORMAT, "seglab_version": _version(), "run_id": cfg.run_id, "config": cfg.to_dict(),
+            "step": done, "status": status, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "rng": ckpt.rng_state(), "records": rec, "evals": evals, "best": dict(best),
+            "elapsed_s": elapsed(), "model_norm": model_norm,
+        }
+        data = ckpt.encode(payload)
+        last = run_dir / ckpt.CHECKPOINT_LAST
+        ckpt.save(data, last)
+        if improved:
+            ckpt.save(data, run_dir / ckpt.CHECKPOINT_BEST)
+        return last
+
+    def do_eval(step: int) -> bool:
+        """Validate at ``step``; returns whether the mean Dice is the best so far."""
         m = evaluate(model, xv, yv, mode=task.mode, num_classes=task.num_classes, info=info)
         m["step"] = step
         evals.append(m)
+        md = m["mean_dice"]
+        improved = _better(md, best["mean_dice"])
+        if improved:
+            best.update(step=step, mean_dice=md)
+        if tb is not None:
+            for k in ("mean_dice", "fg_dice", "accuracy", "mean_iou"):
+                tb.add_scalar(f"val/{k}", m[k], step)
+            for c, name in enumerate(class_names[:len(m["dice"])]):
+                tb.add_scalar(tb_tag(f"val/dice/{name}"), m["dice"][c], step)
+                tb.add_scalar(tb_tag(f"val/iou/{name}"), m["iou"][c], step)
+        return improved
+
+    def show(done: int, *, force: bool = False) -> None:
+        if printer is None or not main:
+            return
+        last = evals[-1] if evals else {}
+        tl = rec["train_loss"][-1] if rec["train_loss"] else math.nan
+        printer.update(done, loss=tl, dice=last.get("mean_dice", math.nan), dice_step=last.get("step"), force=force)
 
     status, diverged_step = "finished", None
-    do_eval(0)
-    sl = shard(cfg.batch_size, info) if info.enabled else None
-    step = 0
-    for step in range(cfg.steps):
-        x, y = task.batch(step, cfg.batch_size, cfg.seed)
-        if sl is not None:
-            x, y = x[sl], y[sl]
-        x, y = x.to(dev), y.to(dev)
-        model.train()
-        with validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
-            logits = net(x)
-            values = [fn(logits, y) for fn in losses]
-        full = step % cfg.grad_norm_every == 0
-        # monitor gradients (for their norms) first, keeping the graph; the training loss's backward comes last
-        # and, under torchrun, goes through DDP, which averages it across ranks into p.grad
-        rows: list[Optional[torch.Tensor]] = [None] * M
-        if full:
-            for i, v in enumerate(values):
-                if i != train_idx:
-                    gs = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
-                    rows[i] = _flat(gs, params)
-        opt.zero_grad(set_to_none=True)
-        values[train_idx].backward()
-        gtrain = _flat([p.grad for p in params], params)
-        monitor_idx = [i for i in range(M) if rows[i] is not None]
-        vals = torch.stack([v.detach().reshape(()) for v in values]).to(torch.float64)
-        if info.enabled:
-            vals = all_reduce_mean(vals, info)
-            if monitor_idx:  # one all-reduce for all monitor gradients of this step
-                avg = all_reduce_mean(torch.stack([rows[i] for i in monitor_idx]), info)
-                for k, i in enumerate(monitor_idx):
-                    rows[i] = avg[k]
-        rows[train_idx] = gtrain
-        norm_idx = [i for i in range(M) if rows[i] is not None]
-        norms = dict(zip(norm_idx, torch.linalg.vector_norm(torch.stack([rows[i] for i in norm_idx]).double(), dim=1).tolist()))
-        vals_l = vals.tolist()
-        rec["step"].append(step)
-        rec["train_loss"].append(vals_l[train_idx])
-        for i, n in enumerate(names):
-            rec[f"loss/{n}"].append(vals_l[i])
-            rec[f"gnorm/{n}"].append(norms.get(i, math.nan))
-        tl = vals_l[train_idx]
-        if not _finite(tl) or not bool(torch.isfinite(gtrain).all()):
-            status, diverged_step = "diverged", step
-            break
-        opt.step()
-        done = step + 1
-        if done % cfg.eval_every == 0 and done != cfg.steps:
-            do_eval(done)
-        if progress is not None and (done % progress_every == 0 or done == cfg.steps):
-            progress(done, cfg.steps)
-    steps_done = len(rec["step"]) if status == "finished" else diverged_step
-    if status == "finished":
-        do_eval(cfg.steps)
+    if resumed_status != "running":  # the run had ended; its checkpoint holds the complete records
+        status = resumed_status
+        diverged_step = start if status == "diverged" else None
+        steps_done = start
+    else:
+        if resume is None:
+            save(0, improved=do_eval(0))
+        if printer is not None and main:
+            printer.start(start, elapsed_before=elapsed_before)
+        sl = shard(cfg.batch_size, info) if info.enabled else None
+        for step in range(start, cfg.steps):
+            x, y = task.batch(step, cfg.batch_size, cfg.seed)
+            if sl is not None:
+                x, y = x[sl], y[sl]
+            x, y = x.to(dev), y.to(dev)
+            model.train()
+            with validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
+                logits = net(x)
+                values = [fn(logits, y) for fn in losses]
+            full = measures_grad_norms(step, cfg.grad_norm_every)
+            # monitor gradients (for their norms) first, keeping the graph; the training loss's backward comes
+            # last and, under torchrun, goes through DDP, which averages it across ranks into p.grad
+            rows: list[Optional[torch.Tensor]] = [None] * M
+            if full:
+                for i, v in enumerate(values):
+                    if i != train_idx:
+                        gs = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
+                        rows[i] = _flat(gs, params)
+            opt.zero_grad(set_to_none=True)
+            values[train_idx].backward()
+            gtrain = _flat([p.grad for p in params], params)
+            monitor_idx = [i for i in range(M) if rows[i] is not None]
+            vals = torch.stack([v.detach().reshape(()) for v in values]).to(torch.float64)
+            if info.enabled:
+                vals = all_reduce_mean(vals, info)
+                if monitor_idx:  # one all-reduce for all monitor gradients of this step
+                    avg = all_reduce_mean(torch.stack([rows[i] for i in monitor_idx]), info)
+                    for k, i in enumerate(monitor_idx):
+                        rows[i] = avg[k]
+            rows[train_idx] = gtrain
+            norm_idx = [i for i in range(M) if rows[i] is not None]
+            norms = dict(zip(norm_idx, torch.linalg.vector_norm(
+                torch.stack([rows[i] for i in norm_idx]).double(), dim=1).tolist()))
+            vals_l = vals.tolist()
+            rec["step"].append(step)
+            rec["train_loss"].append(vals_l[train_idx])
+            for i, n in enumerate(names):
+                rec[f"loss/{n}"].append(vals_l[i])
+                rec[f"gnorm/{n}"].append(norms.get(i, math.nan))
+            tl = vals_l[train_idx]
+            if tb is not None:
+                tb.add_scalar("train/loss", tl, step)
+                for i in norm_idx:
+                    tb.add_scalar(tb_tag(f"grad_norm/{names[i]}"), norms[i], step)
+            if not _finite(tl) or not bool(torch.isfinite(gtrain).all()):
+                status, diverged_step = "diverged", step
+                break
+            opt.step()
+            done = step + 1
+            if done % cfg.eval_every == 0 and done != cfg.steps:
+                save(done, improved=do_eval(done))
+            if progress is not None and (done % progress_every == 0 or done == cfg.steps):
+                progress(done, cfg.steps)
+            if done != cfg.steps:
+                show(done)
+            if should_stop is not None and done != cfg.steps:
+                reason = should_stop(done)
+                if reason:
+                    last = save(done)
+                    raise TrainInterrupted(done, cfg.steps, reason, last)
+        steps_done = len(rec["step"]) if status == "finished" else diverged_step
+        if status == "finished":
+            improved = do_eval(cfg.steps)
+            save(cfg.steps, "finished", improved=improved)
+        else:
+            save(diverged_step, "diverged")
+        show(steps_done, force=True)
     res = RunResult(config=cfg, steps=rec, evals=evals)
     res.summary = summarize(cfg, rec, evals, status=status, steps_done=steps_done, diverged_step=diverged_step,
-                            wall_s=time.perf_counter() - t0, world_size=info.world_size,
-                            class_names=list(task.class_names))
+                            wall_s=elapsed(), world_size=info.world_size, class_names=class_names,
+                            model_norm=model_norm, resumed_from_step=resumed_from)
     return res
+
+
+def _version() -> str:
+    from seglab._version import __version__
+
+    return __version__
+
+
+def _better(mean_dice: float, best: Optional[float]) -> bool:
+    """The best-checkpoint rule: a finite mean Dice strictly above the best so far (ties keep the earlier)."""
+    return _finite(mean_dice) and (best is None or mean_dice > best)
+
+
+def best_eval(evals: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The validation ``checkpoint_best.pt`` holds: the first with the highest finite mean Dice (None if none)."""
+    out: Optional[dict[str, Any]] = None
+    for e in evals:
+        if _better(e.get("mean_dice", math.nan), None if out is None else out["mean_dice"]):
+            out = e
+    return out
 
 
 def _mean(xs: list[float]) -> float:
@@ -172,11 +320,18 @@ def _mean(xs: list[float]) -> float:
 
 def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]], *, status: str, steps_done: int,
               diverged_step: Optional[int], wall_s: float, world_size: int = 1,
-              class_names: Optional[list[str]] = None) -> dict[str, Any]:
-    """One summary row: config, status, final smoothed losses, mean gradient norms, final validation,
-    convergence."""
+              class_names: Optional[list[str]] = None, model_norm: Optional[str] = None,
+              resumed_from_step: Optional[int] = None) -> dict[str, Any]:
+    """One summary row: config, status, final smoothed losses, mean gradient norms (over the steps where they
+    were measured), final validation, convergence.
+
+    ``model_norm``: the normalisation of the trained model (:func:`seglab.models.describe.norm_label`:
+    batch, instance, group, layer, none, mixed); ``best_step``, ``best_mean_dice``: the validation with the
+    highest mean Dice (:func:`best_eval`, the state of ``checkpoint_best.pt``); ``resumed_from_step``: the step a
+    resumed run continued from (None when it ran in one go)."""
     conv, conv_step = (convergence(evals, cfg.converge) if status == "finished" else (False, None))
     last = evals[-1] if evals else {}
+    best = best_eval(evals) or {}
     tail = 100
     out: dict[str, Any] = {
         "run_id": cfg.run_id,
@@ -198,6 +353,10 @@ def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]],
         "final_mean_dice": last.get("mean_dice", math.nan),
         "final_fg_dice": last.get("fg_dice", math.nan),
         "final_eval_step": last.get("step"),
+        "model_norm": model_norm,
+        "best_step": best.get("step"),
+        "best_mean_dice": best.get("mean_dice", math.nan),
+        "resumed_from_step": resumed_from_step,
     }
     for k, v in rec.items():
         if k.startswith("loss/"):

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RunConfig, resolve
+from .config import RunConfig, measures_grad_norms, resolve
 from .evaluate import evaluate
 from .loop import RunResult, _make_optimizer, summarize
 
@@ -350,6 +350,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
     """
     from seglab.data import create_task
     from seglab.models import create_model
+    from seglab.models.describe import norm_label
 
     t0 = time.perf_counter()
     if not cfgs:
@@ -426,7 +427,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
         res = RunResult(config=c, steps=rec, evals=evals[r])
         res.summary = summarize(c, rec, evals[r], status=status, steps_done=steps_done,
                                 diverged_step=diverged_at[r], wall_s=(time.perf_counter() - t0) / R,
-                                world_size=1, class_names=list(tasks[r].class_names))
+                                world_size=1, class_names=list(tasks[r].class_names), model_norm=norm_label(models[r]))
         res.summary["pack_size"] = R
         results[r] = res
         if on_result is not None:
@@ -449,7 +450,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
         onehot = torch.zeros(R, C, y.shape[-1]).scatter_(1, y, 1.0)  # (R, C, B*S)
         lg = net.forward_runs(x)  # (R, C, B*S): runs on the sample axis of the losses
         V = loss_fn(lg, onehot)  # (M, R)
-        full = step % gne == 0
+        full = measures_grad_norms(step, gne)
         if full:
             rows = []
             for i in range(M):
