@@ -81,6 +81,7 @@ class OneHotBCELoss(Loss):
     """
 
     name = "onehot_bce"
+    modes = ("multiclass",)  # the only mode it applies to (its options check says why for the others)
     term = ONEHOT_BCE
     fn = staticmethod(onehot_bce_loss)
 
