@@ -12,6 +12,13 @@ from seglab.losses import (
     Loss,
     LovaszLoss,
     TverskyLoss,
+    BoundaryLoss,
+    HausdorffDTLoss,
+    ClDiceLoss,
+    SkeletonRecallLoss,
+    MCCLoss,
+    TopKCrossEntropyLoss,
+    OneHotBCELoss,
     describe_losses,
     format_loss,
     get_loss,
@@ -19,6 +26,8 @@ from seglab.losses import (
 )
 from seglab.losses.deep_supervision import DeepSupervisionLoss
 from seglab import metrics
+from seglab import stats
+from seglab import transforms
 from seglab.kernels.dispatch import set_fused
 from seglab.models import create_model, list_models
 from seglab.data import create_task, list_tasks
@@ -32,8 +41,9 @@ __all__ = [
     "activate", "predict", "one_hot",
     "Loss", "CompositeLoss", "get_loss", "list_losses", "format_loss", "describe_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
-    "DeepSupervisionLoss",
-    "metrics", "set_validation", "validation", "set_fused",
+    "BoundaryLoss", "HausdorffDTLoss", "ClDiceLoss", "SkeletonRecallLoss", "MCCLoss", "TopKCrossEntropyLoss",
+    "OneHotBCELoss", "DeepSupervisionLoss",
+    "metrics", "stats", "transforms", "set_validation", "validation", "set_fused",
     "create_model", "list_models", "create_task", "list_tasks",
     "advise", "Advice",
 ]

@@ -15,8 +15,11 @@ from seglab.losses.cldice import ClDiceLoss, cldice_loss
 from seglab.losses.skeleton_recall import SkeletonRecallLoss, skeleton_recall_loss
 from seglab.losses.mcc import MCCLoss, mcc_loss
 from seglab.losses.topk_ce import TopKCrossEntropyLoss, topk_cross_entropy
+from seglab.losses.onehot_bce import OneHotBCELoss, onehot_bce_loss
+from seglab.losses.deep_supervision import DeepSupervisionLoss
 
 __all__ = [
+    "OneHotBCELoss", "onehot_bce_loss", "DeepSupervisionLoss",
     "Loss", "CompositeLoss", "get_loss", "list_losses", "format_loss", "describe_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
     "cross_entropy", "focal_loss", "dice_loss", "generalized_dice_loss", "tversky_loss", "jaccard_loss", "lovasz_loss",
