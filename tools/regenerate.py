@@ -377,10 +377,11 @@ def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str
         parts.append(f"{'no BN' if norm == 'none' else 'BN'}: DICEFG gradient norm ({what}) "
                      f"{statistics.fmean(a[s] for s in seeds):.3g} at 5 % vs {statistics.fmean(b[s] for s in seeds):.3g}"
                      f" at 95 % fg, paired difference {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], n = {d.n}")
-        verdicts.append(d.low > 0)
+        v = "smaller at 95 %" if d.low > 0 else ("larger at 95 %" if d.high < 0 else "no evidence of a difference")
+        verdicts.append(f"{'no BN' if norm == 'none' else 'BN'}: {v}")
     if not parts:
         return {}
-    return {"text": "; ".join(parts), "verdict": "agrees" if all(verdicts) else "mixed"}
+    return {"text": "; ".join(parts), "verdict": "; ".join(verdicts)}
 
 
 def block_cells(d: Data) -> str:
