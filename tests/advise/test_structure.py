@@ -11,7 +11,7 @@ import pytest
 
 from seglab.advise import advise
 from seglab.advise.recommend import BOUNDARY_THICKNESS, TUBULAR_ELONGATION, TUBULAR_WIDTH
-from seglab.advise.stats import SIZE_BINS, MaskStats, decode
+from seglab.advise.stats import SIZE_BINS, MaskStats, decode, elongation
 
 
 def _vessel(h=96, w=96, phase=0.0, half=1):
@@ -87,6 +87,24 @@ def test_measures_by_construction():
     assert 0 not in st.structure.classes  # the background label is not measured
 
 
+def test_elongation_of_ribbons_discs_and_tubes():
+    """Length / width from size and boundary: a straight 3 x 60 ribbon ~20, a disc ~2.5 (digital), 2D and 3D."""
+    from scipy import ndimage
+
+    def el(m):
+        b = np.count_nonzero(m & ~ndimage.binary_erosion(m))
+        return float(elongation(np.array([m.sum()]), np.array([b]), m.ndim)[0])
+
+    r = np.zeros((20, 80), bool)
+    r[8:11, 10:70] = True
+    assert el(r) == pytest.approx(60 / 3, rel=0.05)
+    assert 2 < el(_disc(r=20)) < 3.2
+    zz, yy, xx = np.mgrid[:40, :24, :24]
+    thin = ((yy - 12) ** 2 + (xx - 12) ** 2 < 1.5 ** 2) & (zz > 2) & (zz < 38)
+    ball = (zz - 20) ** 2 + (yy - 12) ** 2 + (xx - 12) ** 2 < 9 ** 2
+    assert el(thin) > 3 * el(ball)
+
+
 def test_small_component_note():
     masks = []
     for i in range(3):
@@ -117,9 +135,9 @@ def test_per_image_dice_when_a_class_is_often_absent():
 
 
 def test_3d_tube_is_tubular_and_channels_are_mapped():
-    vol = np.zeros((2, 40, 40, 40), bool)  # channel-first multilabel volume: channel 0 a tube, channel 1 a ball
-    zz, yy, xx = np.mgrid[:40, :40, :40]
-    vol[0] = ((yy - 20) ** 2 + (xx - 12) ** 2 < 2.5 ** 2) & (zz > 2) & (zz < 37)
+    vol = np.zeros((2, 64, 40, 40), bool)  # channel-first multilabel volume: channel 0 a tube, channel 1 a ball
+    zz, yy, xx = np.mgrid[:64, :40, :40]
+    vol[0] = ((yy - 20) ** 2 + (xx - 12) ** 2 < 2.5 ** 2) & (zz > 3) & (zz < 60)  # 56 long, 5 wide
     vol[1] = (zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 28) ** 2 < 8 ** 2
     vol[1] |= vol[0] & (zz < 10)  # overlap: multilabel
     a = advise([vol], format="onehot")

@@ -21,7 +21,8 @@ Decision rules (every threshold is named here and quoted in the reasons):
 - **structure** (:func:`structure_advice`; needs the ``structure`` extra): a class is *tubular* when its thin
   components (see :mod:`seglab.advise.stats`) hold at least ``TUBULAR_SHARE`` of its pixels, their typical
   width (2D: pixels / skeleton pixels; 3D: the diameter of a tube of that volume per skeleton voxel) is at most
-  ``TUBULAR_WIDTH`` and their skeleton per component is at least ``TUBULAR_ELONGATION`` times that width ->
+  ``TUBULAR_WIDTH`` and they are at least ``TUBULAR_ELONGATION`` (3D: ``TUBULAR_ELONGATION_3D``) times longer than wide (from size and boundary,
+  :func:`seglab.advise.stats.elongation`; a disc scores π, a ball 2.25) ->
   a topology-aware loss term (``skeleton_recall`` or ``cldice``) and clDice among the metrics. Its *thickness*
   ``2 · pixels / boundary pixels`` (the width of a ribbon, the radius of a disc) says how much of its Dice a
   one-pixel boundary shift costs (about 1 / thickness): at most ``BOUNDARY_THICKNESS`` -> boundaries matter,
@@ -55,7 +56,10 @@ MAX_WEIGHT = 50.0
 DENSE_UP_TO = 32  # label values below this are class indices even with gaps (see dense_labels)
 ANISOTROPY = 3.0  # max / min voxel spacing above which a volume is anisotropic (nnU-Net's threshold)
 TUBULAR_WIDTH = 8.0  # typical width (pixels/voxels) at most this ...
-TUBULAR_ELONGATION = 5.0  # ... and skeleton per component at least this many widths long: tubular
+TUBULAR_ELONGATION = 8.0  # ... and at least this many times longer than wide (stats.elongation): tubular (2D)
+#: the same in 3D: digital boundaries undercount a thin tube's surface, so stats.elongation measures ~0.4 x its
+#: length / diameter (a tube with length 11 diameters: 4.7; a ball: ~1); 3.5 is about 8 diameters
+TUBULAR_ELONGATION_3D = 3.5
 TUBULAR_SHARE = 0.5  # ... measured on the thin components (stats.SKELETON_THICKNESS), holding at least this share of its pixels
 BOUNDARY_THICKNESS = 10.0  # thickness at most this: a one-pixel boundary shift costs >= ~10% of the Dice
 SMALL_SHARE = 0.25  # share of a class's components below SMALL_COMPONENT of an image for the small-component note
@@ -631,6 +635,7 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
     elif stats.kind == "rgb":
         notes.append("no structure measures (tubularity, connected components) for colour masks")
     cls = _class_of(stats, t)
+    min_elong = TUBULAR_ELONGATION_3D if three_d else TUBULAR_ELONGATION
     for key, e in sorted(st.classes.items()):
         c = cls.get(key)
         if c is None or c == t.background or not e.pixels:
@@ -639,7 +644,7 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
         if e.thin_pixels:
             tub = e.skeleton / e.thin_pixels
             width = 2 * float(np.sqrt(e.thin_pixels / (np.pi * e.skeleton))) if three_d else e.thin_pixels / e.skeleton
-            elong = (e.skeleton / e.thin_components) / width
+            elong = e.thin_elongation / e.thin_pixels
         else:
             tub, width, elong = 0.0, float("inf"), 0.0
         measures.append({
@@ -648,14 +653,14 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
             "small_components": e.small_components, "small_pixel_fraction": e.small_pixels / e.pixels,
             "median_component_size": e.median_component_size(), "thin_fraction": thin_share, "skeleton_fraction": tub,
             "width": width, "thickness": 2 * e.pixels / max(e.boundary, 1), "elongation": elong,
-            "tubular": bool(thin_share >= TUBULAR_SHARE and width <= TUBULAR_WIDTH and elong >= TUBULAR_ELONGATION),
+            "tubular": bool(thin_share >= TUBULAR_SHARE and width <= TUBULAR_WIDTH and elong >= min_elong),
         })
     struct_losses: list[dict] = []
     tubular = [m for m in measures if m["tubular"]]
     if tubular:
         names = [m["name"] for m in tubular]
         why = "; ".join(f"{m['name']}: skeleton/foreground {m['skeleton_fraction']:.3g}, typical width {m['width']:.3g} {px}s "
-                        f"(<= {TUBULAR_WIDTH:g}), skeleton {m['elongation']:.3g} widths long per component (>= {TUBULAR_ELONGATION:g})"
+                        f"(<= {TUBULAR_WIDTH:g}), {m['elongation']:.3g} times longer than wide (>= {min_elong:g})"
                         for m in tubular)
         struct_losses.append({"classes": names, "losses": ["skeleton_recall", "cldice"], "reason": why})
         reasons.append(f"tubular structures — {why}: overlap losses barely notice a broken thin branch (few {px}s), so add a "

@@ -72,10 +72,10 @@ def _structure_rows(a: Advice) -> tuple[list[list[str]], list[str]]:
     """Rows of the structure table (classes measured with the structure extra)."""
     px = a.element
     cols = ["class", "components", f"per {a.sample}", "small", f"median size ({px}s)", "skeleton/fg", f"width ({px}s)",
-            f"thickness ({px}s)", "tubular"]
+            f"thickness ({px}s)", "length/width", "tubular"]
     rows = [[m["name"], f"{m['components']:,}", f"{m['components_per_image']:.3g}", f"{m['small_components']:,}",
              f"{m['median_component_size']:.3g}", f"{m['skeleton_fraction']:.3g}", f"{m['width']:.3g}", f"{m['thickness']:.3g}",
-             "yes" if m["tubular"] else "no"] for m in a.structure]
+             f"{m['elongation']:.3g}", "yes" if m["tubular"] else "no"] for m in a.structure]
     return rows, cols
 
 

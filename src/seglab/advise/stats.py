@@ -198,6 +198,16 @@ MAX_STRUCTURE_LABELS = 64  # index images with more distinct labels are not meas
 SIZE_BINS = 48  # log2 histogram of component sizes: bin k holds sizes in [2^k, 2^(k+1))
 
 
+def elongation(size: np.ndarray, boundary: np.ndarray, ndim: int) -> np.ndarray:
+    """Length / width of components from their size and boundary pixels, exact for ribbons and tubes.
+
+    2D: a ribbon L x w has size Lw and boundary ~2L: ``boundary² / (4 size)`` = L / w (a disc gives π).
+    3D: a tube of radius r has volume πr²L and surface ~2πrL: ``boundary³ / (16π size²)`` = L / 2r (a ball: 2.25).
+    """
+    b, n = boundary.astype(np.float64), np.maximum(size.astype(np.float64), 1)
+    return b * b / (4 * n) if ndim == 2 else b ** 3 / (16 * np.pi * n * n)
+
+
 @dataclass
 class ClassStructure:
     """Summed structure measures of one class over the images where it is present."""
@@ -209,6 +219,7 @@ class ClassStructure:
     thin_components: int = 0  # components at most SKELETON_THICKNESS thick (2 x size / boundary pixels) ...
     thin_pixels: int = 0  # ... their pixels ...
     skeleton: int = 0  # ... and their skeleton pixels (a component whose skeleton vanishes counts as 1)
+    thin_elongation: float = 0.0  # Σ size x elongation over thin components (length / width from size and boundary)
     small_components: int = 0  # components below SMALL_COMPONENT of their image
     small_pixels: int = 0  # pixels in those
     max_components: int = 0  # most components in one image
@@ -271,6 +282,7 @@ class StructureStats:
             e.skeleton += int(np.count_nonzero(skel)) + (int(thin.sum()) - with_skel)
             e.thin_components += int(thin.sum())
             e.thin_pixels += int(sizes[thin].sum())
+            e.thin_elongation += float(np.sum(sizes[thin] * elongation(sizes[thin], per_boundary[thin], m.ndim)))
         small = sizes < SMALL_COMPONENT * mask.size
         e.images += 1
         e.pixels += int(sizes.sum())
