@@ -277,3 +277,15 @@ def test_option_errors_are_one_line(capsys, extra, words):
     assert main(["train", *ARGS, "--steps", "100000", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error:") and words in err, err
+
+
+def test_a_run_claimed_by_another_process_is_refused(tmp_path, capsys):
+    from seglab.cli import main
+
+    out = tmp_path / "res"
+    argv = [*ARGS, "--steps", "4", "--out", str(out), "--no-progress"]
+    with ResultsStore(out).claim(_run_id(argv)):  # as another `train` or a sweep worker holds it
+        assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is being trained into" in err and f"pid {os.getpid()}" in err, err
+    assert main(["train", *argv]) == 0  # released: trains

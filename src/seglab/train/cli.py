@@ -291,18 +291,20 @@ def _train(args, cfg, info, stack, say, err) -> int:
         store = ResultsStore(args.out)
         pdir = C.partial_dir(store.root, rid)
         last = pdir / C.CHECKPOINT_LAST
-        if main and args.resume and store.is_done(rid):
-            say(f"run {rid} is already finished in {args.out}; nothing to resume (its result follows)")
+        if args.resume and store.is_done(rid):  # every rank sees the same folder
             s = store.summary(rid)
-            print(_final_line(s))
+            if main:
+                say(f"run {rid} is already finished in {args.out}; nothing to resume (its result follows)")
+                print(_final_line(s))
             return 0 if s.get("status") == "finished" else 1
-        if main:
-            claim = store.claim(rid)
-            if claim is None:
+        claim = store.claim(rid) if main else None
+        if claim is not None:
+            stack.callback(claim.release)
+        if not D.broadcast_object(claim is not None if main else None, info):
+            if main:
                 err.print(f"[red]error:[/red] run {rid} is being trained into {escape(str(args.out))} by another "
                           f"process (pid {store.claim_owner(rid)}); wait for it or use another --out", soft_wrap=True)
-                return 2
-            stack.callback(claim.release)
+            return 2
         if args.resume and last.exists():
             try:
                 resume = C.load(last, run_id=rid)
