@@ -56,6 +56,10 @@ def test_tubular_class_vs_blob_class():
     assert o["thickness"] > BOUNDARY_THICKNESS >= v["thickness"]
     assert "+skeleton_recall" in a.code and "+cldice" in a.code  # as a comment: the loss line itself is unchanged
     assert a.code.count("seglab.get_loss(") == 1
+    import seglab
+
+    for name in a.structure_losses[0]["losses"]:  # the named terms exist in the loss vocabulary
+        assert name in seglab.format_loss(seglab.get_loss(f"{a.loss}+{name}", mode=a.mode))
     out = str(a)
     assert "structure" in out and "metrics to report (Metrics Reloaded)" in out
     json.loads(a.to_json())  # serialisable
