@@ -164,3 +164,21 @@ def test_bench_repeat_in_fresh_processes(tmp_path):
     assert main(["bench", *TINY, "--repeat", "2", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert len(res["runs"]) == 2 and len(res["shapes"]["2x3x8x8"]["dice"]["runs_ratio_ce"]) == 2
+
+
+def test_structure_group_and_monai_peers():
+    from seglab import bench
+
+    assert bench._split_names("dice,structure") == ["dice", *bench.STRUCTURE_LOSSES]
+    peers, missing = bench.peer_losses(["monai"], 3, ["mcc", "boundary"])
+    assert not missing
+    assert {"monai MCCLoss", "monai BoundaryLoss"} <= set(peers)
+    assert "monai SoftclDiceLoss" not in peers and "monai HausdorffDTLoss" not in peers  # not asked for
+    import torch
+
+    x, t = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+    import seglab
+
+    # the paired peers compute the same value as seglab's loss on the same inputs
+    assert torch.allclose(peers["monai MCCLoss"](x, t), seglab.get_loss("mcc", "multiclass")(x, t), atol=1e-5)
+    assert torch.allclose(peers["monai BoundaryLoss"](x, t), seglab.get_loss("boundary", "multiclass")(x, t), atol=1e-5)

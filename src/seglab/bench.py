@@ -47,18 +47,26 @@ import torch.nn.functional as F
 DEFAULT_SHAPES = "16x4x256x256,2x4x96x96x96,8x21x256x256"
 DTYPES = ("float32", "float64", "bfloat16")
 PEER_LIBS = ("monai", "smp")
-SEGLAB_LOSSES = ["ce", "dice", "dice+ce", "focal", "dice+focal", "tversky", "jaccard", "gdice", "lovasz"]
+SEGLAB_LOSSES = ["ce", "dice", "dice+ce", "focal", "dice+focal", "tversky", "jaccard", "gdice", "lovasz", "mcc", "topk_ce"]
+#: ``--losses structure``: the structure-aware losses; their target maps (distance transforms, skeletons) are
+#: computed on the fly inside the timed call, so their cost is part of the figure
+STRUCTURE_LOSSES = ["boundary", "hausdorff", "cldice", "skeleton_recall"]
+GROUPS = {"structure": STRUCTURE_LOSSES, "all": SEGLAB_LOSSES + STRUCTURE_LOSSES}
 # seglab loss -> (peer name) pairs whose speed-up is reported
 PAIRS = [("dice+ce", "monai DiceCELoss"), ("dice+focal", "monai DiceFocalLoss"), ("dice", "monai DiceLoss"),
          ("dice", "smp DiceLoss"), ("lovasz", "smp LovaszLoss"), ("focal", "smp FocalLoss"),
-         ("jaccard", "smp JaccardLoss"), ("tversky", "monai TverskyLoss"), ("gdice", "monai GeneralizedDiceLoss")]
+         ("jaccard", "smp JaccardLoss"), ("tversky", "monai TverskyLoss"), ("gdice", "monai GeneralizedDiceLoss"),
+         ("mcc", "monai MCCLoss"), ("boundary", "monai BoundaryLoss"), ("hausdorff", "monai HausdorffDTLoss"),
+         ("cldice", "monai SoftclDiceLoss")]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shapes", default=DEFAULT_SHAPES,
                    help=f"comma-separated logits shapes NxCxD1[xD2[xD3]] (default {DEFAULT_SHAPES})")
     p.add_argument("--against", default="", help="peer libraries to include: monai,smp (skipped if not installed)")
-    p.add_argument("--losses", default=",".join(SEGLAB_LOSSES), help="seglab losses to time (default: all)")
+    p.add_argument("--losses", default=",".join(SEGLAB_LOSSES),
+                   help="seglab loss specs to time (default: " + ",".join(SEGLAB_LOSSES) + "); 'structure' adds "
+                        + ",".join(STRUCTURE_LOSSES) + " (target maps computed inside the timed call), 'all' both")
     # integers and choices are checked in run() (one line, exit 2) rather than by argparse (usage + error)
     p.add_argument("--rounds", default=7, help="timed rounds, >= 1 (median and spread reported; default 7)")
     p.add_argument("--warmup", default=2, help="untimed rounds first, >= 0 (default 2)")
@@ -113,7 +121,11 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
 def _split_names(text: str) -> list[str]:
     from seglab.losses.registry import split_specs
 
-    return [n.strip() for n in split_specs(str(text)) if n.strip()]
+    out = []
+    for n in (n.strip() for n in split_specs(str(text))):
+        if n:
+            out += GROUPS.get(n.lower(), [n])  # a group name (structure, all) or one loss spec
+    return out
 
 
 def check_args(args: argparse.Namespace) -> dict:
@@ -205,7 +217,11 @@ def _import_smp_losses():
     return smp_losses
 
 
-def peer_losses(against: list[str], C: int) -> tuple[dict[str, Callable], dict[str, str]]:
+_STRUCTURE_PEERS = {"monai MCCLoss": "mcc", "monai BoundaryLoss": "boundary", "monai HausdorffDTLoss": "hausdorff",
+                    "monai SoftclDiceLoss": "cldice"}
+
+
+def peer_losses(against: list[str], C: int, names: list[str] = ()) -> tuple[dict[str, Callable], dict[str, str]]:
     """name -> fn(logits, index_target); and library -> reason for libraries that could not be loaded."""
     out: dict[str, Callable] = {}
     missing: dict[str, str] = {}
@@ -220,7 +236,13 @@ def peer_losses(against: list[str], C: int) -> tuple[dict[str, Callable], dict[s
                 "monai DiceLoss": ml.DiceLoss(**kw),
                 "monai TverskyLoss": ml.TverskyLoss(**kw),
                 "monai GeneralizedDiceLoss": ml.GeneralizedDiceLoss(**kw),
+                "monai MCCLoss": ml.MCCLoss(**kw),
+                "monai BoundaryLoss": ml.BoundaryLoss(**kw),
+                "monai HausdorffDTLoss": ml.HausdorffDTLoss(include_background=True, **kw),
+                "monai SoftclDiceLoss": ml.SoftclDiceLoss(**kw),
             }
+            # structure peers are timed only when their seglab counterpart is (they are slow on large shapes)
+            mons = {k: m for k, m in mons.items() if k not in _STRUCTURE_PEERS or _STRUCTURE_PEERS[k] in names}
             for k, m in mons.items():
                 out[k] = (lambda m: lambda x, t: m(x, t.unsqueeze(1)))(m)
         except Exception as exc:  # not installed or broken install
@@ -564,7 +586,7 @@ def run(args) -> int:
         for shape in shapes:
             C = shape[1]
             fns = seglab_losses(names)
-            peers, missing = peer_losses(against, C)
+            peers, missing = peer_losses(against, C, names)
             for lib, why in missing.items():
                 console.print(f"[yellow]{lib} skipped[/]: {why}")
             fns.update(peers)
@@ -580,7 +602,7 @@ def run(args) -> int:
             console.print("peak memory ...")
             for shape in shapes:
                 fns = seglab_losses(names)
-                fns.update(peer_losses(against, shape[1])[0])
+                fns.update(peer_losses(against, shape[1], names)[0])
                 memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
         for label, res in results["shapes"].items():
             table = Table(title=f"{label} ({args.dtype}, fwd+bwd, {args.rounds} interleaved rounds: median, min, IQR)")
