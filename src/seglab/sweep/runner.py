@@ -357,7 +357,7 @@ def _signals_interrupt(outcome: SweepOutcome):
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
-        if fired and outcome.signal is None:
+        if fired:  # the signal that came, even where a library turned our exception into a KeyboardInterrupt (Ray)
             outcome.interrupted, outcome.signal = True, fired[0]
 
 
