@@ -57,13 +57,13 @@ step() {  # step NAME SECONDS CMD...: run with a time limit, record ok / failed 
 }
 
 step info 45 sh -c "\"$PY\" -m seglab info --json > $OUT/gpu_info.json"
-step verify 150 "$PY" tests/kernels/test_triton.py --device cuda --large --json "$OUT/gpu_verify.json"
-step bench 170 "$PY" -m seglab bench --device cuda --against monai --rounds 15 --out "$OUT/gpu_bench.json"
-step bench_bf16 80 "$PY" -m seglab bench --device cuda --against monai --dtype bfloat16 --shapes 16x4x256x256,2x4x96x96x96 \
+step verify 210 "$PY" tests/kernels/test_triton.py --device cuda --large --json "$OUT/gpu_verify.json"
+step bench 150 "$PY" -m seglab bench --device cuda --against monai --rounds 15 --out "$OUT/gpu_bench.json"
+step bench_bf16 70 "$PY" -m seglab bench --device cuda --against monai --dtype bfloat16 --shapes 16x4x256x256,2x4x96x96x96 \
   --losses dice+ce,dice+focal,dice --rounds 15 --out "$OUT/gpu_bench_bf16.json"
-step bench_eager 60 env SEGLAB_FUSED_BACKEND=eager "$PY" -m seglab bench --device cuda --losses dice+ce,dice+focal \
+step bench_eager 50 env SEGLAB_FUSED_BACKEND=eager "$PY" -m seglab bench --device cuda --losses dice+ce,dice+focal \
   --rounds 15 --no-memory --out "$OUT/gpu_bench_eager.json"
-step roofline 90 "$PY" benchmarks/gpu_roofline.py --out "$OUT/gpu_roofline.json"
+step roofline 70 "$PY" benchmarks/gpu_roofline.py --out "$OUT/gpu_roofline.json"
 
 STATUS_JSON="{"
 for k in "${!STATUS[@]}"; do STATUS_JSON+="\"$k\": \"${STATUS[$k]}\", "; done

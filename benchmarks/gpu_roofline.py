@@ -41,7 +41,7 @@ def _timer(device: str):
     if device == "cuda":
         from triton.testing import do_bench
 
-        return lambda fn: float(do_bench(fn, warmup=25, rep=200, return_mode="median"))
+        return lambda fn: float(do_bench(fn, warmup=25, rep=100, return_mode="median"))
 
     def cpu_time(fn):  # --smoke only
         fn()

@@ -77,6 +77,8 @@ def _worker(dev: str = "cpu", large: bool = False) -> dict[str, str]:  # pragma:
 
     # the interpreter evaluates both sides of tl.where with numpy (masked 0 * inf): not an error of the kernels
     warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"triton\..*")
+    # a kernel that fails makes the backend run eager (same numbers!): that must fail the case, not pass it
+    warnings.filterwarnings("error", message="seglab: Triton kernel")
     if dev == "cpu":
         assert triton_backend.interpreted(), "TRITON_INTERPRET=1 was not in effect"
     else:
@@ -306,6 +308,7 @@ def _worker(dev: str = "cpu", large: bool = False) -> dict[str, str]:  # pragma:
         t0 = time.perf_counter()
         try:
             fn(case)
+            assert not triton_backend.broken(), f"kernels fell back to eager: {triton_backend.broken()}"
             results[case] = "ok"
         except Exception:
             results[case] = traceback.format_exc(limit=6)

@@ -198,6 +198,14 @@ def _ign(cfg) -> tuple[bool, float]:
     return cfg.ignore_index is not None, 0 if cfg.ignore_index is None else cfg.ignore_index
 
 
+def _flags(cfg, smooth: bool = False) -> dict[str, int]:
+    """The runtime option flags of the kernels (0/1 ints, not compile-time constants: one compiled kernel for all)."""
+    f = {"SQUARED": int(bool(cfg.squared)), "FOCAL": int(bool(cfg.focal))}
+    if smooth:
+        f["SMOOTH"] = int(bool(cfg.smoothing))
+    return f
+
+
 _PRM: dict[tuple, torch.Tensor] = {}
 
 
@@ -234,10 +242,9 @@ def mc_forward(k: ModuleType, x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[to
     part = torch.empty(N, nb, 3, bc, dtype=cd, device=x.device)
     sc = torch.empty(N, nb, 5, dtype=cd, device=x.device)
     has_ign, ign = _ign(cfg)
-    k.mc_fwd[(N, nb)](xf, t, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), part, sc, C, S, nb,
-                      int(ign), HAS_IGN=has_ign, SQUARED=bool(cfg.squared),
-                      SMOOTH=bool(cfg.smoothing), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
-                      BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    dev = x.device
+    k.mc_fwd[(N, nb)](xf, t, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), part, sc, C, S,
+                      nb, int(ign), int(has_ign), **_flags(cfg, True), BC=bc, BS=bs, CD=k.tl_dtype(cd))
     if bool(sc[..., 4].sum() > 0):  # out-of-range labels were counted (and never used): the validation error
         from seglab.kernels.eager import _check_labels
 
@@ -257,17 +264,22 @@ def mc_backward(k: ModuleType, x: torch.Tensor, t: torch.Tensor, cfg, g_stats: t
     gx = torch.empty_like(xf)
     gst, gsc = _grads(g_stats, g_scal, cd, x.device)
     has_ign, ign = _ign(cfg)
-    k.mc_bwd[(N, nb)](xf, t, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), gst, gsc, gx, C, S,
-                      int(ign), HAS_IGN=has_ign, SQUARED=bool(cfg.squared),
-                      SMOOTH=bool(cfg.smoothing), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
-                      BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    dev = x.device
+    k.mc_bwd[(N, nb)](xf, t, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), gst, gsc, gx, C,
+                      S, int(ign), int(has_ign), **_flags(cfg, True), BC=bc, BS=bs, CD=k.tl_dtype(cd))
     return gx.reshape(x.shape)
 
 
 # ---------------- multiclass, dense target ----------------
+_DUMMY: dict[torch.device, torch.Tensor] = {}
+
+
 def _valid(valid: torch.Tensor | None, N: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    if valid is None:
-        return like, False  # a dummy pointer, never read
+    if valid is None:  # a uint8 pointer never read (the same pointer type: no second compiled kernel)
+        d = _DUMMY.get(like.device)
+        if d is None:
+            d = _DUMMY[like.device] = torch.zeros(1, dtype=torch.uint8, device=like.device)
+        return d, False
     v = valid.reshape(N, -1)
     v = v.to(torch.uint8) if v.dtype != torch.uint8 else v
     return (v if v.is_contiguous() else v.contiguous()), True
@@ -289,10 +301,9 @@ def mcd_forward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, valid: torch.Te
     bc, bs, nb = _tiles(C, S)
     part = torch.empty(N, nb, 4, bc, dtype=cd, device=x.device)
     sc = torch.empty(N, nb, 5, dtype=cd, device=x.device)
-    k.mcd_fwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), part, sc,
-                       C, S, nb, HAS_VALID=has_valid,
-                       SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
-                       BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    dev = x.device
+    k.mcd_fwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), part, sc,
+                       C, S, nb, int(has_valid), **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
     return _finish(part, sc, C)
 
 
@@ -307,10 +318,9 @@ def mcd_backward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, valid: torch.T
     bc, bs, nb = _tiles(C, S)
     gx = torch.empty_like(xf)
     gst, gsc = _grads(g_stats, g_scal, cd, x.device)
-    k.mcd_bwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, x.device), _vec(cfg.alpha, cd, x.device), _prm(cfg, cd, x.device), gst, gsc,
-                       gx, C, S, HAS_VALID=has_valid,
-                       SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal), GAMMA_ZERO=float(cfg.gamma) == 0.0,
-                       BC=bc, BS=bs, CD=k.tl_dtype(cd))
+    dev = x.device
+    k.mcd_bwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), gst, gsc,
+                       gx, C, S, int(has_valid), **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
     return gx.reshape(x.shape)
 
 
@@ -327,8 +337,8 @@ def ml_forward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, cfg) -> tuple[to
     has_ign, _ = _ign(cfg)
     dev = x.device
     k.ml_fwd[(N, nb)](xf, yf, _vec(cfg.weight, cd, dev), _vec(cfg.pos_weight, cd, dev), _vec(cfg.alpha, cd, dev),
-                      _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), part, sc, C, S, nb, HAS_IGN=has_ign, SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal),
-                      GAMMA_ZERO=float(cfg.gamma) == 0.0, BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                      _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), part, sc, C, S, nb, int(has_ign),
+                      **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
     return _finish(part, sc, C)
 
 
@@ -345,6 +355,6 @@ def ml_backward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, cfg, g_stats: t
     has_ign, _ = _ign(cfg)
     dev = x.device
     k.ml_bwd[(N, nb)](xf, yf, _vec(cfg.weight, cd, dev), _vec(cfg.pos_weight, cd, dev), _vec(cfg.alpha, cd, dev),
-                      _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), gst, gsc, gx, C, S, HAS_IGN=has_ign, SQUARED=bool(cfg.squared), FOCAL=bool(cfg.focal),
-                      GAMMA_ZERO=float(cfg.gamma) == 0.0, BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                      _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), gst, gsc, gx, C, S, int(has_ign),
+                      **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
     return gx.reshape(x.shape)
