@@ -16,7 +16,8 @@ from seglab.results import ResultsStore
 from seglab.train import RunConfig, train_run
 
 CFG = dict(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.3, "size": 16}, model="tiny", model_kw={"norm": None},
-           optimizer="adam", lr=1e-2, seed=5, steps=30, batch_size=4, eval_every=10)
+           optimizer="adam", lr=1e-2, seed=5, steps=30, batch_size=4, eval_every=10,
+           grad_norm_every=1)  # monitor gradients (and their all-reduce) at every step
 
 
 def _free_port():
