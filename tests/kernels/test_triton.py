@@ -452,3 +452,20 @@ def test_a_failing_triton_kernel_falls_back_to_eager(monkeypatch):
         triton_backend.mc_forward(x, t, cfg)  # no second warning, no second launch
     assert len(launches) == 1
     assert list(triton_backend.broken()) == ["mc_forward/float32/cpu"]
+
+
+def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
+    """benchmarks/gpu_check.sh on a machine without CUDA: exit 2 and one line saying so, nothing written."""
+    import pathlib
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: benchmarks/gpu_check.sh would run for real")
+    script = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "PYTHON": sys.executable}
+    before = sorted(p.name for p in script.parent.glob("gpu_*.json"))
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("gpu_check: no CUDA GPU visible") and len(proc.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in script.parent.glob("gpu_*.json")) == before
