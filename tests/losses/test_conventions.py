@@ -339,3 +339,23 @@ def test_compile_has_no_graph_break_for_monai_style_inputs(validate):
         assert explain.graph_break_count == 0, explain.break_reasons
         compiled = torch.compile(lambda a, b, c: loss(a, b, mask=c), fullgraph=True, backend="eager")
         torch.testing.assert_close(compiled(x, tf, m), loss(x, t, mask=m))
+
+
+@pytest.mark.parametrize("name, fn", [
+    ("ce", "cross_entropy"), ("dice", "dice_loss"), ("focal", "focal_loss"), ("gdice", "generalized_dice_loss"),
+    ("jaccard", "jaccard_loss"), ("tversky", "tversky_loss"), ("mcc", "mcc_loss"), ("topk_ce", "topk_cross_entropy"),
+    ("onehot_bce", "onehot_bce_loss"),
+])
+def test_plain_functions_take_mask_like_modules(name, fn):
+    import seglab.losses as L
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (2, 8, 8), generator=g)
+    m = torch.rand(2, 1, 8, 8, generator=g) > 0.3
+    module = seglab.get_loss(name, "multiclass")
+    got = getattr(L, fn)(x, y, mode="multiclass", mask=m)
+    assert torch.allclose(got, module(x, y, mask=m), atol=1e-12)
+    # masked == ignore_index on the masked-out pixels
+    y_ign = y.masked_fill(~m[:, 0], 255)
+    assert torch.allclose(got, getattr(L, fn)(x, y_ign, mode="multiclass", ignore_index=255), atol=1e-12)

@@ -144,6 +144,7 @@ def cross_entropy(
     reduction: str = "mean",
     clip_eps: float = 0.0,
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy from logits ``(N, C, *spatial)``, in log space (no clipped probabilities unless ``clip_eps``).
 
@@ -173,7 +174,7 @@ def cross_entropy(
     """
     o = check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight, ignore_index=ignore_index,
                          label_smoothing=label_smoothing, reduction=reduction, clip_eps=clip_eps)
-    return run_terms([(CROSS_ENTROPY, o)], logits, target, validate=validate)[0]
+    return run_terms([(CROSS_ENTROPY, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("ce")

@@ -51,6 +51,7 @@ def dice_loss(
     process_group: Any = None,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft Dice loss from logits; see :class:`DiceLoss` for the formula and conventions.
 
@@ -61,7 +62,7 @@ def dice_loss(
     o = check_dice_options(mode=mode, include_background=include_background, squared=squared, batch=batch,
                            smooth=smooth, log=log, class_weights=class_weights, ignore_index=ignore_index,
                            soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-    return run_terms([(DICE, o)], logits, target, validate=validate)[0]
+    return run_terms([(DICE, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("dice")

@@ -112,6 +112,7 @@ def focal_loss(
     ignore_index: int | None = None,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Focal loss from logits, in log space.
 
@@ -129,7 +130,7 @@ def focal_loss(
         0.6931471824645996
     """
     o = check_focal_options(mode=mode, gamma=gamma, alpha=alpha, ignore_index=ignore_index, reduction=reduction)
-    return run_terms([(FOCAL, o)], logits, target, validate=validate)[0]
+    return run_terms([(FOCAL, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("focal")

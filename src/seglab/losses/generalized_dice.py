@@ -67,12 +67,13 @@ def generalized_dice_loss(
     process_group: Any = None,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Generalized Dice loss from logits; see :class:`GeneralizedDiceLoss`."""
     o = check_generalized_dice_options(mode=mode, weighting=weighting, include_background=include_background,
                                        batch=batch, smooth=smooth, ignore_index=ignore_index, soft_targets=soft_targets,
                                        process_group=process_group, reduction=reduction)
-    return run_terms([(GENERALIZED_DICE, o)], logits, target, validate=validate)[0]
+    return run_terms([(GENERALIZED_DICE, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("gdice")

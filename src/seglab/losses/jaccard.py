@@ -45,12 +45,13 @@ def jaccard_loss(
     process_group: Any = None,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft Jaccard loss from logits; see :class:`JaccardLoss`."""
     o = check_jaccard_options(mode=mode, include_background=include_background, batch=batch, smooth=smooth,
                               class_weights=class_weights, ignore_index=ignore_index, soft_targets=soft_targets,
                               process_group=process_group, reduction=reduction)
-    return run_terms([(JACCARD, o)], logits, target, validate=validate)[0]
+    return run_terms([(JACCARD, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("jaccard")

@@ -66,6 +66,7 @@ def mcc_loss(
     ignore_index: int | None = None,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MCC loss from logits; see :class:`MCCLoss`.
 
@@ -75,7 +76,7 @@ def mcc_loss(
     """
     o = check_mcc_options(mode=mode, include_background=include_background, batch=batch, smooth_nr=smooth_nr,
                           smooth_dr=smooth_dr, ignore_index=ignore_index, reduction=reduction)
-    return run_terms([(MCC, o)], logits, target, validate=validate)[0]
+    return run_terms([(MCC, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("mcc")

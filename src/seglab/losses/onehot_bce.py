@@ -50,7 +50,8 @@ ONEHOT_BCE = StructureTerm(_onehot_bce)
 
 
 def onehot_bce_loss(logits: torch.Tensor, target: torch.Tensor, *, mode: str = "multiclass",
-                    ignore_index: int | None = None, reduction: str = "mean", validate: bool | None = None) -> torch.Tensor:
+                    ignore_index: int | None = None, reduction: str = "mean", validate: bool | None = None,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-channel BCE-with-logits against the one-hot target; see :class:`OneHotBCELoss`.
 
     Example:
@@ -58,7 +59,7 @@ def onehot_bce_loss(logits: torch.Tensor, target: torch.Tensor, *, mode: str = "
         0.6931471824645996
     """
     o = check_onehot_bce_options(mode=mode, ignore_index=ignore_index, reduction=reduction)
-    return run_terms([(ONEHOT_BCE, o)], logits, target, validate=validate)[0]
+    return run_terms([(ONEHOT_BCE, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("onehot_bce")

@@ -65,6 +65,7 @@ def topk_cross_entropy(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """TopK cross-entropy from logits; see :class:`TopKCrossEntropyLoss`.
 
@@ -74,7 +75,7 @@ def topk_cross_entropy(
     """
     o = check_topk_ce_options(mode=mode, k=k, class_weights=class_weights, pos_weight=pos_weight,
                               ignore_index=ignore_index, label_smoothing=label_smoothing, reduction=reduction)
-    return run_terms([(TOPK_CE, o)], logits, target, validate=validate)[0]
+    return run_terms([(TOPK_CE, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("topk_ce")

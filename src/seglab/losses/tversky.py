@@ -59,12 +59,13 @@ def tversky_loss(
     process_group: Any = None,
     reduction: str = "mean",
     validate: bool | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Tversky loss from logits; see :class:`TverskyLoss`."""
     o = check_tversky_options(mode=mode, alpha=alpha, beta=beta, gamma=gamma, include_background=include_background,
                               batch=batch, smooth=smooth, class_weights=class_weights, ignore_index=ignore_index,
                               soft_targets=soft_targets, process_group=process_group, reduction=reduction)
-    return run_terms([(TVERSKY, o)], logits, target, validate=validate)[0]
+    return run_terms([(TVERSKY, o)], logits, target, validate=validate, mask=mask)[0]
 
 
 @LOSSES.register("tversky")
