@@ -43,6 +43,7 @@ def backend_cases() -> list[str]:
                 if (dt == "bfloat16" and cfg != "all") or (dt == "float64" and cfg == "focal_g0"):
                     continue
                 out.append(f"backend/{kind}/{cfg}/{dt}/{'3d' if (len(out) % 2) else '2d'}")
+        out.append(f"backend/{kind}/all/float32/multi")  # 300 pixels: several tiles per sample (partials reduced)
     return out
 
 
@@ -92,7 +93,7 @@ def _worker(dev: str = "cpu", large: bool = False) -> dict[str, str]:  # pragma:
         _, kind, cfgname, dtn, dims = name.split("/")
         sq, eps, focal, gamma, ign = CONFIGS[cfgname]
         g = torch.Generator().manual_seed(zlib.crc32(name.encode()) % 1000)
-        N, C, sp = {"2d": (2, 5, (6, 7)), "3d": (2, 5, (3, 4, 5)), "big": (2, 21, (96, 130)),
+        N, C, sp = {"2d": (2, 5, (6, 7)), "3d": (2, 5, (3, 4, 5)), "multi": (2, 5, (20, 15)), "big": (2, 21, (96, 130)),
                      "wide": (1, 150, (20, 30)), "big3d": (2, 3, (24, 40, 33))}[dims]
         dt = DT[dtn]
         x = (torch.randn(N, C, *sp, generator=g, dtype=torch.float64) * 3).to(dt)

@@ -158,9 +158,13 @@ def _next_pow2(v: int) -> int:
 
 
 def _tiles(C: int, S: int) -> tuple[int, int, int]:
-    """(BC, BS, NB): class rows (power of two >= C), pixels per tile (~4096 elements a tile), tiles per sample."""
+    """(BC, BS, NB): class rows (power of two >= C), pixels per tile, tiles per sample.
+
+    About 1024 elements a tile (8 a thread with 4 warps): compiled for sm_90 the kernels then use 56-116 registers and
+    no local memory at 4 classes, where 4096-element tiles needed 179-255 registers and spilled (cuobjdump
+    -res-usage of benchmarks/triton_compile_check.py's cubins); the per-tile partial sums add ~1.5 % to the traffic."""
     bc = _next_pow2(C)
-    bs = max(16, min(1024, 4096 // bc))
+    bs = max(16, min(256, 1024 // bc))
     bs = min(bs, max(16, _next_pow2(S)))
     return bc, bs, -(-S // bs)
 
@@ -244,7 +248,7 @@ def mc_forward(k: ModuleType, x: torch.Tensor, t: torch.Tensor, cfg) -> tuple[to
     has_ign, ign = _ign(cfg)
     dev = x.device
     k.mc_fwd[(N, nb)](xf, t, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), part, sc, C, S,
-                      nb, int(ign), int(has_ign), **_flags(cfg, True), BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                      nb, int(ign), int(has_ign), **_flags(cfg, True), BC=bc, BS=bs, CD=k.tl_dtype(cd), **_LAUNCH)
     if bool(sc[..., 4].sum() > 0):  # out-of-range labels were counted (and never used): the validation error
         from seglab.kernels.eager import _check_labels
 
@@ -266,11 +270,15 @@ def mc_backward(k: ModuleType, x: torch.Tensor, t: torch.Tensor, cfg, g_stats: t
     has_ign, ign = _ign(cfg)
     dev = x.device
     k.mc_bwd[(N, nb)](xf, t, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), gst, gsc, gx, C,
-                      S, int(ign), int(has_ign), **_flags(cfg, True), BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                      S, int(ign), int(has_ign), **_flags(cfg, True), BC=bc, BS=bs, CD=k.tl_dtype(cd), **_LAUNCH)
     return gx.reshape(x.shape)
 
 
 # ---------------- multiclass, dense target ----------------
+# Compile options: FMA contraction on, said explicitly (Triton 3.9 warns when it is left to its default, which changes
+# in 3.10); 4 warps for tiles of ~1024 elements.
+_LAUNCH = {"enable_fp_fusion": True, "num_warps": 4}
+
 _DUMMY: dict[torch.device, torch.Tensor] = {}
 
 
@@ -303,7 +311,7 @@ def mcd_forward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, valid: torch.Te
     sc = torch.empty(N, nb, 5, dtype=cd, device=x.device)
     dev = x.device
     k.mcd_fwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), part, sc,
-                       C, S, nb, int(has_valid), **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                       C, S, nb, int(has_valid), **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd), **_LAUNCH)
     return _finish(part, sc, C)
 
 
@@ -320,7 +328,7 @@ def mcd_backward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, valid: torch.T
     gst, gsc = _grads(g_stats, g_scal, cd, x.device)
     dev = x.device
     k.mcd_bwd[(N, nb)](xf, yf, vf, _vec(cfg.weight, cd, dev), _vec(cfg.alpha, cd, dev), _prm(cfg, cd, dev), gst, gsc,
-                       gx, C, S, int(has_valid), **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                       gx, C, S, int(has_valid), **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd), **_LAUNCH)
     return gx.reshape(x.shape)
 
 
@@ -338,7 +346,7 @@ def ml_forward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, cfg) -> tuple[to
     dev = x.device
     k.ml_fwd[(N, nb)](xf, yf, _vec(cfg.weight, cd, dev), _vec(cfg.pos_weight, cd, dev), _vec(cfg.alpha, cd, dev),
                       _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), part, sc, C, S, nb, int(has_ign),
-                      **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                      **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd), **_LAUNCH)
     return _finish(part, sc, C)
 
 
@@ -356,5 +364,5 @@ def ml_backward(k: ModuleType, x: torch.Tensor, y: torch.Tensor, cfg, g_stats: t
     dev = x.device
     k.ml_bwd[(N, nb)](xf, yf, _vec(cfg.weight, cd, dev), _vec(cfg.pos_weight, cd, dev), _vec(cfg.alpha, cd, dev),
                       _vec(cfg.alpha_neg, cd, dev), _prm(cfg, cd, dev), gst, gsc, gx, C, S, int(has_ign),
-                      **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd))
+                      **_flags(cfg), BC=bc, BS=bs, CD=k.tl_dtype(cd), **_LAUNCH)
     return gx.reshape(x.shape)
