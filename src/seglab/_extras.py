@@ -43,6 +43,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "ray": ("ray", "ray"),
     "scipy": ("scipy", "metrics"),
     "skimage": ("scikit-image", "structure"),
+    "triton": ("triton", "gpu"),
 }
 
 
