@@ -80,10 +80,12 @@ def test_cli_and_sweep_grid_accept_zero(capsys):
         expand({"losses": ["cce"], "grad_norm_every": -1})
 
 
-def test_study_preset_monitors_every_step():
+def test_study_presets_monitor_every_step():
     from seglab.sweep.grid import expand
-    from seglab.sweep.presets import get_preset
+    from seglab.sweep.presets import PRESETS, get_preset
 
-    for quick in (False, True):
-        runs = expand(get_preset("chlebus2018", quick=quick))
-        assert runs and all(r.grad_norm_every == 1 for r in runs)
+    assert "chlebus2018" in PRESETS
+    for name in PRESETS:  # every built-in preset reproduces the study, which monitors every step
+        for quick in (False, True):
+            runs = expand(get_preset(name, quick=quick))
+            assert runs and all(r.grad_norm_every == 1 for r in runs), name

@@ -83,6 +83,7 @@ CHLEBUS2018_FAITHFUL: dict[str, Any] = {
     "steps": STUDY_STEPS,
     "batch_size": 2,
     "eval_every": 250,
+    "grad_norm_every": 1,  # as the study: every monitor's gradient norm at every step (same run ids as before)
     "converge": {"metric": "mean_dice", "threshold": 0.9},
     "grids": [
         {"optimizers": [{"name": "adam", "lr": 1e-3}], "seeds": list(range(FAITHFUL_SEEDS["adam"]))},
