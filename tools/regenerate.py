@@ -263,7 +263,7 @@ FGS = (0.05, 0.5, 0.95)
 # ---------------------------------------------------------------------------------------------- the blocks
 def block_runs(d: Data) -> str:
     lines = []
-    for name, what, cmd in ((FAITHFUL, "full length (10,001 steps)", "--study-steps"),
+    for name, what, cmd in ((FAITHFUL, "full length (10,001 steps)", "--study-steps --grad-norm-every 10"),
                             (EARLY_RUNS, "early window (first 301 steps)", "--steps 301")):
         rows = d[name]
         if not rows:
