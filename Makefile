@@ -13,7 +13,7 @@ WHEEL_DIST := $(WHEEL_TMP)/dist
 WHEEL_VENV := $(WHEEL_TMP)/venv
 REPO := $(abspath .)
 
-.PHONY: demo test setup bench clean lint wheel wheel-check wheel-check-unlocked
+.PHONY: demo test setup bench clean lint numbers wheel wheel-check wheel-check-unlocked
 
 # torch==2.13.0 first (a CPU wheel on disk here); an unpinned torch would pull a multi-GB CUDA build.
 # MONAI, segmentation_models_pytorch, nilearn and nnU-Net (nnunetv2) go in with --no-deps: we use MONAI/smp/nnU-Net loss modules as
@@ -44,6 +44,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests tools
 	$(BIN)/python tools/check_imports.py
 	$(BIN)/mypy
+	$(BIN)/python tools/regenerate.py --check
+
+# rewrite every number block (<!-- regen:NAME -->) of README.md and docs/ from the committed data (data/study/)
+numbers: $(STAMP)
+	$(BIN)/python tools/regenerate.py
 
 wheel: $(STAMP)
 	rm -rf $(WHEEL_DIST) && mkdir -p $(WHEEL_TMP)

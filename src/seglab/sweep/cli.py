@@ -58,7 +58,7 @@ def _split(text: str, conv, flag: str = "") -> list:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("what to run")
-    src.add_argument("--preset", help="built-in grid: chlebus2018")
+    src.add_argument("--preset", help="built-in grid: chlebus2018, chlebus2018-faithful")
     src.add_argument("--quick", action="store_true", help="shrink the preset for a demo (1 seed, fewer losses and steps)")
     src.add_argument("--config", help="grid file (.toml, .yaml, .json); command-line lists override its fields")
     src.add_argument("--losses", help="comma list of seglab.get_loss specs, e.g. study_cce,study_dice,dicefg,'dice[batch=true]'")
