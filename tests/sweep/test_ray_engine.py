@@ -151,6 +151,7 @@ def _identity(pid):
     return None if fields[0] in ("Z", "X") else (pid, fields[19])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc to find the processes")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_no_ray_process_outlives_the_sweep(tmp_path, sig):
