@@ -129,7 +129,7 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
             overrides[k] = v
     task_opts = getattr(args, "task_opt", None) or []
     if task_opts:
-        from seglab.train.cli import _kv
+        from seglab._options import parse_kv as _kv
 
         try:
             topt = _kv(task_opts, "--task-opt")

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from seglab.train.config import GRAD_NORM_EVERY
 
+from seglab._options import parse_kv as _kv  # one K=V parser for every command
+
 _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
 
@@ -64,30 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (same as --no-progress)")
     p.add_argument("--progress-interval", type=float, default=10.0, metavar="SECONDS",
                    help="seconds between progress lines (default 10; 0 = every step); one line at the end always")
-
-
-def _parse_value(text: str):
-    """A task/model option value: true/false, none/null, a JSON value, else the text itself."""
-    t = text.strip()
-    low = t.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return json.loads(t)
-    except ValueError:
-        return t
-
-
-def _kv(items: list[str], flag: str = "--task-opt") -> dict:
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise ValueError(f"{flag}: expected K=V, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = _parse_value(v)
-    return out
 
 
 def _monitors(text: str) -> list[str]:
