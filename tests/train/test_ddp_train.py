@@ -27,23 +27,22 @@ def _free_port():
 
 
 def _worker(rank, world, port, out):
-    import torch.distributed as dist
-
     from seglab.train import distributed as D
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     info = D.setup("cpu")
-    res = train_run(RunConfig(**CFG), info=info)
-    if info.is_main:
-        store = ResultsStore(out)
-        store.root.mkdir(parents=True, exist_ok=True)
-        store.write_config({"train": CFG}, [res.config])
-        store.write_run(res)
-        store.write_summary_table()
-    D.barrier(info)
-    dist.destroy_process_group()
+    try:
+        res = train_run(RunConfig(**CFG), info=info)
+        if info.is_main:
+            store = ResultsStore(out)
+            store.root.mkdir(parents=True, exist_ok=True)
+            store.write_config({"train": CFG}, [res.config])
+            store.write_run(res)
+            store.write_summary_table()
+    finally:
+        D.shutdown()  # barrier + destroy on every way out
 
 
 def test_two_process_ddp_matches_single_process(tmp_path):
