@@ -83,3 +83,18 @@ class StructureTerm(Term):
 
     def reference(self, x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
         return self.compute(x, tgt, o)
+
+
+def forward_with_target_map(loss: Any, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None,
+                            **target_map: torch.Tensor | None) -> torch.Tensor:
+    """The ``forward`` of a structure loss that takes one optional precomputed target map (``distance_map=`` or
+    ``skeleton=``): a mask goes to :meth:`Loss.forward`, which refuses it naming the loss (no ignored pixels);
+    without a map :meth:`Loss.forward` computes it on the fly; with one the loss's function takes it."""
+    from seglab.losses.base import Loss
+
+    ((_, value),) = target_map.items()
+    if mask is not None:
+        return Loss.forward(loss, logits, target, mask=mask)
+    if value is None:
+        return Loss.forward(loss, logits, target)
+    return type(loss).fn(logits, target, **loss.options(), **target_map)

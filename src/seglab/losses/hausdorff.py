@@ -9,6 +9,7 @@ import torch
 from seglab import _checks
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._structure import (
+    forward_with_target_map,
     StructureTerm,
     check_include_background,
     check_map,
@@ -124,8 +125,4 @@ class HausdorffDTLoss(Loss):
                 distance_map: torch.Tensor | None = None) -> torch.Tensor:
         """``distance_map``: precomputed from the target (see the class docstring). ``mask`` is refused (TypeError): the
         loss has no ignored pixels."""
-        if mask is not None:
-            return super().forward(logits, target, mask=mask)  # type: ignore[call-arg]  # refuses it, naming the loss
-        if distance_map is None:
-            return super().forward(logits, target)
-        return hausdorff_loss(logits, target, **self.options(), distance_map=distance_map)
+        return forward_with_target_map(self, logits, target, mask, distance_map=distance_map)

@@ -9,6 +9,7 @@ import torch
 from seglab import _checks
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._structure import (
+    forward_with_target_map,
     StructureTerm,
     check_spatial,
     dense_target,
@@ -156,8 +157,4 @@ class SkeletonRecallLoss(Loss):
                 skeleton: torch.Tensor | None = None) -> torch.Tensor:
         """``skeleton``: precomputed from the target (see the class docstring). ``mask`` is refused (TypeError): the
         loss has no ignored pixels."""
-        if mask is not None:
-            return super().forward(logits, target, mask=mask)  # type: ignore[call-arg]  # refuses it, naming the loss
-        if skeleton is None:
-            return super().forward(logits, target)
-        return skeleton_recall_loss(logits, target, **self.options(), skeleton=skeleton)
+        return forward_with_target_map(self, logits, target, mask, skeleton=skeleton)
