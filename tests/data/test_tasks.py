@@ -191,3 +191,24 @@ def test_unet_learns_threshold():
         opt.step()
     after = val_loss()
     assert after < 0.5 * before, (before, after)
+
+
+def test_threshold_invert_feeds_one_minus_x_with_the_same_labels():
+    plain = create_task("threshold", fg_ratio=0.95, size=16)
+    inv = create_task("threshold", fg_ratio=0.95, size=16, invert=True)
+    x, y = plain.batch(step=3, batch_size=4, seed=1)
+    xi, yi = inv.batch(step=3, batch_size=4, seed=1)
+    assert torch.equal(y, yi)
+    assert torch.allclose(xi, 1.0 - x)
+    # foreground pixels are now the dark ones
+    assert xi[:, 0][yi == 1].max() < 0.05 + 1e-6 and xi[:, 0][yi == 0].min() > 0.05 - 1e-6
+    # the config (and so every existing run id) is unchanged when invert is off
+    assert "invert" not in plain.config() and inv.config()["invert"] is True
+    with pytest.raises(ValueError, match="invert"):
+        create_task("threshold", invert="yes")
+
+
+def test_threshold_invert_from_the_command_line_option_parser():
+    from seglab._options import parse_kv
+
+    assert create_task("threshold", **parse_kv(["invert=true"], "--task-opt")).invert is True

@@ -215,6 +215,12 @@ class ThresholdTask(Task):
     foreground iff its value exceeds ``theta = 1 - fg_ratio``, so the expected foreground fraction is
     ``fg_ratio``. Multiclass with C = 2 (``["background", "foreground"]``), 1 input channel.
 
+    ``invert=True`` feeds the network ``1 - x`` instead of ``x`` (labels unchanged: foreground is still
+    ``x > theta``, i.e. input ``< fg_ratio``): at 95 % foreground the foreground pixels are then the dark
+    ones. It tests whether an effect follows the foreground fraction or the input's intensities (seed 002:
+    smaller gradient norms at 95 % than at 5 % foreground). Off by default, and left out of :meth:`config`
+    when off, so run ids of existing results do not change.
+
     Shapes: images ``(N, 1, *[size] * spatial_dims)``, targets int64 ``(N, *[size] * spatial_dims)``.
     Validation: 64 images.
     """
@@ -224,23 +230,31 @@ class ThresholdTask(Task):
     in_channels = 1
     num_classes = 2
 
-    def __init__(self, fg_ratio: float = 0.5, size: int = 32, spatial_dims: int = 2):
+    def __init__(self, fg_ratio: float = 0.5, size: int = 32, spatial_dims: int = 2, invert: bool = False):
         _check_open_unit("fg_ratio", fg_ratio)
+        if not isinstance(invert, bool):
+            raise ValueError(f"invert must be true or false, got {invert!r}")
         _check_int("size", size, minimum=1)
         _check_spatial_dims(spatial_dims)
         self.fg_ratio = float(fg_ratio)
         self.theta = 1.0 - self.fg_ratio
         self.size = int(size)
         self.spatial_dims = int(spatial_dims)
+        self.invert = invert
         self.class_names = ["background", "foreground"]
         self.validation_size = 64
 
     def generate(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.rand((n, 1, *[self.size] * self.spatial_dims), generator=generator)
-        return x, (x[:, 0] > self.theta).long()
+        y = (x[:, 0] > self.theta).long()
+        return (1.0 - x if self.invert else x), y
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "fg_ratio": self.fg_ratio, "size": self.size, "spatial_dims": self.spatial_dims}
+        cfg: dict[str, Any] = {"name": self.name, "fg_ratio": self.fg_ratio, "size": self.size,
+                               "spatial_dims": self.spatial_dims}
+        if self.invert:  # only when on: the run ids of every existing threshold run stay as they were
+            cfg["invert"] = True
+        return cfg
 
 
 register_task("threshold")(ThresholdTask)
