@@ -200,8 +200,8 @@ def test_threshold_invert_feeds_one_minus_x_with_the_same_labels():
     xi, yi = inv.batch(step=3, batch_size=4, seed=1)
     assert torch.equal(y, yi)
     assert torch.allclose(xi, 1.0 - x)
-    # foreground pixels are now the dark ones
-    assert xi[:, 0][yi == 1].max() < 0.05 + 1e-6 and xi[:, 0][yi == 0].min() > 0.05 - 1e-6
+    # foreground (95 % of pixels) is now the input below 0.95, background the brightest 5 %
+    assert xi[:, 0][yi == 1].max() < 0.95 + 1e-6 and xi[:, 0][yi == 0].min() > 0.95 - 1e-6
     # the config (and so every existing run id) is unchanged when invert is off
     assert "invert" not in plain.config() and inv.config()["invert"] is True
     with pytest.raises(ValueError, match="invert"):
