@@ -43,9 +43,12 @@ from typing import Any, Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "study"
-FILES = ("README.md", "docs/experiments.md", "docs/study_deviations.md")
+FILES = ("README.md", "docs/experiments.md", "docs/study_deviations.md", "docs/brain_tissue.md", "docs/rare_class.md")
 FAITHFUL = "chlebus2018_faithful"  # full-length runs (10,001 steps)
 EARLY_RUNS = "chlebus2018_faithful_early"  # the same runs' first 301 steps (training does not depend on the length)
+LONG = "chlebus2018_faithful_long"  # SGD lr 1e-3, no BN, 50 % fg, 100,001 steps: slow or stuck?
+INVERTED = "chlebus2018_faithful_early_inverted"  # Adam, 5 and 95 % fg, input 1 - x, first 301 steps (seed 002)
+COMPARE = {"compare-brain": "brain_tissue", "compare-rare": "rare_shapes"}  # data/compare/<name>.json
 
 MONITORS = {"study_cce_clip": "cce", "study_dice": "dice", "study_dicefg": "dicefg"}
 LABELS = {"study_cce_clip": "CCE", "study_dice": "DICE", "study_dicefg": "DICEFG"}
@@ -88,6 +91,7 @@ def extract(results: Path, out: Path) -> int:
         ev_steps = list(ev.get("step", []))
         mdice = list(ev.get("mean_dice", []))
         iq3 = min(range(len(ev_steps)), key=lambda i: abs(ev_steps[i] - q3)) if ev_steps else None
+        i10k = min(range(len(ev_steps)), key=lambda i: abs(ev_steps[i] - 10_000)) if ev_steps else None
         dice = s.get("final_dice") or [math.nan, math.nan]
         row: dict[str, Any] = {
             "run_id": s["run_id"], "optimizer": c["optimizer"], "lr": c["lr"],
@@ -97,7 +101,8 @@ def extract(results: Path, out: Path) -> int:
             "final_train_loss": s["final_train_loss"], "final_accuracy": s["final_accuracy"],
             "majority": s["majority"], "final_mean_dice": s["final_mean_dice"], "final_bg_dice": dice[0],
             "final_fg_dice": dice[1], "q3_mean_dice": mdice[iq3] if iq3 is not None else math.nan,
-            "q3_step": ev_steps[iq3] if iq3 is not None else "", "converged_0.9": int(bool(s["converged"])),
+            "q3_step": ev_steps[iq3] if iq3 is not None else "",
+            "mean_dice_10k": mdice[i10k] if i10k is not None else math.nan, "converged_0.9": int(bool(s["converged"])),
             "converged_step": s["converged_step"] if s["converged_step"] is not None else "",
             "wall_s": s["wall_s"],
         }
@@ -189,7 +194,15 @@ INIT = "init_step0"
 
 
 def load_all() -> Data:
-    return {FAITHFUL: load(FAITHFUL), EARLY_RUNS: load(EARLY_RUNS), INIT: load(INIT)}
+    return {name: load(name) for name in (FAITHFUL, EARLY_RUNS, LONG, INVERTED, INIT)}
+
+
+def load_compare(name: str) -> dict[str, Any]:
+    """A ``seglab compare --json`` result committed as ``data/compare/<name>.json`` ({} when absent)."""
+    import json
+
+    path = ROOT / "data" / "compare" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def load(name: str = FAITHFUL) -> list[dict[str, str]]:
@@ -251,6 +264,16 @@ def _fisher(a: list[dict[str, str]], b: list[dict[str, str]], rule: str | float 
     return f"{fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue:.2g}"
 
 
+def _seeds(rows: list[dict[str, str]]) -> str:
+    """``0–9 (20)``: the seeds of ``rows`` (a range when contiguous) and how many runs."""
+    seeds = sorted({int(r["seed"]) for r in rows})
+    if not seeds:
+        return "—"
+    span = f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1 else (
+        ", ".join(map(str, seeds)))
+    return f"{span} ({len(rows)})"
+
+
 def _g(x: float, nd: int = 3) -> str:
     return "—" if not math.isfinite(x) else f"{x:.{nd}g}"
 
@@ -273,8 +296,8 @@ def block_runs(d: Data) -> str:
         for r in rows:
             by[opt_name(r)].append(r)
         parts = []
-        for o in OPTS_ALL:
-            rs = by.get(o, [])
+        for o in sorted(by, key=lambda o: (o not in OPTS_ALL, OPTS_ALL.index(o) if o in OPTS_ALL else 0, o)):
+            rs = by[o]
             if rs:
                 cells = len({(r["norm"], r["fg_ratio"], r["loss"]) for r in rs})
                 seeds = sorted({int(r["seed"]) for r in rs})
@@ -294,15 +317,36 @@ def block_verdicts(d: Data) -> str:
 
     if not rows and not d[EARLY_RUNS]:
         return "No per-run data committed yet.\n"
-    out = ["| study's observation | faithful preset (converged = final mean Dice ≥ 0.9; k/n [95 % CI]) | verdict |",
-           "|---|---|---|"]
+    out = ["| study's observation | seeds (runs) | faithful preset (converged = final mean Dice ≥ 0.9 at the last step; "
+           "k/n [exact 95 % CI]; paired differences: mean [95 % t-interval]) | verdict |", "|---|---|---|---|"]
+
+    def add(observation: str, used: list[dict[str, str]], text: str, verdict: str) -> None:
+        out.append(f"| {observation} | {_seeds(used)} | {text} | {verdict} |")
+
     sgd = select(rows, opt="SGD lr 0.001")
     s_none, s_bn = select(sgd, norm="none"), select(sgd, norm="batch")
     if sgd:
         ks = sum(converged(r, 0.9) for r in sgd)
         verdict = "agrees" if ks == 0 else ("mostly agrees" if ks / len(sgd) < 0.25 else "does not hold")
-        out.append(f"| SGD (lr 1e-3) does not converge | no BN {_rate(s_none)}, BN {_rate(s_bn)}; "
-                   f"labels: {_labels(sgd)} | {verdict} |")
+        add("SGD (lr 1e-3) does not converge", sgd, f"no BN {_rate(s_none)}, BN {_rate(s_bn)}; labels: {_labels(sgd)}",
+            verdict)
+    lv = _long_verdict(d)
+    if lv:
+        add("(slow or stuck?) SGD lr 1e-3 run 10× longer", d[LONG], lv["text"], lv["verdict"])
+    grid = [r for r in rows if r["optimizer"] == "sgd" and abs(_f(r["fg_ratio"]) - GRID_FG) < 1e-9 and int(r["seed"]) < 3]
+    combos = sorted({(_f(r["lr"]), _f(r["momentum"])) for r in grid})
+    if len(combos) >= 4:
+        parts = []
+        for lr, mom in combos:
+            rs = [r for r in grid if (_f(r["lr"]), _f(r["momentum"])) == (lr, mom)]
+            parts.append(f"lr {lr:g}{f' + momentum {mom:g}' if mom else ''}: {_rate(rs)}")
+        base = [r for r in grid if (_f(r["lr"]), _f(r["momentum"])) == (1e-3, 0.0)]
+        best = max(combos, key=lambda c: sum(converged(r, 0.9) for r in grid if (_f(r["lr"]), _f(r["momentum"])) == c))
+        kb = sum(converged(r, 0.9) for r in base)
+        kbest = sum(converged(r, 0.9) for r in grid if (_f(r["lr"]), _f(r["momentum"])) == best)
+        verdict = (f"a larger step fixes SGD: best lr {best[0]:g}{f' + momentum {best[1]:g}' if best[1] else ''} "
+                   f"({kbest} vs {kb} of {len(base)} at lr 1e-3)" if kbest > kb else "no setting beats lr 1e-3")
+        add("(grid) SGD learning rate × momentum, 50 % fg, 3 losses × BN/no BN", grid, "; ".join(parts), verdict)
     adam_none = select(rows, opt="Adam lr 0.001", norm="none")
     if adam_none:
         col = select(adam_none, loss="study_dicefg", fg=0.95)
@@ -316,28 +360,31 @@ def block_verdicts(d: Data) -> str:
             verdict = "agrees" if kc == 0 and kr == len(rest) else (
                 "agrees for DICEFG at 95 % fg" if kc == 0 else "does not hold")
         lo = f"{losses[0]:.4f}–{losses[-1]:.4f}" if losses else "—"
-        out.append(f"| Adam without BN converges except DICEFG at 95 % fg (loss ≈ 0.026) | DICEFG at 95 % fg "
-                   f"{_rate(col)} ({_labels(col)}; final loss {lo}); all other cells {_rate(rest)} | {verdict} |")
+        add("Adam without BN converges except DICEFG at 95 % fg (loss ≈ 0.026)", adam_none,
+            f"DICEFG at 95 % fg {_rate(col)} ({_labels(col)}; final loss {lo}); all other cells {_rate(rest)}", verdict)
     adam_bn = select(rows, opt="Adam lr 0.001", norm="batch")
     if adam_bn and adam_none:
         a, b = select(adam_bn, loss="study_dicefg", fg=0.95), select(adam_none, loss="study_dicefg", fg=0.95)
         ka, kb = sum(converged(r, 0.9) for r in a), sum(converged(r, 0.9) for r in b)
         p = fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue
         verdict = "agrees" if p < 0.05 and ka > kb else "not supported at p < 0.05"
-        out.append(f"| BN makes DICEFG at 95 % fg converge (Adam) | BN {_rate(a)} vs no BN {_rate(b)}; "
-                   f"Fisher p = {p:.2g}; Adam + BN, all cells run: {_rate(adam_bn)} | {verdict} |")
+        add("BN makes DICEFG at 95 % fg converge (Adam)", a + b,
+            f"BN {_rate(a)} vs no BN {_rate(b)}; Fisher p = {p:.2g}; Adam + BN, all cells: {_rate(adam_bn)}", verdict)
     o4 = _o4_numbers(d[EARLY_RUNS])
     if o4:
-        out.append(f"| CCE loss and gradient norm skyrocket early when training with DICEFG (50 % fg) | "
-                   f"Adam, no BN, steps {EARLY[0]}–{EARLY[1]}: monitored CCE gradient norm {o4['dicefg']} when "
-                   f"training with DICEFG vs {o4['others']} with CCE/DICE; paired (same seed) DICEFG − CCE: "
-                   f"{o4['paired']} | {o4['verdict']} |")
+        add("CCE loss and gradient norm skyrocket early when training with DICEFG (50 % fg)",
+            select(d[EARLY_RUNS], opt="Adam lr 0.001", norm="none", fg=0.5),
+            f"Adam, no BN, steps {EARLY[0]}–{EARLY[1]}: monitored CCE gradient norm {o4['dicefg']} when training with "
+            f"DICEFG vs {o4['others']} with CCE/DICE; paired (same seed) DICEFG − CCE: {o4['paired']}", o4["verdict"])
     g = _grad_95_5(d[EARLY_RUNS], "gn_early_mean_dicefg", f"mean over steps {EARLY[0]}–{EARLY[1]}")
     if g:
-        out.append(f"| gradient norms smaller at 95 % than at 5 % fg (early) | {g['text']} | {g['verdict']} |")
+        add("gradient norms smaller at 95 % than at 5 % fg (early)", g["rows"], g["text"], g["verdict"])
     g = _grad_95_5(rows, "gn_mean_dicefg", "mean over training")
     if g:
-        out.append(f"| gradient norms smaller at 95 % than at 5 % fg | {g['text']} | {g['verdict']} |")
+        add("gradient norms smaller at 95 % than at 5 % fg", g["rows"], g["text"], g["verdict"])
+    iv = _inverted_verdict(d)
+    if iv:
+        add("(seed 002) is it the input? 95 % fg on the inverted input 1 − x", iv["rows"], iv["text"], iv["verdict"])
     return "\n".join(out) + "\n"
 
 
@@ -369,7 +416,7 @@ def _o4_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
 def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str]:
     from seglab.stats import paired_difference
 
-    parts, verdicts = [], []
+    parts, verdicts, used = [], [], []
     for norm in ("none", "batch"):
         cell = select(rows, opt="Adam lr 0.001", norm=norm, loss="study_dicefg")
         a = {int(r["seed"]): _f(r[col]) for r in select(cell, fg=0.05)}
@@ -378,6 +425,7 @@ def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str
         if len(seeds) < 2:
             continue
         d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+        used += [r for r in cell if int(r["seed"]) in seeds and _f(r["fg_ratio"]) in (0.05, 0.95)]
         parts.append(f"{'no BN' if norm == 'none' else 'BN'}: DICEFG gradient norm ({what}) "
                      f"{statistics.fmean(a[s] for s in seeds):.3g} at 5 % vs {statistics.fmean(b[s] for s in seeds):.3g}"
                      f" at 95 % fg, paired difference {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], n = {d.n}")
@@ -385,7 +433,7 @@ def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str
         verdicts.append(f"{'no BN' if norm == 'none' else 'BN'}: {v}")
     if not parts:
         return {}
-    return {"text": "; ".join(parts), "verdict": "; ".join(verdicts)}
+    return {"text": "; ".join(parts), "verdict": "; ".join(verdicts), "rows": used}
 
 
 def block_cells(d: Data) -> str:
@@ -511,6 +559,179 @@ def block_init(d: Data) -> str:
     return "\n".join(out) + "\n"
 
 
+GRID_FG = 0.5
+
+
+def block_sgd_grid(d: Data) -> str:
+    """SGD learning rate x momentum at 50 % fg, 3 seeds: converged k/n and the labels, per norm and loss."""
+    rows = [r for r in d[FAITHFUL] if r["optimizer"] == "sgd" and abs(_f(r["fg_ratio"]) - GRID_FG) < 1e-9]
+    combos = sorted({(_f(r["lr"]), _f(r["momentum"])) for r in rows})
+    if len(combos) < 4:
+        return "Not run yet (the SGD learning-rate x momentum grid).\n"
+    out = ["| SGD lr | momentum | effective step lr/(1 − m) | BN | " + " | ".join(LABELS[m] for m in MONITORS) + " |",
+           "|---|---|---|---|" + "---|" * len(MONITORS)]
+    for lr, mom in combos:
+        for norm in ("batch", "none"):
+            cells = []
+            for loss in MONITORS:
+                rs = [r for r in rows if (_f(r["lr"]), _f(r["momentum"])) == (lr, mom) and r["norm"] == norm
+                      and r["loss"] == loss and int(r["seed"]) < 3]
+                if not rs:
+                    cells.append("not run")
+                    continue
+                k = sum(converged(r, 0.9) for r in rs)
+                med = statistics.median(_f(r["final_mean_dice"]) for r in rs)
+                cells.append(f"{k}/{len(rs)} · {_labels(rs)} · {med:.3f}")
+            out.append(f"| {lr:g} | {mom:g} | {lr / (1 - mom):g} | {'yes' if norm == 'batch' else 'no'} | "
+                       + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def block_long(d: Data) -> str:
+    """The 100,001-step SGD lr 1e-3 runs: mean Dice at 10,000 steps vs at the end, first step at >= 0.9, label."""
+    rows = d[LONG]
+    if not rows:
+        return "Not run yet (`data/study/chlebus2018_faithful_long.csv`).\n"
+    out = ["| trained with | BN | fg | seed | mean Dice at step 10,000 | at step 100,001 | first validation with mean "
+           "Dice ≥ 0.9 | label at 100,001 (last quarter: steps 75,000–100,001) |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["norm"], r["fg_ratio"], list(MONITORS).index(r["loss"]), int(r["seed"]))):
+        cs = r["converged_step"] or "never"
+        out.append(f"| {LABELS[r['loss']]} | {'yes' if r['norm'] == 'batch' else 'no'} | {int(_f(r['fg_ratio']) * 100)} % | "
+                   f"{r['seed']} | {_f(r['mean_dice_10k']):.3f} | {_f(r['final_mean_dice']):.3f} | {cs} | "
+                   f"{run_label(r)} |")
+    return "\n".join(out) + "\n"
+
+
+def _long_verdict(d: Data) -> dict[str, str]:
+    rows = d[LONG]
+    if not rows:
+        return {}
+    parts, kinds = [], []
+    for r in sorted(rows, key=lambda r: list(MONITORS).index(r["loss"])):
+        a, b = _f(r["mean_dice_10k"]), _f(r["final_mean_dice"])
+        kind = "slow" if b - a >= SLOW_RISE else ("stuck" if run_label(r) != "collapsed" else "collapsed")
+        if converged(r, 0.9):
+            kind = "slow (converges later)" if a < 0.9 else "converged by 10k"
+        kinds.append(kind)
+        parts.append(f"{LABELS[r['loss']]} {a:.3f} → {b:.3f}")
+    return {"text": "SGD lr 1e-3, no BN, 50 % fg, seed 0, mean Dice at step 10,000 → 100,001: " + ", ".join(parts),
+            "verdict": "; ".join(f"{LABELS[r['loss']]}: {k}" for r, k in
+                                 zip(sorted(rows, key=lambda r: list(MONITORS).index(r["loss"])), kinds))}
+
+
+def block_inverted(d: Data) -> str:
+    """Seed 002: early gradient norms at 5 % and 95 % fg, on the plain input x and on 1 - x (same seeds)."""
+    from seglab.stats import paired_difference
+
+    plain, inv = d[EARLY_RUNS], d[INVERTED]
+    if not inv:
+        return "Not run yet (`data/study/chlebus2018_faithful_early_inverted.csv`).\n"
+    out = [f"| BN | trained with (its own gradient norm, mean over steps {EARLY[0]}–{EARLY[1]}) | x, 5 % fg | x, 95 % fg | "
+           "1 − x, 5 % fg | 1 − x, 95 % fg | 1 − x at 95 % minus x at 95 % [95 % CI] | 1 − x at 95 % minus x at 5 % "
+           "[95 % CI] | n |", "|---|---|---|---|---|---|---|---|---|"]
+    for norm in ("none", "batch"):
+        for loss, short in MONITORS.items():
+            col = f"gn_early_mean_{short}"
+
+            def by_seed(rows: list[dict[str, str]], fg: float) -> dict[int, float]:
+                return {int(r["seed"]): _f(r[col]) for r in select(rows, opt="Adam lr 0.001", norm=norm, loss=loss, fg=fg)}
+
+            p5, p95, i5, i95 = by_seed(plain, 0.05), by_seed(plain, 0.95), by_seed(inv, 0.05), by_seed(inv, 0.95)
+            seeds = sorted(set(p5) & set(p95) & set(i5) & set(i95))
+            if len(seeds) < 2:
+                continue
+            d1 = paired_difference([i95[s] for s in seeds], [p95[s] for s in seeds])
+            d2 = paired_difference([i95[s] for s in seeds], [p5[s] for s in seeds])
+            means = [statistics.fmean(m[s] for s in seeds) for m in (p5, p95, i5, i95)]
+            out.append(f"| {'yes' if norm == 'batch' else 'no'} | {LABELS[loss]} | " + " | ".join(f"{m:.3g}" for m in means)
+                       + f" | {d1.mean:+.3g} [{d1.low:+.3g}, {d1.high:+.3g}] | {d2.mean:+.3g} [{d2.low:+.3g}, {d2.high:+.3g}] "
+                       f"| {d1.n} |")
+    return "\n".join(out) + "\n"
+
+
+def _inverted_verdict(d: Data) -> dict[str, str]:
+    """DICEFG without BN (the cell where the 95 % vs 5 % difference shows): does the inverted input at 95 % fg
+    behave like x at 95 % (the foreground fraction matters) or like x at 5 % (the input's intensities matter)?"""
+    from seglab.stats import paired_difference
+
+    col = "gn_early_mean_dicefg"
+    sel = {"opt": "Adam lr 0.001", "norm": "none", "loss": "study_dicefg"}
+    p5 = {int(r["seed"]): _f(r[col]) for r in select(d[EARLY_RUNS], fg=0.05, **sel)}
+    p95 = {int(r["seed"]): _f(r[col]) for r in select(d[EARLY_RUNS], fg=0.95, **sel)}
+    i95 = {int(r["seed"]): _f(r[col]) for r in select(d[INVERTED], fg=0.95, **sel)}
+    seeds = sorted(set(p5) & set(p95) & set(i95))
+    if len(seeds) < 2:
+        return {}
+    same_fg = paired_difference([i95[s] for s in seeds], [p95[s] for s in seeds])
+    same_x = paired_difference([i95[s] for s in seeds], [p5[s] for s in seeds])
+
+    def ci(x: Any) -> str:
+        return f"{x.mean:+.3g} [{x.low:+.3g}, {x.high:+.3g}]"
+
+    text = (f"no BN, DICEFG gradient norm (mean over steps {EARLY[0]}–{EARLY[1]}): 1 − x at 95 % fg "
+            f"{statistics.fmean(i95[s] for s in seeds):.3g}, x at 95 % {statistics.fmean(p95[s] for s in seeds):.3g}, "
+            f"x at 5 % {statistics.fmean(p5[s] for s in seeds):.3g}; paired, 1 − x at 95 % minus x at 95 %: "
+            f"{ci(same_fg)}, minus x at 5 %: {ci(same_x)}, n = {same_fg.n}")
+    near_fg, near_x = same_fg.low <= 0 <= same_fg.high, same_x.low <= 0 <= same_x.high
+    if near_fg and not near_x:
+        verdict = "follows the foreground fraction, not the input's intensities"
+    elif near_x and not near_fg:
+        verdict = "follows the input's intensities, not the foreground fraction"
+    elif near_fg and near_x:
+        verdict = "cannot tell (no evidence of a difference either way)"
+    else:
+        verdict = "neither alone: differs from both"
+    used = [r for r in select(d[EARLY_RUNS] + d[INVERTED], **sel) if int(r["seed"]) in seeds]
+    return {"text": text, "verdict": verdict, "rows": used}
+
+
+def block_compare(name: str) -> Callable[[Data], str]:
+    """A committed ``seglab compare --json`` result as a table: each loss's Dice per class (mean ± sd over seeds)
+    and its paired difference to the baseline with the 95 % interval, per class."""
+
+    def render_compare(_: Data) -> str:
+        c = load_compare(name)
+        if not c:
+            return f"Not run yet (`data/compare/{name}.json`).\n"
+        classes = c["class_names"]
+        st = c["setup"]
+        diffs = {(x["a"], x["metric"]): x for x in c["differences"]}
+        seeds = st["seeds"]
+        head = (f"`seglab compare` on `{st['task']}` {_kw_text(st.get('task_kw'))}, model `{st['model']}` "
+                f"{_kw_text(st.get('model_kw'))}, {st['optimizer']} lr {st['lr']:g}, {st['steps']} steps, batch "
+                f"{st['batch_size']}, seeds {seeds[0]}–{seeds[-1]} (n = {len(seeds)}, paired); Dice per class on the "
+                f"task's fixed validation set; difference = loss − baseline (`{c['baseline']}`), mean [95 % t-interval]; "
+                f"**bold** when the interval excludes 0.\n\n")
+        out = ["| loss | spec | fg Dice (mean ± sd) | " + " | ".join(classes) + " |", "|---|---|---|" + "---|" * len(classes)]
+        for r in c["losses"]:
+            cells = []
+            for k in classes:
+                pc = r["per_class"][k]
+                x = diffs.get((r["label"], f"dice[{k}]"))
+                if x is None:
+                    cells.append(f"{pc['mean']:.3f}")
+                else:
+                    dtxt = f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]"
+                    cells.append(f"{pc['mean']:.3f} ({'**' + dtxt + '**' if not x['contains_zero'] else dtxt})")
+            fx = diffs.get((r["label"], "fg_dice"))
+            fg = f"{r['fg_dice']['mean']:.3f} ± {r['fg_dice']['sd']:.3f}"
+            if fx is not None:
+                dtxt = f"{fx['mean']:+.3f} [{fx['low']:+.3f}, {fx['high']:+.3f}]"
+                fg += f" ({'**' + dtxt + '**' if not fx['contains_zero'] else dtxt})"
+            out.append(f"| {r['label']} | `{r['spec']}` | {fg} | " + " | ".join(cells) + " |")
+        failed = c.get("failed_runs") or []
+        tail = f"\nFailed runs: {len(failed)}.\n" if failed else ""
+        return head + "\n".join(out) + "\n" + tail
+
+    return render_compare
+
+
+def _kw_text(kw: Any) -> str:
+    if not kw:
+        return ""
+    return "(" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")"
+
+
 BLOCKS: dict[str, Callable[[Data], str]] = {
     "init-step0": block_init,
     "faithful-runs": block_runs,
@@ -520,6 +741,10 @@ BLOCKS: dict[str, Callable[[Data], str]] = {
     "faithful-fisher": block_fisher,
     "faithful-o4": block_o4,
     "faithful-collapse": block_collapse,
+    "faithful-sgd-grid": block_sgd_grid,
+    "faithful-long": block_long,
+    "seed002-inverted": block_inverted,
+    **{block: block_compare(name) for block, name in COMPARE.items()},
 }
 
 
