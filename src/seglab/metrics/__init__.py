@@ -12,6 +12,7 @@ surface distance, surface Dice), as functions and as stateful objects that synch
 Conventions (averaging, empty masks, the matching MONAI and torchmetrics calls): ``docs/metrics.md``.
 """
 
+from seglab.metrics.calibration import CalibrationError, ReliabilityBins, expected_calibration_error, reliability_bins
 from seglab.metrics.overlap import (
     AGGREGATES,
     class_masks,
@@ -42,5 +43,5 @@ __all__ = [
     "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy",
     "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
-    "CLDiceScore",
+    "CLDiceScore", "expected_calibration_error", "reliability_bins", "ReliabilityBins", "CalibrationError",
 ]
