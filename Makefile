@@ -49,6 +49,7 @@ lint: $(STAMP)
 # rewrite every number block (<!-- regen:NAME -->) of README.md and docs/ from the committed data (data/study/)
 numbers: $(STAMP)
 	$(BIN)/python tools/regenerate.py
+	$(BIN)/python tools/study_figures.py
 
 wheel: $(STAMP)
 	rm -rf $(WHEEL_DIST) && mkdir -p $(WHEEL_TMP)
