@@ -637,13 +637,14 @@ def block_inverted(d: Data) -> str:
                 return {int(r["seed"]): _f(r[col]) for r in select(rows, opt="Adam lr 0.001", norm=norm, loss=loss, fg=fg)}
 
             p5, p95, i5, i95 = by_seed(plain, 0.05), by_seed(plain, 0.95), by_seed(inv, 0.05), by_seed(inv, 0.95)
-            seeds = sorted(set(p5) & set(p95) & set(i5) & set(i95))
+            seeds = sorted(set(p5) & set(p95) & set(i95))
             if len(seeds) < 2:
                 continue
             d1 = paired_difference([i95[s] for s in seeds], [p95[s] for s in seeds])
             d2 = paired_difference([i95[s] for s in seeds], [p5[s] for s in seeds])
-            means = [statistics.fmean(m[s] for s in seeds) for m in (p5, p95, i5, i95)]
-            out.append(f"| {'yes' if norm == 'batch' else 'no'} | {LABELS[loss]} | " + " | ".join(f"{m:.3g}" for m in means)
+            means = [f"{statistics.fmean(m[s] for s in seeds):.3g}" if all(s in m for s in seeds) else "—"
+                     for m in (p5, p95, i5, i95)]
+            out.append(f"| {'yes' if norm == 'batch' else 'no'} | {LABELS[loss]} | " + " | ".join(means)
                        + f" | {d1.mean:+.3g} [{d1.low:+.3g}, {d1.high:+.3g}] | {d2.mean:+.3g} [{d2.low:+.3g}, {d2.high:+.3g}] "
                        f"| {d1.n} |")
     return "\n".join(out) + "\n"
