@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", default=None, help="torch threads, >= 1 (default: torch's default)")
     p.add_argument("--validate", action="store_true", help="keep seglab's input validation on while timing")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--out", default="benchmarks/bench_losses.json", help="JSON results file ('' to skip)")
+    p.add_argument("--out", default="bench_losses.json", help="JSON results file (default: bench_losses.json in the current folder, so the committed benchmarks/ files are never overwritten by accident; '' to skip)")
     p.add_argument("--repeat", default=1,
                    help="whole runs, >= 1, each in a fresh process; with R > 1 the spread of every loss's ratio to "
                         "F.cross_entropy across the runs is reported (min, quartiles, IQR, max; default 1)")
