@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from seglab import _checks
+from seglab.metrics.overlap import volume_weights
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._region import RegionTerm, check_region_options
 from seglab.losses._stats import Stats, _mean_or_zero
@@ -29,17 +30,7 @@ def check_generalized_dice_options(*, mode: str, weighting: Any = "square", incl
 
 def generalized_dice_head(st: Stats, *, weighting: str, smooth: float, reduction: str) -> torch.Tensor:
     """Generalized Dice loss from per-class statistics (shared by the reference and the fused kernels)."""
-    ys = st.ys.detach()
-    if weighting == "square":
-        w = 1.0 / (ys * ys)
-    elif weighting == "simple":
-        w = 1.0 / ys
-    else:
-        w = torch.ones_like(ys)
-    # classes absent from the target have infinite weight: replace by the largest finite weight (MONAI's policy)
-    inf = torch.isinf(w)
-    w = w.masked_fill(inf, 0.0)
-    w = w + inf * w.amax(dim=-1, keepdim=True)
+    w = volume_weights(st.ys.detach(), weighting, all_absent=0.0)  # MONAI's GeneralizedDiceLoss
     num = 2.0 * (w * st.tp).sum(-1) + smooth
     den = (w * (st.ps + st.ys)).sum(-1) + smooth
     tiny = torch.finfo(den.dtype).tiny

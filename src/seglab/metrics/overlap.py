@@ -232,6 +232,25 @@ def iou_score(pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_classe
                   aggregate=aggregate, empty=empty)
 
 
+def volume_weights(ys: torch.Tensor, weighting: str, *, all_absent: float) -> torch.Tensor:
+    """Generalized Dice class weights from target volumes ``ys`` (``(..., C)``, classes last): ``1 / ys²``
+    (``"square"``), ``1 / ys`` (``"simple"``) or 1 (``"uniform"``). A class absent from the target (infinite
+    weight) gets the largest finite weight of the other classes (MONAI's rule); where every class is absent,
+    every weight is ``all_absent`` (MONAI: 0 in ``GeneralizedDiceLoss``, 1 in ``GeneralizedDiceScore``).
+    The one rule for :func:`generalized_dice_score` and the generalized Dice loss."""
+    if weighting == "square":
+        w = 1.0 / (ys * ys)
+    elif weighting == "simple":
+        w = 1.0 / ys
+    else:
+        w = torch.ones_like(ys)
+    inf = torch.isinf(w)
+    w = w.masked_fill(inf, 0.0)
+    wmax = w.amax(dim=-1, keepdim=True) if w.shape[-1] else w.sum(-1, keepdim=True)
+    wmax = torch.where(wmax > 0, wmax, torch.full_like(wmax, all_absent))
+    return torch.where(inf, wmax.expand_as(w), w)
+
+
 def generalized_dice_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, *, weight_type: str = "square",
                                  empty: float = float("nan")) -> torch.Tensor:
     """Generalized Dice score over classes (the last dim) of counts ``(..., C)``.
@@ -241,18 +260,7 @@ def generalized_dice_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.T
     other classes (MONAI's rule; 1 if all are absent). ``empty`` where the denominator is 0.
     """
     weight_type = check_choice("weight_type", weight_type, WEIGHT_TYPES)
-    ys = tp + fn
-    if weight_type == "square":
-        w = 1.0 / (ys * ys)
-    elif weight_type == "simple":
-        w = 1.0 / ys
-    else:
-        w = torch.ones_like(ys)
-    inf = torch.isinf(w)
-    finite = torch.where(inf, torch.zeros_like(w), w)
-    wmax = finite.amax(-1, keepdim=True) if w.shape[-1] else finite.sum(-1, keepdim=True)
-    wmax = torch.where(wmax > 0, wmax, torch.ones_like(wmax))
-    w = torch.where(inf, wmax.expand_as(w), w)
+    w = volume_weights(tp + fn, weight_type, all_absent=1.0)  # MONAI's GeneralizedDiceScore
     num = 2 * (w * tp).sum(-1)
     den = (w * (2 * tp + fp + fn)).sum(-1)
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.full_like(den, empty))
