@@ -259,3 +259,12 @@ def test_bad_input_names_the_argument():
     p[0] = 7.0
     assert expected_calibration_error(p, t, ignore_index=255) == pytest.approx(
         expected_calibration_error(probs[1:], target[1:]), abs=1e-12)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import seglab.metrics.calibration as cal
+
+    res = doctest.testmod(cal, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 10 and res.failed == 0
