@@ -24,11 +24,14 @@ enough images hold the rare class):
   where class 3 is neither present nor predicted is skipped; one with only a false positive scores 0) and
   ``empty=1.0`` (such an image scores 1, MONAI ``ignore_empty=False``).
 
-Paired differences (batch minus per-image, same seed) with 95 % t-intervals and sign-flip p-values
+Paired differences (batch minus per-image, same seed; and with minus without CE) with 95 % t-intervals and sign-flip p-values
 (``seglab.stats.paired_difference``); "no evidence of a difference" when the interval contains 0.
 Writes docs/data/dice_per_image_vs_batch.json and prints markdown tables.
 
     nice -n 10 python examples/dice_per_image_vs_batch.py [--seeds 5] [--steps 500] [--lr 1e-2] [--noise 0.1 0.3]
+    python examples/dice_per_image_vs_batch.py --reanalyse [--figure docs/figures/dice_per_image_vs_batch.png]
+
+``--reanalyse`` trains nothing: it recomputes the differences and the tables from the runs stored in ``--out``.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ C = 4
 RARE = 3
 FREQUENCIES = [0.8, 0.8, 0.1]
 LOSSES = ("dice", "dice[batch=true]", "dice+ce", "dice[batch=true]+ce")
-PAIRS = (("dice[batch=true]", "dice"), ("dice[batch=true]+ce", "dice+ce"))  # (a, b): a - b is reported
+# (a, b): a - b is reported. The first two are the question (batch minus per-image, without and with CE); the
+# last two say what adding CE does to each Dice.
+PAIRS = (("dice[batch=true]", "dice"), ("dice[batch=true]+ce", "dice+ce"), ("dice+ce", "dice"),
+         ("dice[batch=true]+ce", "dice[batch=true]"))
 METRICS = ("fp_image_rate", "fp_pixels", "rare_dice_present", "rare_dice_mean", "rare_dice_mean_empty1",
            "pooled_dice_1", "pooled_dice_2", "pooled_dice_3")
 VAL_SEED = 20261201  # the fixed validation generator (not a training seed: those are seed * 1_000_003 + step)
@@ -130,15 +136,20 @@ def run_setting(noise: float, seeds: int, steps: int, batch: int, n_val: int, si
         for spec in LOSSES:
             model = train(task, spec, seed, steps, batch, lr)
             out["runs"][spec].append({"seed": seed, **measure(model, vx, vy)})
-    diffs: dict = {}
+    out["differences"] = differences(out["runs"])
+    return out
+
+
+def differences(runs: dict[str, list[dict]]) -> dict[str, dict | None]:
+    """Paired differences ``a - b`` (same seeds) of every measure for every pair in :data:`PAIRS`."""
+    diffs: dict[str, dict | None] = {}
     for a, b in PAIRS:
         for m in METRICS:
-            va = [r[m] for r in out["runs"][a]]
-            vb = [r[m] for r in out["runs"][b]]
-            d = paired_difference(va, vb) if seeds >= 2 else None
+            va = [r[m] for r in runs[a]]
+            vb = [r[m] for r in runs[b]]
+            d = paired_difference(va, vb) if len(va) >= 2 else None
             diffs[f"{a} - {b}: {m}"] = None if d is None else {**d.as_dict(), "verdict": d.verdict(a, b)}
-    out["differences"] = diffs
-    return out
+    return diffs
 
 
 def run(seeds: int, steps: int, noises: list[float], batch: int = 8, n_val: int = 640, size: int = 32,
@@ -178,15 +189,61 @@ def table(res: dict) -> str:
             lines.append(f"| `{spec}` | {_fmt(col['fp_image_rate'])} | {_fmt(col['fp_pixels'])} | "
                          f"{_fmt(col['rare_dice_present'])} | {_fmt(col['rare_dice_mean'])} | "
                          f"{_fmt(col['rare_dice_mean_empty1'])} | {pooled} |")
-        lines += ["", "| difference (batch − per-image) | mean [95 % CI] | sign-flip p | verdict |", "|---|---|---|---|"]
+        lines += ["", "| difference a − b (same seeds) | mean [95 % CI] | sign-flip p | verdict |", "|---|---|---|---|"]
         for key, d in s["differences"].items():
             if d is None:
                 continue
-            verdict = "no evidence of a difference" if d["contains_zero"] else ("higher" if d["mean"] > 0 else "lower")
+            if d["sd"] == 0 and d["mean"] == 0:
+                verdict = "equal in every seed"
+            elif d["contains_zero"]:
+                verdict = "no evidence of a difference"
+            else:
+                verdict = "a higher" if d["mean"] > 0 else "a lower"
             lines.append(f"| {key} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {d['pvalue']:.3g} | "
                          f"{verdict} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _strict_json(obj: Any) -> Any:
+    """NaN (e.g. the t-test p-value of identical pairs) -> null, so the file is strict JSON."""
+    if isinstance(obj, float) and obj != obj:
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_strict_json(v) for v in obj]
+    return obj
+
+
+def figure(res: dict, path: str | Path) -> None:
+    """Per-seed dots: empty images with a false positive, and pooled class-3 Dice, for each loss and setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(res["settings"])
+    fig, axes = plt.subplots(len(names), 2, figsize=(9, 2.6 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        runs = res["settings"][name]["runs"]
+        for ax, m, label in ((row[0], "fp_image_rate", "empty images with a class-3 FP"),
+                             (row[1], "pooled_dice_3", "pooled Dice of class 3")):
+            for i, spec in enumerate(LOSSES):
+                vals = [r[m] for r in runs[spec]]
+                ax.plot([i] * len(vals), vals, "o", alpha=0.6)
+                ax.plot([i - 0.25, i + 0.25], [sum(vals) / len(vals)] * 2, "k-")
+            for a, b in PAIRS[:2]:  # lines join the same seed's two runs
+                ia, ib = LOSSES.index(a), LOSSES.index(b)
+                for ra, rb in zip(runs[a], runs[b]):
+                    ax.plot([ib, ia], [rb[m], ra[m]], "-", color="0.7", lw=0.8, zorder=0)
+            ax.set_xticks(range(len(LOSSES)), LOSSES, fontsize=7)
+            ax.set_title(f"{name}: {label}", fontsize=9)
+            ax.set_ylim(-0.03, 1.03)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -199,20 +256,42 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "data"
                                          / "dice_per_image_vs_batch.json"))
+    ap.add_argument("--reanalyse", action="store_true",
+                    help="do not train: recompute the differences and the table from the runs in --out")
+    ap.add_argument("--figure", default=None, help="also write a PNG of the per-seed results here")
     a = ap.parse_args(argv)
+    if a.reanalyse:
+        try:
+            res = json.loads(Path(a.out).read_text())
+            for s in res["settings"].values():
+                s["differences"] = differences(s["runs"])
+            res["setup"]["pairs"] = [f"{x} - {y}" for x, y in PAIRS]
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--reanalyse: cannot read the runs in --out {a.out} ({type(e).__name__}: {e})")
+        res = _strict_json(res)
+        Path(a.out).write_text(json.dumps(res, indent=1, allow_nan=False))
+        print(table(res))
+        if a.figure:
+            figure(res, a.figure)
+        return res
     for opt in ("seeds", "steps", "val", "batch"):
         if getattr(a, opt) < 1:
             ap.error(f"--{opt} must be at least 1")
-    t0 = time.perf_counter()
     if not a.lr > 0:
         ap.error("--lr must be positive")
+    if not all(n >= 0 for n in a.noise):
+        ap.error("--noise must be >= 0")
+    t0 = time.perf_counter()
     res = run(a.seeds, a.steps, a.noise, batch=a.batch, n_val=a.val, lr=a.lr)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     res["command"] = " ".join(["python examples/dice_per_image_vs_batch.py", *(sys.argv[1:] if argv is None else argv)])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=1))
+    res = _strict_json(res)
+    Path(a.out).write_text(json.dumps(res, indent=1, allow_nan=False))
     print(table(res))
     print(f"wall time {res['wall_s']} s")
+    if a.figure:
+        figure(res, a.figure)
     return res
 
 

@@ -135,17 +135,24 @@ def test_script_runs_with_tiny_settings(tmp_path, capsys):
     assert saved["settings"].keys() == res["settings"].keys() == {"noise=0.3"}
     s = saved["settings"]["noise=0.3"]
     v = s["validation"]
-    assert v["images"] == 40 and v["with_rare_class"] + v["without_rare_class"] == 40
+    assert v["images"] == 40 and v["with_rare_class"] + v["without_rare_class"] == 40 and v["with_rare_class"] > 0
     assert s["separability"]["margin_in_noise_sd"] == pytest.approx((1 / 6) / 0.3)
     assert all(len(s["runs"][k]) == 2 for k in ex.LOSSES)
     assert len(s["differences"]) == len(ex.PAIRS) * len(ex.METRICS)
     assert saved["command"].endswith("--out " + str(out))
     printed = capsys.readouterr().out
-    assert "`dice[batch=true]+ce`" in printed and "difference (batch − per-image)" in printed
+    assert "`dice[batch=true]+ce`" in printed and "| dice[batch=true]+ce - dice+ce: fp_image_rate |" in printed
+    # --reanalyse trains nothing and recomputes the same differences from the stored runs; --figure writes a PNG
+    fig = tmp_path / "f.png"
+    again = ex.main(["--reanalyse", "--out", str(out), "--figure", str(fig)])
+    assert again["settings"]["noise=0.3"]["differences"] == s["differences"]  # NaN is stored as null
+    assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_script_rejects_bad_options(tmp_path):
+def test_script_rejects_bad_options(tmp_path, capsys):
     ex = _example()
-    with pytest.raises(SystemExit) as e:
-        ex.main(["--seeds", "0", "--out", str(tmp_path / "x.json")])
-    assert e.value.code == 2
+    for argv in (["--seeds", "0"], ["--lr", "0"], ["--reanalyse"]):  # the last: --out does not exist
+        with pytest.raises(SystemExit) as e:
+            ex.main([*argv, "--out", str(tmp_path / "missing.json")])
+        assert e.value.code == 2
+        assert "--" + argv[0].lstrip("-") in capsys.readouterr().err
