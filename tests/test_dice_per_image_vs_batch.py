@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 import seglab
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "dice_per_image_vs_batch.py"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "dice_per_image_vs_batch.py"
 S = 1e-5  # seglab's default smooth
 
 
@@ -156,3 +157,19 @@ def test_script_rejects_bad_options(tmp_path, capsys):
             ex.main([*argv, "--out", str(tmp_path / "missing.json")])
         assert e.value.code == 2
         assert "--" + argv[0].lstrip("-") in capsys.readouterr().err
+
+
+def test_doc_table_equals_the_stored_data():
+    """docs/dice_per_image_vs_batch.md's results block is the script's table of the committed runs, with the
+    differences recomputed from those runs (so no number in it is typed by hand)."""
+    ex = _example()
+    res = json.loads((ROOT / "docs" / "data" / "dice_per_image_vs_batch.json").read_text())
+    stored = {k: s["differences"] for k, s in res["settings"].items()}
+    for s in res["settings"].values():
+        s["differences"] = ex.differences(s["runs"])
+    assert ex._strict_json({k: s["differences"] for k, s in res["settings"].items()}) == stored
+    doc = (ROOT / "docs" / "dice_per_image_vs_batch.md").read_text()
+    begin, end = "<!-- dice_per_image_vs_batch table: begin -->\n", "\n<!-- dice_per_image_vs_batch table: end -->"
+    block = doc[doc.index(begin) + len(begin): doc.index(end)]
+    assert block == ex.table(res).rstrip("\n")
+    assert res["setup"]["seeds"] == [0, 1, 2, 3, 4] and res["setup"]["steps"] == 500
