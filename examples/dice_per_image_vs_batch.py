@@ -24,8 +24,8 @@ enough images hold the rare class):
   where class 3 is neither present nor predicted is skipped; one with only a false positive scores 0) and
   ``empty=1.0`` (such an image scores 1, MONAI ``ignore_empty=False``).
 
-Paired differences (batch minus per-image, same seed; and with minus without CE) with 95 % t-intervals and sign-flip p-values
-(``seglab.stats.paired_difference``); "no evidence of a difference" when the interval contains 0.
+Paired differences (batch minus per-image, same seed; and with minus without CE) with 95 % t-intervals and
+sign-flip p-values (``seglab.stats.paired_difference``); "no evidence of a difference" when the interval contains 0.
 Writes docs/data/dice_per_image_vs_batch.json and prints markdown tables.
 
     nice -n 10 python examples/dice_per_image_vs_batch.py [--seeds 5] [--steps 500] [--lr 1e-2] [--noise 0.1 0.3]

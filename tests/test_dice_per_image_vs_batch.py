@@ -88,9 +88,7 @@ def test_absent_class_with_small_false_positive_per_image_vs_batch():
     torch.testing.assert_close(g_img[0, 1], torch.full((6, 6), S / (fp_mass + S) ** 2, dtype=torch.float64))
     torch.testing.assert_close(g_pool[0, 1], torch.full((6, 6), (2 * inter + S) / (ps + ys + S) ** 2,
                                                         dtype=torch.float64))
-    assert g_img[0, 1, 0, 0] < 1e-3 < 0.05 < g_pool[0, 1, 0, 0]  # pooled pushes the false positive down ~500x harder
-    # per image, the loss of the absent class only drops once the predicted mass is of the order of s
-    assert 1 - S / (1e-3 + S) > 0.99
+    assert g_img[0, 1, 0, 0] < 1e-3 < 0.05 < g_pool[0, 1, 0, 0]  # pooled pushes the false positive down ~600x harder
 
 
 class _FixedPrediction(torch.nn.Module):
