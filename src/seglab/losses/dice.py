@@ -74,9 +74,9 @@ class DiceLoss(Loss):
         D_c = (2 * sum(p * y) + smooth) / (sum(p) + sum(y) + smooth)      # squared=True: sum(p^2) + sum(y^2)
         L_c = 1 - D_c                                                     # log=True: -log(D_c)
 
-    * ``batch=False`` (default, as MONAI and smp): sums run over the spatial dims of each sample; the loss is
-      the (class-weighted) mean over classes, then the mean over samples.
-      ``batch=True`` (as nnU-Net's batch Dice and the Chlebus 2018 study): sums run over batch and spatial
+    * ``batch=False`` (default, as MONAI's ``DiceLoss``): sums run over the spatial dims of each sample; the loss
+      is the (class-weighted) mean over classes, then the mean over samples.
+      ``batch=True`` (as nnU-Net's batch Dice, smp's ``DiceLoss`` and the Chlebus 2018 study): sums run over batch and spatial
       dims — one Dice per class for the whole mini-batch — then the mean over classes.
     * ``include_background=False`` drops channel 0 (the background of a multiclass task).
     * ``class_weights`` ``(C,)``: weighted mean over classes ``sum_c w_c L_c / sum_c w_c``.
