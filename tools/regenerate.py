@@ -287,7 +287,13 @@ FGS = (0.05, 0.5, 0.95)
 def block_runs(d: Data) -> str:
     lines = []
     for name, what, cmd in ((FAITHFUL, "full length (10,001 steps)", "--study-steps --grad-norm-every 10"),
-                            (EARLY_RUNS, "early window (first 301 steps)", "--steps 301")):
+                            (EARLY_RUNS, "early window (first 301 steps)", "--steps 301"),
+                            (INVERTED, "seed 002, inverted input (first 301 steps)", "--steps 301 --fg-ratios 0.05,0.95 "
+                             "--optimizers adam --lrs 0.001 --seeds 0,1,2,3,4,5,6,7,8,9 --task-opt invert=true"),
+                            (LONG, "10× longer (100,001 steps)", "--steps 100001 --grad-norm-every 10 --optimizers sgd "
+                             "--lrs 0.001 --momentums 0 --seeds 0 --fg-ratios 0.5 --norms none")):
+        if name in (INVERTED, LONG) and not d[name]:
+            continue
         rows = d[name]
         if not rows:
             lines.append(f"* {what}: no per-run data committed (`data/study/{name}.csv`).")
@@ -304,8 +310,13 @@ def block_runs(d: Data) -> str:
                 parts.append(f"{o}: {len(rs)} runs in {cells} cells, seeds {seeds[0]}–{seeds[-1]}")
         status = Counter(r["status"] for r in rows)
         st = ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+        extra = ""
+        if name == FAITHFUL and any(o not in OPTS_ALL for o in by):
+            extra = (" The SGD learning-rate × momentum cells at 50 % fg were added to the same folder by "
+                     "`seglab sweep --preset chlebus2018-faithful --study-steps --grad-norm-every 10 --optimizers sgd "
+                     "--lrs 0.001,0.01,0.1 --momentums 0,0.9 --seeds 0,1,2 --fg-ratios 0.5`.")
         lines.append(f"* {what}: {len(rows)} runs ({st}) of `seglab sweep --preset chlebus2018-faithful {cmd}`, "
-                     f"`data/study/{name}.csv` — " + "; ".join(parts) + ".")
+                     f"`data/study/{name}.csv` — " + "; ".join(parts) + "." + extra)
     return "\n".join(lines) + "\n"
 
 
