@@ -48,7 +48,7 @@ FAITHFUL = "chlebus2018_faithful"  # full-length runs (10,001 steps)
 EARLY_RUNS = "chlebus2018_faithful_early"  # the same runs' first 301 steps (training does not depend on the length)
 LONG = "chlebus2018_faithful_long"  # SGD lr 1e-3, no BN, 50 % fg, 100,001 steps: slow or stuck?
 INVERTED = "chlebus2018_faithful_early_inverted"  # Adam, 5 and 95 % fg, input 1 - x, first 301 steps (seed 002)
-COMPARE = {"compare-brain": "brain_tissue", "compare-rare": "rare_shapes"}  # data/compare/<name>.json
+COMPARE = {"compare-brain": "brain_tissue", "compare-rare": "rare_shapes", "compare-rare-noisy": "rare_shapes_noisy"}  # data/compare/<name>.json
 
 MONITORS = {"study_cce_clip": "cce", "study_dice": "dice", "study_dicefg": "dicefg"}
 LABELS = {"study_cce_clip": "CCE", "study_dice": "DICE", "study_dicefg": "DICEFG"}
