@@ -484,7 +484,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
                            f"{_pct(freq[small])}; Dice is insensitive to class size and CE keeps gradients smooth, so Dice + CE")
             warns += cw_cap_warn
             kwargs["class_weights"] = cw
-            reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice)"
+            reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; weights move errors from rare to frequent classes, check the trade with `seglab compare --ablate advised`)"
                            + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
             if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
                 include_bg = False
