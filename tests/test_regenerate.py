@@ -126,3 +126,60 @@ def test_extract_from_a_results_folder(tmp_path):
         assert r["q3_step"] == "300" and r["norm"] == "none" and r["steps"] == "400"
     assert rows["study_dicefg"]["label"] == "converged"  # 0.9 at the end
     assert rows["study_cce_clip"]["label"] == "collapsed"  # background never predicted
+
+
+def _early_row(seed: int, fg: float, g: float, norm: str = "none", loss: str = "study_dicefg") -> dict[str, str]:
+    return {"optimizer": "adam", "lr": "0.001", "momentum": "0", "norm": norm, "fg_ratio": str(fg), "loss": loss,
+            "seed": str(seed), "gn_early_mean_dicefg": str(g), "gn_early_mean_cce": str(g), "gn_early_mean_dice": str(g)}
+
+
+@pytest.mark.parametrize("inverted_like, verdict", [("x95", "follows the foreground fraction"),
+                                                     ("x5", "follows the input's intensities")])
+def test_seed002_verdict_follows_the_paired_intervals(inverted_like, verdict):
+    """x at 5 % fg has large norms, x at 95 % small ones; the inverted runs copy one of them (plus noise), and the
+    verdict must name which one, from the paired intervals."""
+    import random
+
+    rnd = random.Random(0)
+    plain, inv = [], []
+    for s in range(10):
+        g5, g95 = 1.0 + 0.1 * rnd.random(), 0.1 + 0.01 * rnd.random()
+        plain += [_early_row(s, 0.05, g5), _early_row(s, 0.95, g95)]
+        like = g95 if inverted_like == "x95" else g5
+        inv.append(_early_row(s, 0.95, like * (1 + 0.02 * (rnd.random() - 0.5))))
+    d = {regen.FAITHFUL: [], regen.EARLY_RUNS: plain, regen.INVERTED: inv, regen.LONG: [], regen.INIT: []}
+    v = regen._inverted_verdict(d)
+    assert v["verdict"].startswith(verdict)
+    assert "n = 10" in v["text"] and len(v["rows"]) == 30
+    table = regen.block_inverted(d)
+    assert table.count("\n") == 3  # header, rule and the DICEFG no-BN row (the only cell with all four)
+
+
+def test_compare_blocks_equal_scipy_on_the_committed_results():
+    """Every committed `seglab compare --json` result: each paired difference recomputed from the per-seed Dice with
+    scipy (Student-t interval), and the rendered block shows it."""
+    import json
+
+    from scipy import stats
+
+    files = sorted((ROOT / "data" / "compare").glob("*.json"))
+    assert {f.stem for f in files} == set(regen.COMPARE.values())
+    for f in files:
+        c = json.loads(f.read_text())
+        block = [b for b, n in regen.COMPARE.items() if n == f.stem][0]
+        text = regen.BLOCKS[block]({})
+        by_label = {r["label"]: r for r in c["losses"]}
+        base = [r for r in c["losses"] if c["baseline"] in (r["label"], r["spec"])][0]
+        for x in c["differences"]:
+            a = by_label[x["a"]]
+            k = x["metric"][len("dice["):-1] if x["metric"].startswith("dice[") else None
+            va = a["per_class"][k]["per_seed"] if k else a["fg_dice"]["per_seed"]
+            vb = base["per_class"][k]["per_seed"] if k else base["fg_dice"]["per_seed"]
+            d = [p - q for p, q in zip(va, vb)]
+            n = len(d)
+            mean = sum(d) / n
+            sd = stats.tstd(d) if n > 1 else 0.0
+            half = stats.t.ppf(0.975, n - 1) * sd / n ** 0.5
+            assert x["mean"] == pytest.approx(mean, abs=1e-9)
+            assert x["low"] == pytest.approx(mean - half, abs=1e-9) and x["high"] == pytest.approx(mean + half, abs=1e-9)
+            assert f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]" in text

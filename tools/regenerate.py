@@ -709,7 +709,7 @@ def block_compare(name: str) -> Callable[[Data], str]:
         st = c["setup"]
         diffs = {(x["a"], x["metric"]): x for x in c["differences"]}
         seeds = st["seeds"]
-        head = (f"`seglab compare` on `{st['task']}` {_kw_text(st.get('task_kw'))}, model `{st['model']}` "
+        head = (f"`seglab compare` on `{st['task']}`{_kw_text(st.get('task_kw'))}, model `{st['model']}`"
                 f"{_kw_text(st.get('model_kw'))}, {st['optimizer']} lr {st['lr']:g}, {st['steps']} steps, batch "
                 f"{st['batch_size']}, seeds {seeds[0]}–{seeds[-1]} (n = {len(seeds)}, paired); Dice per class on the "
                 f"task's fixed validation set; difference = loss − baseline (`{c['baseline']}`), mean [95 % t-interval]; "
@@ -741,7 +741,7 @@ def block_compare(name: str) -> Callable[[Data], str]:
 def _kw_text(kw: Any) -> str:
     if not kw:
         return ""
-    return "(" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")"
+    return " (" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")"
 
 
 BLOCKS: dict[str, Callable[[Data], str]] = {
