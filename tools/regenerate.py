@@ -6,10 +6,16 @@
                                            # rebuild data/study/chlebus2018_faithful.csv from a results folder
     python tools/regenerate.py --measure-init   # rebuild data/study/init_step0.csv (untrained nets, seconds)
 
-The data come from two sweeps of the same preset (commands in docs/study_deviations.md):
+The study data come from sweeps of the same preset (commands in docs/study_deviations.md):
 ``chlebus2018_faithful.csv`` (full length, 10,001 steps) and ``chlebus2018_faithful_early.csv`` (the same grid
 stopped after 301 steps: training never depends on the run length, so these are the first 301 steps of the full
 runs, cheap enough for every cell and seed; they hold the early window, steps 100-300).
+
+Besides these: ``chlebus2018_faithful_long.csv`` (SGD lr 1e-3 for 100,001 steps), ``chlebus2018_faithful_early_inverted.csv``
+(seed 002: the input 1 - x), ``init_step0.csv``, the committed ``seglab compare --json`` results in ``data/compare/``
+(brain tissue, the rare-class task) and ``docs/data/seed001.json`` (examples/seed001_bce_vs_ce.py). The calibration
+and per-image-vs-batch pages render their own tables from ``docs/data/`` (their scripts' ``--render``/``--check``,
+tested).
 
 A *regen block* is the text between ``<!-- regen:NAME -->`` and ``<!-- /regen:NAME -->`` in a Markdown file;
 NAME is a key of :data:`BLOCKS`, whose function renders it from the CSV alone. Everything outside the blocks is
@@ -744,6 +750,53 @@ def _kw_text(kw: Any) -> str:
     return " (" + ", ".join(f"{k}={v}" for k, v in kw.items()) + ")"
 
 
+SEED001 = ROOT / "docs" / "data" / "seed001.json"  # examples/seed001_bce_vs_ce.py
+
+
+def _minus(x: float, nd: int = 3) -> str:
+    """Signed with a typographic minus, as the prose around these tables."""
+    return f"{x:+.{nd}f}".replace("-", "−")
+
+
+def block_seed001(_: Data) -> str:
+    """Seed 001: each loss's measures, mean ± sample sd over the seeds (docs/data/seed001.json)."""
+    import json
+
+    if not SEED001.exists():
+        return "Not run yet (`docs/data/seed001.json`).\n"
+    d = json.loads(SEED001.read_text())
+    out = ["| loss | categorical accuracy | Keras `binary_accuracy` | mean foreground Dice |", "|---|---|---|---|"]
+    for loss, runs in d["runs"].items():
+        cells = []
+        for m in ("categorical_accuracy", "binary_accuracy", "fg_dice"):
+            v = [float(r[m]) for r in runs]
+            cells.append(f"{statistics.fmean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}")
+        out.append(f"| {loss} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def block_seed001_diff(_: Data) -> str:
+    """Seed 001: paired differences from ``ce`` recomputed from the per-seed values (seglab.stats)."""
+    import json
+
+    from seglab.stats import paired_difference
+
+    if not SEED001.exists():
+        return "Not run yet (`docs/data/seed001.json`).\n"
+    runs = json.loads(SEED001.read_text())["runs"]
+    names = {"onehot_bce": "onehot_bce − ce", "keras_cce_channels_first": "channels-first CCE − ce"}
+    out = ["| comparison | categorical accuracy | fg Dice |", "|---|---|---|"]
+    for loss, label in names.items():
+        if loss not in runs:
+            continue
+        cells = []
+        for m in ("categorical_accuracy", "fg_dice"):
+            x = paired_difference([float(r[m]) for r in runs[loss]], [float(r[m]) for r in runs["ce"]])
+            cells.append(f"{_minus(x.mean)} [{_minus(x.low)}, {_minus(x.high)}]")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 BLOCKS: dict[str, Callable[[Data], str]] = {
     "init-step0": block_init,
     "faithful-runs": block_runs,
@@ -756,6 +809,8 @@ BLOCKS: dict[str, Callable[[Data], str]] = {
     "faithful-sgd-grid": block_sgd_grid,
     "faithful-long": block_long,
     "seed002-inverted": block_inverted,
+    "seed001": block_seed001,
+    "seed001-diff": block_seed001_diff,
     **{block: block_compare(name) for block, name in COMPARE.items()},
 }
 
