@@ -197,7 +197,7 @@ def test_sync_all_reduces_the_bin_sums(monkeypatch):
     """Two ranks simulated in one process: compute() all-reduces the (3, n_bins) sums (SUM) and bins from them, so the
     result equals one process seeing all data (uneven split: averaging per-rank ECEs would differ). A real 2-process
     gloo group runs the same code path (tests/metrics/test_ddp_metrics.py for the other metrics)."""
-    import seglab.metrics.calibration as cal
+    import seglab.metrics.stateful as cal  # the sum-state base class holds the all-reduce
 
     probs, target = _multiclass((5, 8, 8), 3, seed=9)
     ranks = [CalibrationError("multiclass", 15), CalibrationError("multiclass", 15)]

@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from seglab._checks import check_ignore_index, check_mode
-from seglab.metrics.stateful import Metric
+from seglab.metrics.stateful import _SumsMetric
 
 SUM_TOLERANCE = 1e-2  # multiclass: |sum_c p_c - 1| allowed for 16-bit probabilities; a tenth of it otherwise
 
@@ -241,7 +240,7 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, *, mod
     return reliability_bins(probs, target, mode=mode, n_bins=n_bins, ignore_index=ignore_index).ece
 
 
-class CalibrationError(Metric):
+class CalibrationError(_SumsMetric):
     """ECE and reliability bins over all updates; the state is the per-bin sums of :func:`bin_sums`.
 
     ``update(probs, target)`` per batch, ``compute()`` → ECE as a float64 scalar tensor, ``bins()`` →
@@ -255,8 +254,6 @@ class CalibrationError(Metric):
     0.35
     """
 
-    _sums: torch.Tensor
-
     def __init__(self, mode: str = "multiclass", n_bins: int = 15, *, ignore_index: int | None = None,
                  process_group: Any = None, sync: bool = True) -> None:
         self.mode = check_mode(mode)
@@ -264,29 +261,14 @@ class CalibrationError(Metric):
         self.ignore_index = check_ignore_index(ignore_index)
         super().__init__(process_group=process_group, sync=sync)
 
-    def reset(self) -> None:
-        device = self._sums.device if hasattr(self, "_sums") else None
-        self._sums = torch.zeros(3, self.n_bins, dtype=torch.float64, device=device)
-
-    def to(self, device: torch.device | str) -> CalibrationError:
-        """Move the state (e.g. to the GPU before a NCCL sync on a process that saw no batch)."""
-        self._sums = self._sums.to(device)
-        return self
+    def _shape(self) -> tuple[int, int]:
+        return (3, self.n_bins)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``pred`` are probabilities ``(N, C, *spatial)`` (see :func:`reliability_bins`)."""
         s = bin_sums(pred, target, mode=self.mode, n_bins=self.n_bins, ignore_index=self.ignore_index)
-        if self._sums.device != s.device:
-            self._sums = self._sums.to(s.device)
+        self._follow(s.device)
         self._sums += s
-
-    def _synced(self) -> torch.Tensor:
-        do, group = self._group()
-        if not do:
-            return self._sums
-        sums = self._sums.clone()
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
-        return sums
 
     def bins(self) -> ReliabilityBins:
         return ReliabilityBins.from_sums(self._synced())
@@ -296,6 +278,3 @@ class CalibrationError(Metric):
 
     def _config(self) -> tuple[Any, ...]:
         return (self.mode, self.n_bins, self.ignore_index)
-
-    def _merge(self, other: Any) -> None:
-        self._sums += other._sums.to(self._sums.device)

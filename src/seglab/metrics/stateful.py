@@ -95,7 +95,43 @@ class Metric:
         return f"{type(self).__name__}{self._config()}"
 
 
-class _OverlapMetric(Metric):
+class _SumsMetric(Metric):
+    """A metric whose whole state is one float64 tensor of sums ``(rows, width)``: reset to zeros, moved with
+    :meth:`to`, all-reduced (summed) across processes by :meth:`_synced`, added by :meth:`merge`.
+    Subclasses give :meth:`_shape`."""
+
+    _sums: torch.Tensor
+
+    def _shape(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        device = self._sums.device if hasattr(self, "_sums") else None
+        self._sums = torch.zeros(*self._shape(), dtype=torch.float64, device=device)
+
+    def to(self, device: torch.device | str) -> Any:
+        """Move the state (e.g. to the GPU before a NCCL sync on a process that saw no batch)."""
+        self._sums = self._sums.to(device)
+        return self
+
+    def _follow(self, device: torch.device) -> None:
+        """Move the state to the device of the incoming batch."""
+        if self._sums.device != device:
+            self._sums = self._sums.to(device)
+
+    def _synced(self) -> torch.Tensor:
+        do, group = self._group()
+        if not do:
+            return self._sums
+        sums = self._sums.clone()
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
+        return sums
+
+    def _merge(self, other: Any) -> None:
+        self._sums += other._sums.to(self._sums.device)
+
+
+class _OverlapMetric(_SumsMetric):
     """State: one ``(5, C)`` float64 tensor of sums — TP, FP, FN, Σ per-image scores, number of per-image scores."""
 
     _aggregates: tuple[str, ...] = ("mean", "pooled")
@@ -116,36 +152,21 @@ class _OverlapMetric(Metric):
     def _scores(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def reset(self) -> None:
-        device = self._sums.device if hasattr(self, "_sums") else None
-        self._sums = torch.zeros(5, self.num_classes, dtype=torch.float64, device=device)
-
-    def to(self, device: torch.device | str) -> _OverlapMetric:
-        """Move the state (e.g. to the GPU before a NCCL sync on a process that saw no batch)."""
-        self._sums = self._sums.to(device)
-        return self
+    def _shape(self) -> tuple[int, int]:
+        return (5, self.num_classes)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         tp, fp, fn = confusion_counts(pred, target, mode=self.mode, num_classes=self.num_classes,
                                       ignore_index=self.ignore_index, per_sample=True)
         s = self._scores(tp, fp, fn)
         ok = ~torch.isnan(s)
-        if self._sums.device != tp.device:
-            self._sums = self._sums.to(tp.device)
+        self._follow(tp.device)
         w = self._width()
         self._sums[0] += tp.sum(0)
         self._sums[1] += fp.sum(0)
         self._sums[2] += fn.sum(0)
         self._sums[3, :w] += torch.where(ok, s, torch.zeros_like(s)).sum(0)
         self._sums[4, :w] += ok.sum(0).double()
-
-    def _synced(self) -> torch.Tensor:
-        do, group = self._group()
-        if not do:
-            return self._sums
-        sums = self._sums.clone()
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=group)
-        return sums
 
     def compute(self) -> torch.Tensor:
         sums = self._synced()
@@ -157,9 +178,6 @@ class _OverlapMetric(Metric):
 
     def _config(self) -> tuple[Any, ...]:
         return (self.mode, self.num_classes, self.aggregate, self.ignore_index, self.empty)
-
-    def _merge(self, other: Any) -> None:
-        self._sums += other._sums.to(self._sums.device)
 
 
 class DiceScore(_OverlapMetric):
