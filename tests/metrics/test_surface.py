@@ -181,3 +181,34 @@ def test_missing_scipy_is_one_line(monkeypatch):
     with pytest.raises(MissingExtraError) as e:
         hausdorff_distance(t, t, mode="multiclass", num_classes=2)
     assert str(e.value) == ("hausdorff_distance needs scipy, which is not installed: pip install 'seglab[metrics]'")
+
+
+SPACINGS = [round(0.1 * i, 1) for i in range(1, 31)]  # 0.1 .. 3.0
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_surface_dice_at_whole_voxel_tolerances_equals_monai(mm, ndim):
+    """A tolerance of k voxels written as a decimal (3 × 0.8 voxels → 2.4) keeps the boundary voxels that lie
+    exactly k voxels away, as MONAI does, for spacings 0.1–3.0 and k = 1–5 along each axis (issue 24, item 4:
+    these voxels used to be dropped because 3 * 0.8 == 2.4000000000000004 > 2.4)."""
+    shape = (14,) * ndim
+    mismatches, checked = [], 0
+    for s in SPACINGS:
+        for k in range(1, 6):
+            for axis in range(ndim):
+                spacing = tuple(s if a == axis else 1.0 for a in range(ndim))
+                p = torch.zeros(1, *shape, dtype=torch.long)
+                t = p.clone()
+                box = [slice(2, 5)] * ndim
+                p[(0, *box)] = 1
+                box[axis] = slice(2 + k, 5 + k)
+                t[(0, *box)] = 1
+                tol = round(k * s, 10)
+                ours = surface_dice(p, t, tol, spacing, mode="multiclass", num_classes=2, aggregate="none")[0, 1]
+                oh = [torch.nn.functional.one_hot(m, 2).movedim(-1, 1) for m in (p, t)]
+                ref = mm.compute_surface_dice(*oh, [tol, tol], include_background=True, spacing=list(spacing))[0, 1]
+                checked += 1
+                if abs(float(ours) - float(ref)) > 1e-9:
+                    mismatches.append((spacing, k, float(ours), float(ref)))
+    assert checked == len(SPACINGS) * 5 * ndim
+    assert not mismatches, mismatches[:5]

@@ -69,6 +69,21 @@ def check_tolerance(tolerance: Any, num_classes: int) -> tuple[float, ...]:
     return tuple(check_number("tolerance", t, low=0) for t in tolerance)
 
 
+#: relative slack of the surface-Dice comparison ``d <= tolerance``: a distance that equals the tolerance up to
+#: float64 rounding (``3 * 0.8 = 2.4000000000000004`` against a tolerance written as ``2.4``) is at the tolerance.
+#: Distinct distances on a voxel grid differ by far more than this for any spacing in use.
+TOLERANCE_RTOL = 1e-9
+
+
+def at_tolerance(tolerance: float) -> float:
+    """The largest distance counted as within ``tolerance``: ``tolerance · (1 + TOLERANCE_RTOL)``.
+
+    >>> 3 * 0.8 <= at_tolerance(2.4)
+    True
+    """
+    return tolerance * (1.0 + TOLERANCE_RTOL)
+
+
 def _ndimage(feature: str) -> Any:
     return require("scipy.ndimage", feature)
 
@@ -123,7 +138,7 @@ def per_image_values(kind: str, pred: torch.Tensor, target: torch.Tensor, *, mod
                 continue
             d_pt, d_tp = d
             if kind == "nsd":
-                tol = tolerance[k] if tolerance is not None else 0.0
+                tol = at_tolerance(tolerance[k] if tolerance is not None else 0.0)
                 out[i, k] = (np.count_nonzero(d_pt <= tol) + np.count_nonzero(d_tp <= tol)) / (d_pt.size + d_tp.size)
                 continue
             if d_pt.size == 0 or d_tp.size == 0:
