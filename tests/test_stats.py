@@ -110,3 +110,139 @@ def test_verdict_reads_no_evidence_when_the_interval_contains_zero():
 def test_bad_input_names_the_argument(call, exc, word):
     with pytest.raises(exc, match=word):
         call()
+
+
+# ------------------------------------------------------------------ the analysis plan: sign-flip, Holm, TOST, verdicts
+def _brute_signflip(d):
+    """Two-sided sign-flip p by listing every sign pattern (the definition, no shortcuts)."""
+    d = [float(x) for x in d]
+    obs = abs(sum(d))
+    tol = 1e-12 * sum(abs(x) for x in d)
+    hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= obs - tol
+               for signs in itertools.product((1, -1), repeat=len(d)))
+    return hits / 2 ** len(d)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 11])
+def test_signflip_pvalue_equals_brute_force_enumeration(n):
+    rng = np.random.default_rng(100 + n)
+    for d in (rng.normal(0.01, 0.03, n), rng.integers(-2, 3, n).astype(float), np.full(n, 0.2)):
+        p, exact = stats.signflip_pvalue(d)
+        assert exact and p == pytest.approx(_brute_signflip(d), abs=1e-15), d
+    assert stats.signflip_pvalue([0.1, 0.2, 0.3]) == (0.25, True)
+    assert stats.signflip_pvalue([0.0, 0.0, 0.0])[0] == 1.0
+
+
+def test_signflip_pvalue_is_exact_to_16_seeds_then_seeded_monte_carlo():
+    rng = np.random.default_rng(7)
+    d16 = rng.normal(0.02, 0.05, 16)
+    p16, exact16 = stats.signflip_pvalue(d16)
+    assert exact16 and p16 == pytest.approx(_brute_signflip(d16), abs=1e-15)
+    d18 = rng.normal(0.02, 0.05, 18)
+    p18, exact18 = stats.signflip_pvalue(d18, seed=1)
+    ref = _brute_signflip(d18)
+    assert not exact18
+    # 100,000 draws: the standard error is at most 0.0016; four of them
+    assert p18 == pytest.approx(ref, abs=4 * math.sqrt(ref * (1 - ref) / 100_000) + 1e-5)
+    assert stats.signflip_pvalue(d18, seed=1) == (p18, False)  # seeded: the same p again
+
+
+def _holm_stepdown_rejects(p, alpha):
+    """Holm's procedure as stated: walk the sorted p-values, reject while p_(k) <= alpha / (m - k + 1)."""
+    m = len(p)
+    rejected = [False] * m
+    for k, i in enumerate(sorted(range(m), key=lambda i: p[i])):
+        if p[i] <= alpha / (m - k):
+            rejected[i] = True
+        else:
+            break
+    return rejected
+
+
+def test_holm_textbook_values():
+    # the Holm-Bonferroni example (four hypotheses, alpha 0.05): H4 and H1 are rejected, H3 and H2 are not
+    adj = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert [a < 0.05 for a in adj] == [True, False, False, True]
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5, 0.9]) == [1.0, 1.0]  # capped at 1 (2 * 0.5 = 1, then the running max)
+    assert stats.holm([0.02]) == [0.02]  # one test: no adjustment
+    assert stats.holm([0.01, None, float("nan"), 0.02]) == pytest.approx([0.02, None, None, 0.02])
+    assert stats.holm([]) == []
+
+
+def test_holm_equals_the_stepdown_procedure_at_every_level():
+    rng = np.random.default_rng(19)
+    for m in (1, 2, 3, 6, 18, 24):
+        for _ in range(20):
+            p = list(rng.uniform(0, 0.2, m) ** 2)
+            if m > 2:
+                p[1] = p[0]  # ties
+            adj = stats.holm(p)
+            assert all(a >= q for a, q in zip(adj, p))
+            for alpha in (0.001, 0.01, 0.05, 0.1):
+                # the adjusted p is the smallest level at which the step-down procedure rejects
+                want = _holm_stepdown_rejects(p, alpha)
+                assert [a <= alpha for a in adj] == want, (p, alpha)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 20])
+@pytest.mark.parametrize("margin", [0.01, 0.05])
+def test_tost_matches_two_one_sided_scipy_t_tests(n, margin):
+    rng = np.random.default_rng(n)
+    for shift in (0.0, 0.004, -0.012, 0.03):
+        d = rng.normal(shift, 0.01, n)
+        got = stats.tost_paired(d, margin)
+        lo = ss.ttest_1samp(d, -margin, alternative="greater").pvalue
+        up = ss.ttest_1samp(d, margin, alternative="less").pvalue
+        assert got.p_lower == pytest.approx(lo, rel=1e-9, abs=1e-15)
+        assert got.p_upper == pytest.approx(up, rel=1e-9, abs=1e-15)
+        assert got.pvalue == pytest.approx(max(lo, up), rel=1e-9, abs=1e-15)
+        ci = ss.t.interval(0.90, n - 1, loc=d.mean(), scale=ss.sem(d))
+        assert (got.low, got.high) == (pytest.approx(ci[0], rel=1e-9), pytest.approx(ci[1], rel=1e-9))
+        # TOST at 0.05 passes exactly when the 90 % t-interval lies inside the margin
+        assert got.equivalent == (-margin < ci[0] and ci[1] < margin)
+
+
+def test_tost_without_spread_and_bad_input():
+    assert stats.tost_paired([0.005] * 4, 0.01).pvalue == 0.0
+    assert stats.tost_paired([0.02] * 4, 0.01).pvalue == 1.0
+    with pytest.raises(ValueError, match="margin"):
+        stats.tost_paired([0.1, 0.2], 0.0)
+    with pytest.raises(ValueError, match="margin"):
+        stats.tost_paired([0.1, 0.2], float("inf"))
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.tost_paired([0.1], 0.01)
+    with pytest.raises(ValueError, match="p-values"):
+        stats.holm([0.1, 1.5])
+
+
+@pytest.mark.parametrize("p_adj, low, high, tost_p, verdict", [
+    (0.01, 0.002, 0.02, 0.9, "better"),
+    (0.01, -0.02, -0.002, 0.9, "worse"),
+    (0.01, 0.001, 0.004, 0.001, "better"),   # better wins over equivalent
+    (0.06, 0.002, 0.02, 0.9, "inconclusive"),  # interval excludes 0 but the adjusted p does not reject
+    (0.01, -0.001, 0.02, 0.9, "inconclusive"),  # the adjusted p rejects but the interval contains 0
+    (0.01, -0.001, 0.02, 0.01, "equivalent"),
+    (0.5, -0.004, 0.004, 0.01, "equivalent"),
+    (0.5, -0.004, 0.004, 0.05, "inconclusive"),  # TOST must pass strictly (p < 0.05)
+    (None, -0.004, 0.004, None, "inconclusive"),
+])
+def test_plan_verdict_mapping(p_adj, low, high, tost_p, verdict):
+    assert stats.plan_verdict(p_adj, low, high, tost_p) == verdict
+    assert verdict in stats.VERDICTS
+
+
+def test_disagreement_flag():
+    assert stats.disagree(0.006, -0.0002, 0.022)        # p < 0.05 but the interval contains 0
+    assert stats.disagree(0.0625, -0.052, -0.0001)      # interval excludes 0 but p = 0.0625
+    assert not stats.disagree(0.002, 0.003, 0.007)
+    assert not stats.disagree(0.5, -0.1, 0.1)
+    assert not stats.disagree(None, 0.1, 0.2)
+
+
+def test_paired_difference_max_exact_switches_to_monte_carlo():
+    a = [0.1 * i for i in range(12)]
+    b = [0.05 * i for i in range(12)]
+    assert stats.paired_difference(a, b).exact
+    assert not stats.paired_difference(a, b, max_exact=10, n_resamples=2_000).exact

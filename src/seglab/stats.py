@@ -17,9 +17,20 @@ every function with ``scipy.stats``, which stays an optional dependency).
   exact up to ``n = 30`` by meet-in-the-middle, Monte Carlo beyond; ``scipy.stats.permutation_test`` with
   ``permutation_type="samples"``).
 
+The verdicts of docs/analysis_plan.md (used by ``seglab compare``), each a small function:
+
+* :func:`signflip_pvalue` -- the plan's primary test: the exact two-sided sign-flip test on per-seed differences
+  (all ``2^n`` sign patterns for ``n <= 16``, 100,000 seeded random patterns beyond).
+* :func:`holm` -- Holm--Bonferroni adjusted p-values within one family.
+* :func:`tost_paired` -- equivalence within ``+-margin``: two one-sided paired t-tests (TOST), i.e. the
+  ``1 - 2 alpha`` (90 %) t-interval inside the margin.
+* :func:`plan_verdict` -- ``better`` / ``worse`` (adjusted p < alpha and the t-interval excludes 0 on that side),
+  ``equivalent`` (else, when TOST passes) or ``inconclusive`` (:data:`VERDICTS`, the only words);
+  :func:`disagree` -- whether the t-interval and the unadjusted sign-flip test disagree.
+
 Small samples, honestly: with ``n`` pairs the sign-flip p-value cannot go below ``2 / 2^n`` (0.25 for 3 seeds,
-0.0625 for 5, 0.002 for 10), and :attr:`PairedDifference.min_pvalue` says so. A verdict should read "no
-evidence of a difference" whenever the interval contains 0 (:attr:`PairedDifference.contains_zero`).
+0.0625 for 5, 0.002 for 10), and :attr:`PairedDifference.min_pvalue` says so. Without a passing TOST, a
+difference that is not ``better``/``worse`` is ``inconclusive``: never "as good as" or "no difference".
 
 Example::
 
@@ -40,13 +51,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 __all__ = [
     "Rate", "FisherResult", "PairedDifference", "betainc", "beta_ppf", "t_cdf", "t_ppf",
     "clopper_pearson", "rate", "fisher_exact", "paired_difference", "MAX_EXACT_SIGNFLIP",
+    "Tost", "VERDICTS", "signflip_pvalue", "holm", "tost_paired", "plan_verdict", "disagree",
 ]
 
 MAX_EXACT_SIGNFLIP = 30  # sign-flip p-values are exact (all 2^n patterns) up to this many pairs
@@ -328,13 +340,15 @@ def _signflip_exact(d: np.ndarray, tol: float) -> float:
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
-                      n_resamples: int = 100_000, seed: int = 0) -> PairedDifference:
+                      n_resamples: int = 100_000, seed: int = 0,
+                      max_exact: Optional[int] = None) -> PairedDifference:
     """Paired comparison of ``a`` and ``b`` (one entry per seed, same order): ``d = a - b``.
 
     Returns the mean of ``d``, its sample sd (``ddof=1``), the Student-t interval
     ``mean +- t(1 - alpha/2; n-1) * sd / sqrt(n)``, the paired t-test p-value and the two-sided sign-flip
-    permutation p-value of ``mean(d)`` (exact for ``n <= MAX_EXACT_SIGNFLIP``, else ``n_resamples`` random
-    sign patterns from ``seed``, with p = (hits + 1) / (n_resamples + 1)). Needs ``n >= 2`` pairs. When every
+    permutation p-value of ``mean(d)`` (:func:`signflip_pvalue`: exact for ``n <= max_exact``, by default
+    ``MAX_EXACT_SIGNFLIP``, else ``n_resamples`` random sign patterns from ``seed``, with
+    p = (hits + 1) / (n_resamples + 1)). Needs ``n >= 2`` pairs. When every
     difference is equal (sd = 0) the interval is the point and ``t_pvalue`` is nan.
     """
     c = _check_confidence(confidence)
@@ -358,18 +372,156 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, confidence: flo
         t_p = min(1.0, 2.0 * t_cdf(-abs(tstat), n - 1))
     else:
         half, t_p = 0.0, float("nan")
-    tol = 1e-12 * float(np.abs(d).sum())
-    exact = n <= MAX_EXACT_SIGNFLIP
-    if exact:
-        p = _signflip_exact(d, tol)
-    else:
-        rng = np.random.default_rng(seed)
-        obs = abs(float(d.sum())) - tol
-        hits = 0
-        for start in range(0, nres, 10_000):
-            m = min(10_000, nres - start)
-            signs = rng.integers(0, 2, size=(m, n), dtype=np.int8) * 2 - 1
-            hits += int((np.abs(signs @ d) >= obs).sum())
-        p = (hits + 1) / (nres + 1)
+    p, exact = signflip_pvalue(d, max_exact=MAX_EXACT_SIGNFLIP if max_exact is None else max_exact,
+                               n_resamples=nres, seed=seed)
     return PairedDifference(n=n, mean=mean, sd=sd, low=mean - half, high=mean + half, t_pvalue=t_p,
                             pvalue=min(1.0, p), exact=exact, min_pvalue=min(1.0, 2.0 / 2**n), confidence=c)
+
+
+# ------------------------------------------------------------------ the analysis plan (docs/analysis_plan.md)
+#: the four verdicts of docs/analysis_plan.md section 5, the only words a comparison's verdict may use
+VERDICTS = ("better", "worse", "equivalent", "inconclusive")
+#: the plan's primary test is exact (all 2^n sign patterns) up to this many seeds, seeded Monte Carlo beyond
+PLAN_MAX_EXACT = 16
+PLAN_RESAMPLES = 100_000
+DISAGREEMENT = "t-interval and sign-flip test disagree"
+
+
+def signflip_pvalue(d: Sequence[float], *, max_exact: int = PLAN_MAX_EXACT, n_resamples: int = PLAN_RESAMPLES,
+                    seed: int = 0) -> tuple[float, bool]:
+    """Two-sided sign-flip permutation p-value of ``mean(d)`` for paired differences ``d``, as ``(p, exact)``.
+
+    Under H0 each ``d_i`` is equally likely ``+|d_i|`` or ``-|d_i|``; p is the share of sign patterns whose
+    ``|sum|`` reaches the observed ``|sum(d)|`` (ties within ``1e-12 * sum|d|`` count). Exact over all ``2^n``
+    patterns for ``n <= max_exact`` (16 in the analysis plan), else ``n_resamples`` random patterns drawn from
+    ``seed`` with ``p = (hits + 1) / (n_resamples + 1)``. All differences 0 give p = 1.
+    Example: ``signflip_pvalue([0.1, 0.2, 0.3])`` is ``(0.25, True)`` (only ``+++`` and ``---`` reach 0.6).
+    """
+    v = _as_vector("d", d)
+    if len(v) < 1:
+        raise ValueError("d needs at least 1 difference")
+    nres = _check_count("n_resamples", n_resamples)
+    if nres < 1:
+        raise ValueError("n_resamples must be at least 1")
+    tol = 1e-12 * float(np.abs(v).sum())
+    if len(v) <= _check_count("max_exact", max_exact):
+        return min(1.0, _signflip_exact(v, tol)), True
+    rng = np.random.default_rng(seed)
+    obs = abs(float(v.sum())) - tol
+    if obs <= 0:
+        return 1.0, False
+    hits = 0
+    for start in range(0, nres, 10_000):
+        m = min(10_000, nres - start)
+        signs = rng.integers(0, 2, size=(m, len(v)), dtype=np.int8) * 2 - 1
+        hits += int((np.abs(signs @ v) >= obs).sum())
+    return min(1.0, (hits + 1) / (nres + 1)), False
+
+
+def holm(pvalues: Sequence[Any]) -> list[Optional[float]]:
+    """Holm--Bonferroni adjusted p-values, in the input order (``None``/nan entries are not tests: left ``None``).
+
+    With the ``m`` p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of ``p_(i)`` is
+    ``max_{j <= i} min(1, (m - j + 1) p_(j))``; rejecting where it is below alpha controls the family-wise error
+    rate at alpha (Holm 1979). Example: ``holm([0.01, 0.04, 0.03])`` is ``[0.03, 0.06, 0.06]``.
+    """
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not (isinstance(p, float) and math.isnan(p))]
+    for i in idx:
+        p = pvalues[i]
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not (0.0 <= float(p) <= 1.0):
+            raise ValueError(f"p-values must be numbers in [0, 1] (or None), got {p!r}")
+    out: list[Optional[float]] = [None] * len(pvalues)
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: float(pvalues[i]))):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Equivalence of a paired mean difference within ``+-margin`` by two one-sided t-tests (TOST).
+
+    ``p_lower`` tests H0 ``mean <= -margin`` against ``mean > -margin``, ``p_upper`` H0 ``mean >= margin``
+    against ``mean < margin``; ``pvalue = max(p_lower, p_upper)``. ``low``/``high`` is the ``1 - 2 alpha``
+    (90 %) t-interval; ``equivalent`` (``pvalue < alpha``) holds exactly when it lies inside ``(-margin, margin)``.
+    """
+
+    n: int
+    mean: float
+    margin: float
+    p_lower: float
+    p_upper: float
+    pvalue: float
+    low: float
+    high: float
+    alpha: float = 0.05
+
+    @property
+    def equivalent(self) -> bool:
+        return self.pvalue < self.alpha
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "equivalent": self.equivalent}
+
+
+def tost_paired(d: Sequence[float], margin: float, alpha: float = 0.05) -> Tost:
+    """TOST of the paired differences ``d`` (one per seed) for equivalence within ``+-margin``.
+
+    ``t_lower = (mean + margin) / se``, ``p_lower = P(T > t_lower)``; ``t_upper = (mean - margin) / se``,
+    ``p_upper = P(T < t_upper)``, ``T`` Student-t with ``n - 1`` df, ``se = sd / sqrt(n)`` (the one-sided
+    ``scipy.stats.ttest_1samp(d, -margin, alternative="greater")`` and ``(d, margin, alternative="less")``).
+    When every difference is equal (sd = 0) each one-sided p is 0 if the mean lies strictly on the tested side
+    of its bound, else 1. Needs ``n >= 2`` and a finite ``margin > 0``.
+    """
+    v = _as_vector("d", d)
+    n = len(v)
+    if n < 2:
+        raise ValueError(f"d needs at least 2 differences, got {n}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating)) or not (
+            math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a finite number > 0, got {margin!r}")
+    a = float(alpha)
+    if not (0.0 < a < 0.5):
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    mg = float(margin)
+    mean = float(v.mean())
+    sd = float(v.std(ddof=1))
+    if sd > 0:
+        se = sd / math.sqrt(n)
+        p_lo = t_cdf(-(mean + mg) / se, n - 1)  # P(T > t_lower), by symmetry
+        p_up = t_cdf((mean - mg) / se, n - 1)
+        half = t_ppf(1.0 - a, n - 1) * se
+    else:
+        p_lo = 0.0 if mean > -mg else 1.0
+        p_up = 0.0 if mean < mg else 1.0
+        half = 0.0
+    return Tost(n=n, mean=mean, margin=mg, p_lower=p_lo, p_upper=p_up, pvalue=max(p_lo, p_up), low=mean - half,
+                high=mean + half, alpha=a)
+
+
+def plan_verdict(p_adjusted: Optional[float], low: float, high: float, tost_p: Optional[float],
+                 alpha: float = 0.05) -> str:
+    """The verdict of docs/analysis_plan.md section 5 for a difference ``d = B - A`` (B: the arm, A: the baseline).
+
+    ``"better"``: ``p_adjusted < alpha`` and the t-interval ``[low, high]`` lies above 0; ``"worse"``: the same
+    with the interval below 0; ``"equivalent"``: neither, and the TOST p-value ``tost_p < alpha``;
+    ``"inconclusive"``: everything else (also when a p-value is ``None``: not tested).
+    """
+    if p_adjusted is not None and p_adjusted < alpha:
+        if low > 0.0:
+            return "better"
+        if high < 0.0:
+            return "worse"
+    if tost_p is not None and tost_p < alpha:
+        return "equivalent"
+    return "inconclusive"
+
+
+def disagree(p_raw: Optional[float], low: float, high: float, alpha: float = 0.05) -> bool:
+    """Whether the t-interval and the (unadjusted) sign-flip test disagree: one of "the interval excludes 0" and
+    "p_raw < alpha" holds without the other (docs/analysis_plan.md section 2). False when not tested."""
+    if p_raw is None:
+        return False
+    return (not (low <= 0.0 <= high)) != (p_raw < alpha)

@@ -2,13 +2,27 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from seglab.cli import main
 from seglab.compare import ablations, compare
 from seglab.results import ResultsStore
+
+FORBIDDEN = ("as good as", "on par", "does as well", "no difference", "no evidence of a difference")
+
+
+def _brute_signflip(d):
+    """Two-sided sign-flip p by listing every sign pattern."""
+    import itertools
+
+    obs, tol = abs(sum(d)), 1e-12 * sum(abs(x) for x in d)
+    signs = list(itertools.product((1, -1), repeat=len(d)))
+    return sum(abs(sum(s * x for s, x in zip(sg, d))) >= obs - tol for sg in signs) / len(signs)
+
 
 ADVISED = "dice[batch=true,class_weights=[0.2,1.0,2.0],include_background=false] + ce[class_weights=[0.2,1.0,2.0]]"
 
@@ -47,7 +61,8 @@ SMALL = dict(task="shapes", task_kw={"size": 16, "num_classes": 3}, model="tiny"
 def test_paired_differences_from_the_runs(tmp_path):
     cmp = compare(["dice + ce", "ce"], seeds=3, out=tmp_path / "c", **SMALL)
     d = cmp.to_dict()
-    assert d["baseline"] == "dice + ce" and d["schema_version"] == 1 and d["seglab_version"]
+    assert d["baseline"] == "dice + ce" and d["schema_version"] == 2 and d["seglab_version"]
+    assert d["margin"] == 0.01 and d["families"] == {"fg_dice": 1, "dice[class]": 3}
     assert [r["rank"] for r in d["losses"]] == [1, 2]
     # recompute the foreground-Dice differences from the stored run summaries, independently of compare
     store = ResultsStore(tmp_path / "c")
@@ -62,11 +77,22 @@ def test_paired_differences_from_the_runs(tmp_path):
         half = 4.302652729749464 * diff.std(ddof=1) / math.sqrt(3)
         assert math.isclose(row["low"], diff.mean() - half, abs_tol=1e-9)
         assert math.isclose(row["high"], diff.mean() + half, abs_tol=1e-9)
-        assert ("no evidence of a difference" in row["verdict"]) == (row["low"] <= 0 <= row["high"])
+        # 3 pairs: the sign-flip p cannot go below 0.25, so never better/worse whatever the interval says
+        assert row["p_raw"] == pytest.approx(_brute_signflip(diff)) and row["p_raw"] >= 0.25
+        assert row["verdict"] in ("equivalent", "inconclusive")
+        assert row["disagreement"] == (not row["low"] <= 0 <= row["high"])
+        tl = scipy_stats.ttest_1samp(diff, -0.01, alternative="greater").pvalue
+        tu = scipy_stats.ttest_1samp(diff, 0.01, alternative="less").pvalue
+        assert row["tost_p"] == pytest.approx(max(tl, tu), rel=1e-9, abs=1e-15)
+        assert row["verdict"] == ("equivalent" if max(tl, tu) < 0.05 else "inconclusive")
     # one difference per class besides the foreground mean, written to compare.json
     assert {x["metric"] for x in d["differences"]} == {"fg_dice", "dice[background]", "dice[shape1]", "dice[shape2]"}
     assert json.loads((tmp_path / "c" / "compare.json").read_text())["differences"] == json.loads(cmp.to_json())["differences"]
-    assert "paired differences" in cmp.text() and "<table>" in cmp.html()
+    text, html = cmp.text(), cmp.html()
+    assert "paired differences" in text and "<table>" in html and "p (Holm)" in html
+    assert f"fg_dice: ce vs dice + ce: {row['verdict']}" in text
+    for phrase in FORBIDDEN:
+        assert phrase not in text.lower() and phrase not in html.lower() and phrase not in cmp.to_json().lower()
     # a rerun reuses the finished runs and gives the same numbers
     again = compare(["dice + ce", "ce"], seeds=3, out=tmp_path / "c", **SMALL)
     assert json.loads(again.to_json())["differences"] == json.loads(cmp.to_json())["differences"]
@@ -89,6 +115,8 @@ def test_cli_json(tmp_path, capsys):
     (["--losses", "dice+ce,dice + ce"], "same loss"),
     (["--steps", "0"], "--steps"),
     (["--confidence", "1.5"], "--confidence"),
+    (["--margin", "0"], "--margin"),
+    (["--margin", "nan"], "--margin"),
     (["--task-opt", "size"], "--task-opt"),
     (["--out", "/dev/null/x"], "--out"),
     (["--ablate", "ce"], "--ablate"),
@@ -124,3 +152,80 @@ def test_advise_compare_needs_images(tmp_path, capsys):
     rc = main(["advise", str(tmp_path), "--compare"])
     err = capsys.readouterr().err
     assert rc == 2 and "images/" in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- the committed results, re-read under the analysis plan
+COMMITTED = sorted((Path(__file__).resolve().parents[2] / "data" / "compare").glob("*.json"))
+
+
+def _holm_reference(ps):
+    """Holm-adjusted p-values, written independently of seglab.stats (sort, scale, running max, cap)."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    out, best = [0.0] * len(ps), 0.0
+    for k, i in enumerate(order):
+        best = max(best, min(1.0, (len(ps) - k) * ps[i]))
+        out[i] = best
+    return out
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
+def test_committed_comparisons_reread_under_the_plan(path):
+    from seglab.compare import upgrade
+    from seglab.compare.core import render_html
+
+    old = json.loads(path.read_text())
+    new = upgrade(old)
+    assert new["schema_version"] == 2 and new["margin"] == 0.01
+    assert new["reread_from_schema_version"] == old["schema_version"]
+    by_label = {r["label"]: r for r in old["losses"]}
+    base = next(r for r in old["losses"] if old["baseline"] in (r["spec"], r["label"]))
+    fams: dict = {}
+    assert len(new["differences"]) == len(old["differences"])
+    for o, x in zip(old["differences"], new["differences"]):
+        assert (x["a"], x["metric"]) == (o["a"], o["metric"])
+        k = x["metric"][len("dice["):-1] if x["metric"].startswith("dice[") else None
+        va = by_label[x["a"]]["per_class"][k]["per_seed"] if k else by_label[x["a"]]["fg_dice"]["per_seed"]
+        vb = base["per_class"][k]["per_seed"] if k else base["fg_dice"]["per_seed"]
+        d = np.array([p - q for p, q in zip(va, vb)])
+        assert x["mean"] == pytest.approx(o["mean"], abs=1e-12) and x["low"] == pytest.approx(o["low"], abs=1e-12)
+        assert x["p_raw"] == pytest.approx(_brute_signflip(list(d)), abs=1e-15)
+        ci = scipy_stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
+        assert (x["low"], x["high"]) == (pytest.approx(ci.low, abs=1e-9), pytest.approx(ci.high, abs=1e-9))
+        tost = max(scipy_stats.ttest_1samp(d, -0.01, alternative="greater").pvalue,
+                   scipy_stats.ttest_1samp(d, 0.01, alternative="less").pvalue)
+        assert x["tost_p"] == pytest.approx(tost, rel=1e-8, abs=1e-14)
+        assert x["disagreement"] == ((not ci.low <= 0 <= ci.high) != (x["p_raw"] < 0.05))
+        fams.setdefault("fg_dice" if k is None else "dice[class]", []).append(x)
+        assert x["verdict"] in ("better", "worse", "equivalent", "inconclusive")
+    for name, xs in fams.items():
+        assert all(x["family"] == name and x["family_size"] == len(xs) for x in xs)
+        for x, ref in zip(xs, _holm_reference([x["p_raw"] for x in xs])):
+            assert x["p_holm"] == pytest.approx(ref, abs=1e-15)
+            want = ("better" if ref < 0.05 and x["low"] > 0 else "worse" if ref < 0.05 and x["high"] < 0
+                    else "equivalent" if x["tost_p"] < 0.05 else "inconclusive")
+            assert x["verdict"] == want
+    html = render_html(old)  # the HTML section reads the old schema too
+    assert html.count("<td class='verdict'>") == len(old["differences"])
+    assert upgrade(new) is new  # a current dict is left as it is
+    wider = upgrade(old, margin=0.05)
+    assert wider["margin"] == 0.05 and sum(x["verdict"] == "equivalent" for x in wider["differences"]) >= \
+        sum(x["verdict"] == "equivalent" for x in new["differences"])
+
+
+def test_committed_comparisons_the_six_disagreements():
+    """The review found the t-interval and the sign-flip p at odds in 6 of the 69 committed comparisons."""
+    from seglab.compare import upgrade
+
+    rows = [x for p in COMMITTED for x in upgrade(json.loads(p.read_text()))["differences"]]
+    assert len(rows) == 69
+    flagged = [x for x in rows if x["disagreement"]]
+    assert len(flagged) == 6
+    assert all("t-interval and sign-flip test disagree" in x["summary"] for x in flagged)
+    assert not any("disagree" in x["summary"] for x in rows if not x["disagreement"])
+
+
+def test_upgrade_rejects_a_future_schema():
+    from seglab.compare import upgrade
+
+    with pytest.raises(ValueError, match="schema_version"):
+        upgrade({"schema_version": 99, "differences": [], "losses": [], "baseline": "ce"})

@@ -2,18 +2,21 @@
 
 Every loss is trained with the same seeds (seed ``s`` gives every loss the same initial weights and the
 same batches), so the per-seed difference ``a - baseline`` removes the seed-to-seed spread that two
-unpaired means would carry. For each alternative and each class, :func:`seglab.stats.paired_difference`
-gives the mean difference with its Student-t 95 % interval and an exact sign-flip p-value; the verdict says
-"no evidence of a difference" whenever the interval contains 0.
+unpaired means would carry. For each alternative and each class the verdict follows docs/analysis_plan.md:
+the exact sign-flip p (:func:`seglab.stats.signflip_pvalue`), Holm-adjusted within the run's family for that
+endpoint (:func:`seglab.stats.holm`), beside the Student-t 95 % interval; TOST within ``margin``
+(:func:`seglab.stats.tost_paired`). Verdicts: ``better``, ``worse``, ``equivalent``, ``inconclusive``
+(:func:`seglab.stats.plan_verdict`); the output says when the t-interval and the sign-flip test disagree.
+:func:`upgrade` re-reads an older ``compare.json`` under these rules from its per-seed values.
 
 Example::
 
     from seglab.compare import compare
     cmp = compare(["dice+ce", "ce"], task="shapes", seeds=3, steps=50, out="results/cmp")
     print(cmp.text())                   # ranking and paired differences
-    cmp.to_dict()["differences"][0]     # {"a": "ce", "b": "dice + ce", "metric": "mean_dice", ...}
+    cmp.to_dict()["differences"][0]     # {"a": "ce", "b": "dice + ce", "metric": "fg_dice", "verdict": ...}
 """
 
-from .core import Comparison, LossResult, ablations, compare
+from .core import Comparison, LossResult, ablations, assess, compare, upgrade
 
-__all__ = ["compare", "Comparison", "LossResult", "ablations"]
+__all__ = ["compare", "Comparison", "LossResult", "ablations", "assess", "upgrade"]

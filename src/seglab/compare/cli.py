@@ -1,9 +1,10 @@
 """``seglab compare``: train the advised loss (or given losses) and alternatives with paired seeds, report
-paired differences with intervals."""
+paired differences with intervals and the verdicts of docs/analysis_plan.md."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any, Optional
 
@@ -27,7 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--eval-every", type=int, help="validation interval (default: only at the end)")
-    p.add_argument("--confidence", type=float, default=0.95, help="interval confidence (default 0.95)")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="interval confidence; alpha = 1 - confidence for the tests too (default 0.95, the analysis plan's)")
+    p.add_argument("--margin", type=float, default=0.01,
+                   help="equivalence margin in Dice: 'equivalent' only when TOST within +-margin passes (default 0.01)")
     p.add_argument("--out", "-o", default="results/compare", help="results folder (resumable; default results/compare)")
     p.add_argument("--workers", "-j", type=int, default=2, help="parallel worker processes (default 2)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
@@ -110,15 +114,18 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
         if args.eval_every is not None and args.eval_every < 1:
             raise ConfigError(f"--eval-every must be an integer >= 1, got {args.eval_every}")
-        if not 0.0 < args.confidence < 1.0:
-            raise ConfigError(f"--confidence must lie in (0, 1), got {args.confidence}")
+        if not 0.5 < args.confidence < 1.0:
+            raise ConfigError(f"--confidence must lie in (0.5, 1), got {args.confidence}")
+        if not (math.isfinite(args.margin) and args.margin > 0):
+            raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {args.margin}")
         check_out_dir(args.out, "--out", create=False)
         specs, labels = plan_losses(args, task, task_kw)
         cmp = compare(specs, out=args.out, task=task, task_kw=task_kw, model=args.model, model_kw=model_kw,
                       seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
                       lr=args.lr, momentum=args.momentum, eval_every=args.eval_every, workers=args.workers,
                       threads=args.threads, confidence=args.confidence, labels=labels,
-                      show_progress=not args.no_progress and not args.json, engine=args.engine, address=args.address)
+                      show_progress=not args.no_progress and not args.json, engine=args.engine, address=args.address,
+                      margin=args.margin)
     except KeyboardInterrupt:
         print(f"seglab compare: interrupted; finished runs are kept in {args.out}, re-run the same command to resume",
               file=sys.stderr)
@@ -151,7 +158,7 @@ def run_advised(args: argparse.Namespace) -> int:
     losses = [spec] + [a for a in DEFAULT_ALTERNATIVES if a.replace(" ", "") != spec.replace(" ", "")]
     ns = argparse.Namespace(path=args.path, task=args.task, task_opt=list(args.task_opt), model="unet", model_opt=[],
                             losses=",".join(losses), ablate=None, seeds=args.seeds, steps=args.steps, batch_size=8,
-                            optimizer="adam", lr=1e-3, momentum=0.0, eval_every=None, confidence=0.95, out=args.out,
+                            optimizer="adam", lr=1e-3, momentum=0.0, eval_every=None, confidence=0.95, margin=0.01, out=args.out,
                             workers=2, threads=1, engine="local", address=None, json=False, no_progress=False)
     print(f"\nseglab advise --compare: {spec} against {', '.join(losses[1:])}, {args.seeds} paired seeds", flush=True)
     return run(ns)

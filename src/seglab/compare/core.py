@@ -8,13 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from seglab.stats import PairedDifference, paired_difference
+from seglab.stats import (
+    DISAGREEMENT, PLAN_MAX_EXACT, VERDICTS, PLAN_RESAMPLES, PairedDifference, Tost, disagree, holm, paired_difference,
+    plan_verdict, tost_paired,
+)
 
-SCHEMA_VERSION = 1
-RULE = ("paired by seed: d = Dice(loss) - Dice(baseline) per seed on the fixed validation set; mean of d with its "
-        "two-sided Student-t {conf:.0%} interval and the exact sign-flip p-value (seglab.stats.paired_difference); "
-        "'no evidence of a difference' when the interval contains 0. Intervals are per comparison, not adjusted "
-        "for the number of comparisons.")
+SCHEMA_VERSION = 2  # 2: the analysis plan's verdicts (p_raw, p_holm, margin, tost_p, verdict, disagreement)
+DEFAULT_MARGIN = 0.01  # equivalence margin in Dice (docs/analysis_plan.md section 4)
+RULE = ("docs/analysis_plan.md: paired by seed, d = Dice(loss) - Dice(baseline) per seed on the fixed validation "
+        "set. Primary test: the exact two-sided sign-flip test on d (all 2^n sign patterns up to 16 seeds), Holm-"
+        "adjusted within each family (one per endpoint of this run: fg_dice over the losses; the per-class Dice over "
+        "losses x classes); beside it the mean of d with its Student-t {conf:.0%} interval. better / worse: Holm p < "
+        "{alpha:g} and the interval excludes 0 above / below; equivalent: otherwise, when TOST within +-{margin:g} "
+        "Dice passes (two one-sided paired t-tests at {alpha:g}, the {tost:.0%} t-interval inside the margin); "
+        "inconclusive: everything else. The output says when the t-interval and the sign-flip test disagree.")
 
 #: ablation factors: (label, what is removed)
 FACTORS = ("CE weights", "Dice weights", "background exclusion", "batch Dice", "Dice term", "CE term")
@@ -147,33 +154,108 @@ def _nansd(xs: Sequence[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
 
 
+def family_of(metric: str) -> str:
+    """The Holm family (docs/analysis_plan.md section 3) a difference's metric belongs to: one per endpoint of one
+    compare run, the foreground mean (``"fg_dice"``) or the per-class Dice (``"dice[class]"``, every class)."""
+    return "dice[class]" if metric.startswith("dice[") else metric
+
+
 @dataclass
 class Difference:
+    """One arm against the baseline on one metric: the paired difference, its plan verdict and the numbers behind it.
+
+    ``p_holm`` (set by :func:`assess`) is the sign-flip p adjusted by Holm within ``family`` (``family_size``
+    tests); ``tost`` the equivalence test within ``+-margin``.
+    """
+
     a: str
     b: str
     metric: str  # "fg_dice" or "dice[<class>]"
     result: Optional[PairedDifference]
     n_pairs: int
     note: str = ""
+    pairs: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (loss, baseline) per seed
+    margin: float = DEFAULT_MARGIN
+    tost: Optional[Tost] = None
+    p_holm: Optional[float] = None
+    family: str = ""
+    family_size: int = 0
 
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.result.confidence if self.result is not None else 0.05
+
+    @property
+    def p_raw(self) -> Optional[float]:
+        return self.result.pvalue if self.result is not None else None
+
+    @property
     def verdict(self) -> str:
+        """``better``, ``worse``, ``equivalent`` or ``inconclusive`` (docs/analysis_plan.md section 5)."""
         if self.result is None:
-            return f"not tested: {self.note}"
-        v = self.result.verdict(self.a, self.b)
-        alpha = 1.0 - self.result.confidence
-        if not self.result.contains_zero and self.result.min_pvalue > alpha:
-            v += (f" (weak: with {self.result.n} pairs the sign-flip test cannot go below p = "
-                  f"{self.result.min_pvalue:.3g}; use more seeds)")
-        return v
+            return "inconclusive"
+        return plan_verdict(self.p_holm, self.result.low, self.result.high,
+                            self.tost.pvalue if self.tost is not None else None, self.alpha)
+
+    @property
+    def disagreement(self) -> bool:
+        """The t-interval (excludes 0 or not) and the unadjusted sign-flip test (p < alpha or not) disagree."""
+        if self.result is None:
+            return False
+        return disagree(self.p_raw, self.result.low, self.result.high, self.alpha)
+
+    def summary(self) -> str:
+        """One line: the verdict word, then the numbers it rests on (what the CLI prints)."""
+        head = f"{self.a} vs {self.b}: {self.verdict}"
+        r = self.result
+        if r is None:
+            return f"{head} (not tested: {self.note})"
+        ph = "—" if self.p_holm is None else f"{self.p_holm:.3g}"
+        tp = "—" if self.tost is None else f"{self.tost.pvalue:.3g}"
+        s = (f"{head}; {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] ({r.confidence:.0%} t-interval), sign-flip "
+             f"p = {r.pvalue:.3g}, Holm p = {ph} ({self.family_size} tests), TOST ±{self.margin:g} p = {tp}, "
+             f"n = {r.n}")
+        if self.disagreement:
+            s += f"; {DISAGREEMENT}"
+        if r.min_pvalue >= self.alpha:
+            s += (f"; with {r.n} pairs the sign-flip test cannot go below p = {r.min_pvalue:.3g}: use more seeds")
+        return s
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"a": self.a, "b": self.b, "metric": self.metric, "n_pairs": self.n_pairs,
-                             "verdict": self.verdict()}
+                             "verdict": self.verdict, "disagreement": self.disagreement, "p_raw": self.p_raw,
+                             "p_holm": self.p_holm, "family": self.family, "family_size": self.family_size,
+                             "margin": self.margin, "tost_p": self.tost.pvalue if self.tost is not None else None,
+                             "summary": self.summary()}
+        if self.tost is not None:
+            d["tost_low"], d["tost_high"] = self.tost.low, self.tost.high
         if self.result is not None:
             d.update(self.result.as_dict())
         if self.note:
             d["note"] = self.note
         return d
+
+
+def assess(diffs: Sequence[Difference], margin: float = DEFAULT_MARGIN) -> list[Difference]:
+    """Apply the analysis plan to the differences of one compare run (in place; returns them): TOST within
+    ``+-margin`` for each, and Holm on the sign-flip p-values within each family (:func:`family_of`)."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a finite number > 0 (Dice), got {margin!r}")
+    families: dict[str, list[Difference]] = {}
+    for x in diffs:
+        x.margin = float(margin)
+        x.family = family_of(x.metric)
+        families.setdefault(x.family, []).append(x)
+        if x.result is not None:
+            d = [p - q for p, q in x.pairs]
+            x.tost = tost_paired(d, margin, alpha=x.alpha)
+    for members in families.values():
+        tested = [x for x in members if x.result is not None]
+        for x, p in zip(tested, holm([x.p_raw for x in tested])):
+            x.p_holm = p
+        for x in members:
+            x.family_size = len(tested)
+    return list(diffs)
 
 
 @dataclass
@@ -188,6 +270,7 @@ class Comparison:
     failed: list[str] = field(default_factory=list)
     confidence: float = 0.95
     out: Optional[str] = None
+    margin: float = DEFAULT_MARGIN
 
     @property
     def baseline(self) -> LossResult:
@@ -197,7 +280,8 @@ class Comparison:
         from seglab._version import __version__
 
         return {"schema_version": SCHEMA_VERSION, "seglab_version": __version__, "setup": self.setup,
-                "rule": RULE.format(conf=self.confidence),
+                "rule": self.rule(), "margin": self.margin, "confidence": self.confidence,
+                "families": _families(self.differences),
                 "ranked_by": "mean foreground per-class Dice over seeds (all classes for multilabel/binary)",
                 "class_names": self.class_names, "baseline": self.setup["baseline"],
                 "losses": [r.as_dict(self.class_names) for r in sorted(self.results, key=lambda r: r.rank)],
@@ -206,6 +290,10 @@ class Comparison:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=_json_default, allow_nan=True)
+
+    def rule(self) -> str:
+        a = 1.0 - self.confidence
+        return RULE.format(conf=self.confidence, alpha=a, margin=self.margin, tost=1.0 - 2.0 * a)
 
     def text(self) -> str:
         """Plain-text ranking and the paired differences (what the CLI prints)."""
@@ -224,12 +312,17 @@ class Comparison:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
         lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-        lines += ["", f"paired differences vs the baseline ({self.confidence:.0%} t-intervals, per seed pair):"]
+        fams = ", ".join(f"{k} ({v} tests)" for k, v in _families(self.differences).items())
+        lines += ["", f"paired differences vs the baseline, verdicts per docs/analysis_plan.md (Holm families: {fams}; "
+                      f"equivalence margin ±{self.margin:g} Dice):"]
         for d in self.differences:
-            lines.append(f"  {d.metric:>24}: {d.verdict()}")
+            lines.append(f"  {d.metric:>24}: {d.summary()}")
+        counts = {v: sum(d.verdict == v for d in self.differences) for v in VERDICTS}
+        lines.append("  verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+                     + f"; {sum(d.disagreement for d in self.differences)} with the {DISAGREEMENT}")
         if self.failed:
             lines.append(f"failed runs (left out of the pairs): {', '.join(self.failed)}")
-        lines.append("rule: " + RULE.format(conf=self.confidence))
+        lines.append("rule: " + self.rule())
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -241,6 +334,7 @@ def render_html(d: dict[str, Any]) -> str:
     """HTML section of a comparison dict (:meth:`Comparison.to_dict`, or compare.json read back)."""
     from html import escape
 
+    d = upgrade(d)
     names = d["class_names"]
     rows = []
     for r in d["losses"]:
@@ -250,18 +344,25 @@ def render_html(d: dict[str, Any]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in ["rank", "loss", "fg Dice (mean ± sd)"] + list(names))
     diffs = []
     for x in d["differences"]:
-        ci = (f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]" if "mean" in x else "—")
+        ci = (f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]" if x.get("mean") is not None else "—")
+        flag = f" ({DISAGREEMENT})" if x.get("disagreement") else ""
         diffs.append(f"<tr><td>{escape(x['a'])}</td><td>{escape(x['metric'])}</td><td>{ci}</td>"
-                     f"<td>{x.get('pvalue', float('nan')):.3g}</td><td>{x['n_pairs']}</td>"
-                     f"<td>{escape(x['verdict'])}</td></tr>")
+                     f"<td>{_p(x.get('p_raw'))}</td><td>{_p(x.get('p_holm'))}</td><td>{_p(x.get('tost_p'))}</td>"
+                     f"<td>{x['n_pairs']}</td><td class='verdict'>{escape(x['verdict'])}{escape(flag)}</td></tr>")
     s = d["setup"]
+    conf = d.get("confidence", 0.95)
     return (f"<section id='compare'><h2>Loss comparison (paired seeds)</h2>"
             f"<p>task {escape(str(s['task']))}{escape(_kw(s.get('task_kw')))}, model {escape(str(s['model']))}, "
             f"{s['steps']} steps, seeds {s['seeds']}; baseline <code>{escape(d['baseline'])}</code>.</p>"
             f"<table><tr>{head}</tr>{''.join(rows)}</table>"
             f"<h3>Differences from the baseline</h3><table><tr><th>loss</th><th>metric</th><th>mean difference "
-            f"[95 % CI]</th><th>p (sign-flip)</th><th>pairs</th><th>verdict</th></tr>{''.join(diffs)}</table>"
+            f"[{conf:.0%} t-interval]</th><th>p (sign-flip)</th><th>p (Holm)</th><th>TOST p (±{d['margin']:g})</th>"
+            f"<th>pairs</th><th>verdict</th></tr>{''.join(diffs)}</table>"
             f"<p class='rule'>{escape(d['rule'])}</p></section>")
+
+
+def _p(x: Any) -> str:
+    return f"{x:.3g}" if _finite(x) else "—"
 
 
 def _json_default(o: Any) -> Any:
@@ -284,11 +385,12 @@ def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", tas
             batch_size: int = 8, optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.0,
             eval_every: Optional[int] = None, workers: int = 2, threads: int = 1, confidence: float = 0.95,
             labels: Optional[dict[str, str]] = None, show_progress: bool = False, engine: str = "local",
-            address: Optional[str] = None) -> Comparison:
+            address: Optional[str] = None, margin: float = DEFAULT_MARGIN) -> Comparison:
     """Train every loss in ``losses`` with the same seeds and compare each with the first (the baseline).
 
     ``losses``: :func:`seglab.get_loss` specs, at least 2, baseline first. ``seeds``: a count (seeds 0..n-1) or
-    the seeds, at least 2 for an interval. The runs go into the results folder ``out`` (resumable: a rerun
+    the seeds, at least 2 for an interval. ``margin``: the equivalence margin in Dice (TOST). Verdicts follow
+    docs/analysis_plan.md (:func:`assess`). The runs go into the results folder ``out`` (resumable: a rerun
     reuses finished runs; :func:`seglab.sweep.run_sweep`). Returns a :class:`Comparison`; also writes
     ``out/compare.json``. Raises ValueError (a :class:`~seglab.train.config.ConfigError` for the grid) on bad
     input, before any training.
@@ -306,6 +408,10 @@ def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", tas
     if len(set(seed_list)) != len(seed_list):
         raise ConfigError(f"--seeds: seeds must be distinct, got {seed_list}")
     check_number("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
+    if confidence <= 0.5:
+        raise ConfigError(f"--confidence must be above 0.5 (TOST uses the 1 - 2 alpha interval), got {confidence}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin > 0):
+        raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {margin!r}")
     grid: dict[str, Any] = {
         "task": task, "task_kw": dict(task_kw or {}), "model": model, "model_kw": dict(model_kw or {}),
         "losses": specs, "seeds": seed_list, "steps": steps, "batch_size": batch_size,
@@ -372,22 +478,82 @@ def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", tas
         for c in range(n_cls):
             diffs.append(_difference(r, base, f"dice[{class_names[c]}]", [row[c] for row in r.class_dice],
                                      [row[c] for row in base.class_dice], confidence))
+    assess(diffs, margin)
     setup = {"task": task, "task_kw": dict(task_kw or {}), "model": model, "model_kw": dict(model_kw or {}),
              "seeds": seed_list, "steps": steps, "batch_size": batch_size, "optimizer": optimizer, "lr": lr,
              "momentum": momentum, "losses": [r.spec for r in results], "baseline": base.spec,
              "metric": "Dice per class on the task's fixed validation set at the last step", "mode": mode}
     cmp = Comparison(setup=setup, class_names=class_names, foreground=fgc, results=results, differences=diffs,
-                     failed=failed, confidence=confidence, out=str(out))
+                     failed=failed, confidence=confidence, out=str(out), margin=float(margin))
     Path(out, "compare.json").write_text(cmp.to_json())
     return cmp
 
 
 def _difference(r: LossResult, base: LossResult, metric: str, a: list[float], b: list[float],
                 confidence: float) -> Difference:
-    pairs = [(x, y) for x, y in zip(a, b) if _finite(x) and _finite(y)]
+    return _paired(r.label, base.label, metric, a, b, confidence)
+
+
+def _paired(a_label: str, b_label: str, metric: str, a: Sequence[Any], b: Sequence[Any],
+            confidence: float) -> Difference:
+    pairs = [(float(x), float(y)) for x, y in zip(a, b) if _finite(x) and _finite(y)]
     if len(pairs) < 2:
-        return Difference(r.label, base.label, metric, None, len(pairs),
+        return Difference(a_label, b_label, metric, None, len(pairs),
                           note=f"{len(pairs)} seed pair(s) with a defined Dice (the class is absent and never predicted, "
                                "or runs failed); an interval needs 2")
-    res = paired_difference([p[0] for p in pairs], [p[1] for p in pairs], confidence=confidence)
-    return Difference(r.label, base.label, metric, res, len(pairs))
+    res = paired_difference([p[0] for p in pairs], [p[1] for p in pairs], confidence=confidence,
+                            max_exact=PLAN_MAX_EXACT, n_resamples=PLAN_RESAMPLES)
+    return Difference(a_label, b_label, metric, res, len(pairs), pairs=pairs)
+
+
+def upgrade(d: dict[str, Any], margin: Optional[float] = None) -> dict[str, Any]:
+    """A comparison dict (``compare.json``, ``--json``, :meth:`Comparison.to_dict`) of any schema version under the
+    current rules: the differences of an older schema are recomputed from the stored per-seed values (same pairs,
+    same interval) and re-read under docs/analysis_plan.md (Holm families, TOST within ``margin``, default the
+    stored one or 0.01). A current dict is returned unchanged when ``margin`` is None or its own.
+    Raises ValueError when a difference names a loss or class the dict does not hold.
+    """
+    version = d.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ValueError(f"unknown compare schema_version {version!r} (this seglab reads 1 to {SCHEMA_VERSION})")
+    stored = d.get("margin")
+    if version == SCHEMA_VERSION and (margin is None or margin == stored):
+        return d
+    mg = float(margin if margin is not None else (stored if stored is not None else DEFAULT_MARGIN))
+    by_label = {r["label"]: r for r in d["losses"]}
+    base = next((r for r in d["losses"] if d["baseline"] in (r["spec"], r["label"])), None)
+    if base is None:
+        raise ValueError(f"the baseline {d['baseline']!r} is not among the losses")
+
+    def values(r: dict[str, Any], metric: str) -> list[float]:
+        if metric.startswith("dice[") and metric.endswith("]"):
+            k = metric[len("dice["):-1]
+            if k not in r["per_class"]:
+                raise ValueError(f"difference {metric!r}: class {k!r} not in the per-class values")
+            vals = r["per_class"][k]["per_seed"]
+        else:
+            vals = r[metric]["per_seed"]
+        return [math.nan if v is None else float(v) for v in vals]
+
+    diffs = []
+    conf = 0.95
+    for x in d["differences"]:
+        if x["a"] not in by_label:
+            raise ValueError(f"difference of {x['a']!r}: no such loss label")
+        conf = float(x.get("confidence") or d.get("confidence") or 0.95)
+        diffs.append(_paired(x["a"], x["b"], x["metric"], values(by_label[x["a"]], x["metric"]),
+                             values(base, x["metric"]), conf))
+    assess(diffs, mg)
+    out = {**d, "schema_version": SCHEMA_VERSION, "margin": mg, "confidence": conf,
+           "rule": RULE.format(conf=conf, alpha=1.0 - conf, margin=mg, tost=1.0 - 2.0 * (1.0 - conf)),
+           "families": _families(diffs), "differences": [x.as_dict() for x in diffs]}
+    if version < SCHEMA_VERSION:
+        out["reread_from_schema_version"] = version
+    return json.loads(json.dumps(out, default=_json_default, allow_nan=True))
+
+
+def _families(diffs: Sequence[Difference]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in diffs:
+        out[x.family] = x.family_size
+    return out
