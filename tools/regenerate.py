@@ -705,40 +705,58 @@ def _inverted_verdict(d: Data) -> dict[str, str]:
 
 def block_compare(name: str) -> Callable[[Data], str]:
     """A committed ``seglab compare --json`` result as a table: each loss's Dice per class (mean ± sd over seeds)
-    and its paired difference to the baseline with the 95 % interval, per class."""
+    and its paired difference to the baseline with the 95 % interval, the sign-flip p (raw and Holm-adjusted) and
+    the verdict of docs/analysis_plan.md, per class. Results of an older schema are re-read under the plan from
+    their per-seed values (:func:`seglab.compare.upgrade`)."""
 
     def render_compare(_: Data) -> str:
+        from seglab.compare import upgrade
+
         c = load_compare(name)
         if not c:
             return f"Not run yet (`data/compare/{name}.json`).\n"
+        c = upgrade(c)
         classes = c["class_names"]
         st = c["setup"]
         diffs = {(x["a"], x["metric"]): x for x in c["differences"]}
         seeds = st["seeds"]
+        fams = {"fg_dice": "fg Dice", "dice[class]": "per-class Dice"}
+        fam_text = ", ".join(f"{fams.get(k, k)} ({v} tests)" for k, v in c["families"].items())
         head = (f"`seglab compare` on `{st['task']}`{_kw_text(st.get('task_kw'))}, model `{st['model']}`"
                 f"{_kw_text(st.get('model_kw'))}, {st['optimizer']} lr {st['lr']:g}, {st['steps']} steps, batch "
                 f"{st['batch_size']}, seeds {seeds[0]}–{seeds[-1]} (n = {len(seeds)}, paired); Dice per class on the "
                 f"task's fixed validation set; difference = loss − baseline (`{c['baseline']}`), mean [95 % t-interval]; "
-                f"**bold** when the interval excludes 0.\n\n")
+                f"p = exact sign-flip p, raw and Holm-adjusted within its family ({fam_text}); verdict per "
+                f"[analysis_plan.md](analysis_plan.md): **better**/**worse** (Holm p < 0.05 and the interval excludes "
+                f"0 on that side), equivalent (TOST within ±{c['margin']:g} Dice), inconclusive (neither); † the "
+                f"t-interval and the sign-flip test disagree.\n\n")
+
+        def cell(x: dict[str, Any]) -> str:
+            if x.get("mean") is None:
+                return f"not tested, {x['verdict']}"
+            v = x["verdict"]
+            v = f"**{v}**" if v in ("better", "worse") else v
+            return (f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]; p {x['p_raw']:.2g}, Holm "
+                    f"{x['p_holm']:.2g}; {v}{' †' if x['disagreement'] else ''}")
+
         out = ["| loss | spec | fg Dice (mean ± sd) | " + " | ".join(classes) + " |", "|---|---|---|" + "---|" * len(classes)]
         for r in c["losses"]:
             cells = []
             for k in classes:
                 pc = r["per_class"][k]
                 x = diffs.get((r["label"], f"dice[{k}]"))
-                if x is None:
-                    cells.append(f"{pc['mean']:.3f}")
-                else:
-                    dtxt = f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]"
-                    cells.append(f"{pc['mean']:.3f} ({'**' + dtxt + '**' if not x['contains_zero'] else dtxt})")
+                cells.append(f"{pc['mean']:.3f}" if x is None else f"{pc['mean']:.3f} ({cell(x)})")
             fx = diffs.get((r["label"], "fg_dice"))
             fg = f"{r['fg_dice']['mean']:.3f} ± {r['fg_dice']['sd']:.3f}"
             if fx is not None:
-                dtxt = f"{fx['mean']:+.3f} [{fx['low']:+.3f}, {fx['high']:+.3f}]"
-                fg += f" ({'**' + dtxt + '**' if not fx['contains_zero'] else dtxt})"
+                fg += f" ({cell(fx)})"
             out.append(f"| {r['label']} | `{r['spec']}` | {fg} | " + " | ".join(cells) + " |")
+        counts = Counter(x["verdict"] for x in c["differences"])
+        tally = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("better", "worse", "equivalent", "inconclusive"))
+        n_dis = sum(bool(x["disagreement"]) for x in c["differences"])
+        tail = f"\nVerdicts of the {len(c['differences'])} differences: {tally}; † {n_dis}.\n"
         failed = c.get("failed_runs") or []
-        tail = f"\nFailed runs: {len(failed)}.\n" if failed else ""
+        tail += f"\nFailed runs: {len(failed)}.\n" if failed else ""
         return head + "\n".join(out) + "\n" + tail
 
     return render_compare
