@@ -45,10 +45,12 @@ lint: $(STAMP)
 	$(BIN)/python tools/check_imports.py
 	$(BIN)/mypy
 	$(BIN)/python tools/regenerate.py --check
+	$(BIN)/python tools/advise_evidence.py --check
 
 # rewrite every number block (<!-- regen:NAME -->) of README.md and docs/ from the committed data (data/study/)
 numbers: $(STAMP)
 	$(BIN)/python tools/regenerate.py
+	$(BIN)/python tools/advise_evidence.py
 	$(BIN)/python tools/study_figures.py
 
 wheel: $(STAMP)

@@ -57,6 +57,7 @@ def main() -> int:
     names = zipfile.ZipFile(a.wheel).namelist()
     check("seglab/kernels/csrc/fused_cpu.cpp" in names, "the wheel ships seglab/kernels/csrc/fused_cpu.cpp")
     check("seglab/py.typed" in names, "the wheel ships seglab/py.typed")
+    check("seglab/advise/evidence.json" in names, "the wheel ships seglab/advise/evidence.json (advise's evidence)")
     check(any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the wheel ships LICENSE")
     meta = next(zipfile.ZipFile(a.wheel).read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     check("License-Expression: MIT" in meta, "METADATA has License-Expression: MIT")
@@ -122,6 +123,16 @@ def main() -> int:
     check(torch.isfinite(logits.grad).all().item() and logits.grad.abs().sum().item() > 0, "dice+ce backward gives a gradient")
     check(abs(loss.item() - ref.item()) < 1e-5, f"dice+ce = {loss.item():.6f} matches the torch reference {ref.item():.6f}")
     check(torch.allclose(logits.grad, ref_logits.grad.float(), atol=1e-6, rtol=1e-4), "dice+ce gradient matches the reference")
+
+    import numpy as np
+    from seglab.advise import advise
+
+    masks = [np.zeros((16, 16), np.uint8) for _ in range(4)]
+    for m in masks:
+        m[2:6, 2:6] = 1
+    adv = advise(masks)
+    check(adv.loss == "dice+ce" and any(e["rule"] == "ce_class_weights" and e["status"] for e in adv.evidence),
+          f"advise runs from the wheel and states each rule's evidence ({len(adv.evidence)} rules)")
 
     for k in ("report", "sweep"):
         out = result(k)

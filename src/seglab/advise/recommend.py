@@ -7,13 +7,13 @@ Decision rules (every threshold is named here and quoted in the reasons):
   Channel masks whose channels never overlap but leave some pixels without any class get an implicit
   background class 0 ("no channel set") so that softmax has a class for every pixel.
 - **loss**: single-label with imbalance ratio (largest / smallest class pixel frequency) <= ``BALANCED`` ->
-  plain ``"ce"``; above -> ``"dice+ce"`` with class weights (Dice is insensitive to class size, CE keeps
-  gradients well behaved). Binary and multi-label: ``negatives / positives`` of the rarest channel <=
+  plain ``"ce"``; above -> ``"dice+ce"`` with class weights (nnU-Net's default loss; the evidence status
+  of each part is in docs/advise_evidence.md). Binary and multi-label: ``negatives / positives`` of the rarest channel <=
   ``BALANCED`` -> ``"ce"`` (BCE-with-logits), above -> ``"dice+ce"`` with ``pos_weight``.
 - **include_background** (Dice): ``False`` when a background class holds at least ``BACKGROUND_DOMINANT`` of
-  the pixels (its near-perfect Dice would dilute the foreground classes' signal), else ``True``.
+  the pixels (a convention; no measured benefit yet), else ``True``.
 - **batch Dice**: ``batch=True`` when at least ``EMPTY_FOR_BATCH_DICE`` of the images are empty or a class is
-  rare: per-image Dice of a class absent from an image is undefined/noisy.
+  rare (nnU-Net's batch Dice; a convention, no measured difference yet).
 - **rare class**: present in fewer than ``RARE_FRACTION`` of the masks (images or volumes), or in at most 2
   (with more than 2 masks). This is a presence statistic, not a pixel frequency.
 - **void**: for index masks, see :func:`resolve_void` (decided before the class table is built).
@@ -28,6 +28,8 @@ Decision rules (every threshold is named here and quoted in the reasons):
   one-pixel boundary shift costs (about 1 / thickness): at most ``BOUNDARY_THICKNESS`` -> boundaries matter,
   HD95 with NSD. At least ``SMALL_SHARE`` of a class's components smaller than ``SMALL_COMPONENT`` of an image
   -> a note on small-component recall.
+- **evidence**: every rule applied is listed in ``Advice.evidence`` with its evidence status under the analysis
+  plan (:mod:`seglab.advise.evidence`, docs/advise_evidence.md).
 - **metrics** to report (Metrics Reloaded, Maier-Hein et al., Nature Methods 2024): Dice plus the normalised
   surface Dice (NSD) per class; per-image Dice (empty classes skipped) when a class is absent from at least
   ``EMPTY_FOR_BATCH_DICE`` of the images; HD95 when boundaries matter; clDice for tubular classes;
@@ -42,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from seglab.advise import weights as W
+from seglab.advise.evidence import rule_status
 from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
 
 BALANCED = 3.0
@@ -51,7 +54,7 @@ RARE_FRACTION = 0.05
 #: cap on emitted class weights and pos_weight. A weight w multiplies that class's share of the CE gradient by w;
 #: far above ~50, a handful of (possibly mislabelled) pixels of a tiny class dominate every batch that holds
 #: them and early training swings. ENet's class weighting (Paszke et al. 2016) is bounded at 50 for this
-#: reason; the Dice term of the advised loss already compensates class size.
+#: reason. (Whether the weights help at all is inconclusive on the committed tasks: docs/advise_evidence.md.)
 MAX_WEIGHT = 50.0
 DENSE_UP_TO = 32  # label values below this are class indices even with gaps (see dense_labels)
 ANISOTROPY = 3.0  # max / min voxel spacing above which a volume is anisotropic (nnU-Net's threshold)
@@ -320,6 +323,8 @@ class Advice:
     structure: list[dict] = field(default_factory=list)  # per measured class: components, skeleton, width (structure extra)
     structure_losses: list[dict] = field(default_factory=list)  # {"classes", "losses", "reason"}
     metrics: list[dict] = field(default_factory=list)  # what to report: {"metric", "call", "classes", "reason"}
+    # the status of each rule applied (advise/evidence.py): {"rule", "title", "status", "detail", "pointer"}
+    evidence: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         from seglab._version import __version__
@@ -481,15 +486,16 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
             small = int(np.argmin(np.where(present, freq, np.inf)))
             big = int(np.argmax(freq))
             reasons.append(f"imbalance ratio {imbalance:.3g} (> {BALANCED:g}): {t.names[big]} covers {_pct(freq[big])} of {px}s, {t.names[small]} only "
-                           f"{_pct(freq[small])}; Dice is insensitive to class size and CE keeps gradients smooth, so Dice + CE")
+                           f"{_pct(freq[small])}: Dice + CE (nnU-Net's default; on the committed tasks Dice alone never learned the rare class and "
+                           "the CE term is a measured benefit, while the Dice term over CE alone is inconclusive: see the evidence below)")
             warns += cw_cap_warn
             kwargs["class_weights"] = cw
             reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; weights move errors from rare to frequent classes, check the trade with `seglab compare --ablate advised`)"
                            + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
             if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
                 include_bg = False
-                reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of {px}s (>= {_pct(BACKGROUND_DOMINANT)}), its near-perfect "
-                               "Dice would dilute the foreground classes")
+                reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of {px}s (>= {_pct(BACKGROUND_DOMINANT)}) and its Dice is near 1 "
+                               "(a convention, as MONAI's include_background=False: no measured benefit, see the evidence below)")
             else:
                 reasons.append("Dice includes the background: " + ("there is no background class" if bg is None else
                                f"the background holds only {_pct(freq[bg])} of {px}s (< {_pct(BACKGROUND_DOMINANT)})"))
@@ -530,7 +536,9 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         if efrac >= EMPTY_FOR_BATCH_DICE or rare:
             kwargs["batch"] = True
             why = f"{_pct(efrac)} of {img}s are empty" if efrac >= EMPTY_FOR_BATCH_DICE else f"{len(rare)} class(es) are present in few {img}s"
-            reasons.append(f"batch Dice (batch=True): {why}, and per-{img} Dice of a class absent from an {img} is undefined or noisy")
+            reasons.append(f"batch Dice (batch=True): {why}; pooled over the batch, an {img} without a class adds no empty-class "
+                           f"term (nnU-Net's batch Dice; a convention: per-{img} vs batch Dice showed no measured difference, "
+                           "docs/dice_per_image_vs_batch.md)")
     if rare:
         warns.append(f"classes present in < {_pct(RARE_FRACTION)} of {img}s (or in <= 2): "
                      + ", ".join(f"{t.names[c]} in {int(t.image_counts[c])}/{t.n_images} {img}s" for c in rare)
@@ -594,7 +602,9 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         code += (f"\n# tubular {', '.join(sl['classes'])}: consider adding a topology-aware term to the loss: "
                  + " or ".join(f'"+{x}"' for x in sl["losses"]) + " (see why)")
 
+    capped = ("class_weights" in kwargs and cw != cw_raw) or ("pos_weight" in kwargs and pw != pw_raw)
     return Advice(
+        evidence=[rule_status(r) for r in applied_rules(loss, kwargs, capped, struct_losses)],
         encoding=encoding, encoding_ambiguous=ambiguous, encoding_notes=notes, num_classes=C, class_names=list(t.names), mode=mode,
         activation=activation, out_channels=out_channels, loss=loss, loss_kwargs=kwargs, code=code,
         class_frequencies=[float(x) for x in freq], class_pixel_counts=[int(x) for x in t.pixel_counts],
@@ -618,6 +628,19 @@ def _class_of(stats: MaskStats, t: ClassTable) -> dict[int, int]:
     if stats.kind == "channels":
         return {c: c + (1 if t.implicit_background else 0) for c in range(int(stats.n_channels or 0))}
     return {}
+
+
+def applied_rules(loss: str, kwargs: dict, capped: bool, struct_losses: list[dict]) -> list[str]:
+    """The ids (advise/evidence.RULES) of the rules behind an advice, in the order a reader meets them."""
+    rules = ["softmax_or_sigmoid"]
+    if "dice" in loss:
+        rules += ["dice_term", "ce_term"]
+    rules += [r for r, on in (("ce_class_weights", "class_weights" in kwargs),
+                              ("dice_class_weights", "class_weights" in kwargs and "dice" in loss),
+                              ("background_exclusion", kwargs.get("include_background") is False),
+                              ("batch_dice", bool(kwargs.get("batch"))), ("pos_weight", "pos_weight" in kwargs),
+                              ("weight_cap", capped), ("structure_losses", bool(struct_losses))) if on]
+    return rules
 
 
 def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac: np.ndarray, px: str, img: str

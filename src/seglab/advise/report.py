@@ -83,6 +83,12 @@ def _metric_lines(a: Advice) -> list[str]:
     return [f"{m['metric']} ({', '.join(m['classes'])}): {m['reason']}" for m in a.metrics]
 
 
+def _evidence_lines(a: Advice) -> list[str]:
+    """One line per rule applied: its evidence status and where the table is (docs/advise_evidence.md)."""
+    return [f"{e['title']}: {e['status']}" + (f" ({e['detail']})" if e["detail"] else "") + f" — {e['pointer']}"
+            for e in a.evidence]
+
+
 def _recommendation(a: Advice) -> list[tuple[str, str]]:
     return [("mode", a.mode), ("final activation", f"{a.activation} ({a.out_channels} output channel(s))"), ("loss", a.loss),
             ("Dice includes background", str(a.include_background))]
@@ -138,6 +144,10 @@ def render(advice: Advice, console: Console) -> None:
         console.print("[bold]metrics to report[/] (Metrics Reloaded)")
         for line in _metric_lines(a):
             console.print(f"  • {escape(line)}")
+    if a.evidence:
+        console.print("[bold]evidence for each rule[/] (docs/analysis_plan.md)")
+        for line in _evidence_lines(a):
+            console.print(f"  • {escape(line)}")
     # highlighted, but never wrapped by rich: soft_wrap leaves long lines whole (the terminal may fold them on screen)
     console.print(Syntax(a.code, "python", theme="ansi_dark").highlight(a.code), soft_wrap=True)
     if a.skipped:
@@ -174,6 +184,8 @@ def render_plain(advice: Advice) -> str:
     out += ["", "why"] + [f"  - {r}" for r in a.reasons] + [f"  ! {w}" for w in a.warnings]
     if a.metrics:
         out += ["", "metrics to report (Metrics Reloaded)"] + [f"  - {line}" for line in _metric_lines(a)]
+    if a.evidence:
+        out += ["", "evidence for each rule (docs/analysis_plan.md)"] + [f"  - {line}" for line in _evidence_lines(a)]
     out += ["", a.code]
     if a.skipped:
         out += ["", f"skipped {a.n_skipped} file(s):"] + [f"  {s['error']}" for s in a.skipped]

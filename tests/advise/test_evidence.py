@@ -1,0 +1,112 @@
+"""advise/evidence.py: each rule's evidence status, recomputed from the committed compare results with scipy,
+and carried by advise's text and JSON."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from seglab.advise import advise
+from seglab.advise.evidence import RULES, STATUSES, build, load, rule_status, status_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _brute_signflip(d):
+    d = np.asarray(d)
+    obs = abs(d.sum())
+    hits = sum(abs((np.array(s) * d).sum()) >= obs - 1e-12 for s in itertools.product((1, -1), repeat=len(d)))
+    return hits / 2 ** len(d)
+
+
+def _holm(ps):
+    order = np.argsort(ps)
+    m, out, run = len(ps), [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        run = max(run, min(1.0, (m - rank) * ps[i]))
+        out[i] = run
+    return out
+
+
+def test_committed_table_is_what_the_data_give():
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "advise_evidence.py"), "--check"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_every_row_recomputed_with_scipy():
+    table = load()
+    assert set(table["rules"]) == set(RULES)
+    data = {f.stem: json.loads(f.read_text()) for f in (ROOT / "data" / "compare").glob("*.json")}
+    checked = 0
+    for rid, entry in table["rules"].items():
+        rows = entry["rows"]
+        for fam in ("foreground mean", "rarest"):
+            famrows = [r for r in rows if (r["endpoint"] == "foreground mean") == (fam == "foreground mean")]
+            if not famrows:
+                continue
+            assert [r["p_holm"] for r in famrows] == pytest.approx(_holm([r["p_raw"] for r in famrows]))
+        for r in rows:
+            arms = {a["label"]: a for a in data[r["task"]]["losses"]}
+            pick = (lambda a: a["fg_dice"]) if r["endpoint"] == "foreground mean" else (lambda a: a["per_class"][r["endpoint"]])
+            d = np.subtract(pick(arms["full"])["per_seed"], pick(arms[RULES[rid].ablation])["per_seed"])
+            assert r["mean"] == pytest.approx(d.mean())
+            lo, hi = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+            assert (r["low"], r["high"]) == pytest.approx((lo, hi))
+            assert r["p_raw"] == pytest.approx(_brute_signflip(d))
+            tost = max(sps.ttest_1samp(d, -0.01, alternative="greater").pvalue,
+                       sps.ttest_1samp(d, 0.01, alternative="less").pvalue)
+            assert r["tost_p"] == pytest.approx(tost)
+            checked += 1
+    assert checked >= 20  # five ablated rules x two tasks x two endpoints
+
+
+@pytest.mark.parametrize(("verdicts", "status"), [
+    (["better", "inconclusive"], "measured benefit"), (["worse"], "measured harm"), (["better", "worse"], "inconclusive"),
+    (["equivalent", "equivalent"], "equivalent within the margin"), (["equivalent", "inconclusive"], "inconclusive"),
+    ([], "convention without evidence")])
+def test_status_rule(verdicts, status):
+    assert status_of(verdicts) == status and status in STATUSES
+
+
+def test_build_on_a_made_up_result_gives_better():
+    seeds = list(range(10))
+    full = {"label": "full", "seeds": seeds, "fg_dice": {"per_seed": [0.9 + 0.001 * s for s in seeds]}, "per_class": {}}
+    wo = {"label": "without CE weights", "seeds": seeds, "fg_dice": {"per_seed": [0.8 + 0.002 * s for s in seeds]},
+          "per_class": {}}
+    table = build({"t": {"losses": [full, wo]}}, rarest={})
+    assert table["rules"]["ce_class_weights"]["status"] == "measured benefit"
+    assert table["rules"]["dice_class_weights"]["status"] == "convention without evidence"
+
+
+def test_unmeasured_rule_is_a_convention():
+    assert rule_status("batch_dice")["status"] == "convention without evidence"
+    with pytest.raises(KeyError, match="unknown advise rule"):
+        rule_status("nope")
+
+
+def test_advise_states_the_evidence_of_each_rule_applied():
+    masks = [np.zeros((24, 24), np.uint8) for _ in range(6)]
+    for i, m in enumerate(masks):
+        m[2:14, 2:14] = 1
+        if i < 2:
+            m[4:6, 4:6] = 2
+    adv = advise(masks)
+    rules = [e["rule"] for e in adv.evidence]
+    assert rules[:3] == ["softmax_or_sigmoid", "dice_term", "ce_term"]
+    assert {"ce_class_weights", "dice_class_weights", "background_exclusion", "batch_dice"} <= set(rules)
+    assert all(e["pointer"].startswith("docs/advise_evidence.md#") for e in adv.evidence)
+    text = str(adv)
+    assert "evidence for each rule" in text and "class weights in the Dice term: inconclusive" in text
+    assert json.loads(adv.to_json())["evidence"] == adv.evidence
+    half = np.zeros((8, 8), np.uint8)
+    half[:4] = 1
+    balanced = advise([half] * 3)
+    assert balanced.loss == "ce" and [e["rule"] for e in balanced.evidence] == ["softmax_or_sigmoid"]
