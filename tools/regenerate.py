@@ -721,7 +721,7 @@ def block_compare(name: str) -> Callable[[Data], str]:
         diffs = {(x["a"], x["metric"]): x for x in c["differences"]}
         seeds = st["seeds"]
         fams = {"fg_dice": "fg Dice", "dice[class]": "per-class Dice"}
-        fam_text = ", ".join(f"{fams.get(k, k)} ({v} tests)" for k, v in c["families"].items())
+        fam_text = ", ".join(f"{fams.get(k, k)} ({v} test{'' if v == 1 else 's'})" for k, v in c["families"].items())
         head = (f"`seglab compare` on `{st['task']}`{_kw_text(st.get('task_kw'))}, model `{st['model']}`"
                 f"{_kw_text(st.get('model_kw'))}, {st['optimizer']} lr {st['lr']:g}, {st['steps']} steps, batch "
                 f"{st['batch_size']}, seeds {seeds[0]}–{seeds[-1]} (n = {len(seeds)}, paired); Dice per class on the "

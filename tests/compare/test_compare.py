@@ -77,14 +77,11 @@ def test_paired_differences_from_the_runs(tmp_path):
         half = 4.302652729749464 * diff.std(ddof=1) / math.sqrt(3)
         assert math.isclose(row["low"], diff.mean() - half, abs_tol=1e-9)
         assert math.isclose(row["high"], diff.mean() + half, abs_tol=1e-9)
-        # 3 pairs: the sign-flip p cannot go below 0.25, so never better/worse whatever the interval says
-        assert row["p_raw"] == pytest.approx(_brute_signflip(diff)) and row["p_raw"] >= 0.25
-        assert row["verdict"] in ("equivalent", "inconclusive")
-        assert row["disagreement"] == (not row["low"] <= 0 <= row["high"])
-        tl = scipy_stats.ttest_1samp(diff, -0.01, alternative="greater").pvalue
-        tu = scipy_stats.ttest_1samp(diff, 0.01, alternative="less").pvalue
-        assert row["tost_p"] == pytest.approx(max(tl, tu), rel=1e-9, abs=1e-15)
-        assert row["verdict"] == ("equivalent" if max(tl, tu) < 0.05 else "inconclusive")
+    # 3 pairs: the sign-flip p cannot go below 0.25, so never better/worse whatever the interval says
+    assert row["p_raw"] == pytest.approx(_brute_signflip(list(diff))) and row["p_raw"] >= 0.25
+    assert row["verdict"] in ("equivalent", "inconclusive")
+    assert row["disagreement"] == (not row["low"] <= 0 <= row["high"])
+    assert "cannot go below p = 0.25" in row["summary"]
     # one difference per class besides the foreground mean, written to compare.json
     assert {x["metric"] for x in d["differences"]} == {"fg_dice", "dice[background]", "dice[shape1]", "dice[shape2]"}
     assert json.loads((tmp_path / "c" / "compare.json").read_text())["differences"] == json.loads(cmp.to_json())["differences"]
@@ -96,6 +93,38 @@ def test_paired_differences_from_the_runs(tmp_path):
     # a rerun reuses the finished runs and gives the same numbers
     again = compare(["dice + ce", "ce"], seeds=3, out=tmp_path / "c", **SMALL)
     assert json.loads(again.to_json())["differences"] == json.loads(cmp.to_json())["differences"]
+
+
+def test_verdicts_of_a_run_recomputed_with_scipy(tmp_path):
+    """A run whose losses differ (Dice alone at a high lr): every p, Holm p, TOST p and verdict recomputed."""
+    cmp = compare(["dice + ce", "dice"], seeds=3, out=tmp_path / "c", margin=0.02, **{**SMALL, "lr": 0.05})
+    d = cmp.to_dict()
+    assert d["margin"] == 0.02
+    store = ResultsStore(tmp_path / "c")
+    runs = {(s["config"]["loss"], s["config"]["seed"]): s for s in store.summaries()}
+    fams: dict = {}
+    spread = 0.0
+    for x in d["differences"]:
+        if x["metric"] == "fg_dice":
+            va = [runs[("dice", k)]["final_fg_dice"] for k in range(3)]
+            vb = [runs[("dice + ce", k)]["final_fg_dice"] for k in range(3)]
+        else:
+            c = ["background", "shape1", "shape2"].index(x["metric"][5:-1])
+            va = [runs[("dice", k)]["final_dice"][c] for k in range(3)]
+            vb = [runs[("dice + ce", k)]["final_dice"][c] for k in range(3)]
+        diff = np.array(va) - np.array(vb)
+        spread = max(spread, float(diff.std(ddof=1)))
+        assert x["p_raw"] == pytest.approx(_brute_signflip(list(diff)), abs=1e-15)
+        if diff.std(ddof=1) > 0:
+            tost = max(scipy_stats.ttest_1samp(diff, -0.02, alternative="greater").pvalue,
+                       scipy_stats.ttest_1samp(diff, 0.02, alternative="less").pvalue)
+            assert x["tost_p"] == pytest.approx(tost, rel=1e-9, abs=1e-15) and x["margin"] == 0.02
+        fams.setdefault("fg_dice" if x["metric"] == "fg_dice" else "dice[class]", []).append(x)
+    assert spread > 0  # the two losses differ, so the checks above are not all about zeros
+    for xs in fams.values():
+        for x, ref in zip(xs, _holm_reference([x["p_raw"] for x in xs])):
+            assert x["p_holm"] == pytest.approx(ref, abs=1e-15)
+            assert x["verdict"] == ("equivalent" if x["tost_p"] < 0.05 else "inconclusive")  # 3 pairs: p >= 0.25
 
 
 def test_cli_json(tmp_path, capsys):
@@ -229,3 +258,28 @@ def test_upgrade_rejects_a_future_schema():
 
     with pytest.raises(ValueError, match="schema_version"):
         upgrade({"schema_version": 99, "differences": [], "losses": [], "baseline": "ce"})
+
+
+def test_regen_blocks_show_the_plan_verdicts():
+    """tools/regenerate.py's compare blocks (README/docs tables) carry each difference's verdict and both p-values."""
+    import importlib.util
+
+    from seglab.compare import upgrade
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("seglab_regenerate_cmp", root / "tools" / "regenerate.py")
+    regen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regen)
+    for block, name in regen.COMPARE.items():
+        c = upgrade(json.loads((root / "data" / "compare" / f"{name}.json").read_text()))
+        text = regen.BLOCKS[block]({})
+        for x in c["differences"]:
+            v = f"**{x['verdict']}**" if x["verdict"] in ("better", "worse") else x["verdict"]
+            want = (f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]; p {x['p_raw']:.2g}, Holm {x['p_holm']:.2g}; "
+                    f"{v}{' †' if x['disagreement'] else ''}")
+            assert want in text, want
+        n = {v: sum(x["verdict"] == v for x in c["differences"]) for v in ("better", "worse", "equivalent", "inconclusive")}
+        assert (f"{n['better']} better, {n['worse']} worse, {n['equivalent']} equivalent, "
+                f"{n['inconclusive']} inconclusive") in text
+        for phrase in FORBIDDEN:
+            assert phrase not in text

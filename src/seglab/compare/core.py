@@ -213,7 +213,7 @@ class Difference:
         ph = "—" if self.p_holm is None else f"{self.p_holm:.3g}"
         tp = "—" if self.tost is None else f"{self.tost.pvalue:.3g}"
         s = (f"{head}; {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] ({r.confidence:.0%} t-interval), sign-flip "
-             f"p = {r.pvalue:.3g}, Holm p = {ph} ({self.family_size} tests), TOST ±{self.margin:g} p = {tp}, "
+             f"p = {r.pvalue:.3g}, Holm p = {ph} ({_tests(self.family_size)}), TOST ±{self.margin:g} p = {tp}, "
              f"n = {r.n}")
         if self.disagreement:
             s += f"; {DISAGREEMENT}"
@@ -312,7 +312,7 @@ class Comparison:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
         lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-        fams = ", ".join(f"{k} ({v} tests)" for k, v in _families(self.differences).items())
+        fams = ", ".join(f"{k} ({_tests(v)})" for k, v in _families(self.differences).items())
         lines += ["", f"paired differences vs the baseline, verdicts per docs/analysis_plan.md (Holm families: {fams}; "
                       f"equivalence margin ±{self.margin:g} Dice):"]
         for d in self.differences:
@@ -359,6 +359,10 @@ def render_html(d: dict[str, Any]) -> str:
             f"[{conf:.0%} t-interval]</th><th>p (sign-flip)</th><th>p (Holm)</th><th>TOST p (±{d['margin']:g})</th>"
             f"<th>pairs</th><th>verdict</th></tr>{''.join(diffs)}</table>"
             f"<p class='rule'>{escape(d['rule'])}</p></section>")
+
+
+def _tests(n: int) -> str:
+    return f"{n} test" if n == 1 else f"{n} tests"
 
 
 def _p(x: Any) -> str:
