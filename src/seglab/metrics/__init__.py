@@ -6,6 +6,7 @@ surface distance, surface Dice), as functions and as stateful objects that synch
   (scipy, the ``metrics`` extra);
 * :mod:`seglab.metrics.skeleton` — ``cldice_score``, the centreline Dice of tubular structures
   (scikit-image, the ``structure`` extra);
+* :mod:`seglab.metrics.registry` — ``list_metrics``, ``get_metric``, ``register_metric``: every metric by name;
 * :mod:`seglab.metrics.stateful` — ``DiceScore``, ``IoU``, ``GeneralizedDiceScore``, ``HausdorffDistance``,
   ``SurfaceDistance``, ``SurfaceDice``, ``CLDiceScore`` with ``update / compute / reset``.
 
@@ -25,6 +26,7 @@ from seglab.metrics.overlap import (
     iou_score,
     pixel_accuracy,
 )
+from seglab.metrics.registry import METRICS, MetricInfo, count_metrics, get_metric, list_metrics, metric_info, register_metric
 from seglab.metrics.skeleton import cldice_score
 from seglab.metrics.stateful import (
     CLDiceScore,
@@ -43,5 +45,6 @@ __all__ = [
     "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy",
     "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
-    "CLDiceScore", "expected_calibration_error", "reliability_bins", "ReliabilityBins", "CalibrationError",
+    "CLDiceScore", "METRICS", "MetricInfo", "register_metric", "list_metrics", "get_metric", "metric_info",
+    "count_metrics", "expected_calibration_error", "reliability_bins", "ReliabilityBins", "CalibrationError",
 ]

@@ -39,17 +39,24 @@ from seglab.metrics.overlap import (
     check_num_classes,
     confusion_counts,
     dice_from_counts,
+    dice_score,
     generalized_dice_from_counts,
+    generalized_dice_score,
     iou_from_counts,
+    iou_score,
 )
-from seglab.metrics.skeleton import cldice_values
+from seglab.metrics.registry import register_metric
+from seglab.metrics.skeleton import cldice_score, cldice_values
 from seglab.metrics.surface import (
     SURFACE_AGGREGATES,
     SpacingArg,
-    per_image_values,
+    average_surface_distance,
     check_percentile,
     check_spacing,
     check_tolerance,
+    hausdorff_distance,
+    per_image_values,
+    surface_dice,
 )
 
 
@@ -180,6 +187,7 @@ class _OverlapMetric(_SumsMetric):
         return (self.mode, self.num_classes, self.aggregate, self.ignore_index, self.empty)
 
 
+@register_metric("dice", function=dice_score, from_counts=dice_from_counts, higher_is_better=True)
 class DiceScore(_OverlapMetric):
     """Per-class Dice over all updates, ``(C,)``: ``aggregate="mean"`` (per image, then averaged; the default,
     as MONAI ``DiceMetric`` and torchmetrics ``DiceScore``) or ``"pooled"`` (counts summed; one Dice of all data).
@@ -196,6 +204,7 @@ class DiceScore(_OverlapMetric):
         return dice_from_counts(tp, fp, fn, self.empty)
 
 
+@register_metric("iou", function=iou_score, from_counts=iou_from_counts, higher_is_better=True)
 class IoU(_OverlapMetric):
     """Per-class IoU (Jaccard) over all updates, ``(C,)``; options as :class:`DiceScore`. mIoU: ``compute().nanmean()``.
 
@@ -209,6 +218,7 @@ class IoU(_OverlapMetric):
         return iou_from_counts(tp, fp, fn, self.empty)
 
 
+@register_metric("generalized_dice", function=generalized_dice_score, higher_is_better=True, per_class=False)
 class GeneralizedDiceScore(_OverlapMetric):
     """Generalized Dice score over all updates, a scalar; ``aggregate`` as :class:`DiceScore`.
 
@@ -300,6 +310,7 @@ class _BoundaryMetric(Metric):
         self._values.extend(other._values)
 
 
+@register_metric("hausdorff", function=hausdorff_distance, higher_is_better=False, extra="metrics")
 class HausdorffDistance(_BoundaryMetric):
     """Per-class (percentile) Hausdorff distance, averaged over images; see :func:`seglab.metrics.hausdorff_distance`.
 
@@ -321,6 +332,7 @@ class HausdorffDistance(_BoundaryMetric):
         return {"percentile": self.percentile, "directed": self.directed}
 
 
+@register_metric("surface_distance", function=average_surface_distance, higher_is_better=False, extra="metrics")
 class SurfaceDistance(_BoundaryMetric):
     """Per-class average (symmetric) surface distance, averaged over images; see
     :func:`seglab.metrics.average_surface_distance`.
@@ -341,6 +353,8 @@ class SurfaceDistance(_BoundaryMetric):
         return {"symmetric": self.symmetric}
 
 
+@register_metric("surface_dice", function=surface_dice, higher_is_better=True, extra="metrics",
+                 required={"tolerance": 1.0})
 class SurfaceDice(_BoundaryMetric):
     """Per-class normalised surface Dice at ``tolerance``, averaged over images; see :func:`seglab.metrics.surface_dice`.
 
@@ -360,6 +374,7 @@ class SurfaceDice(_BoundaryMetric):
         return {"tolerance": self.tolerance}
 
 
+@register_metric("cldice", function=cldice_score, higher_is_better=True, extra="structure")
 class CLDiceScore(_BoundaryMetric):
     """Per-class centreline Dice (clDice), averaged over images; see :func:`seglab.metrics.cldice_score`.
 

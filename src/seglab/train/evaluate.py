@@ -1,4 +1,5 @@
-"""Validation metrics (pixel accuracy, per-class Dice/IoU from summed confusion counts) and convergence."""
+"""Validation metrics (pixel accuracy, and every registered count metric — Dice, IoU, ... — from summed confusion
+counts) and convergence."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import math
 from typing import Any, Optional
 
 import torch
+
+from seglab.activations import predict
+from seglab.metrics import confusion_counts, count_metrics
 
 from .distributed import DistInfo, all_reduce_sum, shard_uneven
 
@@ -19,9 +23,6 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
     tp/fp/fn, correct and total pixels) are summed across ranks before any ratio is taken, so the
     result equals a single-process evaluation of the whole set (Dice is not averaged across ranks).
     """
-    from seglab.activations import predict
-    from seglab.metrics import confusion_counts
-
     info = info or DistInfo()
     sl = shard_uneven(x.shape[0], info)
     x, y = x[sl], y[sl]
@@ -56,31 +57,32 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
     packed = all_reduce_sum(torch.cat([tp, fp, fn, correct[None], total[None], per_class_count]), info)
     tp, fp, fn = packed[:C], packed[C:2 * C], packed[2 * C:3 * C]
     correct, total, per_class_count = packed[3 * C], packed[3 * C + 1], packed[3 * C + 2:]
-    dice = _ratio(2 * tp, 2 * tp + fp + fn)
-    iou = _ratio(tp, tp + fp + fn)
     acc = float(correct / total) if total > 0 else math.nan
     if mode == "multiclass":
         majority = float(per_class_count.max() / per_class_count.sum()) if per_class_count.sum() > 0 else math.nan
-        fg = dice[1:] if C > 1 else dice
     else:  # multilabel/binary: majority = mean over channels of max(p, 1-p)
         frac = per_class_count / (total / C) if total > 0 else per_class_count
         majority = float(torch.maximum(frac, 1 - frac).mean())
-        fg = dice
-    return {
-        "accuracy": acc,
-        "majority": majority,
-        "dice": dice.tolist(),
-        "iou": iou.tolist(),
-        "mean_dice": _nanmean(dice),
-        "fg_dice": _nanmean(fg),
-        "mean_iou": _nanmean(iou),
-    }
+    return {"accuracy": acc, "majority": majority, **count_metric_values(tp, fp, fn, mode=mode)}
 
 
-def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    out = torch.full_like(num, math.nan)
-    ok = den > 0
-    out[ok] = num[ok] / den[ok]
+def count_metric_values(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, *, mode: str) -> dict[str, Any]:
+    """Every registered count metric (:func:`seglab.metrics.count_metrics`) from the summed counts ``(C,)``:
+    ``<name>`` per class, ``mean_<name>`` over classes and ``fg_<name>`` over the foreground (multiclass: classes
+    1..C-1; sigmoid modes: every channel), NaN classes (absent from prediction and target) left out.
+
+    >>> t = torch.tensor([2.0, 1.0]); f = torch.tensor([0.0, 1.0])
+    >>> count_metric_values(t, f, f, mode="multiclass")["fg_dice"]
+    0.5
+    """
+    out: dict[str, Any] = {}
+    for info in count_metrics():
+        assert info.from_counts is not None
+        v = info.from_counts(tp, fp, fn)
+        fg = v[1:] if mode == "multiclass" and v.numel() > 1 else v
+        out[info.name] = v.tolist()
+        out[f"mean_{info.name}"] = _nanmean(v)
+        out[f"fg_{info.name}"] = _nanmean(fg)
     return out
 
 
