@@ -55,6 +55,22 @@ def label_range_error(bad_values: list[int], num_classes: int, ignore_index: int
     )
 
 
+def check_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
+    """Raise :func:`label_range_error` if index ``labels`` hold values outside ``[0, num_classes)`` other than
+    ``ignore_index``: one ``aminmax`` pass (ignored pixels may hold ``ignore_index`` or have been zeroed), the
+    offending values only looked for on error. The check of :func:`prepare_target` and the eager kernels."""
+    if labels.numel() == 0:
+        return
+    lo_t, hi_t = torch.aminmax(labels.detach())
+    c = int(num_classes)
+    if int(lo_t) < 0 or int(hi_t) >= c:
+        bad = (labels < 0) | (labels >= c)
+        if ignore_index is not None:
+            bad &= labels != ignore_index
+        if bool(bad.any()):
+            raise label_range_error(labels[bad].unique().tolist(), c, ignore_index)
+
+
 def _is_label_map(logits: torch.Tensor, target: torch.Tensor, mode: str) -> bool:
     """A multiclass float ``(N, 1, *spatial)`` target with C > 1 logits: a label map (MONAI's loaders), never a
     dense target (which has C channels)."""
@@ -231,12 +247,10 @@ def prepare_target(
                 valid = None
             else:
                 target = target.masked_fill(~valid, 0)
-        if validate and target.numel():
-            lo_t, hi_t = torch.aminmax(target.detach())
-            lo, hi = int(lo_t), int(hi_t)
-            if lo < 0 or hi >= c:
-                bad = target[(target < 0) | (target >= c)]
-                raise label_range_error(bad.unique().tolist(), c, ignore_index)
+        if validate or not torch.compiler.is_compiling():
+            # labels are bounds-checked whatever the validation setting (as the fused kernels do): an index
+            # out of range would otherwise reach torch's gather / cross_entropy (IndexError, or a device assert)
+            check_labels(target, c, ignore_index)
         return Target(index=target, dense=None, valid=valid)
 
     # dense targets: multiclass float (one-hot / soft), multilabel, binary

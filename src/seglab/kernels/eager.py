@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from seglab.targets import compute_dtype
+from seglab.targets import check_labels, compute_dtype
 
 
 def _cd(x: torch.Tensor) -> torch.dtype:
@@ -80,17 +80,7 @@ def _sigmoid_focal_parts(xc: torch.Tensor, y: torch.Tensor, gamma: float):
 
 def _check_labels(t: torch.Tensor, C: int, ignore_index) -> None:
     """Bounds-check index labels (whatever the validation setting): one aminmax, the details only on error."""
-    if t.numel() == 0:
-        return
-    lo, hi = (int(v) for v in torch.aminmax(t))
-    if lo < 0 or hi >= C:
-        from seglab.targets import label_range_error
-
-        bad = (t < 0) | (t >= C)
-        if ignore_index is not None:
-            bad &= t != ignore_index
-        if bool(bad.any()):
-            raise label_range_error(t[bad].unique().tolist(), C, ignore_index)
+    check_labels(t, C, ignore_index)
 
 
 # ---------------- multiclass, index target ----------------

@@ -166,6 +166,12 @@ def _mean_or_zero(loss: torch.Tensor) -> torch.Tensor:
 def safe_ratio(num: torch.Tensor, den: torch.Tensor, *, den_positive: bool = False) -> torch.Tensor:
     """``num / den`` with 1 where ``den == 0`` (a class absent from target and prediction, with smooth = 0).
 
+    Only an empty denominator (``den <= 0``: a sum of non-negative terms that is 0, or rounds just below) takes
+    the empty value 1; a NaN denominator stays NaN (``NaN <= 0`` is False and the quotient is NaN), so NaN logits
+    give a NaN loss whatever the validation setting (issue 24: ``den > 0`` made NaN a ratio of 1, a loss of 0).
+    The callers' numerators only hold terms their denominators hold too, so a NaN numerator comes with a NaN
+    denominator.
+
     ``den_positive``: the caller knows ``den > 0`` everywhere (e.g. ``sum p + sum y + smooth`` with smooth > 0),
     so the plain quotient is returned (the same values, four fewer ops forward and backward).
     """
@@ -174,7 +180,7 @@ def safe_ratio(num: torch.Tensor, den: torch.Tensor, *, den_positive: bool = Fal
     tiny = _TINY.get(den.dtype)
     if tiny is None:
         tiny = _TINY[den.dtype] = torch.finfo(den.dtype).tiny
-    return torch.where(den > 0, num / den.clamp_min(tiny), 1.0)  # (a scalar 1: no ones_like per call)
+    return torch.where(den <= 0, 1.0, num / den.clamp_min(tiny))  # (a scalar 1: no ones_like per call)
 
 
 _TINY: dict[torch.dtype, float] = {}  # torch.finfo(dtype).tiny, looked up once per dtype

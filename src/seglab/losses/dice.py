@@ -92,7 +92,7 @@ class DiceLoss(Loss):
 
     **Empty classes.** A class absent from both target and prediction has ``D_c = smooth / smooth = 1`` and
     contributes a loss of 0 that still counts in the average over classes. With ``smooth=0`` an exact 0/0 is
-    defined as ``D_c = 1`` too (never NaN), but any vanishing predicted mass then gives ``D_c = 0``: keep
+    defined as ``D_c = 1`` too (the 0/0 itself is never NaN; a NaN logit still gives a NaN loss), but any vanishing predicted mass then gives ``D_c = 0``: keep
     ``smooth > 0`` when batches can miss classes. A class absent from the target but predicted has ``D_c ≈ 0``: a
     loss near 1, the false-positive penalty that makes per-sample Dice harsh on rare classes.
 

@@ -10,7 +10,7 @@ from seglab import _checks
 from seglab.metrics.overlap import volume_weights
 from seglab.losses._pipeline import Options, run_terms
 from seglab.losses._region import RegionTerm, check_region_options
-from seglab.losses._stats import Stats, _mean_or_zero
+from seglab.losses._stats import Stats, _mean_or_zero, safe_ratio
 from seglab.losses.base import LOSSES, Loss
 
 WEIGHTINGS = ("square", "simple", "uniform")
@@ -33,8 +33,7 @@ def generalized_dice_head(st: Stats, *, weighting: str, smooth: float, reduction
     w = volume_weights(st.ys.detach(), weighting, all_absent=0.0)  # MONAI's GeneralizedDiceLoss
     num = 2.0 * (w * st.tp).sum(-1) + smooth
     den = (w * (st.ps + st.ys)).sum(-1) + smooth
-    tiny = torch.finfo(den.dtype).tiny
-    loss = 1.0 - torch.where(den > 0, num / den.clamp_min(tiny), torch.ones_like(num))
+    loss = 1.0 - safe_ratio(num, den)  # 1 where den == 0 (every class absent, smooth = 0); NaN stays NaN
     if reduction == "none":
         return loss
     return loss.sum() if reduction == "sum" else _mean_or_zero(loss)

@@ -71,14 +71,15 @@ inline float fexp(float x) {
   r = r + kf * 2.12194440e-4f;
   return exp_core(r) * bitcast<float>((k + 127) << 23);
 }
-inline float flog(float x) {  // x > 0, normal
+inline float flog(float x) {  // x > 0, normal; NaN gives NaN (the bit tricks alone would give a finite value)
   int32_t ix = bitcast<int32_t>(x);
   int32_t e = (ix >> 23) - 127;
   float m = bitcast<float>((ix & 0x007fffff) | 0x3f800000);
   bool big = m > 1.41421356f;
   m = big ? 0.5f * m : m;
   e = big ? e + 1 : e;
-  return log_core(m - 1.0f, (float)e);
+  const float r = log_core(m - 1.0f, (float)e);
+  return x == x ? r : x;
 }
 inline float mexp(float x) { return fexp(x); }
 inline float mlog(float x) { return flog(x); }
@@ -346,14 +347,14 @@ inline vf vexp(vf x) {
   return exp_core(r) * (vf)((k + 127) << 23);
 }
 
-inline vf vlog(vf x) {  // x > 0, normal
+inline vf vlog(vf x) {  // x > 0, normal; NaN lanes give NaN (a NaN logit must reach the loss: issue 24)
   vi ix = (vi)x;
   vi e = (ix >> 23) - 127;
   vf m = (vf)((ix & 0x007fffff) | 0x3f800000);
   vi big = m > vsplat(1.41421356f);
   m = vsel(big, 0.5f * m, m);
   e = big ? e + 1 : e;
-  return log_core(m - 1.0f, __builtin_convertvector(e, vf));
+  return vsel(x == x, log_core(m - 1.0f, __builtin_convertvector(e, vf)), x);
 }
 
 inline void hsum_d(vf v, double& acc) {  // adds the 8 lanes to acc in lane order
@@ -1083,8 +1084,8 @@ static void lovasz_rows(const F* e, int64_t rows, int64_t n, int64_t C, const in
         const double g = J - prev;
         prev = J;
         const double ev = (double)key_value<F, U>(k1[k]);
-        if (hinge) {
-          acc += ev > 0 ? ev * g : 0.0;
+        if (hinge) {  // relu(e) g, with relu(NaN) = NaN as torch (the gradient is 0 there, as torch's)
+          acc += ev > 0 ? ev * g : (ev == ev ? 0.0 : ev);
           gr[i] = (F)(ev > 0 ? g : 0.0);
         } else {
           acc += ev * g;
