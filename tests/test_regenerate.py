@@ -133,11 +133,14 @@ def _early_row(seed: int, fg: float, g: float, norm: str = "none", loss: str = "
             "seed": str(seed), "gn_early_mean_dicefg": str(g), "gn_early_mean_cce": str(g), "gn_early_mean_dice": str(g)}
 
 
-@pytest.mark.parametrize("inverted_like, verdict", [("x95", "follows the foreground fraction"),
-                                                     ("x5", "follows the input's intensities")])
+@pytest.mark.parametrize("inverted_like, verdict", [("x95", "foreground fraction: lower at 95 %; input at 95 % fg: "
+                                                             "inconclusive"),
+                                                     ("x5", "foreground fraction: lower at 95 %; input at 95 % fg: "
+                                                            "higher on 1 − x")])
 def test_seed002_verdict_follows_the_paired_intervals(inverted_like, verdict):
     """x at 5 % fg has large norms, x at 95 % small ones; the inverted runs copy one of them (plus noise), and the
-    verdict must name which one, from the paired intervals."""
+    verdict must say, under the plan (sign-flip p, Holm within the family, t-interval), which factor changes it;
+    a difference not shown is "inconclusive", never "the same"."""
     import random
 
     rnd = random.Random(0)
@@ -150,7 +153,7 @@ def test_seed002_verdict_follows_the_paired_intervals(inverted_like, verdict):
     d = {regen.FAITHFUL: [], regen.EARLY_RUNS: plain, regen.INVERTED: inv, regen.LONG: [], regen.INIT: []}
     v = regen._inverted_verdict(d)
     assert v["verdict"].startswith(verdict)
-    assert "n = 10" in v["text"] and len(v["rows"]) == 30
+    assert "n = 10" in v["text"] and len(v["rows"]) == 30 and "not the input" not in v["verdict"]
     table = regen.block_inverted(d)
     assert table.count("\n") == 3  # header, rule and the DICEFG no-BN row (the only cell with all four)
 
@@ -183,3 +186,53 @@ def test_compare_blocks_equal_scipy_on_the_committed_results():
             assert x["mean"] == pytest.approx(mean, abs=1e-9)
             assert x["low"] == pytest.approx(mean - half, abs=1e-9) and x["high"] == pytest.approx(mean + half, abs=1e-9)
             assert f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]" in text
+
+
+def test_seed002_tests_and_bn_accuracy_follow_the_plan():
+    """The seed-002 family and the BN-accuracy family: each sign-flip p recomputed by brute force over all 2^n sign
+    patterns, Holm by hand, the verdict from the Holm p and the t-interval (and, for accuracy, TOST within 0.01)."""
+    import itertools
+
+    from scipy import stats
+
+    def brute(d):
+        obs = abs(sum(d))
+        hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= obs - 1e-12 * sum(map(abs, d))
+                   for signs in itertools.product((1, -1), repeat=len(d)))
+        return hits / 2 ** len(d)
+
+    def holm(ps):
+        order = sorted(range(len(ps)), key=lambda i: ps[i])
+        out, run = [0.0] * len(ps), 0.0
+        for rank, i in enumerate(order):
+            run = max(run, min(1.0, (len(ps) - rank) * ps[i]))
+            out[i] = run
+        return out
+
+    d = regen.load_all()
+    for tests in (regen._seed002_tests(d), regen._bn_accuracy_tests(d)):
+        assert tests
+        assert [t["holm"] for t in tests] == pytest.approx(holm([t["p"] for t in tests]))
+        for t in tests:
+            assert t["holm"] >= t["p"]
+            if "verdict" in t:
+                decisive = t["holm"] < 0.05 and (t["low"] > 0 or t["high"] < 0)
+                expect = ("better" if t["low"] > 0 else "worse") if decisive else (
+                    "equivalent" if t["tost"] < 0.05 else "inconclusive")
+                assert t["verdict"] == expect
+    fam = regen._seed002_tests(d)
+    assert len(fam) == 8
+    by = {(t["norm"], t["name"]): t for t in fam}
+    t = by[("none", regen.SEED002_TESTS[0][0])]  # the input effect at 5 % fg, no BN
+    assert f"{t['mean']:+.3f}" == "+0.058" and regen._direction(t) == "higher"
+    col = "gn_early_mean_dicefg"
+    sel = {"opt": "Adam lr 0.001", "norm": "none", "loss": "study_dicefg", "fg": 0.05}
+    x = {int(r["seed"]): float(r[col]) for r in regen.select(d[regen.EARLY_RUNS], **sel)}
+    y = {int(r["seed"]): float(r[col]) for r in regen.select(d[regen.INVERTED], **sel)}
+    diff = [y[s] - x[s] for s in sorted(x)]
+    assert t["p"] == pytest.approx(brute(diff))
+    half = stats.t.ppf(0.975, len(diff) - 1) * stats.tstd(diff) / len(diff) ** 0.5
+    assert t["low"] == pytest.approx(sum(diff) / len(diff) - half)
+    acc = regen._bn_accuracy_tests(d)
+    assert len(acc) == 18 and not any(a["verdict"] == "better" for a in acc)
+    assert "not supported" in regen._bn_accuracy_verdict(d)["verdict"]

@@ -384,9 +384,12 @@ def block_verdicts(d: Data) -> str:
         a, b = select(adam_bn, loss="study_dicefg", fg=0.95), select(adam_none, loss="study_dicefg", fg=0.95)
         ka, kb = sum(converged(r, 0.9) for r in a), sum(converged(r, 0.9) for r in b)
         p = fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue
-        verdict = "agrees" if p < 0.05 and ka > kb else "not supported at p < 0.05"
+        fam = [c for c in _fisher_family(d) if (c["opt"], c["fg"], c["loss"]) == ("Adam lr 0.001", 0.95, "study_dicefg")]
+        ph = fam[0]["p_holm"] if fam else p
+        verdict = "agrees" if ph < 0.05 and ka > kb else "not supported at p < 0.05 after Holm"
         add("BN makes DICEFG at 95 % fg converge (Adam)", a + b,
-            f"BN {_rate(a)} vs no BN {_rate(b)}; Fisher p = {p:.2g}; Adam + BN, all cells: {_rate(adam_bn)}", verdict)
+            f"BN {_rate(a)} vs no BN {_rate(b)}; Fisher p = {p:.2g}, Holm over the {len(_fisher_family(d))} cells of "
+            f"the Fisher table {ph:.2g}; Adam + BN, all cells: {_rate(adam_bn)}", verdict)
     o4 = _o4_numbers(d[EARLY_RUNS])
     if o4:
         add("CCE loss and gradient norm skyrocket early when training with DICEFG (50 % fg)",
@@ -399,6 +402,9 @@ def block_verdicts(d: Data) -> str:
     g = _grad_95_5(rows, "gn_mean_dicefg", "mean over training")
     if g:
         add("gradient norms smaller at 95 % than at 5 % fg", g["rows"], g["text"], g["verdict"])
+    bv = _bn_accuracy_verdict(d)
+    if bv:
+        add("BN improved the models' accuracy", bv["rows"], bv["text"], bv["verdict"])
     iv = _inverted_verdict(d)
     if iv:
         add("(seed 002) is it the input? 95 % fg on the inverted input 1 − x", iv["rows"], iv["text"], iv["verdict"])
@@ -424,7 +430,7 @@ def _o4_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
     if len(pairs) >= 2:
         d = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
         out["paired"] = f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}], sign-flip p = {d.pvalue:.2g}, n = {d.n}"
-        out["verdict"] = "agrees" if d.low > 0 else "no evidence of a difference"
+        out["verdict"] = "agrees" if d.low > 0 and d.pvalue < 0.05 else "inconclusive"
     else:
         out["paired"], out["verdict"] = "—", "too few seeds"
     return out
@@ -446,7 +452,8 @@ def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str
         parts.append(f"{'no BN' if norm == 'none' else 'BN'}: DICEFG gradient norm ({what}) "
                      f"{statistics.fmean(a[s] for s in seeds):.3g} at 5 % vs {statistics.fmean(b[s] for s in seeds):.3g}"
                      f" at 95 % fg, paired difference {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], n = {d.n}")
-        v = "smaller at 95 %" if d.low > 0 else ("larger at 95 %" if d.high < 0 else "no evidence of a difference")
+        v = ("smaller at 95 %" if d.low > 0 and d.pvalue < 0.05 else
+             "larger at 95 %" if d.high < 0 and d.pvalue < 0.05 else "inconclusive")
         verdicts.append(f"{'no BN' if norm == 'none' else 'BN'}: {v}")
     if not parts:
         return {}
@@ -488,21 +495,43 @@ def block_thresholds(d: Data) -> str:
     return "\n".join(out) + "\n"
 
 
-def block_fisher(d: Data) -> str:
-    """BN vs no BN, per optimizer, fg and loss: converged counts and Fisher's exact two-sided p."""
+def _fisher_family(d: Data) -> list[dict[str, Any]]:
+    """BN vs no BN per optimizer, fg and loss (the 36 cells of the Fisher table): converged counts and Fisher's
+    exact two-sided p under the 0.9 rule and the accuracy rule; each rule's 36 p-values are one declared family,
+    Holm-adjusted within it (docs/analysis_plan.md section 3)."""
+    from seglab.stats import fisher_exact, holm
+
     rows = d[FAITHFUL]
-    if not rows:
-        return "No per-run data committed yet.\n"
-    out = ["| optimizer | fg | loss | BN converged | no BN converged | Fisher p (0.9) | Fisher p (accuracy rule) |",
-           "|---|---|---|---|---|---|---|"]
+    cells = []
     for o in OPTS_ALL:
         for fg in FGS:
             for loss in MONITORS:
                 a = select(rows, opt=o, norm="batch", fg=fg, loss=loss)
                 b = select(rows, opt=o, norm="none", fg=fg, loss=loss)
                 if a and b:
-                    out.append(f"| {o} | {int(fg * 100)} % | {LABELS[loss]} | {_rate(a)} | {_rate(b)} | "
-                               f"{_fisher(a, b)} | {_fisher(a, b, 'accuracy')} |")
+                    c = {"opt": o, "fg": fg, "loss": loss, "a": a, "b": b}
+                    for rule, key in ((0.9, "p"), ("accuracy", "p_acc")):
+                        ka, kb = sum(converged(r, rule) for r in a), sum(converged(r, rule) for r in b)
+                        c[key] = fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue
+                    cells.append(c)
+    for key in ("p", "p_acc"):
+        for c, h in zip(cells, holm([c[key] for c in cells])):
+            c[key + "_holm"] = h
+    return cells
+
+
+def block_fisher(d: Data) -> str:
+    """BN vs no BN, per optimizer, fg and loss: converged counts and Fisher's exact two-sided p, raw and Holm."""
+    cells = _fisher_family(d)
+    if not cells:
+        return "No per-run data committed yet.\n"
+    n = len(cells)
+    out = ["| optimizer | fg | loss | BN converged | no BN converged | Fisher p (0.9) | Holm p (0.9, "
+           f"{n} cells) | Fisher p (accuracy rule) | Holm p (accuracy rule, {n} cells) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        out.append(f"| {c['opt']} | {int(c['fg'] * 100)} % | {LABELS[c['loss']]} | {_rate(c['a'])} | {_rate(c['b'])} | "
+                   f"{c['p']:.2g} | {c['p_holm']:.2g} | {c['p_acc']:.2g} | {c['p_acc_holm']:.2g} |")
     return "\n".join(out) + "\n"
 
 
@@ -667,11 +696,85 @@ def block_inverted(d: Data) -> str:
     return "\n".join(out) + "\n"
 
 
-def _inverted_verdict(d: Data) -> dict[str, str]:
-    """DICEFG without BN (the cell where the 95 % vs 5 % difference shows): does the inverted input at 95 % fg
-    behave like x at 95 % (the foreground fraction matters) or like x at 5 % (the input's intensities matter)?"""
-    from seglab.stats import paired_difference
+def _plan(b: list[float], a: list[float]) -> dict[str, Any]:
+    """The paired difference ``b - a`` (one value per seed) under docs/analysis_plan.md: mean, 95 % t-interval,
+    exact sign-flip p (raw; ``holm`` is filled in by the caller for the declared family)."""
+    from seglab.stats import paired_difference, signflip_pvalue
 
+    pd = paired_difference(b, a)
+    p, _ = signflip_pvalue([x - y for x, y in zip(b, a)])
+    return {"mean": pd.mean, "low": pd.low, "high": pd.high, "n": pd.n, "p": p, "holm": None}
+
+
+def _holm_family(tests: list[dict[str, Any]]) -> None:
+    from seglab.stats import holm
+
+    for t, h in zip(tests, holm([t["p"] for t in tests])):
+        t["holm"] = h
+
+
+def _ci(t: dict[str, Any], nd: int = 3) -> str:
+    return f"{t['mean']:+.{nd}g} [{t['low']:+.{nd}g}, {t['high']:+.{nd}g}]"
+
+
+def _direction(t: dict[str, Any], up: str = "higher", down: str = "lower") -> str:
+    """``better``/``worse`` of the plan for a quantity without an equivalence margin (gradient norms): Holm p < 0.05
+    and the 95 % t-interval on one side of 0 -> ``up``/``down``; else ``inconclusive`` (never "equal")."""
+    from seglab.stats import plan_verdict
+
+    v = plan_verdict(t["holm"], t["low"], t["high"], None)
+    return {"better": up, "worse": down}.get(v, "inconclusive")
+
+
+SEED002_TESTS = (  # (name, arm b, arm a): b - a, DICEFG's early gradient norm, paired by seed
+    ("input at 5 % fg (1 − x minus x)", "i5", "p5"),
+    ("input at 95 % fg (1 − x minus x)", "i95", "p95"),
+    ("foreground fraction on x (95 % minus 5 %)", "p95", "p5"),
+    ("foreground fraction on 1 − x (95 % minus 5 %)", "i95", "i5"),
+)
+
+
+def _seed002_tests(d: Data) -> list[dict[str, Any]]:
+    """Seed 002 under the plan: DICEFG's gradient norm (mean over the early window), Adam, as a 2 x 2 design
+    (input x or 1 - x) x (5 or 95 % fg), paired by seed. Family (declared here and in docs/experiments.md): the
+    simple effects of both factors, for no BN and BN, that the committed data hold (8 with every arm); Holm
+    within it. No equivalence margin was declared for gradient norms, so no difference is ``inconclusive``."""
+    col = "gn_early_mean_dicefg"
+    tests = []
+    for norm in ("none", "batch"):
+        sel = {"opt": "Adam lr 0.001", "norm": norm, "loss": "study_dicefg"}
+        arms = {}
+        for key, rows, fg in (("p5", d[EARLY_RUNS], 0.05), ("p95", d[EARLY_RUNS], 0.95),
+                              ("i5", d[INVERTED], 0.05), ("i95", d[INVERTED], 0.95)):
+            arms[key] = {int(r["seed"]): _f(r[col]) for r in select(rows, fg=fg, **sel)}
+        for name, b, a in SEED002_TESTS:
+            seeds = sorted(set(arms[a]) & set(arms[b]))
+            if len(seeds) < 2:
+                continue
+            t = _plan([arms[b][s] for s in seeds], [arms[a][s] for s in seeds])
+            t.update(norm=norm, name=name, b=statistics.fmean(arms[b][s] for s in seeds),
+                     a=statistics.fmean(arms[a][s] for s in seeds))
+            tests.append(t)
+    _holm_family(tests)
+    return tests
+
+
+def block_seed002_tests(d: Data) -> str:
+    tests = _seed002_tests(d)
+    if not tests:
+        return "Not run yet (`data/study/chlebus2018_faithful_early_inverted.csv`).\n"
+    out = [f"| BN | effect on DICEFG's gradient norm (mean over steps {EARLY[0]}–{EARLY[1]}) | means (b vs a) | "
+           "difference [95 % t-interval] | sign-flip p | Holm p | verdict |", "|---|---|---|---|---|---|---|"]
+    for t in tests:
+        out.append(f"| {'yes' if t['norm'] == 'batch' else 'no'} | {t['name']} | {t['b']:.3g} vs {t['a']:.3g} | "
+                   f"{_ci(t)} | {t['p']:.2g} | {t['holm']:.2g} | {_direction(t)} |")
+    return "\n".join(out) + "\n"
+
+
+def _inverted_verdict(d: Data) -> dict[str, str]:
+    """DICEFG without BN (the cell where the 95 % vs 5 % difference shows): does the foreground fraction change the
+    norm, does the input's intensities (x vs 1 - x) change it, at 95 % and at 5 % fg? Verdicts of the plan from
+    :func:`_seed002_tests` (Holm within its family)."""
     col = "gn_early_mean_dicefg"
     sel = {"opt": "Adam lr 0.001", "norm": "none", "loss": "study_dicefg"}
     p5 = {int(r["seed"]): _f(r[col]) for r in select(d[EARLY_RUNS], fg=0.05, **sel)}
@@ -680,27 +783,104 @@ def _inverted_verdict(d: Data) -> dict[str, str]:
     seeds = sorted(set(p5) & set(p95) & set(i95))
     if len(seeds) < 2:
         return {}
-    same_fg = paired_difference([i95[s] for s in seeds], [p95[s] for s in seeds])
-    same_x = paired_difference([i95[s] for s in seeds], [p5[s] for s in seeds])
+    tests = {t["name"]: t for t in _seed002_tests(d) if t["norm"] == "none"}
+    fg_x, in95 = tests[SEED002_TESTS[2][0]], tests[SEED002_TESTS[1][0]]
+    in5 = tests.get(SEED002_TESTS[0][0])
 
-    def ci(x: Any) -> str:
-        return f"{x.mean:+.3g} [{x.low:+.3g}, {x.high:+.3g}]"
+    def one(t: dict[str, Any]) -> str:
+        return f"{_ci(t)}, sign-flip p = {t['p']:.2g}, Holm p = {t['holm']:.2g}"
 
-    text = (f"no BN, DICEFG gradient norm (mean over steps {EARLY[0]}–{EARLY[1]}): 1 − x at 95 % fg "
-            f"{statistics.fmean(i95[s] for s in seeds):.3g}, x at 95 % {statistics.fmean(p95[s] for s in seeds):.3g}, "
-            f"x at 5 % {statistics.fmean(p5[s] for s in seeds):.3g}; paired, 1 − x at 95 % minus x at 95 %: "
-            f"{ci(same_fg)}, minus x at 5 %: {ci(same_x)}, n = {same_fg.n}")
-    near_fg, near_x = same_fg.low <= 0 <= same_fg.high, same_x.low <= 0 <= same_x.high
-    if near_fg and not near_x:
-        verdict = "follows the foreground fraction, not the input's intensities"
-    elif near_x and not near_fg:
-        verdict = "follows the input's intensities, not the foreground fraction"
-    elif near_fg and near_x:
-        verdict = "cannot tell (no evidence of a difference either way)"
-    else:
-        verdict = "neither alone: differs from both"
+    text = (f"no BN, DICEFG gradient norm (mean over steps {EARLY[0]}–{EARLY[1]}): x at 5 % fg "
+            f"{statistics.fmean(p5[s] for s in seeds):.3g}, x at 95 % {statistics.fmean(p95[s] for s in seeds):.3g}, "
+            f"1 − x at 95 % {statistics.fmean(i95[s] for s in seeds):.3g}; paired: x at 95 % minus x at 5 %: "
+            f"{one(fg_x)}; 1 − x minus x at 95 % fg: {one(in95)}")
+    if in5:
+        text += f"; 1 − x minus x at 5 % fg: {one(in5)}"
+    text += f", n = {fg_x['n']} (Holm over the 8 tests of the seed-002 table)" if len(tests) == 4 else f", n = {fg_x['n']}"
+    v_fg, v95 = _direction(fg_x), _direction(in95)
+    v5 = _direction(in5) if in5 else None
+    parts = [f"foreground fraction: {v_fg} at 95 %" if v_fg != "inconclusive" else "foreground fraction: inconclusive",
+             f"input at 95 % fg: {v95} on 1 − x" if v95 != "inconclusive" else "input at 95 % fg: inconclusive"]
+    if v5:
+        parts.append(f"input at 5 % fg: {v5} on 1 − x" if v5 != "inconclusive" else "input at 5 % fg: inconclusive")
+    verdict = "; ".join(parts)
+    if v_fg != "inconclusive" and v95 == "inconclusive" and v5 not in (None, "inconclusive"):
+        verdict += " — the input's intensities matter too, so \"not the input\" is not supported"
     used = [r for r in select(d[EARLY_RUNS] + d[INVERTED], **sel) if int(r["seed"]) in seeds]
     return {"text": text, "verdict": verdict, "rows": used}
+
+
+STUDY_GRID = (("Adam lr 0.001", 10), ("SGD lr 0.001", 5))
+ACC_MARGIN = 0.01
+
+
+def _bn_accuracy_tests(d: Data) -> list[dict[str, Any]]:
+    """The study's "BN improved the models' accuracy" under the plan: final validation accuracy, BN minus no BN,
+    paired by seed (same data stream), per cell of the study's grid (Adam and SGD lr 1e-3 x 5/50/95 % fg x the three
+    losses: 18 cells = the declared family, Holm within it), TOST within +-0.01 accuracy (the plan's margin,
+    applied to accuracy)."""
+    from seglab.stats import disagree, plan_verdict, tost_paired
+
+    rows = d[FAITHFUL]
+    tests = []
+    for opt, _ in STUDY_GRID:
+        for fg in FGS:
+            for loss in MONITORS:
+                bn = {int(r["seed"]): _f(r["final_accuracy"]) for r in select(rows, opt=opt, norm="batch", fg=fg, loss=loss)}
+                nb = {int(r["seed"]): _f(r["final_accuracy"]) for r in select(rows, opt=opt, norm="none", fg=fg, loss=loss)}
+                seeds = sorted(set(bn) & set(nb))
+                if len(seeds) < 2:
+                    continue
+                t = _plan([bn[s] for s in seeds], [nb[s] for s in seeds])
+                t.update(opt=opt, fg=fg, loss=loss, bn=statistics.fmean(bn[s] for s in seeds),
+                         nobn=statistics.fmean(nb[s] for s in seeds),
+                         tost=tost_paired([bn[s] - nb[s] for s in seeds], ACC_MARGIN).pvalue)
+                tests.append(t)
+    _holm_family(tests)
+    for t in tests:
+        t["verdict"] = plan_verdict(t["holm"], t["low"], t["high"], t["tost"])
+        t["disagree"] = disagree(t["p"], t["low"], t["high"])
+    return tests
+
+
+def block_bn_accuracy(d: Data) -> str:
+    tests = _bn_accuracy_tests(d)
+    if not tests:
+        return "No per-run data committed yet.\n"
+    out = ["| optimizer | fg | trained with | accuracy BN vs no BN | BN − no BN [95 % t-interval] | n | sign-flip p | "
+           "Holm p (18 cells) | TOST p (±0.01) | verdict for BN |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for t in tests:
+        mark = " (interval and test disagree)" if t["disagree"] else ""
+        out.append(f"| {t['opt']} | {int(round(t['fg'] * 100))} % | {LABELS[t['loss']]} | {t['bn']:.4f} vs "
+                   f"{t['nobn']:.4f} | {t['mean']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}] | {t['n']} | {t['p']:.2g} | "
+                   f"{t['holm']:.2g} | {t['tost']:.2g} | {t['verdict']}{mark} |")
+    return "\n".join(out) + "\n"
+
+
+def _bn_accuracy_verdict(d: Data) -> dict[str, Any]:
+    tests = _bn_accuracy_tests(d)
+    if not tests:
+        return {}
+    c = Counter(t["verdict"] for t in tests)
+    lows = [t for t in tests if t["high"] < 0]
+    text = (f"final validation accuracy, BN minus no BN, paired by seed, each of the {len(tests)} cells of the "
+            f"study's grid (Adam, SGD lr 1e-3 × 3 fg × 3 losses; Holm over the {len(tests)}; TOST ±{ACC_MARGIN:g}): "
+            + ", ".join(f"{c[v]} {v}" for v in ("better", "worse", "equivalent", "inconclusive") if c[v]))
+    if lows:
+        ps = sorted(t["p"] for t in lows)
+        text += (f"; BN lower (t-interval below 0) in {len(lows)} cells: "
+                 + ", ".join(f"{t['opt'].split()[0]} {int(round(t['fg'] * 100))} % {LABELS[t['loss']]} {_ci(t, 2)}"
+                             for t in lows) + f" (raw p {ps[0]:.2g}–{ps[-1]:.2g}, none < 0.05 after Holm)")
+    for opt, _ in STUDY_GRID:
+        best = max((t for t in tests if t["opt"] == opt), key=lambda t: t["mean"], default=None)
+        if best:
+            text += (f"; largest gain with {opt.split()[0]}: {int(round(best['fg'] * 100))} % {LABELS[best['loss']]} "
+                     f"{_ci(best, 2)}, n = {best['n']}, Holm p = {best['holm']:.2g}")
+    verdict = ("not supported: BN better in no cell after Holm" if not c["better"]
+               else f"BN better in {c['better']} of {len(tests)} cells")
+    if c["worse"]:
+        verdict += f", worse in {c['worse']}"
+    return {"text": text, "verdict": verdict, "rows": [r for r in d[FAITHFUL] if opt_name(r) in dict(STUDY_GRID)]}
 
 
 def block_compare(name: str) -> Callable[[Data], str]:
@@ -827,6 +1007,8 @@ BLOCKS: dict[str, Callable[[Data], str]] = {
     "faithful-sgd-grid": block_sgd_grid,
     "faithful-long": block_long,
     "seed002-inverted": block_inverted,
+    "seed002-tests": block_seed002_tests,
+    "faithful-bn-accuracy": block_bn_accuracy,
     "seed001": block_seed001,
     "seed001-diff": block_seed001_diff,
     **{block: block_compare(name) for block, name in COMPARE.items()},

@@ -13,7 +13,8 @@ the same layout, limits and smoothing from the faithful preset's seed 0.
 The committed curves (``data/study/curves/<cell>.csv``, one row per 10 steps) hold the mean of each 10-step block of
 the per-step losses and gradient norms, so that the data stay small; the smoothing windows are then 21 and 1 blocks
 (210 and 10 steps, against the study's 201 and 11). Validation accuracy is at the preset's evaluations (every 250
-steps, 64 images; the study: every 100 steps, 100 images) — see docs/study_deviations.md.
+steps, 64 fixed images, BN in inference mode; the study's code: every 250 steps, 100 images drawn once per run, BN in
+inference mode) — see docs/study_deviations.md.
 """
 
 from __future__ import annotations
