@@ -15,6 +15,7 @@ import sys
 RANK = {
     # foundations: checks, optional-dependency helper, name registries
     "_checks": 0, "_extras": 0, "_registry": 0, "_version": 0, "_options": 0,
+    "provenance": 1,
     "targets": 1,
     # statistics kernels (never the losses), activations, metrics
     "kernels": 2, "activations": 2, "metrics": 2, "stats": 2,
@@ -24,7 +25,7 @@ RANK = {
     "losses": 3, "models": 3, "data": 3, "results": 3,
     # what uses losses, models and data
     "advise": 4, "train": 4,
-    "sweep": 5, "report": 6, "compare": 6,
+    "sweep": 5, "report": 6, "compare": 6, "evaluate": 6,
     # commands
     "bench": 7, "demo": 7, "info": 7, "cli": 8, "__main__": 9,
     "__init__": 10,  # the public API (seglab/__init__.py) re-exports everything

@@ -1,4 +1,4 @@
-"""The one command-line entry point: ``seglab {demo,advise,train,sweep,compare,report,bench,info}``, ``seglab --version``.
+"""The one command-line entry point: ``seglab {demo,advise,train,sweep,compare,evaluate,report,bench,info}``, ``seglab --version``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 this file only wires them, importing a subcommand's module when that subcommand is used. A subcommand whose
@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("seglab.train.cli", "train one model with one loss (works under torchrun)"),
     "sweep": ("seglab.sweep.cli", "run a resumable grid of training runs"),
     "compare": ("seglab.compare.cli", "train the advised loss and alternatives with paired seeds; paired differences with intervals"),
+    "evaluate": ("seglab.evaluate.cli", "score prediction folders against ground truth (named metrics, empty-mask conventions)"),
     "report": ("seglab.report.cli", "render figures, HTML and tables from a results folder"),
     "bench": ("seglab.bench", "time losses (fwd+bwd) and peak memory against F.cross_entropy, MONAI, smp"),
     "info": ("seglab.info", "versions, devices, the active fused loss backend (or why none) and installed extras"),
