@@ -93,12 +93,19 @@ def backend_name(x: torch.Tensor, kind: str) -> str | None:
     if x.device.type != "cpu" or forced == "triton":
         ok = forced != "cpu" and _triton_runs(x.device.type, x.dtype, x.shape[1] if x.ndim >= 2 else 0)
         return "triton" if ok else "eager"
-    if kind in ("mc", "ml"):
-        if not _CPU:
-            _CPU.append(ops.backend_module("cpu"))
-        if _CPU[0].available():
-            return "cpu"
+    if kind in ("mc", "ml") and _cpu_available():
+        return "cpu"
     return "eager" if forced == "cpu" else None
+
+
+@torch.compiler.assume_constant_result
+def _cpu_available() -> bool:
+    """Whether the C++ kernels are built and loaded (evaluated once per trace under ``torch.compile``: the first call
+    builds or loads the library under a ``threading.Lock``, which dynamo cannot trace — a compiled loss called before
+    any eager call failed with "Unsupported context manager: lock")."""
+    if not _CPU:
+        _CPU.append(ops.backend_module("cpu"))
+    return bool(_CPU[0].available())
 
 
 def backend_for(x: torch.Tensor, kind: str) -> ModuleType | None:
