@@ -25,6 +25,7 @@ from seglab.metrics.overlap import (
     iou_from_counts,
     iou_score,
     pixel_accuracy,
+    volume_difference,
 )
 from seglab.metrics.registry import METRICS, MetricInfo, count_metrics, get_metric, list_metrics, metric_info, register_metric
 from seglab.metrics.skeleton import cldice_score
@@ -37,12 +38,13 @@ from seglab.metrics.stateful import (
     Metric,
     SurfaceDice,
     SurfaceDistance,
+    VolumeDifference,
 )
 from seglab.metrics.surface import average_surface_distance, boundary_distances, hausdorff_distance, surface_dice
 
 __all__ = [
     "AGGREGATES", "class_masks", "confusion_counts", "dice_from_counts", "iou_from_counts",
-    "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy",
+    "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy", "volume_difference", "VolumeDifference",
     "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
     "CLDiceScore", "METRICS", "MetricInfo", "register_metric", "list_metrics", "get_metric", "metric_info",

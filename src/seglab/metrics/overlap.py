@@ -93,9 +93,13 @@ def _class_maps(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     if pred.shape != target.shape or pred.ndim < 2:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be class maps of the same "
                          "shape (N, *spatial)")
-    if target.is_floating_point() or pred.is_floating_point():
-        raise TypeError("multiclass metrics need integer class maps; convert probabilities with argmax(1) "
-                        "(seglab.predict)")
+    if pred.is_floating_point():
+        raise TypeError("pred: multiclass metrics need an integer class map; convert logits or probabilities with "
+                        "seglab.predict(logits, 'multiclass') (argmax over channels)")
+    if target.is_floating_point():  # a float label map (N, [1,] *spatial), as the losses accept
+        if not bool((torch.isfinite(target) & (target == target.round())).all()):
+            raise TypeError("target: a float multiclass target must be a label map of whole numbers (class indices); "
+                            "got fractional or non-finite values (soft labels are not hard masks)")
     p, t = pred.long(), target.long()
     valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
     if bool(((t < 0) | (t >= num_classes))[valid].any()) or bool(((p < 0) | (p >= num_classes)).any()):
@@ -182,6 +186,30 @@ def iou_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, empty:
     return torch.where(den > 0, tp / den.clamp_min(1), torch.full_like(den, empty))
 
 
+def volume_difference_from_counts(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor,
+                                  empty: float = float("nan")) -> torch.Tensor:
+    """Absolute volume difference relative to the target, ``|V_pred − V_target| / V_target = |FP − FN| / (TP + FN)``
+    (medpy's ``|ravd|``; 0 is perfect, unbounded above); ``empty`` where the target is empty and nothing is
+    predicted, ``inf`` where the target is empty but something is predicted."""
+    den = tp + fn
+    ratio = (fp - fn).abs() / den.clamp_min(1)
+    return torch.where(den > 0, ratio, torch.where(fp > 0, torch.full_like(den, math.inf), torch.full_like(den, empty)))
+
+
+def volume_difference(pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_classes: int,
+                      ignore_index: int | None = None, aggregate: str = "mean", empty: float = float("nan"),
+                      include_background: bool = True) -> torch.Tensor:
+    """Per-class absolute volume difference relative to the target (:func:`volume_difference_from_counts`);
+    ``aggregate``, ``empty`` and ``include_background`` as :func:`dice_score`.
+
+    >>> volume_difference(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 1, 1, 0]]), mode="multiclass",
+    ...                   num_classes=2).tolist()
+    [0.5, 0.5]
+    """
+    return _score(volume_difference_from_counts, pred, target, mode=mode, num_classes=num_classes,
+                  ignore_index=ignore_index, aggregate=aggregate, empty=empty, include_background=include_background)
+
+
 def aggregate_scores(per_image: torch.Tensor, aggregate: str) -> torch.Tensor:
     """``"mean"``: mean over images (dim 0) skipping NaN; ``"none"``: unchanged."""
     if aggregate == "none":
@@ -191,22 +219,30 @@ def aggregate_scores(per_image: torch.Tensor, aggregate: str) -> torch.Tensor:
     return torch.nanmean(per_image, dim=0)
 
 
+def drop_background(scores: torch.Tensor, include_background: bool) -> torch.Tensor:
+    """``scores[..., 1:]`` (class / channel 0 left out, as MONAI's ``include_background=False``) unless
+    ``include_background``."""
+    return scores if check_bool("include_background", include_background) else scores[..., 1:]
+
+
 def _score(counts_fn: CountsFn, pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_classes: int,
-           ignore_index: int | None, aggregate: str, empty: float) -> torch.Tensor:
+           ignore_index: int | None, aggregate: str, empty: float, include_background: bool = True) -> torch.Tensor:
     aggregate = check_aggregate(aggregate)
     empty = check_empty(empty)
     tp, fp, fn = confusion_counts(pred, target, mode=mode, num_classes=num_classes, ignore_index=ignore_index,
                                   per_sample=aggregate != "pooled")
-    return aggregate_scores(counts_fn(tp, fp, fn, empty), "none" if aggregate == "pooled" else aggregate)
+    scores = drop_background(counts_fn(tp, fp, fn, empty), include_background)
+    return aggregate_scores(scores, "none" if aggregate == "pooled" else aggregate)
 
 
 def dice_score(pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_classes: int, ignore_index: int | None = None,
-               aggregate: str = "mean", empty: float = float("nan")) -> torch.Tensor:
+               aggregate: str = "mean", empty: float = float("nan"), include_background: bool = True) -> torch.Tensor:
     """Per-class Dice ``2 TP / (2 TP + FP + FN)`` of hard predictions (see :func:`seglab.predict`).
 
     ``aggregate="mean"`` (default): the Dice of each image, averaged over images with the empty (NaN) entries
     skipped, ``(C,)`` — MONAI ``DiceMetric(reduction="mean_batch")``, torchmetrics ``DiceScore(average="none")``.
     ``"pooled"``: one Dice per class from the counts of the whole batch, ``(C,)``. ``"none"``: ``(N, C)``.
+    ``include_background=False`` leaves class (channel) 0 out of the result (``C - 1`` columns).
 
     >>> pred = torch.tensor([[0, 1, 1, 1], [0, 0, 0, 0]])
     >>> target = torch.tensor([[0, 1, 1, 0], [0, 0, 1, 1]])
@@ -216,12 +252,13 @@ def dice_score(pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_class
     [0.6666666666666666, 0.5714285714285714]
     """
     return _score(dice_from_counts, pred, target, mode=mode, num_classes=num_classes, ignore_index=ignore_index,
-                  aggregate=aggregate, empty=empty)
+                  aggregate=aggregate, empty=empty, include_background=include_background)
 
 
 def iou_score(pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_classes: int, ignore_index: int | None = None,
-              aggregate: str = "mean", empty: float = float("nan")) -> torch.Tensor:
-    """Per-class IoU ``TP / (TP + FP + FN)`` of hard predictions; ``aggregate`` and ``empty`` as :func:`dice_score`.
+              aggregate: str = "mean", empty: float = float("nan"), include_background: bool = True) -> torch.Tensor:
+    """Per-class IoU ``TP / (TP + FP + FN)`` of hard predictions; ``aggregate``, ``empty`` and
+    ``include_background`` as :func:`dice_score`.
 
     The mean IoU over classes (mIoU) is ``iou_score(...).nanmean()``.
 
@@ -229,7 +266,7 @@ def iou_score(pred: torch.Tensor, target: torch.Tensor, *, mode: str, num_classe
     [0.5, 0.5]
     """
     return _score(iou_from_counts, pred, target, mode=mode, num_classes=num_classes, ignore_index=ignore_index,
-                  aggregate=aggregate, empty=empty)
+                  aggregate=aggregate, empty=empty, include_background=include_background)
 
 
 def volume_weights(ys: torch.Tensor, weighting: str, *, all_absent: float) -> torch.Tensor:

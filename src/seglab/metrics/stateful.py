@@ -44,6 +44,8 @@ from seglab.metrics.overlap import (
     generalized_dice_score,
     iou_from_counts,
     iou_score,
+    volume_difference,
+    volume_difference_from_counts,
 )
 from seglab.metrics.registry import register_metric
 from seglab.metrics.skeleton import cldice_score, cldice_values
@@ -145,12 +147,14 @@ class _OverlapMetric(_SumsMetric):
     _sums: torch.Tensor
 
     def __init__(self, mode: str, num_classes: int, *, aggregate: str = "mean", ignore_index: int | None = None,
-                 empty: float = float("nan"), process_group: Any = None, sync: bool = True) -> None:
+                 empty: float = float("nan"), include_background: bool = True, process_group: Any = None,
+                 sync: bool = True) -> None:
         self.mode = check_mode(mode)
         self.num_classes = check_num_classes(num_classes)
         self.aggregate = check_aggregate(aggregate, self._aggregates)
         self.ignore_index = check_ignore_index(ignore_index)
         self.empty = check_empty(empty)
+        self.include_background = check_bool("include_background", include_background)
         super().__init__(process_group=process_group, sync=sync)
 
     def _width(self) -> int:
@@ -179,12 +183,14 @@ class _OverlapMetric(_SumsMetric):
         sums = self._synced()
         w = self._width()
         if self.aggregate == "pooled":
-            return self._scores(sums[0:1], sums[1:2], sums[2:3])[0]
-        n = sums[4, :w]
-        return torch.where(n > 0, sums[3, :w] / n.clamp_min(1), torch.full_like(n, math.nan))
+            out = self._scores(sums[0:1], sums[1:2], sums[2:3])[0]
+        else:
+            n = sums[4, :w]
+            out = torch.where(n > 0, sums[3, :w] / n.clamp_min(1), torch.full_like(n, math.nan))
+        return out if self.include_background or w == 1 else out[1:]
 
     def _config(self) -> tuple[Any, ...]:
-        return (self.mode, self.num_classes, self.aggregate, self.ignore_index, self.empty)
+        return (self.mode, self.num_classes, self.aggregate, self.ignore_index, self.empty, self.include_background)
 
 
 @register_metric("dice", function=dice_score, from_counts=dice_from_counts, higher_is_better=True)
@@ -218,6 +224,22 @@ class IoU(_OverlapMetric):
         return iou_from_counts(tp, fp, fn, self.empty)
 
 
+@register_metric("volume_difference", function=volume_difference, from_counts=volume_difference_from_counts,
+                 higher_is_better=False)
+class VolumeDifference(_OverlapMetric):
+    """Per-class absolute volume difference relative to the target, ``|V_pred − V_target| / V_target`` (medpy's
+    ``|ravd|``), over all updates ``(C,)``; options as :class:`DiceScore`. See
+    :func:`seglab.metrics.volume_difference`.
+
+    >>> m = VolumeDifference(mode="multiclass", num_classes=2)
+    >>> m.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 1, 1, 0]])); m.compute().tolist()
+    [0.5, 0.5]
+    """
+
+    def _scores(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+        return volume_difference_from_counts(tp, fp, fn, self.empty)
+
+
 @register_metric("generalized_dice", function=generalized_dice_score, higher_is_better=True, per_class=False)
 class GeneralizedDiceScore(_OverlapMetric):
     """Generalized Dice score over all updates, a scalar; ``aggregate`` as :class:`DiceScore`.
@@ -233,10 +255,9 @@ class GeneralizedDiceScore(_OverlapMetric):
     def __init__(self, mode: str, num_classes: int, *, include_background: bool = True, weight_type: str = "square",
                  aggregate: str = "mean", ignore_index: int | None = None, empty: float = float("nan"),
                  process_group: Any = None, sync: bool = True) -> None:
-        self.include_background = check_bool("include_background", include_background)
         self.weight_type = check_choice("weight_type", weight_type, ("square", "simple", "uniform"))
         super().__init__(mode, num_classes, aggregate=aggregate, ignore_index=ignore_index, empty=empty,
-                         process_group=process_group, sync=sync)
+                         include_background=include_background, process_group=process_group, sync=sync)
 
     def _width(self) -> int:
         return 1
@@ -250,7 +271,7 @@ class GeneralizedDiceScore(_OverlapMetric):
         return super().compute()[0]
 
     def _config(self) -> tuple[Any, ...]:
-        return super()._config() + (self.include_background, self.weight_type)
+        return super()._config() + (self.weight_type,)
 
 
 class _BoundaryMetric(Metric):
