@@ -19,7 +19,8 @@ probabilities:
 * reliability bins per seed and pooled over seeds (``seglab.metrics.CalibrationError``, updated with every seed).
 
 Paired differences between losses (same seed) with 95 % t-intervals and sign-flip p-values
-(``seglab.stats.paired_difference``). Writes docs/data/calibration.json and the reliability diagram
+(``seglab.stats.paired_difference``); the rendered table adds Holm within its differences and the verdict of
+docs/analysis_plan.md. Writes docs/data/calibration.json and the reliability diagram
 docs/figures/calibration_reliability.png, and prints a markdown table.
 
     nice -n 10 python examples/calibration_experiment.py [--seeds 5] [--steps 150] [--threads 1]
@@ -45,11 +46,12 @@ import seglab
 from seglab.data import create_task
 from seglab.metrics import CalibrationError, dice_score, reliability_bins
 from seglab.models import create_model
-from seglab.stats import paired_difference
+from seglab.stats import disagree, holm, paired_difference, plan_verdict, tost_paired
 
 LOSSES = ("ce", "dice", "dice+ce")
 METRICS = ("ece", "mce", "nll", "fg_dice", "accuracy", "mean_confidence", "ece_ts", "nll_ts", "temperature")
 PAIRS = (("dice", "ce"), ("dice+ce", "ce"), ("dice", "dice+ce"))
+MARGIN = 0.01  # docs/analysis_plan.md section 4 (fg Dice only)
 CALIBRATION_SEED = 1_000  # batches of training seeds 0..999 never reach it (make_generator: seed * 1_000_003 + step)
 N_BINS = 15
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,14 +203,27 @@ def table(res: dict[str, Any]) -> str:
         rows.append(f"| {name} | " + " | ".join(f"{s[c]['mean']:.3f} ± {s[c]['sd']:.3f}" for c in COLUMNS) + " |")
     diffs = res.get("differences", {})
     if diffs:
+        keys = [(pair, m) for pair, d in diffs.items() for m in d]
+        adjusted = dict(zip(keys, holm([diffs[pair][m]["pvalue"] for pair, m in keys])))
         rows += ["", "Paired differences (same seed: same initial weights and batches), mean [95 % t-interval], "
-                 "sign-flip p; * marks an interval that excludes 0.", "",
+                 f"exact sign-flip p, Holm p over the {len(keys)} differences of this table (the declared family), and "
+                 "the verdict of docs/analysis_plan.md (TOST within ±0.01 for fg Dice only; ECE and NLL have no "
+                 "declared margin); † the t-interval excludes 0 but the sign-flip test does not reject.", "",
                  "| difference | " + " | ".join(COLUMNS[m] for m in next(iter(diffs.values()))) + " |",
                  "|---|" + "---:|" * len(next(iter(diffs.values())))]
         for pair, d in diffs.items():
-            rows.append(f"| {pair} | " + " | ".join(
-                f"{d[m]['mean']:+.3f} [{d[m]['low']:+.3f}, {d[m]['high']:+.3f}] p={d[m]['pvalue']:.2g}"
-                + ("" if d[m]["contains_zero"] else " *") for m in d) + " |")
+            cells = []
+            for m in d:
+                h = adjusted[(pair, m)]
+                tost_p = None
+                if m == "fg_dice":
+                    a, b = pair.split(" - ")
+                    tost_p = tost_paired([x[m] - y[m] for x, y in zip(res["runs"][a], res["runs"][b])], MARGIN).pvalue
+                v = plan_verdict(h, d[m]["low"], d[m]["high"], tost_p)
+                mark = " †" if disagree(d[m]["pvalue"], d[m]["low"], d[m]["high"]) else ""
+                cells.append(f"{d[m]['mean']:+.3f} [{d[m]['low']:+.3f}, {d[m]['high']:+.3f}] p={d[m]['pvalue']:.2g}, "
+                             f"Holm {h:.2g}: {v}{mark}")
+            rows.append(f"| {pair} | " + " | ".join(cells) + " |")
     names = list(res["runs"])
     rows += ["", "Per seed: ECE / ECE after TS / fg Dice.", "", "| seed | " + " | ".join(names) + " |",
              "|---|" + "---:|" * len(names)]

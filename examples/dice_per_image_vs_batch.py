@@ -24,8 +24,11 @@ enough images hold the rare class):
   where class 3 is neither present nor predicted is skipped; one with only a false positive scores 0) and
   ``empty=1.0`` (such an image scores 1, MONAI ``ignore_empty=False``).
 
-Paired differences (batch minus per-image, same seed; and with minus without CE) with 95 % t-intervals and
-sign-flip p-values (``seglab.stats.paired_difference``); "no evidence of a difference" when the interval contains 0.
+Paired differences (batch minus per-image, same seed; and with minus without CE) with 95 % t-intervals and exact
+sign-flip p-values (``seglab.stats.paired_difference``). The table states the verdicts of docs/analysis_plan.md:
+Holm within each noise setting's 32 differences (the declared family), TOST within +-0.01 for the Dice measures (no
+margin is declared for the false-positive counts), better/worse/equivalent/inconclusive; with 5 seeds the smallest
+sign-flip p is 0.0625, so no difference here can be better or worse.
 Writes docs/data/dice_per_image_vs_batch.json and prints markdown tables.
 
     nice -n 10 python examples/dice_per_image_vs_batch.py [--seeds 5] [--steps 500] [--lr 1e-2] [--noise 0.1 0.3]
@@ -49,7 +52,7 @@ import seglab
 from seglab.data import create_task
 from seglab.metrics import dice_score
 from seglab.models import create_model
-from seglab.stats import paired_difference
+from seglab.stats import disagree, holm, paired_difference, plan_verdict, tost_paired
 
 C = 4
 RARE = 3
@@ -61,6 +64,7 @@ PAIRS = (("dice[batch=true]", "dice"), ("dice[batch=true]+ce", "dice+ce"), ("dic
          ("dice[batch=true]+ce", "dice[batch=true]"))
 METRICS = ("fp_image_rate", "fp_pixels", "rare_dice_present", "rare_dice_mean", "rare_dice_mean_empty1",
            "pooled_dice_1", "pooled_dice_2", "pooled_dice_3")
+MARGIN = 0.01  # docs/analysis_plan.md section 4, Dice measures only
 VAL_SEED = 20261201  # the fixed validation generator (not a training seed: those are seed * 1_000_003 + step)
 
 
@@ -172,6 +176,24 @@ def _fmt(v: list[float]) -> str:
     return f"{t.mean():.3f} ± {t.std():.3f}" if len(v) > 1 else f"{t.mean():.3f}"
 
 
+def plan_rows(s: dict) -> list[tuple[str, dict, float, float | None]]:
+    """One setting's differences under docs/analysis_plan.md: ``(key, difference, Holm p, TOST p)``. Family: the
+    setting's differences (Holm over their sign-flip p); TOST within +-0.01 on the per-seed differences of the Dice
+    measures only (``None`` for the false-positive counts, which have no declared margin)."""
+    keys = [k for k, d in s["differences"].items() if d is not None]
+    adjusted = holm([s["differences"][k]["pvalue"] for k in keys])
+    out = []
+    for key, h in zip(keys, adjusted):
+        pair, m = key.split(": ")
+        a, b = pair.split(" - ")
+        tost_p = None
+        if "dice" in m:
+            diff = [ra[m] - rb[m] for ra, rb in zip(s["runs"][a], s["runs"][b])]
+            tost_p = tost_paired(diff, MARGIN).pvalue
+        out.append((key, s["differences"][key], h, tost_p))
+    return out
+
+
 def table(res: dict) -> str:
     lines = []
     for name, s in res["settings"].items():
@@ -189,18 +211,17 @@ def table(res: dict) -> str:
             lines.append(f"| `{spec}` | {_fmt(col['fp_image_rate'])} | {_fmt(col['fp_pixels'])} | "
                          f"{_fmt(col['rare_dice_present'])} | {_fmt(col['rare_dice_mean'])} | "
                          f"{_fmt(col['rare_dice_mean_empty1'])} | {pooled} |")
-        lines += ["", "| difference a − b (same seeds) | mean [95 % CI] | sign-flip p | verdict |", "|---|---|---|---|"]
-        for key, d in s["differences"].items():
-            if d is None:
-                continue
+        lines += ["", "| difference a − b (same seeds) | mean [95 % CI] | sign-flip p | Holm p | TOST p (±0.01) | "
+                  "verdict (analysis plan) |", "|---|---|---|---|---|---|"]
+        for key, d, holm_p, tost_p in plan_rows(s):
+            verdict = plan_verdict(holm_p, d["low"], d["high"], tost_p)
             if d["sd"] == 0 and d["mean"] == 0:
-                verdict = "equal in every seed"
-            elif d["contains_zero"]:
-                verdict = "no evidence of a difference"
-            else:
-                verdict = "a higher" if d["mean"] > 0 else "a lower"
+                verdict += " (equal in every seed)"
+            elif disagree(d["pvalue"], d["low"], d["high"]):
+                verdict += " † interval excludes 0, test does not reject"
+            tost = "—" if tost_p is None else f"{tost_p:.2g}"
             lines.append(f"| {key} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {d['pvalue']:.3g} | "
-                         f"{verdict} |")
+                         f"{holm_p:.2g} | {tost} | {verdict} |")
         lines.append("")
     return "\n".join(lines)
 
