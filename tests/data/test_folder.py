@@ -47,7 +47,7 @@ def test_png_and_npy_multiclass(png_npy_folder):
     task = create_task("folder", path=str(png_npy_folder), val_fraction=0.34)
     assert isinstance(task, FolderTask)
     assert (task.mode, task.num_classes, task.in_channels, task.spatial_dims) == ("multiclass", 3, 1, 2)
-    assert task.class_names == ["background", "class1", "class2"]
+    assert task.class_names == ["background", "class 1", "class 2"]  # the names seglab advise gives
     assert len(task.val_cases) == 2 and len(task.train_cases) == 4
     assert not set(task.val_cases) & set(task.train_cases)
     x, y = task.batch(step=0, batch_size=5, seed=0)
@@ -74,7 +74,10 @@ def test_binary_png_255_and_patches(tmp_path):
         m = _index_mask(rng, (24, 24), 2) * 255
         Image.fromarray(m).save(masks / f"im{i}.png")
         Image.fromarray(np.stack([m, 255 - m, m // 2], -1)).save(images / f"im{i}.png")  # colour, channel-last
-    task = create_task("folder", path=tmp_path, patch_size=8, val_fraction=0.0, validation_patches=2)
+    # 2 mutually exclusive classes: binary by default (as seglab advise), a 2-class multiclass task on request
+    auto = create_task("folder", path=tmp_path, patch_size=8)
+    assert (auto.mode, auto.num_classes, auto.class_names) == ("binary", 1, ["class 1"])
+    task = create_task("folder", path=tmp_path, mode="multiclass", patch_size=8, val_fraction=0.0, validation_patches=2)
     assert task.num_classes == 2 and task.in_channels == 3 and task.mode == "multiclass"
     x, y = task.batch(0, 4, 0)
     assert x.shape == (4, 3, 8, 8) and y.shape == (4, 8, 8) and set(y.unique().tolist()) <= {0, 1}
@@ -96,7 +99,7 @@ def test_multihot_npy_multilabel(tmp_path):
     assert (task.mode, task.num_classes, task.in_channels) == ("multilabel", 2, 2)
     x, y = task.batch(0, 3, 0)
     assert x.shape == (3, 2, 12, 12) and y.shape == (3, 2, 12, 12) and y.dtype == torch.float32
-    with pytest.raises(ValueError, match="mode='multiclass' needs index masks"):
+    with pytest.raises(ValueError, match="mode='multiclass' needs mutually exclusive classes"):
         create_task("folder", path=tmp_path, mode="multiclass")
 
 
@@ -146,4 +149,6 @@ def test_folder_errors(tmp_path, png_npy_folder):
     with pytest.raises(ValueError, match="num_classes=2 but the masks contain label 2"):
         create_task("folder", path=png_npy_folder, num_classes=2, patch_size=8)
     with pytest.raises(ValueError, match="mask_format must be one of"):
+        create_task("folder", path=png_npy_folder, mask_format="colour")
+    with pytest.raises(ValueError, match=r"case0\.png: --format rgb needs an \(H, W, 3\|4\) colour image"):
         create_task("folder", path=png_npy_folder, mask_format="rgb")

@@ -4,16 +4,11 @@ Nothing here holds more than one file's array at a time: :class:`MaskStats` keep
 per-pair overlap counters and a histogram of "which classes are present in an image" patterns (at most one
 entry per distinct pattern), so memory stays bounded however many files are read.
 
-Encodings (what :func:`decode` reports):
-
-- ``"index"``: an integer label map ``(*spatial)``, one class id per pixel (greyscale PNG/TIFF, ``.npy``,
-  NIfTI 3D volumes). A greyscale PNG holding only 0 and 255 is read as a binary mask (255 -> class 1).
-- ``"palette"``: a palette PNG/TIFF: the stored values are class indices (colours are only the display).
-- ``"onehot"`` / ``"multihot"``: a channel-first array ``(C, *spatial)`` (or stacked ``(N, C, *spatial)``; NIfTI
-  stores channels last ``(X, Y, Z, C)``) with 0/1 values; one-hot when every pixel has exactly one channel
-  set, multi-hot otherwise (overlaps, or pixels with no channel). Float arrays in [0, 1] with non-integer
-  values are soft labels, thresholded at 0.5.
-- ``"rgb"``: colour-coded ``(H, W, 3|4)`` images (alpha ignored); each distinct colour is counted.
+Files are decoded by the one mask reader that the folder task uses too, :mod:`seglab.data.masks` (encodings
+``index``, ``palette``, ``onehot``, ``multihot``, ``rgb``: see there); every file also goes through its
+:class:`~seglab.data.masks.LabelSummary` (``MaskStats.summary``), which refuses a file that is not a mask (negative or
+huge labels, too many colours, an image rather than a label map: :func:`~seglab.data.masks.image_like`), and
+:meth:`MaskStats.label_space` decides the classes and mode with the same rules as the folder task.
 
 **Structure** (:class:`StructureStats`, needs the ``structure`` extra: scipy and scikit-image; skipped with a
 note without it): per class and image, the connected components (full connectivity: 8 in 2D, 26 in 3D) and
@@ -31,165 +26,25 @@ from typing import Any
 
 import numpy as np
 
-FORMATS = ("auto", "index", "onehot", "rgb")
-MAX_CHANNELS = 32  # a leading axis longer than this is spatial, not a channel axis
-MAX_COLOURS = 1024  # more distinct colours than this is a photo or an anti-aliased render, not a label mask
+# the one mask reader (decoding, format detection, the label space) is seglab.data.masks; these names are
+# re-exported for the advise modules and for callers of seglab.advise.stats
+from seglab.data.masks import (  # noqa: F401
+    COLOUR_NAMES,
+    FORMATS,
+    MAX_CHANNELS,
+    MAX_COLOURS,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    Decoded,
+    LabelSpace,
+    LabelSummary,
+    colour_name,
+    decode,
+    label_space,
+    rgb_code,
+)
+
 MAX_LISTED = 50  # file names kept for the "empty" / "skipped" lists (counts are always exact)
-MAX_LABELS = 1024  # more distinct label values than this is an intensity image, not a label mask
-MAX_LABEL_VALUE = 65535  # a larger label value is not a class index (a 16-bit PNG holds at most 65535)
-
-COLOUR_NAMES = {
-    (0, 0, 0): "black", (255, 255, 255): "white", (255, 0, 0): "red", (0, 255, 0): "green", (0, 0, 255): "blue",
-    (255, 255, 0): "yellow", (255, 0, 255): "magenta", (0, 255, 255): "cyan",
-}
-
-
-def colour_name(rgb: tuple[int, int, int]) -> str:
-    """``#rrggbb`` plus a plain name for the eight primary/secondary colours."""
-    hexa = "#{:02x}{:02x}{:02x}".format(*rgb)
-    return f"{hexa} ({COLOUR_NAMES[rgb]})" if rgb in COLOUR_NAMES else hexa
-
-
-@dataclass
-class Decoded:
-    """One file, decoded. ``kind`` picks the accumulator path: ``"index"``, ``"channels"`` or ``"rgb"``."""
-
-    encoding: str
-    kind: str
-    images: list[np.ndarray]  # index: int (*spatial); channels: bool (C, *spatial); rgb: uint8 (H, W, 3)
-    ambiguous: bool = False
-    note: str = ""
-    meta: dict = field(default_factory=dict)  # what the file says: palette_size, spacing (NIfTI header)
-
-
-def _is_integer_valued(a: np.ndarray) -> bool:
-    if a.dtype == bool or np.issubdtype(a.dtype, np.integer):
-        return True
-    if np.issubdtype(a.dtype, np.floating):
-        return bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
-    return False
-
-
-def _is_binary(a: np.ndarray) -> bool:
-    if a.dtype == bool:
-        return True
-    mn, mx = a.min(initial=0), a.max(initial=0)
-    if mn < 0 or mx > 1:
-        return False
-    return bool(np.all((a == 0) | (a == 1)))
-
-
-def _is_soft(a: np.ndarray) -> bool:
-    return bool(np.issubdtype(a.dtype, np.floating) and a.size and np.all(np.isfinite(a)) and a.min() >= 0 and a.max() <= 1)
-
-
-def _channels(a: np.ndarray, stacked: bool) -> list[np.ndarray]:
-    """Binarise a channel-first array (soft labels at 0.5) into a list of per-image bool ``(C, *spatial)``."""
-    b = a.astype(bool) if _is_binary(a) else (a > 0.5)
-    return [b[i] for i in range(b.shape[0])] if stacked else [b]
-
-
-def _channel_layout(a: np.ndarray, kind: str) -> tuple[np.ndarray, bool] | None:
-    """Return ``(channel_first_array, stacked)`` if ``a`` plausibly is a channel-first label array, else None."""
-    if kind == "nifti" and a.ndim == 4 and a.shape[-1] <= MAX_CHANNELS:
-        return np.moveaxis(a, -1, 0), False
-    if a.ndim == 3 and a.shape[0] <= MAX_CHANNELS and a.shape[0] < min(a.shape[1:]):
-        return a, False
-    if a.ndim >= 4 and a.shape[1] <= MAX_CHANNELS:
-        return a, True
-    if a.ndim == 4 and a.shape[0] <= MAX_CHANNELS:
-        return a, False
-    return None
-
-
-def decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
-    """Infer (or apply a forced ``fmt``) encoding of one file's array and split it into images.
-
-    Raises ``ValueError`` (without the file name; the caller adds it) when the array cannot be a mask in the
-    requested or any encoding. ``meta["palette_size"]`` and ``meta["spacing"]`` (from the file) are passed on
-    in ``Decoded.meta``.
-    """
-    d = _decode(arr, meta, fmt)
-    d.meta = {k: meta[k] for k in ("palette_size", "spacing") if meta.get(k) is not None}
-    return d
-
-
-def _decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    kind = meta.get("kind", "numpy")
-    a = np.asarray(arr)
-    if a.ndim < 2 or a.size == 0:
-        raise ValueError(f"array of shape {a.shape} is not a mask (need at least 2 dimensions)")
-    if a.dtype.kind not in "biuf":
-        raise ValueError(f"dtype {a.dtype} is not a mask dtype")
-    colour_like = a.ndim == 3 and a.shape[-1] in (3, 4) and (kind == "image" or (a.dtype == np.uint8 and a.max() > 1))
-
-    if fmt == "rgb":
-        if not (a.ndim == 3 and a.shape[-1] in (3, 4)):
-            raise ValueError(f"--format rgb needs an (H, W, 3|4) colour image, got shape {a.shape}")
-        return Decoded("rgb", "rgb", [a[..., :3].astype(np.uint8, copy=False)])
-    if fmt == "index":
-        if not _is_integer_valued(a):
-            raise ValueError(f"--format index needs integer labels, got non-integer {a.dtype} values")
-        return _index(a, meta)
-    if fmt == "onehot":
-        lay = _channel_layout(a, kind)
-        if lay is None:
-            raise ValueError(f"--format onehot needs a channel-first (C, *spatial) or (N, C, *spatial) array with C <= {MAX_CHANNELS}, got shape {a.shape}")
-        ch, stacked = lay
-        if not (_is_binary(ch) or _is_soft(ch)):
-            raise ValueError("--format onehot needs 0/1 (or soft [0, 1]) values")
-        return _channel_decoded(ch, stacked, soft=not _is_binary(ch))
-
-    # auto
-    if meta.get("palette"):
-        d = _index(a, meta)
-        d.encoding = "palette"
-        return d
-    if colour_like:
-        rgb = a[..., :3]
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
-            d = _index(rgb[..., 0], meta)
-            d.note = "colour image whose pixels are all grey (R=G=B): read as a greyscale index mask"
-            return d
-        return Decoded("rgb", "rgb", [rgb.astype(np.uint8, copy=False)])
-    if kind == "image" or a.ndim == 2:
-        if not _is_integer_valued(a):
-            raise ValueError(f"2D array of non-integer {a.dtype} values is not a label mask")
-        return _index(a, meta)
-    lay = _channel_layout(a, kind)
-    if lay is not None and (_is_binary(lay[0]) or (_is_soft(lay[0]) and not _is_integer_valued(lay[0]))):
-        ch, stacked = lay
-        return _channel_decoded(ch, stacked, soft=not _is_binary(ch), may_be_volume=not stacked and kind != "nifti")
-    if not _is_integer_valued(a):
-        raise ValueError(f"array of shape {a.shape} with non-integer values outside [0, 1] is neither labels nor probabilities")
-    return _index(a, meta)
-
-
-def _index(a: np.ndarray, meta: dict) -> Decoded:
-    note = ""
-    if meta.get("kind") == "image" and not meta.get("palette") and a.ndim == 2:
-        mx = int(a.max(initial=0))
-        if mx == 255 and np.all((a == 0) | (a == 255)):
-            a = (a == 255).astype(np.uint8)
-            note = "greyscale image holding only 0 and 255: read as a binary mask (255 -> class 1)"
-    return Decoded("index", "index", [a], note=note)
-
-
-def _channel_decoded(ch: np.ndarray, stacked: bool, soft: bool, may_be_volume: bool = False) -> Decoded:
-    images = _channels(ch, stacked)
-    one_hot = all(bool(np.all(im.sum(axis=0, dtype=np.uint8) == 1)) for im in images)
-    enc = "onehot" if one_hot else "multihot"
-    ambiguous = False
-    note = "soft labels (float probabilities): a pixel counts as a class where its probability > 0.5" if soft else ""
-    if may_be_volume and not one_hot:
-        ambiguous = True
-        note = (note + "; " if note else "") + (
-            f"shape {tuple(ch.shape)} with 0/1 values is read as {ch.shape[0]} channels of a {ch.ndim - 1}D mask; "
-            f"it could also be one binary {ch.ndim}D volume — pass --format index for that reading"
-        )
-    return Decoded(enc, "channels", images, ambiguous=ambiguous, note=note)
 
 
 SMALL_COMPONENT = 0.001  # a connected component below this fraction of its image's pixels counts as small
@@ -328,6 +183,15 @@ class MaskStats:
     spacings: Counter = field(default_factory=Counter)  # NIfTI voxel spacing (from the header) -> files
     palette_sizes: Counter = field(default_factory=Counter)  # palette PNG/TIFF: colour-table entries -> files
     structure: StructureStats = field(default_factory=StructureStats)  # components, skeletons (structure extra)
+    summary: LabelSummary = field(default_factory=LabelSummary)  # the shared reader's view (seglab.data.masks)
+
+    def __post_init__(self) -> None:
+        self.summary.ignore_index = self.ignore_index
+
+    def label_space(self, ignore_index: int | None | str = "auto", rgb_reading: str | None = None) -> LabelSpace:
+        """Classes and mode of the masks read so far, by the rules the folder task applies
+        (:func:`seglab.data.masks.label_space`)."""
+        return label_space(self.summary, self.ignore_index if self.ignore_index is not None else ignore_index, rgb_reading)
 
     def skip(self, name: str, error: str) -> None:
         self.n_skipped += 1
@@ -336,15 +200,11 @@ class MaskStats:
 
     def add(self, dec: Decoded, name: str) -> None:
         """Accumulate one decoded file; raises ``ValueError`` if it conflicts with files read before."""
-        if self.kind is not None and dec.kind != self.kind:
-            raise ValueError(f"encoding {dec.encoding!r} differs from the earlier files ({self.kind!r}); pass --format to force one")
-        # validate every image before touching any counter (the kind included), so that a bad file leaves no
-        # partial statistics and a folder of bad files leaves ``n_files == 0``
+        # validate the file before touching any counter (the kind included), so that a bad file leaves no
+        # partial statistics and a folder of bad files leaves ``n_files == 0``: the shared reader's summary checks
+        # labels, colours, channel counts and image-likeness and adds nothing when it raises
+        self.summary.add(dec)
         uniques: list[tuple[np.ndarray, np.ndarray]] = []
-        if dec.kind == "channels":
-            c = dec.images[0].shape[0]
-            if self.n_channels is not None and c != self.n_channels:
-                raise ValueError(f"{c} channels, but earlier files have {self.n_channels}")
         if dec.kind == "index":
             for im in dec.images:
                 lab = im.reshape(-1)
@@ -353,16 +213,7 @@ class MaskStats:
                 # distinct labels and their counts: memory and time follow the number of distinct labels,
                 # never the largest label value
                 vals, cnts = np.unique(lab, return_counts=True)
-                if vals.size and vals[0] < 0:
-                    raise ValueError(f"negative label {int(vals[0])} (if it marks 'void', pass --ignore-index {int(vals[0])})")
-                if vals.size and vals[-1] > MAX_LABEL_VALUE:
-                    raise ValueError(f"label {int(vals[-1])} is too large for a class index (> {MAX_LABEL_VALUE})")
-                if len(set(self.label_counts) | set(vals.tolist())) > MAX_LABELS:
-                    raise ValueError(f"more than {MAX_LABELS} distinct label values: not a label mask (an intensity image?)")
                 uniques.append((vals.astype(np.int64), cnts.astype(np.int64)))
-        if dec.kind == "rgb":
-            for im in dec.images:
-                self._check_rgb(im)
         if dec.kind == "channels" and self.n_channels is None:
             c = dec.images[0].shape[0]
             self.n_channels = c
@@ -472,18 +323,8 @@ class MaskStats:
         for i in np.flatnonzero(pos).tolist():
             self.structure.measure(i, im[i])
 
-    @staticmethod
-    def _rgb_code(im: np.ndarray) -> np.ndarray:
-        return (im[..., 0].astype(np.uint32) << 16) | (im[..., 1].astype(np.uint32) << 8) | im[..., 2].astype(np.uint32)
-
-    def _check_rgb(self, im: np.ndarray) -> None:
-        cols = np.unique(self._rgb_code(im).reshape(-1))
-        if len(set(self.colour_counts) | set(cols.tolist())) > MAX_COLOURS:
-            raise ValueError(f"more than {MAX_COLOURS} distinct colours ({cols.size} in this image): not a colour-coded label mask "
-                             "(anti-aliased, JPEG-compressed or a photograph?)")
-
     def _add_rgb(self, im: np.ndarray, name: str) -> None:
-        code = self._rgb_code(im)
+        code = rgb_code(im)
         cols, counts = np.unique(code.reshape(-1), return_counts=True)
         for col, cnt in zip(cols.tolist(), counts.tolist()):
             self.colour_counts[col] += cnt

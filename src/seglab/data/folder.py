@@ -10,16 +10,29 @@ Images and masks are paired by file stem (the name without ``.png``, ``.tif``, `
 ``.npz``, ``.nii`` or ``.nii.gz``; the two files of a pair may have different formats) and read with
 :func:`seglab.data.readers.read_array`. Hidden files and files with other suffixes are ignored.
 
-Masks:
-    * index masks ``(*S)`` (class per pixel/voxel) → ``"multiclass"`` with ``num_classes`` = max label
-      + 1 over all masks (or given). Masks whose values are only 0 and 255 (8-bit binary PNGs) are read
-      as 0/1. ``mode="binary"`` turns 2-class index masks into one float channel ``(1, *S)``.
-    * channel-first multi-hot masks ``(C, *S)`` with values in {0, 1} → ``"multilabel"`` (``"binary"``
-      when C == 1).
-    ``mask_format="auto"`` decides from the shapes: a mask with the shape of the image's spatial grid
-    is an index mask; a mask ``(C, *S)`` whose ``S`` matches the image is multi-hot. When both fit
-    (e.g. a ``(2, H, W)`` image and a ``(2, H, W)`` mask) a 0/1 mask with at most 4 leading entries is
-    taken as multi-hot; pass ``mask_format="index"`` or ``"multihot"`` to decide explicitly.
+Masks are read by :mod:`seglab.data.masks`, the reader ``seglab advise`` uses, so that every folder advise
+reads also trains, with the same classes, mode and void label:
+
+    * index masks (greyscale PNG/TIFF, palette PNG, ``.npy``, NIfTI) ``(*S)``: classes 0..max label
+      (labels far from 0..C-1, e.g. 0/100/200, are remapped to 0..C-1 in increasing order); 8-bit masks
+      holding only 0 and 255 are read as 0/1; a void label (``ignore_index``: given, or ``"auto"``: a value
+      outside the palette, or 255 apart from the class labels) keeps its value in the targets.
+    * colour (RGB) masks ``(H, W, 3|4)``: each colour a class (black first), or, with ``rgb_reading=
+      "multilabel"`` (the default when some colours are sums of primaries, e.g. magenta = red + blue),
+      the R, G, B channels as labels.
+    * one-hot / multi-hot channel-first masks ``(C, *S)`` (NIfTI: ``(X, Y, Z, C)``) with values in {0, 1}
+      (soft labels thresholded at 0.5).
+
+    Mode (``mode=None``): overlapping classes -> ``"multilabel"``; otherwise 2 classes -> ``"binary"`` (one
+    float channel ``(1, *S)``, the second class), more -> ``"multiclass"``; channel masks that never overlap but
+    leave pixels without a class get an implicit background class 0. ``mode`` overrides this where the data
+    allow it (``"multiclass"`` for 2 classes, ``"multilabel"`` for non-overlapping channels).
+    ``mask_format="auto"`` infers the encoding per file (:func:`seglab.data.masks.decode`) and checks it
+    against the image: a mask with the shape of the image's spatial grid is an index mask; a mask
+    ``(C, *S)`` whose ``S`` matches the image is a channel mask. When both fit (e.g. a ``(2, H, W)`` image
+    and a ``(2, H, W)`` mask) a 0/1 mask with at most 4 leading entries is taken as channels; pass
+    ``mask_format="index"`` or ``"multihot"`` to decide explicitly. A masks folder that holds images
+    (many distinct values that change from pixel to pixel, :func:`seglab.data.masks.image_like`) is refused.
 
 Images: ``S`` (one channel), channel-first ``(C, *S)`` or channel-last ``(*S, C)`` (colour PNGs),
 normalised per image and channel to zero mean and unit standard deviation.
@@ -44,10 +57,11 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .readers import MASK_SUFFIXES, file_suffix, read_array
+from . import masks as M
+from .readers import MASK_SUFFIXES, file_suffix, read_array, read_mask
 from .tasks import MODES, Task, _check_int, register_task, validation_generator
 
-MASK_FORMATS = ("auto", "index", "multihot")
+MASK_FORMATS = M.FORMATS
 LAYOUT_HELP = "expected layout: <path>/images/<stem>.<ext> and <path>/masks/<stem>.<ext>"
 
 
@@ -80,10 +94,6 @@ def _image_as_channel_first(img: np.ndarray, spatial: tuple[int, ...]) -> Option
     return None
 
 
-def _is_binary(a: np.ndarray) -> bool:
-    return bool(np.isin(a, (0, 1)).all())
-
-
 @register_task("folder")
 class FolderTask(Task):
     """Task over a folder of image/mask pairs (see the module docstring for the layout and rules).
@@ -93,7 +103,9 @@ class FolderTask(Task):
         mode: ``None`` (from the masks), ``"multiclass"``, ``"multilabel"`` or ``"binary"``.
         num_classes: number of classes (index masks; default max label + 1) or channels (multi-hot).
         class_names: names of the ``num_classes`` classes/channels.
-        mask_format: ``"auto"``, ``"index"`` or ``"multihot"``.
+        mask_format: ``"auto"``, ``"index"``, ``"onehot"``/``"multihot"`` (channel-first 0/1) or ``"rgb"``.
+        ignore_index: void label of index masks: an int, ``None`` or ``"auto"`` (as ``seglab advise``).
+        rgb_reading: colour masks: ``None`` (as ``seglab advise``), ``"classes"`` or ``"multilabel"``.
         slice_axis: cut 3D volumes into 2D slices along this spatial axis (0, 1 or 2).
         patch_size: int or tuple: draw random patches of this size (per spatial axis).
         val_fraction: fraction of the cases used for validation, in [0, 1).
@@ -119,6 +131,8 @@ class FolderTask(Task):
         val_fraction: float = 0.2,
         split_seed: int = 0,
         validation_patches: int = 4,
+        ignore_index: Union[int, None, str] = "auto",
+        rgb_reading: Optional[str] = None,
     ):
         # ---- parameters (checked before reading anything)
         if mode is not None and mode not in MODES:
@@ -138,6 +152,11 @@ class FolderTask(Task):
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
         _check_int("split_seed", split_seed)
         _check_int("validation_patches", validation_patches, minimum=1)
+        if not (ignore_index is None or ignore_index == "auto"
+                or (isinstance(ignore_index, numbers.Integral) and not isinstance(ignore_index, bool))):
+            raise ValueError(f"ignore_index must be an int, None or 'auto', got {ignore_index!r}")
+        if rgb_reading not in (None, "classes", "multilabel"):
+            raise ValueError(f"rgb_reading must be None, 'classes' or 'multilabel', got {rgb_reading!r}")
 
         root = Path(path)
         if not root.is_dir():
@@ -156,18 +175,18 @@ class FolderTask(Task):
         if not images:
             raise ValueError(f"folder task: no image files ({', '.join(MASK_SUFFIXES)}) in {images_dir}")
 
-        # ---- read and interpret every pair
+        # ---- read and interpret every pair (the shared mask reader, as seglab advise)
         stems = sorted(images)
-        cases: list[tuple[str, np.ndarray, np.ndarray, str]] = []  # stem, image (C,*S), mask, kind
+        summary = M.LabelSummary(ignore_index=None if isinstance(ignore_index, str) or ignore_index is None else int(ignore_index))
+        cases: list[tuple[str, np.ndarray, M.Decoded]] = []  # stem, image (C,*S), decoded mask
         for stem in stems:
-            img, mask = read_array(images[stem]), read_array(masks[stem])
-            img_cf, kind = self._interpret(img, mask, mask_format, images[stem], masks[stem])
-            cases.append((stem, img_cf, mask, kind))
-        kinds = {c[3] for c in cases}
-        if len(kinds) > 1:
-            ex = {k: next(c[0] for c in cases if c[3] == k) for k in kinds}
-            raise ValueError(f"masks mix index maps and multi-hot arrays ({ex}); set mask_format='index' or 'multihot'")
-        kind = kinds.pop()
+            img = read_array(images[stem])
+            img_cf, dec = self._interpret(img, mask_format, images[stem], masks[stem])
+            try:
+                summary.add(dec)
+            except ValueError as e:
+                raise ValueError(f"mask {masks[stem]}: {e}") from e
+            cases.append((stem, img_cf, dec))
         for what, values in (("image channels", {c[1].shape[0] for c in cases}), ("spatial dims", {c[1].ndim - 1 for c in cases})):
             if len(values) > 1:
                 raise ValueError(f"files differ in {what}: {sorted(values)} ({images_dir})")
@@ -177,72 +196,46 @@ class FolderTask(Task):
         if slice_axis is not None and src_dims != 3:
             raise ValueError(f"slice_axis={slice_axis} needs 3D volumes, but the images are {src_dims}D")
 
-        # ---- targets
-        if kind == "index":
-            labels = []
-            for stem, _, m, _ in cases:
-                if m.dtype == bool:
-                    m = m.astype(np.int64)
-                if not np.issubdtype(m.dtype, np.integer):
-                    if not np.all(np.isfinite(m)) or not np.all(m == np.round(m)):
-                        raise ValueError(f"mask {masks[stem]} has non-integer values; index masks must hold class numbers")
-                m = m.astype(np.int64)
-                if m.min() < 0:
-                    raise ValueError(f"mask {masks[stem]} has negative labels ({m.min()})")
-                labels.append(m)
-            values = set(np.unique(np.concatenate([np.unique(m) for m in labels])).tolist())
-            if 255 in values and values <= {0, 255}:
-                labels = [m // 255 for m in labels]
-                values = {v // 255 for v in values}
-            max_label = max(values)
-            if mode == "multilabel":
-                raise ValueError("mode='multilabel' needs multi-hot masks (C, *spatial); these are index masks")
-            if mode == "binary":
-                if max_label > 1:
-                    raise ValueError(f"mode='binary' needs masks with labels 0/1, found labels up to {max_label}")
-                if num_classes not in (None, 1):
-                    raise ValueError(f"mode='binary' has num_classes=1 logit channel, got num_classes={num_classes}")
-                n_cls = 1
-                targets = [torch.from_numpy(m == 1)[None] for m in labels]  # bool; float32 when batched
-            else:
-                mode = "multiclass"
-                n_cls = max(2, max_label + 1) if num_classes is None else num_classes
-                if max_label >= n_cls:
-                    raise ValueError(f"num_classes={n_cls} but the masks contain label {max_label}")
-                small = torch.uint8 if n_cls <= 256 else torch.int32  # compact storage; int64 when batched
-                targets = [torch.from_numpy(m).to(small) for m in labels]
-        else:
-            channels = {c[2].shape[0] for c in cases}
-            if len(channels) > 1:
-                raise ValueError(f"multi-hot masks differ in channel count: {sorted(channels)}")
-            n_cls = channels.pop()
-            for stem, _, m, _ in cases:
-                if not _is_binary(m):
-                    raise ValueError(f"multi-hot mask {masks[stem]} has values other than 0 and 1")
-            if num_classes is not None and num_classes != n_cls:
-                raise ValueError(f"num_classes={num_classes} but the multi-hot masks have {n_cls} channels")
+        # ---- classes and mode (the rules of seglab advise), then the targets
+        space = M.label_space(summary, ignore_index, rgb_reading)
+        space, names = self._apply_mode(space, mode)
+        mode = space.mode
+        n_cls = 1 if mode == "binary" else space.num_classes
+        if num_classes is not None:
+            if mode == "binary" and num_classes != 1:
+                raise ValueError(f"mode='binary' has num_classes=1 logit channel, got num_classes={num_classes}")
+            if mode == "multilabel" and num_classes != n_cls:
+                raise ValueError(f"num_classes={num_classes} but the masks have {n_cls} channels")
             if mode == "multiclass":
-                raise ValueError("mode='multiclass' needs index masks; these are multi-hot (C, *spatial) arrays")
-            if mode is None:
-                mode = "binary" if n_cls == 1 else "multilabel"
-            elif mode == "binary" and n_cls != 1:
-                raise ValueError(f"mode='binary' needs one mask channel, these masks have {n_cls}")
-            targets = [torch.from_numpy(c[2].astype(bool)) for c in cases]  # float32 when batched
+                if num_classes < n_cls:
+                    raise ValueError(f"num_classes={num_classes} but the masks contain label {space.values[-1]}"
+                                     if space.kind == "index" and not space.remap else
+                                     f"num_classes={num_classes} but the masks have {n_cls} classes ({', '.join(space.names)})")
+                names = names + [f"class {k}" for k in range(n_cls, num_classes)]
+                n_cls = num_classes
+        void = space.void
+        targets = []
+        for stem, _, dec in cases:
+            try:
+                lab = space.encode(dec)
+            except ValueError as e:
+                raise ValueError(f"mask {masks[stem]}: {e}") from e
+            if lab.dtype == bool:
+                targets.append(torch.from_numpy(np.ascontiguousarray(lab)))  # float32 when batched (binary, multilabel)
+            else:  # class indices (void pixels hold the void value): compact storage, int64 when batched
+                top = max(n_cls - 1, void if void is not None else 0)
+                targets.append(torch.from_numpy(lab.astype(np.uint8 if top <= 255 else np.int32)))
+        self.spacings = {stem: tuple(dec.meta["spacing"]) for stem, _, dec in cases if dec.meta.get("spacing") is not None}
 
         if class_names is None:
-            if mode == "multiclass":
-                class_names = ["background"] + [f"class{k}" for k in range(1, n_cls)]
-            elif mode == "binary":
-                class_names = ["foreground"]
-            else:
-                class_names = [f"label{k}" for k in range(n_cls)]
+            class_names = names
         class_names = [str(c) for c in class_names]
         if len(class_names) != n_cls:
             raise ValueError(f"class_names has {len(class_names)} names for {n_cls} classes: {class_names}")
 
         # ---- normalise images per image and channel
         images_t = []
-        for _, img, _, _ in cases:
+        for _, img, _ in cases:
             x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
             dims = tuple(range(1, x.dim()))
             mean = x.mean(dim=dims, keepdim=True)
@@ -301,6 +294,10 @@ class FolderTask(Task):
         self.spatial_dims = spatial_dims
         self.class_names = class_names
         self.mask_format = mask_format
+        self.ignore_index = void  # the void label the targets carry (given or detected), or None
+        self.ignore_index_option = ignore_index
+        self.rgb_reading = rgb_reading
+        self.label_space = space
         self.slice_axis = None if slice_axis is None else int(slice_axis)
         self.patch_size = patch_size
         self.val_fraction = float(val_fraction)
@@ -311,31 +308,70 @@ class FolderTask(Task):
         self.validation_size = len(self._val) * (validation_patches if patch_size else 1)
 
     @staticmethod
-    def _interpret(img: np.ndarray, mask: np.ndarray, mask_format: str, img_path: Path, mask_path: Path) -> tuple[np.ndarray, str]:
-        as_index = _image_as_channel_first(img, mask.shape) if mask_format in ("auto", "index") else None
-        as_multi = None
-        if mask_format in ("auto", "multihot") and mask.ndim >= 3:
-            as_multi = _image_as_channel_first(img, mask.shape[1:])
-            if mask_format == "auto" and as_multi is not None and not _is_binary(mask):
-                as_multi = None
-        if as_index is not None and as_multi is not None:  # ambiguous: small leading axis of 0/1 → channels
-            if mask.shape[0] <= 4:
-                as_index = None
-            else:
-                as_multi = None
-        if as_index is not None:
-            return as_index, "index"
-        if as_multi is not None:
-            return as_multi, "multihot"
+    def _interpret(img: np.ndarray, mask_format: str, img_path: Path, mask_path: Path) -> tuple[np.ndarray, M.Decoded]:
+        """Decode the mask (:func:`seglab.data.masks.decode`) and return ``(image as (C, *S), decoded mask)``,
+        checking the mask's spatial shape against the image (which also settles an index volume against
+        channels of a 2D mask in ``"auto"``)."""
+        arr, meta = read_mask(mask_path)
+
+        def dec_as(fmt: str) -> M.Decoded:
+            try:
+                return M.decode(arr, meta, fmt)
+            except ValueError as e:
+                raise ValueError(f"mask {mask_path}: {e}") from e
+
+        dec = dec_as(mask_format)
+        fits = _image_as_channel_first(img, M.spatial_shape(dec))
+        if mask_format == "auto" and dec.kind == "channels" and len(dec.images) == 1:
+            as_index = _image_as_channel_first(img, arr.shape)
+            # both readings fit (e.g. a (2, H, W) image and a (2, H, W) mask): a short leading axis is channels
+            if as_index is not None and (fits is None or dec.images[0].shape[0] > 4):
+                dec, fits = dec_as("index"), as_index
+        if len(dec.images) != 1:
+            raise ValueError(f"mask {mask_path} holds {len(dec.images)} stacked masks of shape {dec.images[0].shape}; "
+                             "expected one mask per file")
+        if fits is not None:
+            return fits, dec
         expected = {
-            "auto": "an index mask of the image's spatial shape or a multi-hot mask (C, *spatial)",
+            "auto": "an index or colour mask of the image's spatial shape or a channel mask (C, *spatial)",
             "index": "an index mask of the image's spatial shape",
-            "multihot": "a multi-hot mask (C, *spatial)",
+            "onehot": "a channel mask (C, *spatial)",
+            "multihot": "a channel mask (C, *spatial)",
+            "rgb": "a colour mask (H, W, 3|4) of the image's spatial shape",
         }[mask_format]
         raise ValueError(
             f"shape mismatch: image {img_path.name} has shape {img.shape}, mask {mask_path.name} has shape "
-            f"{mask.shape}; expected {expected}"
+            f"{arr.shape}; expected {expected}"
         )
+
+    @staticmethod
+    def _apply_mode(space: M.LabelSpace, mode: Optional[str]) -> tuple[M.LabelSpace, list[str]]:
+        """The label space in the requested ``mode`` (``None``: as decided from the masks) and the class
+        names the task reports (binary: the foreground class only)."""
+        from dataclasses import replace
+
+        if mode is None or mode == space.mode:
+            pass
+        elif mode == "multiclass":
+            if space.mode == "multilabel":
+                raise ValueError("mode='multiclass' needs mutually exclusive classes; in these masks classes overlap "
+                                 "(multi-hot channels or mixed colours)")
+            space = replace(space, mode="multiclass")
+        elif mode == "binary":
+            if space.mode == "multilabel":
+                raise ValueError(f"mode='binary' needs one mask channel, these masks have {space.num_classes}")
+            if space.kind == "index":
+                raise ValueError(f"mode='binary' needs masks with labels 0/1, found labels up to {space.values[-1]}")
+            raise ValueError(f"mode='binary' needs 2 classes, these masks have {space.num_classes} ({', '.join(space.names)})")
+        else:  # multilabel
+            if space.kind == "index" or (space.kind == "rgb" and space.rgb_reading == "classes"):
+                raise ValueError("mode='multilabel' needs multi-hot masks (C, *spatial) or colour masks read as R/G/B labels "
+                                 "(rgb_reading='multilabel'); these are " + ("index masks" if space.kind == "index" else "colour classes"))
+            keep = [i for i, v in enumerate(space.values) if v >= 0]  # channels as given, no implicit background
+            space = replace(space, mode="multilabel", values=tuple(space.values[i] for i in keep),
+                            names=tuple(space.names[i] for i in keep), implicit_background=False)
+        names = list(space.names[1:] if space.mode == "binary" else space.names)
+        return space, names
 
     def _draw(self, samples: list[tuple[torch.Tensor, torch.Tensor]], n: int, g: torch.Generator, index: Optional[list[int]] = None):
         xs, ys = [], []
@@ -379,4 +415,7 @@ class FolderTask(Task):
             "val_fraction": self.val_fraction,
             "split_seed": self.split_seed,
             "validation_patches": self.validation_patches,
+            # written only when not the default, so that the run ids of earlier folder runs stay the same
+            **({"ignore_index": self.ignore_index_option} if self.ignore_index_option != "auto" else {}),
+            **({"rgb_reading": self.rgb_reading} if self.rgb_reading is not None else {}),
         }
