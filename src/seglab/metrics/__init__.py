@@ -6,6 +6,8 @@ surface distance, surface Dice), as functions and as stateful objects that synch
   (scipy, the ``metrics`` extra);
 * :mod:`seglab.metrics.skeleton` — ``cldice_score``, the centreline Dice of tubular structures
   (scikit-image, the ``structure`` extra);
+* :mod:`seglab.metrics.torchmetric` — ``torchmetric(name, ...)``: any registered metric as a torchmetrics
+  ``Metric`` for Lightning's ``self.log`` and ``MetricCollection`` (imported on use: needs torchmetrics);
 * :mod:`seglab.metrics.registry` — ``list_metrics``, ``get_metric``, ``register_metric``: every metric by name;
 * :mod:`seglab.metrics.stateful` — ``DiceScore``, ``IoU``, ``GeneralizedDiceScore``, ``HausdorffDistance``,
   ``SurfaceDistance``, ``SurfaceDice``, ``CLDiceScore`` with ``update / compute / reset``.

@@ -139,6 +139,29 @@ class _SumsMetric(Metric):
     def _merge(self, other: Any) -> None:
         self._sums += other._sums.to(self._sums.device)
 
+    #: what :meth:`batch_state` returns and :meth:`compute_from` takes: a tensor of sums, reduced by summing
+    state_kind = "sums"
+
+    def batch_state(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The sums one batch adds (this object's own state is left as it was): for external state keepers
+        such as torchmetrics (:mod:`seglab.metrics.torchmetric`)."""
+        saved = self._sums
+        try:
+            self.reset()
+            self.update(pred, target)
+            return self._sums
+        finally:
+            self._sums = saved
+
+    def compute_from(self, sums: torch.Tensor) -> torch.Tensor:
+        """:meth:`compute` on the given sums instead of this object's state (no synchronisation)."""
+        saved, sync = self._sums, self.sync
+        try:
+            self._sums, self.sync = sums, False
+            return self.compute()
+        finally:
+            self._sums, self.sync = saved, sync
+
 
 class _OverlapMetric(_SumsMetric):
     """State: one ``(5, C)`` float64 tensor of sums — TP, FP, FN, Σ per-image scores, number of per-image scores."""
@@ -329,6 +352,22 @@ class _BoundaryMetric(Metric):
 
     def _merge(self, other: Any) -> None:
         self._values.extend(other._values)
+
+    #: what :meth:`batch_state` returns and :meth:`compute_from` takes: per-image values, reduced by concatenating
+    state_kind = "values"
+
+    def batch_state(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The ``(n, C)`` per-image values of one batch (this object's own state is left as it was)."""
+        return self._per_image(pred, target, self.spacing)
+
+    def compute_from(self, values: torch.Tensor) -> torch.Tensor:
+        """:meth:`compute` on the given per-image values ``(N, C)`` instead of this object's state."""
+        saved, sync = self._values, self.sync
+        try:
+            self._values, self.sync = [values.cpu()], False
+            return self.compute()
+        finally:
+            self._values, self.sync = saved, sync
 
 
 @register_metric("hausdorff", function=hausdorff_distance, higher_is_better=False, extra="metrics")
