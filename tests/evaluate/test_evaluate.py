@@ -156,3 +156,37 @@ def test_bad_input_is_one_line_and_exit_2(folders, capsys, setup, msg):
     rc = main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and msg in err[0], err
+
+
+def test_nifti_folder_takes_spacing_from_the_header(tmp_path):
+    nib = importlib.import_module("nibabel")
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    g = np.zeros((12, 10, 8), np.int16)
+    g[2:7, 2:6, 2:5] = 1
+    p = np.roll(g, 2, axis=0)  # shifted by 2 voxels along the first axis
+    for folder, arr in ((gt, g), (pred, p)):
+        nib.save(nib.Nifti1Image(arr, np.diag([0.5, 1.0, 2.0, 1.0])), folder / "case1.nii.gz")
+    opts = EvalOptions(metrics=tuple(resolve_metrics(["hd"])))
+    s = evaluate_folders(pred, gt, tmp_path / "o", opts)
+    rows = read_per_case(tmp_path / "o" / "per_case.csv")
+    assert rows[0]["case"] == "case1" and rows[0]["value"] == pytest.approx(2 * 0.5)  # 2 voxels of 0.5 mm
+    s2 = evaluate_folders(pred, gt, tmp_path / "o2", EvalOptions(metrics=opts.metrics, spacing=(3.0, 1.0, 1.0)))
+    assert s2["metrics"]["hd"]["1"]["mean"] == pytest.approx(6.0) and s["metrics"]["hd"]["1"]["mean"] == 1.0
+
+
+def test_advise_json_pipes_into_metrics_from(folders, tmp_path):
+    import subprocess
+    import sys
+
+    pred, gt, out = folders
+    advise = subprocess.run([sys.executable, "-m", "seglab", "advise", str(gt), "--json"], capture_output=True,
+                            text=True, timeout=300)
+    assert advise.returncode == 0, advise.stderr
+    ev = subprocess.run([sys.executable, "-m", "seglab", "evaluate", str(pred), str(gt), "--out", str(out),
+                         "--metrics-from", "-", "--json", "--no-progress"], input=advise.stdout, capture_output=True,
+                        text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    names = [m["name"] for m in json.loads(ev.stdout)["options"]["metrics"]]
+    assert names[0] == "dice" and "nsd" in names
