@@ -12,8 +12,10 @@ import torch
 from PIL import Image
 
 from seglab.advise import advise
+from seglab.advise.stats import MaskStats
 from seglab.data import FolderTask
 from seglab.data import masks as M
+from seglab.data.readers import read_mask
 from seglab.train import RunConfig, train_run
 
 RED, BLUE, MAGENTA, BLACK = (255, 0, 0), (0, 0, 255), (255, 0, 255), (0, 0, 0)
@@ -140,6 +142,10 @@ def test_advise_and_folder_task_agree_and_train(tmp_path, case):
     # the shared reader gives the same answer file by file
     read = M.read_masks(sorted((root / "masks").iterdir()))
     assert {m.mode for m in read} == {mode} and read[0].names == tuple(names) and read[0].format == encoding
+    stats = MaskStats()  # advise's accumulator carries the same reader's summary
+    for f in sorted((root / "masks").iterdir()):
+        stats.add(M.decode(*read_mask(f)), str(f))
+    assert (stats.label_space().mode, stats.label_space().names) == (mode, tuple(names))
     # targets: the classes sit where the masks put them
     x, y = task.validation()
     lab = _labels(int(task.val_cases[0][1:]), 2 if mode == "binary" else 3)
