@@ -4,6 +4,8 @@ surface distance, surface Dice), as functions and as stateful objects that synch
 * :mod:`seglab.metrics.overlap` — ``dice_score``, ``iou_score``, ``generalized_dice_score``, the confusion counts;
 * :mod:`seglab.metrics.surface` — ``hausdorff_distance``, ``average_surface_distance``, ``surface_dice``
   (scipy, the ``metrics`` extra);
+* :mod:`seglab.metrics.components` — ``detection_f1``: found, missed and invented structures (connected
+  components matched at IoU > 0.5; scipy, the ``structure`` extra);
 * :mod:`seglab.metrics.skeleton` — ``cldice_score``, the centreline Dice of tubular structures
   (scikit-image, the ``structure`` extra);
 * :mod:`seglab.metrics.torchmetric` — ``torchmetric(name, ...)``: any registered metric as a torchmetrics
@@ -16,6 +18,7 @@ Conventions (averaging, empty masks, the matching MONAI and torchmetrics calls):
 """
 
 from seglab.metrics.calibration import CalibrationError, ReliabilityBins, expected_calibration_error, reliability_bins
+from seglab.metrics.components import detection_counts, detection_f1
 from seglab.metrics.overlap import (
     AGGREGATES,
     class_masks,
@@ -39,6 +42,7 @@ from seglab.metrics.stateful import (
     IoU,
     Metric,
     SurfaceDice,
+    DetectionF1,
     SurfaceDistance,
     VolumeDifference,
 )
@@ -47,6 +51,7 @@ from seglab.metrics.surface import average_surface_distance, boundary_distances,
 __all__ = [
     "AGGREGATES", "class_masks", "confusion_counts", "dice_from_counts", "iou_from_counts",
     "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy", "volume_difference", "VolumeDifference",
+    "detection_counts", "detection_f1", "DetectionF1",
     "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
     "CLDiceScore", "METRICS", "MetricInfo", "register_metric", "list_metrics", "get_metric", "metric_info",

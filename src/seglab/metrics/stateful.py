@@ -47,6 +47,7 @@ from seglab.metrics.overlap import (
     volume_difference,
     volume_difference_from_counts,
 )
+from seglab.metrics.components import check_iou_threshold, detection_counts, detection_f1, f1_from_counts
 from seglab.metrics.registry import register_metric
 from seglab.metrics.skeleton import cldice_score, cldice_values
 from seglab.metrics.surface import (
@@ -189,9 +190,13 @@ class _OverlapMetric(_SumsMetric):
     def _shape(self) -> tuple[int, int]:
         return (5, self.num_classes)
 
+    def _counts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per image and class ``(N, C)``: the counts the score is made of (pixels; components for detection)."""
+        return confusion_counts(pred, target, mode=self.mode, num_classes=self.num_classes,
+                                ignore_index=self.ignore_index, per_sample=True)
+
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        tp, fp, fn = confusion_counts(pred, target, mode=self.mode, num_classes=self.num_classes,
-                                      ignore_index=self.ignore_index, per_sample=True)
+        tp, fp, fn = self._counts(pred, target)
         s = self._scores(tp, fp, fn)
         ok = ~torch.isnan(s)
         self._follow(tp.device)
@@ -261,6 +266,34 @@ class VolumeDifference(_OverlapMetric):
 
     def _scores(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
         return volume_difference_from_counts(tp, fp, fn, self.empty)
+
+
+@register_metric("detection_f1", function=detection_f1, higher_is_better=True, extra="structure")
+class DetectionF1(_OverlapMetric):
+    """Per-class detection F1 over connected components, ``(C,)``; see :func:`seglab.metrics.detection_f1`
+    (``aggregate="mean"`` over images or ``"pooled"`` component counts).
+
+    >>> t = torch.zeros(1, 8, 8, dtype=torch.long); t[0, 1:3, 1:3] = 1
+    >>> m = DetectionF1(mode="multiclass", num_classes=2); m.update(t, t); m.compute()[1].item()
+    1.0
+    """
+
+    def __init__(self, mode: str, num_classes: int, *, iou_threshold: float = 0.5, connectivity: int = 1,
+                 **kwargs: Any) -> None:
+        self.iou_threshold = check_iou_threshold(iou_threshold)
+        self.connectivity = connectivity
+        super().__init__(mode, num_classes, **kwargs)
+
+    def _counts(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return detection_counts(pred, target, mode=self.mode, num_classes=self.num_classes,
+                                ignore_index=self.ignore_index, iou_threshold=self.iou_threshold,
+                                connectivity=self.connectivity)
+
+    def _scores(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:
+        return f1_from_counts(tp, fp, fn, self.empty)
+
+    def _config(self) -> tuple[Any, ...]:
+        return super()._config() + (self.iou_threshold, self.connectivity)
 
 
 @register_metric("generalized_dice", function=generalized_dice_score, higher_is_better=True, per_class=False)

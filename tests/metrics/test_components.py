@@ -1,0 +1,61 @@
+"""Detection F1 over connected components (seglab.metrics.components), by hand and against an independent
+brute-force matcher on random blobs, 2D and 3D."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from seglab.metrics import DetectionF1, detection_counts, detection_f1
+
+
+def _brute(p, t, thr, conn):
+    """Every pair of components by set IoU, with Python sets (independent of the bincount matcher)."""
+    s = ndimage.generate_binary_structure(p.ndim, conn)
+    lp, n_p = ndimage.label(p, s)
+    lt, n_t = ndimage.label(t, s)
+    P = [set(zip(*np.nonzero(lp == i))) for i in range(1, n_p + 1)]
+    T = [set(zip(*np.nonzero(lt == j))) for j in range(1, n_t + 1)]
+    tp = sum(1 for a in T for b in P if len(a & b) / len(a | b) > thr)
+    return tp, n_p - tp, n_t - tp
+
+
+def test_by_hand():
+    t = torch.zeros(1, 10, 10, dtype=torch.long)
+    t[0, 1:4, 1:4] = 1  # found
+    t[0, 6:9, 6:9] = 1  # missed (the prediction covers 1/9 of it)
+    p = torch.zeros_like(t)
+    p[0, 1:4, 1:3] = 1  # IoU 6/9 > 0.5
+    p[0, 6, 6] = 1
+    p[0, 0, 8:10] = 1  # invented
+    tp, fp, fn = detection_counts(p, t, mode="multiclass", num_classes=2)
+    assert (tp[0, 1].item(), fp[0, 1].item(), fn[0, 1].item()) == (1, 2, 1)
+    assert detection_f1(p, t, mode="multiclass", num_classes=2)[1].item() == pytest.approx(2 / 5)
+    assert detection_f1(p, t, mode="multiclass", num_classes=2, iou_threshold=0.7)[1].item() == 0.0
+
+
+@pytest.mark.parametrize("shape", [(24, 24), (10, 12, 11)])
+@pytest.mark.parametrize("conn", [1, 2])
+def test_random_blobs_equal_brute_force(shape, conn):
+    rng = np.random.default_rng(len(shape) * 10 + conn)
+    for _ in range(4):
+        t = ndimage.gaussian_filter(rng.random(shape), 1.2) > 0.52
+        p = ndimage.gaussian_filter(rng.random(shape), 1.2) > 0.52
+        p |= np.roll(t, 1, axis=0) & (rng.random(shape) > 0.2)
+        tp, fp, fn = detection_counts(torch.from_numpy(p)[None, None], torch.from_numpy(t)[None, None], mode="binary",
+                                      num_classes=1, connectivity=conn)
+        assert (int(tp), int(fp), int(fn)) == _brute(p, t, 0.5, conn)
+
+
+def test_stateful_pools_component_counts():
+    t = torch.zeros(2, 8, 8, dtype=torch.long)
+    t[:, 1:3, 1:3] = 1
+    p = t.clone()
+    p[1] = 0
+    m = DetectionF1(mode="multiclass", num_classes=2, aggregate="pooled")
+    m.update(p, t)
+    assert m.compute()[1].item() == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))
+    with pytest.raises(ValueError, match="iou_threshold"):
+        DetectionF1(mode="multiclass", num_classes=2, iou_threshold=0.3)
