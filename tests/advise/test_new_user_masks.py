@@ -1,4 +1,4 @@
-"""seglab advise on a new user's masks (issue 11): no advice from 0 files, void labels, large label values,
+"""seglab advise on a new user's masks: no advice from 0 files, void labels, large label values,
 extreme weights, NIfTI voxels and spacing, a versioned --json, plain unwrapped piped output."""
 
 from __future__ import annotations
