@@ -408,12 +408,13 @@ def block_verdicts(d: Data) -> str:
             select(d[EARLY_RUNS], opt="Adam lr 0.001", norm="none", fg=0.5),
             f"Adam, no BN, steps {EARLY[0]}–{EARLY[1]}: monitored CCE gradient norm {o4['dicefg']} when training with "
             f"DICEFG vs {o4['others']} with CCE/DICE; paired (same seed) DICEFG − CCE: {o4['paired']}", o4["verdict"])
-    g = _grad_95_5(d[EARLY_RUNS], "gn_early_mean_dicefg", f"mean over steps {EARLY[0]}–{EARLY[1]}")
-    if g:
-        add("gradient norms smaller at 95 % than at 5 % fg (early)", g["rows"], g["text"], g["verdict"])
-    g = _grad_95_5(rows, "gn_mean_dicefg", "mean over training")
-    if g:
-        add("gradient norms smaller at 95 % than at 5 % fg", g["rows"], g["text"], g["verdict"])
+    g_early, g_all = _grad_family(d)
+    if g_early:
+        add("gradient norms smaller at 95 % than at 5 % fg (early; one family with the next row, Holm over 4 tests)", g_early["rows"],
+            g_early["text"], g_early["verdict"])
+    if g_all:
+        add("gradient norms smaller at 95 % than at 5 % fg (whole run; Holm with the row above)", g_all["rows"], g_all["text"],
+            g_all["verdict"])
     bv = _bn_accuracy_verdict(d)
     if bv:
         add("BN improved the models' accuracy", bv["rows"], bv["text"], bv["verdict"])
@@ -448,10 +449,13 @@ def _o4_numbers(rows: list[dict[str, str]]) -> dict[str, str]:
     return out
 
 
-def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str]:
+def _grad_95_5(rows: list[dict[str, str]], col: str, what: str, holm_p: dict | None = None) -> dict[str, Any]:
+    """DICEFG's gradient norm at 5 % minus at 95 % fg (Adam), paired by seed, per norm: text, the raw sign-flip
+    p of each test (``tests``), and verdicts from ``holm_p`` (the Holm-adjusted p per norm, from the declared
+    family of :func:`_grad_family`; the raw p when not given)."""
     from seglab.stats import paired_difference
 
-    parts, verdicts, used = [], [], []
+    parts, verdicts, used, tests = [], [], [], {}
     for norm in ("none", "batch"):
         cell = select(rows, opt="Adam lr 0.001", norm=norm, loss="study_dicefg")
         a = {int(r["seed"]): _f(r[col]) for r in select(cell, fg=0.05)}
@@ -460,16 +464,35 @@ def _grad_95_5(rows: list[dict[str, str]], col: str, what: str) -> dict[str, str
         if len(seeds) < 2:
             continue
         d = paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+        tests[norm] = d.pvalue
+        ph = (holm_p or {}).get(norm, d.pvalue)
         used += [r for r in cell if int(r["seed"]) in seeds and _f(r["fg_ratio"]) in (0.05, 0.95)]
         parts.append(f"{'no BN' if norm == 'none' else 'BN'}: DICEFG gradient norm ({what}) "
                      f"{statistics.fmean(a[s] for s in seeds):.3g} at 5 % vs {statistics.fmean(b[s] for s in seeds):.3g}"
-                     f" at 95 % fg, paired difference {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], n = {d.n}")
-        v = ("smaller at 95 %" if d.low > 0 and d.pvalue < 0.05 else
-             "larger at 95 %" if d.high < 0 and d.pvalue < 0.05 else "inconclusive")
+                     f" at 95 % fg, paired difference {d.mean:+.3g} [{d.low:+.3g}, {d.high:+.3g}], sign-flip p = "
+                     f"{d.pvalue:.2g}" + (f", Holm p = {ph:.2g}" if holm_p else "") + f", n = {d.n}")
+        v = ("smaller at 95 %" if d.low > 0 and ph < 0.05 else
+             "larger at 95 %" if d.high < 0 and ph < 0.05 else "inconclusive")
         verdicts.append(f"{'no BN' if norm == 'none' else 'BN'}: {v}")
     if not parts:
         return {}
-    return {"text": "; ".join(parts), "verdict": "; ".join(verdicts), "rows": used}
+    return {"text": "; ".join(parts), "verdict": "; ".join(verdicts), "rows": used, "tests": tests}
+
+
+def _grad_family(d: Data) -> list[dict[str, Any]]:
+    """The study's "gradient norms smaller at 95 % than at 5 % fg" as one declared family: DICEFG's gradient norm,
+    early window and whole run, without and with BN (4 tests), Holm within it."""
+    from seglab.stats import holm
+
+    specs = ((d[EARLY_RUNS], "gn_early_mean_dicefg", f"mean over steps {EARLY[0]}–{EARLY[1]}"),
+             (d[FAITHFUL], "gn_mean_dicefg", "mean over training"))
+    raw = [_grad_95_5(rows, col, what) for rows, col, what in specs]
+    keys = [(i, norm) for i, g in enumerate(raw) if g for norm in g["tests"]]
+    adj = dict(zip(keys, holm([raw[i]["tests"][norm] for i, norm in keys])))
+    out = []
+    for i, (rows, col, what) in enumerate(specs):
+        out.append(_grad_95_5(rows, col, what, {norm: adj[(j, norm)] for j, norm in keys if j == i}) if raw[i] else {})
+    return out
 
 
 def block_cells(d: Data) -> str:
