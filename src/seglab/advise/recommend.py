@@ -372,8 +372,8 @@ def _cap(w: list[float], cap: float, names: list[str], what: str, why: str) -> t
 
 
 _CAP_WHY = ("A weight w scales that class's gradient by w; far above ~50 the few pixels of a tiny (maybe mislabelled) class dominate "
-            "every batch that holds them and early training swings (ENet bounds its class weights at 50 for this reason); the Dice "
-            "term already compensates class size. Pass --max-weight inf to keep the raw values")
+            "every batch that holds them and early training swings (ENet bounds its class weights at 50 for this reason; the cap is "
+            "a convention without measured evidence, docs/advise_evidence.md). Pass --max-weight inf to keep the raw values")
 
 
 def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index="auto",
