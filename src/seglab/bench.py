@@ -285,7 +285,9 @@ _LIBC = None
 def _cpu_memory_setup() -> bool:
     """Serve large blocks with mmap (returned to the OS on free) so that RSS tracks live tensors.
 
-    Called before any tensor is made: afterwards glibc's dynamic threshold would keep freed blocks in the heap.
+    This changes the process's allocator for good, so only the ``seglab bench`` command calls it (:func:`run`,
+    in its own process), never a library function: without it, CPU peak memory is not measured (None). Called
+    before any tensor is made: afterwards glibc's dynamic threshold would keep freed blocks in the heap.
     """
     global _LIBC
     if _LIBC is not None:
@@ -304,7 +306,8 @@ def _cpu_memory_setup() -> bool:
 class _Mem:
     def __init__(self, device: torch.device):
         self.device = device
-        self.ok = device.type == "cuda" or (device.type == "cpu" and _cpu_memory_setup())
+        # CPU: only in a process where the bench command set the allocator up (_cpu_memory_setup)
+        self.ok = device.type == "cuda" or (device.type == "cpu" and _LIBC is not None)
 
     @staticmethod
     def _status() -> dict[str, int]:
@@ -483,7 +486,8 @@ def run_repeated(args, v: dict, console, err) -> int:
     import tempfile
 
     from rich.markup import escape
-    from rich.table import Table
+
+    from seglab.results import TextTable
 
     R = v["repeat"]
     cores = os.cpu_count() or 1
@@ -513,15 +517,14 @@ def run_repeated(args, v: dict, console, err) -> int:
                         or any(x is not None and x > cores for x in (load_start, load_end))},
                "shapes": combine_runs(runs), "runs": runs}
     for label, res in results["shapes"].items():
-        table = Table(title=f"{label} ({args.dtype}, fwd+bwd): {R} whole runs x {v['rounds']} rounds; per run the "
-                            "median over rounds, then the spread across runs")
-        for head in ("loss", "ms (median of runs)", "× F.cross_entropy", "× CE min", "× CE max", "× CE IQR",
-                     "× CE per run"):
-            table.add_column(head, justify="left" if head in ("loss", "× CE per run") else "right")
+        heads = ("loss", "ms (median of runs)", "× F.cross_entropy", "× CE min", "× CE max", "× CE IQR", "× CE per run")
+        table = TextTable(f"{label} ({args.dtype}, fwd+bwd): {R} whole runs x {v['rounds']} rounds; per run the "
+                          "median over rounds, then the spread across runs",
+                          [(h, "left" if h in ("loss", "× CE per run") else "right", h == "loss") for h in heads])
         for k, e in res.items():
-            table.add_row(k, f"{e['ms']:.1f}", f"{e['ratio_ce']:.2f}", f"{e['runs_ratio_ce_min']:.2f}",
-                          f"{e['runs_ratio_ce_max']:.2f}", f"{e['runs_ratio_ce_iqr']:.2f}",
-                          " ".join(f"{x:.2f}" for x in e["runs_ratio_ce"]))
+            table.add_row([k, f"{e['ms']:.1f}", f"{e['ratio_ce']:.2f}", f"{e['runs_ratio_ce_min']:.2f}",
+                           f"{e['runs_ratio_ce_max']:.2f}", f"{e['runs_ratio_ce_iqr']:.2f}",
+                           " ".join(f"{x:.2f}" for x in e["runs_ratio_ce"])])
         console.print(table)
     if results["load"]["overloaded"]:
         err.print(f"[yellow]warning:[/yellow] the 1-minute load average exceeded the {cores} cores during the runs: "
@@ -530,7 +533,7 @@ def run_repeated(args, v: dict, console, err) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
-        console.print(f"results written to {out}")
+        console.print(escape(f"results written to {out}"), soft_wrap=True)
     return 0
 
 
@@ -539,9 +542,9 @@ def run(args) -> int:
 
     require("rich", "seglab bench")
     from rich.console import Console
-    from rich.table import Table
 
     from seglab import _checks
+    from seglab.results import TextTable
 
     from rich.markup import escape
 
@@ -558,6 +561,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype, shapes, against, names = v["device"], v["dtype"], v["shapes"], v["against"], v["names"]
+    if device.type == "cpu" and not args.no_memory:
+        _cpu_memory_setup()  # the command's own process only (see _cpu_memory_setup), before any tensor
     from seglab.kernels import dispatch
 
     cores = os.cpu_count() or 1
@@ -588,10 +593,10 @@ def run(args) -> int:
             fns = seglab_losses(names)
             peers, missing = peer_losses(against, C, names)
             for lib, why in missing.items():
-                console.print(f"[yellow]{lib} skipped[/]: {why}")
+                console.print(f"[yellow]{escape(lib)} skipped[/]: {escape(why)}", soft_wrap=True)
             fns.update(peers)
             label = "x".join(map(str, shape))
-            console.print(f"timing {label} ({len(fns) + 1} losses x {args.rounds} rounds) ...")
+            console.print(escape(f"timing {label} ({len(fns) + 1} losses x {args.rounds} rounds) ..."))
             res = bench_shape(shape, fns, args, device, dtype)
             for a, b in PAIRS:
                 if a in res and b in res:
@@ -605,20 +610,16 @@ def run(args) -> int:
                 fns.update(peer_losses(against, shape[1], names)[0])
                 memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
         for label, res in results["shapes"].items():
-            table = Table(title=f"{label} ({args.dtype}, fwd+bwd, {args.rounds} interleaved rounds: median, min, IQR)")
-            table.add_column("loss")
-            table.add_column("ms", justify="right")
-            table.add_column("min ms", justify="right")
-            table.add_column("IQR ms", justify="right")
-            table.add_column("× F.cross_entropy", justify="right")
-            table.add_column("× CE IQR", justify="right")
-            table.add_column("peak extra mem (× logits)", justify="right")
-            table.add_column("seglab speed-up vs peer", justify="left")
+            heads = ("loss", "ms", "min ms", "IQR ms", "× F.cross_entropy", "× CE IQR", "peak extra mem (× logits)",
+                     "seglab speed-up vs peer")
+            table = TextTable(f"{label} ({args.dtype}, fwd+bwd, {args.rounds} interleaved rounds: median, min, IQR)",
+                              [(h, "left" if h in ("loss", "seglab speed-up vs peer") else "right", h == "loss")
+                               for h in heads])
             for k, r in res.items():
                 mem = r.get("peak_extra_x_logits")
                 sp = ", ".join(f"{v:.1f}× vs {p}" for p, v in r.get("speedup_vs", {}).items())
-                table.add_row(k, f"{r['ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['iqr_ms']:.1f}", f"{r['ratio_ce']:.2f}",
-                              f"{r['ratio_ce_iqr']:.2f}", "-" if mem is None else f"{mem:.2f}", sp)
+                table.add_row([k, f"{r['ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['iqr_ms']:.1f}", f"{r['ratio_ce']:.2f}",
+                               f"{r['ratio_ce_iqr']:.2f}", "-" if mem is None else f"{mem:.2f}", sp])
             console.print(table)
     load_end = load_average()
     results["load"]["load_1min_end"] = load_end
@@ -628,7 +629,7 @@ def run(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
-        console.print(f"results written to {out}")
+        console.print(escape(f"results written to {out}"), soft_wrap=True)
     return 0
 
 

@@ -4,12 +4,18 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and `
 this file only wires them, importing a subcommand's module when that subcommand is used. A subcommand whose
 optional dependency is missing (:class:`seglab._extras.MissingExtraError`) prints one line naming the extra
 to install and exits 2.
+
+A closed output pipe (``seglab sweep --list | head -1``) ends every command quietly with exit status 1, the
+recipe of the Python documentation (``signal`` module, "Note on SIGPIPE") and what ``rich`` does itself: the
+rest of the output is sent to ``/dev/null`` and no traceback is printed. (1, not 141: the process is not
+killed by SIGPIPE, it notices the closed pipe and stops; under ``set -o pipefail`` either status fails.)
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from seglab._extras import MissingExtraError
@@ -40,7 +46,28 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _quiet_broken_pipe() -> int:
+    """After a BrokenPipeError on stdout: send whatever is still buffered to /dev/null (so that flushing at
+    exit raises nothing more) and return the exit status 1."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, closed)
+        pass
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``seglab ARGV``; returns the exit status (a closed output pipe: 1, quietly; see the module docstring)."""
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # a closed pipe is found here, not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="seglab", description="seglab: losses, activations, advice and experiments for segmentation")
     parser.add_argument("--version", "-V", action=_Version, help="print the seglab version and exit")

@@ -10,8 +10,8 @@ import time
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", "-o", default="results/demo", help="results folder (default results/demo)")
-    p.add_argument("--workers", "-j", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--out", "-o", default="results/demo", help="results folder (default %(default)s)")
+    p.add_argument("--workers", "-j", type=int, default=2, help="worker processes (default %(default)s)")
     p.add_argument("--steps", type=int, help="override the quick preset's step count")
     p.add_argument("--no-progress", action="store_true")
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             raise ResultsError(f"--steps must be an integer >= 1, got {args.steps}")
         check_out_dir(args.out, "--out", create=False)
         grid = get_preset("chlebus2018", quick=True, steps=args.steps)
-        console.print(f"seglab demo: quick Chlebus (2018) sweep -> {args.out} ({args.workers} workers)")
+        console.print(escape(f"seglab demo: quick Chlebus (2018) sweep -> {args.out} ({args.workers} workers)"), soft_wrap=True)
         outcome = run_sweep(grid, args.out, workers=args.workers, show_progress=not args.no_progress)
         if outcome.interrupted:
             import signal
@@ -56,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
     console.print(terminal_table(rep["agg"], title="seglab demo (quick chlebus2018 preset)"))
-    console.print(f"{outcome.finished} run(s) trained, {outcome.skipped} reused; report: {rep['html']} "
-                  f"({len(rep['pngs'])} PNGs) in {time.perf_counter() - t0:.0f} s")
+    console.print(escape(f"{outcome.finished} run(s) trained, {outcome.skipped} reused; report: {rep['html']} "
+                         f"({len(rep['pngs'])} PNGs) in {time.perf_counter() - t0:.0f} s"), soft_wrap=True)
     return 0 if outcome.ok else 1

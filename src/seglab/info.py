@@ -145,9 +145,10 @@ def format_text(d: dict[str, Any]) -> str:
         name = f"triton {tv}" if g["backend"] == "triton" else (g["backend"] or "none (reference losses)")
         lines.append(f"fused     CUDA losses: {name}" + (f" — {g['reason']}" if g["reason"] else "")
                      + ("" if cuda["available"] else " (no CUDA device here)"))
+    width = max((len(e) for e in d["extras"]), default=0) + 2  # the longest extra's name never runs into its state
     for extra, pkgs in d["extras"].items():
         state = ", ".join(f"{p} {v}" if v else f"{p} missing" for p, v in pkgs.items())
-        lines.append(f"extra     {extra:<8}{state}")
+        lines.append(f"extra     {extra:<{width}}{state}")
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import itertools
 import json
 import math
@@ -261,6 +262,7 @@ class ResultsStore:
         atomic_write_json(self.config_path, {
             "seglab_version": __version__,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "provenance": run_provenance(),  # of the latest invocation that wrote this file
             "grids": grids,
             "runs": list(by_id.values()),
         })
@@ -509,7 +511,7 @@ def flatten_summary(s: dict[str, Any]) -> dict[str, Any]:
         row["norm"] = "batch"
     names = s.get("class_names") or []
     for k, v in s.items():
-        if k in ("config", "run_id", "label", "class_names", "model_norm"):
+        if k in ("config", "run_id", "label", "class_names", "model_norm", "provenance"):
             continue
         if k in ("final_dice", "final_iou"):
             for c, x in enumerate(v or []):
@@ -559,3 +561,130 @@ def merge(dst: str | Path, sources: Iterable[str | Path]) -> tuple[int, int]:
                 skipped += 1
     d.write_summary_table()
     return added, skipped
+
+
+# ---------------------------------------------------------------- provenance
+@functools.lru_cache(maxsize=1)
+def _process_provenance() -> tuple[tuple[str, Any], ...]:
+    from seglab.provenance import provenance
+
+    p = provenance()
+    p.pop("time", None)
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in p.items())
+
+
+def run_provenance(**extra: Any) -> dict[str, Any]:
+    """What produced a result, for its JSON (each run's ``summary.json``, a sweep's ``config.json``): the
+    versions of seglab, torch, numpy and Python, the command line (``argv``), working directory, host, platform,
+    CPU model and count, GPU name (when CUDA is available), the git commit of the working directory (``None``
+    outside a checkout; :func:`seglab.provenance.provenance`), torch's thread count and the time, plus ``extra``
+    (``seed``, ``device``, ``wall_s``, ...). The parts that cannot change within a process (the git commit
+    included) are collected once per process.
+
+    >>> sorted(k for k in run_provenance(seed=0) if k in ("seglab", "torch", "argv", "git_commit", "seed"))
+    ['argv', 'git_commit', 'seed', 'seglab', 'torch']
+    """
+    import datetime as _dt
+
+    import torch
+
+    out: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in _process_provenance()}
+    out["torch_threads"] = torch.get_num_threads()
+    out["time"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    out.update(extra)
+    return out
+
+
+# ---------------------------------------------------------------- terminal tables
+def escape_markup(text: Any) -> str:
+    """``text`` (any value; ``str()`` of it) with rich markup escaped, for a string that ``rich`` will parse
+    (``console.print``, a table cell): ``dice[include_background=false]``, a class named ``[/]`` or
+    ``[link=x]y`` print literally instead of being read as markup (or raising ``MarkupError``)."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+class TextTable:
+    """A terminal table that shows every cell whole: a ``rich`` renderable (``console.print(t)``).
+
+    Every title, caption, header and cell is plain text (never read as markup); nothing is cut with an
+    ellipsis. ``key`` columns (configuration, loss) come first; when the table is wider than the console, the
+    other columns are split over several tables that each fit and repeat the key columns. A cell wider than
+    the console folds onto the next line (``overflow="fold"``). Rows may have a style, cells a style
+    (``(text, style)``), given as rich style strings (never parsed from the text).
+
+    >>> t = TextTable("losses", [("loss", "left", True), ("Dice", "right", False)])
+    >>> t.add_row(["dice[batch=true]+ce", "0.910"])
+    """
+
+    def __init__(self, title: Optional[str], columns: list[tuple[str, str, bool]], caption: Optional[str] = None):
+        self.title, self.caption = title, caption
+        self.columns = [(str(h), j, bool(k)) for h, j, k in columns]
+        self.rows: list[tuple[list[Any], Optional[str]]] = []
+
+    def add_row(self, cells: Iterable[Any], style: Optional[str] = None) -> None:
+        cells = list(cells)
+        if len(cells) != len(self.columns):
+            raise ValueError(f"a row of {len(cells)} cells in a table of {len(self.columns)} columns")
+        self.rows.append((cells, style))
+
+    def _table(self, idx: list[int], title: bool, caption: bool):
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(title=Text(self.title) if title and self.title else None,
+                  caption=Text(self.caption) if caption and self.caption else None)
+        for i in idx:
+            head, justify, _ = self.columns[i]
+            t.add_column(Text(head), justify=justify, overflow="fold")  # type: ignore[arg-type]
+        for cells, style in self.rows:
+            out = []
+            for i in idx:
+                c = cells[i]
+                text, st = c if isinstance(c, tuple) else (c, "")
+                out.append(Text("" if text is None else str(text), style=st or ""))
+            t.add_row(*out, style=style)
+        return t
+
+    def tables(self, width: int) -> list:
+        """The ``rich`` tables this table is shown as on a console ``width`` characters wide (and, when it is
+        split, its caption as a line of text after them)."""
+        from rich.console import Console
+        from rich.measure import Measurement
+
+        probe = Console(width=max(width, 1), file=open(os.devnull, "w"))
+        wide = probe.options.update_width(10**6)
+
+        def natural(idx: list[int]) -> int:
+            return Measurement.get(probe, wide, self._table(idx, False, False)).maximum
+
+        try:
+            keys = [i for i, c in enumerate(self.columns) if c[2]]
+            rest = [i for i, c in enumerate(self.columns) if not c[2]]
+            base = natural(keys) if keys else 1
+            extra = {i: natural(keys + [i]) - (base if keys else 0) for i in rest}
+            if base + sum(extra.values()) <= width:
+                groups = [rest]
+            else:  # the key columns take at most 60% (folding if they must), the rest is split to fit
+                budget = width - min(base, int(width * 0.6))
+                groups, cur, used = [], [], 0
+                for i in rest:
+                    if cur and used + extra[i] > budget:
+                        groups.append(cur)
+                        cur, used = [], 0
+                    cur.append(i)
+                    used += extra[i]
+                groups.append(cur)
+        finally:
+            probe.file.close()
+        if len(groups) == 1:
+            return [self._table(keys + groups[0], True, True)]
+        from rich.text import Text
+
+        # split: the caption (the columns equal in every row) under the last table, as wide as the console
+        return ([self._table(keys + g, n == 0, False) for n, g in enumerate(groups)]
+                + ([Text(self.caption)] if self.caption else []))
+
+    def __rich_console__(self, console, options):
+        yield from self.tables(options.max_width)

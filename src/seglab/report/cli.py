@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
         console.print(terminal_table(rep["agg"]))
         for per_class in terminal_class_tables(rep["agg"]):
             console.print(per_class)
-    console.print(f"report: {rep['html']} ({len(rep['pngs'])} PNG figures in {rep['html'].parent})")
+    console.print(escape(f"report: {rep['html']} ({len(rep['pngs'])} PNG figures in {rep['html'].parent})"), soft_wrap=True)
     return 0

@@ -40,7 +40,31 @@ def figure_slug(key: tuple) -> str:
     s += f"_{d['model']}_{'bn' if d['norm'] == 'batch' else _fmt(d['norm'])}_{d['optimizer']}_lr{_fmt(d['lr'])}"
     if d["optimizer"] == "sgd":
         s += f"_m{_fmt(d['momentum'])}"
-    return s.replace("/", "-").replace(" ", "")
+    return bounded_name(s.replace("/", "-").replace(" ", ""))
+
+
+#: the longest figure name stem :func:`figure_slug` gives (file systems allow 255 bytes per name; the
+#: figures add suffixes such as ``_dice_curves.png``)
+MAX_SLUG = 100
+
+
+def bounded_name(stem: str, limit: int = MAX_SLUG) -> str:
+    """``stem`` if it has at most ``limit`` UTF-8 bytes, else a readable prefix, ``-`` and 12 hex digits of
+    the SHA-1 of the whole ``stem`` (distinct stems stay distinct): a user model given by a long path would
+    otherwise make a file name the file system refuses ("File name too long").
+
+    >>> bounded_name("threshold_fg5_tiny_bn_adam_lr0.001")
+    'threshold_fg5_tiny_bn_adam_lr0.001'
+    >>> len(bounded_name("x" * 500))
+    100
+    """
+    if len(stem.encode()) <= limit:
+        return stem
+    import hashlib
+
+    digest = hashlib.sha1(stem.encode()).hexdigest()[:12]
+    prefix = stem.encode()[: limit - len(digest) - 1].decode(errors="ignore")
+    return f"{prefix}-{digest}"
 
 
 def default_norm(model: Any) -> str:

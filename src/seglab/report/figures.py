@@ -17,14 +17,28 @@ from .data import _fmt, figure_slug, figure_title
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
 
 
-def _plt():
+class _Figures:
+    """The two calls of ``matplotlib.pyplot`` the figures need, without pyplot: figures are plain
+    ``matplotlib.figure.Figure`` objects, so rendering a report neither switches the caller's matplotlib backend
+    nor registers figures in pyplot's global state."""
+
+    @staticmethod
+    def subplots(*args: Any, figsize: Any = None, **kw: Any):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kw)
+
+    @staticmethod
+    def close(fig: Any) -> None:
+        fig.clear()
+
+
+def _plt() -> _Figures:
     from seglab._extras import require
 
-    matplotlib = require("matplotlib", "report figures")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    require("matplotlib", "report figures")
+    return _Figures()
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:

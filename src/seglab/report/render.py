@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from seglab.results import ResultsStore
+from seglab.results import ResultsStore, TextTable
 
 from .data import _fmt, aggregate, class_names, figure_groups, figure_title, load_rows
 from .figures import dice_figure, gradnorm_figure, study_figure, summary_grid
@@ -64,30 +64,29 @@ def _shown_cols(agg: list[dict[str, Any]], cols: list[tuple[str, str]]) -> tuple
     return shown, caption
 
 
-def _rich_table(agg: list[dict[str, Any]], cols: list[tuple[str, str]], title: str):
-    from seglab._extras import require
-
-    Table = require("rich.table", "the results table").Table
-
+def _rich_table(agg: list[dict[str, Any]], cols: list[tuple[str, str]], title: str) -> TextTable:
+    """The rows of ``agg`` as a :class:`~seglab.results.TextTable`: configuration columns (with the loss) are
+    the key columns, repeated when the table is split to fit the console; text is never read as markup nor cut."""
     shown, caption = _shown_cols(agg, cols)
-    t = Table(title=title, caption=caption or None, show_lines=False)
-    for _, head in shown:
-        t.add_column(head, justify="left" if head in ("task", "norm", "opt", "loss") else "right")
+    keys = {k for k, _ in CONFIG_COLS}
+    t = TextTable(title, [(head, "left" if head in ("task", "norm", "opt", "loss") else "right", k in keys)
+                          for k, head in shown], caption=caption or None)
     for a in agg:
         style = "green" if a["converged"] == a["n"] else ("red" if a["converged"] == 0 else "yellow")
-        t.add_row(*[f"[bold red]{_cell(a, k)}[/]" if _failed(a, k) else _cell(a, k) for k, _ in shown], style=style)
+        t.add_row([(_cell(a, k), "bold red") if _failed(a, k) else _cell(a, k) for k, _ in shown], style=style)
     return t
 
 
 def terminal_table(agg: list[dict[str, Any]], title: str = "seglab sweep summary"):
-    """The summary table (one row per configuration, seeds pooled) as a ``rich`` table; configuration columns
-    that are the same in every row go into the caption."""
+    """The summary table (one row per configuration, seeds pooled) as a ``rich`` renderable
+    (:class:`~seglab.results.TextTable`: no markup, no cut loss names, split to fit the console); configuration
+    columns that are the same in every row go into the caption."""
     return _rich_table(agg, TABLE_COLS, title)
 
 
 def terminal_class_tables(agg: list[dict[str, Any]],
                           title: str = "final validation Dice and IoU per class (mean over seeds)") -> list:
-    """Per-class final Dice and IoU of every configuration as ``rich`` tables, one per set of classes (a sweep
+    """Per-class final Dice and IoU of every configuration as ``rich`` renderables (:class:`TextTable`), one per set of classes (a sweep
     over tasks with different classes gets one table per task, so no table is padded with other tasks'
     classes); a class with Dice < :data:`FAILED_DICE` is in bold red. Empty without per-class data."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -119,7 +118,7 @@ def _gnorm_table(agg: list[dict[str, Any]]) -> str:
     mons = sorted({k[len("mean_gnorm/"):] for a in agg for k in a if k.startswith("mean_gnorm/")})
     if not mons:
         return ""
-    head = "".join(f"<th>{h}</th>" for h in ["fg", "norm", "opt", "lr", "mom", "loss"] + [f"‖∇{m}‖ mean" for m in mons] + [f"‖∇{m}‖ first 100" for m in mons])
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["fg", "norm", "opt", "lr", "mom", "loss"] + [f"‖∇{m}‖ mean" for m in mons] + [f"‖∇{m}‖ first 100" for m in mons])
     rows = []
     for a in agg:
         cells = [_cell(a, "fg_ratio"), _cell(a, "norm"), _cell(a, "optimizer"), _cell(a, "lr"), _cell(a, "momentum"), a["loss"]]

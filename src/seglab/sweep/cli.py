@@ -21,7 +21,7 @@ import os
 import sys
 from typing import Any
 
-from seglab.train.config import ConfigError
+from seglab.train.config import GRAD_NORM_EVERY, ConfigError
 
 from .grid import SINGULAR, check_grid, expand, load_config, parse_shard
 from .presets import STUDY_STEPS, get_preset
@@ -57,6 +57,8 @@ def _split(text: str, conv, flag: str = "") -> list:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .runner import PROGRESS_EVERY_S
+
     src = p.add_argument_group("what to run")
     src.add_argument("--preset", help="built-in grid: chlebus2018, chlebus2018-faithful")
     src.add_argument("--quick", action="store_true", help="shrink the preset for a demo (1 seed, fewer losses and steps)")
@@ -79,11 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--study-steps", action="store_true", help=f"use the study's {STUDY_STEPS:,} iterations")
     src.add_argument("--batch-size", type=int)
     src.add_argument("--eval-every", type=int)
-    src.add_argument("--grad-norm-every", type=int, help="monitor gradient norms every k steps (default 1: every step)")
+    src.add_argument("--grad-norm-every", type=int, metavar="K",
+                     help="take every monitor loss's gradient norm at steps 0, K, 2K, ... (0 = off; default: the "
+                          f"grid's grad_norm_every, else {GRAD_NORM_EVERY}; the chlebus2018 presets set 1)")
     out = p.add_argument_group("where and how")
     out.add_argument("--out", "-o", help="results folder (resumed if it exists)")
-    out.add_argument("--workers", "-j", type=int, default=2, help="parallel worker processes (default 2)")
-    out.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
+    out.add_argument("--workers", "-j", type=int, default=2, help="parallel worker processes (default %(default)s; 0: one per CPU core)")
+    out.add_argument("--threads", type=int, default=1, help="torch threads per worker (default %(default)s)")
     out.add_argument("--shard", help="i/n: run only runs[i::n] of the full run list (for independent jobs)")
     out.add_argument("--run-index", help="comma list of indices into the full run list (see --list)")
     out.add_argument("--list", action="store_true", help="print the runs with their indices and exit")
@@ -96,7 +100,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     out.add_argument("--no-progress", action="store_true")
     out.add_argument("--progress-every", dest="progress_every", type=float, default=None, metavar="SECONDS",
                      help="when stderr is not a terminal (a log file, a batch job): one progress line every "
-                          "SECONDS (default 20)")
+                          f"SECONDS (default {PROGRESS_EVERY_S:g})")
     out.add_argument("--no-pack", action="store_true",
                      help="train every run alone (default: runs of the tiny model on the threshold task that share "
                           "everything but loss, seed and fg ratio are trained together as one packed network)")
@@ -179,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
             from seglab.results import merge
 
             added, skipped = merge(args.out, args.merge)
-            console.print(f"merged {added} run(s) into {args.out} ({skipped} already there)")
+            console.print(escape(f"merged {added} run(s) into {args.out} ({skipped} already there)"), soft_wrap=True)
             return 0
         grid = build_grid(args)
         shard = parse_shard(args.shard) if args.shard else None

@@ -380,8 +380,11 @@ def _account(outcome: SweepOutcome, entry: Entry) -> None:
 
 
 def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
+    """The jobs one after the other in this process, with ``threads`` torch threads; the caller's thread count
+    is restored however this ends (a library call leaves no process-global state changed)."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         for job in jobs:
@@ -389,6 +392,8 @@ def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: Sweep
                 _account(outcome, entry)
     except KeyboardInterrupt as e:
         _interrupted(outcome, e)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fmt_s(s: float) -> str:
@@ -396,6 +401,15 @@ def _fmt_s(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def _short_label(label: str, width: int = 60) -> str:
+    """A run label for a progress bar: at most ``width`` characters, but the loss (its first field) is never cut."""
+    if len(label) <= width:
+        return label
+    head, sep, rest = label.partition(" | ")
+    room = width - len(head) - len(sep)
+    return head if not sep or room <= 1 else head + sep + rest[:room - 1] + "…"
 
 
 PROGRESS_EVERY_S = 20.0  # default interval of the plain progress lines when stderr is not a terminal
@@ -437,7 +451,7 @@ class SweepProgress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
-            self._rich = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            self._rich = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                   TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
             self._overall = self._rich.add_task("runs", total=self.total)
             self._rich.__enter__()
@@ -454,7 +468,7 @@ class SweepProgress:
         self.frac[jid] = done / max(1, total)
         if self._rich is not None:
             if jid not in self._slots:
-                self._slots[jid] = self._rich.add_task(f"  {self.labels.get(jid, jid)[:60]}", total=total)
+                self._slots[jid] = self._rich.add_task(f"  {_short_label(self.labels.get(jid, jid))}", total=total)
             self._rich.update(self._slots[jid], completed=done)
 
     def job_done(self, jid: str, runs: int = 0, failed: int = 0) -> None:

@@ -45,14 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=2, help="global batch size (split across ranks under torchrun)")
+    p.add_argument("--steps", type=int, default=1000, help="training steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=2, help="global batch size, split across ranks under torchrun (default %(default)s)")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--monitors", help="comma list of monitored losses (default: the task mode's set)")
-    p.add_argument("--converge", default="mean_dice>=0.9", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy")
+    p.add_argument("--converge", default="mean_dice>=0.9", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy and T in [0, 1] (default %(default)s)")
     p.add_argument("--grad-norm-every", type=int, default=GRAD_NORM_EVERY, metavar="K",
-                   help=f"take every monitor loss's gradient norm at steps 0, K, 2K, ... (one extra backward pass per "
-                   f"monitor; default {GRAD_NORM_EVERY}); 0 = off. The training loss's norm is recorded at every step")
+                   help="take every monitor loss's gradient norm at steps 0, K, 2K, ... (one extra backward pass per "
+                   "monitor; default %(default)s); 0 = off. The training loss's norm is recorded at every step")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", "-o", help="results folder to write the run into (same layout as a sweep), with its "
                    "checkpoints (checkpoint_last.pt, checkpoint_best.pt)")
@@ -65,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="progress lines on stderr (default on)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress lines (same as --no-progress)")
     p.add_argument("--progress-interval", type=float, default=10.0, metavar="SECONDS",
-                   help="seconds between progress lines (default 10; 0 = every step); one line at the end always")
+                   help="seconds between progress lines (default %(default)g; 0 = every step); one line at the end always")
 
 
 def _monitors(text: str) -> list[str]:

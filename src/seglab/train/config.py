@@ -19,6 +19,33 @@ OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
 CONVERGE_KEYS = ("metric", "threshold")
 GRAD_NORM_EVERY = 50  # default: monitor gradient norms at steps 0, 50, 100, ... (the study preset sets 1)
+#: the most training steps (and ``eval_every`` / ``grad_norm_every``) a run accepts: far beyond any real run
+#: (the study: 10,001), it catches a typo such as ``--steps 100000000000000000000`` before anything is built
+MAX_STEPS = 10**9
+
+
+def check_loss_channels(spec: str, mode: str, channels: int) -> None:
+    """Raise ValueError when a per-class option of the loss ``spec`` (``class_weights``, ``pos_weight``,
+    focal ``alpha``: the ``weight_options`` of each part) does not have one entry per output channel of a task
+    with ``channels`` channels (its number of classes); found before training, not at its first step."""
+    from seglab.losses.base import Loss
+    from seglab.losses.registry import get_loss
+
+    loss = get_loss(spec, mode)
+    for part in loss.modules():
+        term = getattr(part, "term", None)
+        if not isinstance(part, Loss) or term is None:
+            continue
+        o = part.options()
+        for name in term.weight_options:
+            w = o.get(name)
+            if w is None or getattr(w, "ndim", 1) == 0:  # 0-dim (sigmoid focal alpha): one value for all
+                continue
+            n = int(w.shape[0]) if w.ndim == 1 else None
+            if n != channels:
+                got = f"{n} entries" if n is not None else f"shape {tuple(w.shape)}"
+                raise ValueError(f"{part.name}: {name} has {got} but the task has {channels} classes (output "
+                                 f"channels); give one entry per class")
 
 
 def measures_grad_norms(step: int, every: int) -> bool:
@@ -120,6 +147,12 @@ class RunConfig:
 
 
 @functools.lru_cache(maxsize=4096)
+def _check_loss_channels(spec: str, mode: str, channels: int) -> None:
+    """:func:`check_loss_channels`, cached (a sweep repeats the same few specs); errors are not cached."""
+    check_loss_channels(spec, mode, channels)
+
+
+@functools.lru_cache(maxsize=4096)
 def canonical_spec(spec: str, mode: str) -> str:
     """:func:`seglab.losses.registry.canonical_spec`, cached (a sweep repeats the same few specs)."""
     return _canonical_spec(spec, mode)
@@ -194,8 +227,9 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
         for name in ("steps", "batch_size", "eval_every", "grad_norm_every"):
             v = getattr(cfg, name)
             low = 0 if name == "grad_norm_every" else 1
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= low):
-                err(cfg, f"{name} must be an integer >= {low}{' (0 = off)' if low == 0 else ''}, got {v!r}")
+            if not (isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_STEPS):
+                err(cfg, f"{name} must be an integer from {low} to {MAX_STEPS:,}{' (0 = off)' if low == 0 else ''}, "
+                    f"got {v!r}")
                 ok = False
         conv = cfg.converge if isinstance(cfg.converge, dict) else {}
         if not isinstance(cfg.converge, dict):
@@ -209,8 +243,8 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
         if cm not in CONVERGE_METRICS:
             err(cfg, f"unknown convergence metric {cm!r}; choose one of {', '.join(CONVERGE_METRICS)}")
             ok = False
-        if "threshold" in conv and not _real(conv["threshold"]):
-            err(cfg, f"converge threshold must be a number, got {conv['threshold']!r}")
+        if "threshold" in conv and not (_real(conv["threshold"]) and 0.0 <= float(conv["threshold"]) <= 1.0):
+            err(cfg, f"converge threshold must be a number in [0, 1] ({cm} lies in [0, 1]), got {conv['threshold']!r}")
             ok = False
         if not ok:
             continue
@@ -228,6 +262,15 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
         for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
             try:  # builds the loss: names, options, mode rules and the constructor's checks
                 canonical_spec(spec, task.mode)
+            except (ValueError, TypeError) as e:
+                what = "training loss" if fld == "loss" else f"monitor {spec!r}"
+                err(cfg, f"{what}: {e}", (fld, spec, str(e)))
+                ok = False
+        if not ok:
+            continue
+        for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
+            try:
+                _check_loss_channels(spec, task.mode, task.num_classes)
             except (ValueError, TypeError) as e:
                 what = "training loss" if fld == "loss" else f"monitor {spec!r}"
                 err(cfg, f"{what}: {e}", (fld, spec, str(e)))

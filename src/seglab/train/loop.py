@@ -13,6 +13,8 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch
 
+from seglab.results import run_provenance
+
 from .config import RunConfig, measures_grad_norms, resolve
 from .distributed import DistInfo, all_reduce_mean, shard
 from .evaluate import convergence, evaluate
@@ -289,7 +291,7 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
     res = RunResult(config=cfg, steps=rec, evals=evals)
     res.summary = summarize(cfg, rec, evals, status=status, steps_done=steps_done, diverged_step=diverged_step,
                             wall_s=elapsed(), world_size=info.world_size, class_names=class_names,
-                            model_norm=model_norm, resumed_from_step=resumed_from)
+                            model_norm=model_norm, resumed_from_step=resumed_from, device=str(info.device))
     return res
 
 
@@ -321,14 +323,16 @@ def _mean(xs: list[float]) -> float:
 def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]], *, status: str, steps_done: int,
               diverged_step: Optional[int], wall_s: float, world_size: int = 1,
               class_names: Optional[list[str]] = None, model_norm: Optional[str] = None,
-              resumed_from_step: Optional[int] = None) -> dict[str, Any]:
+              resumed_from_step: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
     """One summary row: config, status, final smoothed losses, mean gradient norms (over the steps where they
     were measured), final validation, convergence.
 
     ``model_norm``: the normalisation of the trained model (:func:`seglab.models.describe.norm_label`:
     batch, instance, group, layer, none, mixed); ``best_step``, ``best_mean_dice``: the validation with the
     highest mean Dice (:func:`best_eval`, the state of ``checkpoint_best.pt``); ``resumed_from_step``: the step a
-    resumed run continued from (None when it ran in one go)."""
+    resumed run continued from (None when it ran in one go). ``provenance``: what produced the run
+    (:func:`seglab.results.run_provenance`: versions, command line, host, CPU/GPU, git commit of the working
+    directory, time) with its ``seed``, ``device`` (packed runs train on the CPU) and ``wall_s``."""
     conv, conv_step = (convergence(evals, cfg.converge) if status == "finished" else (False, None))
     last = evals[-1] if evals else {}
     best = best_eval(evals) or {}
@@ -357,6 +361,7 @@ def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]],
         "best_step": best.get("step"),
         "best_mean_dice": best.get("mean_dice", math.nan),
         "resumed_from_step": resumed_from_step,
+        "provenance": run_provenance(seed=cfg.seed, device=device, world_size=world_size, wall_s=round(wall_s, 3)),
     }
     for k, v in rec.items():
         if k.startswith("loss/"):
