@@ -27,13 +27,25 @@ import contextvars
 import math
 import os
 from types import ModuleType
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 from seglab.kernels import ops
 from seglab.kernels.ops import KernelCfg  # noqa: F401  (re-exported for tests and backends)
 from seglab.kernels.plan import FusedStats, StatsRequest
+
+def assume_constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` when seglab is imported.
+
+    torch's decorator imports ``torch._dynamo`` (about 1.9 s, most of ``import seglab``; issue 23) only to set the
+    marker below, which dynamo reads when it traces a call of ``fn``: the function is then run at trace time and its
+    result baked into the graph. ``tests/kernels/test_lazy_compile.py`` checks that torch's decorator still sets
+    exactly this marker (and the compile tests that it takes effect).
+    """
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
 
 _FUSED: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "seglab_fused", default=os.environ.get("SEGLAB_FUSED", "1").strip().lower() not in ("0", "false", "no", "off"))
@@ -46,7 +58,7 @@ def set_fused(enabled: bool) -> None:
     _FUSED.set(enabled)
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def fused_enabled() -> bool:
     """Whether the fused kernels may run in the current context (read once per trace under ``torch.compile``)."""
     return _FUSED.get()
@@ -68,7 +80,7 @@ _CPU: list[ModuleType] = []  # the cpu_ext module once imported (backend_name ru
 _TRITON: list[ModuleType] = []  # the triton_backend module once imported (it imports triton only when first asked)
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _triton_runs(device_type: str, dtype: torch.dtype, channels: int) -> bool:
     """Whether the Triton kernels run for such logits (evaluated once per trace under ``torch.compile``: it may
     import triton, which dynamo cannot trace)."""
@@ -98,7 +110,7 @@ def backend_name(x: torch.Tensor, kind: str) -> str | None:
     return "eager" if forced == "cpu" else None
 
 
-@torch.compiler.assume_constant_result
+@assume_constant_result
 def _cpu_available() -> bool:
     """Whether the C++ kernels are built and loaded (evaluated once per trace under ``torch.compile``: the first call
     builds or loads the library under a ``threading.Lock``, which dynamo cannot trace — a compiled loss called before
