@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 DEFAULT_ALTERNATIVES = ("dice + ce", "ce", "dice")
@@ -37,28 +38,118 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     p.add_argument("--engine", default="local", help="local (default) or ray")
     p.add_argument("--address", help="Ray address with --engine ray (default: a local Ray)")
+    g = p.add_argument_group("your own training code (docs/compare.md)")
+    g.add_argument("--fn", metavar="MOD:FUNC", help="call FUNC(loss, seed, **opts) from package.module:FUNC or "
+                   "path/to/file.py:FUNC for every loss x seed instead of seglab's trainer; it returns {metric: float} "
+                   "or {metric: {class: float}}")
+    g.add_argument("--fn-opt", action="append", default=[], metavar="K=V", help="keyword option for --fn (repeatable; "
+                   "with --lightning: module option, trainer.K=V for lightning.Trainer, data.K=V for the DataModule)")
+    g.add_argument("--lightning", metavar="MOD:Module", help="a LightningModule class taking a loss= argument; "
+                   "trained with lightning.Trainer, scored by trainer.validate (needs --datamodule)")
+    g.add_argument("--datamodule", metavar="MOD:Data", help="the LightningDataModule class for --lightning")
+    g.add_argument("--mode", choices=["multiclass", "binary", "multilabel"],
+                   help="mode the losses are built for (seglab.get_loss(spec, mode)); default: the task's, or the one "
+                   "mode the loss specs imply")
+    g.add_argument("--metric", default="dice", help="primary endpoint among the returned metrics (ranks the losses; "
+                   "default dice); every returned metric is compared, each its own Holm family")
+    g.add_argument("--lower-is-better", action="append", default=[], metavar="NAME",
+                   help="a returned metric where smaller is better (repeatable; hd95, assd and names ending in 'loss' "
+                   "are known)")
+    g.add_argument("--metric-margin", action="append", default=[], metavar="NAME=V",
+                   help="equivalence margin of one metric in its units, or none (default: --margin for "
+                   "higher-is-better metrics, none for lower-is-better ones)")
     p.add_argument("--json", action="store_true", help="print the comparison as one JSON object on stdout")
     p.add_argument("--no-progress", action="store_true")
 
 
-def advised_spec(task: str, task_kw: dict[str, Any]) -> tuple[str, Any]:
-    """The advised loss spec for a task's masks (``seglab advise`` on its training or validation masks)."""
-    from seglab.advise import advise
+def training_masks(task: str, task_kw: dict[str, Any]):
+    """``(masks, advise keyword arguments, source)``: the training masks of a task as ``seglab advise`` reads them.
+
+    - a task with ``training_masks()`` (``brain-tissue``): those arrays, as ``seglab advise --task`` reads them;
+    - the ``folder`` task: the mask files of its training cases (``train_cases``), read from disk by advise's own
+      file reader (as ``seglab advise`` on a folder holding only those files), with the task's void label, colour
+      reading and mask format;
+    - a synthetic task (``shapes``, ``threshold``, ...: training batches are drawn afresh for every seed and step):
+      its fixed validation set, drawn from the same generator, as ``seglab advise --task`` reads it.
+    """
     from seglab.advise.cli import task_masks
-    from seglab.losses.registry import format_loss
-    from seglab.losses import get_loss
+    from seglab.data import create_task
 
+    t = create_task(task, **task_kw)
+    cases = getattr(t, "train_cases", None)
+    if task == "folder" and cases is not None and getattr(t, "path", None) is not None:
+        from seglab.advise import FORMATS
+        from seglab.data.readers import MASK_SUFFIXES, file_suffix
+
+        folder = Path(t.path, "masks")
+        by_stem = {}
+        for f in sorted(folder.iterdir()):
+            suf = file_suffix(f)
+            if not f.name.startswith(".") and f.is_file() and suf in MASK_SUFFIXES:
+                by_stem[f.name[:-len(suf)]] = f
+        files = [by_stem[c] for c in cases if c in by_stem]
+        kw: dict[str, Any] = {"format": t.mask_format if t.mask_format in FORMATS else "auto"}
+        if getattr(t, "ignore_index_option", "auto") != "auto":
+            kw["ignore_index"] = t.ignore_index_option
+        if getattr(t, "rgb_reading", None) is not None:
+            kw["rgb_reading"] = t.rgb_reading
+        return files, kw, f"the {len(files)} training masks of {folder} (the validation cases left out)"
     masks, names, fmt = task_masks(task, **task_kw)
-    adv = advise(masks, class_names=names, format=fmt)
-    return format_loss(get_loss(adv.loss, adv.mode, **adv.loss_kwargs)), adv
+    what = "training" if hasattr(t, "training_masks") else f"{t.validation_size} validation (same generator as training)"
+    return masks, {"class_names": names, "format": fmt}, f"the {what} masks of task {task}"
 
 
-def plan_losses(args: argparse.Namespace, task: str, task_kw: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
-    """The losses to train (baseline first) and their display labels."""
+def advised_spec(task: str, task_kw: dict[str, Any]) -> tuple[str, Any, str]:
+    """``(spec, advice, source)``: the loss ``seglab advise`` gives for the task's training masks
+    (:func:`training_masks`), the :class:`~seglab.advise.Advice` with its reasons, and which masks it read."""
+    from seglab.advise import advise
+    from seglab.losses import get_loss
+    from seglab.losses.registry import format_loss
+
+    masks, kw, source = training_masks(task, task_kw)
+    if isinstance(masks, list) and masks and isinstance(masks[0], Path):
+        import os
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="seglab-advise-") as tmp:
+            for f in masks:  # a folder of exactly these files, read as seglab advise reads a folder
+                try:
+                    os.symlink(f.resolve(), Path(tmp, f.name))
+                except OSError:
+                    shutil.copy2(f, Path(tmp, f.name))
+            adv = advise(tmp, **kw)
+    else:
+        adv = advise(masks, **kw)
+    return format_loss(get_loss(adv.loss, adv.mode, **adv.loss_kwargs)), adv, source
+
+
+def say_advised(spec: str, adv: Any, source: str, *, stream: Any = None) -> None:
+    """Print the advised loss, the masks it was advised on, and advise's reasons."""
+    out = stream or sys.stdout
+    print(f"advised loss (seglab advise on {source}): {spec}", file=out)
+    for r in list(getattr(adv, "reasons", []) or [])[:8]:
+        print(f"  because: {r}", file=out)
+    out.flush()
+
+
+def plan_losses(args: argparse.Namespace, task: Optional[str], task_kw: dict[str, Any], mode: Optional[str] = None,
+                quiet: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The losses to train (baseline first) and their display labels. ``task``: the task whose training masks
+    the advised loss comes from (None with ``--fn`` and no PATH/--task: then there is no advised loss); ``mode``:
+    the mode of ``--ablate SPEC`` (default the task's). The advised spec, its source and advise's reasons are
+    printed (on stderr when ``quiet``, e.g. with ``--json``)."""
     from seglab.losses.registry import split_specs
     from seglab.train.config import ConfigError
 
     from .core import ablations
+
+    def advised() -> str:
+        if task is None:
+            raise ConfigError("--fn: the advised loss needs masks to advise on: give PATH or --task (or --losses)")
+        spec, adv, source = advised_spec(task, task_kw)
+        say_advised(spec, adv, source, stream=sys.stderr if quiet else sys.stdout)
+        return spec
 
     labels: dict[str, str] = {}
     if args.ablate:
@@ -66,10 +157,19 @@ def plan_losses(args: argparse.Namespace, task: str, task_kw: dict[str, Any]) ->
             raise ConfigError("--ablate and --losses: give one of them")
         spec = args.ablate
         if spec.strip().lower() == "advised":
-            spec, _ = advised_spec(task, task_kw)
-        from seglab.data import create_task
+            spec = advised()
+        if mode is None:
+            if task is None:
+                from .fn import implied_mode
 
-        variants = ablations(spec, create_task(task, **task_kw).mode)
+                mode = implied_mode([spec])
+                if mode is None:
+                    raise ConfigError("--mode: give multiclass, binary or multilabel for --ablate with --fn")
+            else:
+                from seglab.data import create_task
+
+                mode = create_task(task, **task_kw).mode
+        variants = ablations(spec, mode)
         if not variants:
             raise ConfigError(f"--ablate: {spec!r} has no factor to remove (no weights, background exclusion, batch "
                               "Dice or second term)")
@@ -83,10 +183,32 @@ def plan_losses(args: argparse.Namespace, task: str, task_kw: dict[str, Any]) ->
     if args.losses:
         specs = [s.strip() for s in split_specs(args.losses) if s.strip()]
         return specs, labels
-    spec, _ = advised_spec(task, task_kw)
+    spec = advised()
     labels[spec] = f"advised: {spec}"
     specs = [spec] + [a for a in DEFAULT_ALTERNATIVES if a.replace(" ", "") != spec.replace(" ", "")]
     return specs, labels
+
+
+def _margins(items: list[str]) -> dict[str, Optional[float]]:
+    """``--metric-margin NAME=V`` (V a number > 0, or none) -> ``{NAME: V}``."""
+    from seglab.train.config import ConfigError
+
+    out: dict[str, Optional[float]] = {}
+    for it in items:
+        name, eq, v = it.partition("=")
+        if not eq or not name.strip() or "[" in name:
+            raise ConfigError(f"--metric-margin: expected NAME=V (V a number > 0 or none), got {it!r}")
+        if v.strip().lower() in ("none", "null"):
+            out[name.strip()] = None
+            continue
+        try:
+            x = float(v)
+        except ValueError:
+            x = math.nan
+        if not (math.isfinite(x) and x > 0):
+            raise ConfigError(f"--metric-margin: {name.strip()}'s margin must be a finite number > 0 or none, got {v!r}")
+        out[name.strip()] = x
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,17 +217,19 @@ def run(args: argparse.Namespace) -> int:
     from seglab.train.config import ConfigError
 
     from .core import compare
+    from .fn import FnError
 
     def fail(msg: str) -> int:
         print(f"seglab compare: {msg}", file=sys.stderr)
         return 2
 
+    user_code = bool(getattr(args, "fn", None) or getattr(args, "lightning", None))
     try:
         task_kw = _kv(args.task_opt, "--task-opt")
         model_kw = _kv(args.model_opt, "--model-opt")
         if args.path and args.task and args.task != "folder":
             raise ConfigError(f"give PATH or --task, not both (PATH {args.path!r} means --task folder)")
-        task = "folder" if args.path else (args.task or "shapes")
+        task: Optional[str] = "folder" if args.path else (args.task or (None if user_code else "shapes"))
         if args.path:
             task_kw.setdefault("path", args.path)
         for name, v, lo in (("--seeds", args.seeds, 2), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1),
@@ -119,7 +243,12 @@ def run(args: argparse.Namespace) -> int:
         if not (math.isfinite(args.margin) and args.margin > 0):
             raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {args.margin}")
         check_out_dir(args.out, "--out", create=False)
-        specs, labels = plan_losses(args, task, task_kw)
+        if user_code:
+            return _run_user_code(args, task, task_kw)
+        if getattr(args, "fn_opt", None) or getattr(args, "datamodule", None):
+            raise ConfigError("--fn-opt and --datamodule go with --fn or --lightning")
+        specs, labels = plan_losses(args, task, task_kw, quiet=args.json)
+        assert task is not None
         cmp = compare(specs, out=args.out, task=task, task_kw=task_kw, model=args.model, model_kw=model_kw,
                       seeds=args.seeds, steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
                       lr=args.lr, momentum=args.momentum, eval_every=args.eval_every, workers=args.workers,
@@ -130,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"seglab compare: interrupted; finished runs are kept in {args.out}, re-run the same command to resume",
               file=sys.stderr)
         return 130
+    except FnError as e:
+        return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except ConfigError as e:
         problems = getattr(e, "problems", None)
         if problems:  # per-run problems of the grid: one line per distinct problem, naming the option
@@ -140,12 +271,56 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except (ResultsError, ValueError, TypeError, FileNotFoundError) as e:
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    return _print(cmp, args)
+
+
+def _print(cmp: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(cmp.to_json())
     else:
         sys.stdout.write(cmp.text())
-        print(f"written: {args.out}/compare.json")
+        print(f"written: {args.out}/compare.json, compare.txt, compare.html")
     return 0
+
+
+def _run_user_code(args: argparse.Namespace, task: Optional[str], task_kw: dict[str, Any]) -> int:
+    """``--fn`` / ``--lightning``: the user's training code for every loss x seed (exceptions go to :func:`run`)."""
+    from seglab._options import parse_kv as _kv
+    from seglab.data import create_task
+    from seglab.train.config import ConfigError
+
+    from .fn import compare_fn, implied_mode
+
+    if args.fn and args.lightning:
+        raise ConfigError("give --fn or --lightning, not both")
+    if bool(args.lightning) != bool(args.datamodule):
+        raise ConfigError("--lightning MODULE needs --datamodule DATA (and --datamodule goes with --lightning)")
+    if args.engine != "local":
+        raise ConfigError("--engine ray is not available with --fn/--lightning: the runs go one at a time in this process")
+    fn_kw = _kv(args.fn_opt, "--fn-opt")
+    mode = args.mode
+    task_mode = create_task(task, **task_kw).mode if task is not None else None
+    if mode is not None and task_mode is not None and mode != task_mode:
+        raise ConfigError(f"--mode {mode}: the task's masks are {task_mode}")
+    mode = mode or task_mode
+    specs, labels = plan_losses(args, task, task_kw, mode=mode, quiet=args.json)
+    if mode is None:
+        mode = implied_mode(specs)
+        if mode is None:
+            raise ConfigError(f"--mode: give multiclass, binary or multilabel (the losses {', '.join(specs)} "
+                              "do not imply one mode)")
+    fn: Any = args.fn
+    name = None
+    if args.lightning:
+        from .lightning import lightning_fn
+
+        fn = lightning_fn(args.lightning, args.datamodule)
+        name = f"lightning:{args.lightning}|{args.datamodule}"
+    cmp = compare_fn(specs, fn=fn, fn_name=name, out=args.out, mode=mode, fn_kw=fn_kw, seeds=args.seeds,
+                     metric=args.metric, lower_is_better=args.lower_is_better, margin=args.margin,
+                     margins=_margins(args.metric_margin), confidence=args.confidence, labels=labels,
+                     show_progress=not args.no_progress and not args.json)
+    return _print(cmp, args)
 
 
 def run_advised(args: argparse.Namespace) -> int:

@@ -23,6 +23,16 @@ RULE = ("docs/analysis_plan.md: paired by seed, d = Dice(loss) - Dice(baseline) 
         "Dice passes (two one-sided paired t-tests at {alpha:g}, the {tost:.0%} t-interval inside the margin); "
         "inconclusive: everything else. The output says when the t-interval and the sign-flip test disagree.")
 
+RULE_FN = ("docs/analysis_plan.md: paired by seed, d = value(loss) - value(baseline) per seed, for every metric the "
+           "user's function returned. Primary test: the exact two-sided sign-flip test on d (all 2^n sign patterns up "
+           "to 16 seeds), Holm-adjusted within each family (one per metric: its value, or its mean over the returned "
+           "classes, over the losses; its per-class values over losses x classes); beside it the mean of d with its "
+           "Student-t {conf:.0%} interval. better / worse: Holm p < {alpha:g} and the interval excludes 0 on the "
+           "better / worse side (above 0 where higher is better, below where lower is); equivalent: otherwise, when "
+           "TOST within +-margin (default {margin:g}, in the metric's units; none for lower-is-better metrics unless "
+           "given) passes (the {tost:.0%} t-interval inside the margin); inconclusive: everything else. The output "
+           "says when the t-interval and the sign-flip test disagree.")
+
 #: ablation factors: (label, what is removed)
 FACTORS = ("CE weights", "Dice weights", "background exclusion", "batch Dice", "Dice term", "CE term")
 _CE_LIKE = ("ce", "focal", "topk_ce")
@@ -121,12 +131,32 @@ class LossResult:
     fg_dice: list[float]
     class_dice: list[list[float]]  # [seed][class]
     rank: int = 0
+    #: ``--fn`` runs: per-seed values of every compared metric, keyed as the differences name them (``"dice"``: the
+    #: mean over the returned classes, ``"dice[class]"``, a scalar metric's name); ``primary`` ranks the losses
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    primary: str = ""
+    higher_is_better: bool = True
 
     @property
     def mean(self) -> float:
+        if self.primary:
+            return _nanmean(self.metrics.get(self.primary, []))
         return _nanmean(self.fg_dice)
 
+    @property
+    def rank_key(self) -> float:
+        """Sort key of the ranking (best first): the mean of the ranking metric, negated when higher is better."""
+        m = self.mean
+        if not _finite(m):
+            return math.inf
+        return -m if self.higher_is_better else m
+
     def as_dict(self, class_names: Sequence[str]) -> dict[str, Any]:
+        if self.primary:  # a --fn run: the metrics the user's function returned, per seed
+            return {"spec": self.spec, "label": self.label, "rank": self.rank, "seeds": self.seeds,
+                    "primary": self.primary,
+                    "metrics": {k: {"mean": _nanmean(v), "sd": _nansd(v), "per_seed": list(v)}
+                                for k, v in self.metrics.items()}}
         per_class = {}
         for c, name in enumerate(class_names):
             vals = [row[c] for row in self.class_dice]
@@ -156,8 +186,15 @@ def _nansd(xs: Sequence[float]) -> float:
 
 def family_of(metric: str) -> str:
     """The Holm family (docs/analysis_plan.md section 3) a difference's metric belongs to: one per endpoint of one
-    compare run, the foreground mean (``"fg_dice"``) or the per-class Dice (``"dice[class]"``, every class)."""
-    return "dice[class]" if metric.startswith("dice[") else metric
+    compare run, the foreground mean (``"fg_dice"``) or the per-class Dice (``"dice[class]"``, every class); for
+    ``--fn`` metrics likewise ``"name"`` (a scalar, or the mean over classes) and ``"name[class]"``."""
+    base, sep, rest = metric.partition("[")
+    return f"{base}[class]" if sep and rest.endswith("]") else metric
+
+
+def metric_base(metric: str) -> str:
+    """``"hd95[tumour]"`` -> ``"hd95"``: the metric a difference's endpoint belongs to."""
+    return metric.partition("[")[0]
 
 
 @dataclass
@@ -175,11 +212,12 @@ class Difference:
     n_pairs: int
     note: str = ""
     pairs: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (loss, baseline) per seed
-    margin: float = DEFAULT_MARGIN
+    margin: Optional[float] = DEFAULT_MARGIN
     tost: Optional[Tost] = None
     p_holm: Optional[float] = None
     family: str = ""
     family_size: int = 0
+    higher_is_better: bool = True  # False (e.g. a distance): ``better`` means a smaller value than the baseline's
 
     @property
     def alpha(self) -> float:
@@ -194,8 +232,10 @@ class Difference:
         """``better``, ``worse``, ``equivalent`` or ``inconclusive`` (docs/analysis_plan.md section 5)."""
         if self.result is None:
             return "inconclusive"
-        return plan_verdict(self.p_holm, self.result.low, self.result.high,
-                            self.tost.pvalue if self.tost is not None else None, self.alpha)
+        low, high = self.result.low, self.result.high
+        if not self.higher_is_better:  # d = a - b < 0 is an improvement
+            low, high = -high, -low
+        return plan_verdict(self.p_holm, low, high, self.tost.pvalue if self.tost is not None else None, self.alpha)
 
     @property
     def disagreement(self) -> bool:
@@ -212,9 +252,10 @@ class Difference:
             return f"{head} (not tested: {self.note})"
         ph = "—" if self.p_holm is None else f"{self.p_holm:.3g}"
         tp = "—" if self.tost is None else f"{self.tost.pvalue:.3g}"
-        s = (f"{head}; {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] ({r.confidence:.0%} t-interval), sign-flip "
-             f"p = {r.pvalue:.3g}, Holm p = {ph} ({_tests(self.family_size)}), TOST ±{self.margin:g} p = {tp}, "
-             f"n = {r.n}")
+        tost = f"TOST ±{self.margin:g} p = {tp}" if self.margin is not None else "no equivalence margin"
+        lower = "" if self.higher_is_better else " (lower is better)"
+        s = (f"{head}; {r.mean:+.3f} [{r.low:+.3f}, {r.high:+.3f}] ({r.confidence:.0%} t-interval){lower}, sign-flip "
+             f"p = {r.pvalue:.3g}, Holm p = {ph} ({_tests(self.family_size)}), {tost}, n = {r.n}")
         if self.disagreement:
             s += f"; {DISAGREEMENT}"
         if r.min_pvalue >= self.alpha:
@@ -227,6 +268,8 @@ class Difference:
                              "p_holm": self.p_holm, "family": self.family, "family_size": self.family_size,
                              "margin": self.margin, "tost_p": self.tost.pvalue if self.tost is not None else None,
                              "summary": self.summary()}
+        if not self.higher_is_better:
+            d["higher_is_better"] = False
         if self.tost is not None:
             d["tost_low"], d["tost_high"] = self.tost.low, self.tost.high
         if self.result is not None:
@@ -236,19 +279,34 @@ class Difference:
         return d
 
 
-def assess(diffs: Sequence[Difference], margin: float = DEFAULT_MARGIN) -> list[Difference]:
-    """Apply the analysis plan to the differences of one compare run (in place; returns them): TOST within
-    ``+-margin`` for each, and Holm on the sign-flip p-values within each family (:func:`family_of`)."""
+def _check_margin(margin: Any, what: str = "margin") -> float:
     if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin > 0):
-        raise ValueError(f"margin must be a finite number > 0 (Dice), got {margin!r}")
+        raise ValueError(f"{what} must be a finite number > 0, got {margin!r}")
+    return float(margin)
+
+
+def assess(diffs: Sequence[Difference], margin: float = DEFAULT_MARGIN,
+           margins: Optional[dict[str, Optional[float]]] = None) -> list[Difference]:
+    """Apply the analysis plan to the differences of one compare run (in place; returns them): TOST within
+    ``+-margin`` for each, and Holm on the sign-flip p-values within each family (:func:`family_of`).
+
+    ``margins``: per metric (:func:`metric_base`), a margin in that metric's units, or None for no equivalence
+    test (then the verdict is better, worse or inconclusive); metrics not named use ``margin``."""
+    _check_margin(margin, "margin (Dice)")
+    margins = dict(margins or {})
+    for k, v in margins.items():
+        if v is not None:
+            _check_margin(v, f"the margin of {k!r}")
     families: dict[str, list[Difference]] = {}
     for x in diffs:
-        x.margin = float(margin)
+        mg = margins.get(metric_base(x.metric), margin)
+        x.margin = None if mg is None else float(mg)  # type: ignore[assignment]
         x.family = family_of(x.metric)
         families.setdefault(x.family, []).append(x)
-        if x.result is not None:
+        x.tost = None
+        if x.result is not None and x.margin is not None:
             d = [p - q for p, q in x.pairs]
-            x.tost = tost_paired(d, margin, alpha=x.alpha)
+            x.tost = tost_paired(d, x.margin, alpha=x.alpha)
     for members in families.values():
         tested = [x for x in members if x.result is not None]
         for x, p in zip(tested, holm([x.p_raw for x in tested])):
@@ -282,7 +340,8 @@ class Comparison:
         return {"schema_version": SCHEMA_VERSION, "seglab_version": __version__, "setup": self.setup,
                 "rule": self.rule(), "margin": self.margin, "confidence": self.confidence,
                 "families": _families(self.differences),
-                "ranked_by": "mean foreground per-class Dice over seeds (all classes for multilabel/binary)",
+                "ranked_by": self.setup.get("ranked_by") or
+                "mean foreground per-class Dice over seeds (all classes for multilabel/binary)",
                 "class_names": self.class_names, "baseline": self.setup["baseline"],
                 "losses": [r.as_dict(self.class_names) for r in sorted(self.results, key=lambda r: r.rank)],
                 "differences": [d.as_dict() for d in self.differences], "failed_runs": self.failed,
@@ -293,10 +352,15 @@ class Comparison:
 
     def rule(self) -> str:
         a = 1.0 - self.confidence
-        return RULE.format(conf=self.confidence, alpha=a, margin=self.margin, tost=1.0 - 2.0 * a)
+        rule = RULE_FN if self.setup.get("kind") == "fn" else RULE
+        return rule.format(conf=self.confidence, alpha=a, margin=self.margin, tost=1.0 - 2.0 * a)
 
     def text(self) -> str:
         """Plain-text ranking and the paired differences (what the CLI prints)."""
+        if self.setup.get("kind") == "fn":
+            from .fn import fn_text
+
+            return fn_text(self)
         s = self.setup
         lines = [f"seglab compare: {len(self.results)} losses x {len(s['seeds'])} paired seeds on task {s['task']}"
                  f"{_kw(s.get('task_kw'))}, model {s['model']}, {s['steps']} steps ({s['optimizer']} lr {s['lr']:g})",
@@ -335,6 +399,10 @@ def render_html(d: dict[str, Any]) -> str:
     from html import escape
 
     d = upgrade(d)
+    if (d.get("setup") or {}).get("kind") == "fn":
+        from .fn import fn_html
+
+        return fn_html(d)
     names = d["class_names"]
     rows = []
     for r in d["losses"]:
@@ -399,23 +467,11 @@ def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", tas
     ``out/compare.json``. Raises ValueError (a :class:`~seglab.train.config.ConfigError` for the grid) on bad
     input, before any training.
     """
-    from seglab._checks import check_number
     from seglab.sweep.runner import run_sweep
     from seglab.train.config import ConfigError
 
     specs = [str(s).strip() for s in losses]
-    if len(specs) < 2:
-        raise ConfigError(f"--losses: compare needs at least 2 losses (the baseline first), got {specs}")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
-    if len(seed_list) < 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in seed_list):
-        raise ConfigError(f"--seeds: at least 2 integer seeds are needed for a paired interval, got {seeds!r}")
-    if len(set(seed_list)) != len(seed_list):
-        raise ConfigError(f"--seeds: seeds must be distinct, got {seed_list}")
-    check_number("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
-    if confidence <= 0.5:
-        raise ConfigError(f"--confidence must be above 0.5 (TOST uses the 1 - 2 alpha interval), got {confidence}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin > 0):
-        raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {margin!r}")
+    seed_list = _check_common(specs, seeds, confidence, margin)
     grid: dict[str, Any] = {
         "task": task, "task_kw": dict(task_kw or {}), "model": model, "model_kw": dict(model_kw or {}),
         "losses": specs, "seeds": seed_list, "steps": steps, "batch_size": batch_size,
@@ -489,8 +545,40 @@ def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", tas
              "metric": "Dice per class on the task's fixed validation set at the last step", "mode": mode}
     cmp = Comparison(setup=setup, class_names=class_names, foreground=fgc, results=results, differences=diffs,
                      failed=failed, confidence=confidence, out=str(out), margin=float(margin))
-    Path(out, "compare.json").write_text(cmp.to_json())
+    write_outputs(cmp, out)
     return cmp
+
+
+def _check_common(specs: list[str], seeds: int | Sequence[int], confidence: float, margin: float) -> list[int]:
+    """Check what every comparison needs (2 losses, 2 distinct integer seeds, confidence, margin); the seeds."""
+    from seglab._checks import check_number
+    from seglab.train.config import ConfigError
+
+    if len(specs) < 2:
+        raise ConfigError(f"--losses: compare needs at least 2 losses (the baseline first), got {specs}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
+    if len(seed_list) < 2 or any(isinstance(s, bool) or not isinstance(s, int) for s in seed_list):
+        raise ConfigError(f"--seeds: at least 2 integer seeds are needed for a paired interval, got {seeds!r}")
+    if len(set(seed_list)) != len(seed_list):
+        raise ConfigError(f"--seeds: seeds must be distinct, got {seed_list}")
+    check_number("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
+    if confidence <= 0.5:
+        raise ConfigError(f"--confidence must be above 0.5 (TOST uses the 1 - 2 alpha interval), got {confidence}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (math.isfinite(margin) and margin > 0):
+        raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {margin!r}")
+    return seed_list
+
+
+def write_outputs(cmp: "Comparison", out: str | Path) -> None:
+    """``OUT/compare.json``, ``OUT/compare.txt`` (the text the CLI prints) and ``OUT/compare.html`` (a page with the
+    HTML section)."""
+    out = Path(out)
+    (out / "compare.json").write_text(cmp.to_json())
+    (out / "compare.txt").write_text(cmp.text(), encoding="utf-8")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>seglab compare</title><style>body{font-family:"
+            "sans-serif;max-width:72em;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:2px 6px}</style></head><body>" + cmp.html() + "</body></html>\n")
+    (out / "compare.html").write_text(page, encoding="utf-8")
 
 
 def _difference(r: LossResult, base: LossResult, metric: str, a: list[float], b: list[float],
@@ -530,7 +618,11 @@ def upgrade(d: dict[str, Any], margin: Optional[float] = None) -> dict[str, Any]
         raise ValueError(f"the baseline {d['baseline']!r} is not among the losses")
 
     def values(r: dict[str, Any], metric: str) -> list[float]:
-        if metric.startswith("dice[") and metric.endswith("]"):
+        if "metrics" in r:  # a --fn comparison: every endpoint's per-seed values by name
+            if metric not in r["metrics"]:
+                raise ValueError(f"difference {metric!r}: no such metric in the per-seed values")
+            vals = r["metrics"][metric]["per_seed"]
+        elif metric.startswith("dice[") and metric.endswith("]"):
             k = metric[len("dice["):-1]
             if k not in r["per_class"]:
                 raise ValueError(f"difference {metric!r}: class {k!r} not in the per-class values")
@@ -547,9 +639,12 @@ def upgrade(d: dict[str, Any], margin: Optional[float] = None) -> dict[str, Any]
         conf = float(x.get("confidence") or d.get("confidence") or 0.95)
         diffs.append(_paired(x["a"], x["b"], x["metric"], values(by_label[x["a"]], x["metric"]),
                              values(base, x["metric"]), conf))
-    assess(diffs, mg)
+        diffs[-1].higher_is_better = bool(x.get("higher_is_better", True))
+    fn_metrics = (d.get("setup") or {}).get("metrics") or {}
+    assess(diffs, mg, {k: v.get("margin") for k, v in fn_metrics.items() if "margin" in v} if fn_metrics else None)
+    rule = RULE_FN if (d.get("setup") or {}).get("kind") == "fn" else RULE
     out = {**d, "schema_version": SCHEMA_VERSION, "margin": mg, "confidence": conf,
-           "rule": RULE.format(conf=conf, alpha=1.0 - conf, margin=mg, tost=1.0 - 2.0 * (1.0 - conf)),
+           "rule": rule.format(conf=conf, alpha=1.0 - conf, margin=mg, tost=1.0 - 2.0 * (1.0 - conf)),
            "families": _families(diffs), "differences": [x.as_dict() for x in diffs]}
     if version < SCHEMA_VERSION:
         out["reread_from_schema_version"] = version
