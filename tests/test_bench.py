@@ -182,3 +182,29 @@ def test_structure_group_and_monai_peers():
     # the paired peers compute the same value as seglab's loss on the same inputs
     assert torch.allclose(peers["monai MCCLoss"](x, t), seglab.get_loss("mcc", "multiclass")(x, t), atol=1e-5)
     assert torch.allclose(peers["monai BoundaryLoss"](x, t), seglab.get_loss("boundary", "multiclass")(x, t), atol=1e-5)
+
+
+def test_library_calls_leave_the_allocator_alone():
+    """glibc's mallopt (CPU peak memory) is set by the ``seglab bench`` command only: a library call
+    (``memory_shape`` in a fresh process) does not change the caller's allocator and measures no CPU memory."""
+    code = ("import torch\nfrom seglab import bench\nres = {'F.cross_entropy': {}, 'dice': {}}\n"
+            "bench.memory_shape((2, 3, 8, 8), bench.seglab_losses(['dice']), torch.device('cpu'), torch.float32, res)\n"
+            "print(bench._LIBC is None, res['dice']['peak_extra_x_logits'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "None"]
+    code = ("import sys\nfrom seglab import bench\nrc = bench.main(['--shapes', '2x3x8x8', '--losses', 'dice', "
+            "'--rounds', '1', '--warmup', '0', '--device', 'cpu'])\nprint(rc, bench._LIBC is not None)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["0", "True"]  # the command itself does measure memory
+
+
+def test_bench_table_prints_loss_specs_literally(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    spec = "dice[include_background=false]"
+    assert main(["bench", "--shapes", "2x3x8x8", "--losses", spec, "--rounds", "1", "--warmup", "0", "--no-memory",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert spec in json.loads(out.read_text())["shapes"]["2x3x8x8"]
+    assert spec in text and "…" not in text

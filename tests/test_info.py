@@ -158,3 +158,17 @@ def test_import_seglab_and_losses_without_extras():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
+
+
+def test_info_text_columns_never_run_together():
+    """An extra's name longer than the old 8-character column ("tensorboard") is followed by a space."""
+    from seglab.info import format_text, info
+
+    d = info()
+    d["extras"] = {"tensorboard": {"tensorboard": None}, "ray": {"ray": "2.0"}, "a-very-long-extra": {"pkg": None}}
+    lines = [ln for ln in format_text(d).splitlines() if ln.startswith("extra")]
+    assert [ln.split() for ln in lines] == [["extra", "tensorboard", "tensorboard", "missing"],
+                                            ["extra", "ray", "ray", "2.0"],
+                                            ["extra", "a-very-long-extra", "pkg", "missing"]]
+    starts = {ln.rindex(" ".join(ln.split()[2:])) for ln in lines}
+    assert len(starts) == 1  # the states line up in one column
