@@ -171,7 +171,7 @@ def test_bad_inputs_name_the_argument():
         SurfaceDice(tolerance=-1, **kw)
     with pytest.raises(ValueError, match="aggregate must be one of"):
         average_surface_distance(t, t, aggregate="pooled", **kw)
-    with pytest.raises(TypeError, match="multiclass metrics need integer class maps"):
+    with pytest.raises(TypeError, match="multiclass metrics need an integer class map"):
         surface_dice(t.float(), t, 1.0, **kw)
 
 
