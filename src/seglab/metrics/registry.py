@@ -6,7 +6,7 @@ needs and, for overlap metrics, ``from_counts`` — the per-class value from sum
 ``(TP, FP, FN)``, which is how training's evaluation computes it (counts summed over the validation set and
 across processes; docs/metrics.md). A registered metric with ``from_counts`` reaches the trainer's validation
 output (``<name>``, ``mean_<name>``, ``fg_<name>``), and every registered metric runs through the metric contract
-test (``tests/metrics/test_contract.py``: functional == stateful, merge == one pass, empty masks, dtypes).
+test (``tests/metrics/test_metric_contract.py``: functional == stateful, merge == one pass, empty masks, dtypes).
 
 >>> from seglab.metrics import list_metrics, get_metric
 >>> "dice" in list_metrics()
