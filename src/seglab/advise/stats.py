@@ -203,7 +203,6 @@ class MaskStats:
         # validate the file before touching any counter (the kind included), so that a bad file leaves no
         # partial statistics and a folder of bad files leaves ``n_files == 0``: the shared reader's summary checks
         # labels, colours, channel counts and image-likeness and adds nothing when it raises
-        self.summary.add(dec)
         uniques: list[tuple[np.ndarray, np.ndarray]] = []
         if dec.kind == "index":
             for im in dec.images:
@@ -214,6 +213,7 @@ class MaskStats:
                 # never the largest label value
                 vals, cnts = np.unique(lab, return_counts=True)
                 uniques.append((vals.astype(np.int64), cnts.astype(np.int64)))
+        self.summary.add(dec, [v for v, _ in uniques] if dec.kind == "index" else None)
         if dec.kind == "channels" and self.n_channels is None:
             c = dec.images[0].shape[0]
             self.n_channels = c

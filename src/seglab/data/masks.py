@@ -235,7 +235,7 @@ def spatial_shape(dec: Decoded) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------------------------- images vs masks
 
 
-def image_like(dec: Decoded) -> Optional[str]:
+def image_like(dec: Decoded, distinct: Optional[list[np.ndarray]] = None) -> Optional[str]:
     """Why ``dec`` looks like an image (a photo, an intensity scan) rather than a label map, or ``None``.
 
     A file is image-like when it holds more than :data:`IMAGE_LIKE_VALUES` distinct values (colours for
@@ -244,17 +244,19 @@ def image_like(dec: Decoded) -> Optional[str]:
     histogram (mean |count(v + 1) - count(v)| at most :data:`IMAGE_LIKE_ROUGH` of the mean count: an intensity
     image; instance ids have counts that jump; index files only). Channel (0/1) files never are.
 
-    >>> rng = np.random.default_rng(0)
-    >>> image_like(decode(rng.integers(0, 256, (16, 16)), {"kind": "numpy"}))[:26]
+    >>> noise = np.random.default_rng(0).permutation(256).reshape(16, 16)
+    >>> image_like(decode(noise, {"kind": "numpy"}))[:26]
     '256 distinct values (> 64)'
     >>> image_like(decode(np.eye(16, dtype=np.uint8), {"kind": "numpy"})) is None
     True
     """
     if dec.kind == "channels":
         return None
-    for im in dec.images:
+    for i, im in enumerate(dec.images):
+        if distinct is not None and distinct[i].size <= IMAGE_LIKE_VALUES:
+            continue  # the caller's distinct values (codes for rgb) of image i: few, so a label map
         flat = rgb_code(im) if dec.kind == "rgb" else np.asarray(im)
-        vals = np.unique(flat)
+        vals = np.unique(flat) if distinct is None else distinct[i]
         if vals.size <= IMAGE_LIKE_VALUES:
             continue
         what = "colours" if dec.kind == "rgb" else "values"
@@ -338,12 +340,14 @@ class LabelSummary:
     overlap: bool = False  # channels: some pixel with more than one channel set
     unlabelled: bool = False  # channels: some pixel with no channel set
 
-    def add(self, dec: Decoded) -> None:
+    def add(self, dec: Decoded, distinct: Optional[list[np.ndarray]] = None) -> None:
         """Add one decoded file; ``ValueError`` (and nothing added) when it is not a mask or conflicts with the
-        files added before."""
+        files added before. ``distinct``: index files: the sorted distinct values of each image, when the caller
+        has them (saves a pass)."""
         if self.kind is not None and dec.kind != self.kind:
             raise ValueError(f"encoding {dec.encoding!r} differs from the earlier files ({self.kind!r}); pass a format to force one")
         labels, colours, overlap, unlabelled = self.labels, self.colours, self.overlap, self.unlabelled
+        given, distinct = distinct, None
         if dec.kind == "channels":
             c = dec.images[0].shape[0]
             if self.channels is not None and c != self.channels:
@@ -354,8 +358,10 @@ class LabelSummary:
                 unlabelled = unlabelled or bool(np.any(k == 0))
         elif dec.kind == "index":
             labels = set(labels)
-            for im in dec.images:
-                vals = np.unique(im)
+            distinct = []
+            for i, im in enumerate(dec.images):
+                vals = np.unique(im) if given is None else np.asarray(given[i])
+                distinct.append(vals)
                 if self.ignore_index is not None:
                     vals = vals[vals != self.ignore_index]
                 if vals.size and vals[0] < 0:
@@ -367,13 +373,15 @@ class LabelSummary:
                     raise ValueError(f"more than {MAX_LABELS} distinct label values: not a label mask (an intensity image?)")
         else:
             colours = set(colours)
+            distinct = []  # colour codes
             for im in dec.images:
                 cols = np.unique(rgb_code(im))
+                distinct.append(cols)
                 colours.update(cols.tolist())
                 if len(colours) > MAX_COLOURS:
                     raise ValueError(f"more than {MAX_COLOURS} distinct colours ({cols.size} in this image): not a colour-coded label mask "
                                      "(anti-aliased, JPEG-compressed or a photograph?)")
-        why = image_like(dec)
+        why = image_like(dec, distinct)
         if why:
             raise ValueError(why)
         if dec.kind == "channels":
