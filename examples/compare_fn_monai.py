@@ -12,6 +12,8 @@ Run the comparison (a few seconds on a CPU with these options)::
     seglab compare --fn examples/compare_fn_monai.py:run --losses dice+ce,ce --seeds 3 \\
         --fn-opt steps=20 --fn-opt size=16 --out results/compare_fn
 
+The losses are built for ``run.mode`` (multiclass; ``--mode`` overrides it).
+
 Or call the function yourself::
 
     import seglab
@@ -90,6 +92,9 @@ def run(loss: torch.nn.Module, seed: int, steps: int = 100, size: int = 32, batc
     with torch.no_grad():
         pred = model(x_val).argmax(1)
     return {"dice": dice_per_class(pred, y_val, len(CLASS_NAMES))}
+
+
+run.mode = "multiclass"  # type: ignore[attr-defined]  # the mode seglab compare builds the losses for (or --mode)
 
 
 if __name__ == "__main__":

@@ -299,6 +299,13 @@ def _run_user_code(args: argparse.Namespace, task: Optional[str], task_kw: dict[
         raise ConfigError("--engine ray is not available with --fn/--lightning: the runs go one at a time in this process")
     fn_kw = _kv(args.fn_opt, "--fn-opt")
     mode = args.mode
+    if args.fn and mode is None:  # the function may say which mode its losses are for: run.mode = "multiclass"
+        from .fn import MODES, resolve_callable
+
+        own = getattr(resolve_callable(args.fn), "mode", None)
+        if own is not None and own not in MODES:
+            raise ConfigError(f"--fn {args.fn}: its mode attribute {own!r} is not one of {', '.join(MODES)}")
+        mode = own
     task_mode = create_task(task, **task_kw).mode if task is not None else None
     if mode is not None and task_mode is not None and mode != task_mode:
         raise ConfigError(f"--mode {mode}: the task's masks are {task_mode}")
