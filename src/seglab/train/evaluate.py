@@ -16,8 +16,9 @@ from .distributed import DistInfo, all_reduce_sum, shard_uneven
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
-             info: Optional[DistInfo] = None, chunk: int = 64) -> dict[str, Any]:
-    """Evaluate ``model`` on the fixed validation set ``(x, y)``.
+             info: Optional[DistInfo] = None, chunk: int = 64, ignore_index: Optional[int] = None) -> dict[str, Any]:
+    """Evaluate ``model`` on the fixed validation set ``(x, y)``; target pixels equal to ``ignore_index`` (a void
+    label, e.g. 255) count nowhere.
 
     Under data parallelism each rank evaluates its slice of the set and the *counts* (per-class
     tp/fp/fn, correct and total pixels) are summed across ranks before any ratio is taken, so the
@@ -29,32 +30,14 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
     was_training = model.training
     model.eval()
     C = num_classes
-    tp = torch.zeros(C, dtype=torch.float64)
-    fp = torch.zeros(C, dtype=torch.float64)
-    fn = torch.zeros(C, dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.float64)
-    total = torch.zeros((), dtype=torch.float64)
-    per_class_count = torch.zeros(C, dtype=torch.float64)  # target pixels per class (majority rate)
+    sums = torch.zeros(3 * C + 2 + C, dtype=torch.float64)  # tp, fp, fn, correct, total, per-class target pixels
     dev = next(model.parameters()).device
     for i in range(0, x.shape[0], chunk):
         xb, yb = x[i:i + chunk].to(dev), y[i:i + chunk].to(dev)
-        pred = predict(model(xb), mode)
-        a, b, c = confusion_counts(pred, yb, mode=mode, num_classes=C)
-        tp += a.cpu()
-        fp += b.cpu()
-        fn += c.cpu()
-        if mode == "multiclass":
-            correct += (pred == yb).sum().double().cpu()
-            total += float(yb.numel())
-            per_class_count += torch.bincount(yb.reshape(-1).long(), minlength=C)[:C].double().cpu()
-        else:
-            yt = yb > 0.5
-            correct += (pred.bool() == yt).sum().double().cpu()
-            total += float(yt.numel())
-            per_class_count += yt.transpose(0, 1).reshape(C, -1).sum(1).double().cpu()
+        sums += _batch_sums(predict(model(xb), mode), yb, mode=mode, num_classes=C, ignore_index=ignore_index)
     if was_training:
         model.train()
-    packed = all_reduce_sum(torch.cat([tp, fp, fn, correct[None], total[None], per_class_count]), info)
+    packed = all_reduce_sum(sums, info)
     tp, fp, fn = packed[:C], packed[C:2 * C], packed[2 * C:3 * C]
     correct, total, per_class_count = packed[3 * C], packed[3 * C + 1], packed[3 * C + 2:]
     acc = float(correct / total) if total > 0 else math.nan
@@ -64,6 +47,25 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
         frac = per_class_count / (total / C) if total > 0 else per_class_count
         majority = float(torch.maximum(frac, 1 - frac).mean())
     return {"accuracy": acc, "majority": majority, **count_metric_values(tp, fp, fn, mode=mode)}
+
+
+def _batch_sums(pred: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
+                ignore_index: Optional[int]) -> torch.Tensor:
+    """One batch's ``[tp (C), fp (C), fn (C), correct, total, target pixels per class (C)]``, ignored pixels left out."""
+    C = num_classes
+    tp, fp, fn = confusion_counts(pred, y, mode=mode, num_classes=C, ignore_index=ignore_index)
+    if mode == "multiclass":
+        keep = torch.ones_like(y, dtype=torch.bool) if ignore_index is None else y != ignore_index
+        correct = ((pred == y) & keep).sum().double()
+        total = keep.sum().double()
+        per_class = torch.bincount(y[keep].reshape(-1).long(), minlength=C)[:C].double()
+    else:
+        yt = y > 0.5
+        keep = torch.ones_like(yt) if ignore_index is None else y != ignore_index
+        correct = ((pred.bool() == yt) & keep).sum().double()
+        total = keep.sum().double()
+        per_class = (yt & keep).transpose(0, 1).reshape(C, -1).sum(1).double()
+    return torch.cat([tp, fp, fn, correct[None], total[None], per_class]).cpu()
 
 
 def count_metric_values(tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor, *, mode: str) -> dict[str, Any]:
