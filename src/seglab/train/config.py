@@ -228,7 +228,7 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
             v = getattr(cfg, name)
             low = 0 if name == "grad_norm_every" else 1
             if not (isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_STEPS):
-                err(cfg, f"{name} must be an integer from {low} to {MAX_STEPS:,}{' (0 = off)' if low == 0 else ''}, "
+                err(cfg, f"{name} must be an integer >= {low}{' (0 = off)' if low == 0 else ''} and <= {MAX_STEPS:,}, "
                     f"got {v!r}")
                 ok = False
         conv = cfg.converge if isinstance(cfg.converge, dict) else {}
