@@ -46,6 +46,7 @@ import numpy as np
 from seglab.advise import weights as W
 from seglab.advise.evidence import rule_status
 from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
+from seglab.data.masks import code_rgb, dense_labels, detect_void, rgb_decomposable, rgb_mixed
 
 BALANCED = 3.0
 BACKGROUND_DOMINANT = 0.5
@@ -56,7 +57,6 @@ RARE_FRACTION = 0.05
 #: them and early training swings. ENet's class weighting (Paszke et al. 2016) is bounded at 50 for this
 #: reason. (Whether the weights help at all is inconclusive on the committed tasks: docs/advise_evidence.md.)
 MAX_WEIGHT = 50.0
-DENSE_UP_TO = 32  # label values below this are class indices even with gaps (see dense_labels)
 ANISOTROPY = 3.0  # max / min voxel spacing above which a volume is anisotropic (nnU-Net's threshold)
 TUBULAR_WIDTH = 8.0  # typical width (pixels/voxels) at most this ...
 TUBULAR_ELONGATION = 8.0  # ... and at least this many times longer than wide (stats.elongation): tubular (2D)
@@ -108,24 +108,14 @@ def _from_patterns(patterns: dict, pattern_files: dict, n_classes: int, key_to_c
 def rgb_readings(stats: MaskStats) -> dict:
     """Distinct colours, whether they decompose into primary channels, and whether mixed colours occur."""
     cols = sorted(stats.colour_counts)
-    rgb = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in cols]
-    on_values = [set(v[i] for v in rgb if v[i]) for i in range(3)]
-    decomposable = all(len(s) <= 1 for s in on_values)
-    mixed = [v for v in rgb if sum(1 for x in v if x) >= 2] if decomposable else []
+    decomposable, mixed = rgb_decomposable(cols), rgb_mixed(cols)  # the reader's rules (seglab.data.masks)
     return {
-        "colours": [{"rgb": list(v), "name": colour_name(v), "pixels": int(stats.colour_counts[c])} for v, c in zip(rgb, cols)],
+        "colours": [{"rgb": list(code_rgb(c)), "name": colour_name(code_rgb(c)), "pixels": int(stats.colour_counts[c])}
+                    for c in cols],
         "decomposable": decomposable,
-        "mixed_colours": [colour_name(v) for v in mixed],
+        "mixed_colours": [colour_name(code_rgb(c)) for c in mixed],
         "ambiguous": bool(decomposable and mixed),
     }
-
-
-def dense_labels(labels: list[int]) -> bool:
-    """Whether sorted label values are taken as the class indices 0..max (a class missing in between is absent
-    from these masks, e.g. a VOC subset without class 7): when max < ``DENSE_UP_TO`` or at most half of
-    0..max is missing. Otherwise (a stray 5000, 0/100, 16-bit ids) the classes are the distinct labels in
-    increasing order, and the advice says how to remap."""
-    return labels[-1] + 1 <= max(2 * len(labels), DENSE_UP_TO)
 
 
 def resolve_void(stats: MaskStats, ignore_index) -> tuple[int | None, str | None, list[str]]:
@@ -144,24 +134,18 @@ def resolve_void(stats: MaskStats, ignore_index) -> tuple[int | None, str | None
         return None, None, []
     labels = set(stats.label_counts)
     warns: list[str] = []
-    void = None
-    why = ""
-    if stats.palette_sizes:
-        size = min(stats.palette_sizes)
+    size = min(stats.palette_sizes) if stats.palette_sizes else None
+    if size is not None:
         outside = sorted(v for v in labels if v >= size)
-        if len(outside) == 1 and len(labels) > 1:
-            void = outside[0]
-            why = f"it lies outside the palette's colour table ({size} entries)"
-        elif len(outside) > 1:
+        if len(outside) > 1:
             warns.append(f"{len(outside)} label values lie outside the palette's colour table ({size} entries): "
                          f"{', '.join(map(str, outside[:10]))}; if one of them marks 'void', pass --ignore-index N")
-    if void is None and 255 in labels and 254 not in labels and any(1 <= v <= 253 for v in labels):
-        void = 255
-        others = sorted(labels - {255})
-        why = (f"it stands apart from the class labels ({_label_range(others)}), the PASCAL VOC / Cityscapes convention "
-               "for 'void' (object boundaries, unlabelled regions)")
+    void, why = detect_void(labels, size)  # the reader's rule (seglab.data.masks), one truth with the folder task
     if void is None:
         return None, None, warns
+    if void == 255 and "palette" not in why:
+        why = (f"it stands apart from the class labels ({_label_range(sorted(labels - {255}))}), the PASCAL VOC / "
+               "Cityscapes convention for 'void' (object boundaries, unlabelled regions)")
     n_imgs = sum(e[0] for k, e in stats.patterns.items() if void in k)
     n = stats.drop_label(void)
     pct = n / max(n + stats.n_pixels, 1)
