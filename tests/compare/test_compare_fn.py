@@ -346,3 +346,22 @@ def test_folder_advised_on_the_training_masks(tmp_path, capsys):
     d = json.loads(cap.out)
     assert d["baseline"] == want and d["setup"]["mode"] == "multiclass"
     assert f"the {len(task.train_cases)} training masks of" in cap.err and want in cap.err
+
+
+def test_upgrade_with_another_margin(tmp_path, capsys):
+    """A --fn comparison re-read with a wider margin: higher-is-better metrics take it, hd95 keeps none."""
+    from seglab.compare import upgrade
+    from seglab.compare.core import render_html
+
+    fn, _ = _fake(tmp_path)
+    assert main(["compare", "--fn", fn, "--losses", "dice+ce,ce", "--seeds", "3", "--mode", "multiclass",
+                 "--out", str(tmp_path / "c"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert upgrade(d) is d
+    wide = upgrade(d, margin=0.2)
+    by = {x["metric"]: x for x in wide["differences"]}
+    assert by["dice[b]"]["margin"] == 0.2 and by["hd95"]["margin"] is None and by["hd95"]["tost_p"] is None
+    assert wide["setup"]["metrics"]["dice"]["margin"] == 0.2 and wide["setup"]["metrics"]["hd95"]["margin"] is None
+    assert [x["p_raw"] for x in wide["differences"]] == [x["p_raw"] for x in d["differences"]]
+    assert by["dice"]["verdict"] == "equivalent"  # +0.026 mean difference, now inside +-0.2 (3 pairs)
+    assert render_html(d).count("<td class='verdict'>") == len(d["differences"])

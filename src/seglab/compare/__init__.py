@@ -15,8 +15,13 @@ Example::
     cmp = compare(["dice+ce", "ce"], task="shapes", seeds=3, steps=50, out="results/cmp")
     print(cmp.text())                   # ranking and paired differences
     cmp.to_dict()["differences"][0]     # {"a": "ce", "b": "dice + ce", "metric": "fg_dice", "verdict": ...}
+
+:func:`compare_fn` asks the same question of the user's own training code (``seglab compare --fn``): it calls
+``run(loss, seed, **opts)`` for every loss x seed and compares every metric the function returns
+(:mod:`seglab.compare.fn`; a LightningModule: :mod:`seglab.compare.lightning`).
 """
 
 from .core import Comparison, LossResult, ablations, assess, compare, upgrade
+from .fn import FnError, compare_fn
 
-__all__ = ["compare", "Comparison", "LossResult", "ablations", "assess", "upgrade"]
+__all__ = ["compare", "compare_fn", "Comparison", "FnError", "LossResult", "ablations", "assess", "upgrade"]

@@ -75,7 +75,7 @@ def training_masks(task: str, task_kw: dict[str, Any]):
     from seglab.advise.cli import task_masks
     from seglab.data import create_task
 
-    t = create_task(task, **task_kw)
+    t: Any = create_task(task, **task_kw)
     cases = getattr(t, "train_cases", None)
     if task == "folder" and cases is not None and getattr(t, "path", None) is not None:
         from seglab.advise import FORMATS

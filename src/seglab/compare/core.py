@@ -640,9 +640,15 @@ def upgrade(d: dict[str, Any], margin: Optional[float] = None) -> dict[str, Any]
         diffs.append(_paired(x["a"], x["b"], x["metric"], values(by_label[x["a"]], x["metric"]),
                              values(base, x["metric"]), conf))
         diffs[-1].higher_is_better = bool(x.get("higher_is_better", True))
-    fn_metrics = (d.get("setup") or {}).get("metrics") or {}
-    assess(diffs, mg, {k: v.get("margin") for k, v in fn_metrics.items() if "margin" in v} if fn_metrics else None)
+    # --fn: a metric keeps its own margin (or none) unless it had the run's margin, which ``margin`` replaces
+    fn_metrics = {k: dict(v) for k, v in ((d.get("setup") or {}).get("metrics") or {}).items()}
+    own = {k: v.get("margin") for k, v in fn_metrics.items() if v.get("margin") != stored}
+    assess(diffs, mg, own if fn_metrics else None)
+    for k, v in fn_metrics.items():
+        v["margin"] = own.get(k, mg) if k in own else mg
     rule = RULE_FN if (d.get("setup") or {}).get("kind") == "fn" else RULE
+    if fn_metrics:
+        d = {**d, "setup": {**d["setup"], "metrics": fn_metrics}}
     out = {**d, "schema_version": SCHEMA_VERSION, "margin": mg, "confidence": conf,
            "rule": rule.format(conf=conf, alpha=1.0 - conf, margin=mg, tost=1.0 - 2.0 * (1.0 - conf)),
            "families": _families(diffs), "differences": [x.as_dict() for x in diffs]}

@@ -257,7 +257,7 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
 
     from .core import _check_common, write_outputs
 
-    specs = [str(s).strip() for s in losses]
+    specs = [str(x).strip() for x in losses]
     seed_list = _check_common(specs, seeds, confidence, margin)
     if not isinstance(metric, str) or not metric or "[" in metric:
         raise ConfigError(f"--metric must be a metric name, got {metric!r}")
@@ -268,10 +268,10 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
                               f"{', '.join(specs)} do not imply one mode)")
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    canon = []
-    for s in specs:
+    canon: list[str] = []
+    for given in specs:
         try:
-            canon.append(canonical_spec(s, mode))
+            canon.append(canonical_spec(given, mode))
         except (ValueError, TypeError) as e:
             raise ConfigError(f"--losses: {str(e).splitlines()[0]}") from None
     if len(set(canon)) != len(canon):
@@ -292,8 +292,8 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
     check_out_dir(out, "--out")
     store = ResultsStore(out)
     store.clean_tmp()
-    plan = [(c, g, s) for s in seed_list for c, g in zip(canon, specs)]
-    rows = []
+    plan: list[tuple[str, str, int]] = [(c, g, s) for s in seed_list for c, g in zip(canon, specs)]
+    rows: list[dict[str, Any]] = []
     for c, g, s in plan:
         cfg = {"kind": "fn", "fn": ident, "fn_kw": fn_kw, "loss": c, "mode": mode, "seed": s}
         rows.append({"run_id": run_id(ident, fn_kw, c, mode, s), "label": f"{labels.get(g, g)} seed {s}", **cfg})
@@ -303,7 +303,7 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
     values: dict[tuple[str, int], dict[str, Any]] = {}
     failed: list[str] = []
     for i, ((c, g, s), row) in enumerate(zip(plan, rows), 1):
-        rid = row["run_id"]
+        rid = str(row["run_id"])
         label = labels.get(g, g)
         where = f"--fn {ident}: loss {g!r} seed {s}"
         if store.is_done(rid):
