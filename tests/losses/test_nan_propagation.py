@@ -2,7 +2,8 @@
 
 For every name of :func:`seglab.list_losses` (plus the ``smooth=0`` variants, where an empty class is a 0/0, and
 composites) × every mode it accepts × every CPU backend (C++ kernels, the eager torch backend forced with
-``SEGLAB_FUSED_BACKEND=eager``, the reference code with the fused kernels off) × validation on/off × float32/float64:
+``SEGLAB_FUSED_BACKEND=eager``, the reference code with the fused kernels off) × validation on/off × float32/float64
+(multiclass: index targets, and for losses with kernels one-hot targets in float32):
 
 * one NaN logit (sigmoid modes: in the last channel, since a channel that ``include_background=False`` drops never
   reaches the loss): validation on raises seglab's non-finite-logits error; validation off (what ``torch.compile`` and
@@ -117,18 +118,22 @@ def test_nan_logit_gives_nan_or_the_validation_error(spec, monkeypatch):
                 # multiclass: channel 0 (the C++ max skipped a NaN there), not the target class of that pixel;
                 # sigmoid: the last channel (a channel include_background=False drops never reaches the loss)
                 x[0, 0 if mode == "multiclass" else -1, 3, 4] = float("nan")  # (target class 2 there)
+                targets = [("index" if mode == "multiclass" else "dense", t)]
+                if mode == "multiclass" and dtype == torch.float32 and len(backends) > 1:  # one-hot: "mcd" kernels
+                    targets.append(("onehot", torch.nn.functional.one_hot(t, 3).movedim(-1, 1).float()))
                 for be in backends:
-                    with backend(be, monkeypatch), warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        case = f"{mode}/{reduction}/{str(dtype)[6:]}/{be}"
-                        with pytest.raises(ValueError, match=NAN_MSG):
-                            loss(x, t)
-                        with seglab.validation(False):
-                            v = loss(x, t)
-                        ran += 1
-                        if not bool(torch.isnan(v).any()):
-                            failures.append(f"{case}: {v.flatten()[:6].tolist()}")
-    assert ran == len(modes) * 2 * 2 * len(backends)
+                    for kind, tt in targets:
+                        with backend(be, monkeypatch), warnings.catch_warnings():
+                            warnings.simplefilter("ignore")
+                            case = f"{mode}/{kind}/{reduction}/{str(dtype)[6:]}/{be}"
+                            with pytest.raises(ValueError, match=NAN_MSG):
+                                loss(x, tt)
+                            with seglab.validation(False):
+                                v = loss(x, tt)
+                            ran += 1
+                            if not bool(torch.isnan(v).any()):
+                                failures.append(f"{case}: {v.flatten()[:6].tolist()}")
+    assert ran == (len(modes) + ('multiclass' in modes and len(backends) > 1) / 2) * 2 * 2 * len(backends)
     assert not failures, f"{spec}: a NaN logit gave a finite loss with validation off:\n" + "\n".join(failures)
 
 
