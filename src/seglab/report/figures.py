@@ -17,6 +17,11 @@ from .data import _fmt, figure_slug, figure_title
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
 
 
+def _t(text: object) -> str:
+    """User text (loss specs, class and model names) for a figure: shown as written, ``$`` is not mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 class _Figures:
     """The two calls of ``matplotlib.pyplot`` the figures need, without pyplot: figures are plain
     ``matplotlib.figure.Figure`` objects, so rendering a report neither switches the caller's matplotlib backend
@@ -152,13 +157,13 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
             col = _COLORS[i % len(_COLORS)]
             g = curves[f"gnorm/{m}"]
             g = np.where(g > 0, g, np.nan)  # log scale
-            drew_g |= plot_series(ax_g, steps, g, color=col, lw=1.1, label=display_label(m))
-            plot_series(ax_l, steps, curves[f"loss/{m}"], color=col, lw=1.1, label=display_label(m))
+            drew_g |= plot_series(ax_g, steps, g, color=col, lw=1.1, label=_t(display_label(m)))
+            plot_series(ax_l, steps, curves[f"loss/{m}"], color=col, lw=1.1, label=_t(display_label(m)))
         if drew_g:
             ax_g.set_yscale("log")
         else:
             no_data(ax_g, "no gradient norm recorded\n(grad_norm_every = 0)")
-        ax_g.set_title(f"trained with {display_label(loss)}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
+        ax_g.set_title(f"trained with {_t(display_label(loss))}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
         ax_g.grid(alpha=0.3)
         ax_l.grid(alpha=0.3)
         ax_l.set_xlabel("step")
@@ -167,7 +172,7 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
             ax_l.set_ylabel("loss")
     h, lab = axes[1, 0].get_legend_handles_labels()
     fig.legend(h, lab, loc="lower center", ncol=max(1, len(lab)), fontsize=8, frameon=False)
-    fig.suptitle(figure_title(key) + "  — smoothed, mean over seeds", fontsize=11)
+    fig.suptitle(_t(figure_title(key)) + "  — smoothed, mean over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
     path = out / f"{figure_slug(key)}.png"
     fig.savefig(path, dpi=90)
@@ -196,10 +201,10 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
         for p, col in enumerate(cols):
             ax = axes[p // ncol, p % ncol]
             plot_series(ax, steps, curves[col], smooth_frac=0, color=_COLORS[j % len(_COLORS)], lw=1.3,
-                        label=display_label(loss) + (f" (n={len(by_loss[loss])})" if len(by_loss[loss]) > 1 else ""))
+                        label=_t(display_label(loss)) + (f" (n={len(by_loss[loss])})" if len(by_loss[loss]) > 1 else ""))
     for p, name in enumerate(panels):
         ax = axes[p // ncol, p % ncol]
-        ax.set_title("mean over classes" if name == "mean" else f"class {name}", fontsize=9)
+        ax.set_title("mean over classes" if name == "mean" else f"class {_t(name)}", fontsize=9)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
         if not ax.lines:
@@ -213,7 +218,7 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
         axes[p // ncol, p % ncol].set_visible(False)
     h, lab = axes[0, 0].get_legend_handles_labels()
     fig.legend(h, lab, loc="lower center", ncol=max(1, min(len(lab), 5)), fontsize=8, frameon=False)
-    fig.suptitle(figure_title(key) + "  — validation Dice per class, mean over seeds", fontsize=10)
+    fig.suptitle(_t(figure_title(key)) + "  — validation Dice per class, mean over seeds", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 if nrow == 1 else 0.05, 1, 0.94))
     path = out / f"{figure_slug(key)}_dice_curves.png"
     fig.savefig(path, dpi=90)
@@ -261,10 +266,10 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
                         color="white" if (not math.isnan(M[i, j]) and M[i, j] < 0.5) else "black")
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(losses)), [display_label(l) for l in losses], rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(range(len(losses)), [_t(display_label(l)) for l in losses], rotation=45, ha="right", fontsize=8)
         ylabels = [f"{t} fg{100 * fg:g}% {m} {('BN' if nm == 'batch' else 'norm=' + nm)}" if fg >= 0 else f"{t} {m} norm={nm}"
                    for t, fg, m, nm in rows]
-        ax.set_yticks(range(len(rows)), ylabels if k == 0 else [""] * len(rows), fontsize=8)
+        ax.set_yticks(range(len(rows)), [_t(y) for y in ylabels] if k == 0 else [""] * len(rows), fontsize=8)
         title = f"{o[0]} lr={o[1]:g}" + (f" mom={o[2]:g}" if o[0] == "sgd" else "")
         ax.set_title(title, fontsize=9)
     if im is not None:
@@ -306,7 +311,7 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
                 v = [float(x) for x in v if _finite_pos(x)]
                 ys.append(float(np.exp(np.mean(np.log(v)))) if v else np.nan)
             plot_series(ax, np.array([100 * f for f in fgs]), np.array(ys), smooth_frac=0, marker="o",
-                        color=_COLORS[i % len(_COLORS)], label=display_label(m))
+                        color=_COLORS[i % len(_COLORS)], label=_t(display_label(m)))
         if ax.lines:
             ax.set_yscale("log")
         else:
