@@ -233,11 +233,19 @@ def test_bad_fn_one_line_exit_2(tmp_path, capsys, case, needle):
     (["--losses", "ce,dice", "--mode", "multiclass", "--metric-margin", "hd95=-1"], "--metric-margin"),
     (["--losses", "ce,dice", "--mode", "multiclass", "--engine", "ray"], "--engine"),
     (["--losses", "ce,dice", "--mode", "multiclass", "--datamodule", "a:B"], "--lightning"),
+    (["--no-fn", "--losses", "ce,dice", "--mode", "multiclass", "--lightning", "a:B"], "--datamodule"),
+    (["--losses", "ce,dice", "--lightning", "a:B", "--datamodule", "a:C"], "not both"),
+    (["--losses", "ce,dice", "--mode", "binary", "--task", "shapes"], "the task's masks are multiclass"),
+    (["--no-fn", "--losses", "ce,dice", "--mode", "binary"], "--mode goes with --fn"),
+    (["--no-fn", "--losses", "ce,dice", "--metric", "hd95"], "--metric goes with --fn"),
+    (["--no-fn", "--losses", "ce,dice", "--fn-opt", "steps=3"], "--fn-opt goes with --fn"),
 ])
 def test_cli_errors(tmp_path, capsys, args, needle):
     f = tmp_path / "ok.py"
     f.write_text("def run(loss, seed):\n    return {'dice': 0.5}\n")
-    rc = main(["compare", "--fn", f"{f}:run", "--seeds", "2", "--out", str(tmp_path / "c"), *args])
+    fn = [] if "--no-fn" in args else ["--fn", f"{f}:run"]
+    args = [a for a in args if a != "--no-fn"]
+    rc = main(["compare", *fn, "--seeds", "2", "--out", str(tmp_path / "c"), *args])
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and needle in lines[0], err
@@ -246,11 +254,14 @@ def test_cli_errors(tmp_path, capsys, args, needle):
 
 def test_mode_implied_by_the_specs(tmp_path, capsys):
     f = tmp_path / "ok.py"
-    f.write_text("def run(loss, seed):\n    return {'dice': 0.5 + 0.01 * seed, 'mode': 1.0 if loss.mode == 'multiclass' else 0.0}\n")
+    f.write_text("def run(loss, seed):\n    print('epoch 1 done')\n"
+                 "    return {'dice': 0.5 + 0.01 * seed, 'mode': 1.0 if loss.mode == 'multiclass' else 0.0}\n")
     rc = main(["compare", "--fn", f"{f}:run", "--losses", "cce,dice", "--seeds", "2", "--out", str(tmp_path / "c"),
                "--json"])
-    d = json.loads(capsys.readouterr().out)
+    cap = capsys.readouterr()
+    d = json.loads(cap.out)  # what the function printed went to stderr
     assert rc == 0 and d["setup"]["mode"] == "multiclass" and _per_seed(d, "cce", "mode") == [1.0, 1.0]
+    assert cap.err.count("epoch 1 done") == 4
 
 
 # ---------------------------------------------------------------- Lightning
@@ -365,3 +376,18 @@ def test_upgrade_with_another_margin(tmp_path, capsys):
     assert [x["p_raw"] for x in wide["differences"]] == [x["p_raw"] for x in d["differences"]]
     assert by["dice"]["verdict"] == "equivalent"  # +0.026 mean difference, now inside +-0.2 (3 pairs)
     assert render_html(d).count("<td class='verdict'>") == len(d["differences"])
+
+
+def test_brain_tissue_advised_on_its_training_slices(tmp_path, capsys):
+    """A task with training_masks(): compare advises on those, as seglab advise --task does."""
+    if importlib.util.find_spec("nilearn") is None:
+        pytest.skip("brain-tissue needs nilearn's bundled template (pip install --no-deps nilearn)")
+    want = _advise_spec(["--task", "brain-tissue", "--task-opt", "size=16"], capsys)
+    f = tmp_path / "ok.py"
+    f.write_text("def run(loss, seed):\n    return {'dice': 0.5 + 0.01 * seed}\n")
+    rc = main(["compare", "--task", "brain-tissue", "--task-opt", "size=16", "--fn", f"{f}:run", "--ablate", "advised",
+               "--seeds", "2", "--out", str(tmp_path / "c"), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    d = json.loads(cap.out)
+    assert d["baseline"] == want and "the training masks of task brain-tissue" in cap.err

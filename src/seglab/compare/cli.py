@@ -48,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "trained with lightning.Trainer, scored by trainer.validate (needs --datamodule)")
     g.add_argument("--datamodule", metavar="MOD:Data", help="the LightningDataModule class for --lightning")
     g.add_argument("--mode", choices=["multiclass", "binary", "multilabel"],
-                   help="mode the losses are built for (seglab.get_loss(spec, mode)); default: the task's, or the one "
-                   "mode the loss specs imply")
-    g.add_argument("--metric", default="dice", help="primary endpoint among the returned metrics (ranks the losses; "
+                   help="mode the losses are built for (seglab.get_loss(spec, mode)); default: the function's mode "
+                   "attribute, the task's (PATH/--task), or the one mode the loss specs imply")
+    g.add_argument("--metric", help="primary endpoint among the returned metrics (ranks the losses; "
                    "default dice); every returned metric is compared, each its own Holm family")
     g.add_argument("--lower-is-better", action="append", default=[], metavar="NAME",
                    help="a returned metric where smaller is better (repeatable; hd95, assd and names ending in 'loss' "
@@ -245,8 +245,10 @@ def run(args: argparse.Namespace) -> int:
         check_out_dir(args.out, "--out", create=False)
         if user_code:
             return _run_user_code(args, task, task_kw)
-        if getattr(args, "fn_opt", None) or getattr(args, "datamodule", None):
-            raise ConfigError("--fn-opt and --datamodule go with --fn or --lightning")
+        for flag in ("fn_opt", "datamodule", "mode", "metric", "lower_is_better", "metric_margin"):
+            if getattr(args, flag, None):
+                raise ConfigError(f"--{flag.replace('_', '-')} goes with --fn or --lightning (seglab's trainer takes the "
+                                  "mode from the task and compares the Dice)")
         specs, labels = plan_losses(args, task, task_kw, quiet=args.json)
         assert task is not None
         cmp = compare(specs, out=args.out, task=task, task_kw=task_kw, model=args.model, model_kw=model_kw,
@@ -323,10 +325,15 @@ def _run_user_code(args: argparse.Namespace, task: Optional[str], task_kw: dict[
 
         fn = lightning_fn(args.lightning, args.datamodule)
         name = f"lightning:{args.lightning}|{args.datamodule}"
-    cmp = compare_fn(specs, fn=fn, fn_name=name, out=args.out, mode=mode, fn_kw=fn_kw, seeds=args.seeds,
-                     metric=args.metric, lower_is_better=args.lower_is_better, margin=args.margin,
-                     margins=_margins(args.metric_margin), confidence=args.confidence, labels=labels,
-                     show_progress=not args.no_progress and not args.json)
+    import contextlib
+
+    # with --json, stdout carries the one JSON object: what the user's code prints goes to stderr
+    redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with redirect:
+        cmp = compare_fn(specs, fn=fn, fn_name=name, out=args.out, mode=mode, fn_kw=fn_kw, seeds=args.seeds,
+                         metric=args.metric or "dice", lower_is_better=args.lower_is_better, margin=args.margin,
+                         margins=_margins(args.metric_margin), confidence=args.confidence, labels=labels,
+                         show_progress=not args.no_progress and not args.json)
     return _print(cmp, args)
 
 
