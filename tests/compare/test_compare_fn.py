@@ -391,3 +391,28 @@ def test_brain_tissue_advised_on_its_training_slices(tmp_path, capsys):
     assert rc == 0, cap.err
     d = json.loads(cap.out)
     assert d["baseline"] == want and "the training masks of task brain-tissue" in cap.err
+
+
+def test_module_spec_and_ablation(tmp_path, capsys, monkeypatch):
+    """--fn package.module:function from sys.path; --ablate SPEC with --fn trains SPEC and its one-factor variants."""
+    pkg = tmp_path / "mypkg_seglab_fn"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train.py").write_text("from seglab.losses import format_loss\n"
+                                  "def run(loss, seed):\n"
+                                  "    return {'dice': 0.5 + 0.01 * seed + 0.001 * len(format_loss(loss))}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = "dice[include_background=false] + ce[class_weights=[0.5,2.0]]"
+    rc = main(["compare", "--fn", "mypkg_seglab_fn.train:run", "--ablate", spec, "--mode", "multiclass",
+               "--seeds", "2", "--out", str(tmp_path / "c"), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    d = json.loads(cap.out)
+    labels = {r["label"]: r["spec"] for r in d["losses"]}
+    assert labels["full"] == seglab.format_loss(seglab.get_loss(spec, "multiclass"))
+    assert {"full", "without CE weights", "without background exclusion", "without Dice term", "without CE term",
+            "plain"} <= set(labels)
+    assert d["setup"]["fn"] == "mypkg_seglab_fn.train:run" and len(list((tmp_path / "c" / "runs").iterdir())) == 12
+    for r in d["losses"]:  # each value is what the function computed from the loss it was given
+        n = len(seglab.format_loss(seglab.get_loss(r["spec"], "multiclass")))
+        assert r["metrics"]["dice"]["per_seed"] == [0.5 + 0.01 * k + 0.001 * n for k in range(2)]
