@@ -381,15 +381,17 @@ def _account(outcome: SweepOutcome, entry: Entry) -> None:
 
 def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
     """The jobs one after the other in this process, with ``threads`` torch threads; the caller's thread count
-    is restored however this ends (a library call leaves no process-global state changed)."""
+    and CPU random generator state are restored however this ends (a library call leaves no process-global
+    state changed)."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        for job in jobs:
-            for entry in _run_job(job, str(store.root)):
-                _account(outcome, entry)
+        with torch.random.fork_rng(devices=[]):  # packed runs seed torch's CPU generator: the caller's is kept
+            for job in jobs:
+                for entry in _run_job(job, str(store.root)):
+                    _account(outcome, entry)
     except KeyboardInterrupt as e:
         _interrupted(outcome, e)
     finally:

@@ -184,9 +184,17 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
     """Check every run (names, ranges, loss/task compatibility) and return them resolved.
 
     Raises :class:`ConfigError` listing every problem found, before any run starts. Every loss and monitor
-    spec is built once per task mode (names, options, mode rules, constructor checks); with ``build=True``
-    each distinct task and model is actually constructed once too (cheap for the built-in ones).
+    spec is built once per task mode (names, options, mode rules, constructor checks, per-class option lengths
+    against the task's classes); with ``build=True`` each distinct task and model is actually constructed once
+    too (cheap for the built-in ones). Building draws from torch's CPU generator; the caller's state is restored.
     """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        return _validate_runs(runs, build=build)
+
+
+def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]:
     from seglab.data import create_task
 
     errors: list[str] = []

@@ -105,7 +105,20 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
             ``val/dice/<class>``, ``val/iou/<class>`` at every validation (main process only).
         should_stop: called with the steps done after every step; a truthy value stops the run there: the last
             checkpoint is written (with ``run_dir``) and :class:`TrainInterrupted` is raised carrying that value.
+
+    The run seeds torch's random generators with ``cfg.seed``; the caller's generator states (CPU, and the
+    run's CUDA device) are restored when it ends (``torch.random.fork_rng``): a library call leaves no
+    process-global state changed.
     """
+    dev = (info or DistInfo()).device
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        return _train_run(cfg, info=info, progress=progress, progress_every=progress_every, run_dir=run_dir,
+                          resume=resume, printer=printer, tensorboard=tensorboard, should_stop=should_stop)
+
+
+def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[ProgressFn], progress_every: int,
+               run_dir: Optional[str | Path], resume: Optional[dict[str, Any]], printer: Any,
+               tensorboard: Optional[ScalarWriter], should_stop: Optional[StopFn]) -> RunResult:
     from seglab._checks import validation
     from seglab.data import create_task
     from seglab.models import create_model
