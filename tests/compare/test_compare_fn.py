@@ -416,3 +416,15 @@ def test_module_spec_and_ablation(tmp_path, capsys, monkeypatch):
     for r in d["losses"]:  # each value is what the function computed from the loss it was given
         n = len(seglab.format_loss(seglab.get_loss(r["spec"], "multiclass")))
         assert r["metrics"]["dice"]["per_seed"] == [0.5 + 0.01 * k + 0.001 * n for k in range(2)]
+
+
+def test_check_result_numbers():
+    import torch
+
+    from seglab.compare.fn import FnError, check_result
+
+    got = check_result({"dice": {"a": np.float32(0.5), "b": torch.tensor([0.25])}, "n": 3, "x": torch.tensor(1.5)}, "w")
+    assert got == {"dice": {"a": 0.5, "b": 0.25}, "n": 3.0, "x": 1.5}
+    for bad in ({"dice": True}, {"dice": torch.ones(2)}, {"dice": np.ones(2)}, {"dice[a]": 0.5}, {3: 0.5}):
+        with pytest.raises(FnError, match="^w: "):
+            check_result(bad, "w")
