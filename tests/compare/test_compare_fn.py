@@ -147,6 +147,12 @@ def test_resume_direction_and_families(tmp_path, capsys):
     assert main(argv) == 0
     again = json.loads(capsys.readouterr().out)
     assert len(_calls(log)) == 12 and again["differences"] == d["differences"]
+    # another primary metric over the same (resumed) calls; one that was never returned is a one-line error
+    assert main(argv + ["--metric", "hd95"]) == 0
+    assert json.loads(capsys.readouterr().out)["losses"][0]["label"] == "ce" and len(_calls(log)) == 12
+    assert main(argv + ["--metric", "iou"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["seglab compare: --metric 'iou': not among the metrics the function returned (dice, hd95, val_loss)"]
     # another option value is another run: every call again
     assert main(argv + ["--fn-opt", "shift=0.01"]) == 0
     capsys.readouterr()

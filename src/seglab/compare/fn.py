@@ -357,6 +357,9 @@ def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict
               margin: float, margins: Optional[dict[str, Optional[float]]], confidence: float, labels: dict[str, str],
               out: str) -> Comparison:
     # the metrics, in the order first returned, the primary first; per-class or scalar, never both
+    if values and not any(metric in got for got in values.values()):  # e.g. resumed calls and another --metric
+        returned = list(dict.fromkeys(k for got in values.values() for k in got))
+        raise FnError(f"--metric {metric!r}: not among the metrics the function returned ({', '.join(returned)})")
     kinds: dict[str, Optional[list[str]]] = {metric: None}
     for (c, s), got in values.items():
         for k, v in got.items():
