@@ -71,6 +71,22 @@ def check_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | Non
             raise label_range_error(labels[bad].unique().tolist(), c, ignore_index)
 
 
+@torch.library.custom_op("seglab::check_labels", mutates_args=(),
+                         schema="(Tensor labels, int num_classes, int? ignore_index) -> Tensor")
+def _check_labels_op(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    """:func:`check_labels` as an op, for :func:`prepare_target` under ``torch.compile`` (a host-side check in Python
+    would break the graph): raises the label-range error at run time, else returns a 0-dim zero of the labels' dtype.
+    The caller adds it to the labels, which puts the check in the graph's data flow (an op whose result is unused
+    would be removed as dead code) at the cost of one fused add."""
+    check_labels(labels, num_classes, ignore_index)
+    return labels.new_zeros(())
+
+
+@_check_labels_op.register_fake
+def _(labels, num_classes, ignore_index):
+    return labels.new_empty(())
+
+
 def _is_label_map(logits: torch.Tensor, target: torch.Tensor, mode: str) -> bool:
     """A multiclass float ``(N, 1, *spatial)`` target with C > 1 logits: a label map (MONAI's loaders), never a
     dense target (which has C channels)."""
@@ -247,10 +263,12 @@ def prepare_target(
                 valid = None
             else:
                 target = target.masked_fill(~valid, 0)
+        # labels are bounds-checked whatever the validation setting (as the fused kernels do): an index out of
+        # range would otherwise reach torch's gather / cross_entropy (IndexError, or a device assert)
         if validate or not torch.compiler.is_compiling():
-            # labels are bounds-checked whatever the validation setting (as the fused kernels do): an index
-            # out of range would otherwise reach torch's gather / cross_entropy (IndexError, or a device assert)
             check_labels(target, c, ignore_index)
+        else:  # traced: the same check as an op at run time (no host sync in the graph), in the data flow
+            target = target + torch.ops.seglab.check_labels(target, c, ignore_index)
         return Target(index=target, dense=None, valid=valid)
 
     # dense targets: multiclass float (one-hot / soft), multilabel, binary

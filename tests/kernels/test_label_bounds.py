@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -84,3 +86,17 @@ def test_prepare_target_uses_the_same_message():
     with pytest.raises(ValueError) as ei:
         seglab.targets.prepare_target(x, t, "multiclass")
     assert str(ei.value) == _expected(7)
+
+
+def test_check_labels_op_for_compiled_reference_paths():
+    """``seglab::check_labels`` (what prepare_target runs under torch.compile): registration checked by opcheck; a
+    zero when the labels are in range (ignore_index allowed), seglab's message otherwise."""
+    t = torch.tensor([[0, 2, 1], [255, 1, 0]])
+    torch.library.opcheck(torch.ops.seglab.check_labels.default, (t, 3, 255))
+    zero = torch.ops.seglab.check_labels(t, 3, 255)
+    assert zero.shape == () and zero.dtype == t.dtype and int(zero) == 0
+    with pytest.raises(ValueError, match=r"found values \[255\]; if they mark pixels to skip, pass ignore_index"):
+        torch.ops.seglab.check_labels(t, 3, None)
+    t[0, 0] = -1
+    with pytest.raises(ValueError, match=re.escape(_expected(-1, 255))):
+        torch.ops.seglab.check_labels(t, 3, 255)

@@ -10,7 +10,8 @@ the default backend (inductor), then every distinct loss of ``describe_losses()`
 ``cce``/``ce``, run once per mode; base losses in every mode they take, presets such as ``dicefg`` in their first)
 with ``backend="aot_eager"`` (dynamo + AOT autograd:
 the custom ops' autograd formulas are traced), forward and backward, ``fullgraph=True``. Afterwards the same losses
-run eagerly and values and gradients are compared.
+run eagerly and values and gradients are compared. Last, out-of-range labels on reference paths (CE with
+reduction="none", MCC, Lovász) under compile get seglab's label-range error (the ``seglab::check_labels`` op).
 """
 
 from __future__ import annotations
@@ -90,6 +91,20 @@ for i, (name, mode, backend) in enumerate(cases):
         out["compared"] += 1
     except AssertionError as e:
         out["failures"].append(f"{name}/{mode}/{backend} differs from eager: {e}")
+# out-of-range labels on reference paths under compile: seglab's message from the check_labels op (not torch's error)
+out["label_checks"] = 0
+for spec, red in (("ce", "none"), ("mcc", "mean"), ("lovasz", "mean")):
+    torch._dynamo.reset()
+    x, t = inputs("multiclass", 0)
+    t[0, 1, 1] = 7
+    f = torch.compile(seglab.get_loss(spec, mode="multiclass", reduction=red), fullgraph=True, backend="aot_eager")
+    try:
+        f(x, t)
+        out["failures"].append(f"{spec} compiled: label 7 for C=3 gave no error")
+    except Exception as e:
+        if not (isinstance(e, ValueError) and "class indices in [0, 3)" in str(e) and "[7]" in str(e)):
+            out["failures"].append(f"{spec} compiled, label 7: {type(e).__name__}: {str(e)[:300]}")
+    out["label_checks"] += 1
 print("RESULT:" + json.dumps(out))
 """
 
@@ -104,7 +119,7 @@ def test_every_loss_compiles_on_first_use_in_a_fresh_process():
     assert proc.returncode == 0 and lines, proc.stderr[-4000:]
     out = json.loads(lines[-1][len("RESULT:"):])
     assert not out["failures"], "\n".join(out["failures"])
-    assert out["compared"] == len(out["cases"])
+    assert out["compared"] == len(out["cases"]) and out["label_checks"] == 3
     assert out["bases"] == sorted(LOSSES)  # every base loss compiled (in every mode it takes)
     if out["kernels_unavailable"] is None:  # a compiler is there: the first compiled call loaded the C++ kernels
         assert out["kernels_loaded_by_first_compiled_call"]
