@@ -22,8 +22,9 @@ the conventions table and a worked example where they differ):
 Distances come from an exact Euclidean distance transform of the other side's boundary within the union's
 bounding box: the ``edt`` package's (multi-threaded, ``torch.get_num_threads()`` threads) when it is installed,
 scipy.ndimage's otherwise (both in the ``metrics`` extra). ``edt`` computes in float32: its distances agree with
-scipy's float64 ones to a few 1e-8 relative, and surface-Dice decisions ``d ≤ τ`` stay exact (distances within
-1e-5 of the tolerance are settled on the voxel lattice in float64).
+scipy's float64 ones to a few 1e-8 relative (an ASSD inherits that), while surface-Dice decisions ``d ≤ τ`` and
+the order statistics a Hausdorff distance picks are settled exactly on the voxel lattice in float64, so HD/HD95
+are bit-equal to scipy's and NSD counts the same elements.
 
 **Empty-mask policy** (per image and class; Metrics Reloaded, Maier-Hein et al. 2024; every definition):
 
@@ -319,8 +320,56 @@ def _within(d: np.ndarray, exact: bool, tolerance: float, at: np.ndarray, ref: n
     return ok
 
 
+#: bound on the relative error of ``edt``'s float32 squared distances (observed: about 1e-7)
+_SNAP = 1e-6
+
+
+def _shell(d2: float, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice offsets ``k`` whose squared length ``Σ (k_i s_i)²`` lies within ``_SNAP`` of ``d2``, and their
+    float64 lengths (computed as scipy's transform computes its distances)."""
+    sp = np.asarray(spacing)
+    lo, hi = d2 * (1 - _SNAP), d2 * (1 + _SNAP)
+    reach = np.floor(np.sqrt(hi) / sp[:-1]).astype(int)
+    heads = np.stack(np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij"), -1).reshape(-1, sp.size - 1)
+    rest_lo = np.maximum(lo - ((heads * sp[:-1]) ** 2).sum(axis=1), 0.0)
+    rest_hi = hi - ((heads * sp[:-1]) ** 2).sum(axis=1)
+    ok = rest_hi >= 0
+    heads, first = heads[ok], np.ceil(np.sqrt(rest_lo[ok]) / sp[-1])
+    cand = []
+    for extra in (0, 1):  # the band is far thinner than a voxel: at most two last coordinates per head
+        for sign in (1, -1):
+            cand.append(np.concatenate([heads, sign * (first + extra)[:, None]], axis=1))
+    offs = np.unique(np.concatenate(cand).astype(np.int64), axis=0)
+    sq = ((offs * sp) ** 2).sum(axis=1)
+    keep = (sq >= lo) & (sq <= hi)
+    return offs[keep], np.sqrt(sq[keep])
+
+
+def _snap(d: np.ndarray, idx: np.ndarray, at: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) -> None:
+    """Replace the float32-derived distances ``d[idx]`` (from elements of ``at`` to ``ref``) by their exact float64
+    values, found on the lattice: the shortest offset within ``_SNAP`` of the approximation that reaches ``ref``."""
+    flat = np.flatnonzero(at)
+    shape = np.asarray(ref.shape)
+    for val in np.unique(d[idx]):
+        grp = idx[d[idx] == val]
+        pts = np.stack(np.unravel_index(flat[grp], at.shape), axis=1)
+        best = np.full(grp.size, np.inf)
+        offs, lengths = _shell(float(val) ** 2, spacing)
+        for k, length in zip(offs, lengths):
+            q = pts + k
+            inside = np.all((q >= 0) & (q < shape), axis=1)
+            hit = np.zeros(grp.size, dtype=bool)
+            hit[inside] = ref[tuple(q[inside].T)]
+            best[hit] = np.minimum(best[hit], length)
+        d[grp] = np.where(np.isfinite(best), best, d[grp])
+
+
 class SurfaceDistances(NamedTuple):
-    """Directed distances between two surfaces; weights None means one per element (voxel definitions)."""
+    """Directed distances between two surfaces; weights None means one per element (voxel definitions).
+
+    ``exact``: float64 distances (scipy); otherwise float32-derived (``edt``), and ``pred``/``target`` (the
+    surfaces) and ``spacing`` let :meth:`exact_near` settle chosen values exactly.
+    """
 
     pred_to_target: np.ndarray
     target_to_pred: np.ndarray
@@ -328,6 +377,30 @@ class SurfaceDistances(NamedTuple):
     target_w: np.ndarray | None
     pred_within: np.ndarray | None = None
     target_within: np.ndarray | None = None
+    exact: bool = True
+    pred: np.ndarray | None = None
+    target: np.ndarray | None = None
+    spacing: tuple[float, ...] = ()
+
+    def exact_near(self, anchors: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Both distance arrays with every value within ``2·_SNAP`` (relative) of an anchor made exact: the order
+        statistics a Hausdorff distance picks (the anchors being their approximations) are then exact, and the
+        values that could swap places with them are too."""
+        out = [self.pred_to_target, self.target_to_pred]
+        if self.exact or self.pred is None or self.target is None:
+            return out[0], out[1]
+        for side, (at, ref) in enumerate(((self.pred, self.target), (self.target, self.pred))):
+            d = out[side]
+            near = np.zeros(d.size, dtype=bool)
+            for a in anchors:
+                if a > 0 and math.isfinite(a):
+                    near |= np.abs(d - a) <= 2 * _SNAP * a
+            idx = np.flatnonzero(near)
+            if idx.size:
+                d = d.copy()
+                _snap(d, idx, at, ref, self.spacing)
+                out[side] = d
+        return out[0], out[1]
 
 
 def surface_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], definition: str = "monai",
@@ -352,11 +425,12 @@ def surface_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[fl
         return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, *(w_in if tolerance is not None else (None, None)))
     d_pt, exact = _distances(s.target, s.pred, s.spacing, ndimage)
     d_tp = _distances(s.pred, s.target, s.spacing, ndimage)[0] if both or tolerance is not None else np.empty(0)
+    kept = dict(exact=exact, pred=None if exact else s.pred, target=None if exact else s.target, spacing=s.spacing)
     if tolerance is None:
-        return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w)
+        return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, **kept)
     return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w,
                             _within(d_pt, exact, tolerance, s.pred, s.target, s.spacing),
-                            _within(d_tp, exact, tolerance, s.target, s.pred, s.spacing))
+                            _within(d_tp, exact, tolerance, s.target, s.pred, s.spacing), **kept)
 
 
 def boundary_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
@@ -382,8 +456,17 @@ def weighted_percentile(d: np.ndarray, w: np.ndarray, percentile: float) -> floa
     return float(ds[min(int(np.searchsorted(cum, percentile / 100.0)), ds.size - 1)])
 
 
-def _hd(s: SurfaceDistances, definition: str, percentile: float | None, directed: bool) -> float:
-    sides = [(s.pred_to_target, s.pred_w)] + ([] if directed else [(s.target_to_pred, s.target_w)])
+def _order_statistics(d: np.ndarray, percentile: float) -> list[float]:
+    """The (at most two) values that ``np.percentile(d, percentile)`` interpolates between."""
+    pos = (d.size - 1) * percentile / 100.0
+    ks = sorted({int(math.floor(pos)), min(int(math.ceil(pos)), d.size - 1)})
+    part = np.partition(d, ks)
+    return [float(part[k]) for k in ks]
+
+
+def _hd_value(d_pt: np.ndarray, d_tp: np.ndarray, s: SurfaceDistances, definition: str,
+              percentile: float | None, directed: bool) -> float:
+    sides = [(d_pt, s.pred_w)] + ([] if directed else [(d_tp, s.target_w)])
     if percentile is None:
         return max(float(d.max()) for d, _ in sides)
     if definition == "pooled":
@@ -391,6 +474,23 @@ def _hd(s: SurfaceDistances, definition: str, percentile: float | None, directed
     if definition == "surface_weighted":
         return max(weighted_percentile(d, w, percentile) for d, w in sides)
     return max(float(np.percentile(d, percentile)) for d, _ in sides)
+
+
+def _hd(s: SurfaceDistances, definition: str, percentile: float | None, directed: bool) -> float:
+    value = _hd_value(s.pred_to_target, s.target_to_pred, s, definition, percentile, directed)
+    if s.exact:
+        return value
+    # float32-derived distances (edt): make the picked order statistics exact (and whatever could tie with them)
+    sides = [s.pred_to_target] + ([] if directed else [s.target_to_pred])
+    if percentile is None or definition == "surface_weighted":
+        anchors = [value] if percentile is None else [
+            weighted_percentile(d, w, percentile) for d, w in zip(sides, (s.pred_w, s.target_w))]
+    elif definition == "pooled":
+        anchors = _order_statistics(np.concatenate(sides), percentile)
+    else:
+        anchors = [a for d in sides for a in _order_statistics(d, percentile)]
+    d_pt, d_tp = s.exact_near(anchors)
+    return _hd_value(d_pt, d_tp, s, definition, percentile, directed)
 
 
 def _asd(s: SurfaceDistances, definition: str, symmetric: bool) -> float:
