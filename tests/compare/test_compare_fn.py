@@ -92,6 +92,7 @@ def test_monai_example_end_to_end(tmp_path, capsys):
     assert len(runs) == 6
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["status"] == "finished" and set(summary["metrics"]["dice"]) == {"background", "disk", "square"}
+    assert summary["provenance"]["seed"] == summary["config"]["seed"] and summary["provenance"]["torch"]
 
 
 # ---------------------------------------------------------------- resuming, metrics, direction

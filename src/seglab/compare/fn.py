@@ -252,7 +252,7 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
 
     from seglab.losses import get_loss
     from seglab.losses.registry import canonical_spec
-    from seglab.results import ResultsStore, check_out_dir
+    from seglab.results import ResultsStore, check_out_dir, run_provenance
     from seglab.train.config import ConfigError
 
     from .core import _check_common, write_outputs
@@ -331,7 +331,8 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
                 raise FnError(f"{where}: returned no {metric!r} (the --metric); it returned {', '.join(got)}")
             summary = {"run_id": rid, "status": "finished", "kind": "fn", "schema": FN_SCHEMA, "label": row["label"],
                        "config": {k: v for k, v in row.items() if k not in ("run_id", "label")}, "metrics": got,
-                       "wall_s": wall, "torch_threads": torch.get_num_threads()}
+                       "wall_s": wall, "torch_threads": torch.get_num_threads(),
+                       "provenance": run_provenance(seed=s, wall_s=wall)}
             store.write_run(SimpleNamespace(summary=summary, steps={"step": []}, evals=[]))
             values[(c, s)] = got
             if show_progress:
