@@ -3,7 +3,8 @@
     python tools/advise_evidence.py           # writes src/seglab/advise/evidence.json and docs/advise_evidence.md
     python tools/advise_evidence.py --check   # exit 1 if either differs from what the data give (make lint)
 
-Data: every ``data/compare/*.json`` (``seglab compare --json``); a file contributes to a rule when it holds the
+Data: every ``data/compare/*.json`` and ``data/evidence/*.json`` (``seglab compare --json``; the latter written by
+``tools/evidence_suite.py --collect``); a file contributes to a rule when it holds the
 advised loss (arm ``full``) and the arm that removes the rule (``seglab compare --ablate advised``). The rarest
 class of each task is declared below (the class with the largest median-frequency weight in its advised loss).
 The statistics are ``seglab.advise.evidence.build`` under docs/analysis_plan.md.
@@ -19,11 +20,11 @@ import sys
 from seglab.advise.evidence import RULES, build
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "compare"
+DATA = (ROOT / "data" / "compare", ROOT / "data" / "evidence")
 JSON_OUT = ROOT / "src" / "seglab" / "advise" / "evidence.json"
 DOC_OUT = ROOT / "docs" / "advise_evidence.md"
 #: the rarest class of each task: the largest weight of the advised loss's class_weights (data/compare/<task>.json)
-RAREST = {"brain_tissue": "white matter", "rare_shapes": "shape3"}
+RAREST = {"brain_tissue": "white matter", "rare_shapes": "shape3", "overlap": "spot", "high_foreground": "background"}
 
 
 def _p(x: float | None) -> str:
@@ -68,7 +69,7 @@ def render(table: dict) -> str:
 
 
 def generate() -> tuple[str, str]:
-    results = {f.stem: json.loads(f.read_text()) for f in sorted(DATA.glob("*.json"))}
+    results = {f.stem: json.loads(f.read_text()) for d in DATA for f in sorted(d.glob("*.json"))}
     table = build(results, RAREST)
     assert set(table["rules"]) == set(RULES)
     return json.dumps(table, indent=1, sort_keys=True) + "\n", render(table)

@@ -44,7 +44,7 @@ def test_committed_table_is_what_the_data_give():
 def test_every_row_recomputed_with_scipy():
     table = load()
     assert set(table["rules"]) == set(RULES)
-    data = {f.stem: json.loads(f.read_text()) for f in (ROOT / "data" / "compare").glob("*.json")}
+    data = {f.stem: json.loads(f.read_text()) for d in ("compare", "evidence") for f in (ROOT / "data" / d).glob("*.json")}
     checked = 0
     for rid, entry in table["rules"].items():
         rows = entry["rows"]
@@ -84,6 +84,16 @@ def test_build_on_a_made_up_result_gives_better():
     table = build({"t": {"losses": [full, wo]}}, rarest={})
     assert table["rules"]["ce_class_weights"]["status"] == "measured benefit"
     assert table["rules"]["dice_class_weights"]["status"] == "convention without evidence"
+
+
+def test_the_ce_weights_arm_is_pos_weight_in_sigmoid_tasks():
+    seeds = list(range(6))
+    full = {"label": "full", "seeds": seeds, "fg_dice": {"per_seed": [0.9] * 6}, "per_class": {}}
+    wo = {"label": "without CE weights", "seeds": seeds, "fg_dice": {"per_seed": [0.8 + 0.01 * s for s in seeds]},
+          "per_class": {}}
+    table = build({"t": {"setup": {"mode": "multilabel"}, "losses": [full, wo]}}, rarest={})
+    assert table["rules"]["pos_weight"]["status"] == "measured benefit"
+    assert table["rules"]["ce_class_weights"]["status"] == "convention without evidence"
 
 
 def test_unmeasured_rule_is_a_convention():

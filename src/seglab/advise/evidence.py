@@ -41,22 +41,24 @@ EVIDENCE_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Rule:
-    """One advise rule: a title and the ``seglab compare --ablate advised`` arm that removes it (``None``:
-    no committed experiment removes it)."""
+    """One advise rule: a title, the ``seglab compare --ablate advised`` arm that removes it (``None``: no
+    committed experiment removes it) and the task modes where that arm removes this rule (the arm "without CE
+    weights" removes class weights from a softmax task and ``pos_weight`` from a sigmoid one)."""
 
     title: str
     ablation: str | None = None
+    modes: tuple[str, ...] = ("multiclass", "binary", "multilabel")
 
 
 RULES: dict[str, Rule] = {
     "softmax_or_sigmoid": Rule("softmax for exclusive classes, one sigmoid per channel for overlapping ones"),
     "dice_term": Rule("a Dice term beside CE (Dice + CE rather than CE alone)", "without Dice term"),
     "ce_term": Rule("a CE term beside Dice (Dice + CE rather than Dice alone)", "without CE term"),
-    "ce_class_weights": Rule("class weights in the CE term", "without CE weights"),
-    "dice_class_weights": Rule("class weights in the Dice term", "without Dice weights"),
+    "ce_class_weights": Rule("class weights in the CE term", "without CE weights", ("multiclass",)),
+    "dice_class_weights": Rule("class weights in the Dice term", "without Dice weights", ("multiclass",)),
     "background_exclusion": Rule("Dice without the background class", "without background exclusion"),
     "batch_dice": Rule("batch Dice (batch=True) rather than per-image Dice"),
-    "pos_weight": Rule("pos_weight per channel (multi-label / binary)"),
+    "pos_weight": Rule("pos_weight per channel (multi-label / binary)", "without CE weights", ("binary", "multilabel")),
     "weight_cap": Rule("the cap on class weights and pos_weight"),
     "structure_losses": Rule("a structure loss (skeleton recall, clDice) for thin classes"),
 }
@@ -123,6 +125,8 @@ def build(results: dict[str, dict], rarest: dict[str, str], margin: float = 0.01
     for rid, rule in RULES.items():
         fams: dict[str, list[dict]] = {"foreground mean": [], "rarest class": []}
         for task, res in sorted(results.items()) if rule.ablation else []:
+            if res.get("setup", {}).get("mode", "multiclass") not in rule.modes:
+                continue
             for fam, endpoint in (("foreground mean", None), ("rarest class", rarest.get(task))):
                 if fam == "rarest class" and endpoint is None:
                     continue
