@@ -124,13 +124,14 @@ def build(results: dict[str, dict], rarest: dict[str, str], margin: float = 0.01
                            "rules": {}}
     for rid, rule in RULES.items():
         fams: dict[str, list[dict]] = {"foreground mean": [], "rarest class": []}
+        ablation = rule.ablation or ""
         for task, res in sorted(results.items()) if rule.ablation else []:
             if res.get("setup", {}).get("mode", "multiclass") not in rule.modes:
                 continue
             for fam, endpoint in (("foreground mean", None), ("rarest class", rarest.get(task))):
                 if fam == "rarest class" and endpoint is None:
                     continue
-                pairs = _pairs(res, rule.ablation, endpoint)
+                pairs = _pairs(res, ablation, endpoint)
                 if pairs is not None and len(pairs[0]) >= 2:
                     fams[fam].append(_row(task, endpoint or "foreground mean", *pairs, margin))
         rows = [r for fam in fams.values() for r in _family(fam, margin)]

@@ -84,12 +84,14 @@ def read_pair(case: CasePair, spacing: tuple[float, ...] | None = None
     if p.shape != g.shape:
         raise ValueError(f"case {case.name!r}: prediction {case.pred.name} has shape {p.shape}, ground truth "
                          f"{case.gt.name} has {g.shape}")
-    sp = tuple(spacing) if spacing is not None else meta.get("spacing")
-    if sp is None or len(sp) != g.ndim:
-        sp = (1.0,) * g.ndim if spacing is None else sp
-    if len(sp) != g.ndim:
-        raise ValueError(f"--spacing has {len(sp)} values but case {case.name!r} has {g.ndim} spatial axes")
-    return torch.from_numpy(p)[None], torch.from_numpy(g)[None], tuple(float(s) for s in sp)
+    if spacing is not None:
+        if len(spacing) != g.ndim:
+            raise ValueError(f"--spacing has {len(spacing)} values but case {case.name!r} has {g.ndim} spatial axes")
+        sp: tuple[float, ...] = tuple(float(s) for s in spacing)
+    else:
+        header = meta.get("spacing")
+        sp = tuple(float(s) for s in header[: g.ndim]) if header and len(header) >= g.ndim else (1.0,) * g.ndim
+    return torch.from_numpy(p)[None], torch.from_numpy(g)[None], sp
 
 
 __all__ = ["CasePair", "MASK_SUFFIXES", "case_name", "pair_cases", "read_pair"]
