@@ -265,3 +265,37 @@ def test_hausdorff_values_are_exact_with_edt(monkeypatch):
                              for d in DEFINITIONS for pct in (None, 95, 50, 12.5) for di in (False, True)])
         for a, b in zip(*runs):
             assert torch.equal(a, b), (shape, a, b)
+
+
+@pytest.mark.parametrize("strategy", ["local+kdtree", "kdtree", "edt", "scipy"])
+def test_distance_strategies_equal_a_plain_transform(monkeypatch, strategy):
+    """Every way seglab finds the nearest surface element (local lattice search, then a KD-tree for the few
+    far elements or one transform of the box for many) equals scipy's transform of the whole surface read at
+    the other surface's elements: to 1e-15 where the result is float64 (two offsets of the same length can
+    round differently, 3 x 0.6 against 2 x 0.9, and each method may find either), to 2e-7 where edt's float32
+    is used."""
+    nd = importlib.import_module("scipy.ndimage")
+    if strategy == "kdtree":
+        monkeypatch.setattr(surface_mod, "_LOCAL_REACH", 0.0)  # only the zero offset, then a KD-tree for all
+        monkeypatch.setattr(surface_mod, "_KD_FRACTION", 1.0)
+    elif strategy in ("edt", "scipy"):
+        monkeypatch.setattr(surface_mod, "_LOCAL_REACH", 0.0)
+        monkeypatch.setattr(surface_mod, "_KD_FRACTION", -1.0)  # anything left goes to the transform
+        if strategy == "scipy":
+            monkeypatch.setitem(sys.modules, "edt", None)
+        else:
+            _peer("edt")
+    used = set()
+    for shape, spacing in CASES:
+        for seed, smooth in ((0, 1), (30, 2)):
+            t, p = _blobs(9, shape)[0], _blobs(seed, shape, smooth=smooth)[0]
+            for k in range(3):
+                for definition in ("monai", "surface_weighted"):
+                    s = surface_mod.surfaces((p == k).numpy(), (t == k).numpy(), spacing, definition)
+                    if s is None or not s.pred.any() or not s.target.any():
+                        continue
+                    ref = nd.distance_transform_edt(~s.target, sampling=spacing)[s.pred]
+                    d, exact = surface_mod._distances(s.target, s.pred, s.spacing, nd)
+                    used.add(exact)
+                    np.testing.assert_allclose(d, ref, rtol=1e-15 if exact else 2e-7, atol=0)
+    assert (False in used) if strategy == "edt" else used == {True}

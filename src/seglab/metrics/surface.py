@@ -274,14 +274,79 @@ def surfaces(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
 
 # ---- distances -------------------------------------------------------------------------------------------------
 
-def _distances(ref: np.ndarray, at: np.ndarray, spacing: tuple[float, ...], ndimage: Any) -> tuple[np.ndarray, bool]:
-    """Distances (float64) from each element of ``at`` to the nearest element of ``ref`` (non-empty), and
-    whether they are exact float64 values (scipy) or float32 ones (``edt``)."""
+#: the local search looks this many times the largest spacing far; farther elements go to a KD-tree or the EDT
+_LOCAL_REACH = 2.0
+#: at most this fraction of the elements unresolved by the local search: a KD-tree for them; more: one EDT
+_KD_FRACTION = 0.25
+
+
+@functools.lru_cache(maxsize=32)
+def _ball(spacing: tuple[float, ...], radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice offsets of length ≤ ``radius`` sorted by length, and their lengths (float64, as scipy's transform
+    computes a distance: ``sqrt(Σ ((k_i) s_i)²)`` summed in axis order)."""
+    sp = np.asarray(spacing)
+    reach = np.floor(radius / sp).astype(int)
+    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
+    offs = np.stack([g.ravel() for g in grids], axis=1)
+    length = np.sqrt(((offs * sp) ** 2).sum(axis=1))
+    keep = np.flatnonzero(length <= radius)
+    order = keep[np.argsort(length[keep], kind="stable")]
+    return offs[order], length[order]
+
+
+def _edt_distances(ref: np.ndarray, at: np.ndarray, spacing: tuple[float, ...],
+                   ndimage: Any) -> tuple[np.ndarray, bool]:
+    """One transform of ``~ref`` over the box, read at ``at``: (distances, exact?) — ``edt``'s float32 values
+    when it is installed, scipy's float64 ones otherwise."""
     e = _edt_module() if ref.ndim in (2, 3) else None
     if e is not None:
         d2 = e.edtsq(np.ascontiguousarray(~ref), anisotropy=spacing, parallel=max(1, torch.get_num_threads()))
         return np.sqrt(d2[at].astype(np.float64)), False
     return ndimage.distance_transform_edt(~ref, sampling=spacing)[at], True
+
+
+def _distances(ref: np.ndarray, at: np.ndarray, spacing: tuple[float, ...], ndimage: Any) -> tuple[np.ndarray, bool]:
+    """Distances (float64) from each element of ``at`` to the nearest element of ``ref`` (non-empty), and
+    whether they are exact float64 values or float32-derived ones (``edt``).
+
+    Most elements of one surface lie within a few voxels of the other: a local search over the lattice offsets
+    of length ≤ ``_LOCAL_REACH × max(spacing)``, shortest first, gives their exact distance (the first offset
+    that lands on ``ref``). The rest, when few, get theirs from a KD-tree of ``ref``'s elements (the distance then
+    recomputed from the integer offset); when many, from one distance transform of the box.
+    """
+    flat_at = np.flatnonzero(at)
+    m = flat_at.size
+    sp = np.asarray(spacing)
+    offs, lengths = _ball(spacing, _LOCAL_REACH * max(spacing))
+    reach = np.abs(offs).max(axis=0)
+    padded = np.pad(ref, [(int(r), int(r)) for r in reach])
+    strides = np.asarray(padded.strides, dtype=np.int64) // padded.itemsize
+    coords = np.unravel_index(flat_at, at.shape)
+    cur = np.zeros(m, dtype=np.int64)
+    for c, r, st in zip(coords, reach, strides):
+        cur += (c + r) * st
+    deltas = offs @ strides
+    pflat = padded.ravel()
+    d = np.full(m, np.inf)
+    rem = np.arange(m)
+    for delta, length in zip(deltas, lengths):
+        hit = pflat[cur + delta]
+        if hit.any():
+            d[rem[hit]] = length
+            keep = ~hit
+            rem, cur = rem[keep], cur[keep]
+            if rem.size == 0:
+                return d, True
+    if rem.size <= _KD_FRACTION * m:
+        spatial = require("scipy.spatial", "surface distances")
+        ref_pts = np.argwhere(ref)
+        q = np.stack([c[rem] for c in coords], axis=1)
+        _, j = spatial.cKDTree(ref_pts * sp).query(q * sp)
+        d[rem] = np.sqrt((((ref_pts[j] - q) * sp) ** 2).sum(axis=1))
+        return d, True
+    full, exact = _edt_distances(ref, at, spacing, ndimage)
+    d[rem] = full[rem]
+    return d, exact
 
 
 #: relative band around a surface-Dice tolerance in which float32 distances are settled on the lattice
@@ -309,7 +374,7 @@ def _within(d: np.ndarray, exact: bool, tolerance: float, at: np.ndarray, ref: n
     offs = np.stack([g.ravel() for g in grids], axis=1)
     length = np.sqrt(((offs * sp) ** 2).sum(axis=1))
     offs = offs[(length >= tolerance * (1 - 2 * _BAND)) & (length <= lim)]
-    pts = np.argwhere(at)[band]
+    pts = np.stack(np.unravel_index(np.flatnonzero(at)[band], at.shape), axis=1)
     hit = np.zeros(band.size, dtype=bool)
     shape = np.asarray(ref.shape)
     for k in offs:  # a thin shell: a handful of offsets
@@ -425,12 +490,10 @@ def surface_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[fl
         return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, *(w_in if tolerance is not None else (None, None)))
     d_pt, exact = _distances(s.target, s.pred, s.spacing, ndimage)
     d_tp = _distances(s.pred, s.target, s.spacing, ndimage)[0] if both or tolerance is not None else np.empty(0)
-    kept = dict(exact=exact, pred=None if exact else s.pred, target=None if exact else s.target, spacing=s.spacing)
-    if tolerance is None:
-        return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, **kept)
-    return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w,
-                            _within(d_pt, exact, tolerance, s.pred, s.target, s.spacing),
-                            _within(d_tp, exact, tolerance, s.target, s.pred, s.spacing), **kept)
+    within = (None, None) if tolerance is None else (_within(d_pt, exact, tolerance, s.pred, s.target, s.spacing),
+                                                     _within(d_tp, exact, tolerance, s.target, s.pred, s.spacing))
+    return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, within[0], within[1], exact=exact,
+                            pred=None if exact else s.pred, target=None if exact else s.target, spacing=s.spacing)
 
 
 def boundary_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
@@ -472,8 +535,13 @@ def _hd_value(d_pt: np.ndarray, d_tp: np.ndarray, s: SurfaceDistances, definitio
     if definition == "pooled":
         return float(np.percentile(np.concatenate([d for d, _ in sides]), percentile))
     if definition == "surface_weighted":
-        return max(weighted_percentile(d, w, percentile) for d, w in sides)
+        return max(weighted_percentile(d, _weights(w), percentile) for d, w in sides)
     return max(float(np.percentile(d, percentile)) for d, _ in sides)
+
+
+def _weights(w: np.ndarray | None) -> np.ndarray:
+    assert w is not None  # surface_weighted surfaces carry their element sizes
+    return w
 
 
 def _hd(s: SurfaceDistances, definition: str, percentile: float | None, directed: bool) -> float:
@@ -484,7 +552,7 @@ def _hd(s: SurfaceDistances, definition: str, percentile: float | None, directed
     sides = [s.pred_to_target] + ([] if directed else [s.target_to_pred])
     if percentile is None or definition == "surface_weighted":
         anchors = [value] if percentile is None else [
-            weighted_percentile(d, w, percentile) for d, w in zip(sides, (s.pred_w, s.target_w))]
+            weighted_percentile(d, _weights(w), percentile) for d, w in zip(sides, (s.pred_w, s.target_w))]
     elif definition == "pooled":
         anchors = _order_statistics(np.concatenate(sides), percentile)
     else:
