@@ -48,8 +48,8 @@ def prologue(
     return logits.to(compute_dtype(logits.dtype)), tgt, v
 
 
-#: the base losses by name (``@LOSSES.register("dice")`` where each loss is defined); the vocabulary in
-#: :mod:`seglab.losses.registry` adds aliases and presets on top
+#: the base losses by name (``@LOSSES.register("dice")`` where each loss is defined: the decorator is the whole
+#: registration; :mod:`seglab.losses.registry` imports every module of the package, and adds aliases and presets)
 LOSSES: Registry[type["Loss"]] = Registry("loss")
 
 
@@ -89,7 +89,8 @@ def call_unchecked(p: "Loss", logits: torch.Tensor, target: torch.Tensor, ignore
 class Loss(nn.Module):
     """Base class of seglab losses: a module that only holds configuration.
 
-    Subclasses set ``name`` (the registry name) and, for losses that run through the shared pipeline, ``term``
+    Subclasses set ``name`` (the registry name), ``description`` (one line for :func:`~seglab.describe_losses`;
+    default: the class docstring's first line) and, for losses that run through the shared pipeline, ``term``
     (a :class:`~seglab.losses._pipeline.Term`), or else ``fn`` (their plain function); their constructor checks
     its options with the same function the plain function uses and stores them with :meth:`_configure` (tensors
     become buffers, so ``.to()`` moves them). ``forward`` is one call into the pipeline (or ``fn``) with the stored
@@ -102,6 +103,8 @@ class Loss(nn.Module):
     """
 
     name: str = "loss"
+    #: one line saying what the loss is (:func:`~seglab.describe_losses`); empty: its class docstring's first line
+    description: str = ""
     term: Term | None = None
 
     def __init__(self, mode: str, reduction: str = "mean") -> None:

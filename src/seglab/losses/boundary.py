@@ -104,6 +104,7 @@ class BoundaryLoss(Loss):
     """
 
     name = "boundary"
+    description = "boundary loss (Kervadec 2019): probabilities times the target's signed distance map (MONAI BoundaryLoss)"
     term = BOUNDARY
     fn = staticmethod(boundary_loss)
 

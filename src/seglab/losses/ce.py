@@ -193,6 +193,7 @@ class CrossEntropyLoss(Loss):
     """
 
     name = "ce"
+    description = "cross-entropy: softmax CE (multiclass), BCE-with-logits (binary/multilabel)"
     term = CROSS_ENTROPY
     fn = staticmethod(cross_entropy)
 

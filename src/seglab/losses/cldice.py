@@ -135,6 +135,7 @@ class ClDiceLoss(Loss):
     """
 
     name = "cldice"
+    description = "soft clDice (Shit 2021), 3 soft-skeleton iterations, for tubular structures (MONAI SoftclDiceLoss)"
     term = CLDICE
     fn = staticmethod(cldice_loss)
 

@@ -105,6 +105,7 @@ class DiceLoss(Loss):
     """
 
     name = "dice"
+    description = "soft Dice, per sample (sums over each sample's spatial axes), smooth=1e-5 (MONAI/smp convention)"
     term = DICE
     fn = staticmethod(dice_loss)
 

@@ -146,6 +146,7 @@ class FocalLoss(Loss):
     """
 
     name = "focal"
+    description = "focal loss (Lin 2017), gamma=2"
     term = FOCAL
     fn = staticmethod(focal_loss)
 

@@ -84,6 +84,7 @@ class GeneralizedDiceLoss(Loss):
     """
 
     name = "gdice"
+    description = "generalized Dice (Sudre 2017), square weighting"
     term = GENERALIZED_DICE
     fn = staticmethod(generalized_dice_loss)
 

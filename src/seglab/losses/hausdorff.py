@@ -112,6 +112,7 @@ class HausdorffDTLoss(Loss):
     """
 
     name = "hausdorff"
+    description = "Hausdorff distance-transform loss (Karimi 2019), alpha=2; log=true: MONAI LogHausdorffDTLoss"
     term = HAUSDORFF
     fn = staticmethod(hausdorff_loss)
 

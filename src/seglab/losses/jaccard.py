@@ -72,6 +72,7 @@ class JaccardLoss(Loss):
     """
 
     name = "jaccard"
+    description = "soft Jaccard (IoU) loss"
     term = JACCARD
     fn = staticmethod(jaccard_loss)
 

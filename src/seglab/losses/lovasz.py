@@ -193,6 +193,7 @@ class LovaszLoss(Loss):
     """
 
     name = "lovasz"
+    description = "Lovasz-softmax/hinge loss (Berman 2018)"
     fn = staticmethod(lovasz_loss)
 
     def __init__(self, mode: str, per_image: bool = False, classes: str = "present", ignore_index: int | None = None,

@@ -102,6 +102,7 @@ class MCCLoss(Loss):
     """
 
     name = "mcc"
+    description = "Matthews correlation coefficient loss (Abhishek 2021), per sample and class (MONAI MCCLoss)"
     term = MCC
     fn = staticmethod(mcc_loss)
 

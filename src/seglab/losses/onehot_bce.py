@@ -82,6 +82,7 @@ class OneHotBCELoss(Loss):
     """
 
     name = "onehot_bce"
+    description = "per-channel sigmoid BCE on a multiclass task's one-hot masks (Keras binary_crossentropy; seed 001)"
     modes = ("multiclass",)  # the only mode it applies to (its options check says why for the others)
     term = ONEHOT_BCE
     fn = staticmethod(onehot_bce_loss)

@@ -17,9 +17,11 @@ e.g. ``"0.5*dice[batch=true,include_background=false] + ce[class_weights=[1,2,3]
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import math
+import pkgutil
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -28,32 +30,32 @@ import torch
 
 from seglab._registry import check_kwargs, unknown_name_message
 from seglab.losses.base import LOSSES, CompositeLoss, Loss
-from seglab.losses import ce, dice, focal, generalized_dice, jaccard, lovasz, tversky  # noqa: F401  (registers them)
-from seglab.losses import boundary, cldice, hausdorff, mcc, skeleton_recall, topk_ce  # noqa: F401  (structure/robust)
-from seglab.losses import onehot_bce  # noqa: F401  (seed 001's per-channel BCE on one-hot masks)
 
-#: base loss name -> class
-#: (filled by ``@LOSSES.register(name)`` in each loss's file; importing the classes above registers them)
-assert set(LOSSES) == {"ce", "focal", "dice", "gdice", "tversky", "jaccard", "lovasz",
-                       "boundary", "hausdorff", "cldice", "skeleton_recall", "mcc", "topk_ce", "onehot_bce"}, sorted(LOSSES)
 
-#: what each base loss means (shown with :func:`describe_losses`)
-BASE_MEANINGS: dict[str, str] = {
-    "ce": "cross-entropy: softmax CE (multiclass), BCE-with-logits (binary/multilabel)",
-    "focal": "focal loss (Lin 2017), gamma=2",
-    "dice": "soft Dice, per sample (sums over each sample's spatial axes), smooth=1e-5 (MONAI/smp convention)",
-    "gdice": "generalized Dice (Sudre 2017), square weighting",
-    "tversky": "Tversky loss, alpha=beta=0.5 (= Dice)",
-    "jaccard": "soft Jaccard (IoU) loss",
-    "lovasz": "Lovasz-softmax/hinge loss (Berman 2018)",
-    "boundary": "boundary loss (Kervadec 2019): probabilities times the target's signed distance map (MONAI BoundaryLoss)",
-    "hausdorff": "Hausdorff distance-transform loss (Karimi 2019), alpha=2; log=true: MONAI LogHausdorffDTLoss",
-    "cldice": "soft clDice (Shit 2021), 3 soft-skeleton iterations, for tubular structures (MONAI SoftclDiceLoss)",
-    "skeleton_recall": "Skeleton Recall (Kirchhoff 2024): soft recall of the target's tubed skeleton, foreground classes",
-    "mcc": "Matthews correlation coefficient loss (Abhishek 2021), per sample and class (MONAI MCCLoss)",
-    "onehot_bce": "per-channel sigmoid BCE on a multiclass task's one-hot masks (Keras binary_crossentropy; seed 001)",
-    "topk_ce": "TopK cross-entropy: mean CE of the k=10 percent hardest pixels of the batch (nnU-Net TopKLoss)",
-}
+def _import_loss_modules() -> list[str]:
+    """Import every public module of :mod:`seglab.losses` (``@LOSSES.register`` runs where each loss is defined):
+    a new loss file is found with no list to keep. Modules named ``_*`` are helpers and are not imported here."""
+    import seglab.losses as package
+
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_") and info.name != "registry":
+            importlib.import_module(f"{package.__name__}.{info.name}")
+            found.append(info.name)
+    return found
+
+
+_import_loss_modules()
+
+
+def describe_loss_class(cls: type[Loss]) -> str:
+    """One line saying what a base loss is: its ``description``, else its class docstring's first line."""
+    own = cls.__dict__.get("description")
+    if isinstance(own, str) and own.strip():
+        return own.strip()
+    doc = (cls.__dict__.get("__doc__") or "").strip()
+    return doc.splitlines()[0].strip() if doc else cls.__name__
+
 
 #: the Chlebus (2018) study's Dice: sums over batch and spatial axes, smooth=1e-7
 STUDY_DICE: dict[str, Any] = {"batch": True, "smooth": 1e-7}
@@ -124,7 +126,7 @@ def list_losses() -> list[str]:
 
 def describe_losses() -> dict[str, tuple[str, str]]:
     """name -> (its spec in base-loss terms, one-line meaning), for every name of :func:`list_losses`."""
-    out = {n: (n, BASE_MEANINGS[n]) for n in LOSSES}
+    out = {n: (n, describe_loss_class(cls)) for n, cls in LOSSES.items()}
     for n, e in NAMES.items():
         modes = f" [{'/'.join(e.modes)} only]" if e.modes else ""
         out[n] = (e.spec, e.meaning + modes)

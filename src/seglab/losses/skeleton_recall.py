@@ -144,6 +144,7 @@ class SkeletonRecallLoss(Loss):
     """
 
     name = "skeleton_recall"
+    description = "Skeleton Recall (Kirchhoff 2024): soft recall of the target's tubed skeleton, foreground classes"
     term = SKELETON_RECALL
     fn = staticmethod(skeleton_recall_loss)
 

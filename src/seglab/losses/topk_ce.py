@@ -99,6 +99,7 @@ class TopKCrossEntropyLoss(Loss):
     """
 
     name = "topk_ce"
+    description = "TopK cross-entropy: mean CE of the k=10 percent hardest pixels of the batch (nnU-Net TopKLoss)"
     term = TOPK_CE
     fn = staticmethod(topk_cross_entropy)
 

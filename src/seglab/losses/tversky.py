@@ -88,6 +88,7 @@ class TverskyLoss(Loss):
     """
 
     name = "tversky"
+    description = "Tversky loss, alpha=beta=0.5 (= Dice)"
     term = TVERSKY
     fn = staticmethod(tversky_loss)
 
