@@ -103,15 +103,34 @@ def load(path: str | Path, *, run_id: Optional[str] = None) -> dict[str, Any]:
         model.load_state_dict(ckpt["model"]); ckpt["step"], ckpt["best"]["mean_dice"]
     """
     p = Path(path)
+    import warnings
+
     try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol warning on a file that is no checkpoint
+            warnings.simplefilter("ignore")
+            d = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(p)!r} does not exist") from None
     except Exception as e:  # truncated zip, pickle error, unsupported global
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {str(p)!r} is unreadable: {first}") from None
+        raise CheckpointError(f"checkpoint {str(p)!r} is unreadable: {_load_error(e)}") from None
     if not isinstance(d, dict) or d.get("format") != FORMAT or "model" not in d:
         raise CheckpointError(f"checkpoint {str(p)!r} is not a seglab training checkpoint (format {FORMAT})")
     if run_id is not None and d.get("run_id") != run_id:
         raise CheckpointError(f"checkpoint {str(p)!r} belongs to run {d.get('run_id')!r}, not {run_id!r}")
     return d
+
+
+def _load_error(e: Exception) -> str:
+    """What went wrong in ``torch.load``, without torch's advice to reload with ``weights_only=False`` (that runs
+    code from the file: a checkpoint that needs it is not one of seglab's, whose files hold plain data only)."""
+    import re
+
+    text = str(e).strip()
+    if "weights only load failed" not in text.lower():
+        return text.splitlines()[0] if text else type(e).__name__
+    m = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    why = m.group(1).strip().splitlines()[0] if m else ""
+    why = re.sub(r"\s*(Please|Check the|We intend)\b.*$", "", why).strip()
+    why = "" if "weights_only" in why else why
+    return ("not a seglab checkpoint: it holds something other than tensors and plain values "
+            f"(seglab reads checkpoints as data only and never runs code from them){': ' + why if why else ''}")

@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     from seglab.train import distributed as D
     from seglab.train.config import ConfigError, validate_runs
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, emoji=False, highlight=False)
 
     def say(msg: str, style: str = "yellow") -> None:
         err.print(f"[{style}]{escape(msg)}[/{style}]", soft_wrap=True)
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             check_out_dir(args.out, "--out")
             ResultsStore(args.out).read_config()  # a damaged config.json is found now, not after training
     except (ConfigError, ValueError) as e:  # ResultsError is a ValueError
-        flags = {"loss": "--loss", "monitors": "--monitors"}
+        flags = {"loss": "--loss", "monitors": "--monitors", "model": "--model"}
         if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
             for fld, spec, msg in e.problems:
                 err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)

@@ -48,6 +48,48 @@ def check_loss_channels(spec: str, mode: str, channels: int) -> None:
                                  f"channels); give one entry per class")
 
 
+def user_model(name: str) -> bool:
+    """Whether a run's ``model`` is a user's factory (``package.module:factory``, ``file.py:factory``)."""
+    return ":" in name
+
+
+def check_model_contract(model: Any, task: Any, x: Any) -> None:
+    """One dry forward of ``model`` on the images ``x`` (a validation batch of ``task``), in eval mode without
+    gradients: raise ValueError naming the problem when the model has no trainable parameters, its ``forward``
+    raises, or its output is not a tensor ``(N, task.num_classes, *S)`` with the spatial shape ``S`` of ``x``."""
+    import torch
+
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("the model has no trainable parameters (nothing to train)")
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x.to(dev))
+    except Exception as e:  # the user's code: any error
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"forward on a validation batch of shape {tuple(x.shape)} raised "
+                         f"{type(e).__name__}{': ' + first if first else ''}") from None
+    finally:
+        model.train(was)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"forward returned {type(out).__name__}, not a tensor of logits (N, {task.num_classes}, "
+                         f"*spatial)")
+    want = (x.shape[0], task.num_classes, *x.shape[2:])
+    if out.ndim != x.ndim:
+        raise ValueError(f"forward returned shape {tuple(out.shape)} for input {tuple(x.shape)}; expected logits "
+                         f"{want}")
+    if out.shape[1] != task.num_classes:
+        raise ValueError(f"forward returned {out.shape[1]} output channels but the task has {task.num_classes} "
+                         f"classes (the factory is called with out_channels={task.num_classes})")
+    if tuple(out.shape) != want:
+        raise ValueError(f"forward returned shape {tuple(out.shape)} for input {tuple(x.shape)}; expected logits "
+                         f"{want} (same batch and spatial size as the input)")
+    if not out.is_floating_point():
+        raise ValueError(f"forward returned {out.dtype} logits; expected a floating-point tensor")
+
+
 def measures_grad_norms(step: int, every: int) -> bool:
     """Whether step ``step`` (0-based) takes the gradient of every monitor loss for its norm:
     ``every > 0 and step % every == 0``; ``every == 0`` switches monitor gradients off."""
@@ -276,9 +318,14 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
                 ok = False
         if not ok:
             continue
+        void = getattr(task, "ignore_index", None)
         for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
             try:
                 _check_loss_channels(spec, task.mode, task.num_classes)
+                if void is not None:
+                    from .specs import build_loss
+
+                    build_loss(spec, task.mode, ignore_index=void)
             except (ValueError, TypeError) as e:
                 what = "training loss" if fld == "loss" else f"monitor {spec!r}"
                 err(cfg, f"{what}: {e}", (fld, spec, str(e)))
@@ -293,10 +340,12 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
             if k not in checked:
                 checked.add(k)
                 try:
-                    create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
-                                 spatial_dims=task.spatial_dims, **cfg.model_kw)
+                    net = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
+                                       spatial_dims=task.spatial_dims, **cfg.model_kw)
+                    if user_model(cfg.model):
+                        check_model_contract(net, task, task.validation()[0][:2])
                 except (ValueError, TypeError) as e:
-                    err(cfg, f"model: {e}")
+                    err(cfg, f"model {cfg.model!r}: {e}", ("model", cfg.model, f"{cfg.model}: {e}"))
                     ok = False
         if ok:
             out.append(rcfg)

@@ -15,7 +15,7 @@ import torch
 
 from seglab.results import run_provenance
 
-from .config import RunConfig, measures_grad_norms, resolve
+from .config import RunConfig, check_model_contract, measures_grad_norms, resolve, user_model
 from .distributed import DistInfo, all_reduce_mean, shard
 from .evaluate import convergence, evaluate
 
@@ -63,6 +63,14 @@ def _make_optimizer(cfg: RunConfig, params):
 def _flat(grads, params) -> torch.Tensor:
     """One flat vector of per-parameter gradients (zeros for parameters a loss does not reach)."""
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
+
+
+def _nonfinite_anywhere(logits: torch.Tensor, info: DistInfo) -> bool:
+    """Whether the logits hold a NaN or inf on this process (or, under torchrun, on any process)."""
+    bad = (~torch.isfinite(logits.detach())).any().to(torch.float64).reshape(1)
+    if info.enabled:
+        bad = all_reduce_mean(bad, info)
+    return bool(bad.item() > 0)
 
 
 def _finite(x: float) -> bool:
@@ -173,10 +181,13 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None,
                                       broadcast_buffers=False)
     pg = "world" if info.enabled else None
-    losses = [build_loss(n, task.mode, process_group=pg).to(dev) for n in names]
+    void = getattr(task, "ignore_index", None)
+    losses = [build_loss(n, task.mode, process_group=pg, ignore_index=void).to(dev) for n in names]
     train_idx = names.index(cfg.loss)
     M = len(names)
     xv, yv = task.validation()
+    if user_model(cfg.model):  # before any step: one dry forward names a broken contract
+        check_model_contract(model, task, xv[:2])
     run_dir = Path(run_dir) if run_dir is not None and main else None
     tb = tensorboard if main else None
 
@@ -201,7 +212,8 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
 
     def do_eval(step: int) -> bool:
         """Validate at ``step``; returns whether the mean Dice is the best so far."""
-        m = evaluate(model, xv, yv, mode=task.mode, num_classes=task.num_classes, info=info)
+        m = evaluate(model, xv, yv, mode=task.mode, num_classes=task.num_classes, info=info,
+                     ignore_index=void)
         m["step"] = step
         evals.append(m)
         md = m["mean_dice"]
@@ -242,6 +254,14 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
             model.train()
             with validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
                 logits = net(x)
+                if step == 0 and _nonfinite_anywhere(logits, info):  # diverged at once: a status, not an error
+                    rec["step"].append(step)
+                    rec["train_loss"].append(math.nan)
+                    for n in names:
+                        rec[f"loss/{n}"].append(math.nan)
+                        rec[f"gnorm/{n}"].append(math.nan)
+                    status, diverged_step = "diverged", step
+                    break
                 values = [fn(logits, y) for fn in losses]
             full = measures_grad_norms(step, cfg.grad_norm_every)
             # monitor gradients (for their norms) first, keeping the graph; the training loss's backward comes

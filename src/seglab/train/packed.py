@@ -412,7 +412,8 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
             if id(t) not in val_cache:
                 val_cache[id(t)] = t.validation()
             xv, yv = val_cache[id(t)]
-            m = evaluate(net.extract(r, models[r]), xv, yv, mode=mode, num_classes=C)
+            m = evaluate(net.extract(r, models[r]), xv, yv, mode=mode, num_classes=C,
+                         ignore_index=getattr(t, "ignore_index", None))
             m["step"] = step
             evals[r].append(m)
 

@@ -10,7 +10,7 @@ The Chlebus (2018) study's losses are the presets ``study_cce``, ``study_dice``,
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, Optional
 
 from seglab.losses.registry import (  # noqa: F401  (re-exported)
     STUDY_DICE,
@@ -35,15 +35,29 @@ def resolve_loss(spec: str, mode: str) -> tuple[str, dict[str, Any]]:
     return format_loss(get_loss(spec, mode)), {}
 
 
-def build_loss(spec: str, mode: str, *, process_group: Any = None):
+def _ignore_index_of(loss: Any) -> Any:
+    if hasattr(loss, "ignore_index"):
+        return loss.ignore_index
+    return loss.options().get("ignore_index") if hasattr(loss, "options") else None
+
+
+def build_loss(spec: str, mode: str, *, process_group: Any = None, ignore_index: Optional[int] = None):
     """Construct the loss module for ``spec`` on a task of ``mode`` (via :func:`seglab.get_loss`).
 
     ``process_group`` (distributed runs) is given to the parts with batch statistics that accept it
     (``batch=True`` Dice and friends) so that their value is the loss of the global batch.
+    ``ignore_index``: the task's void label (a folder's 255), given to every part so that void pixels count
+    nowhere; raises ValueError naming the loss when a part has no ``ignore_index`` option.
     """
     from seglab.losses.base import CompositeLoss
 
     loss = get_loss(spec, mode)
+    if ignore_index is not None and _ignore_index_of(loss) != ignore_index:
+        try:
+            loss = get_loss(spec, mode, ignore_index=ignore_index)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"loss {spec!r} cannot skip the task's void label {ignore_index} (pixels to ignore): "
+                             f"{e}; choose losses with an ignore_index option (ce, dice, ...)") from None
     if process_group is None:
         return loss
     terms = loss.terms if isinstance(loss, CompositeLoss) else [(1.0, loss)]
