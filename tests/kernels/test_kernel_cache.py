@@ -144,3 +144,63 @@ def test_missing_cxx_is_not_silently_replaced(tmp_path):
     r = _probe(tmp_path, CXX="/nonexistent/g++")
     assert not r["ok"]
     assert "CXX" in r["reason"] and "/nonexistent/g++" in r["reason"], r["reason"]
+
+
+def _truncate_and_forge_stamp(so, keep):
+    """Cut the library short and rewrite its stamp to match the cut file (issue 24 item 17: a forged stamp)."""
+    with open(so, "r+b") as f:
+        f.truncate(keep)
+    (so.parent / (so.name + ".stamp")).write_text(json.dumps(cpu_ext._digest(so)))
+
+
+def test_truncated_library_with_forged_stamp_is_rebuilt_or_refused(tmp_path, fake_cxx):
+    """The stamp matches the truncated file, yet the loader never maps it (it would die with SIGBUS): it rebuilds,
+    and if the rebuild cannot give a complete library it refuses with a message naming the problem."""
+    cxx, builds = fake_cxx
+    cache = tmp_path / "cache"
+    assert _probe(cache, CXX=cxx)["ok"] and builds() == 1
+    (so,) = _libs(cache)
+    size = so.stat().st_size
+    for keep in (size // 3, size - 1, 200):
+        _truncate_and_forge_stamp(so, keep)
+        assert cpu_ext.elf_problem(so) is not None
+        r = _probe(cache, CXX=cxx)  # _probe asserts the subprocess exited normally (no SIGBUS)
+        assert r["ok"] and r["argsort_ok"], r
+        assert so.stat().st_size == size and cpu_ext.elf_problem(so) is None
+    assert builds() == 4
+    # a compiler that now fails: the cut library with its forged stamp is still not loaded, and the reason says why
+    flag = tmp_path / "fail"
+    flag.write_text("")
+    script = tmp_path / "failing.sh"
+    script.write_text(f"#!/bin/sh\ncase \"$1\" in --version) exec '{cxx}' \"$@\";; esac\n"
+                      f"if [ -e '{flag}' ]; then echo 'disk full' >&2; exit 1; fi\nexec '{cxx}' \"$@\"\n")
+    script.chmod(0o755)
+    flag.unlink()
+    assert _probe(cache, CXX=str(script))["ok"]
+    (so2,) = [p for p in _libs(cache) if p != so]
+    _truncate_and_forge_stamp(so2, so2.stat().st_size // 2)
+    flag.write_text("")
+    r = _probe(cache, CXX=str(script))
+    assert not r["ok"] and "exited with code 1" in r["reason"] and "disk full" in r["reason"], r
+
+
+def test_compiler_output_cut_short_is_refused(tmp_path, fake_cxx):
+    """A "compiler" that exits 0 but writes half a library: refused before dlopen, with a clear reason."""
+    good = cpu_ext.load()._name
+    script = tmp_path / "halfcxx.sh"
+    script.write_text("#!/bin/sh\ncase \"$1\" in --version) echo halfcxx 1.0; exit 0;; esac\n"
+                      "out=''; prev=''\nfor a in \"$@\"; do if [ \"$prev\" = '-o' ]; then out=\"$a\"; fi; prev=\"$a\"; done\n"
+                      f"head -c 20000 '{good}' > \"$out\"\n")
+    script.chmod(0o755)
+    cache = tmp_path / "cache"
+    r = _probe(cache, CXX=str(script))
+    assert not r["ok"] and "incomplete library" in r["reason"] and "outside the file" in r["reason"], r
+    assert list(cache.iterdir()) == []
+
+
+def test_elf_check_accepts_the_built_library():
+    if not cpu_ext.available():
+        pytest.skip("no C++ kernels on this machine")
+    from pathlib import Path
+
+    assert cpu_ext.elf_problem(Path(cpu_ext.load()._name)) is None

@@ -6,10 +6,11 @@ source, the flags and the compiler, written atomically (safe with pytest-xdist).
 or the build fails, :func:`available` returns False once with a warning and the losses run their
 reference code; :func:`unavailable_reason` says why.
 
-Cache robustness: every library is written with a stamp ``<name>.so.stamp`` (size and sha256 of the file),
-checked *before* ``dlopen`` (a truncated library would kill the process with SIGBUS); a missing or mismatching
-stamp means rebuild. Builds go to ``.tmp-seglab_fused_*`` files, removed on failure; such files older than
-10 minutes (a build killed midway) are deleted before building. ``CXX`` is honoured strictly: if it is set
+Cache robustness: every library is written with a stamp ``<name>.so.stamp`` (size and sha256 of the file as
+built), checked *before* ``dlopen`` together with the file's ELF structure (every mapped segment inside the file:
+a truncated library would kill the process with SIGBUS, also when its stamp was rewritten to match); a missing
+or mismatching stamp, or an incomplete file, means rebuild. Builds go to ``.tmp-seglab_fused_*`` files, removed
+on failure; such files older than 10 minutes (a build killed midway) are deleted before building. ``CXX`` is honoured strictly: if it is set
 and not found, the backend is unavailable and the reason names it.
 
 Same interface as :mod:`seglab.kernels.eager` (see there for the meaning of the statistics). The multiclass
@@ -26,7 +27,9 @@ import os
 import platform
 import shlex
 import shutil
+import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -86,13 +89,56 @@ def _stamp_path(so: Path) -> Path:
     return so.with_name(so.name + ".stamp")
 
 
+def elf_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete ELF shared library (None: it is; also None off Linux, where the compiler
+    writes another format): every program header's bytes (``p_offset + p_filesz``, what the loader maps) and the
+    header tables must lie inside the file. A truncated library fails this whatever its stamp says, so it is
+    never mapped (``dlopen`` of a library cut short dies with SIGBUS, not an error)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if len(head) < 16 or head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+                return "not an ELF file"
+            wide, end = head[4] == 2, "<" if head[5] == 1 else ">"
+            if len(head) < (64 if wide else 52):
+                return "ELF header cut short"
+            if wide:
+                phoff, shoff = struct.unpack_from(end + "QQ", head, 32)
+                phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", head, 54)
+            else:
+                phoff, shoff = struct.unpack_from(end + "II", head, 28)
+                phentsize, phnum, shentsize, shnum = struct.unpack_from(end + "HHHH", head, 42)
+            if phnum == 0 or phoff + phnum * phentsize > size:
+                return f"program headers outside the file ({size} bytes)"
+            if shoff and shoff + shnum * shentsize > size:
+                return f"section headers outside the file ({size} bytes)"
+            f.seek(phoff)
+            table = f.read(phnum * phentsize)
+        for i in range(phnum):
+            # p_offset and p_filesz: at bytes 8 and 32 of an ELF64 program header, 4 and 16 of an ELF32 one
+            at = i * phentsize
+            word = end + ("Q" if wide else "I")
+            offset = struct.unpack_from(word, table, at + (8 if wide else 4))[0]
+            filesz = struct.unpack_from(word, table, at + (32 if wide else 16))[0]
+            if offset + filesz > size:
+                return f"segment {i} ends at byte {offset + filesz}, past the end of the file ({size} bytes)"
+    except (OSError, struct.error) as e:
+        return f"unreadable ({e})"
+    return None
+
+
 def _verified(so: Path) -> bool:
-    """Whether ``so`` exists and matches its stamp (size, then sha256): checked before it is ever dlopen'ed."""
+    """Whether ``so`` exists, matches its stamp (size, then the sha256 of the library as built) and is a complete
+    ELF file: checked before it is ever dlopen'ed. The structural check catches a library cut short even when
+    its stamp was rewritten to match it (a stamp only proves that the file is the one it describes)."""
     try:
         stamp = json.loads(_stamp_path(so).read_text())
         if so.stat().st_size != stamp.get("size"):
             return False
-        return _digest(so) == stamp
+        return _digest(so) == stamp and elf_problem(so) is None
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -135,6 +181,10 @@ def _compile(cxx: list[str], so: Path) -> None:
         stamp = _digest(Path(tmp))
         if stamp["size"] == 0:
             raise RuntimeError(f"compiling {_SRC.name}: `{shlex.join(cmd)}` exited with code 0 but wrote an empty file")
+        bad = elf_problem(Path(tmp))
+        if bad:
+            raise RuntimeError(f"compiling {_SRC.name}: `{shlex.join(cmd)}` exited with code 0 but wrote an incomplete "
+                               f"library ({bad}); not loading it")
         os.replace(tmp, so)
         _write_atomic(_stamp_path(so), json.dumps(stamp).encode())
     finally:
@@ -163,7 +213,8 @@ def _build() -> ctypes.CDLL:
             break
         _compile(cxx, so)  # (a concurrent build may swap library and stamp in between: check again)
     else:
-        raise RuntimeError(f"kernel library {so} does not match its stamp {_stamp_path(so).name} after building it")
+        raise RuntimeError(f"kernel library {so} does not match its stamp {_stamp_path(so).name} or is incomplete "
+                           f"({elf_problem(so) or 'sha256 differs'}) after building it; not loading it")
     lib = ctypes.CDLL(str(so))
     if lib.seglab_abi_version() != _ABI:
         raise RuntimeError(f"stale kernel library {so} (ABI {lib.seglab_abi_version()}, expected {_ABI})")
