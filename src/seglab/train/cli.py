@@ -48,8 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=1000, help="training steps (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=2, help="global batch size, split across ranks under torchrun (default %(default)s)")
     p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--monitors", help="comma list of monitored losses (default: the task mode's set)")
-    p.add_argument("--converge", default="mean_dice>=0.9", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy and T in [0, 1] (default %(default)s)")
+    p.add_argument("--monitors", help="comma list of monitored losses (default: the study's set on the study's tasks, "
+                   "the trained loss and its parts on user data)")
+    p.add_argument("--converge", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy and T in [0, 1]: the "
+                   "convergence verdict (default: mean_dice>=0.9 on the study's tasks, no verdict on user data)")
     p.add_argument("--grad-norm-every", type=int, default=GRAD_NORM_EVERY, metavar="K",
                    help="take every monitor loss's gradient norm at steps 0, K, 2K, ... (one extra backward pass per "
                    "monitor; default %(default)s); 0 = off. The training loss's norm is recorded at every step")
@@ -110,18 +112,21 @@ def config_from_args(args: argparse.Namespace):
     model_kw = _kv(args.model_opt, "--model-opt")
     if args.norm is not None:
         model_kw["norm"] = None if args.norm.lower() in ("none", "null", "off") else args.norm
-    metric, sep, thr = args.converge.partition(">=")
-    try:
-        threshold = float(thr) if sep else None
-    except ValueError:
-        threshold = None
-    if threshold is None:
-        raise ValueError(f"--converge: expected METRIC>=T (e.g. mean_dice>=0.9), got {args.converge!r}")
+    converge = None
+    if args.converge is not None:
+        metric, sep, thr = args.converge.partition(">=")
+        try:
+            threshold = float(thr) if sep else None
+        except ValueError:
+            threshold = None
+        if threshold is None:
+            raise ValueError(f"--converge: expected METRIC>=T (e.g. mean_dice>=0.9), got {args.converge!r}")
+        converge = {"metric": metric.strip(), "threshold": threshold}
     return RunConfig(loss=args.loss, task=args.task, task_kw=task_kw, model=args.model, model_kw=model_kw,
                      optimizer=args.optimizer, lr=args.lr, momentum=args.momentum if args.optimizer == "sgd" else 0.0,
                      seed=args.seed, steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                      monitors=_monitors(args.monitors) if args.monitors else None,
-                     converge={"metric": metric.strip(), "threshold": threshold},
+                     converge=converge,
                      grad_norm_every=args.grad_norm_every)
 
 
@@ -228,8 +233,10 @@ def run(args: argparse.Namespace) -> int:
             check_out_dir(args.out, "--out")
             ResultsStore(args.out).read_config()  # a damaged config.json is found now, not after training
     except (ConfigError, ValueError) as e:  # ResultsError is a ValueError
-        flags = {"loss": "--loss", "monitors": "--monitors", "model": "--model"}
-        if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
+        flags = {"loss": "--loss", "monitors": "--monitors"}
+        if getattr(e, "model_problem", None):
+            err.print(f"[red]error:[/red] --model: {escape(str(e.model_problem))}", soft_wrap=True)
+        elif getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
             for fld, spec, msg in e.problems:
                 err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
         else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 from .specs import canonical_spec as _canonical_spec
-from .specs import default_monitors
+from .specs import STUDY_CONVERGE, run_monitors, study_task
 
 OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
@@ -128,6 +128,7 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.problems = list(problems or [])
         self.only_fields = bool(only_fields and self.problems)
+        self.model_problem: Optional[str] = None  # the one error found, when it is the model's (``--model``)
 
 
 @dataclass
@@ -160,7 +161,7 @@ class RunConfig:
     batch_size: int = 2
     eval_every: int = 100
     monitors: Optional[list[str]] = None
-    converge: dict[str, Any] = field(default_factory=lambda: {"metric": "mean_dice", "threshold": 0.9})
+    converge: Optional[dict[str, Any]] = None
     grad_norm_every: int = GRAD_NORM_EVERY
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,8 +215,10 @@ def resolve(cfg: RunConfig, task=None) -> RunConfig:
         task = create_task(cfg.task, **cfg.task_kw)
     d = cfg.to_dict()
     d["loss"] = canonical_spec(cfg.loss, task.mode)
-    mons = cfg.monitors if cfg.monitors is not None else default_monitors(task.mode)
-    d["monitors"] = [canonical_spec(m, task.mode) for m in mons]
+    mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, task.mode)
+    d["monitors"] = list(dict.fromkeys(canonical_spec(m, task.mode) for m in mons))
+    if cfg.converge is None and study_task(cfg.task):
+        d["converge"] = dict(STUDY_CONVERGE)
     d["optimizer"] = cfg.optimizer.lower()
     d["lr"] = float(cfg.lr)
     d["momentum"] = float(cfg.momentum)
@@ -246,6 +249,7 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
     checked: set[str] = set()
 
     unfielded = [0]
+    model_problems: list[str] = []
 
     def err(cfg: RunConfig, msg: str, problem: tuple[str, Any, str] | None = None) -> None:
         line = f"[{cfg.label}] {msg}"
@@ -282,7 +286,7 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
                     f"got {v!r}")
                 ok = False
         conv = cfg.converge if isinstance(cfg.converge, dict) else {}
-        if not isinstance(cfg.converge, dict):
+        if cfg.converge is not None and not isinstance(cfg.converge, dict):
             err(cfg, f"converge must be a mapping {{metric, threshold}}, got {cfg.converge!r}")
             ok = False
         unknown = sorted(set(conv) - set(CONVERGE_KEYS))
@@ -308,7 +312,7 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
         if isinstance(task, Exception):
             err(cfg, f"task: {_task_error(cfg.task, task)}")
             continue
-        mons = cfg.monitors if cfg.monitors is not None else default_monitors(task.mode)
+        mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, task.mode)
         for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
             try:  # builds the loss: names, options, mode rules and the constructor's checks
                 canonical_spec(spec, task.mode)
@@ -342,15 +346,24 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
                 try:
                     net = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
                                        spatial_dims=task.spatial_dims, **cfg.model_kw)
-                    if user_model(cfg.model):
-                        check_model_contract(net, task, task.validation()[0][:2])
                 except (ValueError, TypeError) as e:
-                    err(cfg, f"model {cfg.model!r}: {e}", ("model", cfg.model, f"{cfg.model}: {e}"))
+                    err(cfg, f"model: {e}")
+                    model_problems.append(str(e))
                     ok = False
+                else:
+                    try:
+                        if user_model(cfg.model):
+                            check_model_contract(net, task, task.validation()[0][:2])
+                    except ValueError as e:
+                        err(cfg, f"model {cfg.model!r}: {e}")
+                        model_problems.append(f"{cfg.model}: {e}")
+                        ok = False
         if ok:
             out.append(rcfg)
     if len(errors) == 1:
-        raise ConfigError(f"configuration error, nothing was run: {errors[0]}", problems, only_fields=not unfielded[0])
+        e = ConfigError(f"configuration error, nothing was run: {errors[0]}", problems, only_fields=not unfielded[0])
+        e.model_problem = model_problems[0] if model_problems else None
+        raise e
     if errors:
         head = f"{len(errors)} configuration error(s); nothing was run:\n  "
         raise ConfigError(head + "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else ""), problems,

@@ -366,7 +366,11 @@ def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]],
     resumed run continued from (None when it ran in one go). ``provenance``: what produced the run
     (:func:`seglab.results.run_provenance`: versions, command line, host, CPU/GPU, git commit of the working
     directory, time) with its ``seed``, ``device`` (packed runs train on the CPU) and ``wall_s``."""
-    conv, conv_step = (convergence(evals, cfg.converge) if status == "finished" else (False, None))
+    conv: Optional[bool]
+    if cfg.converge is None:  # no verdict unless one was asked for (user data)
+        conv, conv_step = None, None
+    else:
+        conv, conv_step = (convergence(evals, cfg.converge) if status == "finished" else (False, None))
     last = evals[-1] if evals else {}
     best = best_eval(evals) or {}
     tail = 100

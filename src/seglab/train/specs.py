@@ -10,6 +10,7 @@ The Chlebus (2018) study's losses are the presets ``study_cce``, ``study_dice``,
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, Optional
 
 from seglab.losses.registry import (  # noqa: F401  (re-exported)
@@ -70,6 +71,40 @@ def build_loss(spec: str, mode: str, *, process_group: Any = None, ignore_index:
     if not changed:
         return loss
     return out[0][1] if len(out) == 1 and out[0][0] == 1.0 else CompositeLoss(out)
+
+
+#: the built-in synthetic tasks of the Chlebus (2018) study and its sequels: runs on them keep the study's
+#: defaults (its monitor set, convergence at mean Dice >= 0.9), so that committed study data keep their run ids
+STUDY_TASKS = ("threshold", "shapes", "overlap", "brain-tissue", "brain-tissue-nested")
+#: the study's convergence rule, the default of runs on :data:`STUDY_TASKS`
+STUDY_CONVERGE = {"metric": "mean_dice", "threshold": 0.9}
+
+
+def study_task(name: str) -> bool:
+    """Whether ``name`` is one of the study's built-in tasks (:data:`STUDY_TASKS`); a folder of the user's data
+    (``folder``) or a task the user registered is not."""
+    return name in STUDY_TASKS
+
+
+def loss_parts(spec: str) -> list[str]:
+    """The trained loss and, for a weighted sum, each of its terms unweighted: ``"0.5*dice+ce"`` ->
+    ``["0.5*dice+ce", "dice", "ce"]``; ``"dice"`` -> ``["dice"]``."""
+    from seglab.losses.registry import parse_loss_spec
+
+    terms = parse_loss_spec(spec)
+    out = [spec]
+    if len(terms) > 1 or (terms and terms[0].weight != 1.0):
+        for t in terms:
+            text = re.sub(r"^\s*[-+0-9.eE]+\s*\*\s*", "", t.text).strip()
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def run_monitors(task_name: str, loss: str, mode: str) -> list[str]:
+    """The default monitor set of a run: the study's (:func:`default_monitors`) on a study task, the trained loss
+    and its parts (:func:`loss_parts`) on user data."""
+    return default_monitors(mode) if study_task(task_name) else loss_parts(loss)
 
 
 def default_monitors(mode: str) -> list[str]:
