@@ -2,6 +2,7 @@
 results-folder writes are safe between processes, a second sweep does not redo runs another is training, and
 damaged run files are named and redone."""
 
+import contextlib
 import json
 import os
 import re
@@ -228,3 +229,84 @@ def test_parent_watch_fallback_without_the_death_signal(tmp_path, watch):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def _session_procs(sid):
+    """(pid, cmdline) of the live (not zombie) processes of session ``sid`` (the sweep's own session: every
+    worker, the resource tracker and anything else it started, wherever they were reparented)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[3]) == sid:
+            out[int(d.name)] = _cmdline(int(d.name))
+    return out
+
+
+SLOW_MAIN = """
+import sys, time
+if __name__ == "__mp_main__":  # a spawned worker importing its parent's main module, as slowly as torch can be
+    time.sleep(60)
+from seglab.cli import main
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("launcher,moment", [("slow-main", "first-worker"), ("slow-main", "imports"),
+                                             ("slow-main", "both-workers"), ("module", "imports")])
+def test_a_sigkill_while_workers_start_leaves_no_process(tmp_path, launcher, moment):
+    """Issue 24: a SIGKILL of the sweep while its workers are still importing used to leave them (and the
+    resource tracker) alive for 20-35 s, because their parent-death signal was armed only after the imports
+    (the main script ``seglab`` imports seglab, i.e. torch, in every spawned worker). Now it is armed before any
+    import (seglab.sweep._spawn): 2 s after the kill nothing of the sweep's session is alive, whatever the moment.
+    ``slow-main`` launches the sweep from a script whose import takes 60 s in a worker (a deterministic stand-in
+    for a slow torch import); ``module`` is ``python -m seglab`` with its real imports."""
+    out = tmp_path / "res"
+    grid = dict(GRID, seeds=[0, 1], steps=20000, eval_every=5000)
+    cmd = _sweep_cmd(tmp_path, grid, out, "--workers", "2", "--no-pack")
+    if launcher == "slow-main":
+        (tmp_path / "slow_main.py").write_text(SLOW_MAIN)
+        cmd = [sys.executable, str(tmp_path / "slow_main.py"), *cmd[3:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    sid = proc.pid
+    try:
+        def workers():
+            return [p for p, c in _session_procs(sid).items() if b"spawn_main" in c]
+        need = 2 if moment == "both-workers" else 1
+        assert _poll(lambda: len(workers()) >= need, 180, step=0.05), "no worker started"
+        if moment == "imports":
+            time.sleep(1.0)
+        before = _session_procs(sid)
+        assert any(b"spawn_main" in c for c in before.values())
+        if launcher == "slow-main":
+            assert not _claims(out)  # the workers are still importing
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=60)
+        time.sleep(2.0)
+        left = _session_procs(sid)
+        assert not left, f"alive 2 s after the SIGKILL: {left} (before: {before})"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sid, signal.SIGKILL)  # our own session's group: nothing else
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_the_armed_command_line_runs_before_the_spawn_program():
+    from seglab.sweep._spawn import armed_command_line, context
+
+    cmd = ["python", "-X", "x", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()", "--multiprocessing-fork"]
+    armed = armed_command_line(cmd, 1234)
+    assert armed[:4] == cmd[:4] and armed[5:] == cmd[5:]
+    prog = armed[4]
+    assert prog.index("prctl(1, 9") < prog.index("spawn_main") and "getppid() != 1234" in prog
+    assert "seglab" not in prog and "torch" not in prog  # stdlib only, before any heavy import
+    ctx = context()
+    if sys.platform.startswith("linux"):
+        assert type(ctx).__name__ == "ArmedContext" and ctx.get_start_method() == "spawn"

@@ -1,8 +1,9 @@
 """Run a sweep: validate everything first, skip finished runs, fan the rest out to worker processes.
 
 Process hygiene: every worker dies with the sweep process, however that ends (SIGKILL, SIGTERM, the OOM
-killer): on Linux through a parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, set in the worker's
-initializer), everywhere through a watch thread in the worker that exits as soon as its lifeline pipe from the
+killer), also while it is still starting: on Linux through a parent-death signal (``prctl(PR_SET_PDEATHSIG,
+SIGKILL)``, armed by the first lines the spawned interpreter runs, before it imports seglab or torch: see
+:mod:`seglab.sweep._spawn`), everywhere through a watch thread in the worker that exits as soon as its lifeline pipe from the
 parent reaches end-of-file (the parent's end is closed by the kernel when the parent dies) or its parent pid
 changes. SIGTERM in the sweep process is handled like Ctrl-C: finished runs are kept, the workers are stopped,
 and the outcome says which signal ended it (the command line exits 143, or 130 for Ctrl-C).
@@ -506,15 +507,15 @@ class SweepProgress:
 
 
 def _run_pool(jobs, store, outcome, workers, threads, show_progress, console, progress_every=None) -> None:
-    import multiprocessing as mp
-
     from seglab._extras import require
 
     require("rich", "the sweep progress bar")
     from rich.console import Console
     from rich.markup import escape
 
-    ctx = mp.get_context("spawn")
+    from ._spawn import context
+
+    ctx = context()  # spawn, with the parent-death signal armed before the child imports anything
     queue = ctx.Queue()
     lifeline_r, lifeline_w = ctx.Pipe(duplex=False)  # workers hold the read end; EOF there = this process died
     console = console or Console(stderr=True)
