@@ -16,7 +16,7 @@ RANK = {
     # foundations: checks, optional-dependency helper, name registries
     "_checks": 0, "_extras": 0, "_registry": 0, "_version": 0, "_options": 0,
     "provenance": 1,
-    "targets": 1,
+    "targets": 1, "regions": 1,
     # statistics kernels (never the losses), activations, metrics
     "kernels": 2, "activations": 2, "metrics": 2, "stats": 2,
     # target transforms (distance maps, skeletons) that losses compute on the fly and DataLoaders precompute

@@ -28,6 +28,7 @@ from seglab.losses.deep_supervision import DeepSupervisionLoss
 from seglab import metrics
 from seglab import stats
 from seglab import transforms
+from seglab.regions import RegionLoss, labels_to_regions, regions_to_labels
 from seglab.kernels.dispatch import set_fused
 from seglab.models import create_model, list_models
 from seglab.data import create_task, list_tasks
@@ -42,7 +43,7 @@ __all__ = [
     "Loss", "CompositeLoss", "get_loss", "list_losses", "format_loss", "describe_losses",
     "CrossEntropyLoss", "FocalLoss", "DiceLoss", "GeneralizedDiceLoss", "TverskyLoss", "JaccardLoss", "LovaszLoss",
     "BoundaryLoss", "HausdorffDTLoss", "ClDiceLoss", "SkeletonRecallLoss", "MCCLoss", "TopKCrossEntropyLoss",
-    "OneHotBCELoss", "DeepSupervisionLoss",
+    "OneHotBCELoss", "DeepSupervisionLoss", "RegionLoss", "labels_to_regions", "regions_to_labels",
     "metrics", "stats", "transforms", "set_validation", "validation", "set_fused",
     "create_model", "list_models", "create_task", "list_tasks",
     "advise", "Advice",

@@ -61,6 +61,7 @@ RULES: dict[str, Rule] = {
     "pos_weight": Rule("pos_weight per channel (multi-label / binary)", "without CE weights", ("binary", "multilabel")),
     "weight_cap": Rule("the cap on class weights and pos_weight"),
     "structure_losses": Rule("a structure loss (skeleton recall, clDice) for thin classes"),
+    "nested_regions": Rule("one sigmoid per nested region (region-based training) for channels that nest"),
 }
 
 

@@ -47,6 +47,7 @@ from seglab.advise import weights as W
 from seglab.advise.evidence import rule_status
 from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
 from seglab.data.masks import code_rgb, dense_labels, detect_void, rgb_decomposable, rgb_mixed
+from seglab.regions import nested_chain
 
 BALANCED = 3.0
 BACKGROUND_DOMINANT = 0.5
@@ -309,6 +310,7 @@ class Advice:
     metrics: list[dict] = field(default_factory=list)  # what to report: {"metric", "call", "classes", "reason"}
     # the status of each rule applied (advise/evidence.py): {"rule", "title", "status", "detail", "pointer"}
     evidence: list[dict] = field(default_factory=list)
+    nested_regions: list[str] | None = None  # multi-label channels that nest, broadest first (region-based training)
 
     def to_dict(self) -> dict:
         from seglab._version import __version__
@@ -455,6 +457,12 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
         else:
             reasons.append(f"{C} classes and no {px} with more than one class: classes are mutually exclusive, so softmax over {C} channels (multiclass)")
     activation = "softmax" if mode == "multiclass" else "sigmoid"
+    chain = nested_chain(t.pixel_counts, t.pairs) if mode == "multilabel" else None
+    nested = [t.names[i] for i in chain] if chain else None
+    if nested:
+        reasons.append(f"the channels nest ({' ⊃ '.join(nested)}: each lies inside the one before): nested regions, as "
+                       "BraTS's tumour sub-regions; one sigmoid per region on region targets is nnU-Net's region-based "
+                       "training (seglab.RegionLoss builds the targets from label maps)")
     out_channels = C if mode != "binary" else 1
 
     kwargs: dict = {}
@@ -588,7 +596,8 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
 
     capped = ("class_weights" in kwargs and cw != cw_raw) or ("pos_weight" in kwargs and pw != pw_raw)
     return Advice(
-        evidence=[rule_status(r) for r in applied_rules(loss, kwargs, capped, struct_losses)],
+        evidence=[rule_status(r) for r in applied_rules(loss, kwargs, capped, struct_losses)]
+        + ([rule_status("nested_regions")] if nested else []), nested_regions=nested,
         encoding=encoding, encoding_ambiguous=ambiguous, encoding_notes=notes, num_classes=C, class_names=list(t.names), mode=mode,
         activation=activation, out_channels=out_channels, loss=loss, loss_kwargs=kwargs, code=code,
         class_frequencies=[float(x) for x in freq], class_pixel_counts=[int(x) for x in t.pixel_counts],
