@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:  # seglab.results.ResultsError is a ValueError
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
-    if not args.no_table:
+    if not args.no_table and rep["agg"]:
         console.print(terminal_table(rep["agg"]))
         for per_class in terminal_class_tables(rep["agg"]):
             console.print(per_class)

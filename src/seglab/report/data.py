@@ -93,9 +93,12 @@ def default_norm(model: Any) -> str:
 def load_rows(store: ResultsStore) -> list[dict[str, Any]]:
     """One flat row per finished run (:func:`seglab.results.flatten_summary`); ``norm`` is the recorded
     ``model_norm``, else the configured ``model_kw.norm``, else the model factory's default
-    (:func:`default_norm`), never a guess of ``"none"``."""
+    (:func:`default_norm`), never a guess of ``"none"``. Runs of ``seglab compare --fn`` (``"kind": "fn"``: the
+    user's own training function, no records) are left out."""
     rows = []
     for s in store.summaries():
+        if s.get("kind") == "fn" or (s.get("config") or {}).get("kind") == "fn":
+            continue  # a ``seglab compare --fn`` run: the user's own training, no curves (the comparison shows it)
         r = flatten_summary(s)
         r.setdefault("fg_ratio", None)
         if r.get("norm") is None:

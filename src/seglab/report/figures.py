@@ -17,6 +17,47 @@ from .data import _fmt, figure_slug, figure_title
 _COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray"]
 
 
+#: the longest loss label drawn on an axis, a title or a legend entry; longer specs get a short label (L1, L2, ...)
+#: and a key below the figure that gives each in full
+MAX_LABEL = 18
+
+
+class LossLabels:
+    """Short labels of loss specs for figures: :func:`display_label` when it is at most :data:`MAX_LABEL`
+    characters, else ``L1``, ``L2``, ... in first-seen order; :meth:`key` is the legend that spells those out.
+
+    >>> lab = LossLabels(["study_dice", "0.5*dice[batch=true,smooth=1e-07] + ce[label_smoothing=0.1]"])
+    >>> lab("study_dice"), lab("0.5*dice[batch=true,smooth=1e-07] + ce[label_smoothing=0.1]")
+    ('DICE', 'L1')
+    """
+
+    def __init__(self, specs: Any = ()) -> None:
+        self.short: dict[str, str] = {}
+        self.long: list[tuple[str, str]] = []
+        for sp in specs:
+            self(sp)
+
+    def __call__(self, spec: str) -> str:
+        if spec not in self.short:
+            d = display_label(spec)
+            if len(d) <= MAX_LABEL:
+                self.short[spec] = d
+            else:
+                lab = f"L{len(self.long) + 1}"
+                self.short[spec] = lab
+                self.long.append((lab, d))
+        return _t(self.short[spec])
+
+    def key(self) -> str:
+        """``"L1 = <spec>"`` lines of the shortened specs ('' when none was shortened)."""
+        return "\n".join(f"{lab} = {_t(d)}" for lab, d in self.long)
+
+    def add_key(self, fig: Any) -> None:
+        """Write :meth:`key` below ``fig`` (saved with ``bbox_inches="tight"`` it is kept)."""
+        if self.long:
+            fig.text(0.01, -0.01, self.key(), ha="left", va="top", fontsize=7, family="monospace")
+
+
 def _t(text: object) -> str:
     """User text (loss specs, class and model names) for a figure: shown as written, ``$`` is not mathtext."""
     return str(text).replace("$", r"\$")
@@ -145,6 +186,7 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
     losses = _order(by_loss, loss_order)
     first = store.steps(by_loss[losses[0]][0])
     monitors = [c[len("loss/"):] for c in first if c.startswith("loss/")]
+    lab = LossLabels([*losses, *monitors])
     ncol = len(losses)
     fig, axes = plt.subplots(2, ncol, figsize=(3.4 * ncol, 6.2), squeeze=False, sharex=True)
     for j, loss in enumerate(losses):
@@ -157,25 +199,26 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
             col = _COLORS[i % len(_COLORS)]
             g = curves[f"gnorm/{m}"]
             g = np.where(g > 0, g, np.nan)  # log scale
-            drew_g |= plot_series(ax_g, steps, g, color=col, lw=1.1, label=_t(display_label(m)))
-            plot_series(ax_l, steps, curves[f"loss/{m}"], color=col, lw=1.1, label=_t(display_label(m)))
+            drew_g |= plot_series(ax_g, steps, g, color=col, lw=1.1, label=lab(m))
+            plot_series(ax_l, steps, curves[f"loss/{m}"], color=col, lw=1.1, label=lab(m))
         if drew_g:
             ax_g.set_yscale("log")
         else:
             no_data(ax_g, "no gradient norm recorded\n(grad_norm_every = 0)")
-        ax_g.set_title(f"trained with {_t(display_label(loss))}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
+        ax_g.set_title(f"trained with {lab(loss)}" + (f"  (n={len(rids)})" if len(rids) > 1 else ""), fontsize=10)
         ax_g.grid(alpha=0.3)
         ax_l.grid(alpha=0.3)
         ax_l.set_xlabel("step")
         if j == 0:
             ax_g.set_ylabel("gradient norm (log)")
             ax_l.set_ylabel("loss")
-    h, lab = axes[1, 0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=max(1, len(lab)), fontsize=8, frameon=False)
+    h, names = axes[1, 0].get_legend_handles_labels()
+    fig.legend(h, names, loc="lower center", ncol=max(1, len(names)), fontsize=8, frameon=False)
     fig.suptitle(_t(figure_title(key)) + "  — smoothed, mean over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    lab.add_key(fig)
     path = out / f"{figure_slug(key)}.png"
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -192,6 +235,7 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
     if not classes:
         return None
     panels = classes + ["mean"]
+    lab = LossLabels(losses)
     ncol = len(panels) if len(panels) <= 5 else 4
     nrow = -(-len(panels) // ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.3 * ncol, 2.7 * nrow + 0.6), squeeze=False, sharex=True, sharey=True)
@@ -201,7 +245,7 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
         for p, col in enumerate(cols):
             ax = axes[p // ncol, p % ncol]
             plot_series(ax, steps, curves[col], smooth_frac=0, color=_COLORS[j % len(_COLORS)], lw=1.3,
-                        label=_t(display_label(loss)) + (f" (n={len(by_loss[loss])})" if len(by_loss[loss]) > 1 else ""))
+                        label=lab(loss) + (f" (n={len(by_loss[loss])})" if len(by_loss[loss]) > 1 else ""))
     for p, name in enumerate(panels):
         ax = axes[p // ncol, p % ncol]
         ax.set_title("mean over classes" if name == "mean" else f"class {_t(name)}", fontsize=9)
@@ -216,12 +260,13 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
             ax.set_ylabel("validation Dice")
     for p in range(len(panels), nrow * ncol):
         axes[p // ncol, p % ncol].set_visible(False)
-    h, lab = axes[0, 0].get_legend_handles_labels()
-    fig.legend(h, lab, loc="lower center", ncol=max(1, min(len(lab), 5)), fontsize=8, frameon=False)
+    h, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(h, names, loc="lower center", ncol=max(1, min(len(names), 5)), fontsize=8, frameon=False)
     fig.suptitle(_t(figure_title(key)) + "  — validation Dice per class, mean over seeds", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 if nrow == 1 else 0.05, 1, 0.94))
+    lab.add_key(fig)
     path = out / f"{figure_slug(key)}_dice_curves.png"
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -245,6 +290,7 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
     for a in agg:
         if a["loss"] not in losses:
             losses.append(a["loss"])
+    lab = LossLabels(losses)
     n = len(opts)
     fig, axes = plt.subplots(1, n, figsize=(1.0 + 1.05 * len(losses) * n + 1.8, 0.9 + 0.42 * len(rows)), squeeze=False)
     cell = {(opt_key(a), row_key(a), a["loss"]): a for a in agg}
@@ -266,19 +312,28 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
                         color="white" if (not math.isnan(M[i, j]) and M[i, j] < 0.5) else "black")
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(losses)), [_t(display_label(l)) for l in losses], rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(range(len(losses)), [lab(l) for l in losses], rotation=45, ha="right", fontsize=8)
         ylabels = [f"{t} fg{100 * fg:g}% {m} {('BN' if nm == 'batch' else 'norm=' + nm)}" if fg >= 0 else f"{t} {m} norm={nm}"
                    for t, fg, m, nm in rows]
         ax.set_yticks(range(len(rows)), [_t(y) for y in ylabels] if k == 0 else [""] * len(rows), fontsize=8)
-        title = f"{o[0]} lr={o[1]:g}" + (f" mom={o[2]:g}" if o[0] == "sgd" else "")
-        ax.set_title(title, fontsize=9)
+        ax.set_title(_opt_title(*o), fontsize=9)
     if im is not None:
         fig.colorbar(im, ax=axes[0, :].tolist(), fraction=0.02, pad=0.01, label=label)
     fig.suptitle(f"final {label} (mean over seeds) and converged/runs", fontsize=10, y=1.0 + 0.25 / max(1, len(rows)))
+    lab.add_key(fig)
     path = out / f"summary_{metric}.png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else _fmt(v)
+
+
+def _opt_title(optimizer: Any, lr: Any, momentum: Any) -> str:
+    """``adam lr=0.001`` (``sgd lr=0.01 mom=0.9``); a value a run did not record (None) is written ``none``."""
+    return f"{_fmt(optimizer)} lr={_num(lr)}" + (f" mom={_num(momentum)}" if optimizer == "sgd" else "")
 
 
 def _finite_pos(x: Any) -> bool:
@@ -299,6 +354,7 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
     if not any(_finite_pos(a.get(f"mean_gnorm/{m}")) for a in pts for m in mons):
         return None  # no gradient norm recorded (grad_norm_every = 0)
     settings = sorted({(_fmt(a["norm"]), a["optimizer"], a["lr"], a["momentum"]) for a in pts})
+    lab = LossLabels(mons)
     fig, axes = plt.subplots(1, len(settings), figsize=(3.3 * len(settings), 3.2), squeeze=False, sharey=True)
     for k, st in enumerate(settings):
         ax = axes[0, k]
@@ -311,7 +367,7 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
                 v = [float(x) for x in v if _finite_pos(x)]
                 ys.append(float(np.exp(np.mean(np.log(v)))) if v else np.nan)
             plot_series(ax, np.array([100 * f for f in fgs]), np.array(ys), smooth_frac=0, marker="o",
-                        color=_COLORS[i % len(_COLORS)], label=_t(display_label(m)))
+                        color=_COLORS[i % len(_COLORS)], label=lab(m))
         if ax.lines:
             ax.set_yscale("log")
         else:
@@ -323,7 +379,8 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
     if axes[0, -1].lines:
         axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
+    lab.add_key(fig)
     path = out / "gradnorm_vs_fg.png"
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -147,11 +147,17 @@ def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss
     if not store.root.exists():
         raise FileNotFoundError(f"results folder {str(results)!r} does not exist")
     rows = load_rows(store)
-    if not rows:
+    comparison = compare_section(store.root)
+    if not rows and comparison is None:
         raise ValueError(f"{str(results)!r} holds no finished runs yet")
-    store.write_summary_table()
     out = Path(out) if out else store.root / "report"
     out.mkdir(parents=True, exist_ok=True)
+    if not rows:  # only `seglab compare --fn` runs: the comparison is the report
+        return _write_page(out, [f"<h1>seglab report — {html.escape(str(store.root))}</h1>",
+                                 "<p>The runs of this folder are your own training function's (<code>seglab compare "
+                                 "--fn</code>): they have no training curves; the comparison follows.</p>",
+                                 comparison], [], [])
+    store.write_summary_table()
     agg = aggregate(rows)
     if loss_order is None:
         from seglab.train.specs import STUDY_LOSSES
@@ -196,14 +202,45 @@ def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss
             parts += [f"<h3>{html.escape(figure_title(key))}</h3>", _img(p)]
             if dp is not None:
                 parts.append(_img(dp))
+    if comparison is not None:
+        parts.append(comparison)
     grids = cfg.get("grids") or []
     if grids:
         import json
 
         parts += ["<h2>Configuration</h2><pre>", html.escape(json.dumps(grids, indent=1)), "</pre>"]
-    parts.append("</body></html>")
+    return _write_page(out, parts[1:], pngs, agg)
+
+
+def _write_page(out: Path, body: list[str], pngs: list[Path], agg: list[dict[str, Any]]) -> dict[str, Any]:
+    head = (f"<!doctype html><html><head><meta charset='utf-8'><title>seglab report</title><style>{CSS}</style>"
+            "</head><body>")
     html_path = out / "index.html"
     tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text("".join(parts))
+    tmp.write_text(head + "".join(body) + "</body></html>")
     tmp.replace(html_path)
     return {"html": html_path, "pngs": pngs, "agg": agg}
+
+
+def compare_section(root: Path) -> Optional[str]:
+    """The HTML section of the comparison ``seglab compare`` wrote into ``root`` (``compare.json``; its verdicts
+    as ``compare.txt`` holds them, the text the command printed), None when the folder holds no comparison."""
+    import json
+
+    root = Path(root)
+    f = root / "compare.json"
+    if not f.is_file():
+        return None
+    txt = root / "compare.txt"
+    try:
+        d = json.loads(f.read_text())
+        setup = d.get("setup") or {} if isinstance(d, dict) else {}
+        what = (f"your training function <code>{html.escape(str(setup.get('fn')))}</code>"
+                if setup.get("kind") == "fn" else "seglab's trainer")
+        body = (f"<p>Paired comparison of the losses (runs of {what}); the full page is "
+                f"<code>{html.escape(str(root / 'compare.html'))}</code>.</p>")
+    except (OSError, ValueError) as e:  # a damaged compare.json must not cost the rest of the report
+        body = f"<p>compare.json could not be read: {html.escape(str(e))}</p>"
+    if txt.is_file():
+        body += f"<pre>{html.escape(txt.read_text(errors='replace'))}</pre>"
+    return "<h2>Comparison</h2>" + body
