@@ -155,6 +155,10 @@ class FusedStatsFunction(torch.autograd.Function):
     """The same computation as the op for eager calls, without the op's per-call dispatch cost (about 0.2 ms,
     measured with cProfile at 2x2x32x32: ``torch._library`` argument handling on every forward and backward).
     Under ``torch.compile`` the dispatcher uses the op; the numbers are identical (same implementation).
+    Called through the public ``Function.apply``: calling torch's C++ ``apply`` directly (``torch._C`` internals)
+    saved nothing distinguishable from noise (paired medians -0.03 to +0.34 ms per 1.4-2.6 ms Dice+CE fwd+bwd,
+    IQRs 0.6-2 ms, over two runs on a shared 2-core machine; ``benchmarks/bench_fast_apply.py`` / ``.json``), so it
+    is not done.
 
     ``apply(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
     label_smoothing, focal, gamma)`` takes the op's arguments and returns the statistics as separate tensors in the
@@ -163,15 +167,6 @@ class FusedStatsFunction(torch.autograd.Function):
     costs ~15 small autograd ops per call (measured ~0.1 ms of a 2x2x32x32 fwd+bwd). ``stats[:, 2]`` (sum y) and ``scal[1]`` (the CE / count denominator) do not
     depend on the logits and are marked non-differentiable there.
     """
-
-    @classmethod
-    def apply(cls, *args):  # type: ignore[override]
-        # Function.apply without its generic per-call work (inspecting setup_context, a generator over every
-        # argument to unwrap dead functorch wrappers: ~30 Python calls); under functorch transforms the full path
-        if torch._C._are_functorch_transforms_active():
-            return super().apply(*args)
-        unwrap = torch._C._functorch.unwrap_if_dead
-        return _C_APPLY.__get__(None, cls)(unwrap(args[0]), unwrap(args[1]), *args[2:])
 
     @staticmethod
     def forward(ctx, x, target, valid, weight, pos_weight, alpha, alpha_neg, *config):  # type: ignore[override]
@@ -209,9 +204,6 @@ class FusedStatsFunction(torch.autograd.Function):
         g_scal = _pack(grads[k:], (), x, 0)
         gx = backward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *ctx.config, g_stats, g_scal)
         return (gx,) + (None,) * (6 + n_cfg)
-
-
-_C_APPLY = torch._C._FunctionBase.__dict__["apply"]  # the C++ Function.apply (a classmethod descriptor)
 
 
 def _pack(grads, shape, like: Tensor, dim: int) -> Tensor:
