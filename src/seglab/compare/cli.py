@@ -211,7 +211,31 @@ def _margins(items: list[str]) -> dict[str, Optional[float]]:
     return out
 
 
+def _interrupted(args: argparse.Namespace, e: BaseException) -> int:
+    """One line; the exit status 128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
+    import signal
+
+    sig = int(getattr(e, "signum", signal.SIGINT))
+    name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+    print(f"seglab compare: interrupted by {name}; finished runs are kept in {args.out}, re-run the same command "
+          "to resume", file=sys.stderr)
+    return 128 + sig
+
+
 def run(args: argparse.Namespace) -> int:
+    """``seglab compare``; exit status: 0 the comparison is complete (every run of its grid has its result), 1 a
+    run failed or diverged (left out of the pairs, named), 2 bad input, 130 Ctrl-C, 143 SIGTERM (docs/cli.md)."""
+    from seglab.sweep.runner import SweepOutcome, _signals_interrupt
+
+    term = SweepOutcome()
+    try:
+        with _signals_interrupt(term):  # SIGTERM/SIGHUP, anywhere in the command, end it like Ctrl-C does
+            return _run(args)
+    except KeyboardInterrupt as e:
+        return _interrupted(args, e)
+
+
+def _run(args: argparse.Namespace) -> int:
     from seglab.results import ResultsError, check_out_dir
     from seglab._options import parse_kv as _kv
     from seglab.train.config import ConfigError
@@ -257,10 +281,8 @@ def run(args: argparse.Namespace) -> int:
                       threads=args.threads, confidence=args.confidence, labels=labels,
                       show_progress=not args.no_progress and not args.json, engine=args.engine, address=args.address,
                       margin=args.margin)
-    except KeyboardInterrupt:
-        print(f"seglab compare: interrupted; finished runs are kept in {args.out}, re-run the same command to resume",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        return _interrupted(args, e)
     except FnError as e:
         return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     except ConfigError as e:
@@ -282,6 +304,11 @@ def _print(cmp: Any, args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(cmp.text())
         print(f"written: {args.out}/compare.json, compare.txt, compare.html")
+    if cmp.failed:  # the verdicts stand on fewer seeds than asked: never a silent exit 0
+        shown = ", ".join(cmp.failed[:4]) + (f" and {len(cmp.failed) - 4} more" if len(cmp.failed) > 4 else "")
+        print(f"seglab compare: incomplete: {len(cmp.failed)} run(s) left out of the pairs ({shown}); re-run the same "
+              "command to redo them", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -492,8 +492,13 @@ def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", tas
         raise ConfigError(f"--losses: two of the given losses are the same loss: {specs}")
     outcome = run_sweep(grid, out, workers=workers, threads=threads, show_progress=show_progress, pack=False,
                         engine=engine, address=address)
-    if outcome.interrupted:
-        raise KeyboardInterrupt
+    if outcome.interrupted:  # the signal that ended it travels with the exception (exit 130 or 128 + signum)
+        import signal as _signal
+
+        from seglab.sweep.runner import SweepInterrupted
+
+        sig = outcome.signal or int(_signal.SIGINT)
+        raise KeyboardInterrupt if sig == _signal.SIGINT else SweepInterrupted(sig)
     from seglab.results import ResultsStore
 
     store = ResultsStore(out)

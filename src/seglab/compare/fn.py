@@ -45,6 +45,7 @@ from .core import DEFAULT_MARGIN, Comparison, Difference, LossResult, _f, _nanme
 
 MODES = ("multiclass", "binary", "multilabel")
 FN_SCHEMA = 1  # the summary.json of one --fn call
+WAIT_POLL_S = 1.0  # how often compare --fn checks the runs another process holds
 
 
 class FnError(ValueError):
@@ -302,7 +303,10 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     values: dict[tuple[str, int], dict[str, Any]] = {}
     failed: list[str] = []
-    for i, ((c, g, s), row) in enumerate(zip(plan, rows), 1):
+    deferred: list[tuple[int, tuple[str, str, int], dict[str, Any]]] = []  # runs another live process holds
+
+    def one(i: int, c: str, g: str, s: int, row: dict[str, Any]) -> bool:
+        """Run (or reuse) one loss x seed; False when another live process holds its claim."""
         rid = str(row["run_id"])
         label = labels.get(g, g)
         where = f"--fn {ident}: loss {g!r} seed {s}"
@@ -310,12 +314,14 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
             values[(c, s)] = store.summary(rid)["metrics"]
             if show_progress:
                 say(f"[{i}/{len(plan)}] {label} seed {s}: done before ({_brief(values[(c, s)], metric)})")
-            continue
+            return True
         claim = store.claim(rid)
         if claim is None:
-            failed.append(f"{g} seed {s} (running in another process)")
-            continue
+            return False
         try:
+            if store.is_done(rid):  # written by the process whose claim we waited for
+                values[(c, s)] = store.summary(rid)["metrics"]
+                return True
             loss = get_loss(c, mode)
             _seed_everything(s)
             t0 = time.time()
@@ -337,8 +343,20 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
             values[(c, s)] = got
             if show_progress:
                 say(f"[{i}/{len(plan)}] {label} seed {s}: {_brief(got, metric)} ({wall:.1f} s)")
+            return True
         finally:
             claim.release()
+
+    for i, ((c, g, s), row) in enumerate(zip(plan, rows), 1):
+        if not one(i, c, g, s, row):
+            deferred.append((i, (c, g, s), row))
+    if deferred:  # concurrent compares on one folder: wait for (never count as failed) the runs others hold
+        owners = sorted({str(store.claim_owner(str(row["run_id"])) or "?") for _, _, row in deferred})
+        say(f"seglab compare: waiting for {len(deferred)} run(s) that another process (pid {', '.join(owners)}) is "
+            f"running in {out}: " + ", ".join(f"{g} seed {s}" for _, (_, g, s), _ in deferred))
+    while deferred:
+        time.sleep(WAIT_POLL_S)
+        deferred = [(i, k, row) for i, k, row in deferred if not one(i, *k, row)]
     cmp = _assemble(specs, canon, seed_list, values, failed, ident=ident, fn_kw=fn_kw, mode=mode, metric=metric,
                     lower=lower_is_better, margin=margin, margins=margins, confidence=confidence, labels=labels,
                     out=str(out))

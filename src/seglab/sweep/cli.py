@@ -221,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     msg = (f"{outcome.finished} run(s) done, {outcome.skipped} already finished, {outcome.diverged} diverged, "
            f"{len(outcome.failed)} failed")
     if outcome.elsewhere:
-        msg += f", {outcome.elsewhere} left to another process running them"
+        msg += f", {outcome.elsewhere} trained by another process"
     if outcome.interrupted:
         import signal
 
@@ -231,6 +231,11 @@ def run(args: argparse.Namespace) -> int:
                       "re-run the same command to resume[/yellow]", soft_wrap=True)
         return 128 + sig
     console.print(f"{escape(msg)}; {outcome.wall_s:.1f} s -> {escape(str(args.out))}", soft_wrap=True)
+    missing = [rid for rid in outcome.unfinished if rid not in set(outcome.failed)]
+    if missing:  # e.g. a run another process held was left unfinished and could not be redone here
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        console.print(f"[red]error: the grid is incomplete: {len(missing)} run(s) have no result ({escape(shown)}); "
+                      "re-run the same command to finish them[/red]", soft_wrap=True)
     return 0 if outcome.ok else 1
 
 

@@ -44,10 +44,13 @@ class SweepOutcome:
     elsewhere: int = 0  # runs skipped because another process was training them
     damaged: dict[str, str] = field(default_factory=dict)  # run id -> problem of damaged run folders (redone)
     signal: int | None = None  # the signal that interrupted the sweep (SIGINT for Ctrl-C, SIGTERM, ...)
+    waiting: list[str] = field(default_factory=list)  # run ids another live process holds, not yet written
+    unfinished: list[str] = field(default_factory=list)  # run ids of this sweep's grid with no result at its end
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+        """The grid is complete: every run has its result (finished or diverged), none failed, no interruption."""
+        return not self.failed and not self.interrupted and not self.unfinished
 
 
 _QUEUE = None
@@ -280,20 +283,74 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
         return outcome
     if workers <= 0:
         workers = max(1, os.cpu_count() or 1)
-    if engine == "ray":
-        _run_ray(pending, store, outcome, workers=workers, threads=threads, pack=pack, address=address,
-                 show_progress=show_progress, console=console, progress_every=progress_every)
-    else:
-        jobs = make_jobs(pending, workers, pack)
-        workers = min(workers, len(jobs))
+
+    def execute(todo: list[RunConfig]) -> None:
+        if engine == "ray":
+            _run_ray(todo, store, outcome, workers=workers, threads=threads, pack=pack, address=address,
+                     show_progress=show_progress, console=console, progress_every=progress_every)
+            return
+        jobs = make_jobs(todo, workers, pack)
+        n = min(workers, len(jobs))
         with _signals_interrupt(outcome):
-            if workers == 1 and not show_progress:
+            if n == 1 and not show_progress:
                 _run_inline(jobs, store, outcome, threads)
             else:
-                _run_pool(jobs, store, outcome, workers, threads, show_progress, console, progress_every)
+                _run_pool(jobs, store, outcome, n, threads, show_progress, console, progress_every)
+
+    execute(pending)
+    _wait_for_others(runs, store, outcome, execute, console)
+    outcome.unfinished = [r.run_id for r in runs if not store.is_done(r.run_id)]
     store.write_summary_table()
     outcome.wall_s = time.perf_counter() - t0
     return outcome
+
+
+WAIT_POLL_S = 1.0  # how often a sweep checks the runs another process holds
+
+
+def _held_elsewhere(store: ResultsStore, run_id: str) -> bool:
+    """Another live process holds run ``run_id``'s claim (probed by taking it, and releasing it at once)."""
+    cl = store.claim(run_id)
+    if cl is None:
+        return True
+    cl.release()
+    return False
+
+
+def _wait_for_others(runs: list[RunConfig], store: ResultsStore, outcome: SweepOutcome,
+                     execute: Callable[[list[RunConfig]], None], console) -> None:
+    """Concurrent sweeps (or compares) on one results folder: the runs another live process held when this one
+    reached them (``outcome.waiting``) are waited for, never counted as failed. Each one is named once on
+    stderr; a run whose holder ends without writing it (killed, interrupted) is trained here. Ctrl-C/SIGTERM
+    end the wait like they end the runs."""
+    by_id = {r.run_id: r for r in runs}
+    told: set[str] = set()
+    while outcome.waiting and not outcome.interrupted:
+        try:
+            with _signals_interrupt(outcome):
+                while True:
+                    new = [rid for rid in outcome.waiting if rid not in told]
+                    if new:
+                        owners = sorted({str(store.claim_owner(rid) or "?") for rid in new})
+                        shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+                        _warn(console, f"waiting for {len(new)} run(s) that another process (pid "
+                                       f"{', '.join(owners)}) is training in {store.root}: {shown}")
+                        told.update(new)
+                    free = [rid for rid in outcome.waiting if not _held_elsewhere(store, rid)]
+                    if free:
+                        break
+                    time.sleep(WAIT_POLL_S)
+        except KeyboardInterrupt as e:
+            _interrupted(outcome, e)
+            return
+        if outcome.interrupted:
+            return
+        outcome.waiting = [rid for rid in outcome.waiting if rid not in free]
+        orphans = [rid for rid in free if not store.is_done(rid) and rid in by_id]
+        if orphans:  # its holder ended without a result: train it here (it may be held again: waited for again)
+            outcome.elsewhere -= len(orphans)
+            _warn(console, f"{len(orphans)} run(s) left unfinished by another process; training them here")
+            execute([by_id[rid] for rid in orphans])
 
 
 def _run_ray(pending, store, outcome, *, workers, threads, pack, address, show_progress, console,
@@ -371,6 +428,7 @@ def _account(outcome: SweepOutcome, entry: Entry) -> None:
     kind, summary = entry
     if kind == "elsewhere":
         outcome.elsewhere += 1
+        outcome.waiting.append(str(summary.get("run_id")))
         return
     if kind == "done":
         outcome.skipped += 1
