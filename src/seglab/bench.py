@@ -32,6 +32,7 @@ import ctypes
 import datetime as _dt
 import gc
 import json
+import math
 import os
 import platform
 import statistics
@@ -118,6 +119,53 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
     return shapes
 
 
+def available_memory(device) -> int | None:
+    """Bytes that an allocation on ``device`` can use now: MemAvailable (Linux) or the physical memory on the CPU,
+    the free memory of the GPU on CUDA; None when unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        if device.type == "cpu":
+            try:
+                for line in Path("/proc/meminfo").read_text().splitlines():
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+            except OSError:
+                pass
+            return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        return None
+    return None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_memory(shapes, device, dtype) -> None:
+    """Raise BenchArgError naming ``--shapes`` when a shape cannot fit: the least a timing round holds at once is
+    the float32 logits drawn, their copy in ``dtype`` and its gradient, and the int64 labels (the losses' own
+    intermediates come on top). An allocator traceback is never the answer to an impossible shape."""
+    free = available_memory(device)
+    if free is None:
+        return
+    item = torch.empty(0, dtype=dtype).element_size()
+    for shape in shapes:
+        logits = math.prod(shape)
+        need = logits * 4 + 2 * logits * item + (logits // shape[1]) * 8
+        if need > free:
+            label = "x".join(map(str, shape))
+            raise BenchArgError(f"--shapes {label}: needs at least {_gib(need)} (logits, their gradient and the "
+                                f"labels), more than the {_gib(free)} available on {device}; give smaller shapes")
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+
+
 def _split_names(text: str) -> list[str]:
     from seglab.losses.registry import split_specs
 
@@ -143,6 +191,7 @@ def check_args(args: argparse.Namespace) -> dict:
 
     check_device(args.device)  # ValueError naming --device
     v["device"] = torch.device(args.device)
+    check_memory(v["shapes"], v["device"], v["dtype"])
     against = [a.strip().lower() for a in str(args.against).split(",") if a.strip()]
     unknown = [a for a in against if a not in PEER_LIBS]
     if unknown:
@@ -597,7 +646,14 @@ def run(args) -> int:
             fns.update(peers)
             label = "x".join(map(str, shape))
             console.print(escape(f"timing {label} ({len(fns) + 1} losses x {args.rounds} rounds) ..."))
-            res = bench_shape(shape, fns, args, device, dtype)
+            try:
+                res = bench_shape(shape, fns, args, device, dtype)
+            except (RuntimeError, MemoryError) as e:
+                if not _is_oom(e):
+                    raise
+                err.print(f"[red]error:[/red] --shapes {label}: out of memory on {device} while timing; give smaller "
+                          "shapes", soft_wrap=True, highlight=False)
+                return 2
             for a, b in PAIRS:
                 if a in res and b in res:
                     res[a].setdefault("speedup_vs", {})[b] = statistics.median(
@@ -608,7 +664,15 @@ def run(args) -> int:
             for shape in shapes:
                 fns = seglab_losses(names)
                 fns.update(peer_losses(against, shape[1], names)[0])
-                memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
+                try:
+                    memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
+                except (RuntimeError, MemoryError) as e:
+                    if not _is_oom(e):
+                        raise
+                    err.print(f"[red]error:[/red] --shapes {'x'.join(map(str, shape))}: out of memory on {device} "
+                              "while measuring peak memory; give smaller shapes or --no-memory", soft_wrap=True,
+                              highlight=False)
+                    return 2
         for label, res in results["shapes"].items():
             heads = ("loss", "ms", "min ms", "IQR ms", "× F.cross_entropy", "× CE IQR", "peak extra mem (× logits)",
                      "seglab speed-up vs peer")
