@@ -30,7 +30,7 @@ _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--loss", required=True, help="a seglab.get_loss spec: a name (ce, dice, dicefg, study_dice, ...; "
+    p.add_argument("--loss", help="a seglab.get_loss spec: a name (ce, dice, dicefg, study_dice, ...; "
                    "see seglab.describe_losses()), options in brackets, weighted sums: '0.5*dice[batch=true]+ce'")
     p.add_argument("--task", default="threshold")
     p.add_argument("--task-opt", action="append", default=[], metavar="K=V", help="task parameter (repeatable)")
@@ -55,6 +55,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-norm-every", type=int, default=GRAD_NORM_EVERY, metavar="K",
                    help="take every monitor loss's gradient norm at steps 0, K, 2K, ... (one extra backward pass per "
                    "monitor; default %(default)s); 0 = off. The training loss's norm is recorded at every step")
+    p.add_argument("--augment", metavar="T,T", help="training augmentation, a comma list of flips, rot90, intensity "
+                   "(deterministic per seed and step; 2D and 3D; default off)")
+    p.add_argument("--schedule", choices=["cosine", "poly"], help="learning-rate schedule over the steps (default: constant)")
+    p.add_argument("--warmup", type=int, default=0, metavar="N", help="linear learning-rate warm-up over the first N steps")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (AdamW's decoupled decay for adam, "
+                   "L2 for sgd; default 0)")
+    p.add_argument("--grad-clip", type=float, metavar="MAX_NORM", help="clip the global gradient norm to MAX_NORM (default off)")
+    p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision: bf16 autocast (CPU or CUDA), fp16 (CUDA, "
+                   "with a gradient scaler); losses are computed in float32 (default off)")
+    p.add_argument("--config", metavar="FILE", help="the run's configuration from a YAML or JSON file (as --print-config "
+                   "writes it) instead of the run options on the command line")
+    p.add_argument("--print-config", action="store_true", help="print the run's full configuration (YAML) and exit "
+                   "without training; `seglab train --config FILE` reruns exactly that run")
     p.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--out", "-o", help="results folder to write the run into (same layout as a sweep), with its "
                    "checkpoints (checkpoint_last.pt, checkpoint_best.pt)")
@@ -103,9 +116,62 @@ def check_device(device: str | None) -> None:
     raise ValueError(f"--device {device!r}: unsupported device type {dev.type!r}; use cpu or cuda")
 
 
+#: the options of ``seglab train`` that make the run's configuration (what ``--config FILE`` gives instead)
+RUN_OPTIONS = ("loss", "task", "task_opt", "fg_ratio", "model", "model_opt", "norm", "optimizer", "lr", "momentum",
+               "seed", "steps", "batch_size", "eval_every", "monitors", "converge", "grad_norm_every", "augment",
+               "schedule", "warmup", "weight_decay", "grad_clip", "amp")
+
+
+def _defaults() -> dict[str, object]:
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return {a.dest: a.default for a in p._actions}
+
+
+def config_from_file(path: str):
+    """The :class:`RunConfig` in a YAML or JSON file (a mapping of its fields, optionally under ``train:``)."""
+    from seglab._extras import require
+    from seglab.train.config import RunConfig
+
+    f = Path(path)
+    if not f.is_file():
+        raise ValueError(f"--config {path!r}: no such file")
+    text = f.read_text()
+    if f.suffix.lower() == ".json":
+        d = json.loads(text)
+    else:
+        yaml = require("yaml", "seglab train --config")
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--config {path!r}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if isinstance(d, dict) and set(d) == {"train"}:
+        d = d["train"]
+    if not isinstance(d, dict) or "loss" not in d:
+        raise ValueError(f"--config {path!r}: expected a mapping of run fields with at least 'loss'")
+    return RunConfig.from_dict(d)
+
+
+def config_text(cfg) -> str:
+    """The resolved run configuration as YAML, for ``--print-config`` (``--config`` reads it back)."""
+    import yaml
+
+    return (f"# seglab train --config FILE reruns this run (run id {cfg.run_id})\n"
+            + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
+
+
 def config_from_args(args: argparse.Namespace):
     from seglab.train.config import RunConfig
 
+    if getattr(args, "config", None):
+        defaults = _defaults()
+        given = [o for o in RUN_OPTIONS if getattr(args, o, None) != defaults.get(o)]
+        if given:
+            flags = ", ".join("--" + o.replace("_", "-") for o in given)
+            raise ValueError(f"--config gives the whole run; do not also give {flags} (edit the file instead)")
+        return config_from_file(args.config)
+    if not args.loss:
+        raise ValueError("--loss is required (or --config FILE)")
     task_kw = _kv(args.task_opt)
     if args.fg_ratio is not None:
         task_kw["fg_ratio"] = args.fg_ratio
@@ -127,7 +193,10 @@ def config_from_args(args: argparse.Namespace):
                      seed=args.seed, steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                      monitors=_monitors(args.monitors) if args.monitors else None,
                      converge=converge,
-                     grad_norm_every=args.grad_norm_every)
+                     grad_norm_every=args.grad_norm_every,
+                     augment=[a.strip() for a in args.augment.split(",") if a.strip()] if args.augment else None,
+                     schedule=args.schedule, warmup=args.warmup, weight_decay=args.weight_decay,
+                     grad_clip=args.grad_clip, amp=args.amp)
 
 
 def check_run_options(args: argparse.Namespace) -> None:
@@ -226,7 +295,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         check_run_options(args)
         cfg = validate_runs([config_from_args(args)])[0]
+        if getattr(args, "print_config", False):
+            sys.stdout.write(config_text(cfg))
+            return 0
         check_device(args.device)
+        if cfg.amp == "fp16":
+            import torch
+
+            if (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0] != "cuda":
+                raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
         if args.out:  # before training: a run must not be lost because its folder cannot be written
             from seglab.results import ResultsStore, check_out_dir
 

@@ -50,7 +50,9 @@ def check_loss_channels(spec: str, mode: str, channels: int) -> None:
 
 def user_model(name: str) -> bool:
     """Whether a run's ``model`` is a user's factory (``package.module:factory``, ``file.py:factory``)."""
-    return ":" in name
+    from seglab.models.registry import is_external_model
+
+    return bool(is_external_model(name))
 
 
 def check_model_contract(model: Any, task: Any, x: Any) -> None:
@@ -116,6 +118,63 @@ def _task_error(name: str, e: Exception) -> str:
     return msg
 
 
+#: the trainer options of :class:`RunConfig` and their defaults (off): augmentation (names of
+#: :data:`seglab.train.augment.AUGMENTS`), the learning-rate schedule (``cosine``, ``poly``; ``warmup`` steps of
+#: linear warm-up), weight decay (decoupled, AdamW, for adam; L2 for sgd), gradient clipping (the global norm),
+#: mixed precision (``bf16``: CPU or CUDA autocast; ``fp16``: CUDA with a gradient scaler). At their defaults they
+#: are left out of the run id.
+TRAINER_DEFAULTS: dict[str, Any] = {"augment": None, "schedule": None, "warmup": 0, "weight_decay": 0.0,
+                                    "grad_clip": None, "amp": None}
+SCHEDULES = ("cosine", "poly")
+AMP_DTYPES = ("bf16", "fp16")
+
+
+def _trainer_option_errors(cfg: "RunConfig") -> list[str]:
+    from .augment import check_augment
+
+    out = []
+    if cfg.augment is not None:
+        if not (isinstance(cfg.augment, (list, tuple)) and all(isinstance(a, str) for a in cfg.augment)):
+            out.append(f"augment must be a list of transform names, got {cfg.augment!r}")
+        else:
+            try:
+                check_augment(cfg.augment)
+            except ValueError as e:
+                out.append(str(e))
+    if cfg.schedule is not None and cfg.schedule not in SCHEDULES:
+        out.append(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    w = cfg.warmup
+    if not (isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= MAX_STEPS):
+        out.append(f"warmup must be an integer number of steps >= 0, got {w!r}")
+    if not (_real(cfg.weight_decay) and float(cfg.weight_decay) >= 0):
+        out.append(f"weight_decay must be a number >= 0, got {cfg.weight_decay!r}")
+    if cfg.grad_clip is not None and not (_real(cfg.grad_clip) and float(cfg.grad_clip) > 0):
+        out.append(f"grad_clip must be a number > 0 (the largest global gradient norm), got {cfg.grad_clip!r}")
+    if cfg.amp is not None and cfg.amp not in AMP_DTYPES:
+        out.append(f"unknown amp {cfg.amp!r}; choose one of {', '.join(AMP_DTYPES)}")
+    return out
+
+
+def lr_factor(cfg: "RunConfig", step: int) -> float:
+    """The learning rate of step ``step`` (0-based) over ``cfg.lr``: linear warm-up over ``cfg.warmup`` steps
+    (``(step + 1) / warmup``), then 1 (no schedule), ``(1 + cos(pi t)) / 2`` (cosine) or ``(1 - t) ** 0.9``
+    (poly), ``t`` the fraction of the steps after the warm-up done.
+
+    >>> c = RunConfig(loss="ce", steps=10, schedule="cosine", warmup=2)
+    >>> [round(lr_factor(c, k), 3) for k in (0, 1, 2, 6, 9)]
+    [0.5, 1.0, 1.0, 0.5, 0.038]
+    """
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    if cfg.schedule is None:
+        return 1.0
+    span = max(1, cfg.steps - cfg.warmup)
+    t = min(1.0, (step - cfg.warmup) / span)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    return (1.0 - t) ** 0.9
+
+
 class ConfigError(ValueError):
     """A run or sweep configuration that cannot run (raised before any run starts).
 
@@ -163,9 +222,20 @@ class RunConfig:
     monitors: Optional[list[str]] = None
     converge: Optional[dict[str, Any]] = None
     grad_norm_every: int = GRAD_NORM_EVERY
+    augment: Optional[list[str]] = None
+    schedule: Optional[str] = None
+    warmup: int = 0
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = None
+    amp: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The trainer options (:data:`TRAINER_DEFAULTS`) that are set, i.e. not at their defaults."""
+        d = self.to_dict()
+        return {k: d[k] for k, v in TRAINER_DEFAULTS.items() if d[k] != v and d[k] != []}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -178,7 +248,11 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """Stable 12-hex-digit hash of the configuration (resume and merge key)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        d = self.to_dict()
+        for k, v in TRAINER_DEFAULTS.items():  # options at their defaults leave the id of earlier runs unchanged
+            if d[k] == v or d[k] == []:
+                del d[k]
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @property
@@ -186,7 +260,8 @@ class RunConfig:
         t = self.task + "".join(f" {k}={v}" for k, v in sorted(self.task_kw.items()))
         m = self.model + "".join(f" {k}={v}" for k, v in sorted(self.model_kw.items()))
         opt = f"{self.optimizer} lr={self.lr:g}" + (f" mom={self.momentum:g}" if self.optimizer == "sgd" else "")
-        return f"{self.loss} | {t} | {m} | {opt} | seed={self.seed}"
+        extra = "".join(f" {k}={','.join(v) if isinstance(v, list) else v}" for k, v in self.trainer_options().items())
+        return f"{self.loss} | {t} | {m} | {opt}{extra} | seed={self.seed}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -222,6 +297,9 @@ def resolve(cfg: RunConfig, task=None) -> RunConfig:
     d["optimizer"] = cfg.optimizer.lower()
     d["lr"] = float(cfg.lr)
     d["momentum"] = float(cfg.momentum)
+    d["augment"] = list(cfg.augment) if cfg.augment else None
+    d["weight_decay"] = float(cfg.weight_decay)
+    d["grad_clip"] = float(cfg.grad_clip) if cfg.grad_clip is not None else None
     return RunConfig(**d)
 
 
@@ -285,6 +363,9 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
                 err(cfg, f"{name} must be an integer >= {low}{' (0 = off)' if low == 0 else ''} and <= {MAX_STEPS:,}, "
                     f"got {v!r}")
                 ok = False
+        for msg in _trainer_option_errors(cfg):
+            err(cfg, msg)
+            ok = False
         conv = cfg.converge if isinstance(cfg.converge, dict) else {}
         if cfg.converge is not None and not isinstance(cfg.converge, dict):
             err(cfg, f"converge must be a mapping {{metric, threshold}}, got {cfg.converge!r}")

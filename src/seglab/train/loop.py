@@ -15,7 +15,8 @@ import torch
 
 from seglab.results import run_provenance
 
-from .config import RunConfig, check_model_contract, measures_grad_norms, resolve, user_model
+from .augment import augment_batch
+from .config import RunConfig, check_model_contract, lr_factor, measures_grad_norms, resolve, user_model
 from .distributed import DistInfo, all_reduce_mean, shard
 from .evaluate import convergence, evaluate
 
@@ -53,10 +54,11 @@ class TrainInterrupted(Exception):
 
 
 def _make_optimizer(cfg: RunConfig, params):
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
+    wd = float(cfg.weight_decay or 0.0)
+    if cfg.optimizer == "adam":  # decoupled weight decay (AdamW) when set; plain Adam (the study's) otherwise
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=wd) if wd else torch.optim.Adam(params, lr=cfg.lr)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
 
 
@@ -148,6 +150,11 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
     opt = _make_optimizer(cfg, params)
     main = info.is_main
     class_names = list(task.class_names)
+    if cfg.amp == "fp16" and dev.type != "cuda":
+        raise ValueError(f"amp fp16 needs a CUDA device (this run is on {dev.type}); use amp bf16")
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
+    scheduled = cfg.schedule is not None or cfg.warmup > 0
 
     names = list(cfg.monitors)
     if cfg.loss not in names:
@@ -164,6 +171,8 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
             raise ValueError(f"resume: the checkpoint is of run {resume.get('run_id')!r}, not {cfg.run_id!r}")
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
+        if scaler is not None and "scaler" in resume:
+            scaler.load_state_dict(resume["scaler"])
         rec = {k: list(v) for k, v in resume["records"].items()}
         evals = [dict(e) for e in resume["evals"]]
         best = dict(resume["best"])
@@ -203,6 +212,8 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
             "rng": ckpt.rng_state(), "records": rec, "evals": evals, "best": dict(best),
             "elapsed_s": elapsed(), "model_norm": model_norm,
         }
+        if scaler is not None:
+            payload["scaler"] = scaler.state_dict()
         data = ckpt.encode(payload)
         last = run_dir / ckpt.CHECKPOINT_LAST
         ckpt.save(data, last)
@@ -248,12 +259,22 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
         sl = shard(cfg.batch_size, info) if info.enabled else None
         for step in range(start, cfg.steps):
             x, y = task.batch(step, cfg.batch_size, cfg.seed)
+            if cfg.augment:  # the global batch, before it is split: the same draws on any number of ranks
+                x, y = augment_batch(x, y, cfg.augment, spatial_dims=task.spatial_dims, seed=cfg.seed, step=step)
+            if scheduled:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(cfg, step)
             if sl is not None:
                 x, y = x[sl], y[sl]
             x, y = x.to(dev), y.to(dev)
             model.train()
             with validation(step == 0):  # value checks once; afterwards NaN must reach the divergence test
-                logits = net(x)
+                if amp_dtype is not None:  # the network under autocast; the losses in float32
+                    with torch.autocast(device_type=dev.type, dtype=amp_dtype):
+                        logits = net(x)
+                    logits = logits.float()
+                else:
+                    logits = net(x)
                 if step == 0 and _nonfinite_anywhere(logits, info):  # diverged at once: a status, not an error
                     rec["step"].append(step)
                     rec["train_loss"].append(math.nan)
@@ -273,7 +294,11 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
                         gs = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
                         rows[i] = _flat(gs, params)
             opt.zero_grad(set_to_none=True)
-            values[train_idx].backward()
+            if scaler is not None:
+                scaler.scale(values[train_idx]).backward()
+                scaler.unscale_(opt)
+            else:
+                values[train_idx].backward()
             gtrain = _flat([p.grad for p in params], params)
             monitor_idx = [i for i in range(M) if rows[i] is not None]
             vals = torch.stack([v.detach().reshape(()) for v in values]).to(torch.float64)
@@ -298,10 +323,17 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
                 tb.add_scalar("train/loss", tl, step)
                 for i in norm_idx:
                     tb.add_scalar(tb_tag(f"grad_norm/{names[i]}"), norms[i], step)
-            if not _finite(tl) or not bool(torch.isfinite(gtrain).all()):
+            # under fp16 a non-finite gradient is the scaler's overflow (it skips the step and lowers its scale)
+            if not _finite(tl) or (scaler is None and not bool(torch.isfinite(gtrain).all())):
                 status, diverged_step = "diverged", step
                 break
-            opt.step()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             done = step + 1
             if done % cfg.eval_every == 0 and done != cfg.steps:
                 save(done, improved=do_eval(done))

@@ -92,6 +92,8 @@ def packable(cfg: RunConfig) -> bool:
 
     if is_external_model(cfg.model):  # the user's module:factory / file.py:factory: trained alone
         return False
+    if cfg.trainer_options():  # augmentation, schedules, weight decay, clipping, mixed precision: the plain loop
+        return False
     if cfg.model not in PACKABLE_MODELS or cfg.task not in PACKABLE_TASKS:
         return False
     if set(cfg.model_kw) - _MODEL_KEYS:
