@@ -29,15 +29,13 @@ TASKS: dict[str, dict] = {
         "why": "multi-label with overlapping channels and a rare channel: pos_weight, Dice and CE terms (seed 004)",
         "args": ["--task", "overlap", "--model-opt", "depth=2", "--model-opt", "base_width=8", "--steps", "300"],
     },
-    "high_foreground": {
-        "why": "95 % foreground: the Dice-foreground trap",
-        "args": ["--task", "threshold", "--task-opt", "fg_ratio=0.95", "--model-opt", "depth=2", "--model-opt",
-                 "base_width=8", "--steps", "300"],
-    },
 }
 #: the plan's other tasks: already measured before the plan (data/compare/, re-read under it by
 #: tools/advise_evidence.py), or not yet runnable here (why)
 NOT_HERE = {
+    "high_foreground": "advise gives plain BCE at 95 % foreground (2 classes: binary, negatives/positives 0.05), so "
+                       "--ablate advised has nothing to remove (tried 2026-12-07); the Dice-foreground trap needs a "
+                       "--losses comparison (ce, dice + ce, dice, dicefg) that advise/evidence.py cannot map to a rule yet",
     "rare_shapes": "data/compare/rare_shapes.json (10 seeds, before the plan; re-read under it)",
     "brain_tissue": "data/compare/brain_tissue.json (10 seeds, before the plan; re-read under it)",
     "nested_regions_3d": "needs region targets (labels -> nested sigmoid regions), not built yet",
