@@ -29,6 +29,12 @@ TASKS: dict[str, dict] = {
         "why": "multi-label with overlapping channels and a rare channel: pos_weight, Dice and CE terms (seed 004)",
         "args": ["--task", "overlap", "--model-opt", "depth=2", "--model-opt", "base_width=8", "--steps", "300"],
     },
+    "brain_nested": {
+        "why": "a real brain with nested regions (MNI152: brain ⊃ white matter, sigmoid per region): pos_weight, "
+               "Dice and CE terms on nested targets (seed 000's question, in 2D)",
+        "args": ["--task", "brain-tissue-nested", "--model-opt", "depth=2", "--model-opt", "base_width=8",
+                 "--steps", "300"],
+    },
 }
 #: the plan's other tasks: already measured before the plan (data/compare/, re-read under it by
 #: tools/advise_evidence.py), or not yet runnable here (why)
