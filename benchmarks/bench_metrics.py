@@ -242,9 +242,9 @@ def main() -> None:
             "numpy": np.__version__, "python": platform.python_version(), "load_avg_after": os.getloadavg(),
             "cases": [{"shape": s, "spacing": sp} for s, sp in cases], "classes": C}
     try:
-        import edt
-        meta["edt"] = getattr(edt, "__version__", "installed")
-    except ImportError:
+        from importlib.metadata import version
+        meta["edt"] = version("edt")
+    except Exception:  # PackageNotFoundError: not installed
         pass
     if args.out:
         with open(args.out, "w") as f:
