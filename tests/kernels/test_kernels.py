@@ -295,3 +295,24 @@ def test_fallback_without_compiler(monkeypatch, tmp_path):
         value = loss(x, t)
     with dispatch.fused(False):
         torch.testing.assert_close(value, loss(x, t))
+
+
+def test_kernel_call_is_the_op_schema():
+    """The typed call (plan.KernelCall) meets the op's positional schema at one place (ops.op_args), and the op's
+    implementations read their arguments back by name (ops._call_of): both follow the registered schema."""
+    import dataclasses
+    import inspect
+
+    from seglab.kernels.plan import KernelCall
+
+    schema = [a.name for a in torch.ops.seglab.fused_stats.default._schema.arguments]
+    assert schema == [f.name for f in dataclasses.fields(KernelCall)]
+    assert [a.name for a in torch.ops.seglab.fused_stats_backward.default._schema.arguments] == [*schema, "g_stats",
+                                                                                                "g_scal"]
+    assert list(inspect.signature(ops._call_of).parameters) == schema
+    sentinels = {name: object() for name in schema}
+    call = KernelCall(**sentinels)  # type: ignore[arg-type]
+    assert all(a is sentinels[n] for a, n in zip(ops.op_args(call), schema)) and len(ops.op_args(call)) == len(schema)
+    assert ops._call_of(*ops.op_args(call)) == call
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        call.kind = "ml"  # type: ignore[misc]

@@ -33,7 +33,7 @@ import torch
 
 from seglab.kernels import ops
 from seglab.kernels.ops import KernelCfg  # noqa: F401  (re-exported for tests and backends)
-from seglab.kernels.plan import FusedStats, StatsRequest
+from seglab.kernels.plan import FusedStats, KernelCall, StatsRequest
 
 def assume_constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` when seglab is imported.
@@ -197,16 +197,20 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
     ones = _weight(None, c, logits)
     alpha = ones if req.focal_alpha is None else _weight(req.focal_alpha, c, logits)
     alpha_neg = 1.0 - alpha if (req.focal_alpha is not None and kind == "ml") else ones
-    args = (logits, tgt, valid, ones if req.ce_weight is None else _weight(req.ce_weight, c, logits),
-            ones if req.pos_weight is None else _weight(req.pos_weight, c, logits), alpha, alpha_neg, kind, backend, None if kind == "mcd" else req.ignore_index, req.squared,
-            float(req.label_smoothing), req.focal, float(req.gamma) if req.focal else 0.0)
+    call = KernelCall(x=logits, target=tgt, valid=valid,
+                      weight=ones if req.ce_weight is None else _weight(req.ce_weight, c, logits),
+                      pos_weight=ones if req.pos_weight is None else _weight(req.pos_weight, c, logits),
+                      alpha=alpha, alpha_neg=alpha_neg, kind=kind, backend=backend,
+                      ignore_index=None if kind == "mcd" else req.ignore_index, squared=req.squared,
+                      label_smoothing=float(req.label_smoothing), focal=req.focal,
+                      gamma=float(req.gamma) if req.focal else 0.0)
     cd = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
     if torch.compiler.is_compiling():  # the registered op (packed float64 outputs)
-        stats64, scal64 = torch.ops.seglab.fused_stats(*args)
+        stats64, scal64 = ops.call_op(call)
         stats, scal = stats64.to(cd), scal64.to(cd)
         parts = list(stats.unbind(1)) + list(scal.unbind(0))
     else:  # the same implementation without the op's dispatch cost, fields returned separately (see ops)
-        parts = ops.FusedStatsFunction.apply(*args)
+        parts = ops.FusedStatsFunction.apply(logits, call)
     k = 3 if kind == "mc" else 4
     tp, ps, ys = parts[:3]
     s_ce, s_norm, s_smooth, s_focal = parts[k:]

@@ -13,12 +13,14 @@ seglab loss without a graph break and ``torch.library.opcheck`` can check the re
 """
 
 # no `from __future__ import annotations`: torch.library infers the op schema from these annotations
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from seglab.kernels.plan import KernelCall
 
 
 @dataclass
@@ -56,9 +58,32 @@ def backend_module(name: str) -> ModuleType:
     raise ValueError(f"unknown kernel backend {name!r}; expected 'cpu', 'eager' or 'triton'")
 
 
-def _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma) -> KernelCfg:
-    return KernelCfg(ignore_index=ignore_index, squared=squared, weight=weight, alpha=alpha, alpha_neg=alpha_neg,
-                     pos_weight=pos_weight, label_smoothing=label_smoothing, focal=focal, gamma=gamma)
+def kernel_cfg(call: KernelCall) -> KernelCfg:
+    """The configuration the backend functions read, from a call."""
+    return KernelCfg(ignore_index=call.ignore_index, squared=call.squared, weight=call.weight, alpha=call.alpha,
+                     alpha_neg=call.alpha_neg, pos_weight=call.pos_weight, label_smoothing=call.label_smoothing,
+                     focal=call.focal, gamma=call.gamma)
+
+
+def op_args(call: KernelCall) -> tuple:
+    """``call`` as the op's positional arguments: the one place a :class:`~seglab.kernels.plan.KernelCall` meets
+    the op's schema (``tests/kernels/test_kernels.py`` checks the order against the registered schema)."""
+    return (call.x, call.target, call.valid, call.weight, call.pos_weight, call.alpha, call.alpha_neg, call.kind,
+            call.backend, call.ignore_index, call.squared, call.label_smoothing, call.focal, call.gamma)
+
+
+def call_op(call: KernelCall) -> Tuple[Tensor, Tensor]:
+    """The registered op on ``call``: ``(stats (N, K, C), scal (4,))`` float64 (the path under ``torch.compile``)."""
+    return torch.ops.seglab.fused_stats(*op_args(call))
+
+
+def _call_of(x: Tensor, target: Tensor, valid: Optional[Tensor], weight: Tensor, pos_weight: Tensor, alpha: Tensor,
+             alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool,
+             label_smoothing: float, focal: bool, gamma: float) -> KernelCall:
+    """The op's arguments (as its implementations receive them) back as a call, by name."""
+    return KernelCall(x=x, target=target, valid=valid, weight=weight, pos_weight=pos_weight, alpha=alpha,
+                      alpha_neg=alpha_neg, kind=kind, backend=backend, ignore_index=ignore_index, squared=squared,
+                      label_smoothing=label_smoothing, focal=focal, gamma=gamma)
 
 
 _FNS: dict = {}
@@ -73,27 +98,24 @@ def _backend_fn(backend: str, kind: str, what: str):
     return getattr(mod, f"{kind}_{what}")
 
 
-def _targets(kind: str, target: Tensor, valid: Optional[Tensor]) -> tuple:
-    return (target, valid) if kind == "mcd" else (target,)
+def _targets(call: KernelCall) -> tuple:
+    return (call.target, call.valid) if call.kind == "mcd" else (call.target,)
 
 
-def forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
-                 label_smoothing, focal, gamma):
+def forward_impl(call: KernelCall) -> Tuple[Tensor, Tensor]:
     """The statistics (see the module docstring): the one implementation behind the op and :class:`FusedStatsFunction`."""
-    cfg = _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma)
-    fwd = _backend_fn(backend, kind, "forward")
-    stats, scal = fwd(x, *_targets(kind, target, valid), cfg)
+    x = call.x
+    stats, scal = _backend_fn(call.backend, call.kind, "forward")(x, *_targets(call), kernel_cfg(call))
     if stats.device != x.device:
         stats, scal = stats.to(x.device), scal.to(x.device)
     return stats, scal
 
 
-def backward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
-                  label_smoothing, focal, gamma, g_stats, g_scal):
+def backward_impl(call: KernelCall, g_stats: Tensor, g_scal: Tensor) -> Tensor:
     """``d loss / d x`` from the gradients of the statistics, in one pass (the activation is recomputed)."""
-    cfg = _cfg(weight, pos_weight, alpha, alpha_neg, ignore_index, squared, label_smoothing, focal, gamma)
-    bwd = _backend_fn(backend, kind, "backward")
-    gx = bwd(x, *_targets(kind, target, valid), cfg, g_stats.contiguous(), g_scal.contiguous())
+    x = call.x
+    bwd = _backend_fn(call.backend, call.kind, "backward")
+    gx = bwd(x, *_targets(call), kernel_cfg(call), g_stats.contiguous(), g_scal.contiguous())
     gx = gx.to(device=x.device, dtype=x.dtype)
     return gx if gx.shape == x.shape else gx.reshape(x.shape)
 
@@ -104,8 +126,8 @@ def fused_stats(
     alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool, label_smoothing: float,
     focal: bool, gamma: float,
 ) -> Tuple[Tensor, Tensor]:
-    return forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
-                        label_smoothing, focal, gamma)
+    return forward_impl(_call_of(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index,
+                                 squared, label_smoothing, focal, gamma))
 
 
 @fused_stats.register_fake
@@ -121,8 +143,9 @@ def fused_stats_backward(
     alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool, label_smoothing: float,
     focal: bool, gamma: float, g_stats: Tensor, g_scal: Tensor,
 ) -> Tensor:
-    gx = backward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
-                       label_smoothing, focal, gamma, g_stats, g_scal)
+    call = _call_of(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
+                    label_smoothing, focal, gamma)
+    gx = backward_impl(call, g_stats, g_scal)
     return gx if gx.data_ptr() != x.data_ptr() else gx.clone()
 
 
@@ -133,19 +156,22 @@ def _(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ign
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, target, valid, weight, pos_weight, alpha, alpha_neg = inputs[:7]
-    ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
-    ctx.config = inputs[7:]
+    call = _call_of(*inputs)
+    ctx.save_for_backward(call.x, call.target, call.valid, call.weight, call.pos_weight, call.alpha, call.alpha_neg)
+    ctx.call = call
+    ctx.n_inputs = len(inputs)
 
 
 def _backward(ctx, g_stats, g_scal):
     x, target, valid, weight, pos_weight, alpha, alpha_neg = ctx.saved_tensors
+    call = replace(ctx.call, x=x, target=target, valid=valid, weight=weight, pos_weight=pos_weight, alpha=alpha,
+                   alpha_neg=alpha_neg)
     if g_stats is None:
-        g_stats = x.new_zeros((x.shape[0], 3 if ctx.config[0] == "mc" else 4, x.shape[1]), dtype=torch.float64)
+        g_stats = x.new_zeros((x.shape[0], call.stat_rows, x.shape[1]), dtype=torch.float64)
     if g_scal is None:
         g_scal = x.new_zeros((4,), dtype=torch.float64)
-    gx = fused_stats_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg, *ctx.config, g_stats, g_scal)
-    return (gx,) + (None,) * 13
+    gx = fused_stats_backward(*op_args(call), g_stats, g_scal)
+    return (gx,) + (None,) * (ctx.n_inputs - 1)
 
 
 fused_stats.register_autograd(_backward, setup_context=_setup_context)
@@ -160,30 +186,31 @@ class FusedStatsFunction(torch.autograd.Function):
     IQRs 0.6-2 ms, over two runs on a shared 2-core machine; ``benchmarks/bench_fast_apply.py`` / ``.json``), so it
     is not done.
 
-    ``apply(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,
-    label_smoothing, focal, gamma)`` takes the op's arguments and returns the statistics as separate tensors in the
-    compute dtype (``x.dtype``; float32 for half inputs): ``stats[:, 0], ..., stats[:, K-1], scal[0], ..., scal[3]``
-    — what :func:`dispatch.fused_stats` uses, because slicing and converting the op's two packed float64 outputs
-    costs ~15 small autograd ops per call (measured ~0.1 ms of a 2x2x32x32 fwd+bwd). ``stats[:, 2]`` (sum y) and ``scal[1]`` (the CE / count denominator) do not
-    depend on the logits and are marked non-differentiable there.
+    ``apply(call.x, call)`` (a :class:`~seglab.kernels.plan.KernelCall`; the logits are passed on their own so that
+    autograd tracks them) returns the statistics as separate tensors in the compute dtype (``x.dtype``; float32 for
+    half inputs): ``stats[:, 0], ..., stats[:, K-1], scal[0], ..., scal[3]`` — what :func:`dispatch.fused_stats`
+    uses, because slicing and converting the op's two packed float64 outputs costs ~15 small autograd ops per call
+    (measured ~0.1 ms of a 2x2x32x32 fwd+bwd). ``stats[:, 2]`` (sum y) and ``scal[1]`` (the CE / count
+    denominator) do not depend on the logits and are marked non-differentiable there. Only the logits get a
+    gradient: the target and the weights are constants of the call (:func:`dispatch.fused_stats` declines a target
+    that requires grad and detaches the weights).
     """
 
     @staticmethod
-    def forward(ctx, x, target, valid, weight, pos_weight, alpha, alpha_neg, *config):  # type: ignore[override]
-        ctx.config = config
+    def forward(ctx, x: Tensor, call: KernelCall):  # type: ignore[override]
         ctx.set_materialize_grads(False)
-        if config[0] == "mc" and config[1] == "cpu":
+        ctx.call = call
+        if call.kind == "mc" and call.backend == "cpu":
             # the C++ kernel writes the fields in the compute dtype itself (no conversions, no unbind of copies);
             # the weights travel in ctx.cfg (detached constants), only x and target are saved
-            ctx.save_for_backward(x, target)
-            cfg = _cfg(weight, pos_weight, alpha, alpha_neg, *config[2:])
-            ctx.cfg = cfg
-            parts = _backend_fn("cpu", "mc", "forward")(x, target, cfg, True)
+            ctx.save_for_backward(x, call.target)
+            cfg = ctx.cfg = kernel_cfg(call)
+            parts = _backend_fn("cpu", "mc", "forward")(x, call.target, cfg, True)
             ctx.mark_non_differentiable(parts[2], parts[4])
             return parts
         ctx.cfg = None
-        ctx.save_for_backward(x, target, valid, weight, pos_weight, alpha, alpha_neg)
-        stats, scal = forward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *config)
+        ctx.save_for_backward(x, call.target, call.valid, call.weight, call.pos_weight, call.alpha, call.alpha_neg)
+        stats, scal = forward_impl(call)
         cd = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
         parts = stats.to(cd).unbind(1) + scal.to(cd).unbind(0)
         ctx.mark_non_differentiable(parts[2], parts[len(parts) - 3])
@@ -192,18 +219,18 @@ class FusedStatsFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):  # type: ignore[override]
-        n_cfg = len(ctx.config)
         if ctx.cfg is not None:  # C++ multiclass: the kernel reads the gradients as they come
             x, target = ctx.saved_tensors
             g_scal = [0.0 if g is None else g.item() for g in grads[3:]]
             gx = _backend_fn("cpu", "mc", "backward_split")(x, target, ctx.cfg, grads[0], grads[1], g_scal)
-            return (gx,) + (None,) * (6 + n_cfg)
+            return gx, None
         x, target, valid, weight, pos_weight, alpha, alpha_neg = ctx.saved_tensors
-        k = len(grads) - 4
+        call = replace(ctx.call, x=x, target=target, valid=valid, weight=weight, pos_weight=pos_weight, alpha=alpha,
+                       alpha_neg=alpha_neg)
+        k = call.stat_rows
         g_stats = _pack(grads[:k], (x.shape[0], x.shape[1]), x, 1)
         g_scal = _pack(grads[k:], (), x, 0)
-        gx = backward_impl(x, target, valid, weight, pos_weight, alpha, alpha_neg, *ctx.config, g_stats, g_scal)
-        return (gx,) + (None,) * (6 + n_cfg)
+        return backward_impl(call, g_stats, g_scal), None
 
 
 def _pack(grads, shape, like: Tensor, dim: int) -> Tensor:

@@ -72,6 +72,41 @@ def merge(requests: Sequence[StatsRequest]) -> StatsRequest:
     return out
 
 
+@dataclass(frozen=True)
+class KernelCall:
+    """One call of the fused-statistics kernels, typed: what :func:`seglab.kernels.dispatch.fused_stats` decides from
+    a :class:`StatsRequest` and what the op ``torch.ops.seglab.fused_stats`` computes. Its fields are the op's
+    arguments in the op's order; :func:`seglab.kernels.ops.op_args` is the one place it becomes them.
+
+    ``x`` logits ``(N, C, ...)``; ``target``: ``(N, S)`` int64 labels (``kind="mc"``) or a dense ``(N, C, S...)``
+    target in the compute dtype (``"mcd"``, ``"ml"``); ``valid``: ``(N, S)`` kept pixels of a dense multiclass
+    target (``"mcd"`` with ``ignore_index``), else None; ``weight``/``pos_weight``/``alpha``/``alpha_neg``: ``(C,)``
+    float64 (ones when unused); ``backend``: ``"cpu"``, ``"triton"`` or ``"eager"``; ``ignore_index``: the label
+    ignored in an index target (None for dense targets); ``label_smoothing``, ``focal`` and ``gamma`` (0 when not
+    focal) as in :class:`StatsRequest`.
+    """
+
+    x: torch.Tensor
+    target: torch.Tensor
+    valid: torch.Tensor | None
+    weight: torch.Tensor
+    pos_weight: torch.Tensor
+    alpha: torch.Tensor
+    alpha_neg: torch.Tensor
+    kind: str
+    backend: str
+    ignore_index: int | None
+    squared: bool
+    label_smoothing: float
+    focal: bool
+    gamma: float
+
+    @property
+    def stat_rows(self) -> int:
+        """K of the ``(N, K, C)`` statistics: 3 for ``mc`` (tp, ps, ys), 4 otherwise (+ sum |p - y|)."""
+        return 3 if self.kind == "mc" else 4
+
+
 @dataclass
 class FusedStats:
     """The statistics of one fused call, in the compute dtype of the logits (see the module docstring).
