@@ -10,8 +10,9 @@ the default backend (inductor), then every distinct loss of ``describe_losses()`
 ``cce``/``ce``, run once per mode; base losses in every mode they take, presets such as ``dicefg`` in their first)
 with ``backend="aot_eager"`` (dynamo + AOT autograd:
 the custom ops' autograd formulas are traced), forward and backward, ``fullgraph=True``. Afterwards the same losses
-run eagerly and values and gradients are compared. Last, out-of-range labels on reference paths (CE with
-reduction="none", MCC, Lovász) under compile get seglab's label-range error (the ``seglab::check_labels`` op).
+run eagerly and values and gradients are compared. Then out-of-range labels on reference paths (CE with
+reduction="none", MCC, Lovász) under compile get seglab's label-range error (the ``seglab::check_labels`` op). Last, every case but the first gets a NaN logit under compile (which skips
+validation): the loss must be NaN (issue 24).
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ for spec, red in (("ce", "none"), ("mcc", "mean"), ("lovasz", "mean")):
         if not (isinstance(e, ValueError) and "class indices in [0, 3)" in str(e) and "[7]" in str(e)):
             out["failures"].append(f"{spec} compiled, label 7: {type(e).__name__}: {str(e)[:300]}")
     out["label_checks"] += 1
+# NaN in gives NaN out under compile (which skips validation): every compiled case, the NaN on a counted pixel
+out["nan_checks"] = 0
+for i, (name, mode, backend) in enumerate(cases):
+    if i == 0:
+        continue  # inductor case: its NaN behaviour is checked through aot_eager below with the same loss
+    torch._dynamo.reset()
+    x, t = inputs(mode, i)
+    x = x.detach().clone()
+    x[0, 0, 2, 2] = float("nan")
+    try:
+        v = torch.compile(seglab.get_loss(name, mode=mode), fullgraph=True, backend="aot_eager")(x, t)
+        if not torch.isnan(v).any():
+            out["failures"].append(f"{name}/{mode} compiled: a NaN logit gave the finite loss {v.tolist()}")
+    except Exception as e:
+        out["failures"].append(f"{name}/{mode} compiled, NaN logit: {type(e).__name__}: {str(e)[:300]}")
+    out["nan_checks"] += 1
 print("RESULT:" + json.dumps(out))
 """
 
@@ -120,6 +137,7 @@ def test_every_loss_compiles_on_first_use_in_a_fresh_process():
     out = json.loads(lines[-1][len("RESULT:"):])
     assert not out["failures"], "\n".join(out["failures"])
     assert out["compared"] == len(out["cases"]) and out["label_checks"] == 3
+    assert out["nan_checks"] == len(out["cases"]) - 1  # issue 24: NaN propagates under compile for every loss
     assert out["bases"] == sorted(LOSSES)  # every base loss compiled (in every mode it takes)
     if out["kernels_unavailable"] is None:  # a compiler is there: the first compiled call loaded the C++ kernels
         assert out["kernels_loaded_by_first_compiled_call"]
