@@ -310,3 +310,33 @@ def test_the_armed_command_line_runs_before_the_spawn_program():
     ctx = context()
     if sys.platform.startswith("linux"):
         assert type(ctx).__name__ == "ArmedContext" and ctx.get_start_method() == "spawn"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the watchdog reads /proc")
+def test_the_ray_session_watchdog_kills_the_marked_processes_when_its_driver_ends():
+    """The watchdog of a local Ray (seglab.sweep.ray_engine.start_watchdog): once its pipe reaches end-of-file
+    (the driver ended, however), every process carrying the session's token in its environment is killed; a
+    process without the token is left alone."""
+    import uuid
+
+    from seglab.sweep.ray_engine import SESSION_ENV, start_watchdog
+
+    token = uuid.uuid4().hex
+    marked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                              env=dict(os.environ, **{SESSION_ENV: token}))
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                             env=dict(os.environ, **{SESSION_ENV: token + "x"}))
+    dog = start_watchdog(f"{SESSION_ENV}={token}")
+    try:
+        assert dog is not None
+        time.sleep(0.5)
+        assert marked.poll() is None and other.poll() is None  # nothing happens while the driver lives
+        dog.stdin.close()  # as the kernel does when the driver dies
+        assert marked.wait(timeout=2.0) == -signal.SIGKILL
+        assert dog.wait(timeout=5.0) == 0
+        assert other.poll() is None
+    finally:
+        for p in (marked, other, dog):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()

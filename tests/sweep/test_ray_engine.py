@@ -155,8 +155,9 @@ def _identity(pid):
 @pytest.mark.skipif(not Path("/proc").exists(), reason="needs /proc to find the processes")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_no_ray_process_outlives_the_sweep(tmp_path, sig):
-    """Process hygiene of issue 11 kept by the Ray engine: the local Ray the sweep started (GCS, raylet, its
-    workers) is gone once the sweep is stopped by SIGTERM (handled like Ctrl-C: exit 143, one line) or killed."""
+    """Process hygiene of issues 11 and 24 kept by the Ray engine: the local Ray the sweep started (GCS, raylet,
+    its agents, its workers) is gone 2 s after the sweep is stopped by SIGTERM (handled like Ctrl-C: exit 143, one
+    line) or killed (SIGKILL). Slow (about 30-60 s here: a local Ray's start on a loaded 2-core machine)."""
     grid = {"losses": ["cce"], "fg_ratios": [0.5], "norms": ["none"], "seeds": [0], "task_kw": {"size": 16},
             "steps": 50000, "eval_every": 10000}  # far longer than the test
     (tmp_path / "g.json").write_text(json.dumps(grid))
@@ -185,10 +186,10 @@ def test_no_ray_process_outlives_the_sweep(tmp_path, sig):
         else:
             assert proc.returncode == -signal.SIGKILL
         left = lambda: [p for p in procs if _identity(p[0]) == p]  # noqa: E731
-        deadline = time.time() + 120  # Ray's agents notice their raylet's death by polling
-        while time.time() < deadline and left():
-            time.sleep(0.5)
-        assert not left(), f"processes left behind: {[names.get(p, p) for p in left()]}"
+        # issue 24: Ray's agents noticed their raylet's death by polling and lived ~60 s after a SIGKILL; the
+        # session's watchdog kills them (and the task's worker) at once
+        time.sleep(2.0)
+        assert not left(), f"processes alive 2 s after the {sig.name}: {[names.get(p, p) for p in left()]}"
     finally:
         if proc.poll() is None:
             proc.kill()

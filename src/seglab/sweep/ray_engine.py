@@ -18,7 +18,9 @@ What stays the same as the local engine, by construction:
 * progress (:class:`seglab.sweep.runner.SweepProgress`): per-step progress goes from the tasks to a small
   actor (no CPU reserved) that this process polls;
 * process hygiene: Ctrl-C and SIGTERM cancel the tasks and shut Ray down; the processes of a local Ray share
-  the fate of this one (Ray's parent-death signal), so a SIGKILL leaves none behind either.
+  the fate of this one: Ray's parent-death signal ends its GCS and raylet, and a watchdog process (stdlib
+  only, :func:`start_watchdog`) kills every process that carries the session's token in its environment (the
+  agents, the workers) as soon as this process ends, however it ends: a SIGKILL leaves none behind either.
 
 Test hook (tests only): ``SEGLAB_TEST_RAY_EXIT_ONCE=<file>`` makes the first task that renames ``<file>``
 (to ``<file>.fired``) end its worker with ``os._exit(1)`` after its first progress report.
@@ -31,6 +33,7 @@ import logging
 import os
 import signal
 import socket
+import uuid
 from typing import Any, Iterator
 
 from seglab.train.config import ConfigError, RunConfig
@@ -98,14 +101,24 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     old_term = signal.getsignal(signal.SIGTERM)
     check_reachable(address)
     kw: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.ERROR)
+    token = f"{SESSION_ENV}={uuid.uuid4().hex}" if address is None else None
+    watchdog = None
     try:
         if address is None:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kw)
+            # the local Ray's processes (GCS, raylet, its agents and workers) inherit the token: the watchdog
+            # finds them by it; later children of this process do not get it (it is removed right after)
+            os.environ[SESSION_ENV] = token.split("=", 1)[1]  # type: ignore[union-attr]
+            try:
+                watchdog = start_watchdog(token)  # type: ignore[arg-type]
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kw)
+            finally:
+                os.environ.pop(SESSION_ENV, None)
         else:
             ray.init(address=address, **kw)
     except Exception as e:  # ConnectionError, RuntimeError, ...: one line naming the option
         with contextlib.suppress(Exception):
             ray.shutdown()
+        _stop_watchdog(watchdog)
         _restore_sigterm(old_term)
         where = f"--address {address}" if address else "--engine ray"
         raise ConfigError(f"{where}: cannot start or join Ray: {_first_line(e)}") from None
@@ -114,7 +127,76 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
+        _stop_watchdog(watchdog)
         _restore_sigterm(old_term)
+
+
+SESSION_ENV = "SEGLAB_RAY_SESSION"
+WATCHDOG_SWEEP_S = 1.0  # after the driver ends: how long the watchdog keeps killing the session's processes
+
+# The watchdog of a local Ray (stdlib only). Ray's own fate sharing ends the GCS and the raylet with the driver,
+# but its agents (ray::DashboardAgent, ray::RuntimeEnvAgent) notice their raylet's death by polling and lived
+# about 60 s after a SIGKILL of the sweep, and a task's worker about 3 s. The watchdog waits for end-of-file on
+# its stdin (the driver's end of the pipe is closed by the kernel however the driver ends) and then SIGKILLs every
+# process whose environment holds this session's token, for WATCHDOG_SWEEP_S seconds (stragglers being spawned).
+_WATCHDOG = r"""
+import os, signal, sys, time
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, signal.SIG_IGN)  # a Ctrl-C or a group's SIGTERM must not end it before it has done its job
+token = sys.argv[1].encode()
+try:
+    sys.stdin.buffer.read()
+except BaseException:
+    pass
+me = os.getpid()
+def sweep():
+    n = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if token in env:
+            try:
+                os.kill(int(d), signal.SIGKILL)
+                n += 1
+            except OSError:
+                pass
+    return n
+deadline = time.monotonic() + float(sys.argv[2])
+while True:
+    sweep()
+    if time.monotonic() > deadline:
+        break
+    time.sleep(0.1)
+"""
+
+
+def start_watchdog(token: str):
+    """Start the watchdog of a local Ray session marked by the environment entry ``token`` (Linux, /proc);
+    None elsewhere. Its stdin is a pipe whose only writer is this process."""
+    import subprocess
+    import sys
+
+    if not os.path.isdir("/proc") or not sys.platform.startswith("linux"):
+        return None
+    env = {k: v for k, v in os.environ.items() if k != SESSION_ENV}
+    try:
+        return subprocess.Popen([sys.executable, "-c", _WATCHDOG, token, str(WATCHDOG_SWEEP_S)], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+    except OSError:
+        return None
+
+
+def _stop_watchdog(watchdog) -> None:
+    """After ``ray.shutdown()``: close the pipe, so the watchdog kills whatever of the session is left and exits."""
+    if watchdog is None:
+        return
+    with contextlib.suppress(Exception):
+        watchdog.stdin.close()
 
 
 def _restore_sigterm(handler) -> None:
