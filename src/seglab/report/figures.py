@@ -271,6 +271,58 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
     return path
 
 
+def examples_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], out: Path,
+                    loss_order: list[str] | None = None) -> Path | None:
+    """For each training loss of a configuration group (one row each; its first seed that saved examples): the
+    best and the worst validation image by per-image foreground Dice, each as image / ground truth / prediction
+    (class colours over the image; void pixels grey). None when no run saved examples
+    (``val_examples.pt``, written by ``seglab train --out``)."""
+    from seglab.train.examples import load
+
+    rows = []
+    lab = LossLabels()
+    for loss in _order(by_loss, loss_order):
+        for rid in by_loss[loss]:
+            ex = load(store.run_dir(rid))
+            if ex is not None and len(ex["index"]):
+                rows.append((loss, ex))
+                break
+    if not rows:
+        return None
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+
+    ncls = max(int(max(ex["target"].max(), ex["pred"].max())) for _, ex in rows) + 1
+    cmap = ListedColormap([_COLORS[c % len(_COLORS)] for c in range(max(1, ncls))])
+    fig, axes = plt.subplots(len(rows), 6, figsize=(10.5, 1.9 * len(rows) + 0.5), squeeze=False)
+    for i, (loss, ex) in enumerate(rows):
+        for j, (which, e) in enumerate((("best", 0), ("worst", len(ex["index"]) - 1))):
+            img = ex["image"][e].numpy()
+            void = ex["void"][e].numpy()
+            for c, (name, m) in enumerate((("image", None), ("truth", ex["target"][e]), ("prediction", ex["pred"][e]))):
+                ax = axes[i, 3 * j + c]
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                if m is not None:
+                    m = m.numpy()
+                    ax.imshow(np.ma.masked_where((m == 0) | void, m), cmap=cmap, vmin=0, vmax=max(1, ncls - 1),
+                              alpha=0.55, interpolation="nearest")
+                    if void.any():
+                        ax.imshow(np.ma.masked_where(~void, void), cmap=ListedColormap(["#999999"]), alpha=0.8,
+                                  interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                title = f"{which} #{int(ex['index'][e])}, Dice {float(ex['dice'][e]):.2f}" if c == 0 else name
+                ax.set_title(title, fontsize=7)
+        axes[i, 0].set_ylabel(lab(loss), fontsize=8)
+    fig.suptitle(_t(figure_title(key)) + "  — best and worst validation images (per-image foreground Dice)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    lab.add_key(fig)
+    path = out / f"{figure_slug(key)}_examples.png"
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 #: heat-map metrics and their labels
 GRID_METRICS = {"final_fg_dice": "foreground Dice", "final_mean_dice": "mean Dice (all classes)",
                 "final_min_dice": "worst-class Dice (lowest class of each run)"}

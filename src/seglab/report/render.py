@@ -12,7 +12,7 @@ from typing import Any, Optional
 from seglab.results import ResultsStore, TextTable
 
 from .data import _fmt, aggregate, class_names, figure_groups, figure_title, load_rows
-from .figures import dice_figure, gradnorm_figure, study_figure, summary_grid
+from .figures import dice_figure, examples_figure, gradnorm_figure, study_figure, summary_grid
 
 CONFIG_COLS = [("task", "task"), ("fg_ratio", "fg"), ("norm", "norm"), ("optimizer", "opt"), ("lr", "lr"),
                ("momentum", "mom"), ("loss", "loss")]
@@ -168,11 +168,12 @@ def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss
     if cc:
         grid_pngs.append(summary_grid(agg, out, "final_min_dice"))
     gn_png = gradnorm_figure(agg, out)
-    study_pngs: list[tuple[tuple, Path, Optional[Path]]] = []
+    study_pngs: list[tuple[tuple, Path, Optional[Path], Optional[Path]]] = []
     if figures:
         for key, by_loss in figure_groups(rows).items():
             study_pngs.append((key, study_figure(store, key, by_loss, out, loss_order),
-                               dice_figure(store, key, by_loss, out, loss_order)))
+                               dice_figure(store, key, by_loss, out, loss_order),
+                               examples_figure(store, key, by_loss, out, loss_order)))
     pngs = grid_pngs + ([gn_png] if gn_png else []) + [p for _, *ps in study_pngs for p in ps if p is not None]
     cfg = store.read_config() or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>seglab report</title><style>{CSS}</style></head><body>",
@@ -197,11 +198,14 @@ def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss
                      "training loss; top: global gradient norm of every monitored loss (log scale; points where "
                      "norms were recorded only every <code>grad_norm_every</code> steps); bottom: every monitored "
                      "loss. Smoothed with a moving average of 2% of the run; mean over seeds. Then the validation "
-                     "Dice of each class over the steps, one line per training loss, mean over seeds.</p>")
-        for key, p, dp in study_pngs:
+                     "Dice of each class over the steps, one line per training loss, mean over seeds. Where the "
+                     "runs saved them (<code>seglab train --out</code>), the best and the worst validation image "
+                     "of each training loss by per-image foreground Dice: image, ground truth, prediction.</p>")
+        for key, p, dp, ep in study_pngs:
             parts += [f"<h3>{html.escape(figure_title(key))}</h3>", _img(p)]
-            if dp is not None:
-                parts.append(_img(dp))
+            for extra in (dp, ep):
+                if extra is not None:
+                    parts.append(_img(extra))
     if comparison is not None:
         parts.append(comparison)
     grids = cfg.get("grids") or []

@@ -352,6 +352,11 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
             save(cfg.steps, "finished", improved=improved)
         else:
             save(diverged_step, "diverged")
+        if run_dir is not None:  # the best and worst validation images, for the report
+            from . import examples
+
+            examples.save(examples.collect(model, xv, yv, mode=task.mode, num_classes=task.num_classes,
+                                           spatial_dims=task.spatial_dims, ignore_index=void), run_dir)
         show(steps_done, force=True)
     res = RunResult(config=cfg, steps=rec, evals=evals)
     res.summary = summarize(cfg, rec, evals, status=status, steps_done=steps_done, diverged_step=diverged_step,
