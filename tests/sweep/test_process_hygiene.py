@@ -340,3 +340,48 @@ def test_the_ray_session_watchdog_kills_the_marked_processes_when_its_driver_end
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+HOLDER = ("import sys, time; from seglab.results import ResultsStore; c = ResultsStore(sys.argv[1]).claim(sys.argv[2]); "
+          "print(c is not None, flush=True); time.sleep(600)")
+
+
+def test_a_run_of_a_killed_concurrent_sweep_is_finished_by_the_survivor(tmp_path):
+    """Issue 24: two sweeps on one folder; the other one (here: a process holding one run's claim, as a sweep
+    training it does) is killed. The survivor waits for that run (named on stderr, not failed), then trains it
+    itself: it never exits 0 with the run unfinished."""
+    out = tmp_path / "res"
+    runs = [r.run_id for r in plan(GRID)]
+    held = runs[0]
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), held], stdout=subprocess.PIPE, text=True)
+    proc = None
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        proc = subprocess.Popen(_sweep_cmd(tmp_path, GRID, out, "--workers", "1", "--no-pack"), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        line = proc.stderr.readline()
+        while line and "waiting for" not in line:
+            line = proc.stderr.readline()
+        assert "waiting for 1 run(s)" in line and f"pid {holder.pid}" in line and held in line, line
+        assert ResultsStore(out).done_ids() == set(runs) - {held}  # the others are done, the held one is waited for
+        time.sleep(1.5)
+        assert proc.poll() is None
+        holder.kill()
+        holder.wait()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        for p in (holder, proc):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert proc.returncode == 0, err
+    assert "left unfinished by another process" in err and "0 failed" in err, err
+    assert ResultsStore(out).done_ids() == set(runs) and not _claims(out)
+
+
+def test_an_incomplete_grid_is_not_ok():
+    from seglab.sweep.runner import SweepOutcome
+
+    assert SweepOutcome(total=2).ok
+    assert not SweepOutcome(total=2, unfinished=["abc"]).ok
+    assert not SweepOutcome(total=2, failed=["abc"]).ok
