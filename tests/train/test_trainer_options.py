@@ -110,3 +110,20 @@ def test_bad_trainer_options_are_one_line_exit_2(argv, words, capsys):
     assert main(["train", *RUN, *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err, err
+
+
+def test_a_resumed_run_with_every_option_equals_an_uninterrupted_one(tmp_path):
+    from seglab.train.loop import TrainInterrupted
+    from seglab.train import checkpoint as C
+
+    cfg = _cfg(steps=6, eval_every=3, augment=["flips", "rot90", "intensity"], schedule="cosine", warmup=2,
+               weight_decay=0.01, grad_clip=0.5, amp="bf16")
+    full = train_run(cfg, run_dir=tmp_path / "full")
+    (tmp_path / "part").mkdir()
+    with pytest.raises(TrainInterrupted):
+        train_run(cfg, run_dir=tmp_path / "part", should_stop=lambda done: "hook" if done == 4 else None)
+    res = train_run(cfg, run_dir=tmp_path / "part", resume=C.load(tmp_path / "part" / C.CHECKPOINT_LAST))
+    assert json.dumps(res.steps) == json.dumps(full.steps) and res.evals == full.evals
+    a = C.load(tmp_path / "part" / C.CHECKPOINT_LAST)["model"]
+    b = C.load(tmp_path / "full" / C.CHECKPOINT_LAST)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
