@@ -197,14 +197,19 @@ class RunConfig:
     ``loss`` and ``monitors`` are :func:`seglab.get_loss` specs; :func:`resolve` records each as
     :func:`~seglab.losses.registry.canonical_spec` writes it (a bare name such as ``study_dice`` as given, any
     other spec in :func:`seglab.format_loss`'s canonical form), a string that pastes into ``get_loss``.
-    ``monitors=None`` means the default monitor set of the task's mode (:func:`default_monitors`);
-    :func:`resolve` fills it in. ``converge``: ``{"metric": "mean_dice"|"fg_dice"|"accuracy", "threshold": t}``;
+    ``monitors=None`` means the default monitor set (:func:`~seglab.train.specs.run_monitors`: the study's set of
+    the task's mode on the study's tasks, the trained loss and its parts on user data); :func:`resolve` fills it
+    in. ``converge=None`` means the study's rule (mean Dice >= 0.9) on the study's tasks
+    (:data:`~seglab.train.specs.STUDY_TASKS`) and no verdict (``converged`` None) on user data; otherwise
+    ``converge``: ``{"metric": "mean_dice"|"fg_dice"|"accuracy", "threshold": t}``;
     a run has converged when the metric at the final validation is >= t (for ``accuracy`` the criterion is
     ``acc >= majority + t * (1 - majority)``, i.e. a fraction t of the way from the majority-class rate to 1).
     ``grad_norm_every``: the gradient of every monitor loss (one extra backward pass each) is taken at the steps
     ``k`` with ``k % grad_norm_every == 0`` (:func:`measures_grad_norms`), 0 = never; the training loss's
     gradient norm is recorded at every step (it comes with the training backward pass). Default
     :data:`GRAD_NORM_EVERY` (50); the Chlebus (2018) study preset sets 1 (its figures plot every step).
+    ``augment``, ``schedule``, ``warmup``, ``weight_decay``, ``grad_clip``, ``amp``: the trainer options
+    (:data:`TRAINER_DEFAULTS`, all off by default and then left out of :attr:`run_id`).
     """
 
     loss: str
