@@ -164,10 +164,17 @@ def test_monai_equals_monai(mm, backend, shape, spacing):
     torch.testing.assert_close(surface_dice(p, t, [1.0, 1.5, 2.0], spacing, **kw), ref.double(), rtol=1e-6, atol=1e-9)
 
 
+def _transform_only(monkeypatch):
+    """Send every element to the distance transform (no local search, no KD-tree): the path that uses edt."""
+    monkeypatch.setattr(surface_mod, "_LOCAL_REACH", 0.0)
+    monkeypatch.setattr(surface_mod, "_KD_FRACTION", -1.0)
+
+
 def test_backends_agree_exactly_on_surface_dice_and_closely_on_distances(monkeypatch):
     """edt's float32 distances are within 1e-7 of scipy's float64 ones; the NSD decisions are identical,
     also at tolerances that are whole lattice distances (ties settled on the lattice)."""
     _peer("edt")
+    _transform_only(monkeypatch)
     rng = np.random.default_rng(0)
     for shape, spacing in CASES:
         t, p = _blobs(5, shape)[0], _blobs(6, shape)[0]
@@ -251,20 +258,24 @@ def test_voxel_boundary_equals_binary_erosion():
 
 def test_hausdorff_values_are_exact_with_edt(monkeypatch):
     """edt's float32 distances, but the Hausdorff distances and percentiles it picks are the exact float64
-    values: bit-equal to the scipy backend's, every definition, 2D and 3D, anisotropic."""
+    values: bit-equal to the scipy backend's, every definition, 2D and 3D, anisotropic; and equal to the
+    default path's (local search and KD-tree) to 1e-15."""
     _peer("edt")
     kw = dict(mode="multiclass", num_classes=3, aggregate="none")
     for shape, spacing in CASES:
         t, p = _blobs(7, shape), _blobs(8, shape)
         runs = []
-        for forced in (False, True):
+        for path in ("edt", "scipy", "default"):
             with monkeypatch.context() as m:
-                if forced:
+                if path != "default":
+                    _transform_only(m)
+                if path == "scipy":
                     m.setitem(sys.modules, "edt", None)
                 runs.append([hausdorff_distance(p, t, pct, spacing, definition=d, directed=di, **kw)
                              for d in DEFINITIONS for pct in (None, 95, 50, 12.5) for di in (False, True)])
-        for a, b in zip(*runs):
+        for a, b, c in zip(*runs):
             assert torch.equal(a, b), (shape, a, b)
+            torch.testing.assert_close(c, a, rtol=1e-15, atol=0)
 
 
 @pytest.mark.parametrize("strategy", ["local+kdtree", "kdtree", "edt", "scipy"])
@@ -298,4 +309,6 @@ def test_distance_strategies_equal_a_plain_transform(monkeypatch, strategy):
                     d, exact = surface_mod._distances(s.target, s.pred, s.spacing, nd)
                     used.add(exact)
                     np.testing.assert_allclose(d, ref, rtol=1e-15 if exact else 2e-7, atol=0)
-    assert (False in used) if strategy == "edt" else used == {True}
+    # the default sends surfaces far apart to the transform (edt: not exact) and the rest to exact search
+    assert {"local+kdtree": True in used, "kdtree": used == {True}, "edt": False in used, "scipy": used == {True}}[
+        strategy]

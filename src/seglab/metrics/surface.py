@@ -329,7 +329,10 @@ def _distances(ref: np.ndarray, at: np.ndarray, spacing: tuple[float, ...], ndim
     pflat = padded.ravel()
     d = np.full(m, np.inf)
     rem = np.arange(m)
-    for delta, length in zip(deltas, lengths):
+    half = int(np.searchsorted(lengths, lengths[-1] / 2, side="right"))
+    for i, (delta, length) in enumerate(zip(deltas, lengths)):
+        if i == half and rem.size > m / 2:
+            break  # the surfaces are far apart: the transform will be needed anyway
         hit = pflat[cur + delta]
         if hit.any():
             d[rem[hit]] = length
@@ -489,10 +492,13 @@ def surface_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[fl
         no = np.zeros(n_other, dtype=bool)
         w_in = (np.empty(0, bool), no) if not s.pred.any() else (no, np.empty(0, bool))
         return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, *(w_in if tolerance is not None else (None, None)))
-    d_pt, exact = _distances(s.target, s.pred, s.spacing, ndimage)
-    d_tp = _distances(s.pred, s.target, s.spacing, ndimage)[0] if both or tolerance is not None else np.empty(0)
-    within = (None, None) if tolerance is None else (_within(d_pt, exact, tolerance, s.pred, s.target, s.spacing),
-                                                     _within(d_tp, exact, tolerance, s.target, s.pred, s.spacing))
+    d_pt, exact_pt = _distances(s.target, s.pred, s.spacing, ndimage)
+    d_tp, exact_tp = (_distances(s.pred, s.target, s.spacing, ndimage) if both or tolerance is not None
+                      else (np.empty(0), True))
+    exact = exact_pt and exact_tp
+    within = (None, None) if tolerance is None else (
+        _within(d_pt, exact_pt, tolerance, s.pred, s.target, s.spacing),
+        _within(d_tp, exact_tp, tolerance, s.target, s.pred, s.spacing))
     return SurfaceDistances(d_pt, d_tp, s.pred_w, s.target_w, within[0], within[1], exact=exact,
                             pred=None if exact else s.pred, target=None if exact else s.target, spacing=s.spacing)
 
