@@ -62,3 +62,30 @@ def test_long_loss_specs_get_short_labels_and_a_key():
     assert all(len(lab(s)) <= MAX_LABEL for s in lab.short)
     assert lab.key().splitlines() == [f"L1 = {long}", f"L2 = {long} + focal"]
     assert LossLabels(["ce"]).key() == ""
+
+
+def test_runs_without_a_convergence_verdict_show_none(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from rich.console import Console
+
+    from seglab.cli import main
+    from seglab.report import render_report
+    from seglab.report.render import terminal_table
+
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        m = (rng.random((16, 16)) > 0.7).astype(np.uint8)
+        np.save(tmp_path / "d" / "images" / f"c{i}.npy", m + rng.normal(0, 0.3, m.shape).astype(np.float32))
+        np.save(tmp_path / "d" / "masks" / f"c{i}.npy", m)
+    assert main(["train", "--loss", "dice", "--task", "folder", "--task-opt", f"path={tmp_path / 'd'}", "--steps", "1",
+                 "--eval-every", "1", "--device", "cpu", "-q", "--out", str(tmp_path / "r")]) == 0
+    rep = render_report(tmp_path / "r", figures=False)
+    (a,) = rep["agg"]
+    assert a["verdict"] is False and a["converged"] == 0
+    con = Console(width=200, record=True)
+    con.print(terminal_table(rep["agg"]))
+    assert "0/1" not in con.export_text()

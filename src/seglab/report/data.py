@@ -146,6 +146,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         a["n"] = len(rs)
         a["seeds"] = sorted(r.get("seed") for r in rs)
         a["converged"] = sum(bool(r.get("converged")) for r in rs)
+        # user data without --converge: no verdict (converged None), shown as such rather than as 0 converged
+        a["verdict"] = any(r.get("converged") is not None for r in rs)
         a["diverged"] = sum(r.get("status") == "diverged" for r in rs)
         for k in ("final_accuracy", "majority", "final_fg_dice", "final_mean_dice", "final_train_loss", "converged_step",
                   "steps_done", "wall_s"):

@@ -358,7 +358,7 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
                 v = a.get(metric, math.nan)
                 M[i, j] = v
                 txt = "—" if math.isnan(v) else f"{v:.2f}"
-                txt += f"\n{a['converged']}/{a['n']}"
+                txt += f"\n{a['converged']}/{a['n']}" if a.get("verdict", True) else f"\nn={a['n']}"
                 if a["diverged"]:
                     txt += f" ({a['diverged']}✗)"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,

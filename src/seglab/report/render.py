@@ -34,7 +34,7 @@ def class_cols(agg: list[dict[str, Any]]) -> list[tuple[str, str]]:
 def _cell(a: dict[str, Any], k: str) -> str:
     v = a.get(k)
     if k == "converged":
-        return f"{v}/{a['n']}"
+        return f"{v}/{a['n']}" if a.get("verdict", True) else "—"
     if k == "fg_ratio":
         return "" if v is None else f"{100 * float(v):g}%"
     if v is None and k.startswith(("final_dice/", "final_iou/")):
@@ -72,7 +72,8 @@ def _rich_table(agg: list[dict[str, Any]], cols: list[tuple[str, str]], title: s
     t = TextTable(title, [(head, "left" if head in ("task", "norm", "opt", "loss") else "right", k in keys)
                           for k, head in shown], caption=caption or None)
     for a in agg:
-        style = "green" if a["converged"] == a["n"] else ("red" if a["converged"] == 0 else "yellow")
+        style = (None if not a.get("verdict", True) else
+                 "green" if a["converged"] == a["n"] else ("red" if a["converged"] == 0 else "yellow"))
         t.add_row([(_cell(a, k), "bold red") if _failed(a, k) else _cell(a, k) for k, _ in shown], style=style)
     return t
 
@@ -107,7 +108,8 @@ def _html_table(agg: list[dict[str, Any]], cols: list[tuple[str, str]] | None = 
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h in cols)
     rows = []
     for a in agg:
-        cls = "ok" if a["converged"] == a["n"] else ("bad" if a["converged"] == 0 else "mixed")
+        cls = ("none" if not a.get("verdict", True) else
+               "ok" if a["converged"] == a["n"] else ("bad" if a["converged"] == 0 else "mixed"))
         cells = "".join(('<td class="failed">' if _failed(a, k) else "<td>") + f"{html.escape(_cell(a, k))}</td>"
                         for k, _ in cols)
         rows.append(f'<tr class="{cls}">{cells}</tr>')
