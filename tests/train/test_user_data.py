@@ -122,7 +122,7 @@ _FAST = ["--loss", "dice+ce", "--steps", "2", "--eval-every", "2", "--task-opt",
     ("wrong_channels", "4 output channels but the task has 2 classes"),
     ("raises", "raised RuntimeError: boom inside"),
     ("no_params", "no trainable parameters"),
-    ("wrong_shape", "expected logits (2, 2, 16, 16)"),
+    ("wrong_shape", "expected logits (1, 2, 16, 16)"),
 ])
 def test_user_model_breaking_the_contract_is_one_line_exit_2(tmp_path, capsys, factory, words):
     (tmp_path / "nets.py").write_text(NETS)

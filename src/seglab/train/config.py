@@ -439,7 +439,7 @@ def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]
                 else:
                     try:
                         if user_model(cfg.model):
-                            check_model_contract(net, task, task.validation()[0][:2])
+                            check_model_contract(net, task, task.validation()[0][:1])
                     except ValueError as e:
                         err(cfg, f"model {cfg.model!r}: {e}")
                         model_problems.append(f"{cfg.model}: {e}")

@@ -196,7 +196,7 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
     M = len(names)
     xv, yv = task.validation()
     if user_model(cfg.model):  # before any step: one dry forward names a broken contract
-        check_model_contract(model, task, xv[:2])
+        check_model_contract(model, task, xv[:1])
     run_dir = Path(run_dir) if run_dir is not None and main else None
     tb = tensorboard if main else None
 
