@@ -29,7 +29,7 @@ ray = pytest.importorskip("ray", reason="the ray extra (pip install 'seglab[ray]
 
 torch.set_num_threads(1)
 
-TIMING = re.compile(r"wall|elapsed|time|_s$")
+TIMING = re.compile(r"wall|elapsed|time|_s$|^provenance$")  # (provenance: where and when a run ran, its argv)
 
 
 @pytest.fixture(scope="module")
