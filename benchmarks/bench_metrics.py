@@ -3,7 +3,8 @@
 Realistic masks: a target of C = 3 classes whose regions are smooth blobs (low-resolution noise upsampled and
 arg-maxed, tens of voxels across), and a prediction that is the target's field plus a smaller perturbation
 (boundaries off by a few voxels, a few spurious or missed bits). Cases: 2D 1x512x512, spacing (0.8, 1.2), and 3D
-1x128x192x192, spacing (1.0, 0.7, 2.0). Per case and metric (HD95, ASSD, NSD at 1 mm), timed in interleaved
+1x128x192x192, spacing (1.0, 0.7, 2.0); and the 2D case with the prediction moved 40 voxels along both axes (far
+from its target). Per case and metric (HD95, ASSD, NSD at 1 mm), timed in interleaved
 rounds (order rotated every round, so that machine noise hits all alike):
 
 * ``seglab``          seglab's function (``definition="monai"``), all classes: exact local lattice search, a
@@ -37,7 +38,9 @@ import numpy as np
 import torch
 
 C = 3
-CASES = [((1, 512, 512), (0.8, 1.2)), ((1, 128, 192, 192), (1.0, 0.7, 2.0))]
+# (shape, spacing, shift): shift > 0 moves the prediction that many voxels along every spatial axis (a bad
+# prediction far from its target: seglab's local search gives way to the transform)
+CASES = [((1, 512, 512), (0.8, 1.2), 0), ((1, 512, 512), (0.8, 1.2), 40), ((1, 128, 192, 192), (1.0, 0.7, 2.0), 0)]
 
 
 def cpu_model() -> str:
@@ -125,8 +128,10 @@ def bench(rounds: int, threads: int, cases: list[Any]) -> dict[str, Any]:
     from seglab.metrics import average_surface_distance, hausdorff_distance, surface_dice
 
     results: dict[str, Any] = {}
-    for shape, spacing in cases:
+    for shape, spacing, shift in cases:
         pred, target = realistic_maps(shape)
+        if shift:
+            pred = torch.roll(pred, shifts=(shift,) * (len(shape) - 1), dims=tuple(range(1, len(shape))))
         p1 = torch.nn.functional.one_hot(pred, C).movedim(-1, 1).float()
         t1 = torch.nn.functional.one_hot(target, C).movedim(-1, 1).float()
         kw: dict[str, Any] = dict(mode="multiclass", num_classes=C, aggregate="none")
@@ -169,7 +174,7 @@ def bench(rounds: int, threads: int, cases: list[Any]) -> dict[str, Any]:
                     group[nm]()
                     times[nm].append(time.perf_counter() - t0)
             ratios = [a / b for a, b in zip(times["seglab"], times["monai"])]
-            key = f"{metric} {'x'.join(map(str, shape))}"
+            key = f"{metric} {'x'.join(map(str, shape))}" + (f" shifted {shift}" if shift else "")
             results[key] = {nm: _stats([1e3 * t for t in ts]) for nm, ts in times.items()}
             results[key]["ratio_seglab_over_monai"] = _stats(ratios)
             line = "  ".join(f"{nm} {results[key][nm]['median']:8.1f} ms (IQR {results[key][nm]['iqr']:.1f})"
@@ -240,7 +245,7 @@ def main() -> None:
     meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "rounds": args.rounds, "threads": args.threads,
             "backend": distance_backend(), "torch": torch.__version__, "monai": monai.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "load_avg_after": os.getloadavg(),
-            "cases": [{"shape": s, "spacing": sp} for s, sp in cases], "classes": C}
+            "cases": [{"shape": s, "spacing": sp, "shift": sh} for s, sp, sh in cases], "classes": C}
     try:
         from importlib.metadata import version
         meta["edt"] = version("edt")
