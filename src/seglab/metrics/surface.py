@@ -19,12 +19,14 @@ the conventions table and a worked example where they differ):
     cumulative area fraction reaches 0.95, no interpolation); ASSD the area-weighted mean of both directions'
     distances; NSD the area within the tolerance over the total area (``compute_surface_dice_at_tolerance``).
 
-Distances come from an exact Euclidean distance transform of the other side's boundary within the union's
-bounding box: the ``edt`` package's (multi-threaded, ``torch.get_num_threads()`` threads) when it is installed,
-scipy.ndimage's otherwise (both in the ``metrics`` extra). ``edt`` computes in float32: its distances agree with
-scipy's float64 ones to a few 1e-8 relative (an ASSD inherits that), while surface-Dice decisions ``d ≤ τ`` and
-the order statistics a Hausdorff distance picks are settled exactly on the voxel lattice in float64, so HD/HD95
-are bit-equal to scipy's and NSD counts the same elements.
+Distances (within the union's bounding box; :func:`_distances`): an exact local search over the voxel lattice
+settles the elements within two of the largest spacings of the other surface, a KD-tree (scipy) the few
+farther ones; when many are far, one exact Euclidean distance transform of the other surface: the ``edt``
+package's (multi-threaded, ``torch.get_num_threads()`` threads) when it is installed, scipy.ndimage's otherwise
+(both in the ``metrics`` extra). ``edt`` computes in float32: its distances agree with scipy's float64 ones to a
+few 1e-8 relative (an ASSD inherits that), while surface-Dice decisions ``d ≤ τ`` and the order statistics a
+Hausdorff distance picks are settled exactly on the lattice in float64, so HD/HD95 are bit-equal to scipy's
+and NSD counts the same elements.
 
 **Empty-mask policy** (per image and class; Metrics Reloaded, Maier-Hein et al. 2024; every definition):
 
