@@ -71,3 +71,36 @@ def test_a_failed_run_makes_the_exit_status_1(tmp_path, capsys, monkeypatch):
     assert main([*ARGS, "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "incomplete: 1 run(s) left out of the pairs" in err, err
+
+
+FN = "def run(loss, seed):\n    return {'dice': 0.5 + 0.01 * seed + (0.02 if 'Dice' in type(loss).__name__ + repr(loss) else 0.0)}\n"
+
+
+def test_fn_waits_for_a_run_another_process_holds(tmp_path, capsys):
+    """compare --fn: a loss x seed held by another live process is waited for (not reported as not run), and
+    trained here once its holder dies without a result."""
+    (tmp_path / "f.py").write_text(FN)
+    out = tmp_path / "c"
+    argv = ["compare", "--fn", str(tmp_path / "f.py") + ":run", "--losses", "dice+ce,ce", "--seeds", "3", "--mode",
+            "multiclass", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    store = ResultsStore(out)
+    rid = sorted(store.done_ids())[0]
+    shutil.rmtree(store.run_dir(rid))
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), rid], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        import threading
+
+        threading.Timer(3.0, holder.kill).start()  # the other process dies, without writing its run
+        rc = main(argv)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+    out_err = capsys.readouterr()
+    assert rc == 0, out_err.err
+    assert "waiting for 1 run(s)" in out_err.err and f"pid {holder.pid}" in out_err.err, out_err.err
+    d = json.loads(out_err.out)
+    assert d["failed_runs"] == [] and store.is_done(rid)
