@@ -67,7 +67,7 @@ def test_values_equal_the_metric_functions_and_monai(folders):
     vals = [r["value"] for r in rows if r["metric"] == "dice" and r["class"] == 1]
     assert d["mean"] == pytest.approx(np.mean(vals)) and d["ci95"][0] <= d["mean"] <= d["ci95"][1]
     assert summary["options"]["metrics"][1] == {"name": "hd95", "registered": "hausdorff",
-                                                "options": {"percentile": 95}}
+                                                "options": {"percentile": 95, "definition": "monai"}}
 
 
 @pytest.mark.parametrize(("empty", "missed_hd", "both_dice", "both_hd"), [
@@ -190,3 +190,19 @@ def test_advise_json_pipes_into_metrics_from(folders, tmp_path):
     assert ev.returncode == 0, ev.stderr
     names = [m["name"] for m in json.loads(ev.stdout)["options"]["metrics"]]
     assert names[0] == "dice" and "nsd" in names
+
+
+def test_definition_pooled_equals_medpy(folders, capsys):
+    binary = importlib.import_module("medpy.metric.binary")
+    pred, gt, out = folders
+    rc = main(["evaluate", str(pred), str(gt), "--out", str(out), "--metrics", "hd95", "--definition", "pooled",
+               "--no-progress", "--json"])
+    assert rc == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["options"]["metrics"][0]["options"]["definition"] == "pooled"
+    from PIL import Image
+
+    for r in read_per_case(out / "per_case.csv"):
+        p = np.asarray(Image.open(pred / f"{r['case']}.png")) == r["class"]
+        g = np.asarray(Image.open(gt / f"{r['case']}.png")) == r["class"]
+        assert r["value"] == pytest.approx(binary.hd95(p, g), abs=1e-6)

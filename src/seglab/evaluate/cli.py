@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seglab.evaluate.metrics import DEFAULT_METRICS, EMPTY_CONVENTIONS
+from seglab.metrics.surface import DEFINITIONS
 
 #: advise's metric names (Advice.metrics[i]["metric"], first word) -> evaluate's
 ADVISE_NAMES = {"dice": "dice", "nsd": "nsd", "hd95": "hd95", "cldice": "cldice"}
@@ -28,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", help=f"comma list (default: {','.join(DEFAULT_METRICS)}); names: dice, iou, hd95, hd, "
                    "assd, nsd, cldice or any registered metric")
     p.add_argument("--metrics-from", metavar="ADVICE.json|-", help="take the metrics seglab advise --json recommends")
+    p.add_argument("--definition", default="monai", choices=DEFINITIONS,
+                   help="distance definition: monai (MONAI / Metrics Reloaded, default), pooled (medpy), "
+                   "surface_weighted (DeepMind's surface-distance); docs/metrics.md")
     p.add_argument("--tolerance", type=float, default=1.0, help="NSD tolerance in units of spacing (default %(default)s)")
     p.add_argument("--empty", default="nan", choices=EMPTY_CONVENTIONS,
                    help="empty-mask convention (default %(default)s; docs/metrics.md)")
@@ -75,7 +79,7 @@ def _options(args: argparse.Namespace) -> Any:
         raise ValueError(f"--num-classes must be at least 2, got {args.num_classes}")
     if not args.tolerance >= 0:
         raise ValueError(f"--tolerance must be >= 0, got {args.tolerance}")
-    return EvalOptions(metrics=tuple(resolve_metrics(names, args.tolerance)), num_classes=args.num_classes,
+    return EvalOptions(metrics=tuple(resolve_metrics(names, args.tolerance, args.definition)), num_classes=args.num_classes,
                        include_background=args.include_background, empty=args.empty, spacing=spacing)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from seglab.metrics import metric_info
+from seglab.metrics.surface import check_definition
 
 EMPTY_CONVENTIONS = ("nan", "inf", "diagonal", "brats")
 BRATS_WORST = 373.13
@@ -43,6 +44,8 @@ ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
     "nsd": ("surface_dice", {}),
 }
 DEFAULT_METRICS = ("dice", "hd95", "nsd")
+#: the registered metrics that take a named definition (seglab.metrics.surface.DEFINITIONS)
+DEFINED = ("hausdorff", "surface_distance", "surface_dice")
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,10 @@ class MetricSpec:
         return not metric_info(self.registered).higher_is_better
 
 
-def resolve_metrics(names: list[str], tolerance: float = 1.0) -> list[MetricSpec]:
-    """Metric specs for ``names``; ValueError naming an unknown one (with a did-you-mean)."""
+def resolve_metrics(names: list[str], tolerance: float = 1.0, definition: str = "monai") -> list[MetricSpec]:
+    """Metric specs for ``names``; ``definition`` (``"monai"``, ``"pooled"`` = medpy's, ``"surface_weighted"`` =
+    DeepMind's surface-distance; docs/metrics.md) for the distance metrics. ValueError naming an unknown one."""
+    definition = check_definition(definition)
     out = []
     for n in names:
         reg, opts = ALIASES.get(n, (n, {}))
@@ -68,6 +73,8 @@ def resolve_metrics(names: list[str], tolerance: float = 1.0) -> list[MetricSpec
         opts = {**info.required, **opts}
         if reg == "surface_dice":
             opts["tolerance"] = tolerance
+        if reg in DEFINED:
+            opts["definition"] = definition
         if not info.per_class:
             raise ValueError(f"metric {n!r} gives one value for all classes; evaluate reports per-class metrics")
         out.append(MetricSpec(n, reg, opts))

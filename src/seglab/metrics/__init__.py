@@ -46,13 +46,21 @@ from seglab.metrics.stateful import (
     SurfaceDistance,
     VolumeDifference,
 )
-from seglab.metrics.surface import average_surface_distance, boundary_distances, hausdorff_distance, surface_dice
+from seglab.metrics.surface import (
+    DEFINITIONS,
+    average_surface_distance,
+    boundary_distances,
+    hausdorff_distance,
+    surface_dice,
+    surface_distances,
+)
 
 __all__ = [
     "AGGREGATES", "class_masks", "confusion_counts", "dice_from_counts", "iou_from_counts",
     "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy", "volume_difference", "VolumeDifference",
     "detection_counts", "detection_f1", "DetectionF1",
-    "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "cldice_score",
+    "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "surface_distances",
+    "DEFINITIONS", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
     "CLDiceScore", "METRICS", "MetricInfo", "register_metric", "list_metrics", "get_metric", "metric_info",
     "count_metrics", "expected_calibration_error", "reliability_bins", "ReliabilityBins", "CalibrationError",

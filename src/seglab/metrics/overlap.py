@@ -77,8 +77,10 @@ def class_masks(
     if mode == "multiclass":
         p, t, valid = _class_maps(pred, target, num_classes, ignore_index)
         classes = torch.arange(num_classes, device=p.device).view(1, -1, *([1] * (p.ndim - 1)))
-        pm = (p.unsqueeze(1) == classes) & valid.unsqueeze(1)
-        tm = (t.unsqueeze(1) == classes) & valid.unsqueeze(1)
+        pm = p.unsqueeze(1) == classes
+        tm = t.unsqueeze(1) == classes
+        if ignore_index is not None:
+            pm, tm = pm & valid.unsqueeze(1), tm & valid.unsqueeze(1)
         return pm, tm
     pm, tm, vm = _masks(pred, target, num_classes, ignore_index)
     if vm is not None:
@@ -102,7 +104,10 @@ def _class_maps(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
                             "got fractional or non-finite values (soft labels are not hard masks)")
     p, t = pred.long(), target.long()
     valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-    if bool(((t < 0) | (t >= num_classes))[valid].any()) or bool(((p < 0) | (p >= num_classes)).any()):
+    t_bad = (t < 0) | (t >= num_classes)
+    if ignore_index is not None:
+        t_bad &= valid
+    if bool(t_bad.any()) or bool(((p < 0) | (p >= num_classes)).any()):
         raise ValueError(f"class indices must lie in [0, {num_classes})"
                          + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
     return p, t, valid

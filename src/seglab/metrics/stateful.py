@@ -54,6 +54,7 @@ from seglab.metrics.surface import (
     SURFACE_AGGREGATES,
     SpacingArg,
     average_surface_distance,
+    check_definition,
     check_percentile,
     check_spacing,
     check_tolerance,
@@ -416,13 +417,14 @@ class HausdorffDistance(_BoundaryMetric):
     _kind = "hd"
 
     def __init__(self, mode: str, num_classes: int, *, percentile: float | None = 95, directed: bool = False,
-                 **kwargs: Any) -> None:
+                 definition: str = "monai", **kwargs: Any) -> None:
         self.percentile = check_percentile(percentile)
         self.directed = check_bool("directed", directed)
+        self.definition = check_definition(definition)
         super().__init__(mode, num_classes, **kwargs)
 
     def _options(self) -> dict[str, Any]:
-        return {"percentile": self.percentile, "directed": self.directed}
+        return {"percentile": self.percentile, "directed": self.directed, "definition": self.definition}
 
 
 @register_metric("surface_distance", function=average_surface_distance, higher_is_better=False, extra="metrics")
@@ -438,12 +440,14 @@ class SurfaceDistance(_BoundaryMetric):
 
     _kind = "asd"
 
-    def __init__(self, mode: str, num_classes: int, *, symmetric: bool = True, **kwargs: Any) -> None:
+    def __init__(self, mode: str, num_classes: int, *, symmetric: bool = True, definition: str = "monai",
+                 **kwargs: Any) -> None:
         self.symmetric = check_bool("symmetric", symmetric)
+        self.definition = check_definition(definition)
         super().__init__(mode, num_classes, **kwargs)
 
     def _options(self) -> dict[str, Any]:
-        return {"symmetric": self.symmetric}
+        return {"symmetric": self.symmetric, "definition": self.definition}
 
 
 @register_metric("surface_dice", function=surface_dice, higher_is_better=True, extra="metrics",
@@ -459,12 +463,14 @@ class SurfaceDice(_BoundaryMetric):
 
     _kind = "nsd"
 
-    def __init__(self, mode: str, num_classes: int, *, tolerance: float | Sequence[float], **kwargs: Any) -> None:
+    def __init__(self, mode: str, num_classes: int, *, tolerance: float | Sequence[float], definition: str = "monai",
+                 **kwargs: Any) -> None:
         self.tolerance = check_tolerance(tolerance, check_num_classes(num_classes))
+        self.definition = check_definition(definition)
         super().__init__(mode, num_classes, **kwargs)
 
     def _options(self) -> dict[str, Any]:
-        return {"tolerance": self.tolerance}
+        return {"tolerance": self.tolerance, "definition": self.definition}
 
 
 @register_metric("cldice", function=cldice_score, higher_is_better=True, extra="structure")
