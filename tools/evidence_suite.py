@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect:
         out = subprocess.run(compare_cmd(args.task, ["--json", "--no-progress", "--workers", args.workers]),
                              capture_output=True, text=True)
-        if out.returncode != 0:
+        if out.returncode not in (0, 1) or not out.stdout.strip():  # 1: some run diverged or failed; still a result
             print(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "compare failed", file=sys.stderr)
-            return out.returncode
+            return out.returncode or 1
         DATA.mkdir(parents=True, exist_ok=True)
         obj = json.loads(out.stdout)
         (DATA / f"{args.task}.json").write_text(json.dumps(obj, indent=1) + "\n")
