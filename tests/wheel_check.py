@@ -131,8 +131,9 @@ def main() -> int:
     for m in masks:
         m[2:6, 2:6] = 1
     adv = advise(masks)
-    check(adv.loss == "dice+ce" and any(e["rule"] == "ce_class_weights" and e["status"] for e in adv.evidence),
-          f"advise runs from the wheel and states each rule's evidence ({len(adv.evidence)} rules)")
+    rules = {e["rule"]: e["status"] for e in adv.evidence}
+    check(adv.loss == "dice+ce" and rules.get("ce_term") == "measured benefit" and "pos_weight" in rules,
+          f"advise runs from the wheel and states each rule's evidence from the packaged table ({rules})")
 
     for k in ("report", "sweep"):
         out = result(k)
