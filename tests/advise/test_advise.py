@@ -265,3 +265,27 @@ def test_cli_json_and_report(tmp_path, capsys):
     assert "recommendation" in out and "seglab.get_loss(" in out and "softmax" in out
     assert main(["advise", str(tmp_path / "nothing")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_advice_prints_the_spec_string_train_takes():
+    """issue 22: advise prints the --loss spec beside the Python line, and the spec builds the advised loss."""
+    import json
+
+    import numpy as np
+    import torch
+
+    import seglab
+    from seglab.advise import advise
+
+    masks = [np.zeros((16, 16), np.uint8) for _ in range(4)]
+    for i, m in enumerate(masks):
+        m[2:9, 2:9] = 1
+        m[11:13, 11:13] = 2 if i < 2 else 0
+    adv = advise(masks)
+    line = next(ln for ln in str(adv).splitlines() if ln.strip().startswith("--loss spec"))
+    assert line.split("--loss spec", 1)[1].strip() == adv.loss_spec and "[" in adv.loss_spec
+    assert json.loads(adv.to_json())["loss_spec"] == adv.loss_spec
+    x, t = torch.randn(2, adv.out_channels, 16, 16), torch.randint(0, adv.num_classes, (2, 16, 16))
+    from_spec = seglab.get_loss(adv.loss_spec, mode=adv.mode)
+    from_kwargs = seglab.get_loss(adv.loss, mode=adv.mode, **adv.loss_kwargs)
+    torch.testing.assert_close(from_spec(x, t), from_kwargs(x, t))

@@ -45,6 +45,8 @@ import numpy as np
 
 from seglab.advise import weights as W
 from seglab.advise.evidence import rule_status
+from seglab.losses import get_loss
+from seglab.losses.registry import format_loss
 from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
 from seglab.data.masks import code_rgb, dense_labels, detect_void, rgb_decomposable, rgb_mixed
 from seglab.regions import nested_chain
@@ -312,10 +314,16 @@ class Advice:
     evidence: list[dict] = field(default_factory=list)
     nested_regions: list[str] | None = None  # multi-label channels that nest, broadest first (region-based training)
 
+    @property
+    def loss_spec(self) -> str:
+        """The advised loss as the spec string ``seglab train --loss`` and ``seglab compare --losses`` take (the
+        canonical form of the built loss, :func:`seglab.format_loss`)."""
+        return format_loss(get_loss(self.loss, self.mode, **self.loss_kwargs))
+
     def to_dict(self) -> dict:
         from seglab._version import __version__
 
-        return {"schema_version": SCHEMA_VERSION, "seglab_version": __version__, **asdict(self)}
+        return {"schema_version": SCHEMA_VERSION, "seglab_version": __version__, **asdict(self), "loss_spec": self.loss_spec}
 
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)

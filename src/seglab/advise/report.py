@@ -91,7 +91,7 @@ def _evidence_lines(a: Advice) -> list[str]:
 
 def _recommendation(a: Advice) -> list[tuple[str, str]]:
     return [("mode", a.mode), ("final activation", f"{a.activation} ({a.out_channels} output channel(s))"), ("loss", a.loss),
-            ("Dice includes background", str(a.include_background))]
+            ("Dice includes background", str(a.include_background)), ("--loss spec", a.loss_spec)]
 
 
 def render(advice: Advice, console: Console) -> None:

@@ -103,8 +103,6 @@ def advised_spec(task: str, task_kw: dict[str, Any]) -> tuple[str, Any, str]:
     """``(spec, advice, source)``: the loss ``seglab advise`` gives for the task's training masks
     (:func:`training_masks`), the :class:`~seglab.advise.Advice` with its reasons, and which masks it read."""
     from seglab.advise import advise
-    from seglab.losses import get_loss
-    from seglab.losses.registry import format_loss
 
     masks, kw, source = training_masks(task, task_kw)
     if isinstance(masks, list) and masks and isinstance(masks[0], Path):
@@ -121,7 +119,7 @@ def advised_spec(task: str, task_kw: dict[str, Any]) -> tuple[str, Any, str]:
             adv = advise(tmp, **kw)
     else:
         adv = advise(masks, **kw)
-    return format_loss(get_loss(adv.loss, adv.mode, **adv.loss_kwargs)), adv, source
+    return adv.loss_spec, adv, source
 
 
 def say_advised(spec: str, adv: Any, source: str, *, stream: Any = None) -> None:
