@@ -94,7 +94,7 @@ def test_advise_detects_nested_channels_and_region_targets_train():
     for _ in range(30):
         opt.zero_grad()
         value = loss(net(x), y)
-        first = first if first is not None else float(value)
+        first = first if first is not None else float(value.detach())
         value.backward()
         opt.step()
     assert float(value) < 0.5 * first
