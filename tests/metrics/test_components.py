@@ -59,3 +59,26 @@ def test_stateful_pools_component_counts():
     assert m.compute()[1].item() == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))
     with pytest.raises(ValueError, match="iou_threshold"):
         DetectionF1(mode="multiclass", num_classes=2, iou_threshold=0.3)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (12, 14, 16)])
+def test_component_dice_equals_monai_per_component(shape):
+    import importlib
+    import warnings
+
+    from seglab.metrics import component_dice
+
+    mm = importlib.import_module("monai.metrics")
+    rng = np.random.default_rng(len(shape))
+    for _ in range(4):
+        t = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.55
+        p = np.roll(t, 1, axis=0) & (rng.random(shape) > 0.1)
+        if not t.any():
+            continue
+        pt, tt = torch.from_numpy(p.astype(np.int64))[None], torch.from_numpy(t.astype(np.int64))[None]
+        oh = [torch.nn.functional.one_hot(x, 2).movedim(-1, 1) for x in (pt, tt)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = mm.DiceMetric(include_background=False, per_component=True, reduction="none")(*oh)
+        ours = component_dice(pt, tt, mode="multiclass", num_classes=2, aggregate="none")[0, 1]
+        assert float(ours) == pytest.approx(float(ref.flatten()[0]), abs=1e-6)

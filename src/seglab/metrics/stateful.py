@@ -47,7 +47,14 @@ from seglab.metrics.overlap import (
     volume_difference,
     volume_difference_from_counts,
 )
-from seglab.metrics.components import check_iou_threshold, detection_counts, detection_f1, f1_from_counts
+from seglab.metrics.components import (
+    check_iou_threshold,
+    component_dice,
+    component_dice_values,
+    detection_counts,
+    detection_f1,
+    f1_from_counts,
+)
 from seglab.metrics.registry import register_metric
 from seglab.metrics.skeleton import cldice_score, cldice_values
 from seglab.metrics.surface import (
@@ -471,6 +478,23 @@ class SurfaceDice(_BoundaryMetric):
 
     def _options(self) -> dict[str, Any]:
         return {"tolerance": self.tolerance, "definition": self.definition}
+
+
+@register_metric("component_dice", function=component_dice, higher_is_better=True, extra="structure")
+class ComponentDice(_BoundaryMetric):
+    """Per-class per-component Dice (CC-Dice), averaged over images; see :func:`seglab.metrics.component_dice`.
+
+    ``spacing`` is accepted for a uniform interface and unused (the Voronoi cells are taken on the voxel grid,
+    as MONAI does).
+
+    >>> t = torch.zeros(1, 8, 8, dtype=torch.long); t[0, 1:3, 1:3] = 1
+    >>> m = ComponentDice(mode="multiclass", num_classes=2); m.update(t, t); m.compute().tolist()
+    [1.0, 1.0]
+    """
+
+    def _per_image(self, pred: torch.Tensor, target: torch.Tensor, spacing: SpacingArg) -> torch.Tensor:
+        return component_dice_values(pred, target, mode=self.mode, num_classes=self.num_classes,
+                                     ignore_index=self.ignore_index, empty=self.empty)
 
 
 @register_metric("cldice", function=cldice_score, higher_is_better=True, extra="structure")
