@@ -82,3 +82,30 @@ def test_component_dice_equals_monai_per_component(shape):
             ref = mm.DiceMetric(include_background=False, per_component=True, reduction="none")(*oh)
         ours = component_dice(pt, tt, mode="multiclass", num_classes=2, aggregate="none")[0, 1]
         assert float(ours) == pytest.approx(float(ref.flatten()[0]), abs=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(40, 36), (14, 16, 18)])
+def test_boundary_iou_equals_the_distance_formulation(shape):
+    """Boundary IoU against an independent reading of Cheng et al.'s band: a mask pixel is in the band when its
+    chessboard distance to the background (outside the image included) is at most d."""
+    from seglab.metrics import BoundaryIoU, boundary_iou
+
+    rng = np.random.default_rng(len(shape) + 7)
+    d = max(1, int(round(0.05 * np.sqrt(sum(s * s for s in shape)))))
+
+    def band(m):
+        padded = np.pad(m, 1)
+        dist = ndimage.distance_transform_cdt(padded, metric="chessboard")[(slice(1, -1),) * m.ndim]
+        return m & (dist <= d)
+
+    for _ in range(3):
+        t = ndimage.gaussian_filter(rng.random(shape), 1.5) > 0.5
+        p = np.roll(t, 2, axis=-1)
+        bp, bt = band(p), band(t)
+        want = (bp & bt).sum() / (bp | bt).sum()
+        pt, tt = (torch.from_numpy(x.astype(np.int64))[None] for x in (p, t))
+        got = boundary_iou(pt, tt, mode="multiclass", num_classes=2, dilation_ratio=0.05, aggregate="none")[0, 1]
+        assert float(got) == pytest.approx(want)
+        m = BoundaryIoU(mode="multiclass", num_classes=2, dilation_ratio=0.05)
+        m.update(pt, tt)
+        assert float(m.compute()[1]) == pytest.approx(want)

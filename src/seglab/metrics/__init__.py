@@ -18,7 +18,7 @@ Conventions (averaging, empty masks, the matching MONAI and torchmetrics calls):
 """
 
 from seglab.metrics.calibration import CalibrationError, ReliabilityBins, expected_calibration_error, reliability_bins
-from seglab.metrics.components import component_dice, detection_counts, detection_f1
+from seglab.metrics.components import boundary_iou, component_dice, detection_counts, detection_f1
 from seglab.metrics.overlap import (
     AGGREGATES,
     class_masks,
@@ -42,6 +42,7 @@ from seglab.metrics.stateful import (
     IoU,
     Metric,
     SurfaceDice,
+    BoundaryIoU,
     ComponentDice,
     DetectionF1,
     SurfaceDistance,
@@ -59,7 +60,7 @@ from seglab.metrics.surface import (
 __all__ = [
     "AGGREGATES", "class_masks", "confusion_counts", "dice_from_counts", "iou_from_counts",
     "generalized_dice_from_counts", "dice_score", "iou_score", "generalized_dice_score", "pixel_accuracy", "volume_difference", "VolumeDifference",
-    "detection_counts", "detection_f1", "DetectionF1", "component_dice", "ComponentDice",
+    "detection_counts", "detection_f1", "DetectionF1", "component_dice", "ComponentDice", "boundary_iou", "BoundaryIoU",
     "hausdorff_distance", "average_surface_distance", "surface_dice", "boundary_distances", "surface_distances",
     "DEFINITIONS", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",

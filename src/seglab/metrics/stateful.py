@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
-from seglab._checks import check_bool, check_choice, check_ignore_index, check_mode
+from seglab._checks import check_bool, check_choice, check_ignore_index, check_mode, check_number
 from seglab.metrics.overlap import (
     aggregate_scores,
     check_aggregate,
@@ -48,6 +48,7 @@ from seglab.metrics.overlap import (
     volume_difference_from_counts,
 )
 from seglab.metrics.components import (
+    boundary_iou,
     check_iou_threshold,
     component_dice,
     component_dice_values,
@@ -495,6 +496,27 @@ class ComponentDice(_BoundaryMetric):
     def _per_image(self, pred: torch.Tensor, target: torch.Tensor, spacing: SpacingArg) -> torch.Tensor:
         return component_dice_values(pred, target, mode=self.mode, num_classes=self.num_classes,
                                      ignore_index=self.ignore_index, empty=self.empty)
+
+
+@register_metric("boundary_iou", function=boundary_iou, higher_is_better=True, extra="structure")
+class BoundaryIoU(_BoundaryMetric):
+    """Per-class Boundary IoU (Cheng et al. 2021), averaged over images; see :func:`seglab.metrics.boundary_iou`.
+
+    >>> t = torch.zeros(1, 20, 20, dtype=torch.long); t[0, 4:16, 4:16] = 1
+    >>> m = BoundaryIoU(mode="multiclass", num_classes=2); m.update(t, t); m.compute().tolist()
+    [1.0, 1.0]
+    """
+
+    def __init__(self, mode: str, num_classes: int, *, dilation_ratio: float = 0.02, **kwargs: Any) -> None:
+        self.dilation_ratio = check_number("dilation_ratio", dilation_ratio, low=0, low_open=True)
+        super().__init__(mode, num_classes, **kwargs)
+
+    def _options(self) -> dict[str, Any]:
+        return {"dilation_ratio": self.dilation_ratio}
+
+    def _per_image(self, pred: torch.Tensor, target: torch.Tensor, spacing: SpacingArg) -> torch.Tensor:
+        return boundary_iou(pred, target, mode=self.mode, num_classes=self.num_classes, ignore_index=self.ignore_index,
+                            dilation_ratio=self.dilation_ratio, aggregate="none", empty=self.empty)
 
 
 @register_metric("cldice", function=cldice_score, higher_is_better=True, extra="structure")
