@@ -206,3 +206,12 @@ def test_definition_pooled_equals_medpy(folders, capsys):
         p = np.asarray(Image.open(pred / f"{r['case']}.png")) == r["class"]
         g = np.asarray(Image.open(gt / f"{r['case']}.png")) == r["class"]
         assert r["value"] == pytest.approx(binary.hd95(p, g), abs=1e-6)
+
+
+def test_two_workers_write_what_one_process_writes(folders, tmp_path):
+    pred, gt, out = folders
+    opts = EvalOptions(metrics=tuple(resolve_metrics(["dice", "hd95"])))
+    one = evaluate_folders(pred, gt, tmp_path / "one", opts)
+    two = evaluate_folders(pred, gt, tmp_path / "two", opts, workers=2)
+    assert (tmp_path / "one" / "per_case.csv").read_text() == (tmp_path / "two" / "per_case.csv").read_text()
+    assert one["metrics"] == two["metrics"]

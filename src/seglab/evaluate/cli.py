@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", help="comma list, one per spatial axis (default: the NIfTI header's, else 1)")
     p.add_argument("--class-names", help="comma list of class names, class 0 first (for the tables)")
     p.add_argument("--margin", type=float, default=0.01, help="equivalence margin for overlap metrics (default %(default)s)")
+    p.add_argument("--workers", "-j", type=int, default=1, help="processes scoring cases in parallel (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print summary.json on stdout")
     p.add_argument("--no-progress", action="store_true")
 
@@ -105,7 +106,10 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     prog = None if args.no_progress else print_progress
     outs = [out / ("A", "B")[i] if len(preds) == 2 else out for i in range(len(preds))]
-    summaries = [evaluate_folders(p, gt, o, opts, progress=prog, provenance=provenance()) for p, o in zip(preds, outs)]
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    summaries = [evaluate_folders(p, gt, o, opts, progress=prog, provenance=provenance(), workers=args.workers)
+                 for p, o in zip(preds, outs)]
     comparison = None
     if len(preds) == 2:
         comparison = compare_rows(read_per_case(outs[0] / "per_case.csv"), read_per_case(outs[1] / "per_case.csv"),

@@ -9,7 +9,8 @@ Writes, in ``out``:
   mean over cases (2,000 resamples, seed 0), and the empty counts; the options (metrics, definitions, the
   empty convention, spacing) and the provenance of the run; ``schema_version``.
 
-One case is in memory at a time. Conventions: :mod:`seglab.evaluate.metrics`.
+One case is in memory at a time (per worker process with ``workers > 1``). Conventions:
+:mod:`seglab.evaluate.metrics`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -101,10 +103,23 @@ def score_case(case: CasePair, opts: EvalOptions, num_classes: int) -> list[dict
     return rows
 
 
+def _scored(cases: list[CasePair], opts: EvalOptions, num_classes: int, workers: int) -> Iterator[list[dict[str, Any]]]:
+    """The rows of each case, in order: in this process (``workers <= 1``), or in ``workers`` processes that die
+    with this one (each holds one case at a time; results come back in case order)."""
+    if workers <= 1 or len(cases) <= 1:
+        yield from (score_case(c, opts, num_classes) for c in cases)
+        return
+    from seglab.sweep._spawn import context  # children armed to die with this process before any heavy import
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context()) as pool:
+        yield from pool.map(score_case, cases, [opts] * len(cases), [num_classes] * len(cases))
+
+
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, out: str | Path, opts: EvalOptions, *,
                      progress: Optional[Callable[[int, int, str], None]] = None,
-                     provenance: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    """Score every case, write ``per_case.csv`` and ``summary.json`` in ``out``; returns the summary."""
+                     provenance: Optional[dict[str, Any]] = None, workers: int = 1) -> dict[str, Any]:
+    """Score every case, write ``per_case.csv`` and ``summary.json`` in ``out``; returns the summary.
+    ``workers > 1`` scores cases in that many processes (memory: one case per process)."""
     check_empty_convention(opts.empty)
     cases = pair_cases(pred_dir, gt_dir)
     C = opts.num_classes or _max_label(cases)
@@ -113,11 +128,11 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, out: str | Path, 
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "per_case.csv"
     done = _done_cases(csv_path, n_classes * len(opts.metrics))
-    for i, case in enumerate(cases):
-        if case.name not in done:
-            _write_rows(csv_path, score_case(case, opts, C))
+    todo = [c for c in cases if c.name not in done]
+    for i, rows in enumerate(_scored(todo, opts, C, workers)):
+        _write_rows(csv_path, rows)
         if progress:
-            progress(i + 1, len(cases), case.name)
+            progress(len(done) + i + 1, len(cases), todo[i].name)
     summary = summarize(read_per_case(csv_path), opts)
     summary.update({"num_classes": C, "n_cases": len(cases), "pred": str(pred_dir), "gt": str(gt_dir),
                     "provenance": provenance or {}})
