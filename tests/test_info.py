@@ -172,3 +172,11 @@ def test_info_text_columns_never_run_together():
                                             ["extra", "a-very-long-extra", "pkg", "missing"]]
     starts = {ln.rindex(" ".join(ln.split()[2:])) for ln in lines}
     assert len(starts) == 1  # the states line up in one column
+
+
+def test_info_says_where_surface_distances_run():
+    from seglab.info import format_text, info
+
+    d = info()
+    assert d["surface_distances"]["device"] == "cpu" and d["surface_distances"]["transform"] in ("edt", "scipy")
+    assert "surface distances on the CPU" in format_text(d) and "copied to the CPU" in format_text(d)

@@ -105,6 +105,15 @@ def _extras() -> dict[str, dict[str, str | None]]:
     return out
 
 
+def _surface() -> dict[str, Any]:
+    """Where the surface distances (HD, ASSD, NSD) run: always on the CPU (CUDA tensors are copied there), with
+    ``edt`` for the distance transform when it is installed, else scipy."""
+    from importlib.util import find_spec
+
+    tool = "edt" if find_spec("edt") is not None else ("scipy" if find_spec("scipy") is not None else None)
+    return {"device": "cpu", "cuda_inputs": "copied to the CPU (no GPU surface distances yet)", "transform": tool}
+
+
 def info() -> dict[str, Any]:
     """Everything ``seglab info`` reports, as a JSON-serializable dict."""
     import torch
@@ -122,6 +131,7 @@ def info() -> dict[str, Any]:
         "devices": _devices(),
         "fused_cpu_float32": _fused(),
         "fused_cuda": _fused_cuda(),
+        "surface_distances": _surface(),
         "extras": extras,
         "extras_installed": sorted(e for e, pkgs in extras.items() if all(v is not None for v in pkgs.values())),
     }
@@ -145,6 +155,10 @@ def format_text(d: dict[str, Any]) -> str:
         name = f"triton {tv}" if g["backend"] == "triton" else (g["backend"] or "none (reference losses)")
         lines.append(f"fused     CUDA losses: {name}" + (f" — {g['reason']}" if g["reason"] else "")
                      + ("" if cuda["available"] else " (no CUDA device here)"))
+    sd = d.get("surface_distances")
+    if sd is not None:
+        lines.append(f"metrics   surface distances on the CPU ({sd['transform'] or 'needs the metrics extra'}); "
+                     f"CUDA tensors are {sd['cuda_inputs']}")
     width = max((len(e) for e in d["extras"]), default=0) + 2  # the longest extra's name never runs into its state
     for extra, pkgs in d["extras"].items():
         state = ", ".join(f"{p} {v}" if v else f"{p} missing" for p, v in pkgs.items())
