@@ -42,6 +42,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorboard": ("tensorboard", "tensorboard"),
     "ray": ("ray", "ray"),
     "scipy": ("scipy", "metrics"),
+    "edt": ("edt", "metrics"),
+    "torchmetrics": ("torchmetrics", "metrics"),
     "skimage": ("scikit-image", "structure"),
     "triton": ("triton", "gpu"),
 }
