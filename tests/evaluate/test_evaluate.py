@@ -72,7 +72,8 @@ def test_values_equal_the_metric_functions_and_monai(folders):
 
 @pytest.mark.parametrize(("empty", "missed_hd", "both_dice", "both_hd"), [
     ("nan", math.nan, math.nan, math.nan), ("inf", math.inf, math.nan, math.nan),
-    ("diagonal", math.sqrt((24 * 0.5) ** 2 + 24 ** 2), math.nan, math.nan), ("brats", 373.13, 1.0, 0.0)])
+    ("diagonal", math.sqrt((24 * 0.5) ** 2 + 24 ** 2), math.nan, math.nan), ("brats", 373.13, 1.0, 0.0),
+    ("metricsreloaded", math.nan, 1.0, 0.0)])
 def test_every_empty_convention_has_its_value(tmp_path, empty, missed_hd, both_dice, both_hd):
     pred, gt = tmp_path / "p", tmp_path / "g"
     g = _blob((24, 24), 2, 2, 5, 5)  # class 1 only; class 2 absent from both

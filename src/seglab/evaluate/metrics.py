@@ -14,6 +14,7 @@ convention  both empty              missed / hallucinated, distance  source
 ``inf``     NaN (counted)           ``inf`` (mean becomes inf)       seglab's metric functions
 ``diagonal``  NaN (counted)         the image's physical diagonal    a finite worst case per image
 ``brats``   overlap 1, distance 0   373.13                           BraTS (373.13 mm: the diagonal of 240×240×155 mm)
+``metricsreloaded``  Dice, NSD, boundary IoU 1; distances 0; others NaN   NaN (counted)    MetricsReloaded (cb38dfc)
 ==========  ======================  ===============================  =========================================
 
 Overlap metrics (Dice, IoU, NSD, clDice) are 0 for a missed or hallucinated class under every convention. A NaN
@@ -34,7 +35,11 @@ import torch
 from seglab.metrics import metric_info
 from seglab.metrics.surface import check_definition
 
-EMPTY_CONVENTIONS = ("nan", "inf", "diagonal", "brats")
+EMPTY_CONVENTIONS = ("nan", "inf", "diagonal", "brats", "metricsreloaded")
+#: MetricsReloaded (commit cb38dfc of Project-MONAI/MetricsReloaded, pairwise_measures.py): both empty -> these
+#: values (IoU stays NaN there: "not defined"); one empty -> distances NaN, "to be set to the worst case in aggregation"
+METRICSRELOADED_BOTH_EMPTY = {"dice": 1.0, "surface_dice": 1.0, "boundary_iou": 1.0, "hausdorff": 0.0,
+                              "surface_distance": 0.0}
 BRATS_WORST = 373.13
 #: evaluate's short names -> (registered metric, options)
 ALIASES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -108,9 +113,11 @@ def case_values(spec: MetricSpec, pred: torch.Tensor, gt: torch.Tensor, *, num_c
     for k in range(num_classes):
         both, one = not p_has[k] and not g_has[k], bool(p_has[k]) != bool(g_has[k])
         if both:
-            vals[k] = (0.0 if spec.distance else 1.0) if empty == "brats" else math.nan
+            vals[k] = (0.0 if spec.distance else 1.0) if empty == "brats" else \
+                METRICSRELOADED_BOTH_EMPTY.get(spec.registered, math.nan) if empty == "metricsreloaded" else math.nan
         elif one and spec.distance:
-            vals[k] = {"nan": math.nan, "inf": math.inf, "diagonal": diag, "brats": BRATS_WORST}[empty]
+            vals[k] = {"nan": math.nan, "inf": math.inf, "diagonal": diag, "brats": BRATS_WORST,
+                       "metricsreloaded": math.nan}[empty]
     return vals
 
 
