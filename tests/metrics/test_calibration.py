@@ -268,3 +268,25 @@ def test_docstring_examples_run():
 
     res = doctest.testmod(cal, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert res.attempted >= 10 and res.failed == 0
+
+
+@pytest.mark.parametrize("n_bins", [1, 4, 15])
+def test_adaptive_calibration_error_equals_numpy_equal_mass_bins(n_bins):
+    import numpy as np
+
+    from seglab.metrics import adaptive_calibration_error
+
+    g = torch.Generator().manual_seed(n_bins)
+    probs = torch.softmax(torch.randn(2, 3, 9, 7, generator=g) * 2, 1)
+    target = torch.randint(0, 3, (2, 9, 7), generator=g)
+    conf, pred = probs.max(1)
+    c = conf.flatten().double().numpy()
+    a = (pred == target).flatten().double().numpy()
+    order = np.argsort(c, kind="stable")
+    gaps = [abs(ab.mean() - cb.mean()) for cb, ab in zip(np.array_split(c[order], n_bins), np.array_split(a[order], n_bins))]
+    assert adaptive_calibration_error(probs, target, n_bins=n_bins) == pytest.approx(np.mean(gaps))
+    if n_bins == 1:  # one bin: ACE equals ECE with one bin
+        from seglab.metrics import expected_calibration_error
+
+        assert adaptive_calibration_error(probs, target, n_bins=1) == pytest.approx(
+            expected_calibration_error(probs, target, n_bins=1))

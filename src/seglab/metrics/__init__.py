@@ -17,7 +17,13 @@ surface distance, surface Dice), as functions and as stateful objects that synch
 Conventions (averaging, empty masks, the matching MONAI and torchmetrics calls): ``docs/metrics.md``.
 """
 
-from seglab.metrics.calibration import CalibrationError, ReliabilityBins, expected_calibration_error, reliability_bins
+from seglab.metrics.calibration import (
+    CalibrationError,
+    ReliabilityBins,
+    adaptive_calibration_error,
+    expected_calibration_error,
+    reliability_bins,
+)
 from seglab.metrics.components import boundary_iou, component_dice, detection_counts, detection_f1
 from seglab.metrics.overlap import (
     AGGREGATES,
@@ -65,5 +71,5 @@ __all__ = [
     "DEFINITIONS", "cldice_score",
     "Metric", "DiceScore", "IoU", "GeneralizedDiceScore", "HausdorffDistance", "SurfaceDistance", "SurfaceDice",
     "CLDiceScore", "METRICS", "MetricInfo", "register_metric", "list_metrics", "get_metric", "metric_info",
-    "count_metrics", "expected_calibration_error", "reliability_bins", "ReliabilityBins", "CalibrationError",
+    "count_metrics", "expected_calibration_error", "adaptive_calibration_error", "reliability_bins", "ReliabilityBins", "CalibrationError",
 ]

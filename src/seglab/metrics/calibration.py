@@ -240,6 +240,30 @@ def expected_calibration_error(probs: torch.Tensor, target: torch.Tensor, *, mod
     return reliability_bins(probs, target, mode=mode, n_bins=n_bins, ignore_index=ignore_index).ece
 
 
+def adaptive_calibration_error(probs: torch.Tensor, target: torch.Tensor, *, mode: str = "multiclass",
+                               n_bins: int = 15, ignore_index: int | None = None) -> float:
+    """Adaptive calibration error (top-label, equal-mass bins; Nixon et al. 2019, "Measuring calibration in deep
+    learning"): the kept predictions sorted by confidence are cut into ``n_bins`` ranges of (nearly) equal count,
+    and ``ACE = mean_r |acc(r) - conf(r)|``. Unlike :func:`expected_calibration_error`'s equal-width bins, no bin is
+    almost empty where confidences crowd near 1. Inputs as :func:`reliability_bins`; NaN if no pixel is kept.
+
+    Example:
+        >>> p = torch.tensor([[[0.8, 0.3, 0.6, 0.9], [0.2, 0.7, 0.4, 0.1]]])   # confidences 0.8, 0.7, 0.6, 0.9
+        >>> y = torch.tensor([[0, 0, 0, 0]])                                  # right, wrong, right, right
+        >>> round(adaptive_calibration_error(p, y, n_bins=2), 4)   # (|1/2 - 0.65| + |1 - 0.85|) / 2
+        0.15
+    """
+    nb = check_n_bins(n_bins)
+    conf, correct = _predictions(probs, target, mode, ignore_index)
+    if conf.numel() == 0:
+        return float("nan")
+    order = torch.argsort(conf.double(), stable=True)
+    conf, correct = conf.double()[order], correct.double()[order]
+    gaps = [abs(float(a.mean()) - float(c.mean())) for c, a in zip(torch.tensor_split(conf, nb),
+                                                                   torch.tensor_split(correct, nb)) if c.numel()]
+    return sum(gaps) / len(gaps)
+
+
 class CalibrationError(_SumsMetric):
     """ECE and reliability bins over all updates; the state is the per-bin sums of :func:`bin_sums`.
 
