@@ -37,21 +37,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from seglab.provenance import cpu_model
+
 C = 3
 # (shape, spacing, shift): shift > 0 moves the prediction that many voxels along every spatial axis (a bad
 # prediction far from its target: seglab's local search gives way to the transform)
 CASES = [((1, 512, 512), (0.8, 1.2), 0), ((1, 512, 512), (0.8, 1.2), 40), ((1, 128, 192, 192), (1.0, 0.7, 2.0), 0)]
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def realistic_maps(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

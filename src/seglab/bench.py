@@ -45,6 +45,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from seglab.provenance import cpu_model
+
 DEFAULT_SHAPES = "16x4x256x256,2x4x96x96x96,8x21x256x256"
 DTYPES = ("float32", "float64", "bfloat16")
 PEER_LIBS = ("monai", "smp")
@@ -393,16 +395,7 @@ def _sync(device):
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    info = {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    info = {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch_version": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "cpu_capability": getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")(),
             "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds")}
