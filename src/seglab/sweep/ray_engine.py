@@ -106,13 +106,11 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
     try:
         if address is None:
             # the local Ray's processes (GCS, raylet, its agents and workers) inherit the token: the watchdog
-            # finds them by it; later children of this process do not get it (it is removed right after)
+            # finds them by it. It stays set for the whole session (removed after ray.shutdown): Ray may start its
+            # agents after ray.init returns, and an agent started without it outlived a SIGKILL of the sweep
             os.environ[SESSION_ENV] = token.split("=", 1)[1]  # type: ignore[union-attr]
-            try:
-                watchdog = start_watchdog(token)  # type: ignore[arg-type]
-                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kw)
-            finally:
-                os.environ.pop(SESSION_ENV, None)
+            watchdog = start_watchdog(token)  # type: ignore[arg-type]
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kw)
         else:
             ray.init(address=address, **kw)
     except Exception as e:  # ConnectionError, RuntimeError, ...: one line naming the option
@@ -120,6 +118,8 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
             ray.shutdown()
         _stop_watchdog(watchdog)
         _restore_sigterm(old_term)
+        if token is not None:
+            os.environ.pop(SESSION_ENV, None)
         where = f"--address {address}" if address else "--engine ray"
         raise ConfigError(f"{where}: cannot start or join Ray: {_first_line(e)}") from None
     try:
@@ -129,6 +129,8 @@ def session(address: str | None, num_cpus: int) -> Iterator[Any]:
             ray.shutdown()
         _stop_watchdog(watchdog)
         _restore_sigterm(old_term)
+        if token is not None:
+            os.environ.pop(SESSION_ENV, None)
 
 
 SESSION_ENV = "SEGLAB_RAY_SESSION"
@@ -138,37 +140,75 @@ WATCHDOG_SWEEP_S = 1.0  # after the driver ends: how long the watchdog keeps kil
 # but its agents (ray::DashboardAgent, ray::RuntimeEnvAgent) notice their raylet's death by polling and lived
 # about 60 s after a SIGKILL of the sweep, and a task's worker about 3 s. The watchdog waits for end-of-file on
 # its stdin (the driver's end of the pipe is closed by the kernel however the driver ends) and then SIGKILLs every
-# process whose environment holds this session's token, for WATCHDOG_SWEEP_S seconds (stragglers being spawned).
+# process whose environment holds this session's token, and every descendant of those it has seen (Ray starts its
+# agents without the driver's environment), for WATCHDOG_SWEEP_S seconds (stragglers being spawned). While it
+# waits it records the session's process tree every 0.5 s, because a killed raylet's children lose their parent.
 _WATCHDOG = r"""
-import os, signal, sys, time
+import os, select, signal, sys, time
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(s, signal.SIG_IGN)  # a Ctrl-C or a group's SIGTERM must not end it before it has done its job
 token = sys.argv[1].encode()
-try:
-    sys.stdin.buffer.read()
-except BaseException:
-    pass
 me = os.getpid()
-def sweep():
-    n = 0
+
+
+def stat(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()
+        return int(rest[1]), rest[19]  # parent pid, start time
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def marked(pid):
+    try:
+        with open("/proc/%d/environ" % pid, "rb") as f:
+            return token in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def session():
+    # the processes carrying the token and all their descendants (Ray starts its agents without the token)
+    procs = {}
     for d in os.listdir("/proc"):
-        if not d.isdigit() or int(d) == me:
+        if d.isdigit() and int(d) != me:
+            st = stat(int(d))
+            if st:
+                procs[int(d)] = st
+    kids = {}
+    for pid, (ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = set(), [p for p in procs if marked(p)]
+    while todo:
+        pid = todo.pop()
+        if pid not in procs or (pid, procs[pid][1]) in out:
             continue
-        try:
-            with open("/proc/%s/environ" % d, "rb") as f:
-                env = f.read().split(b"\0")
-        except OSError:
-            continue
-        if token in env:
-            try:
-                os.kill(int(d), signal.SIGKILL)
-                n += 1
-            except OSError:
-                pass
-    return n
+        out.add((pid, procs[pid][1]))
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+seen = set()
+fd = sys.stdin.fileno()
+while True:  # until end-of-file on stdin: remember the session's processes every half second
+    try:
+        ready = select.select([fd], [], [], 0.5)[0]
+        if ready and not os.read(fd, 65536):
+            break
+    except OSError:
+        break
+    if not ready:
+        seen |= session()
 deadline = time.monotonic() + float(sys.argv[2])
 while True:
-    sweep()
+    for pid, start in seen | session():
+        st = stat(pid)
+        if st and st[1] == start:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
     if time.monotonic() > deadline:
         break
     time.sleep(0.1)
