@@ -373,20 +373,8 @@ class Comparison:
             for c in range(len(names)):
                 cells.append(_f(_nanmean([row[c] for row in r.class_dice])))
             rows.append(cells)
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-        lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-        fams = ", ".join(f"{k} ({_tests(v)})" for k, v in _families(self.differences).items())
-        lines += ["", f"paired differences vs the baseline, verdicts per docs/analysis_plan.md (Holm families: {fams}; "
-                      f"equivalence margin ±{self.margin:g} Dice):"]
-        for d in self.differences:
-            lines.append(f"  {d.metric:>24}: {d.summary()}")
-        counts = {v: sum(d.verdict == v for d in self.differences) for v in VERDICTS}
-        lines.append("  verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-                     + f"; {sum(d.disagreement for d in self.differences)} with the {DISAGREEMENT}")
-        if self.failed:
-            lines.append(f"failed runs (left out of the pairs): {', '.join(self.failed)}")
-        lines.append("rule: " + self.rule())
+        lines += ranking_and_verdict_lines(self, head, rows, f"±{self.margin:g} Dice",
+                                           "failed runs (left out of the pairs)")
         return "\n".join(lines) + "\n"
 
     def html(self) -> str:
@@ -660,6 +648,26 @@ def upgrade(d: dict[str, Any], margin: Optional[float] = None) -> dict[str, Any]
     if version < SCHEMA_VERSION:
         out["reread_from_schema_version"] = version
     return json.loads(json.dumps(out, default=_json_default, allow_nan=True))
+
+
+def ranking_and_verdict_lines(cmp: Any, head: list[str], rows: list[list[str]], margin_text: str,
+                               failed_label: str) -> list[str]:
+    """The text both comparisons print after their header: the aligned ranking table, the paired differences with
+    their Holm families, the verdict counts, the runs left out and the rule."""
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    fams = ", ".join(f"{k} ({_tests(v)})" for k, v in _families(cmp.differences).items())
+    lines += ["", f"paired differences vs the baseline, verdicts per docs/analysis_plan.md (Holm families: {fams}; "
+                  f"equivalence margin {margin_text}):"]
+    lines += [f"  {d.metric:>24}: {d.summary()}" for d in cmp.differences]
+    counts = {v: sum(d.verdict == v for d in cmp.differences) for v in VERDICTS}
+    lines.append("  verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+                 + f"; {sum(d.disagreement for d in cmp.differences)} with the {DISAGREEMENT}")
+    if cmp.failed:
+        lines.append(f"{failed_label}: {', '.join(cmp.failed)}")
+    lines.append("rule: " + cmp.rule())
+    return lines
 
 
 def _families(diffs: Sequence[Difference]) -> dict[str, int]:

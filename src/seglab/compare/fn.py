@@ -41,7 +41,7 @@ from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
 
 from .core import DEFAULT_MARGIN, Comparison, Difference, LossResult, _f, _nanmean, _nansd, _p, _paired, \
-    _tests, assess, metric_base
+    assess, metric_base
 
 MODES = ("multiclass", "binary", "multilabel")
 FN_SCHEMA = 1  # the summary.json of one --fn call
@@ -443,9 +443,7 @@ def _columns(d_losses: list[dict[str, Any]], primary: str) -> list[str]:
 
 def fn_text(cmp: Comparison) -> str:
     """Plain-text ranking (every metric's mean over seeds) and the paired differences of a ``--fn`` comparison."""
-    from seglab.stats import DISAGREEMENT, VERDICTS
-
-    from .core import _families
+    from .core import ranking_and_verdict_lines
 
     s = cmp.setup
     kw = "".join(f" {k}={v}" for k, v in sorted(s["fn_kw"].items()))
@@ -459,20 +457,8 @@ def fn_text(cmp: Comparison) -> str:
         cells = [str(r.rank), r.label, f"{_f(r.mean)} ± {_f(_nansd(r.metrics[cols[0]]))}"]
         cells += [_f(_nanmean(r.metrics[k])) for k in cols[1:]]
         rows.append(cells)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    fams = ", ".join(f"{k} ({_tests(v)})" for k, v in _families(cmp.differences).items())
-    lines += ["", f"paired differences vs the baseline, verdicts per docs/analysis_plan.md (Holm families: {fams}; "
-                  f"equivalence margin ±{cmp.margin:g} unless the metric sets its own):"]
-    for d in cmp.differences:
-        lines.append(f"  {d.metric:>24}: {d.summary()}")
-    counts = {v: sum(d.verdict == v for d in cmp.differences) for v in VERDICTS}
-    lines.append("  verdicts: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-                 + f"; {sum(d.disagreement for d in cmp.differences)} with the {DISAGREEMENT}")
-    if cmp.failed:
-        lines.append(f"not run (left out of the pairs): {', '.join(cmp.failed)}")
-    lines.append("rule: " + cmp.rule())
+    lines += ranking_and_verdict_lines(cmp, head, rows, f"±{cmp.margin:g} unless the metric sets its own",
+                                       "not run (left out of the pairs)")
     return "\n".join(lines) + "\n"
 
 
