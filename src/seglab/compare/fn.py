@@ -40,6 +40,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
 
+from seglab.models.registry import load_user_file
+
 from .core import DEFAULT_MARGIN, Comparison, Difference, LossResult, _f, _nanmean, _nansd, _p, _paired, \
     assess, metric_base
 
@@ -58,7 +60,6 @@ def _say(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- loading the function
-_FILE_MODULES: dict[str, Any] = {}
 
 
 def resolve_callable(spec: str, flag: str = "--fn") -> Callable[..., Any]:
@@ -74,23 +75,7 @@ def resolve_callable(spec: str, flag: str = "--fn") -> Callable[..., Any]:
         raise FnError(f"{flag} {spec!r}: expected package.module:function or path/to/file.py:function")
     is_file = target.endswith(".py") or "/" in target or os.sep in target
     if is_file:
-        full = os.path.abspath(os.path.expanduser(target))
-        module = _FILE_MODULES.get(full)
-        if module is None:
-            if not os.path.isfile(full):
-                raise FnError(f"{flag} {spec!r}: no such file {target!r}")
-            name = "seglab_user_fn_" + hashlib.sha1(full.encode()).hexdigest()[:12]
-            ispec = importlib.util.spec_from_file_location(name, full)
-            if ispec is None or ispec.loader is None:
-                raise FnError(f"{flag} {spec!r}: cannot load {target!r} as a Python file")
-            module = importlib.util.module_from_spec(ispec)
-            sys.modules[name] = module
-            try:
-                ispec.loader.exec_module(module)
-            except Exception as e:  # the user's file: one line
-                sys.modules.pop(name, None)
-                raise FnError(f"{flag} {spec!r}: error while loading {target!r}: {_say(e)}") from None
-            _FILE_MODULES[full] = module
+        module = load_user_file(target, f"{flag} {spec!r}", FnError)
     else:
         try:
             module = importlib.import_module(target)

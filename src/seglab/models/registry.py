@@ -53,23 +53,26 @@ def _say(e: BaseException) -> str:
 _FILE_MODULES: dict[str, Any] = {}  # absolute path -> module loaded from it (each file is executed once)
 
 
-def _load_file(path: str, spec_text: str) -> Any:
+def load_user_file(path: str, prefix: str, error: type[Exception] = ValueError) -> Any:
+    """The module of the user's Python file ``path``, executed once per process (``--model file.py:factory``,
+    ``compare --fn file.py:run``). Problems raise ``error`` with one line starting with ``prefix``: no such file, not
+    loadable, or any exception while running the file."""
     full = os.path.abspath(os.path.expanduser(path))
     if full in _FILE_MODULES:
         return _FILE_MODULES[full]
     if not os.path.isfile(full):
-        raise ValueError(f"model {spec_text!r}: no such file {path!r}")
-    mod_name = "seglab_user_model_" + hashlib.sha1(full.encode()).hexdigest()[:12]
+        raise error(f"{prefix}: no such file {path!r}")
+    mod_name = "seglab_user_" + hashlib.sha1(full.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(mod_name, full)
     if spec is None or spec.loader is None:
-        raise ValueError(f"model {spec_text!r}: cannot load {path!r} as a Python file")
+        raise error(f"{prefix}: cannot load {path!r} as a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module  # dataclasses, pickling and relative lookups need the module registered
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # the user's file: any error while running it is reported as one line
         sys.modules.pop(mod_name, None)
-        raise ValueError(f"model {spec_text!r}: error while loading {path!r}: {_say(e)}") from None
+        raise error(f"{prefix}: error while loading {path!r}: {_say(e)}") from None
     _FILE_MODULES[full] = module
     return module
 
@@ -100,7 +103,7 @@ def resolve_factory(name: str) -> ModelFactory:
     if not target or not attr:
         raise ValueError(f"model {name!r}: expected package.module:factory or path/to/file.py:factory")
     is_file = target.endswith(".py") or "/" in target or os.sep in target
-    module = _load_file(target, name) if is_file else _load_module(target, name)
+    module = load_user_file(target, f"model {name!r}") if is_file else _load_module(target, name)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
