@@ -45,7 +45,8 @@ import statistics
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "study"

@@ -17,7 +17,8 @@ import contextlib
 import contextvars
 import math
 import numbers
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 import torch
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from typing import Any, Callable, Generic, Iterator, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T", bound=Callable[..., Any])

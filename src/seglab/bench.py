@@ -40,7 +40,7 @@ import sys
 import time
 import types
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -18,7 +18,7 @@ import platform
 import socket
 import subprocess
 import sys
-from typing import Any, Optional
+from typing import Any
 
 
 @functools.lru_cache(maxsize=1)
@@ -34,7 +34,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def git_commit(cwd: Optional[str] = None) -> Optional[str]:
+def git_commit(cwd: str | None = None) -> str | None:
     """The commit of the git checkout at ``cwd`` (default: the working directory), with ``+dirty`` when it has
     uncommitted changes; ``None`` outside a checkout or without git (2 s timeout)."""
     try:

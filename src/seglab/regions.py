@@ -20,7 +20,8 @@ regions means one sigmoid output per region and a multi-label loss on region tar
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -39,7 +39,8 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any
+from collections.abc import Iterable, Iterator
 
 try:
     import fcntl
@@ -141,7 +142,7 @@ def file_lock(path: str | Path, *, timeout: float = 600.0) -> Iterator[None]:
 class Claim:
     """A held claim of one run (see :meth:`ResultsStore.claim`); :meth:`release` it when the run is written."""
 
-    def __init__(self, path: Path, fd: Optional[int]) -> None:
+    def __init__(self, path: Path, fd: int | None) -> None:
         self.path, self.fd = path, fd
 
     def release(self) -> None:
@@ -154,7 +155,7 @@ class Claim:
                 os.close(self.fd)
         self.path, self.fd = None, None  # type: ignore[assignment]
 
-    def __enter__(self) -> "Claim":
+    def __enter__(self) -> Claim:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -228,7 +229,7 @@ class ResultsStore:
         """Exclusive lock of this folder's shared files (``config.json``, ``summary.*``) between processes."""
         return file_lock(self.lock_path)
 
-    def read_config(self) -> Optional[dict[str, Any]]:
+    def read_config(self) -> dict[str, Any] | None:
         if not self.config_path.exists():
             return None
         try:
@@ -271,7 +272,7 @@ class ResultsStore:
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
 
-    def run_problem(self, run_id: str) -> Optional[str]:
+    def run_problem(self, run_id: str) -> str | None:
         """None when run ``run_id`` is complete and readable; otherwise what is wrong, naming the file
         (``"missing"`` when there is no such run folder)."""
         d = self.run_dir(run_id)
@@ -319,7 +320,7 @@ class ResultsStore:
     def done_ids(self) -> set[str]:
         return self.scan()[0]
 
-    def quarantine(self, run_id: str) -> Optional[Path]:
+    def quarantine(self, run_id: str) -> Path | None:
         """Move a damaged run folder to ``RESULTS/.damaged/`` (kept for inspection) so that the run is redone.
         Returns the new place, or None if the folder was gone (another process moved it)."""
         dst_dir = self.root / ".damaged"
@@ -332,7 +333,7 @@ class ResultsStore:
         return dst
 
     # ---------------------------------------------------------------- claims
-    def claim(self, run_id: str) -> Optional[Claim]:
+    def claim(self, run_id: str) -> Claim | None:
         """Claim run ``run_id`` for this process: a :class:`Claim`, or None when another live process holds it.
 
         The claim is an ``flock`` on ``RESULTS/.claims/<run_id>.lock``: the kernel drops it when the holder
@@ -377,7 +378,7 @@ class ResultsStore:
             os.write(fd, stamp)
             return Claim(path, fd)
 
-    def claim_owner(self, run_id: str) -> Optional[int]:
+    def claim_owner(self, run_id: str) -> int | None:
         """The pid written in run ``run_id``'s claim file, if any (informative; the lock is what counts)."""
         try:
             return int((self.root / ".claims" / f"{run_id}.lock").read_text().split()[0])
@@ -618,12 +619,12 @@ class TextTable:
     >>> t.add_row(["dice[batch=true]+ce", "0.910"])
     """
 
-    def __init__(self, title: Optional[str], columns: list[tuple[str, str, bool]], caption: Optional[str] = None):
+    def __init__(self, title: str | None, columns: list[tuple[str, str, bool]], caption: str | None = None):
         self.title, self.caption = title, caption
         self.columns = [(str(h), j, bool(k)) for h, j, k in columns]
-        self.rows: list[tuple[list[Any], Optional[str]]] = []
+        self.rows: list[tuple[list[Any], str | None]] = []
 
-    def add_row(self, cells: Iterable[Any], style: Optional[str] = None) -> None:
+    def add_row(self, cells: Iterable[Any], style: str | None = None) -> None:
         cells = list(cells)
         if len(cells) != len(self.columns):
             raise ValueError(f"a row of {len(cells)} cells in a table of {len(self.columns)} columns")

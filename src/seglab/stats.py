@@ -51,7 +51,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -341,7 +341,7 @@ def _signflip_exact(d: np.ndarray, tol: float) -> float:
 
 def paired_difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
                       n_resamples: int = 100_000, seed: int = 0,
-                      max_exact: Optional[int] = None) -> PairedDifference:
+                      max_exact: int | None = None) -> PairedDifference:
     """Paired comparison of ``a`` and ``b`` (one entry per seed, same order): ``d = a - b``.
 
     Returns the mean of ``d``, its sample sd (``ddof=1``), the Student-t interval
@@ -418,7 +418,7 @@ def signflip_pvalue(d: Sequence[float], *, max_exact: int = PLAN_MAX_EXACT, n_re
     return min(1.0, (hits + 1) / (nres + 1)), False
 
 
-def holm(pvalues: Sequence[Any]) -> list[Optional[float]]:
+def holm(pvalues: Sequence[Any]) -> list[float | None]:
     """Holm--Bonferroni adjusted p-values, in the input order (``None``/nan entries are not tests: left ``None``).
 
     With the ``m`` p-values sorted, ``p_(1) <= ... <= p_(m)``, the adjusted value of ``p_(i)`` is
@@ -430,7 +430,7 @@ def holm(pvalues: Sequence[Any]) -> list[Optional[float]]:
         p = pvalues[i]
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not (0.0 <= float(p) <= 1.0):
             raise ValueError(f"p-values must be numbers in [0, 1] (or None), got {p!r}")
-    out: list[Optional[float]] = [None] * len(pvalues)
+    out: list[float | None] = [None] * len(pvalues)
     m = len(idx)
     running = 0.0
     for rank, i in enumerate(sorted(idx, key=lambda i: float(pvalues[i]))):
@@ -501,7 +501,7 @@ def tost_paired(d: Sequence[float], margin: float, alpha: float = 0.05) -> Tost:
                 high=mean + half, alpha=a)
 
 
-def plan_verdict(p_adjusted: Optional[float], low: float, high: float, tost_p: Optional[float],
+def plan_verdict(p_adjusted: float | None, low: float, high: float, tost_p: float | None,
                  alpha: float = 0.05) -> str:
     """The verdict of docs/analysis_plan.md section 5 for a difference ``d = B - A`` (B: the arm, A: the baseline).
 
@@ -519,7 +519,7 @@ def plan_verdict(p_adjusted: Optional[float], low: float, high: float, tost_p: O
     return "inconclusive"
 
 
-def disagree(p_raw: Optional[float], low: float, high: float, alpha: float = 0.05) -> bool:
+def disagree(p_raw: float | None, low: float, high: float, alpha: float = 0.05) -> bool:
     """Whether the t-interval and the (unadjusted) sign-flip test disagree: one of "the interval excludes 0" and
     "p_raw < alpha" holds without the other (docs/analysis_plan.md section 2). False when not tested."""
     if p_raw is None:

@@ -29,7 +29,8 @@ scikit-image's (extra ``structure``). Both run on the CPU inside custom ops (``s
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import torch

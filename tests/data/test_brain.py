@@ -20,7 +20,7 @@ def test_registered_and_shapes(task):
     assert {"brain-tissue", "brain-tissue-nested"} <= set(list_tasks())
     assert task.mode == "multiclass" and task.num_classes == 3 and task.in_channels == 1 and task.spatial_dims == 2
     x, y = task.batch(step=0, batch_size=4, seed=0)
-    assert x.shape == (4, 1, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (4, 1, 32, 32) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
     assert y.shape == (4, 32, 32) and y.dtype == torch.int64 and set(y.unique().tolist()) <= {0, 1, 2}
     xv, yv = task.validation()
     assert xv.shape[0] == task.validation_size == len(task.val_slices) and yv.shape == (xv.shape[0], 32, 32)

@@ -23,7 +23,7 @@ def _check_contract(task: Task, x: torch.Tensor, y: torch.Tensor, n: int) -> Non
     assert len(task.class_names) == task.num_classes
     if task.mode == "multiclass":
         assert y.dtype == torch.int64 and y.shape == (n, *spatial)
-        assert 0 <= y.min() and y.max() < task.num_classes
+        assert y.min() >= 0 and y.max() < task.num_classes
     else:
         assert y.dtype == torch.float32 and y.shape == (n, task.num_classes, *spatial)
         assert set(y.unique().tolist()) <= {0.0, 1.0}
@@ -86,7 +86,7 @@ def test_threshold_foreground_fraction(fg_ratio):
     x, y = task.batch(step=0, batch_size=16, seed=0)
     assert abs(y.float().mean().item() - fg_ratio) < 0.02
     assert torch.equal(y, (x[:, 0] > 1 - fg_ratio).long())
-    assert 0 <= x.min() and x.max() < 1
+    assert x.min() >= 0 and x.max() < 1
     assert task.class_names == ["background", "foreground"] and task.num_classes == 2
 
 

@@ -7,7 +7,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 DEFAULT_ALTERNATIVES = ("dice + ce", "ce", "dice")
 
@@ -131,7 +131,7 @@ def say_advised(spec: str, adv: Any, source: str, *, stream: Any = None) -> None
     out.flush()
 
 
-def plan_losses(args: argparse.Namespace, task: Optional[str], task_kw: dict[str, Any], mode: Optional[str] = None,
+def plan_losses(args: argparse.Namespace, task: str | None, task_kw: dict[str, Any], mode: str | None = None,
                 quiet: bool = False) -> tuple[list[str], dict[str, str]]:
     """The losses to train (baseline first) and their display labels. ``task``: the task whose training masks
     the advised loss comes from (None with ``--fn`` and no PATH/--task: then there is no advised loss); ``mode``:
@@ -187,11 +187,11 @@ def plan_losses(args: argparse.Namespace, task: Optional[str], task_kw: dict[str
     return specs, labels
 
 
-def _margins(items: list[str]) -> dict[str, Optional[float]]:
+def _margins(items: list[str]) -> dict[str, float | None]:
     """``--metric-margin NAME=V`` (V a number > 0, or none) -> ``{NAME: V}``."""
     from seglab.train.config import ConfigError
 
-    out: dict[str, Optional[float]] = {}
+    out: dict[str, float | None] = {}
     for it in items:
         name, eq, v = it.partition("=")
         if not eq or not name.strip() or "[" in name:
@@ -251,7 +251,7 @@ def _run(args: argparse.Namespace) -> int:
         model_kw = _kv(args.model_opt, "--model-opt")
         if args.path and args.task and args.task != "folder":
             raise ConfigError(f"give PATH or --task, not both (PATH {args.path!r} means --task folder)")
-        task: Optional[str] = "folder" if args.path else (args.task or (None if user_code else "shapes"))
+        task: str | None = "folder" if args.path else (args.task or (None if user_code else "shapes"))
         if args.path:
             task_kw.setdefault("path", args.path)
         for name, v, lo in (("--seeds", args.seeds, 2), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1),
@@ -310,7 +310,7 @@ def _print(cmp: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_user_code(args: argparse.Namespace, task: Optional[str], task_kw: dict[str, Any]) -> int:
+def _run_user_code(args: argparse.Namespace, task: str | None, task_kw: dict[str, Any]) -> int:
     """``--fn`` / ``--lightning``: the user's training code for every loss x seed (exceptions go to :func:`run`)."""
     from seglab._options import parse_kv as _kv
     from seglab.data import create_task
@@ -378,7 +378,7 @@ def run_advised(args: argparse.Namespace) -> int:
     return run(ns)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="seglab compare")
     add_arguments(p)
     return run(p.parse_args(argv))

@@ -6,7 +6,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from seglab.stats import (
     DISAGREEMENT, PLAN_MAX_EXACT, VERDICTS, PLAN_RESAMPLES, PairedDifference, Tost, disagree, holm, paired_difference,
@@ -76,7 +77,7 @@ def ablations(spec: str, mode: str) -> dict[str, str]:
     terms = parse_loss_spec(spec)
     out: dict[str, str] = {}
 
-    def without(pred, keys=None, drop_term=False) -> Optional[str]:
+    def without(pred, keys=None, drop_term=False) -> str | None:
         ts = copy.deepcopy(terms)
         changed = False
         kept = []
@@ -208,13 +209,13 @@ class Difference:
     a: str
     b: str
     metric: str  # "fg_dice" or "dice[<class>]"
-    result: Optional[PairedDifference]
+    result: PairedDifference | None
     n_pairs: int
     note: str = ""
     pairs: list[tuple[float, float]] = field(default_factory=list, repr=False)  # (loss, baseline) per seed
-    margin: Optional[float] = DEFAULT_MARGIN
-    tost: Optional[Tost] = None
-    p_holm: Optional[float] = None
+    margin: float | None = DEFAULT_MARGIN
+    tost: Tost | None = None
+    p_holm: float | None = None
     family: str = ""
     family_size: int = 0
     higher_is_better: bool = True  # False (e.g. a distance): ``better`` means a smaller value than the baseline's
@@ -224,7 +225,7 @@ class Difference:
         return 1.0 - self.result.confidence if self.result is not None else 0.05
 
     @property
-    def p_raw(self) -> Optional[float]:
+    def p_raw(self) -> float | None:
         return self.result.pvalue if self.result is not None else None
 
     @property
@@ -286,7 +287,7 @@ def _check_margin(margin: Any, what: str = "margin") -> float:
 
 
 def assess(diffs: Sequence[Difference], margin: float = DEFAULT_MARGIN,
-           margins: Optional[dict[str, Optional[float]]] = None) -> list[Difference]:
+           margins: dict[str, float | None] | None = None) -> list[Difference]:
     """Apply the analysis plan to the differences of one compare run (in place; returns them): TOST within
     ``+-margin`` for each, and Holm on the sign-flip p-values within each family (:func:`family_of`).
 
@@ -327,7 +328,7 @@ class Comparison:
     differences: list[Difference]
     failed: list[str] = field(default_factory=list)
     confidence: float = 0.95
-    out: Optional[str] = None
+    out: str | None = None
     margin: float = DEFAULT_MARGIN
 
     @property
@@ -435,17 +436,17 @@ def _f(x: float) -> str:
     return "—" if not _finite(x) else f"{x:.3f}"
 
 
-def _kw(kw: Optional[dict]) -> str:
+def _kw(kw: dict | None) -> str:
     return "".join(f" {k}={v}" for k, v in sorted((kw or {}).items()))
 
 
 # ---------------------------------------------------------------- the comparison
-def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", task_kw: Optional[dict] = None,
-            model: str = "unet", model_kw: Optional[dict] = None, seeds: int | Sequence[int] = 5, steps: int = 300,
+def compare(losses: Sequence[str], *, out: str | Path, task: str = "shapes", task_kw: dict | None = None,
+            model: str = "unet", model_kw: dict | None = None, seeds: int | Sequence[int] = 5, steps: int = 300,
             batch_size: int = 8, optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.0,
-            eval_every: Optional[int] = None, workers: int = 2, threads: int = 1, confidence: float = 0.95,
-            labels: Optional[dict[str, str]] = None, show_progress: bool = False, engine: str = "local",
-            address: Optional[str] = None, margin: float = DEFAULT_MARGIN) -> Comparison:
+            eval_every: int | None = None, workers: int = 2, threads: int = 1, confidence: float = 0.95,
+            labels: dict[str, str] | None = None, show_progress: bool = False, engine: str = "local",
+            address: str | None = None, margin: float = DEFAULT_MARGIN) -> Comparison:
     """Train every loss in ``losses`` with the same seeds and compare each with the first (the baseline).
 
     ``losses``: :func:`seglab.get_loss` specs, at least 2, baseline first. ``seeds``: a count (seeds 0..n-1) or
@@ -562,7 +563,7 @@ def _check_common(specs: list[str], seeds: int | Sequence[int], confidence: floa
     return seed_list
 
 
-def write_outputs(cmp: "Comparison", out: str | Path) -> None:
+def write_outputs(cmp: Comparison, out: str | Path) -> None:
     """``OUT/compare.json``, ``OUT/compare.txt`` (the text the CLI prints) and ``OUT/compare.html`` (a page with the
     HTML section)."""
     out = Path(out)
@@ -591,7 +592,7 @@ def _paired(a_label: str, b_label: str, metric: str, a: Sequence[Any], b: Sequen
     return Difference(a_label, b_label, metric, res, len(pairs), pairs=pairs)
 
 
-def upgrade(d: dict[str, Any], margin: Optional[float] = None) -> dict[str, Any]:
+def upgrade(d: dict[str, Any], margin: float | None = None) -> dict[str, Any]:
     """A comparison dict (``compare.json``, ``--json``, :meth:`Comparison.to_dict`) of any schema version under the
     current rules: the differences of an older schema are recomputed from the stored per-seed values (same pairs,
     same interval) and re-read under docs/analysis_plan.md (Holm families, TOST within ``margin``, default the

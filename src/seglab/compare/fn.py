@@ -38,7 +38,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 from seglab.models.registry import load_user_file
 
@@ -105,7 +106,7 @@ def fn_identity(spec: str) -> str:
 
 
 # ---------------------------------------------------------------- mode and metrics
-def implied_mode(specs: Sequence[str]) -> Optional[str]:
+def implied_mode(specs: Sequence[str]) -> str | None:
     """The one mode (multiclass, binary, multilabel) that builds every loss in ``specs``, else None."""
     from seglab.losses import get_loss
 
@@ -144,7 +145,7 @@ def higher_is_better(name: str, lower: Sequence[str] = ()) -> bool:
     return not key.endswith("loss")
 
 
-def _number(v: Any) -> Optional[float]:
+def _number(v: Any) -> float | None:
     """``v`` as a float when it is a real number (int, float, NumPy scalar, one-element tensor/array), else None."""
     if isinstance(v, bool):
         return None
@@ -216,12 +217,12 @@ def _seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------- the comparison
-def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str | Path, mode: Optional[str] = None,
-               fn_kw: Optional[dict[str, Any]] = None, seeds: int | Sequence[int] = 5, metric: str = "dice",
+def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str | Path, mode: str | None = None,
+               fn_kw: dict[str, Any] | None = None, seeds: int | Sequence[int] = 5, metric: str = "dice",
                lower_is_better: Sequence[str] = (), margin: float = DEFAULT_MARGIN,
-               margins: Optional[dict[str, Optional[float]]] = None, confidence: float = 0.95,
-               labels: Optional[dict[str, str]] = None, show_progress: bool = False,
-               fn_name: Optional[str] = None, log: Optional[Callable[[str], None]] = None) -> Comparison:
+               margins: dict[str, float | None] | None = None, confidence: float = 0.95,
+               labels: dict[str, str] | None = None, show_progress: bool = False,
+               fn_name: str | None = None, log: Callable[[str], None] | None = None) -> Comparison:
     """Call ``fn(loss, seed, **fn_kw)`` for every loss x seed and compare each loss with the first (the baseline).
 
     ``fn``: a callable, or ``"package.module:function"`` / ``"path/to/file.py:function"``. ``mode``: the mode the
@@ -358,13 +359,13 @@ def _brief(vals: dict[str, Any], metric: str) -> str:
 
 def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict[tuple[str, int], dict[str, Any]],
               failed: list[str], *, ident: str, fn_kw: dict[str, Any], mode: str, metric: str, lower: Sequence[str],
-              margin: float, margins: Optional[dict[str, Optional[float]]], confidence: float, labels: dict[str, str],
+              margin: float, margins: dict[str, float | None] | None, confidence: float, labels: dict[str, str],
               out: str) -> Comparison:
     # the metrics, in the order first returned, the primary first; per-class or scalar, never both
     if values and not any(metric in got for got in values.values()):  # e.g. resumed calls and another --metric
         returned = list(dict.fromkeys(k for got in values.values() for k in got))
         raise FnError(f"--metric {metric!r}: not among the metrics the function returned ({', '.join(returned)})")
-    kinds: dict[str, Optional[list[str]]] = {metric: None}
+    kinds: dict[str, list[str] | None] = {metric: None}
     for (c, s), got in values.items():
         for k, v in got.items():
             classes = kinds.get(k)
@@ -379,7 +380,7 @@ def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict
             else:
                 kinds.setdefault(k, None)
     hib = {k: higher_is_better(k, lower) for k in kinds}
-    mg: dict[str, Optional[float]] = {k: (None if not hib[k] else margin) for k in kinds}
+    mg: dict[str, float | None] = {k: (None if not hib[k] else margin) for k in kinds}
     mg.update(margins or {})
     results = []
     for c, g in zip(canon, specs):

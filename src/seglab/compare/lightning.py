@@ -13,7 +13,8 @@ The metrics: the module's ``compare_metrics()`` when it defines one (a mapping, 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .fn import FnError, resolve_callable
 

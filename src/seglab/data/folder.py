@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -82,7 +83,7 @@ def _list_files(folder: Path) -> dict[str, Path]:
     return files
 
 
-def _image_as_channel_first(img: np.ndarray, spatial: tuple[int, ...]) -> Optional[np.ndarray]:
+def _image_as_channel_first(img: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray | None:
     """``img`` as ``(C, *spatial)`` if it is ``spatial``, ``(C, *spatial)`` or ``(*spatial, C)``; else None."""
     if img.shape == spatial:
         return img[None]
@@ -121,18 +122,18 @@ class FolderTask(Task):
 
     def __init__(
         self,
-        path: Union[str, Path],
-        mode: Optional[str] = None,
-        num_classes: Optional[int] = None,
-        class_names: Optional[Sequence[str]] = None,
+        path: str | Path,
+        mode: str | None = None,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
         mask_format: str = "auto",
-        slice_axis: Optional[int] = None,
-        patch_size: Union[int, Sequence[int], None] = None,
+        slice_axis: int | None = None,
+        patch_size: int | Sequence[int] | None = None,
         val_fraction: float = 0.2,
         split_seed: int = 0,
         validation_patches: int = 4,
-        ignore_index: Union[int, None, str] = "auto",
-        rgb_reading: Optional[str] = None,
+        ignore_index: int | None | str = "auto",
+        rgb_reading: str | None = None,
     ):
         # ---- parameters (checked before reading anything)
         if mode is not None and mode not in MODES:
@@ -345,7 +346,7 @@ class FolderTask(Task):
         )
 
     @staticmethod
-    def _apply_mode(space: M.LabelSpace, mode: Optional[str]) -> tuple[M.LabelSpace, list[str]]:
+    def _apply_mode(space: M.LabelSpace, mode: str | None) -> tuple[M.LabelSpace, list[str]]:
         """The label space in the requested ``mode`` (``None``: as decided from the masks) and the class
         names the task reports (binary: the foreground class only)."""
         from dataclasses import replace
@@ -373,7 +374,7 @@ class FolderTask(Task):
         names = list(space.names[1:] if space.mode == "binary" else space.names)
         return space, names
 
-    def _draw(self, samples: list[tuple[torch.Tensor, torch.Tensor]], n: int, g: torch.Generator, index: Optional[list[int]] = None):
+    def _draw(self, samples: list[tuple[torch.Tensor, torch.Tensor]], n: int, g: torch.Generator, index: list[int] | None = None):
         xs, ys = [], []
         idx = index if index is not None else torch.randint(len(samples), (n,), generator=g).tolist()
         multiclass = self.mode == "multiclass"

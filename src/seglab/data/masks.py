@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -235,7 +235,7 @@ def spatial_shape(dec: Decoded) -> tuple[int, ...]:
 # ---------------------------------------------------------------------------------------------- images vs masks
 
 
-def image_like(dec: Decoded, distinct: Optional[list[np.ndarray]] = None) -> Optional[str]:
+def image_like(dec: Decoded, distinct: list[np.ndarray] | None = None) -> str | None:
     """Why ``dec`` looks like an image (a photo, an intensity scan) rather than a label map, or ``None``.
 
     A file is image-like when it holds more than :data:`IMAGE_LIKE_VALUES` distinct values (colours for
@@ -287,7 +287,7 @@ def dense_labels(labels: list[int]) -> bool:
     return labels[-1] + 1 <= max(2 * len(labels), DENSE_UP_TO)
 
 
-def detect_void(labels: Iterable[int], palette_size: Optional[int] = None) -> tuple[Optional[int], str]:
+def detect_void(labels: Iterable[int], palette_size: int | None = None) -> tuple[int | None, str]:
     """The void label of index masks with label values ``labels`` (and the smallest palette size of palette
     files, if any), and why: a single value outside the palette's colour table (with other labels present),
     else 255 when it stands apart from the class labels (254 absent, some label in 1..253 present: the
@@ -331,16 +331,16 @@ class LabelSummary:
 
     ``ignore_index``: a void label given by the user, left out of ``labels``."""
 
-    ignore_index: Optional[int] = None
-    kind: Optional[str] = None
+    ignore_index: int | None = None
+    kind: str | None = None
     labels: set = field(default_factory=set)  # index: label values (ignore_index excluded)
     palette_sizes: set = field(default_factory=set)
     colours: set = field(default_factory=set)  # rgb: colour codes
-    channels: Optional[int] = None
+    channels: int | None = None
     overlap: bool = False  # channels: some pixel with more than one channel set
     unlabelled: bool = False  # channels: some pixel with no channel set
 
-    def add(self, dec: Decoded, distinct: Optional[list[np.ndarray]] = None) -> None:
+    def add(self, dec: Decoded, distinct: list[np.ndarray] | None = None) -> None:
         """Add one decoded file; ``ValueError`` (and nothing added) when it is not a mask or conflicts with the
         files added before. ``distinct``: index files: the sorted distinct values of each image, when the caller
         has them (saves a pass)."""
@@ -414,9 +414,9 @@ class LabelSpace:
     mode: str
     values: tuple
     names: tuple
-    void: Optional[int] = None
+    void: int | None = None
     void_reason: str = ""
-    rgb_reading: Optional[str] = None
+    rgb_reading: str | None = None
     implicit_background: bool = False
     remap: bool = False
 
@@ -480,7 +480,7 @@ class LabelSpace:
         return (lab == 1)[None] if self.mode == "binary" else lab
 
 
-def _channel_space(kind: str, values: list[int], names: list[str], overlap: bool, unlabelled: bool, rgb_reading: Optional[str] = None) -> LabelSpace:
+def _channel_space(kind: str, values: list[int], names: list[str], overlap: bool, unlabelled: bool, rgb_reading: str | None = None) -> LabelSpace:
     if overlap:
         return LabelSpace(kind, "multilabel", tuple(values), tuple(names), rgb_reading=rgb_reading)
     if unlabelled or len(values) == 1:  # one channel: its complement is the background
@@ -489,7 +489,7 @@ def _channel_space(kind: str, values: list[int], names: list[str], overlap: bool
                       rgb_reading=rgb_reading, implicit_background=unlabelled)
 
 
-def label_space(summary: LabelSummary, ignore_index: Union[int, None, str] = "auto", rgb_reading: Optional[str] = None) -> LabelSpace:
+def label_space(summary: LabelSummary, ignore_index: int | None | str = "auto", rgb_reading: str | None = None) -> LabelSpace:
     """Decide classes and mode from ``summary`` (the rules of the module docstring; those of ``seglab advise``).
 
     ``ignore_index``: an int (the void label; ``summary`` was built with it), ``None`` (no void label) or
@@ -500,7 +500,7 @@ def label_space(summary: LabelSummary, ignore_index: Union[int, None, str] = "au
         raise ValueError("no readable mask")
     if summary.kind == "index":
         labels = set(summary.labels)
-        void: Optional[int] = None
+        void: int | None = None
         why = ""
         if isinstance(ignore_index, (int, np.integer)) and not isinstance(ignore_index, bool):
             void = int(ignore_index)
@@ -576,13 +576,13 @@ class Mask:
     mode: str
     values: tuple
     names: tuple
-    spacing: Optional[tuple] = None
+    spacing: tuple | None = None
     format: str = "index"
-    ignore_index: Optional[int] = None
+    ignore_index: int | None = None
     source: str = ""
 
 
-def read_decoded(path: Union[str, Path], format: str = "auto") -> Decoded:
+def read_decoded(path: str | Path, format: str = "auto") -> Decoded:
     """Read and decode one file (:func:`seglab.data.readers.read_mask` then :func:`decode`); errors name the file."""
     from .readers import read_mask
 
@@ -593,8 +593,8 @@ def read_decoded(path: Union[str, Path], format: str = "auto") -> Decoded:
         raise ValueError(f"{path}: {e}") from e
 
 
-def read_masks(paths: Iterable[Union[str, Path]], format: str = "auto", ignore_index: Union[int, None, str] = "auto",
-               rgb_reading: Optional[str] = None) -> list[Mask]:
+def read_masks(paths: Iterable[str | Path], format: str = "auto", ignore_index: int | None | str = "auto",
+               rgb_reading: str | None = None) -> list[Mask]:
     """Read every file of ``paths`` (one mask each), decide the label space over all of them (:func:`label_space`)
     and return one :class:`Mask` per file. ``ValueError`` names the file that cannot be read, or is of another
     encoding than the others."""

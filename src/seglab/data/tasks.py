@@ -26,7 +26,8 @@ import math
 import numbers
 import pkgutil
 import warnings
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -158,7 +159,7 @@ def create_task(name: str, **kw: Any) -> Task:
     return _TASKS.create(name, **kw)
 
 
-def _check_int(name: str, value: Any, minimum: Optional[int] = None) -> None:
+def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers are fine
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
@@ -180,7 +181,7 @@ def _check_noise(noise: Any) -> None:
         raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
 
 
-def _default_size(size: Optional[int], spatial_dims: int, default_2d: int, default_3d: int, minimum: int) -> int:
+def _default_size(size: int | None, spatial_dims: int, default_2d: int, default_3d: int, minimum: int) -> int:
     if size is None:
         return default_2d if spatial_dims == 2 else default_3d
     _check_int("size", size, minimum=minimum)
@@ -197,7 +198,7 @@ def _uniform(g: torch.Generator, lo: float, hi: float, shape: tuple[int, ...] = 
     return lo + (hi - lo) * torch.rand(shape, generator=g)
 
 
-def _shape_mask(grid: torch.Tensor, centre: torch.Tensor, radius: float, box: bool, half: Optional[torch.Tensor] = None) -> torch.Tensor:
+def _shape_mask(grid: torch.Tensor, centre: torch.Tensor, radius: float, box: bool, half: torch.Tensor | None = None) -> torch.Tensor:
     """Disc/ball of ``radius`` or axis-aligned box of half-widths ``half`` (default ``radius``) at ``centre``."""
     d = grid - centre.view(-1, *([1] * (grid.dim() - 1)))
     if box:
@@ -288,9 +289,9 @@ class ShapesTask(Task):
     def __init__(
         self,
         num_classes: int = 4,
-        size: Optional[int] = None,
+        size: int | None = None,
         spatial_dims: int = 2,
-        frequencies: Optional[Sequence[float]] = None,
+        frequencies: Sequence[float] | None = None,
         noise: float = 0.1,
     ):
         _check_int("num_classes", num_classes, minimum=2)
@@ -379,7 +380,7 @@ class OverlapTask(Task):
     mode = "multilabel"
     in_channels = 2
 
-    def __init__(self, size: Optional[int] = None, spatial_dims: int = 2, rare_fraction: float = 0.25, noise: float = 0.1):
+    def __init__(self, size: int | None = None, spatial_dims: int = 2, rare_fraction: float = 0.25, noise: float = 0.1):
         _check_spatial_dims(spatial_dims)
         size = _default_size(size, spatial_dims, 64, 32, minimum=16)
         if isinstance(rare_fraction, bool) or not isinstance(rare_fraction, (int, float)) or not (0.0 <= rare_fraction < 1.0):

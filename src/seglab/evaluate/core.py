@@ -23,7 +23,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -41,10 +42,10 @@ class EvalOptions:
     """What one evaluation computes (recorded in summary.json)."""
 
     metrics: tuple[MetricSpec, ...]
-    num_classes: Optional[int] = None  # None: 1 + the largest label of the ground truths and predictions
+    num_classes: int | None = None  # None: 1 + the largest label of the ground truths and predictions
     include_background: bool = False
     empty: str = "nan"
-    spacing: Optional[tuple[float, ...]] = None  # None: the NIfTI header's, else 1 per axis
+    spacing: tuple[float, ...] | None = None  # None: the NIfTI header's, else 1 per axis
 
     def as_dict(self) -> dict[str, Any]:
         return {"metrics": [{"name": m.name, "registered": m.registered, "options": m.options} for m in self.metrics],
@@ -116,8 +117,8 @@ def _scored(cases: list[CasePair], opts: EvalOptions, num_classes: int, workers:
 
 
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, out: str | Path, opts: EvalOptions, *,
-                     progress: Optional[Callable[[int, int, str], None]] = None,
-                     provenance: Optional[dict[str, Any]] = None, workers: int = 1) -> dict[str, Any]:
+                     progress: Callable[[int, int, str], None] | None = None,
+                     provenance: dict[str, Any] | None = None, workers: int = 1) -> dict[str, Any]:
     """Score every case, write ``per_case.csv`` and ``summary.json`` in ``out``; returns the summary.
     ``workers > 1`` scores cases in that many processes (memory: one case per process)."""
     check_empty_convention(opts.empty)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from typing import Any, Optional
+from typing import Any
 
 WIDTH, ROW_H, PAD = 640, 28, 150
 
@@ -71,8 +71,8 @@ def _comparison_table(rows: list[dict[str, Any]], names: dict[int, str]) -> str:
             "<p>† the t-interval and the sign-flip test disagree (docs/analysis_plan.md).</p>")
 
 
-def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], *, class_names: Optional[list[str]] = None,
-                comparison: Optional[list[dict[str, Any]]] = None, title: str = "seglab evaluate") -> str:
+def render_html(summary: dict[str, Any], rows: list[dict[str, Any]], *, class_names: list[str] | None = None,
+                comparison: list[dict[str, Any]] | None = None, title: str = "seglab evaluate") -> str:
     """The page as a string (``rows``: per_case.csv rows; ``comparison``: rows of
     :func:`seglab.evaluate.paired.compare_rows`)."""
     names = {i: n for i, n in enumerate(class_names or [])}

@@ -10,7 +10,7 @@ distances, ``better`` means smaller and no equivalence margin is set unless ``di
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +27,7 @@ def _pairs(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], metric: s
     return [av[c] for c in keep], [bv[c] for c in keep], len(common) - len(keep)
 
 
-def _row(spec: MetricSpec, k: int, a: list[float], b: list[float], left_out: int, margin: Optional[float]) -> dict:
+def _row(spec: MetricSpec, k: int, a: list[float], b: list[float], left_out: int, margin: float | None) -> dict:
     row: dict[str, Any] = {"metric": spec.name, "class": k, "n": len(a), "left_out": left_out}
     if len(a) < 2:
         return {**row, "mean": math.nan, "low": math.nan, "high": math.nan, "p_raw": None, "tost_p": None}
@@ -40,7 +40,7 @@ def _row(spec: MetricSpec, k: int, a: list[float], b: list[float], left_out: int
 
 
 def compare_rows(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], metrics: tuple[MetricSpec, ...], *,
-                 margin: float = 0.01, distance_margin: Optional[float] = None) -> list[dict[str, Any]]:
+                 margin: float = 0.01, distance_margin: float | None = None) -> list[dict[str, Any]]:
     """One row per metric and class: ``mean`` of ``d`` (positive: B better), interval, raw and Holm p, TOST p
     and the verdict (``better``: B better than A)."""
     out = []

@@ -27,7 +27,8 @@ import contextvars
 import math
 import os
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 import torch
 

@@ -15,7 +15,7 @@ seglab loss without a graph break and ``torch.library.opcheck`` can check the re
 # no `from __future__ import annotations`: torch.library infers the op schema from these annotations
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -72,13 +72,13 @@ def op_args(call: KernelCall) -> tuple:
             call.backend, call.ignore_index, call.squared, call.label_smoothing, call.focal, call.gamma)
 
 
-def call_op(call: KernelCall) -> Tuple[Tensor, Tensor]:
+def call_op(call: KernelCall) -> tuple[Tensor, Tensor]:
     """The registered op on ``call``: ``(stats (N, K, C), scal (4,))`` float64 (the path under ``torch.compile``)."""
     return torch.ops.seglab.fused_stats(*op_args(call))
 
 
-def _call_of(x: Tensor, target: Tensor, valid: Optional[Tensor], weight: Tensor, pos_weight: Tensor, alpha: Tensor,
-             alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool,
+def _call_of(x: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor, pos_weight: Tensor, alpha: Tensor,
+             alpha_neg: Tensor, kind: str, backend: str, ignore_index: int | None, squared: bool,
              label_smoothing: float, focal: bool, gamma: float) -> KernelCall:
     """The op's arguments (as its implementations receive them) back as a call, by name."""
     return KernelCall(x=x, target=target, valid=valid, weight=weight, pos_weight=pos_weight, alpha=alpha,
@@ -102,7 +102,7 @@ def _targets(call: KernelCall) -> tuple:
     return (call.target, call.valid) if call.kind == "mcd" else (call.target,)
 
 
-def forward_impl(call: KernelCall) -> Tuple[Tensor, Tensor]:
+def forward_impl(call: KernelCall) -> tuple[Tensor, Tensor]:
     """The statistics (see the module docstring): the one implementation behind the op and :class:`FusedStatsFunction`."""
     x = call.x
     stats, scal = _backend_fn(call.backend, call.kind, "forward")(x, *_targets(call), kernel_cfg(call))
@@ -122,10 +122,10 @@ def backward_impl(call: KernelCall, g_stats: Tensor, g_scal: Tensor) -> Tensor:
 
 @torch.library.custom_op("seglab::fused_stats", mutates_args=())
 def fused_stats(
-    x: Tensor, target: Tensor, valid: Optional[Tensor], weight: Tensor, pos_weight: Tensor, alpha: Tensor,
-    alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool, label_smoothing: float,
+    x: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor, pos_weight: Tensor, alpha: Tensor,
+    alpha_neg: Tensor, kind: str, backend: str, ignore_index: int | None, squared: bool, label_smoothing: float,
     focal: bool, gamma: float,
-) -> Tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     return forward_impl(_call_of(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index,
                                  squared, label_smoothing, focal, gamma))
 
@@ -139,8 +139,8 @@ def _(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ign
 
 @torch.library.custom_op("seglab::fused_stats_backward", mutates_args=())
 def fused_stats_backward(
-    x: Tensor, target: Tensor, valid: Optional[Tensor], weight: Tensor, pos_weight: Tensor, alpha: Tensor,
-    alpha_neg: Tensor, kind: str, backend: str, ignore_index: Optional[int], squared: bool, label_smoothing: float,
+    x: Tensor, target: Tensor, valid: Tensor | None, weight: Tensor, pos_weight: Tensor, alpha: Tensor,
+    alpha_neg: Tensor, kind: str, backend: str, ignore_index: int | None, squared: bool, label_smoothing: float,
     focal: bool, gamma: float, g_stats: Tensor, g_scal: Tensor,
 ) -> Tensor:
     call = _call_of(x, target, valid, weight, pos_weight, alpha, alpha_neg, kind, backend, ignore_index, squared,

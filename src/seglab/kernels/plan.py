@@ -18,7 +18,7 @@ This module imports nothing from :mod:`seglab.losses`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -20,7 +20,8 @@ fused one); a term whose options have no ``ignore_index`` refuses a mask.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 

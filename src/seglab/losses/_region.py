@@ -8,7 +8,8 @@ head (a function of the statistics, written once in the loss's own file).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 

@@ -9,7 +9,8 @@ target) but have no fused kernel: their :class:`StructureTerm` only has referenc
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 

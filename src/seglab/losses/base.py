@@ -50,7 +50,7 @@ def prologue(
 
 #: the base losses by name (``@LOSSES.register("dice")`` where each loss is defined: the decorator is the whole
 #: registration; :mod:`seglab.losses.registry` imports every module of the package, and adds aliases and presets)
-LOSSES: Registry[type["Loss"]] = Registry("loss")
+LOSSES: Registry[type[Loss]] = Registry("loss")
 
 
 def to_device(w: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -61,7 +61,7 @@ def _no_mask(name: str) -> TypeError:
     return TypeError(f"mask is not supported by the loss {name!r}: it has no ignore_index (ignored pixels)")
 
 
-def call_unchecked(p: "Loss", logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None,
+def call_unchecked(p: Loss, logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None,
                    overrides: dict[str, Any] | None = None) -> torch.Tensor:
     """One loss on inputs already checked and made canonical (:func:`check_call`), without checking again.
 
@@ -142,10 +142,10 @@ class Loss(nn.Module):
                                             mask=mask, validate=v)
         return call_unchecked(self, logits, target, ign)
 
-    def __add__(self, other: "Loss") -> "CompositeLoss":
+    def __add__(self, other: Loss) -> CompositeLoss:
         return CompositeLoss._terms_of(self) + CompositeLoss._terms_of(other)
 
-    def __mul__(self, w: float) -> "CompositeLoss":
+    def __mul__(self, w: float) -> CompositeLoss:
         if not isinstance(w, numbers.Real) or isinstance(w, bool):
             return NotImplemented
         w = _checks.check_number("loss weight", w)
@@ -228,14 +228,14 @@ class CompositeLoss(Loss):
         return list(zip(self.weights, self.losses))
 
     @staticmethod
-    def _terms_of(x: Loss) -> "CompositeLoss":
+    def _terms_of(x: Loss) -> CompositeLoss:
         if isinstance(x, CompositeLoss):
             return x
         if not isinstance(x, Loss):
             raise TypeError(f"can only combine seglab losses, got {type(x).__name__}")
         return CompositeLoss([(1.0, x)])
 
-    def __add__(self, other: Loss) -> "CompositeLoss":
+    def __add__(self, other: Loss) -> CompositeLoss:
         return CompositeLoss(self.terms + CompositeLoss._terms_of(other).terms)
 
     def options(self) -> dict[str, Any]:

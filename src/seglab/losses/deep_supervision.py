@@ -12,7 +12,8 @@ the lowest resolution weighted 0, then normalised to sum 1 (one output: weight 1
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -24,7 +24,8 @@ import math
 import pkgutil
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import torch
 

@@ -19,7 +19,8 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import torch  # noqa: F401  (the docstring example)
 
@@ -38,8 +39,8 @@ class MetricInfo:
     function: Callable[..., torch.Tensor]
     higher_is_better: bool
     description: str
-    from_counts: Optional[CountsFn] = None
-    extra: Optional[str] = None  # the optional-dependency extra it needs (None: core)
+    from_counts: CountsFn | None = None
+    extra: str | None = None  # the optional-dependency extra it needs (None: core)
     per_class: bool = True  # compute() gives one value per class (False: one scalar)
     #: options the metric cannot do without (e.g. surface Dice's tolerance), used by generic callers and tests
     required: dict[str, Any] = field(default_factory=dict)
@@ -52,8 +53,8 @@ METRICS: Registry[MetricInfo] = Registry("metric")
 
 
 def register_metric(name: str, *, function: Callable[..., torch.Tensor], higher_is_better: bool,
-                    from_counts: Optional[CountsFn] = None, extra: Optional[str] = None, per_class: bool = True,
-                    required: Optional[dict[str, Any]] = None) -> Callable[[C], C]:
+                    from_counts: CountsFn | None = None, extra: str | None = None, per_class: bool = True,
+                    required: dict[str, Any] | None = None) -> Callable[[C], C]:
     """Class decorator: register the stateful metric class it decorates under ``name`` (its docstring's first
     line is the description)."""
 

@@ -26,7 +26,8 @@ combines the states of all processes of ``process_group`` (default: the world) â
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist

@@ -50,7 +50,8 @@ import importlib
 import math
 import numbers
 import warnings
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-from typing import Optional
 
 import torch
 from torch import nn
@@ -29,7 +28,7 @@ def _check_positive_int(name: str, value: int) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def _check_norm(norm: Optional[str], allowed: tuple = NORMS) -> None:
+def _check_norm(norm: str | None, allowed: tuple = NORMS) -> None:
     if norm not in allowed:
         names = ", ".join(repr(n) for n in allowed)
         raise ValueError(f"unknown norm {norm!r}; allowed values: {names}")
@@ -45,13 +44,13 @@ def group_count(channels: int, max_groups: int = 8) -> int:
 
 def _check_bn(momentum: float, eps: float) -> None:
     for name, v, hi in (("bn_momentum", momentum, 1.0), ("bn_eps", eps, None)):
-        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and 0.0 < float(v) and (hi is None or v <= hi)
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) > 0.0 and (hi is None or v <= hi)
         if not ok or float(v) != float(v) or float(v) == float("inf"):
             where = "in (0, 1]" if hi else "> 0"
             raise ValueError(f"{name} must be a finite number {where}, got {v!r}")
 
 
-def make_norm(norm: Optional[str], channels: int, spatial_dims: int, *, bn_momentum: float = 0.1,
+def make_norm(norm: str | None, channels: int, spatial_dims: int, *, bn_momentum: float = 0.1,
               bn_eps: float = 1e-5) -> nn.Module:
     """Normalisation layer for ``channels`` feature maps (``nn.Identity`` for ``None``).
 
@@ -98,7 +97,7 @@ class ConvBlock(nn.Sequential):
     Shape: ``(N, in_ch, *S) -> (N, out_ch, *S)``.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, spatial_dims: int, norm: Optional[str], dropout: float = 0.0):
+    def __init__(self, in_ch: int, out_ch: int, spatial_dims: int, norm: str | None, dropout: float = 0.0):
         conv = _conv(spatial_dims)
         bias = norm is None
         layers: list[nn.Module] = [
@@ -152,7 +151,7 @@ class UNet(nn.Module):
         spatial_dims: int = 2,
         depth: int = 3,
         base_width: int = 16,
-        norm: Optional[str] = "batch",
+        norm: str | None = "batch",
         dropout: float = 0.0,
         upsampling: str = "transpose",
     ):
@@ -231,7 +230,7 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def conv_body_bias(conv_bias: bool | str, norm: Optional[str]) -> bool:
+def conv_body_bias(conv_bias: bool | str, norm: str | None) -> bool:
     """Whether :class:`TinyFCN`'s 3x3 convolutions carry a bias: ``conv_bias`` True/False, or ``"auto"`` (only
     without a norm)."""
     if conv_bias is True or conv_bias is False:
@@ -275,7 +274,7 @@ class TinyFCN(nn.Module):
         out_channels: int,
         spatial_dims: int = 2,
         width: int = 4,
-        norm: Optional[str] = "batch",
+        norm: str | None = "batch",
         init: str = "torch",
         conv_bias: bool | str = True,
         bn_momentum: float = 0.1,
@@ -323,7 +322,7 @@ def unet(
     spatial_dims: int = 2,
     depth: int = 3,
     base_width: int = 16,
-    norm: Optional[str] = "batch",
+    norm: str | None = "batch",
     dropout: float = 0.0,
     upsampling: str = "transpose",
 ) -> UNet:
@@ -338,7 +337,7 @@ def tiny(
     out_channels: int,
     spatial_dims: int = 2,
     width: int = 4,
-    norm: Optional[str] = "batch",
+    norm: str | None = "batch",
     init: str = "torch",
     conv_bias: bool | str = True,
     bn_momentum: float = 0.1,

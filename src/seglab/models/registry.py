@@ -7,7 +7,8 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from torch import nn
 

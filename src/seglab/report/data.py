@@ -137,7 +137,7 @@ def _mean(xs: list) -> float:
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per configuration (seeds pooled): n, converged count, diverged count, means of final metrics."""
-    groups: "OrderedDict[tuple, list]" = OrderedDict()
+    groups: OrderedDict[tuple, list] = OrderedDict()
     for r in sorted(rows, key=lambda r: tuple(_fmt(r.get(k)) for k in CONFIG_KEYS) + (r.get("seed", 0),)):
         groups.setdefault(tuple(r.get(k) for k in CONFIG_KEYS), []).append(r)
     out = []
@@ -163,9 +163,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def figure_groups(rows: list[dict[str, Any]]) -> "OrderedDict[tuple, dict[str, list[str]]]":
+def figure_groups(rows: list[dict[str, Any]]) -> OrderedDict[tuple, dict[str, list[str]]]:
     """figure key -> {training loss -> [run ids (seeds)]}."""
-    out: "OrderedDict[tuple, dict[str, list[str]]]" = OrderedDict()
+    out: OrderedDict[tuple, dict[str, list[str]]] = OrderedDict()
     for r in sorted(rows, key=lambda r: tuple(_fmt(r.get(k)) for k in FIGURE_KEYS)):
         out.setdefault(tuple(r.get(k) for k in FIGURE_KEYS), {}).setdefault(r["loss"], []).append(r["run_id"])
     return out

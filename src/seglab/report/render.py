@@ -7,7 +7,7 @@ import html
 import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from seglab.results import ResultsStore, TextTable
 
@@ -136,7 +136,7 @@ tr td.failed{background:#f8c9c4;color:#8b0000;font-weight:bold}
 code{background:#f4f4f4;padding:1px 3px}"""
 
 
-def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss_order: Optional[list[str]] = None,
+def render_report(results: str | Path, out: str | Path | None = None, *, loss_order: list[str] | None = None,
                   figures: bool = True) -> dict[str, Any]:
     """Render ``results`` into ``out`` (default ``RESULTS/report``): ``index.html`` (self-contained), PNGs.
     Returns ``{"html": path, "pngs": [...], "agg": rows}``.
@@ -170,7 +170,7 @@ def render_report(results: str | Path, out: Optional[str | Path] = None, *, loss
     if cc:
         grid_pngs.append(summary_grid(agg, out, "final_min_dice"))
     gn_png = gradnorm_figure(agg, out)
-    study_pngs: list[tuple[tuple, Path, Optional[Path], Optional[Path]]] = []
+    study_pngs: list[tuple[tuple, Path, Path | None, Path | None]] = []
     if figures:
         for key, by_loss in figure_groups(rows).items():
             study_pngs.append((key, study_figure(store, key, by_loss, out, loss_order),
@@ -228,7 +228,7 @@ def _write_page(out: Path, body: list[str], pngs: list[Path], agg: list[dict[str
     return {"html": html_path, "pngs": pngs, "agg": agg}
 
 
-def compare_section(root: Path) -> Optional[str]:
+def compare_section(root: Path) -> str | None:
     """The HTML section of the comparison ``seglab compare`` wrote into ``root`` (``compare.json``; its verdicts
     as ``compare.txt`` holds them, the text the command printed), None when the folder holds no comparison."""
     import json

@@ -32,7 +32,8 @@ import json
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from seglab.train.config import ConfigError, RunConfig
 

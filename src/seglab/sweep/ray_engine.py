@@ -34,7 +34,8 @@ import os
 import signal
 import socket
 import uuid
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from seglab.train.config import ConfigError, RunConfig
 

@@ -24,7 +24,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from seglab.train.config import ConfigError, RunConfig, validate_runs
 
@@ -507,7 +508,7 @@ class SweepProgress:
         self._slots: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "SweepProgress":
+    def __enter__(self) -> SweepProgress:
         if self.show and self.terminal:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)

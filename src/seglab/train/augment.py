@@ -12,7 +12,7 @@ no dependency; kornia and MONAI offer the same transforms but draw from global g
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -91,7 +91,7 @@ def save(data: bytes, path: str | Path) -> None:
     atomic_write_bytes(Path(path), data)
 
 
-def load(path: str | Path, *, run_id: Optional[str] = None) -> dict[str, Any]:
+def load(path: str | Path, *, run_id: str | None = None) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)`` onto the CPU.
 
     Raises :class:`CheckpointError` naming the file when it is unreadable (truncated, not a checkpoint), of

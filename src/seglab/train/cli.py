@@ -223,7 +223,7 @@ class _StopOnSignal:
         self.fired: list[int] = []
         self.old: dict[int, object] = {}
 
-    def __enter__(self) -> "_StopOnSignal":
+    def __enter__(self) -> _StopOnSignal:
         import threading
 
         if threading.current_thread() is not threading.main_thread():

@@ -10,7 +10,8 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any
+from collections.abc import Iterable
 
 from .specs import canonical_spec as _canonical_spec
 from .specs import STUDY_CONVERGE, run_monitors, study_task
@@ -129,7 +130,7 @@ SCHEDULES = ("cosine", "poly")
 AMP_DTYPES = ("bf16", "fp16")
 
 
-def _trainer_option_errors(cfg: "RunConfig") -> list[str]:
+def _trainer_option_errors(cfg: RunConfig) -> list[str]:
     from .augment import check_augment
 
     out = []
@@ -155,7 +156,7 @@ def _trainer_option_errors(cfg: "RunConfig") -> list[str]:
     return out
 
 
-def lr_factor(cfg: "RunConfig", step: int) -> float:
+def lr_factor(cfg: RunConfig, step: int) -> float:
     """The learning rate of step ``step`` (0-based) over ``cfg.lr``: linear warm-up over ``cfg.warmup`` steps
     (``(step + 1) / warmup``), then 1 (no schedule), ``(1 + cos(pi t)) / 2`` (cosine) or ``(1 - t) ** 0.9``
     (poly), ``t`` the fraction of the steps after the warm-up done.
@@ -187,7 +188,7 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.problems = list(problems or [])
         self.only_fields = bool(only_fields and self.problems)
-        self.model_problem: Optional[str] = None  # the one error found, when it is the model's (``--model``)
+        self.model_problem: str | None = None  # the one error found, when it is the model's (``--model``)
 
 
 @dataclass
@@ -224,15 +225,15 @@ class RunConfig:
     steps: int = 1000
     batch_size: int = 2
     eval_every: int = 100
-    monitors: Optional[list[str]] = None
-    converge: Optional[dict[str, Any]] = None
+    monitors: list[str] | None = None
+    converge: dict[str, Any] | None = None
     grad_norm_every: int = GRAD_NORM_EVERY
-    augment: Optional[list[str]] = None
-    schedule: Optional[str] = None
+    augment: list[str] | None = None
+    schedule: str | None = None
     warmup: int = 0
     weight_decay: float = 0.0
-    grad_clip: Optional[float] = None
-    amp: Optional[str] = None
+    grad_clip: float | None = None
+    amp: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -243,7 +244,7 @@ class RunConfig:
         return {k: d[k] for k, v in TRAINER_DEFAULTS.items() if d[k] != v and d[k] != []}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

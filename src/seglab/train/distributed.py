@@ -20,7 +20,8 @@ import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator, Optional
+from typing import Any
+from collections.abc import Iterator
 
 import torch
 
@@ -45,7 +46,7 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
-def setup(device: Optional[str] = None) -> DistInfo:
+def setup(device: str | None = None) -> DistInfo:
     """Initialise ``torch.distributed`` from torchrun's environment (gloo on CPU, NCCL on CUDA) if launched
     with more than one process; otherwise return a single-process :class:`DistInfo`. A group initialised here
     is also shut down (:func:`shutdown`) at interpreter exit if nothing ended it before."""
@@ -171,7 +172,7 @@ def shutdown(barrier_timeout_s: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def process_group(device: Optional[str] = None) -> Iterator[DistInfo]:
+def process_group(device: str | None = None) -> Iterator[DistInfo]:
     """:func:`setup` on the way in, :func:`shutdown` on every way out (return, exception, Ctrl-C)."""
     info = setup(device)
     try:

@@ -4,7 +4,7 @@ counts) and convergence."""
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -16,7 +16,7 @@ from .distributed import DistInfo, all_reduce_sum, shard_uneven
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
-             info: Optional[DistInfo] = None, chunk: int = 64, ignore_index: Optional[int] = None) -> dict[str, Any]:
+             info: DistInfo | None = None, chunk: int = 64, ignore_index: int | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on the fixed validation set ``(x, y)``; target pixels equal to ``ignore_index`` (a void
     label, e.g. 255) count nowhere.
 
@@ -50,7 +50,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: 
 
 
 def _batch_sums(pred: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
-                ignore_index: Optional[int]) -> torch.Tensor:
+                ignore_index: int | None) -> torch.Tensor:
     """One batch's ``[tp (C), fp (C), fn (C), correct, total, target pixels per class (C)]``, ignored pixels left out."""
     C = num_classes
     tp, fp, fn = confusion_counts(pred, y, mode=mode, num_classes=C, ignore_index=ignore_index)
@@ -104,7 +104,7 @@ def meets(metrics: dict[str, Any], converge: dict[str, Any]) -> bool:
     return not math.isnan(v) and v >= thr
 
 
-def convergence(evals: list[dict[str, Any]], converge: dict[str, Any]) -> tuple[bool, Optional[int]]:
+def convergence(evals: list[dict[str, Any]], converge: dict[str, Any]) -> tuple[bool, int | None]:
     """``(converged, step)``: converged when the *final* validation meets the criterion; ``step`` is the first
     validation step from which every later validation meets it (None when not converged)."""
     if not evals or not meets(evals[-1], converge):

@@ -16,7 +16,7 @@ dict of tensors (``torch.load(weights_only=True)`` reads it), small whatever the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -35,7 +35,7 @@ def _class_map(t: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def image_dice(pred: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
-               ignore_index: Optional[int] = None) -> torch.Tensor:
+               ignore_index: int | None = None) -> torch.Tensor:
     """Per-image foreground Dice ``(N,)``: the mean over foreground classes (multiclass: 1..C-1; sigmoid modes:
     every channel) present in the prediction or the target; 1 where none is; void pixels left out."""
     if mode == "multiclass":
@@ -61,7 +61,7 @@ def _plane(t: torch.Tensor, spatial_dims: int) -> torch.Tensor:
 
 @torch.no_grad()
 def collect(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: str, num_classes: int,
-            spatial_dims: int, ignore_index: Optional[int] = None, k: int = 2, chunk: int = 64) -> dict[str, Any]:
+            spatial_dims: int, ignore_index: int | None = None, k: int = 2, chunk: int = 64) -> dict[str, Any]:
     """The ``k`` best and ``k`` worst validation images of ``model`` (see the module docstring)."""
     was = model.training
     model.eval()
@@ -102,7 +102,7 @@ def save(examples: dict[str, Any], folder: str | Path) -> Path:
     return path
 
 
-def load(folder: str | Path) -> Optional[dict[str, Any]]:
+def load(folder: str | Path) -> dict[str, Any] | None:
     """``folder/val_examples.pt``, or None when the run wrote none (or it is unreadable)."""
     f = Path(folder) / FILE
     if not f.is_file():

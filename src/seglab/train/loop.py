@@ -9,7 +9,8 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Protocol
+from collections.abc import Callable
 
 import torch
 
@@ -48,7 +49,7 @@ class TrainInterrupted(Exception):
     signal number for a signal); ``checkpoint``: the ``checkpoint_last.pt`` written, or None without a
     checkpoint folder."""
 
-    def __init__(self, step: int, total: int, reason: Any, checkpoint: Optional[Path]) -> None:
+    def __init__(self, step: int, total: int, reason: Any, checkpoint: Path | None) -> None:
         super().__init__(f"stopped at step {step}/{total}")
         self.step, self.total, self.reason, self.checkpoint = step, total, reason, checkpoint
 
@@ -84,10 +85,10 @@ def tb_tag(text: str) -> str:
     return re.sub(r"[^\w\-./]", "_", text)
 
 
-def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Optional[ProgressFn] = None,
-              progress_every: int = 100, run_dir: Optional[str | Path] = None,
-              resume: Optional[dict[str, Any]] = None, printer: Any = None,
-              tensorboard: Optional[ScalarWriter] = None, should_stop: Optional[StopFn] = None) -> RunResult:
+def train_run(cfg: RunConfig, *, info: DistInfo | None = None, progress: ProgressFn | None = None,
+              progress_every: int = 100, run_dir: str | Path | None = None,
+              resume: dict[str, Any] | None = None, printer: Any = None,
+              tensorboard: ScalarWriter | None = None, should_stop: StopFn | None = None) -> RunResult:
     """Train one run and return its records.
 
     Every step: forward the (global or, under data parallelism, this rank's slice of the) batch, evaluate every
@@ -126,9 +127,9 @@ def train_run(cfg: RunConfig, *, info: Optional[DistInfo] = None, progress: Opti
                           resume=resume, printer=printer, tensorboard=tensorboard, should_stop=should_stop)
 
 
-def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[ProgressFn], progress_every: int,
-               run_dir: Optional[str | Path], resume: Optional[dict[str, Any]], printer: Any,
-               tensorboard: Optional[ScalarWriter], should_stop: Optional[StopFn]) -> RunResult:
+def _train_run(cfg: RunConfig, *, info: DistInfo | None, progress: ProgressFn | None, progress_every: int,
+               run_dir: str | Path | None, resume: dict[str, Any] | None, printer: Any,
+               tensorboard: ScalarWriter | None, should_stop: StopFn | None) -> RunResult:
     from seglab._checks import validation
     from seglab.data import create_task
     from seglab.models import create_model
@@ -203,7 +204,7 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0
 
-    def save(done: int, status: str = "running", *, improved: bool = False) -> Optional[Path]:
+    def save(done: int, status: str = "running", *, improved: bool = False) -> Path | None:
         if run_dir is None:
             return None
         payload = {
@@ -287,7 +288,7 @@ def _train_run(cfg: RunConfig, *, info: Optional[DistInfo], progress: Optional[P
             full = measures_grad_norms(step, cfg.grad_norm_every)
             # monitor gradients (for their norms) first, keeping the graph; the training loss's backward comes
             # last and, under torchrun, goes through DDP, which averages it across ranks into p.grad
-            rows: list[Optional[torch.Tensor]] = [None] * M
+            rows: list[torch.Tensor | None] = [None] * M
             if full:
                 for i, v in enumerate(values):
                     if i != train_idx:
@@ -371,14 +372,14 @@ def _version() -> str:
     return __version__
 
 
-def _better(mean_dice: float, best: Optional[float]) -> bool:
+def _better(mean_dice: float, best: float | None) -> bool:
     """The best-checkpoint rule: a finite mean Dice strictly above the best so far (ties keep the earlier)."""
     return _finite(mean_dice) and (best is None or mean_dice > best)
 
 
-def best_eval(evals: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+def best_eval(evals: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The validation ``checkpoint_best.pt`` holds: the first with the highest finite mean Dice (None if none)."""
-    out: Optional[dict[str, Any]] = None
+    out: dict[str, Any] | None = None
     for e in evals:
         if _better(e.get("mean_dice", math.nan), None if out is None else out["mean_dice"]):
             out = e
@@ -391,9 +392,9 @@ def _mean(xs: list[float]) -> float:
 
 
 def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]], *, status: str, steps_done: int,
-              diverged_step: Optional[int], wall_s: float, world_size: int = 1,
-              class_names: Optional[list[str]] = None, model_norm: Optional[str] = None,
-              resumed_from_step: Optional[int] = None, device: str = "cpu") -> dict[str, Any]:
+              diverged_step: int | None, wall_s: float, world_size: int = 1,
+              class_names: list[str] | None = None, model_norm: str | None = None,
+              resumed_from_step: int | None = None, device: str = "cpu") -> dict[str, Any]:
     """One summary row: config, status, final smoothed losses, mean gradient norms (over the steps where they
     were measured), final validation, convergence.
 
@@ -403,7 +404,7 @@ def summarize(cfg: RunConfig, rec: dict[str, list], evals: list[dict[str, Any]],
     resumed run continued from (None when it ran in one go). ``provenance``: what produced the run
     (:func:`seglab.results.run_provenance`: versions, command line, host, CPU/GPU, git commit of the working
     directory, time) with its ``seed``, ``device`` (packed runs train on the CPU) and ``wall_s``."""
-    conv: Optional[bool]
+    conv: bool | None
     if cfg.converge is None:  # no verdict unless one was asked for (user data)
         conv, conv_step = None, None
     else:

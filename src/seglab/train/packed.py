@@ -37,7 +37,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ def pack_key(cfg: RunConfig) -> str:
     }, sort_keys=True, default=str)
 
 
-def group_packs(runs: list[RunConfig], *, max_size: Optional[int] = None) -> list[list[RunConfig]]:
+def group_packs(runs: list[RunConfig], *, max_size: int | None = None) -> list[list[RunConfig]]:
     """Group packable runs by :func:`pack_key` (in first-seen order), split into packs of at most ``max_size``
     (balanced sizes). Runs that are not packable are returned as packs of one."""
     groups: dict[str, list[RunConfig]] = {}
@@ -159,7 +160,7 @@ class PackedTinyFCN(nn.Module):
     """
 
     def __init__(self, R: int, in_channels: int, out_channels: int, spatial_dims: int = 2, width: int = 4,
-                 norm: Optional[str] = "batch", init: str = "torch", conv_bias: bool | str = True,
+                 norm: str | None = "batch", init: str = "torch", conv_bias: bool | str = True,
                  bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
         from seglab.models.nets import conv_body_bias, make_norm
@@ -324,7 +325,7 @@ class PackedSGD(torch.optim.Optimizer):
                 else:
                     buf.copy_(g)
                 p.view(R, -1).addcmul_(buf, self._neg_lr[p.dtype])
-        return None
+        return
 
 
 def _make_pack_optimizer(rcfgs: list[RunConfig], params) -> torch.optim.Optimizer:
@@ -343,8 +344,8 @@ def _flat(grads, R: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, progress_every: int = 100,
-               on_result: Optional[ResultFn] = None) -> list[RunResult]:
+def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, progress_every: int = 100,
+               on_result: ResultFn | None = None) -> list[RunResult]:
     """Train the runs ``cfgs`` (same :func:`pack_key`) together; returns one :class:`RunResult` per run, in
     order, equal (up to float rounding) to :func:`~seglab.train.loop.train_run` of each run alone.
 
@@ -401,9 +402,9 @@ def train_pack(cfgs: list[RunConfig], *, progress: Optional[ProgressFn] = None, 
     vals_hist = torch.full((steps, M, R), math.nan, dtype=torch.float64)
     norm_hist = torch.full((steps, M, R), math.nan, dtype=torch.float64)
     active = torch.ones(R, dtype=torch.bool)
-    diverged_at: list[Optional[int]] = [None] * R
+    diverged_at: list[int | None] = [None] * R
     evals: list[list[dict[str, Any]]] = [[] for _ in range(R)]
-    results: list[Optional[RunResult]] = [None] * R
+    results: list[RunResult | None] = [None] * R
     val_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def do_eval(step: int) -> None:

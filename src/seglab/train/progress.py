@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Callable, Optional, TextIO
+from typing import TextIO
+from collections.abc import Callable
 
 
 def format_duration(seconds: float) -> str:
@@ -45,7 +46,7 @@ class ProgressPrinter:
         True
     """
 
-    def __init__(self, total: int, *, interval: float = 10.0, stream: Optional[TextIO] = None,
+    def __init__(self, total: int, *, interval: float = 10.0, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic, prefix: str = "") -> None:
         if not (isinstance(interval, (int, float)) and not isinstance(interval, bool)
                 and math.isfinite(interval) and interval >= 0):
@@ -64,7 +65,7 @@ class ProgressPrinter:
         self.elapsed_before = float(elapsed_before)
 
     def line(self, done: int, *, loss: float = math.nan, dice: float = math.nan,
-             dice_step: Optional[int] = None) -> str:
+             dice_step: int | None = None) -> str:
         now = self.clock()
         ran = now - self._t0
         rate_steps = done - self._start_step
@@ -78,7 +79,7 @@ class ProgressPrinter:
         return "  ".join(parts)
 
     def update(self, done: int, *, loss: float = math.nan, dice: float = math.nan,
-               dice_step: Optional[int] = None, force: bool = False) -> bool:
+               dice_step: int | None = None, force: bool = False) -> bool:
         """Print a line if ``interval`` seconds have passed since the last one, at the last step, or with
         ``force``; returns whether it printed."""
         now = self.clock()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Optional
+from typing import Any
 
 from seglab.losses.registry import (  # noqa: F401  (re-exported)
     STUDY_DICE,
@@ -42,7 +42,7 @@ def _ignore_index_of(loss: Any) -> Any:
     return loss.options().get("ignore_index") if hasattr(loss, "options") else None
 
 
-def build_loss(spec: str, mode: str, *, process_group: Any = None, ignore_index: Optional[int] = None):
+def build_loss(spec: str, mode: str, *, process_group: Any = None, ignore_index: int | None = None):
     """Construct the loss module for ``spec`` on a task of ``mode`` (via :func:`seglab.get_loss`).
 
     ``process_group`` (distributed runs) is given to the parts with batch statistics that accept it
