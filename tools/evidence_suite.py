@@ -5,7 +5,9 @@
     python tools/evidence_suite.py overlap --collect  # copy the finished comparison to data/evidence/<task>.json
 
 Each task is ``seglab compare --task T --ablate advised`` with the plan's settings (10 paired seeds 0-9, the
-settings below fixed before the runs); its results folder (``results/evidence/<task>``) is the compare results
+settings below fixed before the runs), or, where advise's loss lacks the factor a rule adds, an explicit
+``--losses`` list whose arm pairs are declared here (``"arms"``: rule id -> [arm with the rule, arm without it];
+docs/analysis_plan.md, amendment 2) and stored by ``--collect`` in the data file (``evidence.arms``); its results folder (``results/evidence/<task>``) is the compare results
 store, so an interrupted run resumes where it stopped. ``--collect`` writes the compare ``--json`` object to
 ``data/evidence/<task>.json``, which ``tools/advise_evidence.py`` reads beside ``data/compare/*.json``.
 """
@@ -35,13 +37,20 @@ TASKS: dict[str, dict] = {
         "args": ["--task", "brain-tissue-nested", "--model-opt", "depth=2", "--model-opt", "base_width=8",
                  "--steps", "300"],
     },
+    "high_foreground": {
+        "why": "the Dice-foreground trap: 95 % foreground (threshold task), Dice and CE terms, background exclusion "
+               "and batch Dice as explicit arm pairs (amendment 2)",
+        "args": ["--task", "threshold", "--task-opt", "fg_ratio=0.95", "--model-opt", "depth=2", "--model-opt",
+                 "base_width=8", "--steps", "300"],
+        "losses": ["dice + ce", "ce", "dice", "dice[include_background=false] + ce", "dice[batch=true] + ce"],
+        "arms": {"dice_term": ["dice + ce", "ce"], "ce_term": ["dice + ce", "dice"],
+                 "background_exclusion": ["dice[include_background=false] + ce", "dice + ce"],
+                 "batch_dice": ["dice[batch=true] + ce", "dice + ce"]},
+    },
 }
 #: the plan's other tasks: already measured before the plan (data/compare/, re-read under it by
 #: tools/advise_evidence.py), or not yet runnable here (why)
 NOT_HERE = {
-    "high_foreground": "advise gives plain BCE at 95 % foreground (2 classes: binary, negatives/positives 0.05), so "
-                       "--ablate advised has nothing to remove (tried 2026-12-07); the Dice-foreground trap needs a "
-                       "--losses comparison (ce, dice + ce, dice, dicefg) that advise/evidence.py cannot map to a rule yet",
     "rare_shapes": "data/compare/rare_shapes.json (10 seeds, before the plan; re-read under it)",
     "brain_tissue": "data/compare/brain_tissue.json (10 seeds, before the plan; re-read under it)",
     "nested_regions_3d": "needs region targets (labels -> nested sigmoid regions), not built yet",
@@ -51,7 +60,10 @@ NOT_HERE = {
 
 
 def compare_cmd(task: str, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "seglab", "compare", *TASKS[task]["args"], "--ablate", "advised",
+    """The ``seglab compare`` command line of ``task`` (``--ablate advised``, or its declared ``--losses``)."""
+    t = TASKS[task]
+    arms = ["--losses", ",".join(t["losses"])] if "losses" in t else ["--ablate", "advised"]
+    return [sys.executable, "-m", "seglab", "compare", *t["args"], *arms,
             "--seeds", str(SEEDS), "--out", str(OUT / task), *extra]
 
 
@@ -76,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return out.returncode or 1
         DATA.mkdir(parents=True, exist_ok=True)
         obj = json.loads(out.stdout)
+        if "arms" in TASKS[args.task]:  # the declared arm pairs travel with the data (amendment 2)
+            obj["evidence"] = {"task": args.task, "arms": TASKS[args.task]["arms"]}
         (DATA / f"{args.task}.json").write_text(json.dumps(obj, indent=1) + "\n")
         print(f"wrote {DATA / f'{args.task}.json'}")
         return 0
