@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all,dev]'
+	$(BIN)/pip install -q -e '.[all,dev,evidence]'
 	$(BIN)/pip install -q --no-deps 'monai>=1.3' 'segmentation-models-pytorch>=0.3' 'nilearn>=0.10' 'nnunetv2>=2.5' 'medpy>=0.5' 'surface-distance>=0.1'
 	$(BIN)/pip install -q 'triton>=3.0' || echo "triton did not install here: the Triton kernel tests will skip and say so"
 	touch $(STAMP)
