@@ -94,6 +94,14 @@ def check_number(name: str, value: Any, *, low: float | None = None, high: float
     return v
 
 
+def check_int(name: str, value: Any, minimum: int | None = None) -> None:
+    """An integer option (numpy integers too, never a bool), at least ``minimum`` when given; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
@@ -117,7 +125,8 @@ def check_reduction(reduction: str) -> str:
     return check_choice("reduction", reduction, REDUCTIONS)
 
 
-def _shape(t: torch.Tensor) -> str:
+def shape_str(t: torch.Tensor) -> str:
+    """A tensor's shape as ``(2, 3, 8)``, for error messages."""
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
@@ -129,16 +138,16 @@ def check_logits(logits: torch.Tensor, mode: str, *, validate: bool) -> None:
     if not 2 <= logits.ndim <= 5:
         raise ValueError(
             f"logits must have shape (N, C, *spatial) with 0 to 3 spatial dims (2 to 5 dims in all), "
-            f"got {logits.ndim} dims with shape {_shape(logits)}"
+            f"got {logits.ndim} dims with shape {shape_str(logits)}"
         )
     if mode == "binary" and logits.shape[1] != 1:
         raise ValueError(
-            f"binary mode expects logits with C == 1 channel, got shape {_shape(logits)} (C={logits.shape[1]}); "
+            f"binary mode expects logits with C == 1 channel, got shape {shape_str(logits)} (C={logits.shape[1]}); "
             f"use mode='multiclass' for C mutually exclusive classes or mode='multilabel' for C independent channels"
         )
     if mode == "multiclass" and logits.shape[1] < 2:
         raise ValueError(
-            f"multiclass mode needs at least 2 channels (softmax over C), got shape {_shape(logits)}; "
+            f"multiclass mode needs at least 2 channels (softmax over C), got shape {shape_str(logits)}; "
             f"for a single foreground channel use mode='binary'"
         )
     # one cheap read pass (measured 0.26 ms vs 9 ms for isfinite().all() on 16x4x256x256): NaN/inf propagate
@@ -183,4 +192,4 @@ def check_weight_shape(w: torch.Tensor, name: str, num_channels: int | None = No
     """A per-channel weight is 1-D with one entry per channel (``num_channels`` when known)."""
     if w.ndim != 1 or (num_channels is not None and w.shape[0] != num_channels):
         want = "one entry per channel" + ("" if num_channels is None else f" (length {num_channels})")
-        raise ValueError(f"{name} must be a 1-D tensor with {want}, got shape {_shape(w)}")
+        raise ValueError(f"{name} must be a 1-D tensor with {want}, got shape {shape_str(w)}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from seglab._checks import _shape
+from seglab._checks import shape_str
 
 #: the label written into the target at pixels a ``mask`` leaves out, when the loss has no ``ignore_index`` of its
 #: own (with one, masked-out pixels take that value): the pipeline then treats them exactly as ignored pixels, on
@@ -132,7 +132,7 @@ def check_mask(mask: Any, logits: torch.Tensor, *, validate: bool) -> torch.Tens
     if m.ndim != len(spatial) + 1 or tuple(m.shape[1:]) != spatial or m.shape[0] not in (1, n):
         raise ValueError(
             f"mask must have shape (N, 1, *spatial) or (N, *spatial) = {(n, *spatial)} (a batch dim of 1 broadcasts) "
-            f"to match logits {_shape(logits)}, got {_shape(mask)}")
+            f"to match logits {shape_str(logits)}, got {shape_str(mask)}")
     if m.is_complex():
         raise TypeError(f"mask must be bool or real 0/1 values, got dtype {m.dtype}")
     if m.dtype != torch.bool:
@@ -242,83 +242,105 @@ def prepare_target(
     """
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    n, c = logits.shape[:2]
-    spatial = tuple(logits.shape[2:])
     if target.device != logits.device:
         raise ValueError(f"target is on {target.device} but logits are on {logits.device}; move them to the same device")
-
     if mode == "multiclass" and not target.is_floating_point() and target.dtype != torch.bool:
-        if target.ndim == logits.ndim and target.shape[1] == 1:
-            target = target[:, 0]
-        if tuple(target.shape) != (n, *spatial):
-            raise ValueError(
-                f"multiclass integer target must have shape (N, *spatial) = {(n, *spatial)} "
-                f"(or (N, 1, *spatial)) to match logits {_shape(logits)}, got {_shape(target)}"
-            )
-        target = target.long()
-        valid = None
-        if ignore_index is not None:
-            valid = target != ignore_index
-            if bool(valid.all()):
-                valid = None
-            else:
-                target = target.masked_fill(~valid, 0)
-        # labels are bounds-checked whatever the validation setting (as the fused kernels do): an index out of
-        # range would otherwise reach torch's gather / cross_entropy (IndexError, or a device assert)
-        if validate or not torch.compiler.is_compiling():
-            check_labels(target, c, ignore_index)
-        else:  # traced: the same check as an op at run time (no host sync in the graph), in the data flow
-            target = target + torch.ops.seglab.check_labels(target, c, ignore_index)
-        return Target(index=target, dense=None, valid=valid)
-
+        return _index_target(logits, target, ignore_index=ignore_index, validate=validate)
     # dense targets: multiclass float (one-hot / soft), multilabel, binary
     if mode == "binary" and target.ndim == logits.ndim - 1:
         target = target.unsqueeze(1)
     if mode == "multiclass" and target.dtype == torch.bool:
         raise TypeError("multiclass target must be an integer class map or a float one-hot/soft map, got dtype torch.bool")
-    if tuple(target.shape) != tuple(logits.shape):
-        what = {
-            "multiclass": "a float one-hot/soft-probability target (N, C, *spatial) or an integer class map (N, *spatial)",
-            "multilabel": "a multi-hot target (N, C, *spatial) with values in [0, 1]",
-            "binary": "a target (N, 1, *spatial) or (N, *spatial) with values in [0, 1]",
-        }[mode]
-        if target.ndim == logits.ndim and target.shape[0] == n and target.shape[2:] == logits.shape[2:]:
-            raise ValueError(
-                f"{mode} expects {what}; target has C={target.shape[1]} channels but logits have C={c} "
-                f"(target {_shape(target)}, logits {_shape(logits)})"
-            )
-        raise ValueError(f"{mode} expects {what} matching logits {_shape(logits)}, got target {_shape(target)}")
+    _check_dense_shape(logits, target, mode)
     target = target.to(compute_dtype(logits.dtype))
+    target, valid = _mask_dense_ignored(target, mode, ignore_index)
+    if validate and target.numel():
+        _check_dense_values(target, mode, valid, ignore_index)
+    return Target(index=None, dense=target, valid=valid)
 
+
+def _index_target(logits: torch.Tensor, target: torch.Tensor, *, ignore_index: int | None, validate: bool) -> Target:
+    """A multiclass integer class map ``(N, *spatial)`` or ``(N, 1, *spatial)`` as an index :class:`Target`
+    (ignored pixels set to class 0 and left out by ``valid``; labels bounds-checked)."""
+    n, c = logits.shape[:2]
+    spatial = tuple(logits.shape[2:])
+    if target.ndim == logits.ndim and target.shape[1] == 1:
+        target = target[:, 0]
+    if tuple(target.shape) != (n, *spatial):
+        raise ValueError(
+            f"multiclass integer target must have shape (N, *spatial) = {(n, *spatial)} "
+            f"(or (N, 1, *spatial)) to match logits {shape_str(logits)}, got {shape_str(target)}"
+        )
+    target = target.long()
     valid = None
     if ignore_index is not None:
-        ign = target == ignore_index
-        if mode == "multiclass":
-            ign = ign.any(dim=1)
-            valid = None if not bool(ign.any()) else ~ign
-            if valid is not None:
-                target = target.masked_fill(ign.unsqueeze(1), 0.0)
+        valid = target != ignore_index
+        if bool(valid.all()):
+            valid = None
         else:
-            valid = None if not bool(ign.any()) else ~ign
-            if valid is not None:
-                target = target.masked_fill(ign, 0.0)
+            target = target.masked_fill(~valid, 0)
+    # labels are bounds-checked whatever the validation setting (as the fused kernels do): an index out of
+    # range would otherwise reach torch's gather / cross_entropy (IndexError, or a device assert)
+    if validate or not torch.compiler.is_compiling():
+        check_labels(target, c, ignore_index)
+    else:  # traced: the same check as an op at run time (no host sync in the graph), in the data flow
+        target = target + torch.ops.seglab.check_labels(target, c, ignore_index)
+    return Target(index=target, dense=None, valid=valid)
 
-    if validate and target.numel():
-        lo_t, hi_t = torch.aminmax(target.detach())
-        flo, fhi = float(lo_t), float(hi_t)
-        if not (flo >= 0.0 and fhi <= 1.0):  # also catches NaN
+
+def _check_dense_shape(logits: torch.Tensor, target: torch.Tensor, mode: str) -> None:
+    """ValueError unless a dense target has the shape of ``logits`` (naming a channel-count mismatch as such)."""
+    if tuple(target.shape) == tuple(logits.shape):
+        return
+    n, c = logits.shape[:2]
+    what = {
+        "multiclass": "a float one-hot/soft-probability target (N, C, *spatial) or an integer class map (N, *spatial)",
+        "multilabel": "a multi-hot target (N, C, *spatial) with values in [0, 1]",
+        "binary": "a target (N, 1, *spatial) or (N, *spatial) with values in [0, 1]",
+    }[mode]
+    if target.ndim == logits.ndim and target.shape[0] == n and target.shape[2:] == logits.shape[2:]:
+        raise ValueError(
+            f"{mode} expects {what}; target has C={target.shape[1]} channels but logits have C={c} "
+            f"(target {shape_str(target)}, logits {shape_str(logits)})"
+        )
+    raise ValueError(f"{mode} expects {what} matching logits {shape_str(logits)}, got target {shape_str(target)}")
+
+
+def _mask_dense_ignored(target: torch.Tensor, mode: str,
+                        ignore_index: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(target, valid)``: pixels holding ``ignore_index`` (in any channel, for multiclass) set to 0, and the
+    mask of the others (None when no pixel is ignored)."""
+    if ignore_index is None:
+        return target, None
+    ign = target == ignore_index
+    if mode == "multiclass":
+        ign = ign.any(dim=1)
+        valid = None if not bool(ign.any()) else ~ign
+        if valid is not None:
+            target = target.masked_fill(ign.unsqueeze(1), 0.0)
+    else:
+        valid = None if not bool(ign.any()) else ~ign
+        if valid is not None:
+            target = target.masked_fill(ign, 0.0)
+    return target, valid
+
+
+def _check_dense_values(target: torch.Tensor, mode: str, valid: torch.Tensor | None, ignore_index: int | None) -> None:
+    """ValueError unless a dense target lies in [0, 1] and, for multiclass, sums to 1 over channels at valid pixels."""
+    lo_t, hi_t = torch.aminmax(target.detach())
+    flo, fhi = float(lo_t), float(hi_t)
+    if not (flo >= 0.0 and fhi <= 1.0):  # also catches NaN
+        raise ValueError(
+            f"{mode} float target values must lie in [0, 1] (probabilities / one-hot / multi-hot), "
+            f"got range [{flo:g}, {fhi:g}]" + ("" if ignore_index is not None else "; pass ignore_index for pixels to skip")
+        )
+    if mode == "multiclass":
+        sums = target.sum(dim=1)
+        if valid is not None:
+            sums = sums[valid]
+        if sums.numel() and float((sums - 1).abs().max()) > 1e-3:
             raise ValueError(
-                f"{mode} float target values must lie in [0, 1] (probabilities / one-hot / multi-hot), "
-                f"got range [{flo:g}, {fhi:g}]" + ("" if ignore_index is not None else "; pass ignore_index for pixels to skip")
+                "multiclass float target must be one-hot or soft probabilities whose channels sum to 1 at each pixel; "
+                f"channel sums range over [{float(sums.min()):g}, {float(sums.max()):g}]. "
+                "If pixels may carry several classes, use mode='multilabel' (sigmoid per channel)"
             )
-        if mode == "multiclass":
-            sums = target.sum(dim=1)
-            if valid is not None:
-                sums = sums[valid]
-            if sums.numel() and float((sums - 1).abs().max()) > 1e-3:
-                raise ValueError(
-                    "multiclass float target must be one-hot or soft probabilities whose channels sum to 1 at each pixel; "
-                    f"channel sums range over [{float(sums.min()):g}, {float(sums.max()):g}]. "
-                    "If pixels may carry several classes, use mode='multilabel' (sigmoid per channel)"
-                )
-    return Target(index=None, dense=target, valid=valid)

@@ -51,6 +51,7 @@ All files are read once, when the task is built, and kept in memory (images floa
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
@@ -58,9 +59,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from seglab._checks import check_int
+
 from . import masks as M
 from .readers import MASK_SUFFIXES, file_suffix, read_array, read_mask
-from .tasks import MODES, Task, _check_int, register_task, validation_generator
+from .tasks import MODES, Task, register_task, validation_generator
 
 MASK_FORMATS = M.FORMATS
 LAYOUT_HELP = "expected layout: <path>/images/<stem>.<ext> and <path>/masks/<stem>.<ext>"
@@ -93,6 +96,151 @@ def _image_as_channel_first(img: np.ndarray, spatial: tuple[int, ...]) -> np.nda
         if img.shape[:-1] == spatial:
             return np.moveaxis(img, -1, 0)
     return None
+
+
+def _check_options(*, mode: str | None, num_classes: int | None, mask_format: str, slice_axis: int | None,
+                   patch_size: Any, val_fraction: float, split_seed: int, validation_patches: int,
+                   ignore_index: int | str | None, rgb_reading: str | None) -> tuple[int, ...] | None:
+    """Check the folder task's options before anything is read; the patch size as a tuple of ints (or None)."""
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be None or one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if mask_format not in MASK_FORMATS:
+        raise ValueError(f"mask_format must be one of {', '.join(map(repr, MASK_FORMATS))}, got {mask_format!r}")
+    if num_classes is not None:
+        check_int("num_classes", num_classes, minimum=1)
+    if slice_axis is not None and (isinstance(slice_axis, bool) or slice_axis not in (0, 1, 2)):
+        raise ValueError(f"slice_axis must be None or a spatial axis 0, 1 or 2, got {slice_axis!r}")
+    patch = None
+    if patch_size is not None:
+        ps = (patch_size,) if isinstance(patch_size, numbers.Integral) else tuple(patch_size)
+        if not ps or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1 for p in ps):
+            raise ValueError(f"patch_size must be a positive int or a tuple of positive ints, got {patch_size!r}")
+        patch = tuple(int(p) for p in ps)
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    check_int("split_seed", split_seed)
+    check_int("validation_patches", validation_patches, minimum=1)
+    if not (ignore_index is None or ignore_index == "auto"
+            or (isinstance(ignore_index, numbers.Integral) and not isinstance(ignore_index, bool))):
+        raise ValueError(f"ignore_index must be an int, None or 'auto', got {ignore_index!r}")
+    if rgb_reading not in (None, "classes", "multilabel"):
+        raise ValueError(f"rgb_reading must be None, 'classes' or 'multilabel', got {rgb_reading!r}")
+    return patch
+
+
+def _pair_files(root: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """``(images, masks)``: stem -> file in ``root/images`` and ``root/masks``, every image with a mask and back."""
+    if not root.is_dir():
+        raise ValueError(f"folder task: {root} is not a directory ({LAYOUT_HELP})")
+    images_dir, masks_dir = root / "images", root / "masks"
+    for d in (images_dir, masks_dir):
+        if not d.is_dir():
+            raise ValueError(f"folder task: missing folder {d} ({LAYOUT_HELP})")
+    images, masks = _list_files(images_dir), _list_files(masks_dir)
+    for stem, p in images.items():
+        if stem not in masks:
+            raise ValueError(f"image {p} has no mask: expected {masks_dir}/{stem}.<ext> ({LAYOUT_HELP})")
+    for stem, p in masks.items():
+        if stem not in images:
+            raise ValueError(f"mask {p} has no image: expected {images_dir}/{stem}.<ext>")
+    if not images:
+        raise ValueError(f"folder task: no image files ({', '.join(MASK_SUFFIXES)}) in {images_dir}")
+    return images, masks
+
+
+def _source_dims(cases: list[tuple[str, np.ndarray, M.Decoded]], images_dir: Path, slice_axis: int | None) -> int:
+    """The spatial dims (2 or 3) all images share; ValueError when they differ in channels or dims."""
+    for what, values in (("image channels", {c[1].shape[0] for c in cases}), ("spatial dims", {c[1].ndim - 1 for c in cases})):
+        if len(values) > 1:
+            raise ValueError(f"files differ in {what}: {sorted(values)} ({images_dir})")
+    src_dims = cases[0][1].ndim - 1
+    if src_dims not in (2, 3):
+        raise ValueError(f"images must be 2D or 3D, got {src_dims} spatial dims in {images_dir}")
+    if slice_axis is not None and src_dims != 3:
+        raise ValueError(f"slice_axis={slice_axis} needs 3D volumes, but the images are {src_dims}D")
+    return int(src_dims)
+
+
+def _class_count(space: M.LabelSpace, names: list[str], num_classes: int | None) -> tuple[int, list[str]]:
+    """The task's logit channels (1 for binary) and class names, ``num_classes`` checked against the masks
+    (multiclass: more classes than the masks hold are named ``class k``)."""
+    n_cls = 1 if space.mode == "binary" else space.num_classes
+    if num_classes is None:
+        return n_cls, names
+    if space.mode == "binary" and num_classes != 1:
+        raise ValueError(f"mode='binary' has num_classes=1 logit channel, got num_classes={num_classes}")
+    if space.mode == "multilabel" and num_classes != n_cls:
+        raise ValueError(f"num_classes={num_classes} but the masks have {n_cls} channels")
+    if space.mode == "multiclass":
+        if num_classes < n_cls:
+            raise ValueError(f"num_classes={num_classes} but the masks contain label {space.values[-1]}"
+                             if space.kind == "index" and not space.remap else
+                             f"num_classes={num_classes} but the masks have {n_cls} classes ({', '.join(space.names)})")
+        return num_classes, names + [f"class {k}" for k in range(n_cls, num_classes)]
+    return n_cls, names
+
+
+def _encode_target(space: M.LabelSpace, dec: M.Decoded, n_cls: int, mask_path: Path) -> torch.Tensor:
+    """One decoded mask as the task stores its target: bool channels (float32 when batched) or compact class
+    indices whose void pixels hold the void value (int64 when batched)."""
+    try:
+        lab = space.encode(dec)
+    except ValueError as e:
+        raise ValueError(f"mask {mask_path}: {e}") from e
+    if lab.dtype == bool:
+        return torch.from_numpy(np.ascontiguousarray(lab))
+    top = max(n_cls - 1, space.void if space.void is not None else 0)
+    return torch.from_numpy(lab.astype(np.uint8 if top <= 255 else np.int32))
+
+
+def _normalised(img: np.ndarray) -> torch.Tensor:
+    """An image ``(C, *S)`` as float32, normalised per channel to zero mean and unit standard deviation."""
+    x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    dims = tuple(range(1, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    std = x.std(dim=dims, keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp_min(1e-6)
+
+
+def _split(n: int, val_fraction: float, split_seed: int) -> tuple[list[int], list[int]]:
+    """``(validation cases, training cases)``: sorted indices of a permutation seeded with ``split_seed``."""
+    n_val = 0 if val_fraction == 0 else max(1, int(round(val_fraction * n)))
+    if n_val >= n:
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves no training case among {n} file pair(s); "
+            f"add files or use val_fraction=0"
+        )
+    g = torch.Generator()
+    g.manual_seed(split_seed)
+    perm = torch.randperm(n, generator=g).tolist()
+    return sorted(perm[:n_val]), sorted(perm[n_val:])
+
+
+def _samples(pairs: list[tuple[torch.Tensor, torch.Tensor]], slice_axis: int | None, *,
+             multiclass: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``(image, target)`` samples of some cases: whole, or their 2D slices along ``slice_axis`` (views)."""
+    if slice_axis is None:
+        return list(pairs)
+    ty = slice_axis if multiclass else slice_axis + 1
+    return [(x.select(slice_axis + 1, j), y.select(ty, j)) for x, y in pairs for j in range(x.shape[slice_axis + 1])]
+
+
+def _check_patch_size(patch: tuple[int, ...] | None, spatial_dims: int,
+                      shapes: set[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """The patch size with one entry per spatial dim (a single entry repeated), checked against the sample
+    shapes; without patches, all samples must have one shape."""
+    if patch is None:
+        if len(shapes) > 1:
+            raise ValueError(f"samples differ in size ({sorted(shapes)[:4]}...); pass patch_size to draw fixed-size patches")
+        return None
+    if len(patch) == 1:
+        patch = patch * spatial_dims
+    if len(patch) != spatial_dims:
+        raise ValueError(f"patch_size {patch} has {len(patch)} entries for {spatial_dims}D samples")
+    too_small = [s for s in shapes if any(p > d for p, d in zip(patch, s, strict=True))]
+    if too_small:
+        raise ValueError(f"patch_size {patch} is larger than sample shape(s) {sorted(too_small)}")
+    return patch
 
 
 @register_task("folder")
@@ -135,158 +283,33 @@ class FolderTask(Task):
         ignore_index: int | None | str = "auto",
         rgb_reading: str | None = None,
     ):
-        # ---- parameters (checked before reading anything)
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode must be None or one of {', '.join(map(repr, MODES))}, got {mode!r}")
-        if mask_format not in MASK_FORMATS:
-            raise ValueError(f"mask_format must be one of {', '.join(map(repr, MASK_FORMATS))}, got {mask_format!r}")
-        if num_classes is not None:
-            _check_int("num_classes", num_classes, minimum=1)
-        if slice_axis is not None and (isinstance(slice_axis, bool) or slice_axis not in (0, 1, 2)):
-            raise ValueError(f"slice_axis must be None or a spatial axis 0, 1 or 2, got {slice_axis!r}")
-        if patch_size is not None:
-            ps = (patch_size,) if isinstance(patch_size, numbers.Integral) else tuple(patch_size)
-            if not ps or any(isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1 for p in ps):
-                raise ValueError(f"patch_size must be a positive int or a tuple of positive ints, got {patch_size!r}")
-            patch_size = tuple(int(p) for p in ps)
-        if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-        _check_int("split_seed", split_seed)
-        _check_int("validation_patches", validation_patches, minimum=1)
-        if not (ignore_index is None or ignore_index == "auto"
-                or (isinstance(ignore_index, numbers.Integral) and not isinstance(ignore_index, bool))):
-            raise ValueError(f"ignore_index must be an int, None or 'auto', got {ignore_index!r}")
-        if rgb_reading not in (None, "classes", "multilabel"):
-            raise ValueError(f"rgb_reading must be None, 'classes' or 'multilabel', got {rgb_reading!r}")
-
+        patch = _check_options(mode=mode, num_classes=num_classes, mask_format=mask_format, slice_axis=slice_axis,
+                               patch_size=patch_size, val_fraction=val_fraction, split_seed=split_seed,
+                               validation_patches=validation_patches, ignore_index=ignore_index,
+                               rgb_reading=rgb_reading)
         root = Path(path)
-        if not root.is_dir():
-            raise ValueError(f"folder task: {root} is not a directory ({LAYOUT_HELP})")
-        images_dir, masks_dir = root / "images", root / "masks"
-        for d in (images_dir, masks_dir):
-            if not d.is_dir():
-                raise ValueError(f"folder task: missing folder {d} ({LAYOUT_HELP})")
-        images, masks = _list_files(images_dir), _list_files(masks_dir)
-        for stem, p in images.items():
-            if stem not in masks:
-                raise ValueError(f"image {p} has no mask: expected {masks_dir}/{stem}.<ext> ({LAYOUT_HELP})")
-        for stem, p in masks.items():
-            if stem not in images:
-                raise ValueError(f"mask {p} has no image: expected {images_dir}/{stem}.<ext>")
-        if not images:
-            raise ValueError(f"folder task: no image files ({', '.join(MASK_SUFFIXES)}) in {images_dir}")
-
-        # ---- read and interpret every pair (the shared mask reader, as seglab advise)
+        images, masks = _pair_files(root)
         stems = sorted(images)
-        summary = M.LabelSummary(ignore_index=None if isinstance(ignore_index, str) or ignore_index is None else int(ignore_index))
-        cases: list[tuple[str, np.ndarray, M.Decoded]] = []  # stem, image (C,*S), decoded mask
-        for stem in stems:
-            img = read_array(images[stem])
-            img_cf, dec = self._interpret(img, mask_format, images[stem], masks[stem])
-            try:
-                summary.add(dec)
-            except ValueError as e:
-                raise ValueError(f"mask {masks[stem]}: {e}") from e
-            cases.append((stem, img_cf, dec))
-        for what, values in (("image channels", {c[1].shape[0] for c in cases}), ("spatial dims", {c[1].ndim - 1 for c in cases})):
-            if len(values) > 1:
-                raise ValueError(f"files differ in {what}: {sorted(values)} ({images_dir})")
-        src_dims = cases[0][1].ndim - 1
-        if src_dims not in (2, 3):
-            raise ValueError(f"images must be 2D or 3D, got {src_dims} spatial dims in {images_dir}")
-        if slice_axis is not None and src_dims != 3:
-            raise ValueError(f"slice_axis={slice_axis} needs 3D volumes, but the images are {src_dims}D")
-
+        # ---- read and interpret every pair (the shared mask reader, as seglab advise)
+        cases, summary = self._read_cases(images, masks, mask_format, ignore_index)
+        src_dims = _source_dims(cases, root / "images", slice_axis)
         # ---- classes and mode (the rules of seglab advise), then the targets
-        space = M.label_space(summary, ignore_index, rgb_reading)
-        space, names = self._apply_mode(space, mode)
+        space, names = self._apply_mode(M.label_space(summary, ignore_index, rgb_reading), mode)
         mode = space.mode
-        n_cls = 1 if mode == "binary" else space.num_classes
-        if num_classes is not None:
-            if mode == "binary" and num_classes != 1:
-                raise ValueError(f"mode='binary' has num_classes=1 logit channel, got num_classes={num_classes}")
-            if mode == "multilabel" and num_classes != n_cls:
-                raise ValueError(f"num_classes={num_classes} but the masks have {n_cls} channels")
-            if mode == "multiclass":
-                if num_classes < n_cls:
-                    raise ValueError(f"num_classes={num_classes} but the masks contain label {space.values[-1]}"
-                                     if space.kind == "index" and not space.remap else
-                                     f"num_classes={num_classes} but the masks have {n_cls} classes ({', '.join(space.names)})")
-                names = names + [f"class {k}" for k in range(n_cls, num_classes)]
-                n_cls = num_classes
-        void = space.void
-        targets = []
-        for stem, _, dec in cases:
-            try:
-                lab = space.encode(dec)
-            except ValueError as e:
-                raise ValueError(f"mask {masks[stem]}: {e}") from e
-            if lab.dtype == bool:
-                targets.append(torch.from_numpy(np.ascontiguousarray(lab)))  # float32 when batched (binary, multilabel)
-            else:  # class indices (void pixels hold the void value): compact storage, int64 when batched
-                top = max(n_cls - 1, void if void is not None else 0)
-                targets.append(torch.from_numpy(lab.astype(np.uint8 if top <= 255 else np.int32)))
+        n_cls, names = _class_count(space, names, num_classes)
+        targets = [_encode_target(space, dec, n_cls, masks[stem]) for stem, _, dec in cases]
         self.spacings = {stem: tuple(dec.meta["spacing"]) for stem, _, dec in cases if dec.meta.get("spacing") is not None}
-
-        if class_names is None:
-            class_names = names
-        class_names = [str(c) for c in class_names]
+        class_names = [str(c) for c in (names if class_names is None else class_names)]
         if len(class_names) != n_cls:
             raise ValueError(f"class_names has {len(class_names)} names for {n_cls} classes: {class_names}")
-
-        # ---- normalise images per image and channel
-        images_t = []
-        for _, img, _ in cases:
-            x = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
-            dims = tuple(range(1, x.dim()))
-            mean = x.mean(dim=dims, keepdim=True)
-            std = x.std(dim=dims, keepdim=True, unbiased=False)
-            images_t.append((x - mean) / std.clamp_min(1e-6))
-
-        # ---- split by case
-        n = len(cases)
-        n_val = 0 if val_fraction == 0 else max(1, int(round(val_fraction * n)))
-        if n_val >= n:
-            raise ValueError(
-                f"val_fraction={val_fraction} leaves no training case among {n} file pair(s); "
-                f"add files or use val_fraction=0"
-            )
-        g = torch.Generator()
-        g.manual_seed(split_seed)
-        perm = torch.randperm(n, generator=g).tolist()
-        val_idx, train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
-
-        # ---- samples (slices are views of the normalised volumes)
-        multiclass = mode == "multiclass"
-
-        def samples(idx: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-            out = []
-            for i in idx:
-                x, y = images_t[i], targets[i]
-                if slice_axis is None:
-                    out.append((x, y))
-                else:
-                    ty = slice_axis if multiclass else slice_axis + 1
-                    out.extend((x.select(slice_axis + 1, j), y.select(ty, j)) for j in range(x.shape[slice_axis + 1]))
-            return out
-
-        self._train = samples(train_idx)
-        self._val = samples(val_idx) if n_val else self._train
+        images_t = [_normalised(img) for _, img, _ in cases]
+        # ---- split by case; samples (slices are views of the normalised volumes)
+        val_idx, train_idx = _split(len(cases), val_fraction, split_seed)
+        pairs = list(zip(images_t, targets, strict=True))
+        self._train = _samples([pairs[i] for i in train_idx], slice_axis, multiclass=mode == "multiclass")
+        self._val = _samples([pairs[i] for i in val_idx], slice_axis, multiclass=mode == "multiclass") if val_idx else self._train
         spatial_dims = src_dims - (slice_axis is not None)
-        shapes = {tuple(s[0].shape[1:]) for s in self._train + self._val}
-        if patch_size is None:
-            if len(shapes) > 1:
-                raise ValueError(
-                    f"samples differ in size ({sorted(shapes)[:4]}...); pass patch_size to draw fixed-size patches"
-                )
-        else:
-            if len(patch_size) == 1:
-                patch_size = patch_size * spatial_dims
-            if len(patch_size) != spatial_dims:
-                raise ValueError(f"patch_size {patch_size} has {len(patch_size)} entries for {spatial_dims}D samples")
-            too_small = [s for s in shapes if any(p > d for p, d in zip(patch_size, s))]
-            if too_small:
-                raise ValueError(f"patch_size {patch_size} is larger than sample shape(s) {sorted(too_small)}")
+        patch = _check_patch_size(patch, spatial_dims, {tuple(s[0].shape[1:]) for s in self._train + self._val})
 
         self.path = root
         self.mode = mode
@@ -295,18 +318,34 @@ class FolderTask(Task):
         self.spatial_dims = spatial_dims
         self.class_names = class_names
         self.mask_format = mask_format
-        self.ignore_index = void  # the void label the targets carry (given or detected), or None
+        self.ignore_index = space.void  # the void label the targets carry (given or detected), or None
         self.ignore_index_option = ignore_index
         self.rgb_reading = rgb_reading
         self.label_space = space
         self.slice_axis = None if slice_axis is None else int(slice_axis)
-        self.patch_size = patch_size
+        self.patch_size = patch
         self.val_fraction = float(val_fraction)
         self.split_seed = int(split_seed)
         self.validation_patches = int(validation_patches)
         self.train_cases = [stems[i] for i in train_idx]
         self.val_cases = [stems[i] for i in val_idx]
-        self.validation_size = len(self._val) * (validation_patches if patch_size else 1)
+        self.validation_size = len(self._val) * (validation_patches if patch else 1)
+
+    @classmethod
+    def _read_cases(cls, images: dict[str, Path], masks: dict[str, Path], mask_format: str,
+                    ignore_index: int | str | None) -> tuple[list[tuple[str, np.ndarray, M.Decoded]], M.LabelSummary]:
+        """Every pair read, in stem order, as ``(stem, image (C, *S), decoded mask)``, and the label summary of
+        all masks."""
+        summary = M.LabelSummary(ignore_index=None if isinstance(ignore_index, str) or ignore_index is None else int(ignore_index))
+        cases: list[tuple[str, np.ndarray, M.Decoded]] = []
+        for stem in sorted(images):
+            img_cf, dec = cls._interpret(read_array(images[stem]), mask_format, images[stem], masks[stem])
+            try:
+                summary.add(dec)
+            except ValueError as e:
+                raise ValueError(f"mask {masks[stem]}: {e}") from e
+            cases.append((stem, img_cf, dec))
+        return cases, summary
 
     @staticmethod
     def _interpret(img: np.ndarray, mask_format: str, img_path: Path, mask_path: Path) -> tuple[np.ndarray, M.Decoded]:
@@ -349,8 +388,6 @@ class FolderTask(Task):
     def _apply_mode(space: M.LabelSpace, mode: str | None) -> tuple[M.LabelSpace, list[str]]:
         """The label space in the requested ``mode`` (``None``: as decided from the masks) and the class
         names the task reports (binary: the foreground class only)."""
-        from dataclasses import replace
-
         if mode is None or mode == space.mode:
             pass
         elif mode == "multiclass":
@@ -382,8 +419,8 @@ class FolderTask(Task):
             x, y = samples[i]
             if self.patch_size is not None:
                 shape = x.shape[1:]
-                starts = [int(torch.randint(d - p + 1, (), generator=g)) for d, p in zip(shape, self.patch_size)]
-                sl = tuple(slice(s, s + p) for s, p in zip(starts, self.patch_size))
+                starts = [int(torch.randint(d - p + 1, (), generator=g)) for d, p in zip(shape, self.patch_size, strict=True)]
+                sl = tuple(slice(s, s + p) for s, p in zip(starts, self.patch_size, strict=True))
                 x = x[(slice(None),) + sl]
                 y = y[sl] if multiclass else y[(slice(None),) + sl]
             xs.append(x)

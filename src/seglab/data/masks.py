@@ -41,6 +41,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .readers import read_mask
+
 FORMATS = ("auto", "index", "onehot", "multihot", "rgb")  # "onehot" and "multihot" both force a channel-first 0/1 array
 MODES = ("multiclass", "multilabel", "binary")
 MAX_CHANNELS = 32  # a leading axis longer than this is spatial, not a channel axis
@@ -156,8 +158,13 @@ def _decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
         raise ValueError(f"array of shape {a.shape} is not a mask (need at least 2 dimensions)")
     if a.dtype.kind not in "biuf":
         raise ValueError(f"dtype {a.dtype} is not a mask dtype")
-    colour_like = a.ndim == 3 and a.shape[-1] in (3, 4) and (kind == "image" or (a.dtype == np.uint8 and a.max() > 1))
+    if fmt == "auto":
+        return _decode_auto(a, meta, kind)
+    return _decode_as(a, meta, kind, fmt)
 
+
+def _decode_as(a: np.ndarray, meta: dict, kind: str, fmt: str) -> Decoded:
+    """``a`` decoded in the format the user forced (``rgb``, ``index``, ``onehot`` or ``multihot``)."""
     if fmt == "rgb":
         if not (a.ndim == 3 and a.shape[-1] in (3, 4)):
             raise ValueError(f"--format rgb needs an (H, W, 3|4) colour image, got shape {a.shape}")
@@ -166,21 +173,23 @@ def _decode(arr: np.ndarray, meta: dict, fmt: str = "auto") -> Decoded:
         if not _is_integer_valued(a):
             raise ValueError(f"--format index needs integer labels, got non-integer {a.dtype} values")
         return _index(a, meta)
-    if fmt in ("onehot", "multihot"):
-        lay = _channel_layout(a, kind)
-        if lay is None:
-            raise ValueError(f"--format {fmt} needs a channel-first (C, *spatial) or (N, C, *spatial) array with C <= {MAX_CHANNELS}, "
-                             f"got shape {a.shape}")
-        ch, stacked = lay
-        if not (_is_binary(ch) or _is_soft(ch)):
-            raise ValueError(f"--format {fmt} needs 0/1 (or soft [0, 1]) values")
-        return _channel_decoded(ch, stacked, soft=not _is_binary(ch))
+    lay = _channel_layout(a, kind)
+    if lay is None:
+        raise ValueError(f"--format {fmt} needs a channel-first (C, *spatial) or (N, C, *spatial) array with C <= {MAX_CHANNELS}, "
+                         f"got shape {a.shape}")
+    ch, stacked = lay
+    if not (_is_binary(ch) or _is_soft(ch)):
+        raise ValueError(f"--format {fmt} needs 0/1 (or soft [0, 1]) values")
+    return _channel_decoded(ch, stacked, soft=not _is_binary(ch))
 
-    # auto
+
+def _decode_auto(a: np.ndarray, meta: dict, kind: str) -> Decoded:
+    """``a`` decoded in the encoding its file kind, shape and values imply (``fmt="auto"``)."""
     if meta.get("palette"):
         d = _index(a, meta)
         d.encoding = "palette"
         return d
+    colour_like = a.ndim == 3 and a.shape[-1] in (3, 4) and (kind == "image" or (a.dtype == np.uint8 and a.max() > 1))
     if colour_like:
         rgb = a[..., :3]
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]):
@@ -347,41 +356,14 @@ class LabelSummary:
         if self.kind is not None and dec.kind != self.kind:
             raise ValueError(f"encoding {dec.encoding!r} differs from the earlier files ({self.kind!r}); pass a format to force one")
         labels, colours, overlap, unlabelled = self.labels, self.colours, self.overlap, self.unlabelled
-        given, distinct = distinct, None
+        found: list[np.ndarray] | None = None  # index: each image's sorted distinct values; rgb: its colour codes
         if dec.kind == "channels":
-            c = dec.images[0].shape[0]
-            if self.channels is not None and c != self.channels:
-                raise ValueError(f"{c} channels, but earlier files have {self.channels}")
-            for im in dec.images:
-                k = im.sum(axis=0, dtype=np.uint8)
-                overlap = overlap or bool(np.any(k > 1))
-                unlabelled = unlabelled or bool(np.any(k == 0))
+            overlap, unlabelled = self._channel_flags(dec)
         elif dec.kind == "index":
-            labels = set(labels)
-            distinct = []
-            for i, im in enumerate(dec.images):
-                vals = np.unique(im) if given is None else np.asarray(given[i])
-                distinct.append(vals)
-                if self.ignore_index is not None:
-                    vals = vals[vals != self.ignore_index]
-                if vals.size and vals[0] < 0:
-                    raise ValueError(f"negative label {int(vals[0])} (if it marks 'void', pass --ignore-index {int(vals[0])})")
-                if vals.size and vals[-1] > MAX_LABEL_VALUE:
-                    raise ValueError(f"label {int(vals[-1])} is too large for a class index (> {MAX_LABEL_VALUE})")
-                labels.update(int(v) for v in vals.tolist())
-                if len(labels) > MAX_LABELS:
-                    raise ValueError(f"more than {MAX_LABELS} distinct label values: not a label mask (an intensity image?)")
+            labels, found = self._index_labels(dec, distinct)
         else:
-            colours = set(colours)
-            distinct = []  # colour codes
-            for im in dec.images:
-                cols = np.unique(rgb_code(im))
-                distinct.append(cols)
-                colours.update(cols.tolist())
-                if len(colours) > MAX_COLOURS:
-                    raise ValueError(f"more than {MAX_COLOURS} distinct colours ({cols.size} in this image): not a colour-coded label mask "
-                                     "(anti-aliased, JPEG-compressed or a photograph?)")
-        why = image_like(dec, distinct)
+            colours, found = self._colour_codes(dec)
+        why = image_like(dec, found)
         if why:
             raise ValueError(why)
         if dec.kind == "channels":
@@ -391,6 +373,51 @@ class LabelSummary:
             self.palette_sizes.add(int(dec.meta["palette_size"]))
         self.kind = dec.kind
 
+
+    def _channel_flags(self, dec: Decoded) -> tuple[bool, bool]:
+        """``(overlap, unlabelled)`` after adding the channel masks of ``dec`` (its channel count checked)."""
+        c = dec.images[0].shape[0]
+        if self.channels is not None and c != self.channels:
+            raise ValueError(f"{c} channels, but earlier files have {self.channels}")
+        overlap, unlabelled = self.overlap, self.unlabelled
+        for im in dec.images:
+            k = im.sum(axis=0, dtype=np.uint8)
+            overlap = overlap or bool(np.any(k > 1))
+            unlabelled = unlabelled or bool(np.any(k == 0))
+        return overlap, unlabelled
+
+    def _index_labels(self, dec: Decoded, given: list[np.ndarray] | None) -> tuple[set, list[np.ndarray]]:
+        """The label set with the index masks of ``dec`` added (``ignore_index`` left out; ValueError for a
+        negative, too large or too many labels), and each mask's sorted distinct values (``given`` or computed)."""
+        labels = set(self.labels)
+        distinct = []
+        for i, im in enumerate(dec.images):
+            vals = np.unique(im) if given is None else np.asarray(given[i])
+            distinct.append(vals)
+            if self.ignore_index is not None:
+                vals = vals[vals != self.ignore_index]
+            if vals.size and vals[0] < 0:
+                raise ValueError(f"negative label {int(vals[0])} (if it marks 'void', pass --ignore-index {int(vals[0])})")
+            if vals.size and vals[-1] > MAX_LABEL_VALUE:
+                raise ValueError(f"label {int(vals[-1])} is too large for a class index (> {MAX_LABEL_VALUE})")
+            labels.update(int(v) for v in vals.tolist())
+            if len(labels) > MAX_LABELS:
+                raise ValueError(f"more than {MAX_LABELS} distinct label values: not a label mask (an intensity image?)")
+        return labels, distinct
+
+    def _colour_codes(self, dec: Decoded) -> tuple[set, list[np.ndarray]]:
+        """The colour set with the colour masks of ``dec`` added (ValueError beyond ``MAX_COLOURS``), and each
+        mask's distinct colour codes."""
+        colours = set(self.colours)
+        distinct = []
+        for im in dec.images:
+            cols = np.unique(rgb_code(im))
+            distinct.append(cols)
+            colours.update(cols.tolist())
+            if len(colours) > MAX_COLOURS:
+                raise ValueError(f"more than {MAX_COLOURS} distinct colours ({cols.size} in this image): not a colour-coded label mask "
+                                 "(anti-aliased, JPEG-compressed or a photograph?)")
+        return colours, distinct
 
 @dataclass(frozen=True)
 class LabelSpace:
@@ -443,7 +470,7 @@ class LabelSpace:
             if self.mode == "multilabel":
                 return chans
             bg = ~chans.any(axis=0)
-            lab = (np.concatenate([bg[None], chans]) if self.implicit_background else chans).argmax(axis=0).astype(np.int64)
+            lab = (np.concatenate([np.expand_dims(bg, 0), chans]) if self.implicit_background else chans).argmax(axis=0).astype(np.int64)
         elif self.kind == "rgb":
             code = rgb_code(im)
             lut = {v: i for i, v in enumerate(self.values)}
@@ -584,8 +611,6 @@ class Mask:
 
 def read_decoded(path: str | Path, format: str = "auto") -> Decoded:
     """Read and decode one file (:func:`seglab.data.readers.read_mask` then :func:`decode`); errors name the file."""
-    from .readers import read_mask
-
     arr, meta = read_mask(path)
     try:
         return decode(arr, meta, format)

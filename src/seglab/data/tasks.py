@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import importlib
 import math
-import numbers
 import pkgutil
 import warnings
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Sequence
 
 import torch
 
+from seglab._checks import check_int
 from seglab._registry import Registry
 
 MODES = ("binary", "multiclass", "multilabel")
@@ -80,9 +81,9 @@ class Task:
 
     def batch(self, step: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Training batch ``(images, targets)``: a deterministic function of ``(seed, step, batch_size)``."""
-        _check_int("batch_size", batch_size, minimum=1)
-        _check_int("step", step)
-        _check_int("seed", seed)
+        check_int("batch_size", batch_size, minimum=1)
+        check_int("step", step)
+        check_int("seed", seed)
         return self.generate(batch_size, make_generator(seed, step))
 
     def validation(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +108,7 @@ class Task:
 # registry
 
 TaskFactory = Callable[..., Task]
-_TASKS = Registry("task")
+_TASKS: Registry[TaskFactory] = Registry("task")
 _discovered = False
 
 
@@ -130,12 +131,11 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    import seglab.data as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
+    package = __name__.rpartition(".")[0]  # seglab.data, found by path: this module never imports its own package
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.startswith("_"):
             continue
-        modname = f"{pkg.__name__}.{info.name}"
+        modname = f"{package}.{info.name}"
         try:
             importlib.import_module(modname)
         except ImportError as e:
@@ -159,13 +159,6 @@ def create_task(name: str, **kw: Any) -> Task:
     return _TASKS.create(name, **kw)
 
 
-def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers are fine
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
-
 def _check_spatial_dims(spatial_dims: Any) -> None:
     if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
         raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -184,7 +177,7 @@ def _check_noise(noise: Any) -> None:
 def _default_size(size: int | None, spatial_dims: int, default_2d: int, default_3d: int, minimum: int) -> int:
     if size is None:
         return default_2d if spatial_dims == 2 else default_3d
-    _check_int("size", size, minimum=minimum)
+    check_int("size", size, minimum=minimum)
     return size
 
 
@@ -235,7 +228,7 @@ class ThresholdTask(Task):
         _check_open_unit("fg_ratio", fg_ratio)
         if not isinstance(invert, bool):
             raise ValueError(f"invert must be true or false, got {invert!r}")
-        _check_int("size", size, minimum=1)
+        check_int("size", size, minimum=1)
         _check_spatial_dims(spatial_dims)
         self.fg_ratio = float(fg_ratio)
         self.theta = 1.0 - self.fg_ratio
@@ -294,7 +287,7 @@ class ShapesTask(Task):
         frequencies: Sequence[float] | None = None,
         noise: float = 0.1,
     ):
-        _check_int("num_classes", num_classes, minimum=2)
+        check_int("num_classes", num_classes, minimum=2)
         _check_spatial_dims(spatial_dims)
         size = _default_size(size, spatial_dims, 64, 32, minimum=16)
         if frequencies is None:
