@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from seglab._extras import missing, require
+
 from .tasks import Task, make_generator, register_task
 
 FILES = {k: f"mni_icbm152_{k}_tal_nlin_sym_09a_converted.nii.gz" for k in ("t1", "gm", "wm")}
@@ -49,8 +51,6 @@ def nilearn_data_dir() -> Path:
     """Folder holding nilearn's bundled template files, found without importing nilearn."""
     spec = importlib.util.find_spec("nilearn")
     if spec is None or not spec.submodule_search_locations:
-        from seglab._extras import missing
-
         raise missing("nilearn", "the brain-tissue task (its data ships with nilearn)")
     for loc in spec.submodule_search_locations:
         d = Path(loc) / "datasets" / "data"
@@ -63,8 +63,6 @@ def nilearn_data_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_volumes() -> dict[str, np.ndarray]:
     """The three volumes as float32 ``(197, 233, 189)`` arrays: ``"t1"`` in [0, 1], ``"gm"``, ``"wm"`` probabilities."""
-    from seglab._extras import require
-
     nib = require("nibabel", "the brain-tissue task")
     d = nilearn_data_dir()
     return {k: np.asarray(nib.load(str(d / f)).dataobj, dtype=np.float32) / 255.0 for k, f in FILES.items()}
