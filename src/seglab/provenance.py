@@ -20,6 +20,8 @@ import subprocess
 import sys
 from typing import Any
 
+from seglab._version import __version__
+
 
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
@@ -52,8 +54,6 @@ def provenance(**extra: Any) -> dict[str, Any]:
     """The provenance fields (module docstring) plus ``extra`` (seeds, wall time, ...)."""
     import numpy
     import torch
-
-    from seglab._version import __version__
 
     info: dict[str, Any] = {
         "seglab": __version__, "torch": torch.__version__, "numpy": numpy.__version__,

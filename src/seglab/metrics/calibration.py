@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from seglab._checks import check_ignore_index, check_mode
-from seglab.metrics.stateful import _SumsMetric
+from seglab.metrics.stateful import SumsMetric
 
 SUM_TOLERANCE = 1e-2  # multiclass: |sum_c p_c - 1| allowed for 16-bit probabilities; a tenth of it otherwise
 
@@ -127,33 +127,7 @@ def _predictions(probs: torch.Tensor, target: torch.Tensor, mode: str,
     if probs.ndim < 2:
         raise ValueError(f"probs must have shape (N, C, *spatial), got {_shape(probs)}")
     if mode == "multiclass":
-        if target.ndim == probs.ndim and target.ndim >= 2 and target.shape[1] == 1:
-            target = target[:, 0]
-        if target.shape != probs.shape[:1] + probs.shape[2:]:
-            raise ValueError(f"target must be a class map of shape (N, *spatial) = "
-                             f"{_shape(probs)[:1] + _shape(probs)[2:]} for probs {_shape(probs)}, got {_shape(target)}")
-        if target.is_floating_point() or target.dtype == torch.bool:
-            raise TypeError(f"target must be an integer class map for mode='multiclass', got dtype {target.dtype}")
-        c = probs.shape[1]
-        if c < 2:
-            raise ValueError(f"probs must have C >= 2 channels for mode='multiclass' (use mode='binary' for one "
-                             f"sigmoid channel), got {_shape(probs)}")
-        p = probs.movedim(1, -1).reshape(-1, c)
-        t = target.reshape(-1).long()
-        if ignore_index is not None:
-            keep = t != ignore_index
-            p, t = p[keep], t[keep]
-        _check_range(p)
-        tol = SUM_TOLERANCE if p.element_size() < 4 else SUM_TOLERANCE / 10
-        if p.numel() and bool(((p.sum(1, dtype=torch.float64) - 1).abs() > tol).any()):
-            worst = float((p.sum(1, dtype=torch.float64) - 1).abs().max())
-            raise ValueError(f"probs must sum to 1 over the channel dim 1 for mode='multiclass' (largest deviation "
-                             f"{worst:.3g}); pass softmax probabilities (seglab.activations.activate(logits, mode))")
-        if t.numel() and bool(((t < 0) | (t >= c)).any()):
-            raise ValueError(f"target values must lie in [0, {c})"
-                             + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
-        conf, pred = p.max(dim=1)
-        return conf, (pred == t)
+        return _multiclass_predictions(probs, target, ignore_index)
     if target.shape != probs.shape:
         raise ValueError(f"target must have the shape of probs {_shape(probs)} for mode={mode!r}, got {_shape(target)}")
     p, t = probs.reshape(-1), target.reshape(-1)
@@ -165,6 +139,39 @@ def _predictions(probs: torch.Tensor, target: torch.Tensor, mode: str,
         raise ValueError(f"target values must be 0 or 1 for mode={mode!r}"
                          + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
     return p, t.bool()
+
+
+def _multiclass_predictions(probs: torch.Tensor, target: torch.Tensor,
+                            ignore_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_predictions` for softmax probabilities ``(N, C, *spatial)`` and a class map: the top-class
+    confidence and whether the top class is the target's."""
+    if target.ndim == probs.ndim and target.ndim >= 2 and target.shape[1] == 1:
+        target = target[:, 0]
+    if target.shape != probs.shape[:1] + probs.shape[2:]:
+        raise ValueError(f"target must be a class map of shape (N, *spatial) = "
+                         f"{_shape(probs)[:1] + _shape(probs)[2:]} for probs {_shape(probs)}, got {_shape(target)}")
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError(f"target must be an integer class map for mode='multiclass', got dtype {target.dtype}")
+    c = probs.shape[1]
+    if c < 2:
+        raise ValueError(f"probs must have C >= 2 channels for mode='multiclass' (use mode='binary' for one "
+                         f"sigmoid channel), got {_shape(probs)}")
+    p = probs.movedim(1, -1).reshape(-1, c)
+    t = target.reshape(-1).long()
+    if ignore_index is not None:
+        keep = t != ignore_index
+        p, t = p[keep], t[keep]
+    _check_range(p)
+    tol = SUM_TOLERANCE if p.element_size() < 4 else SUM_TOLERANCE / 10
+    if p.numel() and bool(((p.sum(1, dtype=torch.float64) - 1).abs() > tol).any()):
+        worst = float((p.sum(1, dtype=torch.float64) - 1).abs().max())
+        raise ValueError(f"probs must sum to 1 over the channel dim 1 for mode='multiclass' (largest deviation "
+                         f"{worst:.3g}); pass softmax probabilities (seglab.activations.activate(logits, mode))")
+    if t.numel() and bool(((t < 0) | (t >= c)).any()):
+        raise ValueError(f"target values must lie in [0, {c})"
+                         + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}"))
+    conf, pred = p.max(dim=1)
+    return conf, (pred == t)
 
 
 def _check_range(p: torch.Tensor) -> None:
@@ -260,11 +267,12 @@ def adaptive_calibration_error(probs: torch.Tensor, target: torch.Tensor, *, mod
     order = torch.argsort(conf.double(), stable=True)
     conf, correct = conf.double()[order], correct.double()[order]
     gaps = [abs(float(a.mean()) - float(c.mean())) for c, a in zip(torch.tensor_split(conf, nb),
-                                                                   torch.tensor_split(correct, nb)) if c.numel()]
+                                                                   torch.tensor_split(correct, nb), strict=True)
+            if c.numel()]
     return sum(gaps) / len(gaps)
 
 
-class CalibrationError(_SumsMetric):
+class CalibrationError(SumsMetric):
     """ECE and reliability bins over all updates; the state is the per-bin sums of :func:`bin_sums`.
 
     ``update(probs, target)`` per batch, ``compute()`` → ECE as a float64 scalar tensor, ``bins()`` →

@@ -98,10 +98,10 @@ def _class_maps(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     if pred.is_floating_point():
         raise TypeError("pred: multiclass metrics need an integer class map; convert logits or probabilities with "
                         "seglab.predict(logits, 'multiclass') (argmax over channels)")
-    if target.is_floating_point():  # a float label map (N, [1,] *spatial), as the losses accept
-        if not bool((torch.isfinite(target) & (target == target.round())).all()):
-            raise TypeError("target: a float multiclass target must be a label map of whole numbers (class indices); "
-                            "got fractional or non-finite values (soft labels are not hard masks)")
+    # a float label map (N, [1,] *spatial), as the losses accept
+    if target.is_floating_point() and not bool((torch.isfinite(target) & (target == target.round())).all()):
+        raise TypeError("target: a float multiclass target must be a label map of whole numbers (class indices); "
+                        "got fractional or non-finite values (soft labels are not hard masks)")
     p, t = pred.long(), target.long()
     valid = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
     t_bad = (t < 0) | (t >= num_classes)

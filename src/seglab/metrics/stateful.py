@@ -115,7 +115,7 @@ class Metric:
         return f"{type(self).__name__}{self._config()}"
 
 
-class _SumsMetric(Metric):
+class SumsMetric(Metric):
     """A metric whose whole state is one float64 tensor of sums ``(rows, width)``: reset to zeros, moved with
     :meth:`to`, all-reduced (summed) across processes by :meth:`_synced`, added by :meth:`merge`.
     Subclasses give :meth:`_shape`."""
@@ -174,7 +174,7 @@ class _SumsMetric(Metric):
             self._sums, self.sync = saved, sync
 
 
-class _OverlapMetric(_SumsMetric):
+class _OverlapMetric(SumsMetric):
     """State: one ``(5, C)`` float64 tensor of sums — TP, FP, FN, Σ per-image scores, number of per-image scores."""
 
     _aggregates: tuple[str, ...] = ("mean", "pooled")

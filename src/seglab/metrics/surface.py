@@ -236,7 +236,7 @@ def _corner_codes(mask: np.ndarray) -> np.ndarray:
     m8 = mask.view(np.uint8)
     for i in range(2 ** nd):
         off = [(i >> (nd - 1 - a)) & 1 for a in range(nd)]
-        sl = tuple(slice(o, o + n) for o, n in zip(off, out_shape))
+        sl = tuple(slice(o, o + n) for o, n in zip(off, out_shape, strict=True))
         code |= m8[sl] << np.uint8(2 ** nd - 1 - i)
     return code
 
@@ -326,14 +326,14 @@ def _distances(ref: np.ndarray, at: np.ndarray, spacing: tuple[float, ...], ndim
     strides = np.asarray(padded.strides, dtype=np.int64) // padded.itemsize
     coords = np.unravel_index(flat_at, at.shape)
     cur = np.zeros(m, dtype=np.int64)
-    for c, r, st in zip(coords, reach, strides):
+    for c, r, st in zip(coords, reach, strides, strict=True):
         cur += (c + r) * st
     deltas = offs @ strides
     pflat = padded.ravel()
     d = np.full(m, np.inf)
     rem = np.arange(m)
     half = int(np.searchsorted(lengths, lengths[-1] / 2, side="right"))
-    for i, (delta, length) in enumerate(zip(deltas, lengths)):
+    for i, (delta, length) in enumerate(zip(deltas, lengths, strict=True)):
         if i == half and rem.size > m / 2:
             break  # the surfaces are far apart: the transform will be needed anyway
         hit = pflat[cur + delta]
@@ -407,10 +407,8 @@ def _shell(d2: float, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarra
     rest_hi = hi - ((heads * sp[:-1]) ** 2).sum(axis=1)
     ok = rest_hi >= 0
     heads, first = heads[ok], np.ceil(np.sqrt(rest_lo[ok]) / sp[-1])
-    cand = []
-    for extra in (0, 1):  # the band is far thinner than a voxel: at most two last coordinates per head
-        for sign in (1, -1):
-            cand.append(np.concatenate([heads, sign * (first + extra)[:, None]], axis=1))
+    # the band is far thinner than a voxel: at most two last coordinates per head
+    cand = [np.concatenate([heads, sign * (first + extra)[:, None]], axis=1) for extra in (0, 1) for sign in (1, -1)]
     offs = np.unique(np.concatenate(cand).astype(np.int64), axis=0)
     sq = ((offs * sp) ** 2).sum(axis=1)
     keep = (sq >= lo) & (sq <= hi)
@@ -427,7 +425,7 @@ def _snap(d: np.ndarray, idx: np.ndarray, at: np.ndarray, ref: np.ndarray, spaci
         pts = np.stack(np.unravel_index(flat[grp], at.shape), axis=1)
         best = np.full(grp.size, np.inf)
         offs, lengths = _shell(float(val) ** 2, spacing)
-        for k, length in zip(offs, lengths):
+        for k, length in zip(offs, lengths, strict=True):
             q = pts + k
             inside = np.all((q >= 0) & (q < shape), axis=1)
             hit = np.zeros(grp.size, dtype=bool)
@@ -562,7 +560,7 @@ def _hd(s: SurfaceDistances, definition: str, percentile: float | None, directed
     sides = [s.pred_to_target] + ([] if directed else [s.target_to_pred])
     if percentile is None or definition == "surface_weighted":
         anchors = [value] if percentile is None else [
-            weighted_percentile(d, _weights(w), percentile) for d, w in zip(sides, (s.pred_w, s.target_w))]
+            weighted_percentile(d, _weights(w), percentile) for d, w in zip(sides, (s.pred_w, s.target_w), strict=False)]  # directed: one side
     elif definition == "pooled":
         anchors = _order_statistics(np.concatenate(sides), percentile)
     else:
