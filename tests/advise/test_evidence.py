@@ -14,7 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from seglab.advise import advise
-from seglab.advise.evidence import RULES, STATUSES, build, load, rule_status, status_of
+from seglab.advise.evidence import RULES, STATUSES, arm_pair, build, load, rule_status, status_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,9 @@ def test_every_row_recomputed_with_scipy():
         for r in rows:
             arms = {a["label"]: a for a in data[r["task"]]["losses"]}
             pick = (lambda a: a["fg_dice"]) if r["endpoint"] == "foreground mean" else (lambda a: a["per_class"][r["endpoint"]])
-            d = np.subtract(pick(arms["full"])["per_seed"], pick(arms[RULES[rid].ablation])["per_seed"])
+            declared = data[r["task"]].get("evidence", {}).get("arms")  # a --losses task's declared pairs
+            with_rule, without = declared[rid] if declared else ("full", RULES[rid].ablation)
+            d = np.subtract(pick(arms[with_rule])["per_seed"], pick(arms[without])["per_seed"])
             assert r["mean"] == pytest.approx(d.mean())
             lo, hi = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
             assert (r["low"], r["high"]) == pytest.approx((lo, hi))
@@ -96,8 +98,24 @@ def test_the_ce_weights_arm_is_pos_weight_in_sigmoid_tasks():
     assert table["rules"]["ce_class_weights"]["status"] == "convention without evidence"
 
 
+def test_declared_arm_pairs_measure_their_rules_only():
+    seeds = list(range(10))
+    ce = {"label": "ce", "seeds": seeds, "fg_dice": {"per_seed": [0.7 + 0.001 * s for s in seeds]}, "per_class": {}}
+    both = {"label": "dice + ce", "seeds": seeds, "fg_dice": {"per_seed": [0.9 + 0.002 * s for s in seeds]},
+            "per_class": {}}
+    full = dict(both, label="full")
+    wo = dict(ce, label="without CE weights")
+    result = {"losses": [ce, both, full, wo], "evidence": {"arms": {"dice_term": ["dice + ce", "ce"]}}}
+    assert arm_pair(result, "dice_term") == ("dice + ce", "ce") and arm_pair(result, "ce_class_weights") is None
+    table = build({"t": result}, rarest={})
+    assert table["rules"]["dice_term"]["status"] == "measured benefit"
+    assert table["rules"]["dice_term"]["rows"][0]["mean"] == pytest.approx(0.2 + 0.001 * 4.5)
+    assert table["rules"]["ce_class_weights"]["status"] == "convention without evidence"  # its arms are not declared
+    assert arm_pair({"losses": []}, "ce_class_weights") == ("full", "without CE weights")
+
+
 def test_unmeasured_rule_is_a_convention():
-    assert rule_status("batch_dice")["status"] == "convention without evidence"
+    assert rule_status("structure_losses")["status"] == "convention without evidence"
     with pytest.raises(KeyError, match="unknown advise rule"):
         rule_status("nope")
 
@@ -114,7 +132,8 @@ def test_advise_states_the_evidence_of_each_rule_applied():
     assert {"ce_class_weights", "dice_class_weights", "background_exclusion", "batch_dice"} <= set(rules)
     assert all(e["pointer"].startswith("docs/advise_evidence.md#") for e in adv.evidence)
     text = str(adv)
-    assert "evidence for each rule" in text and "class weights in the Dice term: inconclusive" in text
+    dice_w = rule_status("dice_class_weights")
+    assert "evidence for each rule" in text and f"{dice_w['title']}: {dice_w['status']}" in text
     assert json.loads(adv.to_json())["evidence"] == adv.evidence
     half = np.zeros((8, 8), np.uint8)
     half[:4] = 1

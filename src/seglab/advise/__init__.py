@@ -59,6 +59,19 @@ def advise(
     Unreadable files are skipped and listed in ``Advice.skipped`` (with the error naming the file); if no
     file can be read, ``ValueError`` is raised, naming the folder and why the files were skipped.
     """
+    void = _check_options(format, ignore_index, rgb_reading, weights)
+    stats = MaskStats(ignore_index=void if isinstance(void, int) else None)
+    if isinstance(masks, (str, Path)):
+        _read_folder(stats, masks, format, progress)
+    else:
+        _read_arrays(stats, [masks] if isinstance(masks, np.ndarray) else masks, format)
+    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=void, class_names=class_names,
+                     max_weight=max_weight)
+
+
+def _check_options(format: str, ignore_index: int | None | str, rgb_reading: str | None, weights: str) -> int | None | str:
+    """Check :func:`advise`'s options (ValueError naming the bad one); returns ``ignore_index`` as an int, None or
+    ``"auto"``."""
     if isinstance(ignore_index, str):
         if ignore_index.lower() == "auto":
             ignore_index = "auto"
@@ -74,37 +87,47 @@ def advise(
         raise ValueError(f"unknown rgb_reading {rgb_reading!r}; expected 'multilabel' or 'classes'")
     if weights not in METHODS:
         raise ValueError(f"unknown class-weight method {weights!r}; expected one of {', '.join(METHODS)}")
-    if isinstance(ignore_index, np.integer):
-        ignore_index = int(ignore_index)
-    stats = MaskStats(ignore_index=ignore_index if isinstance(ignore_index, int) else None)
-    if isinstance(masks, (str, Path)):
-        from seglab.data.readers import iter_mask_files, read_mask
+    return int(ignore_index) if isinstance(ignore_index, np.integer) else ignore_index
 
-        files = iter_mask_files(masks)
-        for f in _progress(files, progress):
-            try:
-                arr, meta = read_mask(f)
-                stats.add(decode(arr, meta, format), str(f))
-            except ValueError as e:
-                msg = str(e)
-                stats.skip(str(f), msg if str(f) in msg else f"{f}: {msg}")
-            finally:
-                arr = None  # noqa: F841  (drop the file's array before reading the next)
-        if stats.n_files == 0:
-            detail = "; ".join(e for _, e in stats.skipped[:3]) + (" ..." if stats.n_skipped > 3 else "")
-            raise ValueError(f"no readable mask in {masks}: {stats.n_skipped} file(s) skipped: {detail}")
-    else:
-        items = [masks] if isinstance(masks, np.ndarray) else masks
-        for i, a in enumerate(items):
-            name = f"array[{i}]"
-            try:
-                stats.add(decode(np.asarray(a), {"kind": "numpy"}, format), name)
-            except ValueError as e:
-                stats.skip(name, f"{name}: {e}")
-        if stats.n_files == 0:
-            raise ValueError("no readable mask among the arrays: " + ("; ".join(e for _, e in stats.skipped[:3]) or "none given"))
-    return recommend(stats, weights=weights, beta=beta, rgb_reading=rgb_reading, ignore_index=ignore_index, class_names=class_names,
-                     max_weight=max_weight)
+
+def _add_file(stats: MaskStats, f: Path, format: str) -> None:
+    """Read one mask file into ``stats``, or record it as skipped (with the error naming the file)."""
+    from seglab.data.readers import read_mask
+
+    try:
+        arr, meta = read_mask(f)
+        stats.add(decode(arr, meta, format), str(f))
+    except ValueError as e:
+        msg = str(e)
+        stats.skip(str(f), msg if str(f) in msg else f"{f}: {msg}")
+
+
+def _read_folder(stats: MaskStats, masks: str | Path, format: str, progress: bool) -> None:
+    """Read every mask file under ``masks`` (one at a time: memory stays bounded); ValueError if none is readable."""
+    from seglab.data.readers import iter_mask_files
+
+    files = iter_mask_files(masks)
+    for f in _progress(files, progress):
+        _add_file(stats, f, format)  # the file's array is dropped before the next is read
+    if stats.n_files == 0:
+        detail = "; ".join(e for _, e in stats.skipped[:3]) + (" ..." if stats.n_skipped > 3 else "")
+        raise ValueError(f"no readable mask in {masks}: {stats.n_skipped} file(s) skipped: {detail}")
+
+
+def _add_array(stats: MaskStats, a: np.ndarray, name: str, format: str) -> None:
+    """Add one array to ``stats``, or record it as skipped."""
+    try:
+        stats.add(decode(np.asarray(a), {"kind": "numpy"}, format), name)
+    except ValueError as e:
+        stats.skip(name, f"{name}: {e}")
+
+
+def _read_arrays(stats: MaskStats, items: Iterable[np.ndarray], format: str) -> None:
+    """Add every array of ``items`` (one mask each); ValueError if none is readable."""
+    for i, a in enumerate(items):
+        _add_array(stats, a, f"array[{i}]", format)
+    if stats.n_files == 0:
+        raise ValueError("no readable mask among the arrays: " + ("; ".join(e for _, e in stats.skipped[:3]) or "none given"))
 
 
 def _progress(files: list[Path], enabled: bool):

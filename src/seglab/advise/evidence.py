@@ -57,7 +57,7 @@ RULES: dict[str, Rule] = {
     "ce_class_weights": Rule("class weights in the CE term", "without CE weights", ("multiclass",)),
     "dice_class_weights": Rule("class weights in the Dice term", "without Dice weights", ("multiclass",)),
     "background_exclusion": Rule("Dice without the background class", "without background exclusion"),
-    "batch_dice": Rule("batch Dice (batch=True) rather than per-image Dice"),
+    "batch_dice": Rule("batch Dice (batch=True) rather than per-image Dice", "without batch Dice"),
     "pos_weight": Rule("pos_weight per channel (multi-label / binary)", "without CE weights", ("binary", "multilabel")),
     "weight_cap": Rule("the cap on class weights and pos_weight"),
     "structure_losses": Rule("a structure loss (skeleton recall, clDice) for thin classes"),
@@ -65,17 +65,29 @@ RULES: dict[str, Rule] = {
 }
 
 
-def _pairs(result: dict, label: str, endpoint: str | None) -> tuple[list[float], list[float]] | None:
-    """Per-seed Dice with and without the rule, paired by seed (``endpoint``: a class name, None: the
-    foreground mean); None when the result has no such arm."""
+def arm_pair(result: dict, rule_id: str) -> tuple[str, str] | None:
+    """The labels ``(arm with the rule, arm without it)`` that measure ``rule_id`` in one compare result: the pair
+    the evidence suite declared for a ``--losses`` task (``result["evidence"]["arms"]``, docs/analysis_plan.md,
+    amendment 2), else ``("full", the rule's --ablate arm)``; None when the result does not test the rule."""
+    declared = result.get("evidence", {}).get("arms")
+    if declared is not None:
+        pair = declared.get(rule_id)
+        return (pair[0], pair[1]) if pair else None
+    ablation = RULES[rule_id].ablation
+    return ("full", ablation) if ablation else None
+
+
+def _pairs(result: dict, pair: tuple[str, str], endpoint: str | None) -> tuple[list[float], list[float]] | None:
+    """Per-seed Dice with and without the rule (the arms ``pair``), paired by seed (``endpoint``: a class name,
+    None: the foreground mean); None when the result lacks either arm."""
     arms = {arm["label"]: arm for arm in result["losses"]}
-    if label not in arms or "full" not in arms:
+    if pair[0] not in arms or pair[1] not in arms:
         return None
-    full, without = arms["full"], arms[label]
+    full, without = arms[pair[0]], arms[pair[1]]
 
     def per_seed(arm: dict) -> dict[int, float]:
         vals = arm["fg_dice"] if endpoint is None else arm["per_class"][endpoint]
-        return dict(zip(arm["seeds"], vals["per_seed"]))
+        return dict(zip(arm["seeds"], vals["per_seed"], strict=True))
 
     a, b = per_seed(full), per_seed(without)
     seeds = sorted(set(a) & set(b))
@@ -84,7 +96,7 @@ def _pairs(result: dict, label: str, endpoint: str | None) -> tuple[list[float],
 
 def _family(rows: list[dict], margin: float) -> list[dict]:
     """Holm within the family, then each row's verdict (in place; returns ``rows``)."""
-    for row, p_adj in zip(rows, S.holm([r["p_raw"] for r in rows])):
+    for row, p_adj in zip(rows, S.holm([r["p_raw"] for r in rows]), strict=True):
         row["p_holm"] = p_adj
         row["verdict"] = S.plan_verdict(p_adj, row["low"], row["high"], row["tost_p"])
         row["disagreement"] = S.disagree(row["p_raw"], row["low"], row["high"])
@@ -94,7 +106,7 @@ def _family(rows: list[dict], margin: float) -> list[dict]:
 
 def _row(task: str, endpoint: str, with_rule: list[float], without: list[float], margin: float) -> dict:
     pd = S.paired_difference(with_rule, without)
-    d = [x - y for x, y in zip(with_rule, without)]
+    d = [x - y for x, y in zip(with_rule, without, strict=True)]
     return {"task": task, "endpoint": endpoint, "n": pd.n, "mean": pd.mean, "low": pd.low, "high": pd.high,
             "p_raw": pd.pvalue, "tost_p": S.tost_paired(d, margin).pvalue}
 
@@ -125,14 +137,14 @@ def build(results: dict[str, dict], rarest: dict[str, str], margin: float = 0.01
                            "rules": {}}
     for rid, rule in RULES.items():
         fams: dict[str, list[dict]] = {"foreground mean": [], "rarest class": []}
-        ablation = rule.ablation or ""
-        for task, res in sorted(results.items()) if rule.ablation else []:
-            if res.get("setup", {}).get("mode", "multiclass") not in rule.modes:
+        for task, res in sorted(results.items()):
+            pair = arm_pair(res, rid)
+            if pair is None or res.get("setup", {}).get("mode", "multiclass") not in rule.modes:
                 continue
             for fam, endpoint in (("foreground mean", None), ("rarest class", rarest.get(task))):
                 if fam == "rarest class" and endpoint is None:
                     continue
-                pairs = _pairs(res, ablation, endpoint)
+                pairs = _pairs(res, pair, endpoint)
                 if pairs is not None and len(pairs[0]) >= 2:
                     fams[fam].append(_row(task, endpoint or "foreground mean", *pairs, margin))
         rows = [r for fam in fams.values() for r in _family(fam, margin)]

@@ -38,16 +38,17 @@ Decision rules (every threshold is named here and quoted in the reasons):
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from seglab.advise import weights as W
+from seglab.advise.advice import SCHEMA_VERSION as SCHEMA_VERSION  # re-exported: the --json schema
+from seglab.advise.advice import Advice
 from seglab.advise.evidence import rule_status
-from seglab.losses import get_loss
-from seglab.losses.registry import format_loss
 from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
+from seglab.advise.weights import MAX_WEIGHT as MAX_WEIGHT  # re-exported: the cap (defined beside the weights)
 from seglab.data.masks import code_rgb, dense_labels, detect_void, rgb_decomposable, rgb_mixed
 from seglab.regions import nested_chain
 
@@ -55,11 +56,6 @@ BALANCED = 3.0
 BACKGROUND_DOMINANT = 0.5
 EMPTY_FOR_BATCH_DICE = 0.1
 RARE_FRACTION = 0.05
-#: cap on emitted class weights and pos_weight. A weight w multiplies that class's share of the CE gradient by w;
-#: far above ~50, a handful of (possibly mislabelled) pixels of a tiny class dominate every batch that holds
-#: them and early training swings. ENet's class weighting (Paszke et al. 2016) is bounded at 50 for this
-#: reason. (Whether the weights help at all is inconclusive on the committed tasks: docs/advise_evidence.md.)
-MAX_WEIGHT = 50.0
 ANISOTROPY = 3.0  # max / min voxel spacing above which a volume is anisotropic (nnU-Net's threshold)
 TUBULAR_WIDTH = 8.0  # typical width (pixels/voxels) at most this ...
 TUBULAR_ELONGATION = 8.0  # ... and at least this many times longer than wide (stats.elongation): tubular (2D)
@@ -69,7 +65,6 @@ TUBULAR_ELONGATION_3D = 3.5
 TUBULAR_SHARE = 0.5  # ... measured on the thin components (stats.SKELETON_THICKNESS), holding at least this share of its pixels
 BOUNDARY_THICKNESS = 10.0  # thickness at most this: a one-pixel boundary shift costs >= ~10% of the Dice
 SMALL_SHARE = 0.25  # share of a class's components below SMALL_COMPONENT of an image for the small-component note
-SCHEMA_VERSION = 2  # of the --json object; 1 was the unversioned object of seglab <= 0.x before issue 11
 
 
 @dataclass
@@ -96,7 +91,8 @@ class ClassTable:
 def _from_patterns(patterns: dict, pattern_files: dict, n_classes: int, key_to_classes, is_empty) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
     img = np.zeros(n_classes, dtype=np.int64)
     tot = np.zeros(n_classes, dtype=np.int64)
-    empty, files = 0, []
+    empty = 0
+    files: list[str] = []
     for key, (n_img, n_pix, *_) in patterns.items():
         cls = key_to_classes(key)
         for c in cls:
@@ -253,87 +249,6 @@ def _channel_table(stats: MaskStats, names: list[str], pos: np.ndarray, labelled
     return ClassTable(names, pos.astype(np.int64), img, tot, stats.n_pixels, stats.n_images, labelled, overlap, pairs, None, False, empty, files)
 
 
-@dataclass
-class Advice:
-    """What :func:`seglab.advise.advise` found and recommends. ``to_dict()`` is the ``--json`` object.
-
-    Counts keep the 2D names (``n_pixels``, ``n_images``, ``class_image_counts``...) for every input; for 3D
-    masks ``element == "voxel"`` and ``sample == "volume"`` say what they count."""
-
-    encoding: str
-    encoding_ambiguous: bool
-    encoding_notes: list[str]
-    num_classes: int
-    class_names: list[str]
-    mode: str
-    activation: str
-    out_channels: int
-    loss: str
-    loss_kwargs: dict
-    code: str
-    class_frequencies: list[float]
-    class_pixel_counts: list[int]
-    class_image_counts: list[int]
-    class_image_fractions: list[float]
-    class_weights: list[float]
-    weights_method: str
-    pos_weight: list[float] | None
-    include_background: bool
-    multilabel_overlap_fraction: float
-    overlap_pairs: list[dict]
-    every_pixel_labelled: bool
-    unlabelled_fraction: float
-    background_class: int | None
-    imbalance_ratio: float | None
-    rare_classes: list[int]
-    empty_masks: int
-    empty_mask_files: list[str]
-    n_files: int
-    n_images: int
-    n_pixels: int
-    n_ignored_pixels: int
-    skipped: list[dict]
-    n_skipped: int
-    rgb: dict | None
-    reasons: list[str]
-    warnings: list[str]
-    assumptions: list[str] = field(default_factory=list)  # what the advice takes for granted (void label, remap...)
-    void_label: int | None = None  # the ignore_index used (given or detected)
-    label_values: list[int] | None = None  # index masks: label value of each class
-    element: str = "pixel"  # or "voxel" (3D masks)
-    sample: str = "image"  # or "volume"
-    spacing: dict | None = None  # NIfTI: {"median": [...], "min": [...], "max": [...], "anisotropy": x, "files": n}
-    class_weights_uncapped: list[float] = field(default_factory=list)
-    pos_weight_uncapped: list[float] | None = None
-    max_weight: float = MAX_WEIGHT
-    rare_rule: str = ""
-    structure: list[dict] = field(default_factory=list)  # per measured class: components, skeleton, width (structure extra)
-    structure_losses: list[dict] = field(default_factory=list)  # {"classes", "losses", "reason"}
-    metrics: list[dict] = field(default_factory=list)  # what to report: {"metric", "call", "classes", "reason"}
-    # the status of each rule applied (advise/evidence.py): {"rule", "title", "status", "detail", "pointer"}
-    evidence: list[dict] = field(default_factory=list)
-    nested_regions: list[str] | None = None  # multi-label channels that nest, broadest first (region-based training)
-
-    @property
-    def loss_spec(self) -> str:
-        """The advised loss as the spec string ``seglab train --loss`` and ``seglab compare --losses`` take (the
-        canonical form of the built loss, :func:`seglab.format_loss`)."""
-        return format_loss(get_loss(self.loss, self.mode, **self.loss_kwargs))
-
-    def to_dict(self) -> dict:
-        from seglab._version import __version__
-
-        return {"schema_version": SCHEMA_VERSION, "seglab_version": __version__, **asdict(self), "loss_spec": self.loss_spec}
-
-    def to_json(self, **kw) -> str:
-        return json.dumps(self.to_dict(), **kw)
-
-    def __str__(self) -> str:
-        from seglab.advise.report import render_text
-
-        return render_text(self)
-
-
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -370,70 +285,97 @@ _CAP_WHY = ("A weight w scales that class's gradient by w; far above ~50 the few
             "a convention without measured evidence, docs/advise_evidence.md). Pass --max-weight inf to keep the raw values")
 
 
-def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index="auto",
-              class_names: list[str] | None = None, max_weight: float = MAX_WEIGHT) -> Advice:
-    """Build the :class:`Advice` from accumulated statistics; ``class_names`` replaces the generic names
-    when it has one name per class found. ``ignore_index``: an int, ``None`` or ``"auto"`` (see
-    :func:`resolve_void`); ``max_weight``: cap on class weights and ``pos_weight`` (``inf``: no cap)."""
+@dataclass
+class _Draft:
+    """An advice being written: the class table, the measurements every rule reads, and the sentences and loss
+    options gathered so far, in the order :func:`recommend` adds them."""
+
+    stats: MaskStats
+    t: ClassTable
+    px: str
+    img: str
+    freq: np.ndarray
+    present: np.ndarray
+    img_frac: np.ndarray
+    imbalance: float | None
+    rare: list[int]
+    reasons: list[str] = field(default_factory=list)
+    warns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+
+
+def _check_options(stats: MaskStats, weights: str, max_weight: float) -> None:
+    """Raise ValueError for an unknown weight method, a cap <= 0 or no readable mask."""
     if weights not in W.METHODS:
         raise ValueError(f"unknown class-weight method {weights!r}; expected one of {', '.join(W.METHODS)}")
     if not max_weight > 0:
         raise ValueError(f"max_weight must be > 0 (inf for no cap), got {max_weight}")
     if stats.kind is None or stats.n_files == 0:
         raise ValueError("no readable mask: nothing to advise on")
-    three_d = bool(stats.spatial_dims) and min(stats.spatial_dims) >= 3
-    px, img = ("voxel", "volume") if three_d else ("pixel", "image")
-    assumptions: list[str] = []
-    void, void_text, void_warns = resolve_void(stats, ignore_index)
-    if void_text:
-        assumptions.append(void_text.format(px=px, img=img))
-    t, rgb = class_table(stats, rgb_reading)
+
+
+def _name_classes(t: ClassTable, class_names: list[str] | None) -> None:
+    """Replace the table's generic names with ``class_names`` (one per class, or one per channel beside an
+    implicit background); ValueError when the count fits neither."""
+    if class_names is None:
+        return
     C = len(t.names)
-    if class_names is not None:
-        if len(class_names) == C:
-            t.names = [str(n) for n in class_names]
-        elif not (t.implicit_background and len(class_names) == C - 1):
-            raise ValueError(f"{len(class_names)} class names given but the masks have {C} classes ({', '.join(t.names)})")
-        else:
-            t.names = t.names[:1] + [str(n) for n in class_names]
-    reasons: list[str] = []
-    warns: list[str] = list(void_warns)
+    if len(class_names) == C:
+        t.names = [str(n) for n in class_names]
+    elif not (t.implicit_background and len(class_names) == C - 1):
+        raise ValueError(f"{len(class_names)} class names given but the masks have {C} classes ({', '.join(t.names)})")
+    else:
+        t.names = t.names[:1] + [str(n) for n in class_names]
+
+
+def _encoding(stats: MaskStats, t: ClassTable, rgb: dict | None) -> tuple[str, bool, list[str]]:
+    """``(encoding, ambiguous, notes)``: the masks' dominant encoding and the reader's notes."""
     notes = list(stats.notes)
     enc_counts = dict(stats.encodings)
-    encoding = max(enc_counts, key=enc_counts.get) if enc_counts else "unknown"
+    encoding = max(enc_counts, key=lambda k: enc_counts[k]) if enc_counts else "unknown"
     if stats.kind == "channels":
         encoding = "onehot" if (t.overlap == 0 and not t.implicit_background) else "multihot"
     if len(enc_counts) > 1 and stats.kind != "channels":
         notes.append(f"files use several encodings: {enc_counts}")
     ambiguous = bool(stats.ambiguous_files) or bool(rgb and rgb["ambiguous"])
-    if t.remap:
-        lv = t.label_values or []
-        assumptions.append(f"the label values ({_label_range(lv)}) are not the class indices 0..{C - 1}: each distinct value is one class, in "
-                           f"increasing order; remap targets before the loss (first line of the code below)")
-        strays = [v for v, c in zip(lv, t.pixel_counts) if v != 0 and c <= max(0.0001 * t.n_pixels, 1) and v > 2 * max(len(lv), 4)]
-        for v in strays[:3]:
-            files = stats.label_files.get(v, [])
-            warns.append(f"label {v} covers only {int(stats.label_counts[v])} {px}(s)" + (f", e.g. in {files[0]}" if files else "")
-                         + ": a stray value? fix the mask, or the advice keeps it as a class of its own")
-    spacing = _spacing(stats)
+    return encoding, ambiguous, notes
 
-    n_pix = max(t.n_pixels, 1)
-    freq = t.pixel_counts / n_pix
-    present = t.pixel_counts > 0
-    img_frac = t.image_counts / max(t.n_images, 1)
-    overlap_frac = t.overlap / t.labelled if t.labelled else 0.0
-    # measured on the masks as given: the implicit background class is exactly the unlabelled pixels
-    unlabelled = float(t.pixel_counts[0] / n_pix) if t.implicit_background else (t.n_pixels - t.labelled) / n_pix
-    imbalance = float(freq[present].max() / freq[present].min()) if present.any() else None
+
+def _remap_notes(stats: MaskStats, t: ClassTable, px: str) -> tuple[list[str], list[str]]:
+    """``(assumptions, warnings)`` of index masks whose label values are not the class indices."""
+    if not t.remap:
+        return [], []
+    C = len(t.names)
+    lv = t.label_values or []
+    assumptions = [f"the label values ({_label_range(lv)}) are not the class indices 0..{C - 1}: each distinct value is one class, in "
+                   f"increasing order; remap targets before the loss (first line of the code below)"]
+    warns = []
+    strays = [v for v, c in zip(lv, t.pixel_counts, strict=True) if v != 0 and c <= max(0.0001 * t.n_pixels, 1) and v > 2 * max(len(lv), 4)]
+    for v in strays[:3]:
+        files = stats.label_files.get(v, [])
+        warns.append(f"label {v} covers only {int(stats.label_counts[v])} {px}(s)" + (f", e.g. in {files[0]}" if files else "")
+                     + ": a stray value? fix the mask, or the advice keeps it as a class of its own")
+    return assumptions, warns
+
+
+def _overlap_pairs(t: ClassTable) -> list[dict]:
+    """The class pairs that share pixels, most pixels first."""
     ii, jj = np.nonzero(np.triu(t.pairs, 1)) if t.overlap else (np.zeros(0, int), np.zeros(0, int))
-    pairs = [
+    pairs: list[dict[str, Any]] = [
         {"classes": [int(i), int(j)], "names": [t.names[i], t.names[j]], "pixels": int(t.pairs[i, j]), "fraction_of_labelled": float(t.pairs[i, j] / max(t.labelled, 1))}
-        for i, j in zip(ii.tolist(), jj.tolist())
+        for i, j in zip(ii.tolist(), jj.tolist(), strict=True)
     ]
     pairs.sort(key=lambda p: -p["pixels"])
-    rare_rule = f"present in < {_pct(RARE_FRACTION)} of the {img}s (or in at most 2 {img}s), background excluded; counted only with > 2 {img}s"
-    rare = [c for c in range(C) if t.image_counts[c] > 0 and (img_frac[c] < RARE_FRACTION or t.image_counts[c] <= 2) and c != t.background and t.n_images > 2]
+    return pairs
+
+
+def _zero_class_warnings(t: ClassTable, px: str) -> list[str]:
+    """Warnings about classes without any pixel, and about masks with a single class."""
+    C = len(t.names)
     zero = [c for c in range(C) if t.pixel_counts[c] == 0]
+    warns: list[str] = []
     if len(zero) <= 3:
         warns += [w.replace("pixel", px) for w in W.zero_count_warnings(t.pixel_counts, t.names)]
     else:
@@ -441,146 +383,161 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
                      "their weights are set to 0 (not inf); the model cannot learn them from this data — if the labels are not contiguous, remap them")
     if C < 2 and t.overlap == 0:
         warns.append("only one class found in all masks: there is nothing to segment (are these masks all background?)")
-    cw_raw = [float(x) for x in W.class_weights(weights, t.pixel_counts, t.image_pixel_totals, beta=beta)]
-    cw, cw_cap_warn = _cap(cw_raw, max_weight, t.names, "class weights", _CAP_WHY)
-    if weights == "effective" and present.any() and t.pixel_counts[present].min() > 10 / (1 - beta):
-        warns.append(f"effective-number weights saturate: every class has more than {10 / (1 - beta):.0f} {px}s, so (1 - beta^n) ~ 1 and the weights "
-                     f"are nearly uniform with beta={beta}; use a beta closer to 1 (--beta) or another method")
+    return warns
 
-    # findings as reasons
+
+def _mode(d: _Draft, pairs: list[dict]) -> tuple[str, list[str] | None]:
+    """``(mode, nested channels or None)``, with the reasons for both added to ``d``."""
+    t, px, n_pix = d.t, d.px, max(d.t.n_pixels, 1)
+    C = len(t.names)
     if t.overlap > 0:
         mode = "multilabel"
-        reasons.append(f"{_pct(overlap_frac)} of labelled {px}s carry more than one class ({t.overlap} {px}s)"
-                       + (f", mostly {pairs[0]['names'][0]} + {pairs[0]['names'][1]}" if pairs else "")
-                       + ": classes are not mutually exclusive, so each channel needs its own sigmoid (multilabel), not a softmax")
+        overlap_frac = t.overlap / t.labelled if t.labelled else 0.0
+        d.reasons.append(f"{_pct(overlap_frac)} of labelled {px}s carry more than one class ({t.overlap} {px}s)"
+                         + (f", mostly {pairs[0]['names'][0]} + {pairs[0]['names'][1]}" if pairs else "")
+                         + ": classes are not mutually exclusive, so each channel needs its own sigmoid (multilabel), not a softmax")
     else:
         mode = "binary" if C == 2 else "multiclass"
         if t.implicit_background:
-            reasons.append(f"channels never overlap but {_pct(t.pixel_counts[0] / n_pix)} of {px}s have no class: added an implicit background "
-                           "class 0 so that every pixel has exactly one class; build targets with "
-                           "`target = torch.cat([1 - y.sum(1, keepdim=True), y], 1).argmax(1)`")
+            d.reasons.append(f"channels never overlap but {_pct(t.pixel_counts[0] / n_pix)} of {px}s have no class: added an implicit background "
+                             "class 0 so that every pixel has exactly one class; build targets with "
+                             "`target = torch.cat([1 - y.sum(1, keepdim=True), y], 1).argmax(1)`")
         if mode == "binary":
-            reasons.append("2 mutually exclusive classes: binary mode, one output channel with a sigmoid "
-                           "(equivalent to a 2-class softmax, with half the outputs)")
+            d.reasons.append("2 mutually exclusive classes: binary mode, one output channel with a sigmoid "
+                             "(equivalent to a 2-class softmax, with half the outputs)")
         else:
-            reasons.append(f"{C} classes and no {px} with more than one class: classes are mutually exclusive, so softmax over {C} channels (multiclass)")
-    activation = "softmax" if mode == "multiclass" else "sigmoid"
-    chain = nested_chain(t.pixel_counts, t.pairs) if mode == "multilabel" else None
+            d.reasons.append(f"{C} classes and no {px} with more than one class: classes are mutually exclusive, so softmax over {C} channels (multiclass)")
+    chain = nested_chain([int(x) for x in t.pixel_counts], t.pairs) if mode == "multilabel" else None
     nested = [t.names[i] for i in chain] if chain else None
     if nested:
-        reasons.append(f"the channels nest ({' ⊃ '.join(nested)}: each lies inside the one before): nested regions, as "
-                       "BraTS's tumour sub-regions; one sigmoid per region on region targets is nnU-Net's region-based "
-                       "training (seglab.RegionLoss builds the targets from label maps)")
-    out_channels = C if mode != "binary" else 1
+        d.reasons.append(f"the channels nest ({' ⊃ '.join(nested)}: each lies inside the one before): nested regions, as "
+                         "BraTS's tumour sub-regions; one sigmoid per region on region targets is nnU-Net's region-based "
+                         "training (seglab.RegionLoss builds the targets from label maps)")
+    return mode, nested
 
-    kwargs: dict = {}
-    pw: list[float] | None = None
-    pw_raw: list[float] | None = None
+
+def _softmax_loss(d: _Draft, cw: list[float], cw_cap_warn: list[str], weights: str, max_weight: float) -> tuple[str, bool]:
+    """``(loss, include_background)`` for exclusive classes (multiclass); options into ``d.kwargs``."""
+    t, px, freq, imbalance = d.t, d.px, d.freq, d.imbalance
+    bg = t.background
+    if bg is not None:
+        d.reasons.append(f"every {px} has a class; class {bg} ({t.names[bg]}) is taken as the background: {_pct(freq[bg])} of {px}s")
+    if imbalance is None or imbalance <= BALANCED:
+        d.reasons.append(f"imbalance ratio {imbalance:.3g} (<= {BALANCED:g}): classes are roughly balanced, plain cross-entropy without weights"
+                         if imbalance is not None else "plain cross-entropy")
+        return "ce", True
+    small = int(np.argmin(np.where(d.present, freq, np.inf)))
+    big = int(np.argmax(freq))
+    d.reasons.append(f"imbalance ratio {imbalance:.3g} (> {BALANCED:g}): {t.names[big]} covers {_pct(freq[big])} of {px}s, {t.names[small]} only "
+                     f"{_pct(freq[small])}: Dice + CE (nnU-Net's default; on the committed tasks Dice alone never learned the rare class and "
+                     "the CE term is a measured benefit, while the Dice term over CE alone is inconclusive: see the evidence below)")
+    d.warns += cw_cap_warn
+    d.kwargs["class_weights"] = cw
+    d.reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; weights move errors from rare to frequent classes, check the trade with `seglab compare --ablate advised`)"
+                     + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
     include_bg = True
-    if mode == "multiclass":
-        bg = t.background
-        if bg is not None:
-            reasons.append(f"every {px} has a class; class {bg} ({t.names[bg]}) is taken as the background: {_pct(freq[bg])} of {px}s")
-        if imbalance is not None and imbalance > BALANCED:
-            loss = "dice+ce"
-            small = int(np.argmin(np.where(present, freq, np.inf)))
-            big = int(np.argmax(freq))
-            reasons.append(f"imbalance ratio {imbalance:.3g} (> {BALANCED:g}): {t.names[big]} covers {_pct(freq[big])} of {px}s, {t.names[small]} only "
-                           f"{_pct(freq[small])}: Dice + CE (nnU-Net's default; on the committed tasks Dice alone never learned the rare class and "
-                           "the CE term is a measured benefit, while the Dice term over CE alone is inconclusive: see the evidence below)")
-            warns += cw_cap_warn
-            kwargs["class_weights"] = cw
-            reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; weights move errors from rare to frequent classes, check the trade with `seglab compare --ablate advised`)"
-                           + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
-            if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
-                include_bg = False
-                reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of {px}s (>= {_pct(BACKGROUND_DOMINANT)}) and its Dice is near 1 "
-                               "(a convention, as MONAI's include_background=False: no measured benefit, see the evidence below)")
-            else:
-                reasons.append("Dice includes the background: " + ("there is no background class" if bg is None else
-                               f"the background holds only {_pct(freq[bg])} of {px}s (< {_pct(BACKGROUND_DOMINANT)})"))
-            kwargs["include_background"] = include_bg
-        else:
-            loss = "ce"
-            reasons.append(f"imbalance ratio {imbalance:.3g} (<= {BALANCED:g}): classes are roughly balanced, plain cross-entropy without weights"
-                           if imbalance is not None else "plain cross-entropy")
+    if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
+        include_bg = False
+        d.reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of {px}s (>= {_pct(BACKGROUND_DOMINANT)}) and its Dice is near 1 "
+                         "(a convention, as MONAI's include_background=False: no measured benefit, see the evidence below)")
     else:
-        if mode == "binary":
-            pos_counts = t.pixel_counts[1:]
-        else:
-            pos_counts = t.pixel_counts
-        pw_raw = [float(x) for x in W.pos_weight(pos_counts, t.n_pixels)]
-        pw = list(pw_raw)
-        worst = max(pw_raw)
-        names = t.names[1:] if mode == "binary" else t.names
-        if worst > BALANCED:
-            loss = "dice+ce"
-            j = int(np.argmax(pw_raw))
-            reasons.append(f"{names[j]} is positive in {_pct(pos_counts[j] / n_pix)} of {px}s: negatives/positives = {worst:.3g} (> {BALANCED:g}); "
-                           "BCE-with-logits + Dice with pos_weight = negatives/positives per channel")
-            pw, cap_warn = _cap(pw_raw, max_weight, names, "pos_weight", _CAP_WHY)
-            warns += cap_warn
-            kwargs["pos_weight"] = pw
-        else:
-            loss = "ce"
-            pw = pw_raw = None
-            reasons.append(f"every channel has negatives/positives <= {BALANCED:g}: plain BCE-with-logits, no pos_weight")
-        if mode == "binary":
-            reasons.append("binary mode has a single (foreground) output channel: there is no background channel to exclude from Dice")
-        else:
-            reasons.append("multilabel channels are all foreground labels (no background channel), so Dice includes every channel")
-        if loss != "ce":
-            kwargs["include_background"] = True
+        d.reasons.append("Dice includes the background: " + ("there is no background class" if bg is None else
+                         f"the background holds only {_pct(freq[bg])} of {px}s (< {_pct(BACKGROUND_DOMINANT)})"))
+    d.kwargs["include_background"] = include_bg
+    return "dice+ce", include_bg
+
+
+def _sigmoid_loss(d: _Draft, mode: str, max_weight: float) -> tuple[str, list[float] | None, list[float] | None]:
+    """``(loss, pos_weight, raw pos_weight)`` for binary and multi-label masks; options into ``d.kwargs``."""
+    t, px, n_pix = d.t, d.px, max(d.t.n_pixels, 1)
+    pos_counts = t.pixel_counts[1:] if mode == "binary" else t.pixel_counts
+    raw = [float(x) for x in W.pos_weight(pos_counts, t.n_pixels)]
+    worst = max(raw)
+    names = t.names[1:] if mode == "binary" else t.names
+    pw: list[float] | None
+    pw_raw: list[float] | None
+    if worst > BALANCED:
+        loss = "dice+ce"
+        j = int(np.argmax(raw))
+        d.reasons.append(f"{names[j]} is positive in {_pct(pos_counts[j] / n_pix)} of {px}s: negatives/positives = {worst:.3g} (> {BALANCED:g}); "
+                         "BCE-with-logits + Dice with pos_weight = negatives/positives per channel")
+        pw_raw = raw
+        pw, cap_warn = _cap(raw, max_weight, names, "pos_weight", _CAP_WHY)
+        d.warns += cap_warn
+        d.kwargs["pos_weight"] = pw
+    else:
+        loss = "ce"
+        pw = pw_raw = None
+        d.reasons.append(f"every channel has negatives/positives <= {BALANCED:g}: plain BCE-with-logits, no pos_weight")
+    if mode == "binary":
+        d.reasons.append("binary mode has a single (foreground) output channel: there is no background channel to exclude from Dice")
+    else:
+        d.reasons.append("multilabel channels are all foreground labels (no background channel), so Dice includes every channel")
+    if loss != "ce":
+        d.kwargs["include_background"] = True
+    return loss, pw, pw_raw
+
+
+def _batch_and_presence(d: _Draft, loss: str) -> None:
+    """Batch Dice, the rare-class warning and the empty-mask count (into ``d``)."""
+    t, img = d.t, d.img
     if t.n_images > 0 and "dice" in loss:
         efrac = t.empty_images / t.n_images
-        if efrac >= EMPTY_FOR_BATCH_DICE or rare:
-            kwargs["batch"] = True
-            why = f"{_pct(efrac)} of {img}s are empty" if efrac >= EMPTY_FOR_BATCH_DICE else f"{len(rare)} class(es) are present in few {img}s"
-            reasons.append(f"batch Dice (batch=True): {why}; pooled over the batch, an {img} without a class adds no empty-class "
-                           f"term (nnU-Net's batch Dice; a convention: per-{img} vs batch Dice showed no measured difference, "
-                           "docs/dice_per_image_vs_batch.md)")
-    if rare:
-        warns.append(f"classes present in < {_pct(RARE_FRACTION)} of {img}s (or in <= 2): "
-                     + ", ".join(f"{t.names[c]} in {int(t.image_counts[c])}/{t.n_images} {img}s" for c in rare)
-                     + f"; consider oversampling the {img}s that contain them")
+        if efrac >= EMPTY_FOR_BATCH_DICE or d.rare:
+            d.kwargs["batch"] = True
+            why = f"{_pct(efrac)} of {img}s are empty" if efrac >= EMPTY_FOR_BATCH_DICE else f"{len(d.rare)} class(es) are present in few {img}s"
+            d.reasons.append(f"batch Dice (batch=True): {why}; pooled over the batch, an {img} without a class adds no empty-class "
+                             f"term (nnU-Net's batch Dice; a convention: per-{img} vs batch Dice showed no measured difference, "
+                             "docs/dice_per_image_vs_batch.md)")
+    if d.rare:
+        d.warns.append(f"classes present in < {_pct(RARE_FRACTION)} of {img}s (or in <= 2): "
+                       + ", ".join(f"{t.names[c]} in {int(t.image_counts[c])}/{t.n_images} {img}s" for c in d.rare)
+                       + f"; consider oversampling the {img}s that contain them")
     if t.empty_images:
-        reasons.append(f"{t.empty_images} of {t.n_images} {img}s are empty (no foreground)")
+        d.reasons.append(f"{t.empty_images} of {t.n_images} {img}s are empty (no foreground)")
+
+
+def _void_and_spacing(d: _Draft, void: int | None, void_text: str | None, spacing: dict | None) -> None:
+    """The void label's loss option, and the spacing warnings and notes (into ``d``)."""
+    stats, px, img = d.stats, d.px, d.img
     if void is not None and stats.kind == "index":
-        kwargs["ignore_index"] = int(void)
+        d.kwargs["ignore_index"] = int(void)
         if not void_text:
-            reasons.append(f"{stats.n_ignored} {px}s equal ignore_index={void} and were left out of every count; the loss ignores them too")
+            d.reasons.append(f"{stats.n_ignored} {px}s equal ignore_index={void} and were left out of every count; the loss ignores them too")
     if spacing:
-        med = spacing["median"]
-        sp_txt = " x ".join(f"{x:.3g}" for x in med)
+        sp_txt = " x ".join(f"{x:.3g}" for x in spacing["median"])
         if spacing["anisotropy"] > ANISOTROPY:
-            warns.append(f"anisotropic {px}s: spacing up to {spacing['anisotropy']:.3g}x larger along one axis (> {ANISOTROPY:g}, nnU-Net's threshold; "
-                         f"median spacing {sp_txt}): consider resampling, or 2D / in-plane patches")
+            d.warns.append(f"anisotropic {px}s: spacing up to {spacing['anisotropy']:.3g}x larger along one axis (> {ANISOTROPY:g}, nnU-Net's threshold; "
+                           f"median spacing {sp_txt}): consider resampling, or 2D / in-plane patches")
         if spacing["distinct"] > 1:
-            notes.append(f"{spacing['distinct']} different {px} spacings across the {img}s (median {sp_txt}): resample to one spacing before training")
+            d.notes.append(f"{spacing['distinct']} different {px} spacings across the {img}s (median {sp_txt}): resample to one spacing before training")
+
+
+def _reading_notes(d: _Draft, rgb: dict | None) -> None:
+    """The RGB reading, ambiguous encodings and skipped files (into ``d``)."""
+    stats = d.stats
     if rgb:
         other = "classes" if rgb["reading"] == "multilabel" else "multilabel"
         if rgb["ambiguous"]:
-            reasons.append(f"RGB masks: {len(rgb['colours'])} colours; {', '.join(rgb['mixed_colours'])} are sums of primary colours. Two readings: "
-                           "(a) multilabel — R, G, B are independent labels and a mixed colour is an overlap (magenta = red + blue); "
-                           "(b) classes — every colour is its own, mutually exclusive class. "
-                           f"This advice assumes the {rgb['reading']} reading; pass --rgb-reading {other} for the other")
-            assumptions.append(f"RGB colours read as {rgb['reading']} (ambiguous); pass --rgb-reading {other} for the other reading")
+            d.reasons.append(f"RGB masks: {len(rgb['colours'])} colours; {', '.join(rgb['mixed_colours'])} are sums of primary colours. Two readings: "
+                             "(a) multilabel — R, G, B are independent labels and a mixed colour is an overlap (magenta = red + blue); "
+                             "(b) classes — every colour is its own, mutually exclusive class. "
+                             f"This advice assumes the {rgb['reading']} reading; pass --rgb-reading {other} for the other")
+            d.assumptions.append(f"RGB colours read as {rgb['reading']} (ambiguous); pass --rgb-reading {other} for the other reading")
         else:
             why = "the colours are not sums of primary channels" if not rgb["decomposable"] else "no colour mixes two primaries"
-            reasons.append(f"RGB masks: {len(rgb['colours'])} distinct colours, each read as its own class ({why})")
+            d.reasons.append(f"RGB masks: {len(rgb['colours'])} distinct colours, each read as its own class ({why})")
     if stats.ambiguous_files:
         f, note = stats.ambiguous_files[0]
         more = len(stats.ambiguous_files) - 1
-        warns.append(f"ambiguous encoding in {f}" + (f" and {more}{'+' if len(stats.ambiguous_files) >= 50 else ''} other file(s)" if more else "") + f": {note}")
+        d.warns.append(f"ambiguous encoding in {f}" + (f" and {more}{'+' if len(stats.ambiguous_files) >= 50 else ''} other file(s)" if more else "") + f": {note}")
     if stats.n_skipped:
-        warns.append(f"{stats.n_skipped} file(s) skipped because they could not be read as masks (see 'skipped')")
+        d.warns.append(f"{stats.n_skipped} file(s) skipped because they could not be read as masks (see 'skipped')")
 
-    measures, struct_losses, metrics, s_reasons, s_warns, s_notes = structure_advice(stats, t, freq, img_frac, px, img)
-    reasons += s_reasons
-    warns += s_warns
-    notes += s_notes
 
-    # the exact lines
+def _code(t: ClassTable, loss: str, mode: str, kwargs: dict, void: int | None, struct_losses: list[dict]) -> str:
+    """The lines that build the advised loss (and remap the labels when needed)."""
+    C = len(t.names)
     args = [f'"{loss}"', f'mode="{mode}"']
     for k, v in kwargs.items():
         args.append(f"{k}={_tensor(v)}" if isinstance(v, list) else f"{k}={v!r}")
@@ -601,24 +558,87 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     for sl in struct_losses:
         code += (f"\n# tubular {', '.join(sl['classes'])}: consider adding a topology-aware term to the loss: "
                  + " or ".join(f'"+{x}"' for x in sl["losses"]) + " (see why)")
+    return code
 
+
+def _draft(stats: MaskStats, rgb_reading: str | None, ignore_index: int | str | None, class_names: list[str] | None
+           ) -> tuple[_Draft, dict | None, int | None, str | None]:
+    """Resolve the void label, build and name the class table, and measure it: ``(draft, RGB report, void,
+    void assumption)``."""
+    three_d = bool(stats.spatial_dims) and min(stats.spatial_dims) >= 3
+    px, img = ("voxel", "volume") if three_d else ("pixel", "image")
+    void, void_text, void_warns = resolve_void(stats, ignore_index)
+    t, rgb = class_table(stats, rgb_reading)
+    _name_classes(t, class_names)
+    C = len(t.names)
+    freq = t.pixel_counts / max(t.n_pixels, 1)
+    present = t.pixel_counts > 0
+    img_frac = t.image_counts / max(t.n_images, 1)
+    imbalance = float(freq[present].max() / freq[present].min()) if present.any() else None
+    rare = [c for c in range(C) if t.image_counts[c] > 0 and (img_frac[c] < RARE_FRACTION or t.image_counts[c] <= 2) and c != t.background and t.n_images > 2]
+    d = _Draft(stats, t, px, img, freq, present, img_frac, imbalance, rare, warns=list(void_warns))
+    if void_text:
+        d.assumptions.append(void_text.format(px=px, img=img))
+    return d, rgb, void, void_text
+
+
+def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, rgb_reading: str | None = None, ignore_index="auto",
+              class_names: list[str] | None = None, max_weight: float = MAX_WEIGHT) -> Advice:
+    """Build the :class:`Advice` from accumulated statistics; ``class_names`` replaces the generic names
+    when it has one name per class found. ``ignore_index``: an int, ``None`` or ``"auto"`` (see
+    :func:`resolve_void`); ``max_weight``: cap on class weights and ``pos_weight`` (``inf``: no cap)."""
+    _check_options(stats, weights, max_weight)
+    d, rgb, void, void_text = _draft(stats, rgb_reading, ignore_index, class_names)
+    t, px, img = d.t, d.px, d.img
+    encoding, ambiguous, d.notes = _encoding(stats, t, rgb)
+    remap_assumptions, remap_warns = _remap_notes(stats, t, px)
+    d.assumptions += remap_assumptions
+    d.warns += remap_warns
+    spacing = _spacing(stats)
+    n_pix = max(t.n_pixels, 1)
+    unlabelled = float(t.pixel_counts[0] / n_pix) if t.implicit_background else (t.n_pixels - t.labelled) / n_pix
+    pairs = _overlap_pairs(t)
+    rare_rule = f"present in < {_pct(RARE_FRACTION)} of the {img}s (or in at most 2 {img}s), background excluded; counted only with > 2 {img}s"
+    d.warns += _zero_class_warnings(t, px)
+    cw_raw = [float(x) for x in W.class_weights(weights, t.pixel_counts, t.image_pixel_totals, beta=beta)]
+    cw, cw_cap_warn = _cap(cw_raw, max_weight, t.names, "class weights", _CAP_WHY)
+    if weights == "effective" and d.present.any() and t.pixel_counts[d.present].min() > 10 / (1 - beta):
+        d.warns.append(f"effective-number weights saturate: every class has more than {10 / (1 - beta):.0f} {px}s, so (1 - beta^n) ~ 1 and the weights "
+                       f"are nearly uniform with beta={beta}; use a beta closer to 1 (--beta) or another method")
+    mode, nested = _mode(d, pairs)
+    pw: list[float] | None = None
+    pw_raw: list[float] | None = None
+    include_bg = True
+    if mode == "multiclass":
+        loss, include_bg = _softmax_loss(d, cw, cw_cap_warn, weights, max_weight)
+    else:
+        loss, pw, pw_raw = _sigmoid_loss(d, mode, max_weight)
+    _batch_and_presence(d, loss)
+    _void_and_spacing(d, void, void_text, spacing)
+    _reading_notes(d, rgb)
+    measures, struct_losses, metrics, s_reasons, s_warns, s_notes = structure_advice(stats, t, d.freq, d.img_frac, px, img)
+    d.reasons += s_reasons
+    d.warns += s_warns
+    d.notes += s_notes
+    kwargs = d.kwargs
     capped = ("class_weights" in kwargs and cw != cw_raw) or ("pos_weight" in kwargs and pw != pw_raw)
     return Advice(
         evidence=[rule_status(r) for r in applied_rules(loss, kwargs, capped, struct_losses)]
         + ([rule_status("nested_regions")] if nested else []), nested_regions=nested,
-        encoding=encoding, encoding_ambiguous=ambiguous, encoding_notes=notes, num_classes=C, class_names=list(t.names), mode=mode,
-        activation=activation, out_channels=out_channels, loss=loss, loss_kwargs=kwargs, code=code,
-        class_frequencies=[float(x) for x in freq], class_pixel_counts=[int(x) for x in t.pixel_counts],
-        class_image_counts=[int(x) for x in t.image_counts], class_image_fractions=[float(x) for x in img_frac],
+        encoding=encoding, encoding_ambiguous=ambiguous, encoding_notes=d.notes, num_classes=len(t.names), class_names=list(t.names), mode=mode,
+        activation="softmax" if mode == "multiclass" else "sigmoid", out_channels=len(t.names) if mode != "binary" else 1, loss=loss,
+        loss_kwargs=kwargs, code=_code(t, loss, mode, kwargs, void, struct_losses),
+        class_frequencies=[float(x) for x in d.freq], class_pixel_counts=[int(x) for x in t.pixel_counts],
+        class_image_counts=[int(x) for x in t.image_counts], class_image_fractions=[float(x) for x in d.img_frac],
         class_weights=[float(x) for x in cw], weights_method=weights, pos_weight=pw, include_background=include_bg,
-        multilabel_overlap_fraction=float(overlap_frac), overlap_pairs=pairs, every_pixel_labelled=unlabelled == 0.0,
-        unlabelled_fraction=float(unlabelled), background_class=t.background, imbalance_ratio=imbalance, rare_classes=rare,
-        empty_masks=int(t.empty_images), empty_mask_files=t.empty_files, n_files=stats.n_files, n_images=stats.n_images,
-        n_pixels=int(t.n_pixels), n_ignored_pixels=int(stats.n_ignored), skipped=[{"file": f, "error": e} for f, e in stats.skipped],
-        n_skipped=stats.n_skipped, rgb=rgb, reasons=reasons, warnings=warns, assumptions=assumptions,
-        void_label=None if void is None else int(void), label_values=t.label_values, element=px, sample=img, spacing=spacing,
-        class_weights_uncapped=cw_raw, pos_weight_uncapped=pw_raw, max_weight=float(max_weight), rare_rule=rare_rule,
-        structure=measures, structure_losses=struct_losses, metrics=metrics,
+        multilabel_overlap_fraction=float(t.overlap / t.labelled if t.labelled else 0.0), overlap_pairs=pairs,
+        every_pixel_labelled=unlabelled == 0.0, unlabelled_fraction=float(unlabelled), background_class=t.background,
+        imbalance_ratio=d.imbalance, rare_classes=d.rare, empty_masks=int(t.empty_images), empty_mask_files=t.empty_files,
+        n_files=stats.n_files, n_images=stats.n_images, n_pixels=int(t.n_pixels), n_ignored_pixels=int(stats.n_ignored),
+        skipped=[{"file": f, "error": e} for f, e in stats.skipped], n_skipped=stats.n_skipped, rgb=rgb, reasons=d.reasons,
+        warnings=d.warns, assumptions=d.assumptions, void_label=None if void is None else int(void), label_values=t.label_values,
+        element=px, sample=img, spacing=spacing, class_weights_uncapped=cw_raw, pos_weight_uncapped=pw_raw,
+        max_weight=float(max_weight), rare_rule=rare_rule, structure=measures, structure_losses=struct_losses, metrics=metrics,
     )
 
 
@@ -644,22 +664,17 @@ def applied_rules(loss: str, kwargs: dict, capped: bool, struct_losses: list[dic
     return rules
 
 
-def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac: np.ndarray, px: str, img: str
-                     ) -> tuple[list[dict], list[dict], list[dict], list[str], list[str], list[str]]:
-    """Per-class structure measures and what follows from them: (measures, structure losses, metrics to report,
-    reasons, warnings, notes). The rules are in the module docstring."""
-    reasons: list[str] = []
-    warns: list[str] = []
+def _structure_measures(stats: MaskStats, t: ClassTable, three_d: bool) -> tuple[list[dict], list[str]]:
+    """``(measures, notes)``: the structure measures of each foreground class with pixels (module docstring)."""
     notes: list[str] = []
     st = stats.structure
-    three_d = bool(stats.spatial_dims) and min(stats.spatial_dims) >= 3
-    measures: list[dict] = []
     if st.error:
         notes.append(f"no structure measures (tubularity, connected components): {st.error}")
     elif stats.kind == "rgb":
         notes.append("no structure measures (tubularity, connected components) for colour masks")
     cls = _class_of(stats, t)
     min_elong = TUBULAR_ELONGATION_3D if three_d else TUBULAR_ELONGATION
+    measures: list[dict] = []
     for key, e in sorted(st.classes.items()):
         c = cls.get(key)
         if c is None or c == t.background or not e.pixels:
@@ -679,7 +694,19 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
             "width": width, "thickness": 2 * e.pixels / max(e.boundary, 1), "elongation": elong,
             "tubular": bool(thin_share >= TUBULAR_SHARE and width <= TUBULAR_WIDTH and elong >= min_elong),
         })
+    return measures, notes
+
+
+def _has_small(m: dict) -> bool:
+    """Whether a class has many small components (the small-component rule)."""
+    return bool(m["components"] >= 3 and m["small_components"] >= SMALL_SHARE * m["components"])
+
+
+def _structure_findings(measures: list[dict], min_elong: float, px: str, img: str
+                        ) -> tuple[list[dict], list[str], list[str]]:
+    """``(structure losses, reasons, warnings)`` from the measures: tubular classes and small components."""
     struct_losses: list[dict] = []
+    reasons: list[str] = []
     tubular = [m for m in measures if m["tubular"]]
     if tubular:
         names = [m["name"] for m in tubular]
@@ -690,28 +717,35 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
         reasons.append(f"tubular structures — {why}: overlap losses barely notice a broken thin branch (few {px}s), so add a "
                        "topology-aware term: skeleton_recall (Kirchhoff et al. 2024, recall of the target's tubed skeleton) or "
                        "cldice (Shit et al. 2021, soft centreline Dice)")
-    for m in measures:
-        if m["components"] >= 3 and m["small_components"] >= SMALL_SHARE * m["components"]:
-            warns.append(f"{m['name']}: {m['small_components']} of its {m['components']} connected components "
-                         f"({_pct(m['small_components'] / m['components'])}) are smaller than {_pct(SMALL_COMPONENT)} of a {img} "
-                         f"but hold only {_pct(m['small_pixel_fraction'])} of its {px}s: Dice weighs components by size, so a model "
-                         "can miss the small ones at little cost — check small-component recall (per-component detection)")
+    warns = [f"{m['name']}: {m['small_components']} of its {m['components']} connected components "
+             f"({_pct(m['small_components'] / m['components'])}) are smaller than {_pct(SMALL_COMPONENT)} of a {img} "
+             f"but hold only {_pct(m['small_pixel_fraction'])} of its {px}s: Dice weighs components by size, so a model "
+             "can miss the small ones at little cost — check small-component recall (per-component detection)"
+             for m in measures if _has_small(m)]
+    return struct_losses, reasons, warns
 
-    metrics: list[dict] = []
+
+def _overlap_metric(t: ClassTable, img_frac: np.ndarray, img: str) -> dict:
+    """Dice per image (a class often absent) or pooled Dice, for the foreground classes with pixels."""
     fg = [c for c in range(len(t.names)) if c != t.background and t.pixel_counts[c] > 0]
     fg_names = [t.names[c] for c in fg]
     often_absent = [c for c in fg if 1 - img_frac[c] >= EMPTY_FOR_BATCH_DICE]
     if often_absent:
         worst = max(often_absent, key=lambda c: 1 - img_frac[c])
-        metrics.append({"metric": "Dice, per image", "call": "seglab.metrics.dice_score(pred, target, ...)  # aggregate='mean'",
-                        "classes": fg_names,
-                        "reason": f"{t.names[worst]} is absent from {_pct(1 - img_frac[worst])} of the {img}s (>= {_pct(EMPTY_FOR_BATCH_DICE)}): "
-                                  f"average the Dice of each {img}, leaving out {img}s where a class is absent from both prediction and "
-                                  f"target (NaN), and count false positives on {img}s without the class; pooled Dice hides per-{img} failures"})
-    else:
-        metrics.append({"metric": "Dice", "call": "seglab.metrics.dice_score(pred, target, ...)", "classes": fg_names,
-                        "reason": f"every class is present in more than {_pct(1 - EMPTY_FOR_BATCH_DICE)} of the {img}s: per-{img} "
-                                  "(default) and pooled Dice agree in meaning; Metrics Reloaded's overlap metric"})
+        return {"metric": "Dice, per image", "call": "seglab.metrics.dice_score(pred, target, ...)  # aggregate='mean'",
+                "classes": fg_names,
+                "reason": f"{t.names[worst]} is absent from {_pct(1 - img_frac[worst])} of the {img}s (>= {_pct(EMPTY_FOR_BATCH_DICE)}): "
+                          f"average the Dice of each {img}, leaving out {img}s where a class is absent from both prediction and "
+                          f"target (NaN), and count false positives on {img}s without the class; pooled Dice hides per-{img} failures"}
+    return {"metric": "Dice", "call": "seglab.metrics.dice_score(pred, target, ...)", "classes": fg_names,
+            "reason": f"every class is present in more than {_pct(1 - EMPTY_FOR_BATCH_DICE)} of the {img}s: per-{img} "
+                      "(default) and pooled Dice agree in meaning; Metrics Reloaded's overlap metric"}
+
+
+def _structure_metrics(t: ClassTable, measures: list[dict], img_frac: np.ndarray, px: str, img: str) -> list[dict]:
+    """The metrics to report (Metrics Reloaded): overlap, NSD, and HD95 / clDice / component recall where they apply."""
+    metrics = [_overlap_metric(t, img_frac, img)]
+    fg_names = metrics[0]["classes"]
     thin = [m for m in measures if m["thickness"] <= BOUNDARY_THICKNESS]
     if measures:
         m0 = min(measures, key=lambda m: m["thickness"])
@@ -729,13 +763,27 @@ def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac
                         "reason": "boundaries matter: " + ", ".join(f"{m['name']} {m['thickness']:.3g} {px}s thick" for m in thin)
                                   + f" (<= {BOUNDARY_THICKNESS:g}); HD95 reports the worst boundary errors, which Dice averages away "
                                   "(it is inf for a missed or hallucinated class: report how often)"})
+    tubular = [m for m in measures if m["tubular"]]
     if tubular:
         metrics.append({"metric": "clDice", "call": "seglab.metrics.cldice_score(pred, target, ...)  # centreline Dice, Shit et al. 2021", "classes": [m["name"] for m in tubular],
                         "reason": "tubular classes: connectivity of the centreline matters more than their few pixels "
                                   "(measures above)"})
-    small = [m for m in measures if m["components"] >= 3 and m["small_components"] >= SMALL_SHARE * m["components"]]
+    small = [m for m in measures if _has_small(m)]
     if small:
         metrics.append({"metric": "per-component recall (detection)", "call": "connected components of target and prediction",
                         "classes": [m["name"] for m in small],
                         "reason": "many small components (see the warning): Dice and NSD are dominated by the large ones"})
+    return metrics
+
+
+def structure_advice(stats: MaskStats, t: ClassTable, freq: np.ndarray, img_frac: np.ndarray, px: str, img: str
+                     ) -> tuple[list[dict], list[dict], list[dict], list[str], list[str], list[str]]:
+    """Per-class structure measures and what follows from them: (measures, structure losses, metrics to report,
+    reasons, warnings, notes). The rules are in the module docstring; ``freq`` is accepted for callers that pass
+    it and not used."""
+    three_d = bool(stats.spatial_dims) and min(stats.spatial_dims) >= 3
+    measures, notes = _structure_measures(stats, t, three_d)
+    min_elong = TUBULAR_ELONGATION_3D if three_d else TUBULAR_ELONGATION
+    struct_losses, reasons, warns = _structure_findings(measures, min_elong, px, img)
+    metrics = _structure_metrics(t, measures, img_frac, px, img)
     return measures, struct_losses, metrics, reasons, warns, notes

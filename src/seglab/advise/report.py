@@ -1,4 +1,4 @@
-"""Rendering of an :class:`~seglab.advise.recommend.Advice`: rich tables and panels on a terminal
+"""Rendering of an :class:`~seglab.advise.advice.Advice`: rich tables and panels on a terminal
 (:func:`render`), plain unwrapped text when piped or redirected (:func:`render_plain`).
 
 Both put what the advice assumes (a void label, a label remap, an RGB reading) right after the first line,
@@ -7,12 +7,12 @@ and print the code lines whole: a terminal may wrap them on screen, but no newli
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from seglab.advise.recommend import Advice
+    from seglab.advise.advice import Advice
 
 MAX_ROWS = 40  # with more classes than this, classes without any pixel are left out of the table (and counted)
 
@@ -30,12 +30,10 @@ def _rows(a: Advice) -> tuple[list[list[str]], list[str], int]:
     if a.pos_weight is not None:
         cols.append("pos_weight")
     pw_offset = a.num_classes - len(a.pos_weight) if a.pos_weight is not None else 0
-    keep = range(a.num_classes)
-    if a.num_classes > MAX_ROWS:
-        keep = [c for c in keep if a.class_pixel_counts[c] > 0]
+    keep = [c for c in range(a.num_classes) if a.num_classes <= MAX_ROWS or a.class_pixel_counts[c] > 0]
     rows = []
     for c in keep:
-        row = [str(c)] + ([str(a.label_values[c])] if "label" in cols else []) + [
+        row = [str(c)] + ([str(a.label_values[c])] if "label" in cols and a.label_values is not None else []) + [
             a.class_names[c], f"{a.class_pixel_counts[c]:,}", f"{a.class_frequencies[c]:.4%}",
             f"{a.class_image_counts[c]}/{a.n_images} ({a.class_image_fractions[c]:.0%})", f"{a.class_weights[c]:.4g}"]
         if a.pos_weight is not None:
@@ -47,8 +45,8 @@ def _rows(a: Advice) -> tuple[list[list[str]], list[str], int]:
 def _findings(a: Advice) -> list[tuple[str, str]]:
     px, img = a.element, a.sample
     f = [("multi-label " + px + "s", f"{a.multilabel_overlap_fraction:.4%} of labelled {px}s")]
-    for p in a.overlap_pairs[:10]:
-        f.append(("", f"{p['names'][0]} + {p['names'][1]}: {p['pixels']:,} {px}s ({p['fraction_of_labelled']:.3%})"))
+    f.extend(("", f"{p['names'][0]} + {p['names'][1]}: {p['pixels']:,} {px}s ({p['fraction_of_labelled']:.3%})")
+             for p in a.overlap_pairs[:10])
     f.append((f"every {px} labelled", "yes" if a.every_pixel_labelled else f"no — {a.unlabelled_fraction:.3%} of {px}s have no class"))
     if a.void_label is not None:
         f.append(("void (ignored)", f"label {a.void_label}: {a.n_ignored_pixels:,} {px}s"))
@@ -100,9 +98,6 @@ def render(advice: Advice, console: Console) -> None:
 
     require("rich", "the advice report")
     from rich.markup import escape
-    from rich.panel import Panel
-    from rich.syntax import Syntax
-    from rich.table import Table
 
     a = advice
     console.print(escape(_header(a)), highlight=False)
@@ -110,13 +105,31 @@ def render(advice: Advice, console: Console) -> None:
         console.print(f"[bold yellow]assumption:[/] {escape(s)}")
     for n in a.encoding_notes:
         console.print(f"  note: {escape(n)}")
-    rows, cols, left_out = _rows(a)
-    t = Table(title="classes", title_justify="left")
+    _rich_tables(a, console)
+    _rich_sections(a, console)
+
+
+def _rich_table(title: str, cols: list[str], rows: list[list[str]]) -> Any:
+    """A rich table: ``cols`` (the ``class`` column left-aligned, the others right), one row per ``rows``."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
     for col in cols:
         t.add_column(col, justify="left" if col == "class" else "right")
     for row in rows:
         t.add_row(*map(escape, row))
-    console.print(t)
+    return t
+
+
+def _rich_tables(a: Advice, console: Console) -> None:
+    """The classes table, the findings panel, the structure table and the recommendation panel."""
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    rows, cols, left_out = _rows(a)
+    console.print(_rich_table("classes", cols, rows))
     if left_out:
         console.print(f"  ({left_out} classes without any {a.element} not shown)")
     f = Table.grid(padding=(0, 2))
@@ -125,16 +138,18 @@ def render(advice: Advice, console: Console) -> None:
     console.print(Panel(f, title="findings", title_align="left"))
     if a.structure:
         srows, scols = _structure_rows(a)
-        st = Table(title="structure", title_justify="left")
-        for col in scols:
-            st.add_column(col, justify="left" if col == "class" else "right")
-        for row in srows:
-            st.add_row(*map(escape, row))
-        console.print(st)
+        console.print(_rich_table("structure", scols, srows))
     rec = Table.grid(padding=(0, 2))
     for k, v in _recommendation(a):
         rec.add_row(k, f"[bold]{escape(v)}[/]")
     console.print(Panel(rec, title="recommendation", title_align="left"))
+
+
+def _rich_sections(a: Advice, console: Console) -> None:
+    """Why, warnings, metrics to report, the evidence of each rule, the code and the skipped files."""
+    from rich.markup import escape
+    from rich.syntax import Syntax
+
     console.print("[bold]why[/]")
     for r in a.reasons:
         console.print(f"  • {escape(r)}")
@@ -165,7 +180,7 @@ def render_plain(advice: Advice) -> str:
     rows, cols, left_out = _rows(a)
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     just = ["<" if c == "class" else ">" for c in cols]
-    line = lambda r: "  " + "  ".join(f"{x:{j}{w}}" for x, j, w in zip(r, just, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  " + "  ".join(f"{x:{j}{w}}" for x, j, w in zip(r, just, widths, strict=True)).rstrip()  # noqa: E731
     out += ["", "classes", line(cols)] + [line(r) for r in rows]
     if left_out:
         out.append(f"  ({left_out} classes without any {a.element} not shown)")
@@ -176,7 +191,7 @@ def render_plain(advice: Advice) -> str:
         srows, scols = _structure_rows(a)
         sw = [max(len(c), *(len(r[i]) for r in srows)) for i, c in enumerate(scols)]
         sj = ["<" if c == "class" else ">" for c in scols]
-        sline = lambda r: "  " + "  ".join(f"{x:{j}{w}}" for x, j, w in zip(r, sj, sw)).rstrip()  # noqa: E731
+        sline = lambda r: "  " + "  ".join(f"{x:{j}{w}}" for x, j, w in zip(r, sj, sw, strict=True)).rstrip()  # noqa: E731
         out += ["", "structure", sline(scols)] + [sline(r) for r in srows]
     rec = _recommendation(a)
     kw = max(len(k) for k, _ in rec)

@@ -147,7 +147,7 @@ class StructureStats:
         e.small_pixels += int(sizes[small].sum())
         e.max_components = max(e.max_components, n)
         bins = np.minimum(np.floor(np.log2(sizes)).astype(np.int64), SIZE_BINS - 1)
-        for k, c in zip(*np.unique(bins, return_counts=True)):
+        for k, c in zip(*np.unique(bins, return_counts=True), strict=True):
             e.size_hist[int(k)] += int(c)
 
 
@@ -221,7 +221,7 @@ class MaskStats:
             self.pairs = np.zeros((c, c), dtype=np.int64)
         self.kind = dec.kind
         if dec.kind == "index":
-            for im, (vals, cnts) in zip(dec.images, uniques):
+            for im, (vals, cnts) in zip(dec.images, uniques, strict=True):
                 self._add_index(im, vals, cnts, name)
         else:
             for im in dec.images:
@@ -256,7 +256,7 @@ class MaskStats:
     def _add_index(self, im: np.ndarray, vals: np.ndarray, cnts: np.ndarray, name: str) -> None:
         n = int(cnts.sum())
         self.n_ignored += int(im.size) - n
-        per = dict(zip(vals.tolist(), cnts.tolist()))
+        per = dict(zip(vals.tolist(), cnts.tolist(), strict=True))
         for v, c in per.items():
             self.label_counts[v] += c
             files = self.label_files.setdefault(v, [])
@@ -326,7 +326,7 @@ class MaskStats:
     def _add_rgb(self, im: np.ndarray, name: str) -> None:
         code = rgb_code(im)
         cols, counts = np.unique(code.reshape(-1), return_counts=True)
-        for col, cnt in zip(cols.tolist(), counts.tolist()):
+        for col, cnt in zip(cols.tolist(), counts.tolist(), strict=True):
             self.colour_counts[col] += cnt
         self.n_pixels += int(code.size)
         self._pattern(tuple(cols.tolist()), int(code.size), name)

@@ -21,6 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: cap on emitted class weights and pos_weight. A weight w multiplies that class's share of the CE gradient by w;
+#: far above ~50, a handful of (possibly mislabelled) pixels of a tiny class dominate every batch that holds
+#: them and early training swings. ENet's class weighting (Paszke et al. 2016) is bounded at 50 for this
+#: reason. (Its evidence status: docs/advise_evidence.md#weight-cap.)
+MAX_WEIGHT = 50.0
 METHODS = ("inverse", "median", "effective")
 METHOD_NAMES = {
     "inverse": "inverse frequency",
@@ -116,7 +121,7 @@ def zero_count_warnings(pixel_counts: Sequence[float] | np.ndarray, class_names:
     """One plain-words warning per class with zero pixels (weight set to 0)."""
     n = _counts(pixel_counts)
     return [
-        f"class {c} ({class_names[c]}) has no pixel in these masks: its weight is set to 0 (not inf); "
+        f"class {c} ({class_names[int(c)]}) has no pixel in these masks: its weight is set to 0 (not inf); "
         "the model cannot learn it from this data — if the labels are not contiguous, remap them"
         for c in np.flatnonzero(n == 0)
     ]
