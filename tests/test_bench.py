@@ -12,11 +12,19 @@ import sys
 import pytest
 
 from seglab import bench
+from seglab.cli import bench as bench_cli
 from seglab.cli import main
 
 pytest.importorskip("rich")
 
 TINY = ["--shapes", "2x3x8x8", "--losses", "dice", "--rounds", "2", "--warmup", "0", "--no-memory"]
+
+
+@pytest.fixture(autouse=True)
+def quiet_machine(monkeypatch):
+    """A quiet machine (load average 0) unless a test says otherwise: the verdict on the load is tested by faking
+    the load reader, never by the load of the machine the tests run on."""
+    monkeypatch.setattr(bench, "load_average", lambda: 0.0)
 
 
 def test_bench_cli_writes_json(tmp_path, capsys):
@@ -70,7 +78,7 @@ def test_bench_cli_writes_json(tmp_path, capsys):
 def test_bench_bad_argument_is_one_line_exit_2(bad, option, tmp_path, capsys, monkeypatch):
     called = []
     monkeypatch.setattr(bench, "bench_shape", lambda *a, **k: called.append(1))  # no work may start
-    monkeypatch.setattr(bench, "run_repeated", lambda *a, **k: called.append(1))
+    monkeypatch.setattr(bench_cli, "run_repeated", lambda *a, **k: called.append(1))
     argv = ["bench", *TINY, "--out", str(tmp_path / "b.json"), *bad]
     assert main(argv) == 2
     cap = capsys.readouterr()
@@ -94,14 +102,65 @@ def test_bench_one_round_has_zero_spread(tmp_path):
     assert v["min_ms"] == v["median_ms"] == v["max_ms"] and v["iqr_ms"] == 0
 
 
-def test_bench_warns_when_overloaded(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(bench, "load_average", lambda: 1000.0 + (bench.os.cpu_count() or 1))
+def test_bench_on_a_loaded_machine_prints_timings_but_no_ratio(tmp_path, capsys, monkeypatch):
+    cores = bench.os.cpu_count() or 1
+    monkeypatch.setattr(bench, "load_average", lambda: 1000.0 + cores)
     out = tmp_path / "b.json"
-    assert main(["bench", *TINY, "--out", str(out)]) == 0
-    warn = [ln for ln in capsys.readouterr().err.splitlines() if "load average" in ln]
+    argv = ["bench", "--shapes", "2x3x8x8", "--losses", "dice+ce", "--rounds", "2", "--warmup", "0", "--no-memory",
+            "--against", "monai", "--out", str(out)]
+    assert main(argv) == 1  # docs/cli.md: the ratios asked for are withheld
+    cap = capsys.readouterr()
+    warn = [ln for ln in cap.err.splitlines() if ln.startswith("warning:") and "load average" in ln]
     assert len(warn) == 2 and "start" in warn[0] and "end" in warn[1] and "unreliable" in warn[0]
-    load = json.loads(out.read_text())["load"]
-    assert load["overloaded"] is True and load["load_1min_start"] > load["cores"]
+    assert f"ratios not trusted: load {1000.0 + cores:.2f} on {cores} cores" in cap.err and "--force" in cap.err
+    res = json.loads(out.read_text())
+    timed = res["shapes"]["2x3x8x8"]["dice+ce"]
+    assert f"{timed['ms']:.1f}" in cap.out  # the raw timings are printed
+    flat = " ".join(cap.out.split())  # (a long table title wraps)
+    assert "× vs monai" not in cap.out and "× F.cross_entropy" not in cap.out
+    assert f"ratios not trusted: load {1000.0 + cores:.2f} on {cores} cores" in flat
+    load = res["load"]
+    assert load["overloaded"] is True and load["trusted"] is False and load["load_1min_start"] > load["cores"]
+    assert load["untrusted_reason"] == f"load {1000.0 + cores:.2f} on {cores} cores (at start and end)"
+
+
+def test_bench_force_prints_the_ratios_marked(tmp_path, capsys, monkeypatch):
+    cores = bench.os.cpu_count() or 1
+    loads = iter([0.0, 1000.0 + cores])  # quiet at the start, loaded at the end
+    monkeypatch.setattr(bench, "load_average", lambda: next(loads))
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "--out", str(out), "--force"]) == 0
+    cap = capsys.readouterr()
+    ratio = json.loads(out.read_text())["shapes"]["2x3x8x8"]["dice"]["ratio_ce"]
+    assert "UNTRUSTED ratios" in " ".join(cap.out.split()) and f"{ratio:.2f}" in cap.out
+    assert "--force: ratios printed although not trusted" in cap.err and "(at end)" in cap.err
+
+
+def test_untrusted_reason_rule():
+    assert bench.untrusted_reason(1.0, 2.0, 2) is None  # at most the number of cores: trusted
+    assert bench.untrusted_reason(None, None, 2) is None  # no load average on this platform
+    assert bench.untrusted_reason(2.5, 1.0, 2) == "load 2.50 on 2 cores (at start)"
+    assert bench.untrusted_reason(3.0, 4.0, 2) == "load 4.00 on 2 cores (at start and end)"
+
+
+def test_bench_help_states_the_load_rule(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert " ".join(bench.LOAD_RULE.split()) in " ".join(capsys.readouterr().out.split())
+
+
+def test_bench_repeat_judges_the_load_of_every_run(tmp_path, capsys, monkeypatch):
+    """--repeat: a run loaded at its end makes the whole comparison untrusted (the children run with --force)."""
+    cores = bench.os.cpu_count() or 1
+    calls: list = []
+    _in_process_children(monkeypatch, calls)
+    loads = iter([0.0, 0.0, 0.0, 0.0, 1000.0 + cores, 0.0])  # parent start, run 1 start/end, run 2 start/end, parent end
+    monkeypatch.setattr(bench, "load_average", lambda: next(loads))
+    out = tmp_path / "b.json"
+    assert main(["bench", *TINY, "--repeat", "2", "--out", str(out)]) == 1
+    assert all("--force" in c for c in calls)
+    assert json.loads(out.read_text())["load"]["trusted"] is False
+    assert "ratios not trusted" in capsys.readouterr().err
 
 
 def test_spread_quantiles():
@@ -161,7 +220,7 @@ def test_bench_repeat_names_a_failed_run(tmp_path, capsys, monkeypatch):
 def test_bench_repeat_in_fresh_processes(tmp_path):
     """The real thing: two whole runs, each a new Python process."""
     out = tmp_path / "b.json"
-    assert main(["bench", *TINY, "--repeat", "2", "--out", str(out)]) == 0
+    assert main(["bench", *TINY, "--repeat", "2", "--out", str(out), "--force"]) == 0  # (the children read the real load)
     res = json.loads(out.read_text())
     assert len(res["runs"]) == 2 and len(res["shapes"]["2x3x8x8"]["dice"]["runs_ratio_ce"]) == 2
 
@@ -169,7 +228,7 @@ def test_bench_repeat_in_fresh_processes(tmp_path):
 def test_structure_group_and_monai_peers():
     from seglab import bench
 
-    assert bench._split_names("dice,structure") == ["dice", *bench.STRUCTURE_LOSSES]
+    assert bench.split_names("dice,structure") == ["dice", *bench.STRUCTURE_LOSSES]
     peers, missing = bench.peer_losses(["monai"], 3, ["mcc", "boundary"])
     assert not missing
     assert {"monai MCCLoss", "monai BoundaryLoss"} <= set(peers)
@@ -193,8 +252,9 @@ def test_library_calls_leave_the_allocator_alone():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["True", "None"]
-    code = ("import sys\nfrom seglab import bench\nrc = bench.main(['--shapes', '2x3x8x8', '--losses', 'dice', "
-            "'--rounds', '1', '--warmup', '0', '--device', 'cpu'])\nprint(rc, bench._LIBC is not None)\n")
+    code = ("import sys\nfrom seglab import bench\nfrom seglab.cli import main\nrc = main(['bench', '--shapes', '2x3x8x8', "
+            "'--losses', 'dice', '--rounds', '1', '--warmup', '0', '--device', 'cpu', '--force'])\n"
+            "print(rc, bench._LIBC is not None)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-2:] == ["0", "True"]  # the command itself does measure memory

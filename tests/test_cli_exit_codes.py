@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from seglab.cli import SUBCOMMANDS, main
+from seglab.cli import commands, main
 
 
-@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+@pytest.mark.parametrize("command", sorted(commands()))
 def test_a_usage_error_exits_2(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--no-such-option-anywhere"])

@@ -3,6 +3,7 @@
 Every module of ``src/seglab`` belongs to a room (its first package level); each room has a rank. A module may
 import its own room and rooms of lower rank, at module level or inside functions alike. ``from seglab import x``
 counts as importing the public API (the package ``__init__``, the top rank) unless ``x`` is a room.
+Also: only the command line (``seglab/cli/``) imports ``argparse``.
 Exit status 1 with one line per violation.
 """
 
@@ -26,8 +27,10 @@ RANK = {
     # what uses losses, models and data
     "advise": 4, "train": 4,
     "sweep": 5, "report": 6, "compare": 6, "evaluate": 6,
-    # commands
-    "bench": 7, "demo": 7, "info": 7, "cli": 8, "__main__": 9,
+    # what the commands measure and report: loss timings, the installation
+    "bench": 7, "info": 7,
+    # the command line (seglab/cli/, the only argparse user: one module per command)
+    "cli": 8, "__main__": 9,
     "__init__": 10,  # the public API (seglab/__init__.py) re-exports everything
 }
 
@@ -53,6 +56,15 @@ def imported_rooms(node: ast.AST, package: list[str]) -> list[str]:
     return []
 
 
+def imported_modules(node: ast.AST) -> list[str]:
+    """The top-level names of the modules an import statement imports (absolute imports only)."""
+    if isinstance(node, ast.Import):
+        return [a.name.split(".")[0] for a in node.names]
+    if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+        return [node.module.split(".")[0]]
+    return []
+
+
 def main(src: str = "src/seglab") -> int:
     root = pathlib.Path(src)
     problems = []
@@ -66,6 +78,8 @@ def main(src: str = "src/seglab") -> int:
             problems.append(f"{f}: room {room!r} has no rank in tools/check_imports.py")
             continue
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if room != "cli" and any(n == "argparse" for n in imported_modules(node)):
+                problems.append(f"{f}:{node.lineno}: imports argparse; command-line parsing lives in seglab/cli/")
             for target in imported_rooms(node, package):
                 if target == room:
                     continue

@@ -1,4 +1,5 @@
-"""``seglab bench``: forward+backward time and peak extra memory of the losses, against ``F.cross_entropy``.
+"""The measurements of ``seglab bench`` (the command: :mod:`seglab.cli.bench`): forward+backward time and peak
+extra memory of the losses, against ``F.cross_entropy``.
 
 Every loss runs on the same tensors, interleaved in one process: each round times the baseline
 (``F.cross_entropy``, index target) and every loss once, in a rotating order; the ratio of a loss to the
@@ -14,11 +15,10 @@ peak of memory allocated beyond what existed before (the logits' gradient includ
 seglab's input validation (on by default in the losses) is switched off while timing, since the baselines
 validate nothing; ``--validate`` keeps it.
 
-Every argument is checked before any work: a bad one prints one line on stderr naming the option
-(``error: --rounds must be an integer >= 1, got 0``) and exits 2, like ``seglab train`` and ``seglab sweep``.
 Each loss's spread over rounds (min, quartiles, IQR, max of the time and of the ratio to the baseline) is in the
-table and the JSON; the 1-minute load average at start and end is recorded, with a warning when it exceeds the
-number of cores (the figures are then unreliable).
+table and the JSON; the 1-minute load average at start and end is recorded. A run on a loaded machine
+(:func:`untrusted_reason`: the 1-minute load average above the number of cores at start or at end) does not
+print its ratios: see ``seglab bench --help`` and docs/cli.md.
 
 ``--repeat R`` runs the whole benchmark R times, each in a fresh process, and reports the spread of every
 loss's ratio to ``F.cross_entropy`` across the runs (the per-run medians, their min, quartiles, IQR and max):
@@ -27,7 +27,6 @@ one median from one process cannot carry a claim when the baseline itself varies
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import datetime as _dt
 import gc
@@ -63,39 +62,8 @@ PAIRS = [("dice+ce", "monai DiceCELoss"), ("dice+focal", "monai DiceFocalLoss"),
          ("cldice", "monai SoftclDiceLoss")]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--shapes", default=DEFAULT_SHAPES,
-                   help=f"comma-separated logits shapes NxCxD1[xD2[xD3]] (default {DEFAULT_SHAPES})")
-    p.add_argument("--against", default="", help="peer libraries to include: monai,smp (skipped if not installed)")
-    p.add_argument("--losses", default=",".join(SEGLAB_LOSSES),
-                   help="seglab loss specs to time (default: " + ",".join(SEGLAB_LOSSES) + "); 'structure' adds "
-                        + ",".join(STRUCTURE_LOSSES) + " (target maps computed inside the timed call), 'all' both")
-    # integers and choices are checked in run() (one line, exit 2) rather than by argparse (usage + error)
-    p.add_argument("--rounds", default=7, help="timed rounds, >= 1 (median and spread reported; default 7)")
-    p.add_argument("--warmup", default=2, help="untimed rounds first, >= 0 (default 2)")
-    p.add_argument("--dtype", default="float32", help=f"one of {', '.join(DTYPES)} (default float32)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N for one GPU)")
-    p.add_argument("--threads", default=None, help="torch threads, >= 1 (default: torch's default)")
-    p.add_argument("--validate", action="store_true", help="keep seglab's input validation on while timing")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--out", default="bench_losses.json", help="JSON results file (default: bench_losses.json in the current folder, so the committed benchmarks/ files are never overwritten by accident; '' to skip)")
-    p.add_argument("--repeat", default=1,
-                   help="whole runs, >= 1, each in a fresh process; with R > 1 the spread of every loss's ratio to "
-                        "F.cross_entropy across the runs is reported (min, quartiles, IQR, max; default 1)")
-
-
 class BenchArgError(ValueError):
     """A bad ``seglab bench`` argument; the message names the option."""
-
-
-def _int_arg(value, flag: str, minimum: int) -> int:
-    try:
-        v = int(str(value).strip())
-    except ValueError:
-        raise BenchArgError(f"{flag} must be an integer >= {minimum}, got {value!r}") from None
-    if v < minimum:
-        raise BenchArgError(f"{flag} must be an integer >= {minimum}, got {v}")
-    return v
 
 
 def parse_shapes(text: str) -> list[tuple[int, ...]]:
@@ -161,14 +129,14 @@ def check_memory(shapes, device, dtype) -> None:
                                 f"labels), more than the {_gib(free)} available on {device}; give smaller shapes")
 
 
-def _is_oom(e: BaseException) -> bool:
+def is_oom(e: BaseException) -> bool:
     if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
         return True
     text = str(e).lower()
     return "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
 
 
-def _split_names(text: str) -> list[str]:
+def split_names(text: str) -> list[str]:
     from seglab.losses.registry import split_specs
 
     out = []
@@ -176,55 +144,6 @@ def _split_names(text: str) -> list[str]:
         if n:
             out += GROUPS.get(n.lower(), [n])  # a group name (structure, all) or one loss spec
     return out
-
-
-def check_args(args: argparse.Namespace) -> dict:
-    """Check every argument before any work; the parsed values, or BenchArgError naming the option."""
-    v: dict = {}
-    v["shapes"] = parse_shapes(args.shapes)
-    v["rounds"] = _int_arg(args.rounds, "--rounds", 1)
-    v["warmup"] = _int_arg(args.warmup, "--warmup", 0)
-    v["threads"] = None if args.threads is None else _int_arg(args.threads, "--threads", 1)
-    v["repeat"] = _int_arg(getattr(args, "repeat", 1), "--repeat", 1)
-    if args.dtype not in DTYPES:
-        raise BenchArgError(f"--dtype {args.dtype!r}: unsupported; use one of {', '.join(DTYPES)}")
-    v["dtype"] = getattr(torch, args.dtype)
-    from seglab.train.cli import check_device
-
-    check_device(args.device)  # ValueError naming --device
-    v["device"] = torch.device(args.device)
-    check_memory(v["shapes"], v["device"], v["dtype"])
-    against = [a.strip().lower() for a in str(args.against).split(",") if a.strip()]
-    unknown = [a for a in against if a not in PEER_LIBS]
-    if unknown:
-        raise BenchArgError(f"--against: unknown library {', '.join(map(repr, unknown))} (known: {', '.join(PEER_LIBS)})")
-    v["against"] = list(dict.fromkeys(against))
-    try:
-        names = _split_names(args.losses)
-    except ValueError as e:
-        raise BenchArgError(f"--losses: {e}") from None
-    if not names:
-        raise BenchArgError(f"--losses: no loss given (e.g. {','.join(SEGLAB_LOSSES[:3])})")
-    from seglab.losses import get_loss
-
-    for n in names:
-        try:
-            get_loss(n, mode="multiclass")
-        except (TypeError, ValueError, KeyError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            raise BenchArgError(f"--losses: {msg}") from None
-    v["names"] = list(dict.fromkeys(names))
-    if args.out:
-        out = Path(args.out)
-        if out.is_dir():
-            raise BenchArgError(f"--out {str(out)!r} is a folder; give a JSON file path")
-        from seglab.results import ResultsError, check_out_dir
-
-        try:
-            check_out_dir(out.parent, "--out", create=False)
-        except ResultsError as e:
-            raise BenchArgError(f"--out {str(out)!r}: its folder cannot be written ({e})") from None
-    return v
 
 
 def _quantile(sorted_vals: list[float], q: float) -> float:
@@ -248,6 +167,23 @@ def load_average() -> float | None:
         return float(os.getloadavg()[0])
     except (OSError, AttributeError):
         return None
+
+
+#: the rule of :func:`untrusted_reason`, as ``seglab bench --help`` and docs/cli.md state it
+LOAD_RULE = ("ratios are trusted only when the 1-minute load average is at most the number of CPU cores both when "
+             "the timing starts and when it ends")
+
+
+def untrusted_reason(load_start: float | None, load_end: float | None, cores: int) -> str | None:
+    """Why the ratios of a timing cannot be trusted (:data:`LOAD_RULE`: the 1-minute load average above ``cores``
+    at the start or at the end; other processes then took turns with the timed calls, and one slow round of
+    either side of a ratio is enough to make it meaningless), or None when they can. An unknown load average
+    (None: no ``os.getloadavg``) does not count against the timing."""
+    over = [(when, x) for when, x in (("start", load_start), ("end", load_end)) if x is not None and x > cores]
+    if not over:
+        return None
+    worst = max(x for _, x in over)
+    return f"load {worst:.2f} on {cores} cores (at {' and '.join(w for w, _ in over)})"
 
 
 # ---------------------------------------------------------------- peers
@@ -333,7 +269,7 @@ def seglab_losses(names: list[str]) -> dict[str, Callable]:
 _LIBC = None
 
 
-def _cpu_memory_setup() -> bool:
+def cpu_memory_setup() -> bool:
     """Serve large blocks with mmap (returned to the OS on free) so that RSS tracks live tensors.
 
     This changes the process's allocator for good, so only the ``seglab bench`` command calls it (:func:`run`,
@@ -357,7 +293,7 @@ def _cpu_memory_setup() -> bool:
 class _Mem:
     def __init__(self, device: torch.device):
         self.device = device
-        # CPU: only in a process where the bench command set the allocator up (_cpu_memory_setup)
+        # CPU: only in a process where the bench command set the allocator up (cpu_memory_setup)
         self.ok = device.type == "cuda" or (device.type == "cpu" and _LIBC is not None)
 
     @staticmethod
@@ -425,7 +361,10 @@ def memory_shape(shape, fns: dict[str, Callable], device, dtype, res: dict) -> N
         res[k]["peak_extra_x_logits"] = None if v is None else v / nbytes
 
 
-def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
+def bench_shape(shape, fns: dict[str, Callable], rounds: int, warmup: int, device, dtype) -> dict:
+    """Time one fwd+bwd of ``F.cross_entropy`` and of each of ``fns`` on the same tensors of ``shape``: ``warmup``
+    untimed rounds, then ``rounds`` timed ones, interleaved in a rotating order. Per loss: the median time, the
+    median of the per-round ratios to ``F.cross_entropy`` and their spread (:func:`spread`)."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
     t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
@@ -440,14 +379,14 @@ def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
     runs.update({k: step(f) for k, f in fns.items()})
     names = list(runs)
     times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(args.warmup + args.rounds):
+    for r in range(warmup + rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for k in order:
             _sync(device)
             t0 = time.perf_counter()
             runs[k]()
             _sync(device)
-            if r >= args.warmup:
+            if r >= warmup:
                 times[k].append(time.perf_counter() - t0)
     base = times["F.cross_entropy"]
     res = {}
@@ -461,6 +400,15 @@ def bench_shape(shape, fns: dict[str, Callable], args, device, dtype) -> dict:
                   **{f"ratio_ce_{s}": rs[s] for s in ("min", "q1", "q3", "iqr", "max")}}
     x.grad = None
     return res
+
+
+def add_speedups(res: dict) -> None:
+    """Add ``speedup_vs`` (peer -> the median over rounds of peer time / seglab time) to each seglab loss of one
+    shape's results that has a timed peer in :data:`PAIRS`."""
+    for a, b in PAIRS:
+        if a in res and b in res:
+            res[a].setdefault("speedup_vs", {})[b] = statistics.median(
+                [tb / ta for ta, tb in zip(res[a]["times_ms"], res[b]["times_ms"])])
 
 
 def fused_backend(device: torch.device, dtype: torch.dtype) -> tuple[str, str | None]:
@@ -481,22 +429,6 @@ def fused_backend(device: torch.device, dtype: torch.dtype) -> tuple[str, str | 
 
 
 # ---------------------------------------------------------------- repeated runs
-def child_command(args, v: dict, out: Path, memory: bool) -> list[str]:
-    """The command line of one whole run (``--repeat 1``, a fresh process) with the checked settings."""
-    cmd = [sys.executable, "-m", "seglab", "bench", "--shapes", ",".join("x".join(map(str, s)) for s in v["shapes"]),
-           "--losses", ",".join(v["names"]), "--rounds", str(v["rounds"]), "--warmup", str(v["warmup"]),
-           "--dtype", args.dtype, "--device", str(args.device), "--repeat", "1", "--out", str(out)]
-    if v["against"]:
-        cmd += ["--against", ",".join(v["against"])]
-    if v["threads"]:
-        cmd += ["--threads", str(v["threads"])]
-    if args.validate:
-        cmd.append("--validate")
-    if not memory:
-        cmd.append("--no-memory")
-    return cmd
-
-
 def combine_runs(runs: list[dict]) -> dict:
     """Per shape and loss, the spread across whole runs of each run's median ratio to ``F.cross_entropy`` (and
     of its median time): ``ratio_ce`` / ``ms`` are the medians over runs, ``runs_ratio_ce`` / ``runs_ms`` the
@@ -518,183 +450,3 @@ def combine_runs(runs: list[dict]) -> dict:
                                    for p in sorted(peers)}
             out[label][k] = e
     return out
-
-
-def run_repeated(args, v: dict, console, err) -> int:
-    """``--repeat R`` (R > 1): R whole runs one after another, each a fresh ``seglab bench`` process (new
-    allocator state, thread pool and kernel caches: what varied between runs), then the spread of the ratios
-    across runs. Only the first run measures memory."""
-    import subprocess
-    import tempfile
-
-    from rich.markup import escape
-
-    from seglab.results import TextTable
-
-    R = v["repeat"]
-    cores = os.cpu_count() or 1
-    load_start = load_average()
-    runs: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="seglab-bench-") as tmp:
-        for i in range(R):
-            out = Path(tmp) / f"run{i}.json"
-            console.print(f"run {i + 1}/{R} (a fresh process) ...")
-            env = dict(os.environ, COLUMNS="200")
-            r = subprocess.run(child_command(args, v, out, memory=(i == 0 and not args.no_memory)),
-                               capture_output=True, text=True, env=env)
-            for line in r.stderr.splitlines():  # the load warnings are summed up once below
-                if line.startswith("warning:") and "load average" not in line:
-                    err.print(escape(f"{line} (run {i + 1})"), soft_wrap=True, highlight=False)
-            if r.returncode != 0 or not out.exists():
-                last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-                err.print(f"[red]error:[/red] bench run {i + 1}/{R} failed (exit code {r.returncode}): {escape(last)}",
-                          soft_wrap=True, highlight=False)
-                return 1
-            runs.append(json.loads(out.read_text()))
-    load_end = load_average()
-    first = runs[0]
-    results = {"machine": first["machine"], "settings": dict(first["settings"], repeat=R),
-               "load": {"cores": cores, "load_1min_start": load_start, "load_1min_end": load_end,
-                        "overloaded": any(r["load"]["overloaded"] for r in runs)
-                        or any(x is not None and x > cores for x in (load_start, load_end))},
-               "shapes": combine_runs(runs), "runs": runs}
-    for label, res in results["shapes"].items():
-        heads = ("loss", "ms (median of runs)", "× F.cross_entropy", "× CE min", "× CE max", "× CE IQR", "× CE per run")
-        table = TextTable(f"{label} ({args.dtype}, fwd+bwd): {R} whole runs x {v['rounds']} rounds; per run the "
-                          "median over rounds, then the spread across runs",
-                          [(h, "left" if h in ("loss", "× CE per run") else "right", h == "loss") for h in heads])
-        for k, e in res.items():
-            table.add_row([k, f"{e['ms']:.1f}", f"{e['ratio_ce']:.2f}", f"{e['runs_ratio_ce_min']:.2f}",
-                           f"{e['runs_ratio_ce_max']:.2f}", f"{e['runs_ratio_ce_iqr']:.2f}",
-                           " ".join(f"{x:.2f}" for x in e["runs_ratio_ce"])])
-        console.print(table)
-    if results["load"]["overloaded"]:
-        err.print(f"[yellow]warning:[/yellow] the 1-minute load average exceeded the {cores} cores during the runs: "
-                  "the timings are unreliable", soft_wrap=True, highlight=False)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1))
-        console.print(escape(f"results written to {out}"), soft_wrap=True)
-    return 0
-
-
-def run(args) -> int:
-    from seglab._extras import require
-
-    require("rich", "seglab bench")
-    from rich.console import Console
-
-    from seglab import _checks
-    from seglab.results import TextTable
-
-    from rich.markup import escape
-
-    err = Console(stderr=True)
-    try:
-        v = check_args(args)
-    except ValueError as e:  # BenchArgError, and check_device's ValueError naming --device
-        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True, highlight=False)
-        return 2
-    args.rounds, args.warmup, args.threads = v["rounds"], v["warmup"], v["threads"]
-    console = Console(width=max(120, Console().width))
-    if v["repeat"] > 1:
-        return run_repeated(args, v, console, err)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device, dtype, shapes, against, names = v["device"], v["dtype"], v["shapes"], v["against"], v["names"]
-    if device.type == "cpu" and not args.no_memory:
-        _cpu_memory_setup()  # the command's own process only (see _cpu_memory_setup), before any tensor
-    from seglab.kernels import dispatch
-
-    cores = os.cpu_count() or 1
-    load_start = load_average()
-
-    def warn_load(when: str, load: float | None) -> None:
-        if load is not None and load > cores:
-            err.print(f"[yellow]warning:[/yellow] 1-minute load average {load:.2f} exceeds the {cores} cores at "
-                      f"{when}: the timings are unreliable", soft_wrap=True, highlight=False)
-
-    warn_load("start", load_start)
-
-    backend, why = fused_backend(device, dtype)
-    results = {"machine": machine(), "settings": {"rounds": args.rounds, "warmup": args.warmup, "dtype": args.dtype,
-                                                   "device": str(device), "validate": bool(args.validate),
-                                                   "fused": dispatch.fused_enabled(), "fused_backend": backend,
-                                                   "cpp_unavailable_reason": why},
-               "load": {"cores": cores, "load_1min_start": load_start, "load_1min_end": None,
-                        "overloaded": load_start is not None and load_start > cores},
-               "shapes": {}}
-    console.print(f"[bold]seglab bench[/] — {results['machine']['cpu_model']}, {results['machine']['cpu_cores']} cores, "
-                  f"torch {torch.__version__}, {device}, {args.dtype}, fused={dispatch.fused_enabled()} ({backend})")
-    if why is not None:
-        console.print(f"[yellow]C++ kernels unavailable[/]: {escape(why)}", highlight=False)
-    with _checks.validation(bool(args.validate)):
-        for shape in shapes:
-            C = shape[1]
-            fns = seglab_losses(names)
-            peers, missing = peer_losses(against, C, names)
-            for lib, why in missing.items():
-                console.print(f"[yellow]{escape(lib)} skipped[/]: {escape(why)}", soft_wrap=True)
-            fns.update(peers)
-            label = "x".join(map(str, shape))
-            console.print(escape(f"timing {label} ({len(fns) + 1} losses x {args.rounds} rounds) ..."))
-            try:
-                res = bench_shape(shape, fns, args, device, dtype)
-            except (RuntimeError, MemoryError) as e:
-                if not _is_oom(e):
-                    raise
-                err.print(f"[red]error:[/red] --shapes {label}: out of memory on {device} while timing; give smaller "
-                          "shapes", soft_wrap=True, highlight=False)
-                return 2
-            for a, b in PAIRS:
-                if a in res and b in res:
-                    res[a].setdefault("speedup_vs", {})[b] = statistics.median(
-                        [tb / ta for ta, tb in zip(res[a]["times_ms"], res[b]["times_ms"])])
-            results["shapes"][label] = res
-        if not args.no_memory:
-            console.print("peak memory ...")
-            for shape in shapes:
-                fns = seglab_losses(names)
-                fns.update(peer_losses(against, shape[1], names)[0])
-                try:
-                    memory_shape(shape, fns, device, dtype, results["shapes"]["x".join(map(str, shape))])
-                except (RuntimeError, MemoryError) as e:
-                    if not _is_oom(e):
-                        raise
-                    err.print(f"[red]error:[/red] --shapes {'x'.join(map(str, shape))}: out of memory on {device} "
-                              "while measuring peak memory; give smaller shapes or --no-memory", soft_wrap=True,
-                              highlight=False)
-                    return 2
-        for label, res in results["shapes"].items():
-            heads = ("loss", "ms", "min ms", "IQR ms", "× F.cross_entropy", "× CE IQR", "peak extra mem (× logits)",
-                     "seglab speed-up vs peer")
-            table = TextTable(f"{label} ({args.dtype}, fwd+bwd, {args.rounds} interleaved rounds: median, min, IQR)",
-                              [(h, "left" if h in ("loss", "seglab speed-up vs peer") else "right", h == "loss")
-                               for h in heads])
-            for k, r in res.items():
-                mem = r.get("peak_extra_x_logits")
-                sp = ", ".join(f"{v:.1f}× vs {p}" for p, v in r.get("speedup_vs", {}).items())
-                table.add_row([k, f"{r['ms']:.1f}", f"{r['min_ms']:.1f}", f"{r['iqr_ms']:.1f}", f"{r['ratio_ce']:.2f}",
-                               f"{r['ratio_ce_iqr']:.2f}", "-" if mem is None else f"{mem:.2f}", sp])
-            console.print(table)
-    load_end = load_average()
-    results["load"]["load_1min_end"] = load_end
-    results["load"]["overloaded"] = bool(results["load"]["overloaded"] or (load_end is not None and load_end > cores))
-    warn_load("end", load_end)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1))
-        console.print(escape(f"results written to {out}"), soft_wrap=True)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="seglab bench")
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

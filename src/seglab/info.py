@@ -1,4 +1,4 @@
-"""``seglab info [--json]``: what this installation is and which loss backend it runs.
+"""What this installation is (``seglab info``) and which loss backend it runs.
 
 Versions (seglab, Python, torch), the platform, the devices, the fused backend that CPU float32 losses use and the
 one CUDA losses use (Triton, else the eager torch backend; or why none is active) and which optional extras are
@@ -7,8 +7,6 @@ installed. Needs only the core install (torch + numpy).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import sys
@@ -164,13 +162,3 @@ def format_text(d: dict[str, Any]) -> str:
         state = ", ".join(f"{p} {v}" if v else f"{p} missing" for p, v in pkgs.items())
         lines.append(f"extra     {extra:<{width}}{state}")
     return "\n".join(lines)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-
-def run(args: argparse.Namespace) -> int:
-    d = info()
-    print(json.dumps(d, indent=1) if args.json else format_text(d))
-    return 0

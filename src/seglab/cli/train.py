@@ -1,4 +1,6 @@
-"""``seglab train``: one run; works unchanged under ``torchrun --nproc-per-node P`` (data parallel).
+"""train one model with one loss (works under torchrun)
+
+``seglab train``: one run; works unchanged under ``torchrun --nproc-per-node P`` (data parallel).
 
 Examples::
 
@@ -16,15 +18,23 @@ checkpoint. SIGTERM or Ctrl-C writes the last checkpoint and exits 143 / 130. Se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
-from seglab.train.config import GRAD_NORM_EVERY
-
+from seglab._extras import require
 from seglab._options import parse_kv as _kv  # one K=V parser for every command
+from seglab.losses.registry import split_specs
+from seglab.train.config import GRAD_NORM_EVERY, OPTIMIZERS, ConfigError, RunConfig, validate_runs
+
+from ._common import MONITORS_HELP, check_device
 
 _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
@@ -41,15 +51,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-opt", action="append", default=[], metavar="K=V",
                    help="model parameter (repeatable), passed to the model factory")
     p.add_argument("--norm", help="shortcut for --model-opt norm=X (batch, none, ...)")
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--optimizer", default=OPTIMIZERS[0], choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=1000, help="training steps (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=2, help="global batch size, split across ranks under torchrun (default %(default)s)")
     p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--monitors", help="comma list of monitored losses (default: the study's set on the study's tasks, "
-                   "the trained loss and its parts on user data)")
+    p.add_argument("--monitors", help=MONITORS_HELP)
     p.add_argument("--converge", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy and T in [0, 1]: the "
                    "convergence verdict (default: mean_dice>=0.9 on the study's tasks, no verdict on user data)")
     p.add_argument("--grad-norm-every", type=int, default=GRAD_NORM_EVERY, metavar="K",
@@ -84,36 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _monitors(text: str) -> list[str]:
-    from seglab.losses.registry import split_specs
-
     return [m.strip() for m in split_specs(text) if m.strip()]
-
-
-def check_device(device: str | None) -> None:
-    """Raise ValueError naming ``--device`` unless ``device`` is None, cpu, an available cuda[:N] or mps."""
-    if device is None:
-        return
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"--device {device!r}: unknown device; use cpu or cuda (cuda:N for one GPU)") from None
-    if dev.type == "cpu":
-        return
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-            raise ValueError(f"--device {device!r}: CUDA is not available ({why}); use --device cpu")
-        n = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= n:
-            raise ValueError(f"--device {device!r}: there are {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
-        return
-    if dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError(f"--device {device!r}: MPS is not available on this machine; use --device cpu")
-        return
-    raise ValueError(f"--device {device!r}: unsupported device type {dev.type!r}; use cpu or cuda")
 
 
 #: the options of ``seglab train`` that make the run's configuration (what ``--config FILE`` gives instead)
@@ -128,11 +108,8 @@ def _defaults() -> dict[str, object]:
     return {a.dest: a.default for a in p._actions}
 
 
-def config_from_file(path: str):
+def config_from_file(path: str) -> RunConfig:
     """The :class:`RunConfig` in a YAML or JSON file (a mapping of its fields, optionally under ``train:``)."""
-    from seglab._extras import require
-    from seglab.train.config import RunConfig
-
     f = Path(path)
     if not f.is_file():
         raise ValueError(f"--config {path!r}: no such file")
@@ -152,17 +129,17 @@ def config_from_file(path: str):
     return RunConfig.from_dict(d)
 
 
-def config_text(cfg) -> str:
+def config_text(cfg: RunConfig) -> str:
     """The resolved run configuration as YAML, for ``--print-config`` (``--config`` reads it back)."""
-    import yaml
+    yaml = require("yaml", "seglab train --print-config")
 
     return (f"# seglab train --config FILE reruns this run (run id {cfg.run_id})\n"
             + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
 
 
-def config_from_args(args: argparse.Namespace):
-    from seglab.train.config import RunConfig
-
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's :class:`RunConfig`: from ``--config FILE`` (then no run option may be given too) or from the
+    run options; ValueError naming the option."""
     if getattr(args, "config", None):
         defaults = _defaults()
         given = [o for o in RUN_OPTIONS if getattr(args, o, None) != defaults.get(o)]
@@ -224,8 +201,6 @@ class _StopOnSignal:
         self.old: dict[int, object] = {}
 
     def __enter__(self) -> _StopOnSignal:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             return self
         for name in _SIGNALS:
@@ -263,9 +238,6 @@ def _final_line(s: dict) -> str:
 
 def _publish_checkpoints(pdir: Path, run_dir: Path) -> None:
     """Move the checkpoints of a finished run from its partial folder into its run folder."""
-    import os
-    import shutil
-
     if pdir.is_dir():
         for f in pdir.iterdir():
             if f.name.endswith(".pt"):
@@ -273,19 +245,51 @@ def _publish_checkpoints(pdir: Path, run_dir: Path) -> None:
         shutil.rmtree(pdir, ignore_errors=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from seglab._extras import require
+def _report_config_error(err: Any, e: Exception) -> None:
+    """One line per problem of a run's configuration, naming the option."""
+    from rich.markup import escape  # optional extra (rich), checked by run()
 
+    flags = {"loss": "--loss", "monitors": "--monitors"}
+    if getattr(e, "model_problem", None):
+        err.print(f"[red]error:[/red] --model: {escape(str(e.model_problem))}", soft_wrap=True)  # type: ignore[attr-defined]
+    elif getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
+        for fld, _spec, msg in e.problems:  # type: ignore[attr-defined]
+            err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
+    else:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+
+
+def _checked_config(args: argparse.Namespace) -> RunConfig:
+    """The run's validated configuration after every check that needs no training (ValueError/ConfigError)."""
+    check_run_options(args)
+    cfg = validate_runs([config_from_args(args)])[0]
+    if getattr(args, "print_config", False):
+        return cfg
+    check_device(args.device)
+    if cfg.amp == "fp16":
+        import torch  # lazy: `seglab train --help` does not import torch
+
+        if (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0] != "cuda":
+            raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+    if args.out:  # before training: a run must not be lost because its folder cannot be written
+        from seglab.results import ResultsStore, check_out_dir  # optional extra (pyarrow), checked by run()
+
+        check_out_dir(args.out, "--out")
+        ResultsStore(args.out).read_config()  # a damaged config.json is found now, not after training
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    """``seglab train``: check everything, then train (exit status: docs/cli.md)."""
     require("rich", "seglab train")
     if args.out:
         require("pyarrow", "seglab train --out")
     if getattr(args, "tensorboard", False):
         require("tensorboard", "seglab train --tensorboard")
-    from rich.console import Console
+    from rich.console import Console  # optional extra (rich), checked above
     from rich.markup import escape
 
-    from seglab.train import distributed as D
-    from seglab.train.config import ConfigError, validate_runs
+    from seglab.train import distributed as D  # lazy: imports torch.distributed
 
     err = Console(stderr=True, emoji=False, highlight=False)
 
@@ -293,98 +297,85 @@ def run(args: argparse.Namespace) -> int:
         err.print(f"[{style}]{escape(msg)}[/{style}]", soft_wrap=True)
 
     try:
-        check_run_options(args)
-        cfg = validate_runs([config_from_args(args)])[0]
-        if getattr(args, "print_config", False):
-            sys.stdout.write(config_text(cfg))
-            return 0
-        check_device(args.device)
-        if cfg.amp == "fp16":
-            import torch
-
-            if (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).split(":")[0] != "cuda":
-                raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
-        if args.out:  # before training: a run must not be lost because its folder cannot be written
-            from seglab.results import ResultsStore, check_out_dir
-
-            check_out_dir(args.out, "--out")
-            ResultsStore(args.out).read_config()  # a damaged config.json is found now, not after training
+        cfg = _checked_config(args)
     except (ConfigError, ValueError) as e:  # ResultsError is a ValueError
-        flags = {"loss": "--loss", "monitors": "--monitors"}
-        if getattr(e, "model_problem", None):
-            err.print(f"[red]error:[/red] --model: {escape(str(e.model_problem))}", soft_wrap=True)
-        elif getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
-            for fld, spec, msg in e.problems:
-                err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
-        else:
-            err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        _report_config_error(err, e)
         return 2
+    if getattr(args, "print_config", False):
+        sys.stdout.write(config_text(cfg))
+        return 0
     info = D.setup(args.device)
     if info.enabled and cfg.batch_size % info.world_size:
         if info.is_main:
             err.print(f"[red]error:[/red] --batch-size {cfg.batch_size} is not divisible by {info.world_size} processes")
         return 2
-    import contextlib
-
     with contextlib.ExitStack() as stack:
         return _train(args, cfg, info, stack, say, err)
 
 
-def _train(args, cfg, info, stack, say, err) -> int:
+def _prepare_out(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: contextlib.ExitStack, say: Any,
+                 err: Any) -> tuple[Any, Path, dict | None, int | None]:
+    """With ``--out``: claim the run, load the checkpoint to resume from and make the partial folder.
+
+    ``(store, partial folder, resume state or None, exit status to end with now or None)``."""
+    from rich.markup import escape  # optional extra (rich), checked by run()
+
+    from seglab.results import ResultsStore  # optional extra (pyarrow), checked by run()
+    from seglab.train import checkpoint as C  # lazy: imports torch
+    from seglab.train import distributed as D  # lazy: imports torch.distributed
+
+    rid, main = cfg.run_id, info.is_main
+    store = ResultsStore(args.out)
+    pdir = C.partial_dir(store.root, rid)
+    last = pdir / C.CHECKPOINT_LAST
+    resume = None
+    if args.resume and store.is_done(rid):  # every rank sees the same folder
+        s = store.summary(rid)
+        if main:
+            say(f"run {rid} is already finished in {args.out}; nothing to resume (its result follows)")
+            print(_final_line(s))
+        return store, pdir, None, 0 if s.get("status") == "finished" else 1
+    claim = store.claim(rid) if main else None
+    if claim is not None:
+        stack.callback(claim.release)
+    if not D.broadcast_object(claim is not None if main else None, info):
+        if main:
+            err.print(f"[red]error:[/red] run {rid} is being trained into {escape(str(args.out))} by another "
+                      f"process (pid {store.claim_owner(rid)}); wait for it or use another --out", soft_wrap=True)
+        return store, pdir, None, 2
+    if args.resume and last.exists():
+        try:
+            resume = C.load(last, run_id=rid)
+        except C.CheckpointError as e:
+            if main:
+                err.print(f"[red]error:[/red] --resume: {escape(str(e))}", soft_wrap=True)
+            return store, pdir, None, 2
+        if main:
+            say(f"resuming run {rid} from step {resume['step']}/{cfg.steps} ({last})")
+    elif main and args.resume:
+        say(f"--resume: no checkpoint of run {rid} in {args.out}; starting from step 0")
+    elif main and last.exists():
+        say(f"note: {args.out} holds an interrupted run of this configuration ({last}); starting over "
+            "(pass --resume to continue it)")
+    if main and resume is None and pdir.exists():
+        shutil.rmtree(pdir, ignore_errors=True)  # no stale best checkpoint from an earlier attempt
+    if main:
+        pdir.mkdir(parents=True, exist_ok=True)
+    return store, pdir, resume, None
+
+
+def _train(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: contextlib.ExitStack, say: Any, err: Any) -> int:
     """Claim, resume, train, write: everything after the checks (``stack`` releases the claim and closes the
     TensorBoard writer however this ends)."""
-    import contextlib
-    import shutil
+    from seglab.train import distributed as D  # lazy: imports torch.distributed
+    from seglab.train.loop import TrainInterrupted, train_run  # lazy: imports the models, data and torch
 
-    from rich.markup import escape
-
-    from seglab._extras import require
-    from seglab.train import checkpoint as C
-    from seglab.train import distributed as D
-    from seglab.train.loop import TrainInterrupted, train_run
-
-    rid = cfg.run_id
-    store = pdir = writer = None
-    resume = None
-    main = info.is_main
+    rid, main = cfg.run_id, info.is_main
+    store = pdir = writer = resume = None
     if args.out:
-        from seglab.results import ResultsStore
-
-        store = ResultsStore(args.out)
-        pdir = C.partial_dir(store.root, rid)
-        last = pdir / C.CHECKPOINT_LAST
-        if args.resume and store.is_done(rid):  # every rank sees the same folder
-            s = store.summary(rid)
-            if main:
-                say(f"run {rid} is already finished in {args.out}; nothing to resume (its result follows)")
-                print(_final_line(s))
-            return 0 if s.get("status") == "finished" else 1
-        claim = store.claim(rid) if main else None
-        if claim is not None:
-            stack.callback(claim.release)
-        if not D.broadcast_object(claim is not None if main else None, info):
-            if main:
-                err.print(f"[red]error:[/red] run {rid} is being trained into {escape(str(args.out))} by another "
-                          f"process (pid {store.claim_owner(rid)}); wait for it or use another --out", soft_wrap=True)
-            return 2
-        if args.resume and last.exists():
-            try:
-                resume = C.load(last, run_id=rid)
-            except C.CheckpointError as e:
-                if main:
-                    err.print(f"[red]error:[/red] --resume: {escape(str(e))}", soft_wrap=True)
-                return 2
-            if main:
-                say(f"resuming run {rid} from step {resume['step']}/{cfg.steps} ({last})")
-        elif main and args.resume:
-            say(f"--resume: no checkpoint of run {rid} in {args.out}; starting from step 0")
-        elif main and last.exists():
-            say(f"note: {args.out} holds an interrupted run of this configuration ({last}); starting over "
-                "(pass --resume to continue it)")
-        if main and resume is None and pdir.exists():
-            shutil.rmtree(pdir, ignore_errors=True)  # no stale best checkpoint from an earlier attempt
-        if main:
-            pdir.mkdir(parents=True, exist_ok=True)
+        store, pdir, resume, rc = _prepare_out(args, cfg, info, stack, say, err)
+        if rc is not None:
+            return rc
         if args.tensorboard and main:
             SummaryWriter = require("torch.utils.tensorboard", "seglab train --tensorboard").SummaryWriter
             writer = SummaryWriter(log_dir=str(store.root / "tensorboard" / rid),
@@ -392,7 +383,7 @@ def _train(args, cfg, info, stack, say, err) -> int:
             stack.callback(writer.close)
     printer = None
     if main and args.progress and not args.quiet:
-        from seglab.train.progress import ProgressPrinter
+        from seglab.train.progress import ProgressPrinter  # lazy: only with progress lines
 
         printer = ProgressPrinter(cfg.steps, interval=args.progress_interval, stream=sys.stderr)
     stopper = _StopOnSignal() if not info.enabled else None
@@ -417,7 +408,7 @@ def _train(args, cfg, info, stack, say, err) -> int:
         print(_final_line(res.summary))
     D.barrier(info)
     if info.enabled:
-        import torch.distributed as dist
+        import torch.distributed as dist  # lazy: only under torchrun
 
         dist.destroy_process_group()
     return 0 if res.summary["status"] == "finished" else 1

@@ -1,13 +1,28 @@
-"""``seglab compare``: train the advised loss (or given losses) and alternatives with paired seeds, report
+"""train the advised loss and alternatives with paired seeds; paired differences with intervals
+
+``seglab compare``: train the advised loss (or given losses) and alternatives with paired seeds, report
 paired differences with intervals and the verdicts of docs/analysis_plan.md."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
-from pathlib import Path
 from typing import Any
+
+from seglab._options import parse_kv as _kv
+from seglab.compare.advised import advised_spec, say_advised
+from seglab.compare.core import ablations, compare
+from seglab.compare.fn import MODES, FnError, compare_fn, implied_mode, resolve_callable
+from seglab.compare.lightning import lightning_fn
+from seglab.data import create_task
+from seglab.losses import format_loss, get_loss
+from seglab.losses.registry import split_specs
+from seglab.results import ResultsError, check_out_dir
+from seglab.sweep.runner import SweepOutcome, _signals_interrupt
+from seglab.train.config import OPTIMIZERS, ConfigError
 
 DEFAULT_ALTERNATIVES = ("dice + ce", "ce", "dice")
 
@@ -25,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=5, help="paired seeds 0..N-1 (default 5, at least 2)")
     p.add_argument("--steps", type=int, default=300, help="training steps per run (default 300)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--optimizer", default=OPTIMIZERS[0], choices=OPTIMIZERS)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--eval-every", type=int, help="validation interval (default: only at the end)")
@@ -62,86 +77,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def training_masks(task: str, task_kw: dict[str, Any]):
-    """``(masks, advise keyword arguments, source)``: the training masks of a task as ``seglab advise`` reads them.
-
-    - a task with ``training_masks()`` (``brain-tissue``): those arrays, as ``seglab advise --task`` reads them;
-    - the ``folder`` task: the mask files of its training cases (``train_cases``), read from disk by advise's own
-      file reader (as ``seglab advise`` on a folder holding only those files), with the task's void label, colour
-      reading and mask format;
-    - a synthetic task (``shapes``, ``threshold``, ...: training batches are drawn afresh for every seed and step):
-      its fixed validation set, drawn from the same generator, as ``seglab advise --task`` reads it.
-    """
-    from seglab.advise.cli import task_masks
-    from seglab.data import create_task
-
-    t: Any = create_task(task, **task_kw)
-    cases = getattr(t, "train_cases", None)
-    if task == "folder" and cases is not None and getattr(t, "path", None) is not None:
-        from seglab.advise import FORMATS
-        from seglab.data.readers import MASK_SUFFIXES, file_suffix
-
-        folder = Path(t.path, "masks")
-        by_stem = {}
-        for f in sorted(folder.iterdir()):
-            suf = file_suffix(f)
-            if not f.name.startswith(".") and f.is_file() and suf in MASK_SUFFIXES:
-                by_stem[f.name[:-len(suf)]] = f
-        files = [by_stem[c] for c in cases if c in by_stem]
-        kw: dict[str, Any] = {"format": t.mask_format if t.mask_format in FORMATS else "auto"}
-        if getattr(t, "ignore_index_option", "auto") != "auto":
-            kw["ignore_index"] = t.ignore_index_option
-        if getattr(t, "rgb_reading", None) is not None:
-            kw["rgb_reading"] = t.rgb_reading
-        return files, kw, f"the {len(files)} training masks of {folder} (the validation cases left out)"
-    masks, names, fmt = task_masks(task, **task_kw)
-    what = "training" if hasattr(t, "training_masks") else f"{t.validation_size} validation (same generator as training)"
-    return masks, {"class_names": names, "format": fmt}, f"the {what} masks of task {task}"
-
-
-def advised_spec(task: str, task_kw: dict[str, Any]) -> tuple[str, Any, str]:
-    """``(spec, advice, source)``: the loss ``seglab advise`` gives for the task's training masks
-    (:func:`training_masks`), the :class:`~seglab.advise.Advice` with its reasons, and which masks it read."""
-    from seglab.advise import advise
-
-    masks, kw, source = training_masks(task, task_kw)
-    if isinstance(masks, list) and masks and isinstance(masks[0], Path):
-        import os
-        import shutil
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="seglab-advise-") as tmp:
-            for f in masks:  # a folder of exactly these files, read as seglab advise reads a folder
-                try:
-                    os.symlink(f.resolve(), Path(tmp, f.name))
-                except OSError:
-                    shutil.copy2(f, Path(tmp, f.name))
-            adv = advise(tmp, **kw)
-    else:
-        adv = advise(masks, **kw)
-    return adv.loss_spec, adv, source
-
-
-def say_advised(spec: str, adv: Any, source: str, *, stream: Any = None) -> None:
-    """Print the advised loss, the masks it was advised on, and advise's reasons."""
-    out = stream or sys.stdout
-    print(f"advised loss (seglab advise on {source}): {spec}", file=out)
-    for r in list(getattr(adv, "reasons", []) or [])[:8]:
-        print(f"  because: {r}", file=out)
-    out.flush()
-
-
 def plan_losses(args: argparse.Namespace, task: str | None, task_kw: dict[str, Any], mode: str | None = None,
                 quiet: bool = False) -> tuple[list[str], dict[str, str]]:
     """The losses to train (baseline first) and their display labels. ``task``: the task whose training masks
     the advised loss comes from (None with ``--fn`` and no PATH/--task: then there is no advised loss); ``mode``:
     the mode of ``--ablate SPEC`` (default the task's). The advised spec, its source and advise's reasons are
     printed (on stderr when ``quiet``, e.g. with ``--json``)."""
-    from seglab.losses.registry import split_specs
-    from seglab.train.config import ConfigError
-
-    from .core import ablations
-
     def advised() -> str:
         if task is None:
             raise ConfigError("--fn: the advised loss needs masks to advise on: give PATH or --task (or --losses)")
@@ -158,14 +99,10 @@ def plan_losses(args: argparse.Namespace, task: str | None, task_kw: dict[str, A
             spec = advised()
         if mode is None:
             if task is None:
-                from .fn import implied_mode
-
                 mode = implied_mode([spec])
                 if mode is None:
                     raise ConfigError("--mode: give multiclass, binary or multilabel for --ablate with --fn")
             else:
-                from seglab.data import create_task
-
                 mode = create_task(task, **task_kw).mode
         variants = ablations(spec, mode)
         if not variants:
@@ -189,8 +126,6 @@ def plan_losses(args: argparse.Namespace, task: str | None, task_kw: dict[str, A
 
 def _margins(items: list[str]) -> dict[str, float | None]:
     """``--metric-margin NAME=V`` (V a number > 0, or none) -> ``{NAME: V}``."""
-    from seglab.train.config import ConfigError
-
     out: dict[str, float | None] = {}
     for it in items:
         name, eq, v = it.partition("=")
@@ -211,8 +146,6 @@ def _margins(items: list[str]) -> dict[str, float | None]:
 
 def _interrupted(args: argparse.Namespace, e: BaseException) -> int:
     """One line; the exit status 128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM, 129 for SIGHUP."""
-    import signal
-
     sig = int(getattr(e, "signum", signal.SIGINT))
     name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
     print(f"seglab compare: interrupted by {name}; finished runs are kept in {args.out}, re-run the same command "
@@ -223,8 +156,6 @@ def _interrupted(args: argparse.Namespace, e: BaseException) -> int:
 def run(args: argparse.Namespace) -> int:
     """``seglab compare``; exit status: 0 the comparison is complete (every run of its grid has its result), 1 a
     run failed or diverged (left out of the pairs, named), 2 bad input, 130 Ctrl-C, 143 SIGTERM (docs/cli.md)."""
-    from seglab.sweep.runner import SweepOutcome, _signals_interrupt
-
     term = SweepOutcome()
     try:
         with _signals_interrupt(term):  # SIGTERM/SIGHUP, anywhere in the command, end it like Ctrl-C does
@@ -234,13 +165,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from seglab.results import ResultsError, check_out_dir
-    from seglab._options import parse_kv as _kv
-    from seglab.train.config import ConfigError
-
-    from .core import compare
-    from .fn import FnError
-
     def fail(msg: str) -> int:
         print(f"seglab compare: {msg}", file=sys.stderr)
         return 2
@@ -312,12 +236,6 @@ def _print(cmp: Any, args: argparse.Namespace) -> int:
 
 def _run_user_code(args: argparse.Namespace, task: str | None, task_kw: dict[str, Any]) -> int:
     """``--fn`` / ``--lightning``: the user's training code for every loss x seed (exceptions go to :func:`run`)."""
-    from seglab._options import parse_kv as _kv
-    from seglab.data import create_task
-    from seglab.train.config import ConfigError
-
-    from .fn import compare_fn, implied_mode
-
     if args.fn and args.lightning:
         raise ConfigError("give --fn or --lightning, not both")
     if bool(args.lightning) != bool(args.datamodule):
@@ -327,8 +245,6 @@ def _run_user_code(args: argparse.Namespace, task: str | None, task_kw: dict[str
     fn_kw = _kv(args.fn_opt, "--fn-opt")
     mode = args.mode
     if args.fn and mode is None:  # the function may say which mode its losses are for: run.mode = "multiclass"
-        from .fn import MODES, resolve_callable
-
         own = getattr(resolve_callable(args.fn), "mode", None)
         if own is not None and own not in MODES:
             raise ConfigError(f"--fn {args.fn}: its mode attribute {own!r} is not one of {', '.join(MODES)}")
@@ -346,12 +262,8 @@ def _run_user_code(args: argparse.Namespace, task: str | None, task_kw: dict[str
     fn: Any = args.fn
     name = None
     if args.lightning:
-        from .lightning import lightning_fn
-
         fn = lightning_fn(args.lightning, args.datamodule)
         name = f"lightning:{args.lightning}|{args.datamodule}"
-    import contextlib
-
     # with --json, stdout carries the one JSON object: what the user's code prints goes to stderr
     redirect = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
     with redirect:
@@ -362,23 +274,21 @@ def _run_user_code(args: argparse.Namespace, task: str | None, task_kw: dict[str
     return _print(cmp, args)
 
 
-def run_advised(args: argparse.Namespace) -> int:
-    """``seglab advise --compare``: the advised loss (``args.advice``, the baseline) against the default
-    alternatives, on ``--task`` or on PATH's images/ and masks/."""
-    from seglab.losses import format_loss, get_loss
-
-    advice = args.advice
+def run_advised(args: argparse.Namespace, advice: Any, source: str | None) -> int:
+    """``seglab advise --compare``: the advised loss (``advice``, the baseline, advised on ``source``: the training
+    masks, as ``seglab compare --ablate advised`` advises) against the default alternatives, on ``--task`` or on
+    PATH's images/ and masks/."""
     spec = format_loss(get_loss(advice.loss, advice.mode, **advice.loss_kwargs))
     losses = [spec] + [a for a in DEFAULT_ALTERNATIVES if a.replace(" ", "") != spec.replace(" ", "")]
-    ns = argparse.Namespace(path=args.path, task=args.task, task_opt=list(args.task_opt), model="unet", model_opt=[],
-                            losses=",".join(losses), ablate=None, seeds=args.seeds, steps=args.steps, batch_size=8,
-                            optimizer="adam", lr=1e-3, momentum=0.0, eval_every=None, confidence=0.95, margin=0.01, out=args.out,
-                            workers=2, threads=1, engine="local", address=None, json=False, no_progress=False)
+    argv = ["--losses", ",".join(losses), "--seeds", str(args.seeds), "--steps", str(args.steps), "--out", args.out]
+    if args.task:
+        argv += ["--task", args.task, *(x for opt in args.task_opt for x in ("--task-opt", opt))]
+    else:
+        argv.append(args.path)
+    parser = argparse.ArgumentParser(prog="seglab compare")
+    add_arguments(parser)  # every other option at compare's own default
+    ns = parser.parse_args(argv)
+    if source:
+        print(f"\nadvised on {source}, the masks the runs train on", flush=True)
     print(f"\nseglab advise --compare: {spec} against {', '.join(losses[1:])}, {args.seeds} paired seeds", flush=True)
     return run(ns)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="seglab compare")
-    add_arguments(p)
-    return run(p.parse_args(argv))

@@ -1,4 +1,6 @@
-"""``seglab sweep``: run a grid of training runs into a resumable results folder.
+"""run a resumable grid of training runs
+
+``seglab sweep``: run a grid of training runs into a resumable results folder.
 
 Examples::
 
@@ -18,13 +20,23 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+import signal
+from collections.abc import Callable
 from typing import Any
 
-from seglab.train.config import GRAD_NORM_EVERY, ConfigError
+from seglab._extras import require
+from seglab._options import parse_kv as _kv
+from seglab.losses.registry import split_specs
+from seglab.sweep.grid import SINGULAR, check_grid, expand, load_config, parse_shard
+from seglab.data import list_tasks
+from seglab.models import list_models
+from seglab.sweep.presets import PRESETS, STUDY_STEPS, get_preset
+from seglab.sweep.runner import PROGRESS_EVERY_S, run_sweep
+from seglab.results import ResultsError, check_out_dir, merge
+from seglab.train import distributed as D
+from seglab.train.config import GRAD_NORM_EVERY, OPTIMIZERS, ConfigError, validate_runs
 
-from .grid import SINGULAR, check_grid, expand, load_config, parse_shard
-from .presets import STUDY_STEPS, get_preset
+from ._common import MONITORS_HELP
 
 LIST_AXES = {  # cli flag dest -> grid key, converter
     "losses": ("losses", str),
@@ -40,9 +52,8 @@ LIST_AXES = {  # cli flag dest -> grid key, converter
 }
 
 
-def _split(text: str, conv, flag: str = "") -> list:
-    from seglab.losses.registry import split_specs
-
+def _split(text: str, conv: Callable[[str], Any], flag: str = "") -> list:
+    """The comma list ``text`` (loss specs keep their brackets) converted by ``conv``; ConfigError naming ``flag``."""
     out = []
     for part in split_specs(text):
         part = part.strip()
@@ -57,33 +68,34 @@ def _split(text: str, conv, flag: str = "") -> list:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .runner import PROGRESS_EVERY_S
-
+    """The options of ``seglab sweep``; every default shown in the help is the constant the code uses."""
     src = p.add_argument_group("what to run")
-    src.add_argument("--preset", help="built-in grid: chlebus2018, chlebus2018-faithful")
+    src.add_argument("--preset", help=f"built-in grid: {', '.join(PRESETS)}")
     src.add_argument("--quick", action="store_true", help="shrink the preset for a demo (1 seed, fewer losses and steps)")
     src.add_argument("--config", help="grid file (.toml, .yaml, .json); command-line lists override its fields")
     src.add_argument("--losses", help="comma list of seglab.get_loss specs, e.g. study_cce,study_dice,dicefg,'dice[batch=true]'")
-    src.add_argument("--tasks", help="comma list of task names (threshold, shapes, overlap, ...)")
+    src.add_argument("--tasks", help=f"comma list of task names ({', '.join(list_tasks())})")
     src.add_argument("--task-opt", dest="task_opt", action="append", default=[], metavar="K=V",
                      help="task parameter for every run (repeatable), e.g. --task-opt size=64; set on top of the "
                           "grid's task_kw (a task entry's own options still win)")
     src.add_argument("--fg-ratios", dest="fg_ratios", help="comma list of foreground fractions in (0, 1) (threshold task)")
-    src.add_argument("--models", help="comma list of model names (tiny, unet) or your own factories "
+    src.add_argument("--models", help=f"comma list of model names ({', '.join(list_models())}) or your own factories "
                                        "(package.module:factory, path/to/file.py:factory)")
     src.add_argument("--norms", help="comma list: batch,none (tiny) or batch,instance,group,none (unet)")
-    src.add_argument("--optimizers", help="comma list: adam,sgd")
+    src.add_argument("--optimizers", help=f"comma list: {','.join(OPTIMIZERS)}")
     src.add_argument("--lrs", help="comma list of learning rates")
     src.add_argument("--momentums", help="comma list of SGD momentums")
     src.add_argument("--seeds", help="comma list of seeds")
-    src.add_argument("--monitors", help="comma list of monitored losses (default: the task mode's set)")
+    src.add_argument("--monitors", help=MONITORS_HELP)
     src.add_argument("--steps", type=int, help="training steps per run")
     src.add_argument("--study-steps", action="store_true", help=f"use the study's {STUDY_STEPS:,} iterations")
     src.add_argument("--batch-size", type=int)
     src.add_argument("--eval-every", type=int)
+    every_step = [n for n in PRESETS if get_preset(n).get("grad_norm_every") == 1]
     src.add_argument("--grad-norm-every", type=int, metavar="K",
                      help="take every monitor loss's gradient norm at steps 0, K, 2K, ... (0 = off; default: the "
-                          f"grid's grad_norm_every, else {GRAD_NORM_EVERY}; the chlebus2018 presets set 1)")
+                          f"grid's grad_norm_every, else {GRAD_NORM_EVERY}"
+                          + (f"; the presets {', '.join(every_step)} set 1)" if every_step else ")"))
     out = p.add_argument_group("where and how")
     out.add_argument("--out", "-o", help="results folder (resumed if it exists)")
     out.add_argument("--workers", "-j", type=int, default=2, help="parallel worker processes (default %(default)s; 0: one per CPU core)")
@@ -133,8 +145,6 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
             overrides[k] = v
     task_opts = getattr(args, "task_opt", None) or []
     if task_opts:
-        from seglab._options import parse_kv as _kv
-
         try:
             topt = _kv(task_opts, "--task-opt")
         except ValueError as e:
@@ -159,63 +169,67 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
     return grid
 
 
+def _report_config_error(console: Any, args: argparse.Namespace, e: ConfigError) -> None:
+    """One line per problem, naming the option (or the grid field) it comes from."""
+    from rich.markup import escape  # optional extra (rich), checked by run()
+
+    if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
+        flags = {"loss": "--losses" if args.losses else "losses", "monitors": "--monitors" if args.monitors else "monitors"}
+        for fld, _spec, msg in e.problems:  # type: ignore[attr-defined]
+            console.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
+    else:
+        console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+
+
+def _sweep(args: argparse.Namespace, console: Any) -> Any:
+    """Check the options, then merge, list or run the sweep; the :class:`SweepOutcome`, or the exit status 0 after
+    ``--merge`` / ``--list``. Raises ConfigError / ResultsError naming the option."""
+    from rich.markup import escape  # optional extra (rich), checked by run()
+
+    if args.threads is None or args.threads < 1:
+        raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0: one per CPU core), got {args.workers}")
+    if args.out and not args.list and not args.merge:
+        check_out_dir(args.out, "--out", create=False)  # created (and probed) after the grid is validated
+    if args.merge:
+        if not args.out:
+            raise ConfigError("--merge needs --out (the destination folder)")
+        added, skipped = merge(args.out, args.merge)
+        console.print(escape(f"merged {added} run(s) into {args.out} ({skipped} already there)"), soft_wrap=True)
+        return 0
+    grid = build_grid(args)
+    shard = parse_shard(args.shard) if args.shard else None
+    run_index = _split(args.run_index, int, "--run-index") if args.run_index else None
+    if args.list:
+        for i, r in enumerate(validate_runs(expand(grid))):
+            print(f"{i}\t{r.run_id}\t{r.label}")
+        return 0
+    if not args.out:
+        raise ConfigError("--out RESULTS_FOLDER is required")
+    return run_sweep(grid, args.out, workers=args.workers, threads=args.threads, shard=shard, run_index=run_index,
+                     show_progress=not args.no_progress, console=console, pack=not args.no_pack, engine=args.engine,
+                     address=args.address, progress_every=args.progress_every)
+
+
 def run(args: argparse.Namespace) -> int:
-    from seglab._extras import require
-
+    """``seglab sweep``: exit status 0 when every run has its result, 1 failed or missing runs, 2 bad input,
+    128 + the signal when interrupted (docs/cli.md)."""
     require("rich", "seglab sweep")
-    from rich.console import Console
-
+    from rich.console import Console  # optional extra (rich), checked above
     from rich.markup import escape
-
-    from seglab.results import ResultsError, check_out_dir
 
     console = Console(stderr=True)
     try:
-        if args.threads is None or args.threads < 1:
-            raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
-        if args.workers is not None and args.workers < 0:
-            raise ConfigError(f"--workers must be >= 0 (0: one per CPU core), got {args.workers}")
-        if args.out and not args.list and not args.merge:
-            check_out_dir(args.out, "--out", create=False)  # created (and probed) after the grid is validated
-        if args.merge:
-            if not args.out:
-                raise ConfigError("--merge needs --out (the destination folder)")
-            from seglab.results import merge
-
-            added, skipped = merge(args.out, args.merge)
-            console.print(escape(f"merged {added} run(s) into {args.out} ({skipped} already there)"), soft_wrap=True)
-            return 0
-        grid = build_grid(args)
-        shard = parse_shard(args.shard) if args.shard else None
-        run_index = _split(args.run_index, int, "--run-index") if args.run_index else None
-        if args.list:
-            from seglab.train.config import validate_runs
-
-            runs = validate_runs(expand(grid))
-            for i, r in enumerate(runs):
-                print(f"{i}\t{r.run_id}\t{r.label}")
-            return 0
-        if not args.out:
-            raise ConfigError("--out RESULTS_FOLDER is required")
-        from .runner import run_sweep
-
-        outcome = run_sweep(grid, args.out, workers=args.workers, threads=args.threads, shard=shard,
-                            run_index=run_index, show_progress=not args.no_progress, console=console,
-                            pack=not args.no_pack, engine=args.engine, address=args.address,
-                            progress_every=args.progress_every)
+        outcome = _sweep(args, console)
     except ResultsError as e:
         console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
     except ConfigError as e:
-        if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
-            flags = {"loss": "--losses" if args.losses else "losses", "monitors": "--monitors" if args.monitors else "monitors"}
-            for fld, spec, msg in e.problems:
-                console.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
-        else:
-            console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        _report_config_error(console, args, e)
         return 2
-    from seglab.train import distributed as D
-
+    if isinstance(outcome, int):
+        return outcome
     if D.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:  # (its group is shut down by now)
         return 0
     msg = (f"{outcome.finished} run(s) done, {outcome.skipped} already finished, {outcome.diverged} diverged, "
@@ -223,8 +237,6 @@ def run(args: argparse.Namespace) -> int:
     if outcome.elsewhere:
         msg += f", {outcome.elsewhere} trained by another process"
     if outcome.interrupted:
-        import signal
-
         sig = outcome.signal or int(signal.SIGINT)
         name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
         console.print(f"[yellow]interrupted by {name}: {escape(msg)}; finished runs are kept in {escape(str(args.out))}, "
@@ -237,13 +249,3 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"[red]error: the grid is incomplete: {len(missing)} run(s) have no result ({escape(shown)}); "
                       "re-run the same command to finish them[/red]", soft_wrap=True)
     return 0 if outcome.ok else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="seglab sweep")
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

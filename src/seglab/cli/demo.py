@@ -1,4 +1,6 @@
-"""``seglab demo`` (``make demo``): the quick Chlebus (2018) preset into ``results/demo``, then its report.
+"""run the quick loss-comparison sweep on built-in data and write its report
+
+``seglab demo`` (``make demo``): the quick Chlebus (2018) preset into ``results/demo``, then its report.
 
 Resumable like any sweep: an interrupted demo continues where it stopped when run again.
 """
@@ -6,10 +8,17 @@ Resumable like any sweep: an interrupted demo continues where it stopped when ru
 from __future__ import annotations
 
 import argparse
+import signal
 import time
+
+from seglab._extras import require
+from seglab.results import ResultsError, check_out_dir
+from seglab.sweep.presets import get_preset
+from seglab.sweep.runner import run_sweep
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``seglab demo``."""
     p.add_argument("--out", "-o", default="results/demo", help="results folder (default %(default)s)")
     p.add_argument("--workers", "-j", type=int, default=2, help="worker processes (default %(default)s)")
     p.add_argument("--steps", type=int, help="override the quick preset's step count")
@@ -17,19 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seglab._extras import require
-
+    """``seglab demo``: the quick preset's sweep, then its report; exit 2 bad input, 1 a run failed, 128 + the signal
+    when interrupted."""
     for mod in ("rich", "pyarrow", "matplotlib"):
         require(mod, "seglab demo")
-    from rich.console import Console
-
-    from seglab.report.render import render_report, terminal_table
-    from seglab.sweep.presets import get_preset
-    from seglab.sweep.runner import run_sweep
-
+    from rich.console import Console  # optional extra (rich), checked above
     from rich.markup import escape
 
-    from seglab.results import ResultsError, check_out_dir
+    from seglab.report.render import render_report, terminal_table  # optional extras (matplotlib), checked above
 
     console = Console(width=max(140, Console().width))
     err = Console(stderr=True)
@@ -44,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
         console.print(escape(f"seglab demo: quick Chlebus (2018) sweep -> {args.out} ({args.workers} workers)"), soft_wrap=True)
         outcome = run_sweep(grid, args.out, workers=args.workers, show_progress=not args.no_progress)
         if outcome.interrupted:
-            import signal
-
             sig = outcome.signal or int(signal.SIGINT)
             name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
             err.print(f"[yellow]interrupted by {name}: {outcome.finished} run(s) finished and kept in "

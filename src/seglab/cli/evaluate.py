@@ -1,4 +1,6 @@
-"""``seglab evaluate``: score predictions against ground truth, or compare two prediction folders.
+"""score prediction folders against ground truth (named metrics, empty-mask conventions)
+
+``seglab evaluate``: score predictions against ground truth, or compare two prediction folders.
 
     seglab evaluate PRED GT --out DIR                 # per_case.csv, summary.json, index.html in DIR
     seglab evaluate A B --gt GT --out DIR             # both scored, then B vs A case by case (comparison.json)
@@ -15,8 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from seglab.evaluate.metrics import DEFAULT_METRICS, EMPTY_CONVENTIONS
+from seglab.evaluate.core import EvalOptions, evaluate_folders, print_progress, read_per_case
+from seglab.evaluate.html import render_html
+from seglab.evaluate.metrics import DEFAULT_METRICS, EMPTY_CONVENTIONS, resolve_metrics
+from seglab.evaluate.paired import compare_rows
 from seglab.metrics.surface import DEFINITIONS
+from seglab.provenance import provenance
 
 #: advise's metric names (Advice.metrics[i]["metric"], first word) -> evaluate's
 ADVISE_NAMES = {"dice": "dice", "nsd": "nsd", "hd95": "hd95", "cldice": "cldice"}
@@ -62,10 +68,8 @@ def metrics_from_advice(source: str) -> list[str]:
     return names
 
 
-def _options(args: argparse.Namespace) -> Any:
-    from seglab.evaluate.core import EvalOptions
-    from seglab.evaluate.metrics import resolve_metrics
-
+def _options(args: argparse.Namespace) -> EvalOptions:
+    """The checked :class:`EvalOptions` of the command line; ValueError naming the option."""
     names = metrics_from_advice(args.metrics_from) if args.metrics_from else \
         [m.strip() for m in (args.metrics or ",".join(DEFAULT_METRICS)).split(",") if m.strip()]
     spacing = None
@@ -95,11 +99,6 @@ def _folders(args: argparse.Namespace) -> tuple[list[str], str]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from seglab.evaluate.core import evaluate_folders, print_progress, read_per_case
-    from seglab.evaluate.html import render_html
-    from seglab.evaluate.paired import compare_rows
-    from seglab.provenance import provenance
-
     preds, gt = _folders(args)
     opts = _options(args)
     names = args.class_names.split(",") if args.class_names else None
@@ -130,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``seglab evaluate``; bad input: one line on stderr, exit 2."""
     try:
         return _run(args)
     except (ValueError, FileNotFoundError) as e:

@@ -1,9 +1,14 @@
-"""``seglab report RESULTS [--out DIR]``: PNG figures, a self-contained HTML page and a terminal table."""
+"""render figures, HTML and tables from a results folder
+
+``seglab report RESULTS [--out DIR]``: PNG figures, a self-contained HTML page and a terminal table."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from seglab._extras import require
+from seglab.results import ResultsError, ResultsStore, check_out_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,8 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> list[str]:
     """Checks before any rendering; raises ResultsError/FileNotFoundError naming the path. Returns one warning
     line per damaged run folder (left out of the report)."""
-    from seglab.results import ResultsError, ResultsStore, check_out_dir
-
     res = Path(args.results)
     if not res.exists():
         raise FileNotFoundError(f"results folder {str(res)!r} does not exist")
@@ -31,14 +34,13 @@ def _check(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from seglab._extras import require
-
+    """``seglab report``: exit 2 on a missing or damaged results folder."""
     for mod in ("rich", "pyarrow") if args.no_curves else ("rich", "pyarrow", "matplotlib"):
         require(mod, "seglab report")
-    from rich.console import Console
+    from rich.console import Console  # optional extra (rich), checked above
     from rich.markup import escape
 
-    from .render import render_report, terminal_class_tables, terminal_table
+    from seglab.report.render import render_report, terminal_class_tables, terminal_table  # optional extras, checked above
 
     err = Console(stderr=True)
     console = Console(width=max(140, Console().width))

@@ -1,0 +1,114 @@
+"""The one command-line entry point: ``seglab COMMAND ...`` and ``seglab --version``.
+
+Every module of this package whose name does not start with ``_`` is one command, named after the module
+(``seglab/cli/train.py`` is ``seglab train``). A command module has
+
+- a docstring whose first line is the command's one-line help (shown by ``seglab --help`` and as the
+  description of ``seglab COMMAND --help``);
+- ``add_arguments(parser: argparse.ArgumentParser) -> None``;
+- ``run(args: argparse.Namespace) -> int``, the exit status (docs/cli.md).
+
+Adding a command is adding one such file: the commands are found by :func:`commands` (``pkgutil`` over this
+package's ``__path__``), with no list to keep. Only the chosen command's module is imported; the others are read
+for their docstring alone, so ``seglab --help`` and one command stay fast (``import seglab`` never imports this
+package). A command whose optional dependency is missing (:class:`seglab._extras.MissingExtraError`) prints one
+line naming the extra to install and exits 2.
+
+A closed output pipe (``seglab sweep --list | head -1``) ends every command quietly with exit status 1, the recipe
+of the Python documentation (``signal`` module, "Note on SIGPIPE") and what ``rich`` does itself: the rest of the
+output is sent to ``/dev/null`` and no traceback is printed. (1, not 141: the process is not killed by SIGPIPE, it
+notices the closed pipe and stops; under ``set -o pipefail`` either status fails.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import os
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from seglab._extras import MissingExtraError
+
+
+def commands() -> dict[str, str]:
+    """``{command name: one-line help}`` of every command module of this package, sorted by name.
+
+    The help is the first line of the module's docstring, read from its source without importing it."""
+    found: dict[str, str] = {}
+    for m in pkgutil.iter_modules(__path__):
+        if m.name.startswith("_") or m.name in found:
+            continue
+        spec = m.module_finder.find_spec(m.name, None)  # type: ignore[call-arg]
+        origin = getattr(spec, "origin", None)
+        if origin is None or not origin.endswith(".py"):
+            continue
+        doc = ast.get_docstring(ast.parse(Path(origin).read_text(encoding="utf-8"))) or ""
+        found[m.name] = doc.strip().splitlines()[0] if doc.strip() else ""
+    return dict(sorted(found.items()))
+
+
+class _Version(argparse.Action):
+    """``--version``: imports seglab only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: Any = argparse.SUPPRESS,
+                 help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from seglab._version import __version__  # lazy: only for --version
+
+        print(f"seglab {__version__}")
+        parser.exit()
+
+
+def _quiet_broken_pipe() -> int:
+    """After a BrokenPipeError on stdout: send whatever is still buffered to /dev/null (so that flushing at
+    exit raises nothing more) and return the exit status 1."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, closed)
+        pass
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``seglab ARGV``; returns the exit status (a closed output pipe: 1, quietly; see the module docstring)."""
+    try:
+        rc = _main(argv)
+        sys.stdout.flush()  # a closed pipe is found here, not at interpreter exit
+        return rc
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="seglab", description="seglab: losses, activations, advice and experiments for segmentation")
+    parser.add_argument("--version", "-V", action=_Version, help="print the seglab version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    found = commands()
+    chosen = argv[0] if argv and argv[0] in found else None
+    for name, help_text in found.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=f"{__name__}.{name}")
+        if name == chosen:
+            try:
+                importlib.import_module(f"{__name__}.{name}").add_arguments(p)
+            except MissingExtraError as e:
+                print(e, file=sys.stderr)
+                return 2
+    args = parser.parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except MissingExtraError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+
+__all__ = ["commands", "main"]
