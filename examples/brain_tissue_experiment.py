@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 import seglab
-from seglab.advise.cli import task_masks
+from seglab.advise.tasks import task_masks
 from seglab.metrics import dice_score, pixel_accuracy
 
 

@@ -77,7 +77,7 @@ def test_missing_nilearn_message(monkeypatch):
 
 def test_advise_on_brain_tissue():
     from seglab.advise import advise
-    from seglab.advise.cli import task_masks
+    from seglab.advise.tasks import task_masks
 
     masks, names, fmt = task_masks("brain-tissue")
     a = advise(masks, class_names=names, format=fmt)

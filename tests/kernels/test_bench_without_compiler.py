@@ -14,9 +14,9 @@ pytest.importorskip("rich")
 
 def test_bench_runs_without_compiler(tmp_path):
     out = tmp_path / "bench.json"
-    code = ("import sys; from seglab.bench import main; "
-            f"sys.exit(main(['--shapes', '2x3x8x8', '--losses', 'dice+ce,lovasz', '--rounds', '1', '--warmup', '0', "
-            f"'--no-memory', '--out', {str(out)!r}]))")
+    code = ("import sys; from seglab.cli import main; "
+            f"sys.exit(main(['bench', '--shapes', '2x3x8x8', '--losses', 'dice+ce,lovasz', '--rounds', '1', '--warmup', '0', "
+            f"'--no-memory', '--force', '--out', {str(out)!r}]))")
     env = {**os.environ, "CXX": "/nonexistent/g++", "SEGLAB_KERNEL_CACHE": str(tmp_path / "cache"), "COLUMNS": "200"}
     env.pop("SEGLAB_FUSED_BACKEND", None)
     env.pop("SEGLAB_FUSED", None)

@@ -231,7 +231,7 @@ def _run_id(argv: list[str]) -> str:
     import argparse
 
     from seglab.train import validate_runs
-    from seglab.train.cli import add_arguments, config_from_args
+    from seglab.cli.train import add_arguments, config_from_args
 
     p = argparse.ArgumentParser()
     add_arguments(p)

@@ -131,7 +131,7 @@ def test_recorded_loss_pastes_into_get_loss():
 def test_loss_spec_with_list_values_and_commas_inside_brackets():
     """The loss `seglab advise` recommends (a class-weight list) must be expressible in train/sweep specs."""
     from seglab.losses.registry import parse_loss_spec
-    from seglab.sweep.cli import _split
+    from seglab.cli.sweep import _split
 
     d, ce = parse_loss_spec("dice[include_background=False]+ce[class_weights=[0.163,1,1.929]]")
     assert (d.name, d.options) == ("dice", {"include_background": False})
