@@ -20,6 +20,7 @@ regions means one sigmoid output per region and a multi-label loss on region tar
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 from collections.abc import Sequence
 
@@ -96,7 +97,7 @@ def nested_chain(pixel_counts: Sequence[int], pairs: Any) -> list[int] | None:
     order = sorted(range(len(pixel_counts)), key=lambda i: -int(pixel_counts[i]))
     if len(order) < 2 or any(int(pixel_counts[i]) == 0 for i in order):
         return None
-    for a, b in zip(order, order[1:]):
+    for a, b in pairwise(order):
         if int(pairs[a][b]) != int(pixel_counts[b]) or int(pixel_counts[b]) == int(pixel_counts[a]):
             return None
     return order

@@ -249,10 +249,7 @@ def fisher_exact(table: Sequence[Sequence[int]], alternative: str = "two-sided")
     if len(rows) != 2 or any(len(r) != 2 for r in rows):
         raise ValueError(f"table must be a 2x2 table of counts [[a, b], [c, d]], got {table!r}")
     (a, b), (c, d) = [[_check_count("table entry", v) for v in r] for r in rows]
-    if b * c:
-        odds = a * d / (b * c)
-    else:
-        odds = float("inf") if a * d else float("nan")
+    odds = a * d / (b * c) if b * c else (float("inf") if a * d else float("nan"))
     r1, c1, n = a + b, a + c, a + b + c + d
     lo, hi = max(0, r1 + c1 - n), min(r1, c1)
     if lo == hi:  # only one table has these margins

@@ -109,7 +109,7 @@ def case_values(spec: MetricSpec, pred: torch.Tensor, gt: torch.Tensor, *, num_c
     vals = [float(x) for x in v.tolist()]
     p_has = torch.bincount(pred.reshape(-1), minlength=num_classes)[:num_classes] > 0
     g_has = torch.bincount(gt.reshape(-1), minlength=num_classes)[:num_classes] > 0
-    diag = math.sqrt(sum((n * s) ** 2 for n, s in zip(gt.shape[1:], spacing)))
+    diag = math.sqrt(sum((n * s) ** 2 for n, s in zip(gt.shape[1:], spacing, strict=True)))
     for k in range(num_classes):
         both, one = not p_has[k] and not g_has[k], bool(p_has[k]) != bool(g_has[k])
         if both:

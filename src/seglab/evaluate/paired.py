@@ -48,7 +48,7 @@ def compare_rows(a_rows: list[dict[str, Any]], b_rows: list[dict[str, Any]], met
         classes = sorted({r["class"] for r in a_rows if r["metric"] == spec.name})
         fam = [_row(spec, k, *_pairs(a_rows, b_rows, spec.name, k), distance_margin if spec.distance else margin)
                for k in classes]
-        for r, p_adj in zip(fam, S.holm([r["p_raw"] for r in fam])):
+        for r, p_adj in zip(fam, S.holm([r["p_raw"] for r in fam]), strict=True):
             r["p_holm"] = p_adj
             r["verdict"] = S.plan_verdict(p_adj, r["low"], r["high"], r["tost_p"]) if r["p_raw"] is not None \
                 else "inconclusive"

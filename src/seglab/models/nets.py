@@ -224,7 +224,7 @@ class UNet(nn.Module):
             if i < self.depth - 1:
                 skips.append(x)
                 x = self.pool(x)
-        for up, dec in zip(self.ups, self.decoders):
+        for up, dec in zip(self.ups, self.decoders, strict=True):
             x = up(x)
             x = dec(torch.cat([skips.pop(), x], dim=1))
         return self.head(x)

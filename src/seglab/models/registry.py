@@ -16,7 +16,7 @@ from seglab._registry import Registry, check_kwargs
 
 ModelFactory = Callable[..., nn.Module]
 
-_MODELS = Registry("model")
+_MODELS: Registry[ModelFactory] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
