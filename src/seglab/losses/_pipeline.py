@@ -8,7 +8,9 @@ A :class:`Term` is a loss as the pipeline sees it: what statistics it needs from
 kernel), its head on the kernel's statistics (:meth:`Term.from_fused`) and its reference code on a prepared
 target (:meth:`Term.reference`). Options reach the terms already checked (each loss checks its options in one
 function, called by its module's constructor and by its plain function). The input checks here run whichever
-path computes the loss; with validation on, the target is checked before any kernel runs.
+path computes the loss; with validation on, the target is checked before any kernel runs, except the labels of an
+index target on the fused path: the kernel bounds-checks them itself (whatever the validation setting) and raises
+the same error, so the separate ``aminmax`` pass is not run twice.
 
 Targets reach the terms in one canonical form (:func:`~seglab.targets.canonical_target`): MONAI MetaTensors
 unwrapped, float ``(N, 1, *spatial)`` label maps as int64 class maps, and a spatial ``mask`` written into the target
@@ -82,9 +84,13 @@ def run_terms(terms: Sequence[tuple[Term, Options]], logits: torch.Tensor, targe
     if mask is not None:
         terms = mask_options(terms, [type(t).__name__ for t, _ in terms], ign)
         ignore_index = ign
-    tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=True) if v else None
     requests = [term.request(o) for term, o in terms]
-    if all(r is not None for r in requests):
+    fusable = all(r is not None for r in requests)
+    # an index target on the fused path is bounds-checked by the kernel (the same error); everything else is
+    # checked here before any kernel runs
+    tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=True) if (
+        v and not (fusable and _is_index(target, mode))) else None
+    if fusable:
         try:
             req = merge(requests)  # type: ignore[arg-type]
         except NotFusable:
@@ -96,3 +102,9 @@ def run_terms(terms: Sequence[tuple[Term, Options]], logits: torch.Tensor, targe
         tgt = prepare_target(logits, target, mode, ignore_index=ignore_index, validate=False)
     x = logits.to(compute_dtype(logits.dtype))
     return [term.reference(x, tgt, o) for term, o in terms]
+
+
+def _is_index(target: Any, mode: str) -> bool:
+    """A multiclass integer class map (the kernels bounds-check its labels themselves)."""
+    return (mode == "multiclass" and isinstance(target, torch.Tensor) and not target.is_floating_point()
+            and target.dtype != torch.bool)

@@ -124,7 +124,8 @@ class Loss(nn.Module):
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of this loss's plain function (configuration + buffers)."""
-        return {k: getattr(self, k) for k in self._option_names}
+        d, buffers = self.__dict__, self._buffers  # read directly: nn.Module.__getattr__ is slow on every call
+        return {k: d[k] if k in d else buffers[k] if k in buffers else getattr(self, k) for k in self._option_names}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.term is not None:

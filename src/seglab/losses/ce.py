@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ from seglab.kernels.plan import FusedStats, StatsRequest
 from seglab.losses._pipeline import Options, Term, run_terms
 from seglab.losses._reduce import reduce_pixels
 from seglab.losses.base import LOSSES, Loss, to_device
-from seglab.targets import Target
+from seglab.targets import Target, check_labels, plain
 
 
 def channel_view(w: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -133,6 +134,95 @@ class _CrossEntropyTerm(Term):
 CROSS_ENTROPY = _CrossEntropyTerm()
 
 
+#: torch's ``ignore_index`` when seglab's is None: a label no class map holds, so that torch ignores nothing and
+#: reports -100 (its default ignore value) as out of range, as seglab does
+_NO_IGNORE = -(2**63)
+_NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
+def _native_ready(logits: Any, target: Any, o: Options) -> bool:
+    """Whether torch's own op computes exactly this loss (no option torch lacks, no conversion of the inputs):
+    float32/float64 logits; multiclass with an int64 class map, sigmoid modes with a float target of the logits'
+    dtype and no ``ignore_index``; ``reduction`` mean or sum, no ``clip_eps``; eager (under ``torch.compile`` the
+    pipeline runs, with its checks as ops). Shapes are left to torch's op: an error there sends the call to the
+    pipeline, which words it."""
+    if type(logits) is not torch.Tensor or type(target) is not torch.Tensor or o["clip_eps"]:
+        return False
+    if o["reduction"] == "none" or logits.dtype not in _NATIVE_DTYPES or torch.compiler.is_compiling():
+        return False
+    if o["mode"] == "multiclass":
+        return target.dtype == torch.int64 and target.ndim == logits.ndim - 1 and 3 <= logits.ndim <= 5
+    return o["ignore_index"] is None and target.dtype == logits.dtype and 2 <= logits.ndim <= 5 and not (
+        target.requires_grad)
+
+
+def native_cross_entropy(logits: Any, target: Any, o: Options, validate: bool | None) -> torch.Tensor | None:
+    """Plain cross-entropy through torch's own op (``F.cross_entropy`` / ``F.binary_cross_entropy_with_logits``),
+    with seglab's checks kept cheap; None where the options or inputs need seglab's pipeline (the caller runs it).
+
+    The value is torch's, which is seglab's definition of this loss (see :func:`cross_entropy`). Checks, validation
+    on: the target's values (sigmoid: one ``aminmax``, in [0, 1]); the logits are checked through the loss value — a
+    non-finite logit that reaches the loss makes it non-finite, and only then does the pipeline scan the logits
+    (seglab's error). Non-finite logits the loss never reads (a ``-inf`` of a class that is not the target's, an
+    ignored pixel) are not reported on this path. Labels are bounds-checked whatever the validation setting: by
+    torch's op on CPU (an error there sends the call to the pipeline, whose checks word it), with one ``aminmax`` on
+    other devices. A non-finite value whose cause is not the logits (every pixel ignored, zero class weights:
+    seglab's mean is then 0, torch's NaN) is also left to the pipeline, which computes seglab's value.
+    """
+    if not _native_ready(logits, target, o):
+        return None
+    v = _checks.resolve(validate)
+    cw = o["class_weights"]
+    if cw is not None:
+        if cw.shape[0] != logits.shape[1] or cw.device != logits.device:
+            return None  # the pipeline words the error
+        if cw.dtype != logits.dtype:
+            cw = cw.to(logits.dtype)
+    try:
+        if o["mode"] == "multiclass":
+            ign = o["ignore_index"]
+            if logits.device.type != "cpu":  # no device-side assert: check before the op
+                check_labels(target, logits.shape[1], ign)
+            loss = F.cross_entropy(logits, target, weight=cw, ignore_index=_NO_IGNORE if ign is None else ign,
+                                   reduction=o["reduction"], label_smoothing=o["label_smoothing"])
+            may_be_nan = v or ign is not None or cw is not None
+        else:
+            bce = _native_bce(logits, target, o, cw, v)
+            if bce is None:
+                return None
+            loss, may_be_nan = bce, v
+    except (IndexError, RuntimeError, ValueError):  # a label out of range, a shape torch refuses
+        return None
+    if may_be_nan and not math.isfinite(loss.item()):
+        return None  # the pipeline checks the logits (seglab's error) or computes seglab's value
+    return loss
+
+
+def _native_bce(logits: torch.Tensor, target: torch.Tensor, o: Options, cw: torch.Tensor | None,
+                validate: bool) -> torch.Tensor | None:
+    """``F.binary_cross_entropy_with_logits`` with seglab's weights and smoothing; None (the pipeline) for a target
+    whose values or shape it must word."""
+    y = target
+    if y.shape != logits.shape:
+        if o["mode"] != "binary" or y.ndim != logits.ndim - 1 or y.shape != logits[:, 0].shape:
+            return None
+        y = y.unsqueeze(1)
+    if validate and y.numel():
+        lo, hi = torch.aminmax(y.detach())
+        if not (lo.item() >= 0.0 and hi.item() <= 1.0):
+            return None
+    pw = o["pos_weight"]
+    if pw is not None:
+        if pw.shape[0] != logits.shape[1] or pw.device != logits.device:
+            return None
+        pw = channel_view(pw.to(logits.dtype), logits.ndim)
+    ls = o["label_smoothing"]
+    if ls:
+        y = y * (1.0 - ls) + 0.5 * ls
+    return F.binary_cross_entropy_with_logits(logits, y, weight=None if cw is None else channel_view(cw, logits.ndim),
+                                              pos_weight=pw, reduction=o["reduction"])
+
+
 def cross_entropy(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -175,6 +265,10 @@ def cross_entropy(
     """
     o = check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight, ignore_index=ignore_index,
                          label_smoothing=label_smoothing, reduction=reduction, clip_eps=clip_eps)
+    if mask is None:
+        loss = native_cross_entropy(plain(logits), plain(target), o, validate)
+        if loss is not None:
+            return loss
     return run_terms([(CROSS_ENTROPY, o)], logits, target, validate=validate, mask=mask)[0]
 
 
@@ -212,3 +306,11 @@ class CrossEntropyLoss(Loss):
         self._configure(check_ce_options(mode=mode, class_weights=class_weights, pos_weight=pos_weight,
                                          ignore_index=ignore_index, label_smoothing=label_smoothing,
                                          reduction=reduction, clip_eps=clip_eps, copy=True))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Torch's own op where it computes this loss (:func:`native_cross_entropy`), else the shared pipeline."""
+        if mask is None:
+            loss = native_cross_entropy(plain(logits), plain(target), self.options(), None)
+            if loss is not None:
+                return loss
+        return super().forward(logits, target, mask)
