@@ -78,15 +78,16 @@ def main(src: str = "src/seglab") -> int:
             problems.append(f"{f}: room {room!r} has no rank in tools/check_imports.py")
             continue
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            lineno = getattr(node, "lineno", 0)
             if room != "cli" and any(n == "argparse" for n in imported_modules(node)):
-                problems.append(f"{f}:{node.lineno}: imports argparse; command-line parsing lives in seglab/cli/")
+                problems.append(f"{f}:{lineno}: imports argparse; command-line parsing lives in seglab/cli/")
             for target in imported_rooms(node, package):
                 if target == room:
                     continue
                 if target not in RANK:
-                    problems.append(f"{f}:{node.lineno}: imports unknown room {target!r}")
+                    problems.append(f"{f}:{lineno}: imports unknown room {target!r}")
                 elif RANK[target] >= RANK[room]:
-                    problems.append(f"{f}:{node.lineno}: {room} (rank {RANK[room]}) imports {target} "
+                    problems.append(f"{f}:{lineno}: {room} (rank {RANK[room]}) imports {target} "
                                     f"(rank {RANK[target]}): upward import")
     for p in problems:
         print(p)

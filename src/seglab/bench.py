@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import ctypes
 import datetime as _dt
+import functools
 import gc
-import json
+import importlib.util
 import math
 import os
 import platform
@@ -39,11 +40,15 @@ import sys
 import time
 import types
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from seglab.kernels import cpu_ext, dispatch
+from seglab.losses import get_loss
+from seglab.losses.registry import split_specs
 from seglab.provenance import cpu_model
 
 DEFAULT_SHAPES = "16x4x256x256,2x4x96x96x96,8x21x256x256"
@@ -137,8 +142,6 @@ def is_oom(e: BaseException) -> bool:
 
 
 def split_names(text: str) -> list[str]:
-    from seglab.losses.registry import split_specs
-
     out = []
     for n in (n.strip() for n in split_specs(str(text))):
         if n:
@@ -188,8 +191,6 @@ def untrusted_reason(load_start: float | None, load_end: float | None, cores: in
 
 # ---------------------------------------------------------------- peers
 def _import_smp_losses():
-    import importlib.util
-
     if "segmentation_models_pytorch.losses" in sys.modules:
         return sys.modules["segmentation_models_pytorch.losses"]
     spec = importlib.util.find_spec("segmentation_models_pytorch")
@@ -199,7 +200,7 @@ def _import_smp_losses():
         stub = types.ModuleType("segmentation_models_pytorch")  # skip the package __init__ (timm, torchvision)
         stub.__path__ = list(spec.submodule_search_locations)
         sys.modules["segmentation_models_pytorch"] = stub
-    import segmentation_models_pytorch.losses as smp_losses
+    import segmentation_models_pytorch.losses as smp_losses  # optional extra (bench)
 
     return smp_losses
 
@@ -208,15 +209,20 @@ _STRUCTURE_PEERS = {"monai MCCLoss": "mcc", "monai BoundaryLoss": "boundary", "m
                     "monai SoftclDiceLoss": "cldice"}
 
 
-def peer_losses(against: list[str], C: int, names: list[str] = ()) -> tuple[dict[str, Callable], dict[str, str]]:
+def _with_channel_axis(loss: Callable) -> Callable:
+    """``loss(x, t)`` with the index target given a channel axis, as MONAI's losses take it."""
+    return lambda x, t: loss(x, t.unsqueeze(1))
+
+
+def peer_losses(against: list[str], C: int, names: Sequence[str] = ()) -> tuple[dict[str, Callable], dict[str, str]]:
     """name -> fn(logits, index_target); and library -> reason for libraries that could not be loaded."""
     out: dict[str, Callable] = {}
     missing: dict[str, str] = {}
     if "monai" in against:
         try:
-            import monai.losses as ml
+            import monai.losses as ml  # optional extra (bench)
 
-            kw = dict(softmax=True, to_onehot_y=True)
+            kw: dict[str, Any] = dict(softmax=True, to_onehot_y=True)
             mons = {
                 "monai DiceCELoss": ml.DiceCELoss(**kw),
                 "monai DiceFocalLoss": ml.DiceFocalLoss(**kw),
@@ -230,8 +236,7 @@ def peer_losses(against: list[str], C: int, names: list[str] = ()) -> tuple[dict
             }
             # structure peers are timed only when their seglab counterpart is (they are slow on large shapes)
             mons = {k: m for k, m in mons.items() if k not in _STRUCTURE_PEERS or _STRUCTURE_PEERS[k] in names}
-            for k, m in mons.items():
-                out[k] = (lambda m: lambda x, t: m(x, t.unsqueeze(1)))(m)
+            out.update({k: _with_channel_axis(m) for k, m in mons.items()})
         except Exception as exc:  # not installed or broken install
             missing["monai"] = f"{type(exc).__name__}: {exc}"
     if "smp" in against:
@@ -243,8 +248,7 @@ def peer_losses(against: list[str], C: int, names: list[str] = ()) -> tuple[dict
                 "smp FocalLoss": sl.FocalLoss("multiclass"),
                 "smp LovaszLoss": sl.LovaszLoss("multiclass"),
             }
-            for k, m in smps.items():
-                out[k] = (lambda m: lambda x, t: m(x, t))(m)
+            out.update(smps)  # smp's losses take the index target as it is
         except Exception as exc:
             missing["smp"] = f"{type(exc).__name__}: {exc}"
     for lib in against:
@@ -254,15 +258,8 @@ def peer_losses(against: list[str], C: int, names: list[str] = ()) -> tuple[dict
 
 
 def seglab_losses(names: list[str]) -> dict[str, Callable]:
-    from seglab.losses import get_loss
-
-    out = {}
-    for n in names:
-        try:
-            out[n] = get_loss(n, mode="multiclass")
-        except TypeError:
-            out[n] = get_loss(n, "multiclass")
-    return out
+    """name -> the multiclass seglab loss of that spec."""
+    return {n: get_loss(n, mode="multiclass") for n in names}
 
 
 # ---------------------------------------------------------------- measurement
@@ -317,6 +314,7 @@ class _Mem:
             fn()
             torch.cuda.synchronize()
             return float(torch.cuda.max_memory_allocated() - base)
+        assert _LIBC is not None  # self.ok on the CPU means cpu_memory_setup() succeeded
         _LIBC.malloc_trim(0)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -347,6 +345,10 @@ def _tensors(shape, device, dtype):
     return x, t
 
 
+def _fwd_bwd(fn: Callable, x: torch.Tensor, t: torch.Tensor) -> None:
+    fn(x, t).backward()
+
+
 def memory_shape(shape, fns: dict[str, Callable], device, dtype, res: dict) -> None:
     """Peak extra memory of one fwd+bwd of each loss (after all timing: the allocator setting slows allocation)."""
     x, t = _tensors(shape, device, dtype)
@@ -356,7 +358,7 @@ def memory_shape(shape, fns: dict[str, Callable], device, dtype, res: dict) -> N
     for k, fn in allf.items():
         fn(x, t).backward()  # warm
         x.grad = None
-        v = mem.peak_extra(lambda: fn(x, t).backward())
+        v = mem.peak_extra(functools.partial(_fwd_bwd, fn, x, t))
         x.grad = None
         res[k]["peak_extra_x_logits"] = None if v is None else v / nbytes
 
@@ -391,7 +393,7 @@ def bench_shape(shape, fns: dict[str, Callable], rounds: int, warmup: int, devic
     base = times["F.cross_entropy"]
     res = {}
     for k in names:
-        ratios = [a / b for a, b in zip(times[k], base)]
+        ratios = [a / b for a, b in zip(times[k], base, strict=True)]
         ms = spread([1e3 * v for v in times[k]])
         rs = spread(ratios)
         res[k] = {"ms": 1e3 * statistics.median(times[k]), "ratio_ce": statistics.median(ratios),
@@ -408,20 +410,15 @@ def add_speedups(res: dict) -> None:
     for a, b in PAIRS:
         if a in res and b in res:
             res[a].setdefault("speedup_vs", {})[b] = statistics.median(
-                [tb / ta for ta, tb in zip(res[a]["times_ms"], res[b]["times_ms"])])
+                [tb / ta for ta, tb in zip(res[a]["times_ms"], res[b]["times_ms"], strict=True)])
 
 
 def fused_backend(device: torch.device, dtype: torch.dtype) -> tuple[str, str | None]:
     """The backend the multiclass losses run on (``cpu_ext``, ``eager`` or ``reference``) and, on CPU, why the
     C++ kernels are unavailable (None when they are available)."""
-    from seglab.kernels import dispatch
-
     why = None
-    if device.type == "cpu":
-        from seglab.kernels import cpu_ext
-
-        if not cpu_ext.available():
-            why = cpu_ext.unavailable_reason()
+    if device.type == "cpu" and not cpu_ext.available():
+        why = cpu_ext.unavailable_reason()
     if not dispatch.fused_enabled():
         return "reference", why
     mod = dispatch.backend_for(torch.empty(0, device=device, dtype=dtype), "mc")

@@ -13,9 +13,6 @@ def task_masks(name: str, **task_kw: Any) -> tuple[Iterable[Any], list[str], str
     has one (e.g. ``brain-tissue``), else over its validation targets; the format is ``"onehot"`` (channel
     first) for tasks whose targets have a channel axis, else ``"index"``."""
     task: Any = create_task(name, **task_kw)
-    if hasattr(task, "training_masks"):
-        masks = task.training_masks()
-    else:
-        masks = (t.numpy() for t in task.validation()[1])
+    masks = task.training_masks() if hasattr(task, "training_masks") else (t.numpy() for t in task.validation()[1])
     fmt = "index" if task.mode == "multiclass" and not getattr(task, "soft", False) else "onehot"
     return masks, list(task.class_names), fmt

@@ -42,7 +42,7 @@ def commands() -> dict[str, str]:
     for m in pkgutil.iter_modules(__path__):
         if m.name.startswith("_") or m.name in found:
             continue
-        spec = m.module_finder.find_spec(m.name, None)  # type: ignore[call-arg]
+        spec = m.module_finder.find_spec(m.name, None)
         origin = getattr(spec, "origin", None)
         if origin is None or not origin.endswith(".py"):
             continue

@@ -26,6 +26,8 @@ from typing import Any
 from seglab import _checks
 from seglab import bench as B
 from seglab._extras import require
+from seglab.losses import get_loss
+from seglab.results import ResultsError, TextTable, check_out_dir
 
 from ._common import check_device
 
@@ -69,8 +71,6 @@ def _int_arg(value: Any, flag: str, minimum: int) -> int:
 
 def _check_losses(text: str) -> list[str]:
     """The loss specs of ``--losses`` (groups expanded, each one built once); BenchArgError naming the option."""
-    from seglab.losses import get_loss  # lazy: `seglab bench --help` does not build losses
-
     try:
         names = B.split_names(text)
     except ValueError as e:
@@ -78,17 +78,20 @@ def _check_losses(text: str) -> list[str]:
     if not names:
         raise B.BenchArgError(f"--losses: no loss given (e.g. {','.join(B.SEGLAB_LOSSES[:3])})")
     for n in names:
-        try:
-            get_loss(n, mode="multiclass")
-        except (TypeError, ValueError, KeyError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            raise B.BenchArgError(f"--losses: {msg}") from None
+        _check_loss(n)
     return list(dict.fromkeys(names))
 
 
-def _check_out(text: str) -> None:
-    from seglab.results import ResultsError, check_out_dir  # lazy: only when a JSON file is asked for
+def _check_loss(spec: str) -> None:
+    """BenchArgError naming ``--losses`` unless ``spec`` builds a multiclass loss."""
+    try:
+        get_loss(spec, mode="multiclass")
+    except (TypeError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise B.BenchArgError(f"--losses: {msg}") from None
 
+
+def _check_out(text: str) -> None:
     out = Path(text)
     if out.is_dir():
         raise B.BenchArgError(f"--out {str(out)!r} is a folder; give a JSON file path")
@@ -176,8 +179,6 @@ def run_repeated(args: argparse.Namespace, v: dict, console: Any, err: Any) -> i
     allocator state, thread pool and kernel caches: what varied between runs), then the spread of the ratios
     across runs. Only the first run measures memory. Loaded: at the start or end of this command or of any run."""
     from rich.markup import escape  # optional extra (rich), checked by run()
-
-    from seglab.results import TextTable  # lazy: only for the tables
 
     R, cores = v["repeat"], os.cpu_count() or 1
     load_start = B.load_average()
@@ -271,8 +272,6 @@ def _time_shapes(args: argparse.Namespace, v: dict, results: dict, console: Any,
 
 def _print_tables(results: dict, args: argparse.Namespace, v: dict, console: Any, shown: bool) -> None:
     """One table per shape: the timings, and the ratio columns when ``shown`` (else the title says why not)."""
-    from seglab.results import TextTable  # lazy: only for the tables
-
     heads = ["loss", "ms", "min ms", "IQR ms", "× F.cross_entropy", "× CE IQR", "peak extra mem (× logits)",
              "seglab speed-up vs peer"]
     ratio_heads = {"× F.cross_entropy", "× CE IQR", "seglab speed-up vs peer"}

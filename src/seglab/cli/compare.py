@@ -164,7 +164,22 @@ def run(args: argparse.Namespace) -> int:
         return _interrupted(args, e)
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The numeric options' ranges; ConfigError naming the option."""
+    for name, v, lo in (("--seeds", args.seeds, 2), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1),
+                        ("--workers", args.workers, 0), ("--threads", args.threads, 1)):
+        if v < lo:
+            raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
+    if args.eval_every is not None and args.eval_every < 1:
+        raise ConfigError(f"--eval-every must be an integer >= 1, got {args.eval_every}")
+    if not 0.5 < args.confidence < 1.0:
+        raise ConfigError(f"--confidence must lie in (0.5, 1), got {args.confidence}")
+    if not (math.isfinite(args.margin) and args.margin > 0):
+        raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {args.margin}")
+
+
 def _run(args: argparse.Namespace) -> int:
+    """Check, plan and run the comparison (seglab's trainer, or the user's code); exit status."""
     def fail(msg: str) -> int:
         print(f"seglab compare: {msg}", file=sys.stderr)
         return 2
@@ -178,16 +193,7 @@ def _run(args: argparse.Namespace) -> int:
         task: str | None = "folder" if args.path else (args.task or (None if user_code else "shapes"))
         if args.path:
             task_kw.setdefault("path", args.path)
-        for name, v, lo in (("--seeds", args.seeds, 2), ("--steps", args.steps, 1), ("--batch-size", args.batch_size, 1),
-                            ("--workers", args.workers, 0), ("--threads", args.threads, 1)):
-            if v < lo:
-                raise ConfigError(f"{name} must be an integer >= {lo}, got {v}")
-        if args.eval_every is not None and args.eval_every < 1:
-            raise ConfigError(f"--eval-every must be an integer >= 1, got {args.eval_every}")
-        if not 0.5 < args.confidence < 1.0:
-            raise ConfigError(f"--confidence must lie in (0.5, 1), got {args.confidence}")
-        if not (math.isfinite(args.margin) and args.margin > 0):
-            raise ConfigError(f"--margin must be a finite number > 0 (Dice), got {args.margin}")
+        _check_numbers(args)
         check_out_dir(args.out, "--out", create=False)
         if user_code:
             return _run_user_code(args, task, task_kw)

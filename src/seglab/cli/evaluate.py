@@ -15,7 +15,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from seglab.evaluate.core import EvalOptions, evaluate_folders, print_progress, read_per_case
 from seglab.evaluate.html import render_html
@@ -108,14 +107,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     summaries = [evaluate_folders(p, gt, o, opts, progress=prog, provenance=provenance(), workers=args.workers)
-                 for p, o in zip(preds, outs)]
+                 for p, o in zip(preds, outs, strict=True)]
     comparison = None
     if len(preds) == 2:
         comparison = compare_rows(read_per_case(outs[0] / "per_case.csv"), read_per_case(outs[1] / "per_case.csv"),
                                   opts.metrics, margin=args.margin)
         (out / "comparison.json").write_text(json.dumps({"schema_version": 1, "a": preds[0], "b": preds[1], "gt": gt,
                                                          "margin": args.margin, "rows": comparison}, indent=1) + "\n")
-    for i, (s, o) in enumerate(zip(summaries, outs)):
+    for i, (s, o) in enumerate(zip(summaries, outs, strict=True)):
         page = render_html(s, read_per_case(o / "per_case.csv"), class_names=names,
                            comparison=comparison if i == len(outs) - 1 else None)
         (o / "index.html").write_text(page)

@@ -118,7 +118,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                           "everything but loss, seed and fg ratio are trained together as one packed network)")
 
 
-def build_grid(args: argparse.Namespace) -> dict[str, Any]:
+def _base_grid(args: argparse.Namespace) -> dict[str, Any]:
+    """The grid of ``--preset`` or ``--config`` (empty with neither); ConfigError naming the option."""
     if args.preset and args.config:
         raise ConfigError("give --preset or --config, not both")
     if args.preset:
@@ -132,6 +133,26 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
         if not args.losses:
             raise ConfigError("nothing to run: give --preset, --config, or at least --losses")
         grid = {}
+    return grid
+
+
+def _add_task_opts(grid: dict[str, Any], task_opts: list[str]) -> None:
+    """``--task-opt K=V``: set on top of the grid's task_kw and of each sub-grid's own task_kw."""
+    try:
+        topt = _kv(task_opts, "--task-opt")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not isinstance(grid.get("task_kw") or {}, dict):
+        raise ConfigError(f"--task-opt: the grid's task_kw must be a table, got {grid['task_kw']!r}")
+    grid["task_kw"] = {**(grid.get("task_kw") or {}), **topt}
+    for sub in grid.get("grids", []) or []:
+        if isinstance(sub, dict) and isinstance(sub.get("task_kw"), dict):
+            sub["task_kw"] = {**sub["task_kw"], **topt}
+
+
+def build_grid(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep's grid: ``--preset`` or ``--config``, with the command line's lists and values on top."""
+    grid = _base_grid(args)
     overrides: dict[str, Any] = {}
     for dest, (key, conv) in LIST_AXES.items():
         v = getattr(args, dest, None)
@@ -145,16 +166,7 @@ def build_grid(args: argparse.Namespace) -> dict[str, Any]:
             overrides[k] = v
     task_opts = getattr(args, "task_opt", None) or []
     if task_opts:
-        try:
-            topt = _kv(task_opts, "--task-opt")
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if not isinstance(grid.get("task_kw") or {}, dict):
-            raise ConfigError(f"--task-opt: the grid's task_kw must be a table, got {grid['task_kw']!r}")
-        grid["task_kw"] = {**(grid.get("task_kw") or {}), **topt}
-        for sub in grid.get("grids", []) or []:
-            if isinstance(sub, dict) and isinstance(sub.get("task_kw"), dict):
-                sub["task_kw"] = {**sub["task_kw"], **topt}
+        _add_task_opts(grid, task_opts)
     if "steps" in overrides and "eval_every" not in overrides and "eval_every" in grid:
         overrides["eval_every"] = max(1, min(int(grid["eval_every"]), int(overrides["steps"])))
     for key, v in overrides.items():

@@ -206,10 +206,8 @@ class _StopOnSignal:
         for name in _SIGNALS:
             sig = getattr(signal, name, None)
             if sig is not None:
-                try:
+                with contextlib.suppress(ValueError, OSError):
                     self.old[sig] = signal.signal(sig, self._handler)
-                except (ValueError, OSError):
-                    pass
         return self
 
     def _handler(self, signum, frame) -> None:
@@ -397,7 +395,7 @@ def _train(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: contextli
         say(f"interrupted by {_signal_name(int(e.reason))} at step {e.step}/{e.total}: {where}")
         return 128 + int(e.reason)
     if main:
-        if store is not None:
+        if store is not None and pdir is not None:
             store.write_config({"train": cfg.to_dict()}, [cfg])
             if store.write_run(res):
                 _publish_checkpoints(pdir, store.run_dir(rid))

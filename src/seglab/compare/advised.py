@@ -58,12 +58,17 @@ def advise_training_masks(task: str, task_kw: dict[str, Any], **advise_kw: Any) 
     if isinstance(masks, list) and masks and isinstance(masks[0], Path):
         with tempfile.TemporaryDirectory(prefix="seglab-advise-") as tmp:
             for f in masks:  # a folder of exactly these files, read as seglab advise reads a folder
-                try:
-                    os.symlink(f.resolve(), Path(tmp, f.name))
-                except OSError:
-                    shutil.copy2(f, Path(tmp, f.name))
+                _link_or_copy(f, Path(tmp, f.name))
             return advise(tmp, **kw), source
     return advise(masks, **kw), source
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A symbolic link ``dst`` to ``src``, or a copy where links cannot be made."""
+    try:
+        os.symlink(src.resolve(), dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def advised_spec(task: str, task_kw: dict[str, Any]) -> tuple[str, Any, str]:
