@@ -200,7 +200,7 @@ def _holm_reference(ps):
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.stem)
 def test_committed_comparisons_reread_under_the_plan(path):
     from seglab.compare import upgrade
-    from seglab.compare.core import render_html
+    from seglab.compare.analysis import render_html
 
     old = json.loads(path.read_text())
     new = upgrade(old)

@@ -369,7 +369,7 @@ def test_folder_advised_on_the_training_masks(tmp_path, capsys):
 def test_upgrade_with_another_margin(tmp_path, capsys):
     """A --fn comparison re-read with a wider margin: higher-is-better metrics take it, hd95 keeps none."""
     from seglab.compare import upgrade
-    from seglab.compare.core import render_html
+    from seglab.compare.analysis import render_html
 
     fn, _ = _fake(tmp_path)
     assert main(["compare", "--fn", fn, "--losses", "dice+ce,ce", "--seeds", "3", "--mode", "multiclass",

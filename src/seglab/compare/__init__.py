@@ -21,7 +21,8 @@ Example::
 (:mod:`seglab.compare.fn`; a LightningModule: :mod:`seglab.compare.lightning`).
 """
 
-from .core import Comparison, LossResult, ablations, assess, compare, upgrade
+from .analysis import Comparison, LossResult, assess, upgrade
+from .core import ablations, compare
 from .fn import FnError, compare_fn
 
 __all__ = ["compare", "compare_fn", "Comparison", "FnError", "LossResult", "ablations", "assess", "upgrade"]

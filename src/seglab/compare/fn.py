@@ -5,7 +5,7 @@ seed ``seed`` in the user's pipeline (their network, augmentation, schedule) and
 name to a float, or to a per-class mapping ``{class: float}``. :func:`compare_fn` calls it for every loss x seed
 (seed-major, so that early pairs are complete), keeps each finished call in a resumable results folder (a
 finished ``(loss, seed)`` is never called again), and reads the per-seed values with the paired statistics of
-``seglab compare`` (:mod:`seglab.compare.core`): one Holm family per metric (its value, or its mean over the
+``seglab compare`` (:mod:`seglab.compare.analysis`): one Holm family per metric (its value, or its mean over the
 returned classes) and one per metric's per-class values.
 
 A problem with the function (not importable, not callable, raises, returns something else than the mapping)
@@ -36,15 +36,24 @@ import random
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from seglab.models.registry import load_user_file
+import torch
 
-from .core import DEFAULT_MARGIN, Comparison, Difference, LossResult, _f, _nanmean, _nansd, _p, _paired, \
-    assess, metric_base
+from seglab.losses import get_loss
+from seglab.losses.registry import canonical_spec
+from seglab.metrics.registry import metric_info
+from seglab.models.registry import load_user_file
+from seglab.results import ResultsStore, check_out_dir, run_provenance
+
+from .analysis import (
+    DEFAULT_MARGIN, Comparison, Difference, LossResult, assess, check_common, config_error, fmt_value, metric_base,
+    nanmean, paired, write_outputs,
+)
 
 MODES = ("multiclass", "binary", "multilabel")
 FN_SCHEMA = 1  # the summary.json of one --fn call
@@ -108,8 +117,6 @@ def fn_identity(spec: str) -> str:
 # ---------------------------------------------------------------- mode and metrics
 def implied_mode(specs: Sequence[str]) -> str | None:
     """The one mode (multiclass, binary, multilabel) that builds every loss in ``specs``, else None."""
-    from seglab.losses import get_loss
-
     ok = []
     for m in MODES:
         try:
@@ -132,8 +139,6 @@ def higher_is_better(name: str, lower: Sequence[str] = ()) -> bool:
     a name ending in ``loss``; else True."""
     if name in lower:
         return False
-    from seglab.metrics.registry import metric_info
-
     key = name.strip().lower()
     for cand in (key, METRIC_ALIASES.get(key)):
         if cand is None:
@@ -211,8 +216,6 @@ def _seed_everything(seed: int) -> None:
         np.random.seed(seed % 2**32)
     except ImportError:  # pragma: no cover
         pass
-    import torch
-
     torch.manual_seed(seed)
 
 
@@ -232,129 +235,153 @@ def compare_fn(losses: Sequence[str], *, fn: str | Callable[..., Any], out: str 
     ``margin``: the equivalence margin of higher-is-better metrics, in the metric's units; ``margins``: per
     metric, a margin or None (no equivalence test; the default of lower-is-better metrics). ``fn_name``: the
     identity of a callable ``fn`` in the run ids (default its module and name). Returns a
-    :class:`~seglab.compare.core.Comparison` and writes ``out/compare.json``. Raises :class:`FnError` for a
+    :class:`~seglab.compare.analysis.Comparison` and writes ``out/compare.json``. Raises :class:`FnError` for a
     problem with the function, ValueError for bad input (before any call).
     """
-    import torch
-
-    from seglab.losses import get_loss
-    from seglab.losses.registry import canonical_spec
-    from seglab.results import ResultsStore, check_out_dir, run_provenance
-    from seglab.train.config import ConfigError
-
-    from .core import _check_common, write_outputs
-
     specs = [str(x).strip() for x in losses]
-    seed_list = _check_common(specs, seeds, confidence, margin)
-    if not isinstance(metric, str) or not metric or "[" in metric:
-        raise ConfigError(f"--metric must be a metric name, got {metric!r}")
-    if mode is None:
-        mode = implied_mode(specs)
-        if mode is None:
-            raise ConfigError("--mode: give multiclass, binary or multilabel (the losses "
-                              f"{', '.join(specs)} do not imply one mode)")
-    if mode not in MODES:
-        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
-    canon: list[str] = []
-    for given in specs:
-        try:
-            canon.append(canonical_spec(given, mode))
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"--losses: {str(e).splitlines()[0]}") from None
-    if len(set(canon)) != len(canon):
-        raise ConfigError(f"--losses: two of the given losses are the same loss: {specs}")
+    seed_list = check_common(specs, seeds, confidence, margin)
+    mode, canon = _checked_losses(specs, mode, metric)
     fn_kw = dict(fn_kw or {})
-    if isinstance(fn, str):
-        ident = fn_identity(fn)
-        call = resolve_callable(fn)
-    else:
-        call = fn
-        ident = fn_name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
+    ident, call = _resolve_fn(fn, fn_name)
     try:
         json.dumps(fn_kw)
     except (TypeError, ValueError):
-        raise ConfigError(f"--fn-opt: the options must be JSON values, got {fn_kw!r}") from None
+        raise config_error(f"--fn-opt: the options must be JSON values, got {fn_kw!r}") from None
     labels = labels or {}
     out = Path(out)
     check_out_dir(out, "--out")
     store = ResultsStore(out)
     store.clean_tmp()
-    plan: list[tuple[str, str, int]] = [(c, g, s) for s in seed_list for c, g in zip(canon, specs)]
+    plan: list[tuple[str, str, int]] = [(c, g, s) for s in seed_list for c, g in zip(canon, specs, strict=True)]
     rows: list[dict[str, Any]] = []
     for c, g, s in plan:
         cfg = {"kind": "fn", "fn": ident, "fn_kw": fn_kw, "loss": c, "mode": mode, "seed": s}
         rows.append({"run_id": run_id(ident, fn_kw, c, mode, s), "label": f"{labels.get(g, g)} seed {s}", **cfg})
     store.write_config({"kind": "fn", "fn": ident, "fn_kw": fn_kw, "losses": canon, "seeds": seed_list, "mode": mode},
                        rows)
-    say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    values: dict[tuple[str, int], dict[str, Any]] = {}
-    failed: list[str] = []
-    deferred: list[tuple[int, tuple[str, str, int], dict[str, Any]]] = []  # runs another live process holds
-
-    def one(i: int, c: str, g: str, s: int, row: dict[str, Any]) -> bool:
-        """Run (or reuse) one loss x seed; False when another live process holds its claim."""
-        rid = str(row["run_id"])
-        label = labels.get(g, g)
-        where = f"--fn {ident}: loss {g!r} seed {s}"
-        if store.is_done(rid):
-            values[(c, s)] = store.summary(rid)["metrics"]
-            if show_progress:
-                say(f"[{i}/{len(plan)}] {label} seed {s}: done before ({_brief(values[(c, s)], metric)})")
-            return True
-        claim = store.claim(rid)
-        if claim is None:
-            return False
-        try:
-            if store.is_done(rid):  # written by the process whose claim we waited for
-                values[(c, s)] = store.summary(rid)["metrics"]
-                return True
-            loss = get_loss(c, mode)
-            _seed_everything(s)
-            t0 = time.time()
-            try:
-                res = call(loss, s, **fn_kw)
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # the user's code: one line naming the call
-                raise FnError(f"{where}: raised {_say(e)}") from None
-            wall = time.time() - t0
-            got = check_result(res, where)
-            if metric not in got:
-                raise FnError(f"{where}: returned no {metric!r} (the --metric); it returned {', '.join(got)}")
-            summary = {"run_id": rid, "status": "finished", "kind": "fn", "schema": FN_SCHEMA, "label": row["label"],
-                       "config": {k: v for k, v in row.items() if k not in ("run_id", "label")}, "metrics": got,
-                       "wall_s": wall, "torch_threads": torch.get_num_threads(),
-                       "provenance": run_provenance(seed=s, wall_s=wall)}
-            store.write_run(SimpleNamespace(summary=summary, steps={"step": []}, evals=[]))
-            values[(c, s)] = got
-            if show_progress:
-                say(f"[{i}/{len(plan)}] {label} seed {s}: {_brief(got, metric)} ({wall:.1f} s)")
-            return True
-        finally:
-            claim.release()
-
-    for i, ((c, g, s), row) in enumerate(zip(plan, rows), 1):
-        if not one(i, c, g, s, row):
-            deferred.append((i, (c, g, s), row))
-    if deferred:  # concurrent compares on one folder: wait for (never count as failed) the runs others hold
-        owners = sorted({str(store.claim_owner(str(row["run_id"])) or "?") for _, _, row in deferred})
-        say(f"seglab compare: waiting for {len(deferred)} run(s) that another process (pid {', '.join(owners)}) is "
-            f"running in {out}: " + ", ".join(f"{g} seed {s}" for _, (_, g, s), _ in deferred))
-    while deferred:
-        time.sleep(WAIT_POLL_S)
-        deferred = [(i, k, row) for i, k, row in deferred if not one(i, *k, row)]
-    cmp = _assemble(specs, canon, seed_list, values, failed, ident=ident, fn_kw=fn_kw, mode=mode, metric=metric,
+    calls = _Calls(store=store, call=call, fn_kw=fn_kw, mode=mode, metric=metric, labels=labels, ident=ident,
+                   total=len(plan), show_progress=show_progress,
+                   say=log or (lambda line: print(line, file=sys.stderr, flush=True)))
+    calls.run_all(plan, rows, out)
+    cmp = _assemble(specs, canon, seed_list, calls.values, [], ident=ident, fn_kw=fn_kw, mode=mode, metric=metric,
                     lower=lower_is_better, margin=margin, margins=margins, confidence=confidence, labels=labels,
                     out=str(out))
     write_outputs(cmp, out)
     return cmp
 
 
+def _checked_losses(specs: list[str], mode: str | None, metric: str) -> tuple[str, list[str]]:
+    """``(mode, canonical specs)``: the mode given or implied by the specs, every spec built for it, no two the same
+    loss; the ``--metric`` checked to be a name."""
+    if not isinstance(metric, str) or not metric or "[" in metric:
+        raise config_error(f"--metric must be a metric name, got {metric!r}")
+    if mode is None:
+        mode = implied_mode(specs)
+        if mode is None:
+            raise config_error("--mode: give multiclass, binary or multilabel (the losses "
+                                f"{', '.join(specs)} do not imply one mode)")
+    if mode not in MODES:
+        raise config_error(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    try:
+        canon = [canonical_spec(given, mode) for given in specs]
+    except (ValueError, TypeError) as e:
+        raise config_error(f"--losses: {str(e).splitlines()[0]}") from None
+    if len(set(canon)) != len(canon):
+        raise config_error(f"--losses: two of the given losses are the same loss: {specs}")
+    return mode, canon
+
+
+def _resolve_fn(fn: str | Callable[..., Any], fn_name: str | None) -> tuple[str, Callable[..., Any]]:
+    """``(identity in the run ids, the callable)`` of ``fn``: a callable, or a spec resolved by :func:`resolve_callable`."""
+    if isinstance(fn, str):
+        return fn_identity(fn), resolve_callable(fn)
+    return fn_name or f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}", fn
+
+
+@dataclass
+class _Calls:
+    """The calls of one :func:`compare_fn`, each run once (or reused from the results folder); ``values`` holds what
+    each ``(canonical spec, seed)`` returned."""
+
+    store: ResultsStore
+    call: Callable[..., Any]
+    fn_kw: dict[str, Any]
+    mode: str
+    metric: str
+    labels: dict[str, str]
+    ident: str
+    total: int
+    show_progress: bool
+    say: Callable[[str], None]
+    values: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def run_all(self, plan: list[tuple[str, str, int]], rows: list[dict[str, Any]], out: Path) -> None:
+        """Every call of ``plan`` in order; those another live process holds are waited for (never counted failed)."""
+        deferred: list[tuple[int, tuple[str, str, int], dict[str, Any]]] = []
+        for i, ((c, g, s), row) in enumerate(zip(plan, rows, strict=True), 1):
+            if not self.one(i, c, g, s, row):
+                deferred.append((i, (c, g, s), row))
+        if deferred:  # concurrent compares on one folder
+            owners = sorted({str(self.store.claim_owner(str(row["run_id"])) or "?") for _, _, row in deferred})
+            self.say(f"seglab compare: waiting for {len(deferred)} run(s) that another process (pid {', '.join(owners)}) "
+                     f"is running in {out}: " + ", ".join(f"{g} seed {s}" for _, (_, g, s), _ in deferred))
+        while deferred:
+            time.sleep(WAIT_POLL_S)
+            deferred = [(i, k, row) for i, k, row in deferred if not self.one(i, *k, row)]
+
+    def one(self, i: int, c: str, g: str, s: int, row: dict[str, Any]) -> bool:
+        """Run (or reuse) one loss x seed; False when another live process holds its claim."""
+        rid = str(row["run_id"])
+        label = self.labels.get(g, g)
+        if self.store.is_done(rid):
+            self.values[(c, s)] = self.store.summary(rid)["metrics"]
+            if self.show_progress:
+                self.say(f"[{i}/{self.total}] {label} seed {s}: done before ({_brief(self.values[(c, s)], self.metric)})")
+            return True
+        claim = self.store.claim(rid)
+        if claim is None:
+            return False
+        try:
+            if self.store.is_done(rid):  # written by the process whose claim we waited for
+                self.values[(c, s)] = self.store.summary(rid)["metrics"]
+                return True
+            got, wall = self._call(c, s, row, where=f"--fn {self.ident}: loss {g!r} seed {s}")
+            self.values[(c, s)] = got
+            if self.show_progress:
+                self.say(f"[{i}/{self.total}] {label} seed {s}: {_brief(got, self.metric)} ({wall:.1f} s)")
+            return True
+        finally:
+            claim.release()
+
+    def _call(self, c: str, s: int, row: dict[str, Any], where: str) -> tuple[dict[str, Any], float]:
+        """Call the function with the loss ``c`` built for the mode and seed ``s``, check what it returned and write
+        the run; ``(metrics, wall seconds)``."""
+        loss = get_loss(c, self.mode)
+        _seed_everything(s)
+        t0 = time.time()
+        try:
+            res = self.call(loss, s, **self.fn_kw)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # the user's code: one line naming the call
+            raise FnError(f"{where}: raised {_say(e)}") from None
+        wall = time.time() - t0
+        got = check_result(res, where)
+        if self.metric not in got:
+            raise FnError(f"{where}: returned no {self.metric!r} (the --metric); it returned {', '.join(got)}")
+        summary = {"run_id": row["run_id"], "status": "finished", "kind": "fn", "schema": FN_SCHEMA,
+                   "label": row["label"], "config": {k: v for k, v in row.items() if k not in ("run_id", "label")},
+                   "metrics": got, "wall_s": wall, "torch_threads": torch.get_num_threads(),
+                   "provenance": run_provenance(seed=s, wall_s=wall)}
+        self.store.write_run(SimpleNamespace(summary=summary, steps={"step": []}, evals=[]))
+        return got, wall
+
+
 def _brief(vals: dict[str, Any], metric: str) -> str:
     v = vals.get(metric)
     if isinstance(v, dict):
-        return f"{metric} " + ", ".join(f"{k} {_f(x)}" for k, x in v.items())
-    return f"{metric} {_f(v) if isinstance(v, (int, float)) else v}"
+        return f"{metric} " + ", ".join(f"{k} {fmt_value(x)}" for k, x in v.items())
+    return f"{metric} {fmt_value(v) if isinstance(v, (int, float)) else v}"
 
 
 def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict[tuple[str, int], dict[str, Any]],
@@ -366,7 +393,7 @@ def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict
         returned = list(dict.fromkeys(k for got in values.values() for k in got))
         raise FnError(f"--metric {metric!r}: not among the metrics the function returned ({', '.join(returned)})")
     kinds: dict[str, list[str] | None] = {metric: None}
-    for (c, s), got in values.items():
+    for got in values.values():
         for k, v in got.items():
             classes = kinds.get(k)
             if isinstance(v, dict):
@@ -383,14 +410,14 @@ def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict
     mg: dict[str, float | None] = {k: (None if not hib[k] else margin) for k in kinds}
     mg.update(margins or {})
     results = []
-    for c, g in zip(canon, specs):
+    for c, g in zip(canon, specs, strict=True):
         per: dict[str, list[float]] = {}
         for k, classes in kinds.items():
             if classes is None:
                 per[k] = [_value(values.get((c, s), {}).get(k)) for s in seeds]
                 continue
             rows = [values.get((c, s), {}).get(k) for s in seeds]
-            per[k] = [_nanmean([_value(r.get(x)) for x in classes]) if isinstance(r, dict) else math.nan for r in rows]
+            per[k] = [nanmean([_value(r.get(x)) for x in classes]) if isinstance(r, dict) else math.nan for r in rows]
             for x in classes:
                 per[f"{k}[{x}]"] = [_value(r.get(x)) if isinstance(r, dict) else math.nan for r in rows]
         results.append(LossResult(spec=c, label=labels.get(g, g), seeds=list(seeds), mean_dice=[], fg_dice=[],
@@ -401,7 +428,7 @@ def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict
     diffs: list[Difference] = []
     for r in results[1:]:
         for key in r.metrics:
-            d = _paired(r.label, base.label, key, r.metrics[key], base.metrics[key], confidence)
+            d = paired(r.label, base.label, key, r.metrics[key], base.metrics[key], confidence)
             d.higher_is_better = hib[metric_base(key)]
             diffs.append(d)
     assess(diffs, margin, mg)
@@ -419,66 +446,3 @@ def _assemble(specs: list[str], canon: list[str], seeds: list[int], values: dict
 
 def _value(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-
-
-# ---------------------------------------------------------------- text and HTML
-def _columns(d_losses: list[dict[str, Any]], primary: str) -> list[str]:
-    keys = list(d_losses[0]["metrics"]) if d_losses else []
-    return [primary] + [k for k in keys if k != primary]
-
-
-def fn_text(cmp: Comparison) -> str:
-    """Plain-text ranking (every metric's mean over seeds) and the paired differences of a ``--fn`` comparison."""
-    from .core import ranking_and_verdict_lines
-
-    s = cmp.setup
-    kw = "".join(f" {k}={v}" for k, v in sorted(s["fn_kw"].items()))
-    lines = [f"seglab compare --fn: {len(cmp.results)} losses x {len(s['seeds'])} paired seeds, function {s['fn']}{kw}, "
-             f"mode {s['mode']}", f"baseline: {s['baseline']}; ranked by {s['ranked_by']}", ""]
-    ranked = sorted(cmp.results, key=lambda r: r.rank)
-    cols = _columns([{"metrics": r.metrics} for r in ranked], s["primary"])
-    head = ["rank", "loss", f"{cols[0]} (mean ± sd)"] + cols[1:]
-    rows = []
-    for r in ranked:
-        cells = [str(r.rank), r.label, f"{_f(r.mean)} ± {_f(_nansd(r.metrics[cols[0]]))}"]
-        cells += [_f(_nanmean(r.metrics[k])) for k in cols[1:]]
-        rows.append(cells)
-    lines += ranking_and_verdict_lines(cmp, head, rows, f"±{cmp.margin:g} unless the metric sets its own",
-                                       "not run (left out of the pairs)")
-    return "\n".join(lines) + "\n"
-
-
-def fn_html(d: dict[str, Any]) -> str:
-    """HTML section of a ``--fn`` comparison dict (``compare.json``)."""
-    from html import escape
-
-    from seglab.stats import DISAGREEMENT
-
-    s = d["setup"]
-    cols = _columns(d["losses"], s["primary"])
-    head = "".join(f"<th>{escape(h)}</th>" for h in ["rank", "loss", f"{cols[0]} (mean ± sd)"] + cols[1:])
-    rows = []
-    for r in d["losses"]:
-        m = r["metrics"]
-        cells = [str(r["rank"]), escape(r["label"]), f"{_f(m[cols[0]]['mean'])} ± {_f(m[cols[0]]['sd'])}"]
-        cells += [_f(m[k]["mean"]) for k in cols[1:]]
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    conf = d.get("confidence", 0.95)
-    diffs = []
-    for x in d["differences"]:
-        ci = (f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]" if x.get("mean") is not None else "—")
-        flag = f" ({DISAGREEMENT})" if x.get("disagreement") else ""
-        margin = "—" if x.get("margin") is None else f"±{x['margin']:g}"
-        diffs.append(f"<tr><td>{escape(x['a'])}</td><td>{escape(x['metric'])}</td><td>{ci}</td>"
-                     f"<td>{_p(x.get('p_raw'))}</td><td>{_p(x.get('p_holm'))}</td><td>{margin}</td>"
-                     f"<td>{_p(x.get('tost_p'))}</td><td>{x['n_pairs']}</td>"
-                     f"<td class='verdict'>{escape(x['verdict'])}{escape(flag)}</td></tr>")
-    kw = "".join(f" {k}={v}" for k, v in sorted(s["fn_kw"].items()))
-    return (f"<section id='compare'><h2>Loss comparison in your training code (paired seeds)</h2>"
-            f"<p>function <code>{escape(s['fn'])}</code>{escape(kw)}, mode {escape(s['mode'])}, seeds {s['seeds']}; "
-            f"baseline <code>{escape(d['baseline'])}</code>; ranked by {escape(s['ranked_by'])}.</p>"
-            f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-            f"<h3>Differences from the baseline</h3><table><tr><th>loss</th><th>metric</th><th>mean difference "
-            f"[{conf:.0%} t-interval]</th><th>p (sign-flip)</th><th>p (Holm)</th><th>margin</th><th>TOST p</th>"
-            f"<th>pairs</th><th>verdict</th></tr>{''.join(diffs)}</table>"
-            f"<p class='rule'>{escape(d['rule'])}</p></section>")
