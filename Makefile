@@ -15,6 +15,12 @@ REPO := $(abspath .)
 
 .PHONY: demo test setup bench clean lint numbers wheel wheel-check wheel-check-unlocked
 
+# what nnU-Net's trainer module imports (beside torch, numpy, scipy, scikit-image, matplotlib already here), so that
+# examples/nnunet_trainer.py's trainer subclass runs as a test (tests/test_examples.py); --no-deps like nnunetv2
+NNUNET_TRAINER_DEPS = 'batchgenerators>=0.25' 'batchgeneratorsv2>=0.2' 'dynamic-network-architectures>=0.3' 'acvl-utils>=0.2' \
+	'threadpoolctl>=3' 'connected-components-3d>=3' 'pandas>=2' 'SimpleITK>=2.2' 'blosc2>=2' 'ndindex>=1.7' 'httpx>=0.24' \
+	'seaborn>=0.12' 'scikit-learn>=1.2' 'joblib>=1.2' 'cloudpickle>=2' 'narwhals>=1'
+
 # torch==2.13.0 first (a CPU wheel on disk here); an unpinned torch would pull a multi-GB CUDA build.
 # MONAI, segmentation_models_pytorch, nilearn and nnU-Net (nnunetv2) go in with --no-deps: we use MONAI/smp/nnU-Net loss modules as
 # test references and nilearn's bundled MNI template as data; their dependency trees are not needed.
@@ -24,6 +30,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[all,dev,evidence]'
 	$(BIN)/pip install -q --no-deps 'monai>=1.3' 'segmentation-models-pytorch>=0.3' 'nilearn>=0.10' 'nnunetv2>=2.5' 'medpy>=0.5' 'surface-distance>=0.1'
+	$(BIN)/pip install -q --no-deps $(NNUNET_TRAINER_DEPS)
 	$(BIN)/pip install -q 'triton>=3.0' || echo "triton did not install here: the Triton kernel tests will skip and say so"
 	touch $(STAMP)
 
