@@ -42,6 +42,13 @@ TASK_NOTES = {
 }
 #: the rarest class of each task, declared before its run (the fewest training pixels; at 95 % foreground, the
 #: background)
+#: what a reader must know to read a rule's rows (shown under its table)
+NOTES = {
+    "background_exclusion": "On `high_foreground` the excluded background is the rare class (5 % of the pixels): "
+                            "advise's rule excludes the background only when it holds at least 50 % of the pixels, so "
+                            "advise itself would include it there. The pair was declared in the rule's family before "
+                            "the run (plan, amendment 2).",
+}
 RAREST = {"brain_tissue": "white matter", "rare_shapes": "shape3", "overlap": "spot", "brain_nested": "white matter",
           "high_foreground": "background", "real_2d_masks": "fiskars_scissors", "weight_cap": "spot"}
 
@@ -68,16 +75,23 @@ def render(table: dict, tasks: list[str]) -> str:
         "which are not run yet and why. Every status below rests on these tasks only, and rules without a row are "
         "conventions, not evidence.",
         "",
-        "| rule | status |",
-        "|---|---|",
+        "The last column applies the plan's decision rule (section 8: keep a rule that is `better` on at least one "
+        "task and `worse` on none; drop from the default one that is `worse` on a task and `better` on none; "
+        "otherwise a documented option only). It is **provisional**: by amendment 1 it is applied once the suite's "
+        "families are complete, and until then `seglab advise` keeps its defaults and states each status.",
+        "",
+        "| rule | status | decision under the plan (provisional) |",
+        "|---|---|---|",
     ]
     for rid, e in table["rules"].items():
-        lines.append(f"| [{e['title']}](#{rid.replace('_', '-')}) | {e['status']} |")
+        lines.append(f"| [{e['title']}](#{rid.replace('_', '-')}) | {e['status']} | {e['decision']} |")
     for rid, e in table["rules"].items():
         lines += ["", f"## {rid.replace('_', '-')}", "", f"{e['title']}: **{e['status']}**.", ""]
         if not e["rows"]:
             lines.append("No committed experiment removes this rule.")
             continue
+        if rid in NOTES:
+            lines += [NOTES[rid], ""]
         lines += ["| task | endpoint | n | d (with − without) | 95 % t-interval | p | p (Holm) | TOST p | verdict |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in e["rows"]:

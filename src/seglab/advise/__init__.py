@@ -131,6 +131,7 @@ def _read_arrays(stats: MaskStats, items: Iterable[np.ndarray], format: str) -> 
 
 
 def _progress(files: list[Path], enabled: bool):
+    """Yield ``files``, with a rich progress bar on stderr when ``enabled``."""
     if not enabled:
         yield from files
         return

@@ -34,6 +34,11 @@ from seglab import stats as S
 #: the statuses, strongest first; the plan's four plus "measured harm" (docs/analysis_plan.md, amendment 1)
 STATUSES = ("measured benefit", "measured harm", "equivalent within the margin", "inconclusive",
             "convention without evidence")
+#: the plan's decision rule (section 8) for each status: what happens to the rule's default once the suite's
+#: families are complete (amendment 1: until then advise keeps its defaults, so each decision is provisional)
+DECISIONS = {STATUSES[0]: "keep as advice", STATUSES[1]: "drop from the default",
+             STATUSES[2]: "documented option only", STATUSES[3]: "documented option only",
+             STATUSES[4]: "not measured: stays a convention"}
 #: the docs page that holds every table (a rule's pointer is an anchor on it)
 DOCS_PAGE = "docs/advise_evidence.md"
 EVIDENCE_SCHEMA_VERSION = 1
@@ -86,6 +91,7 @@ def _pairs(result: dict, pair: tuple[str, str], endpoint: str | None) -> tuple[l
     full, without = arms[pair[0]], arms[pair[1]]
 
     def per_seed(arm: dict) -> dict[int, float]:
+        """``{seed: Dice}`` of one arm at the endpoint."""
         vals = arm["fg_dice"] if endpoint is None else arm["per_class"][endpoint]
         return dict(zip(arm["seeds"], vals["per_seed"], strict=True))
 
@@ -105,6 +111,7 @@ def _family(rows: list[dict], margin: float) -> list[dict]:
 
 
 def _row(task: str, endpoint: str, with_rule: list[float], without: list[float], margin: float) -> dict:
+    """One unadjusted row of a rule family: the paired difference, its t-interval, sign-flip p and TOST p."""
     pd = S.paired_difference(with_rule, without)
     d = [x - y for x, y in zip(with_rule, without, strict=True)]
     return {"task": task, "endpoint": endpoint, "n": pd.n, "mean": pd.mean, "low": pd.low, "high": pd.high,
@@ -149,7 +156,8 @@ def build(results: dict[str, dict], rarest: dict[str, str], margin: float = 0.01
                     fams[fam].append(_row(task, endpoint or "foreground mean", *pairs, margin))
         rows = [r for fam in fams.values() for r in _family(fam, margin)]
         primary = [r["verdict"] for r in fams["foreground mean"]]
-        out["rules"][rid] = {"title": rule.title, "status": status_of(primary), "rows": rows,
+        status = status_of(primary)
+        out["rules"][rid] = {"title": rule.title, "status": status, "decision": DECISIONS[status], "rows": rows,
                              "pointer": f"{DOCS_PAGE}#{rid.replace('_', '-')}"}
     return out
 
@@ -161,6 +169,7 @@ def load() -> dict[str, Any]:
 
 
 def _summary(rows: list[dict]) -> str:
+    """The foreground-mean rows of a rule in one line: task, mean difference, interval, verdict."""
     prim = [r for r in rows if r["endpoint"] == "foreground mean"]
     return "; ".join(f"{r['task']}: {r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}] {r['verdict']}" for r in prim)
 

@@ -11,9 +11,9 @@ Decision rules (every threshold is named here and quoted in the reasons):
   of each part is in docs/advise_evidence.md). Binary and multi-label: ``negatives / positives`` of the rarest channel <=
   ``BALANCED`` -> ``"ce"`` (BCE-with-logits), above -> ``"dice+ce"`` with ``pos_weight``.
 - **include_background** (Dice): ``False`` when a background class holds at least ``BACKGROUND_DOMINANT`` of
-  the pixels (a convention; no measured benefit yet), else ``True``.
+  the pixels (a convention; its evidence status is in docs/advise_evidence.md), else ``True``.
 - **batch Dice**: ``batch=True`` when at least ``EMPTY_FOR_BATCH_DICE`` of the images are empty or a class is
-  rare (nnU-Net's batch Dice; a convention, no measured difference yet).
+  rare (nnU-Net's batch Dice; a convention; its evidence status is in docs/advise_evidence.md).
 - **rare class**: present in fewer than ``RARE_FRACTION`` of the masks (images or volumes), or in at most 2
   (with more than 2 masks). This is a presence statistic, not a pixel frequency.
 - **void**: for index masks, see :func:`resolve_void` (decided before the class table is built).
@@ -89,6 +89,7 @@ class ClassTable:
 
 
 def _from_patterns(patterns: dict, pattern_files: dict, n_classes: int, key_to_classes, is_empty) -> tuple[np.ndarray, np.ndarray, int, list[str]]:
+    """Per-class image counts and image pixel totals, and the empty images (count, first 50 files), from the presence patterns."""
     img = np.zeros(n_classes, dtype=np.int64)
     tot = np.zeros(n_classes, dtype=np.int64)
     empty = 0
@@ -153,6 +154,7 @@ def resolve_void(stats: MaskStats, ignore_index) -> tuple[int | None, str | None
 
 
 def _label_range(vals: list[int]) -> str:
+    """Label values in short form: ``a..b`` when contiguous, else the first eight."""
     if not vals:
         return "none"
     if vals == list(range(vals[0], vals[-1] + 1)):
@@ -231,6 +233,7 @@ def class_table(stats: MaskStats, rgb_reading: str | None = None) -> tuple[Class
 
 def _channel_table(stats: MaskStats, names: list[str], pos: np.ndarray, labelled: int, overlap: int, pairs: np.ndarray, patterns: dict, pattern_files: dict,
                    key_to_classes, has_unlabelled) -> ClassTable:
+    """The class table of channel masks (one-hot, exclusive with an implicit background, or multi-label)."""
     C = len(names)
     img, tot, _, _ = _from_patterns(patterns, pattern_files, C, key_to_classes, lambda k: False)
     nothing = lambda k: not key_to_classes(k)  # noqa: E731
@@ -249,19 +252,28 @@ def _channel_table(stats: MaskStats, names: list[str], pos: np.ndarray, labelled
     return ClassTable(names, pos.astype(np.int64), img, tot, stats.n_pixels, stats.n_images, labelled, overlap, pairs, None, False, empty, files)
 
 
+def _status(rule_id: str) -> str:
+    """The evidence status of an advise rule (advise/evidence.py), as the reasons quote it."""
+    return rule_status(rule_id)["status"]
+
+
 def _fmt(x: float) -> str:
+    """A weight in 4 significant digits."""
     return f"{x:.4g}"
 
 
 def _tensor(vals: list[float]) -> str:
+    """``torch.tensor([...])`` source for a list of weights."""
     return "torch.tensor([" + ", ".join(_fmt(v) for v in vals) + "])"
 
 
 def _pct(x: float) -> str:
+    """A fraction as a percentage in 3 significant digits."""
     return f"{100 * x:.3g}%"
 
 
 def _spacing(stats: MaskStats) -> dict | None:
+    """Median, min and max voxel spacing, the worst anisotropy and the number of distinct spacings (None without spacing)."""
     if not stats.spacings:
         return None
     sp = np.array([s for s, n in stats.spacings.items() for _ in range(n)], dtype=np.float64)
@@ -272,6 +284,7 @@ def _spacing(stats: MaskStats) -> dict | None:
 
 
 def _cap(w: list[float], cap: float, names: list[str], what: str, why: str) -> tuple[list[float], list[str]]:
+    """Cap ``w`` at ``cap``: ``(capped weights, the warning naming the capped classes, or [])``."""
     if not np.isfinite(cap) or not any(x > cap for x in w):
         return list(w), []
     big = [(names[i], x) for i, x in enumerate(w) if x > cap]
@@ -429,8 +442,8 @@ def _softmax_loss(d: _Draft, cw: list[float], cw_cap_warn: list[str], weights: s
     small = int(np.argmin(np.where(d.present, freq, np.inf)))
     big = int(np.argmax(freq))
     d.reasons.append(f"imbalance ratio {imbalance:.3g} (> {BALANCED:g}): {t.names[big]} covers {_pct(freq[big])} of {px}s, {t.names[small]} only "
-                     f"{_pct(freq[small])}: Dice + CE (nnU-Net's default; on the committed tasks Dice alone never learned the rare class and "
-                     "the CE term is a measured benefit, while the Dice term over CE alone is inconclusive: see the evidence below)")
+                     f"{_pct(freq[small])}: Dice + CE (nnU-Net's default; on the evidence suite's tasks a CE term beside Dice: "
+                     f"{_status('ce_term')}, a Dice term beside CE: {_status('dice_term')}; see the evidence below)")
     d.warns += cw_cap_warn
     d.kwargs["class_weights"] = cw
     d.reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; weights move errors from rare to frequent classes, check the trade with `seglab compare --ablate advised`)"
@@ -439,7 +452,8 @@ def _softmax_loss(d: _Draft, cw: list[float], cw_cap_warn: list[str], weights: s
     if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
         include_bg = False
         d.reasons.append(f"Dice without background: the background holds {_pct(freq[bg])} of {px}s (>= {_pct(BACKGROUND_DOMINANT)}) and its Dice is near 1 "
-                         "(a convention, as MONAI's include_background=False: no measured benefit, see the evidence below)")
+                         f"(a convention, as MONAI's include_background=False; its evidence: {_status('background_exclusion')}, "
+                         "see the evidence below)")
     else:
         d.reasons.append("Dice includes the background: " + ("there is no background class" if bg is None else
                          f"the background holds only {_pct(freq[bg])} of {px}s (< {_pct(BACKGROUND_DOMINANT)})"))
@@ -487,8 +501,8 @@ def _batch_and_presence(d: _Draft, loss: str) -> None:
             d.kwargs["batch"] = True
             why = f"{_pct(efrac)} of {img}s are empty" if efrac >= EMPTY_FOR_BATCH_DICE else f"{len(d.rare)} class(es) are present in few {img}s"
             d.reasons.append(f"batch Dice (batch=True): {why}; pooled over the batch, an {img} without a class adds no empty-class "
-                             f"term (nnU-Net's batch Dice; a convention: per-{img} vs batch Dice showed no measured difference, "
-                             "docs/dice_per_image_vs_batch.md)")
+                             f"term (nnU-Net's batch Dice, a convention; its evidence: {_status('batch_dice')}, see the evidence "
+                             "below and docs/dice_per_image_vs_batch.md)")
     if d.rare:
         d.warns.append(f"classes present in < {_pct(RARE_FRACTION)} of {img}s (or in <= 2): "
                        + ", ".join(f"{t.names[c]} in {int(t.image_counts[c])}/{t.n_images} {img}s" for c in d.rare)

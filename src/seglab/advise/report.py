@@ -18,6 +18,7 @@ MAX_ROWS = 40  # with more classes than this, classes without any pixel are left
 
 
 def _header(a: Advice) -> str:
+    """The first line: how many masks, samples and elements, and the encoding."""
     enc = a.encoding + (" (ambiguous)" if a.encoding_ambiguous else "")
     return (f"seglab advise — {a.n_files} mask file(s)/array(s), {a.n_images} {a.sample}(s), {a.n_pixels:,} {a.element}s; "
             f"encoding: {enc}")
@@ -43,6 +44,7 @@ def _rows(a: Advice) -> tuple[list[list[str]], list[str], int]:
 
 
 def _findings(a: Advice) -> list[tuple[str, str]]:
+    """The findings panel: ``(label, value)`` rows about overlap, labelling, void, imbalance, emptiness, spacing and colours."""
     px, img = a.element, a.sample
     f = [("multi-label " + px + "s", f"{a.multilabel_overlap_fraction:.4%} of labelled {px}s")]
     f.extend(("", f"{p['names'][0]} + {p['names'][1]}: {p['pixels']:,} {px}s ({p['fraction_of_labelled']:.3%})")
@@ -78,6 +80,7 @@ def _structure_rows(a: Advice) -> tuple[list[list[str]], list[str]]:
 
 
 def _metric_lines(a: Advice) -> list[str]:
+    """One line per metric to report, with its classes and reason."""
     return [f"{m['metric']} ({', '.join(m['classes'])}): {m['reason']}" for m in a.metrics]
 
 
@@ -88,6 +91,7 @@ def _evidence_lines(a: Advice) -> list[str]:
 
 
 def _recommendation(a: Advice) -> list[tuple[str, str]]:
+    """The recommendation panel: ``(label, value)`` rows (mode, activation, loss, background, spec)."""
     return [("mode", a.mode), ("final activation", f"{a.activation} ({a.out_channels} output channel(s))"), ("loss", a.loss),
             ("Dice includes background", str(a.include_background)), ("--loss spec", a.loss_spec)]
 
