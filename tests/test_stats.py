@@ -118,7 +118,7 @@ def _brute_signflip(d):
     d = [float(x) for x in d]
     obs = abs(sum(d))
     tol = 1e-12 * sum(abs(x) for x in d)
-    hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= obs - tol
+    hits = sum(abs(sum(s * x for s, x in zip(signs, d, strict=True))) >= obs - tol
                for signs in itertools.product((1, -1), repeat=len(d)))
     return hits / 2 ** len(d)
 
@@ -179,7 +179,7 @@ def test_holm_equals_the_stepdown_procedure_at_every_level():
             if m > 2:
                 p[1] = p[0]  # ties
             adj = stats.holm(p)
-            assert all(a >= q for a, q in zip(adj, p))
+            assert all(a >= q for a, q in zip(adj, p, strict=True))
             for alpha in (0.001, 0.01, 0.05, 0.1):
                 # the adjusted p is the smallest level at which the step-down procedure rejects
                 want = _holm_stepdown_rejects(p, alpha)

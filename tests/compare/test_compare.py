@@ -21,7 +21,7 @@ def _brute_signflip(d):
 
     obs, tol = abs(sum(d)), 1e-12 * sum(abs(x) for x in d)
     signs = list(itertools.product((1, -1), repeat=len(d)))
-    return sum(abs(sum(s * x for s, x in zip(sg, d))) >= obs - tol for sg in signs) / len(signs)
+    return sum(abs(sum(s * x for s, x in zip(sg, d, strict=True))) >= obs - tol for sg in signs) / len(signs)
 
 
 ADVISED = "dice[batch=true,class_weights=[0.2,1.0,2.0],include_background=false] + ce[class_weights=[0.2,1.0,2.0]]"
@@ -122,7 +122,7 @@ def test_verdicts_of_a_run_recomputed_with_scipy(tmp_path):
         fams.setdefault("fg_dice" if x["metric"] == "fg_dice" else "dice[class]", []).append(x)
     assert spread > 0  # the two losses differ, so the checks above are not all about zeros
     for xs in fams.values():
-        for x, ref in zip(xs, _holm_reference([x["p_raw"] for x in xs])):
+        for x, ref in zip(xs, _holm_reference([x["p_raw"] for x in xs]), strict=True):
             assert x["p_holm"] == pytest.approx(ref, abs=1e-15)
             assert x["verdict"] == ("equivalent" if x["tost_p"] < 0.05 else "inconclusive")  # 3 pairs: p >= 0.25
 
@@ -210,12 +210,12 @@ def test_committed_comparisons_reread_under_the_plan(path):
     base = next(r for r in old["losses"] if old["baseline"] in (r["spec"], r["label"]))
     fams: dict = {}
     assert len(new["differences"]) == len(old["differences"])
-    for o, x in zip(old["differences"], new["differences"]):
+    for o, x in zip(old["differences"], new["differences"], strict=True):
         assert (x["a"], x["metric"]) == (o["a"], o["metric"])
         k = x["metric"][len("dice["):-1] if x["metric"].startswith("dice[") else None
         va = by_label[x["a"]]["per_class"][k]["per_seed"] if k else by_label[x["a"]]["fg_dice"]["per_seed"]
         vb = base["per_class"][k]["per_seed"] if k else base["fg_dice"]["per_seed"]
-        d = np.array([p - q for p, q in zip(va, vb)])
+        d = np.array([p - q for p, q in zip(va, vb, strict=True)])
         assert x["mean"] == pytest.approx(o["mean"], abs=1e-12) and x["low"] == pytest.approx(o["low"], abs=1e-12)
         assert x["p_raw"] == pytest.approx(_brute_signflip(list(d)), abs=1e-15)
         ci = scipy_stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
@@ -228,7 +228,7 @@ def test_committed_comparisons_reread_under_the_plan(path):
         assert x["verdict"] in ("better", "worse", "equivalent", "inconclusive")
     for name, xs in fams.items():
         assert all(x["family"] == name and x["family_size"] == len(xs) for x in xs)
-        for x, ref in zip(xs, _holm_reference([x["p_raw"] for x in xs])):
+        for x, ref in zip(xs, _holm_reference([x["p_raw"] for x in xs]), strict=True):
             assert x["p_holm"] == pytest.approx(ref, abs=1e-15)
             want = ("better" if ref < 0.05 and x["low"] > 0 else "worse" if ref < 0.05 and x["high"] < 0
                     else "equivalent" if x["tost_p"] < 0.05 else "inconclusive")

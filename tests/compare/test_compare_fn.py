@@ -20,7 +20,7 @@ EXAMPLES = ROOT / "examples"
 def _signflip(d):
     obs, tol = abs(sum(d)), 1e-12 * sum(abs(x) for x in d)
     signs = list(itertools.product((1, -1), repeat=len(d)))
-    return sum(abs(sum(s * x for s, x in zip(sg, d))) >= obs - tol for sg in signs) / len(signs)
+    return sum(abs(sum(s * x for s, x in zip(sg, d, strict=True))) >= obs - tol for sg in signs) / len(signs)
 
 
 def _holm(ps):
@@ -70,7 +70,7 @@ def test_monai_example_end_to_end(tmp_path, capsys):
     fams: dict = {}
     for x in d["differences"]:
         a, b = _per_seed(d, x["a"], x["metric"]), _per_seed(d, x["b"], x["metric"])
-        diff = [p - q for p, q in zip(a, b) if p is not None and q is not None]
+        diff = [p - q for p, q in zip(a, b, strict=True) if p is not None and q is not None]
         assert x["n_pairs"] == len(diff) and x["a"] == "ce" and x["b"] == "dice+ce"
         if len(diff) >= 2:
             assert x["p_raw"] == pytest.approx(_signflip(diff), abs=1e-15)
@@ -78,7 +78,7 @@ def test_monai_example_end_to_end(tmp_path, capsys):
             fams.setdefault(x["family"], []).append(x)
         assert x["verdict"] in ("equivalent", "inconclusive")  # 3 pairs: p >= 0.25, never better or worse
     for xs in fams.values():
-        for x, ref in zip(xs, _holm([x["p_raw"] for x in xs])):
+        for x, ref in zip(xs, _holm([x["p_raw"] for x in xs]), strict=True):
             assert x["p_holm"] == pytest.approx(ref, abs=1e-15)
             assert x["verdict"] == ("equivalent" if x["tost_p"] < 0.05 else "inconclusive")
     # the outputs: compare.json (the same object), the text, an HTML page with one verdict cell per difference

@@ -283,7 +283,7 @@ def test_adaptive_calibration_error_equals_numpy_equal_mass_bins(n_bins):
     c = conf.flatten().double().numpy()
     a = (pred == target).flatten().double().numpy()
     order = np.argsort(c, kind="stable")
-    gaps = [abs(ab.mean() - cb.mean()) for cb, ab in zip(np.array_split(c[order], n_bins), np.array_split(a[order], n_bins))]
+    gaps = [abs(ab.mean() - cb.mean()) for cb, ab in zip(np.array_split(c[order], n_bins), np.array_split(a[order], n_bins), strict=True)]
     assert adaptive_calibration_error(probs, target, n_bins=n_bins) == pytest.approx(np.mean(gaps))
     if n_bins == 1:  # one bin: ACE equals ECE with one bin
         from seglab.metrics import expected_calibration_error

@@ -16,8 +16,8 @@ def _brute(p, t, thr, conn):
     s = ndimage.generate_binary_structure(p.ndim, conn)
     lp, n_p = ndimage.label(p, s)
     lt, n_t = ndimage.label(t, s)
-    P = [set(zip(*np.nonzero(lp == i))) for i in range(1, n_p + 1)]
-    T = [set(zip(*np.nonzero(lt == j))) for j in range(1, n_t + 1)]
+    P = [set(zip(*np.nonzero(lp == i), strict=True)) for i in range(1, n_p + 1)]
+    T = [set(zip(*np.nonzero(lt == j), strict=True)) for j in range(1, n_t + 1)]
     tp = sum(1 for a in T for b in P if len(a & b) / len(a | b) > thr)
     return tp, n_p - tp, n_t - tp
 

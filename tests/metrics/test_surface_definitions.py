@@ -87,8 +87,7 @@ def _pairs(shape):
     for seed in SEEDS:
         t = _blobs(10 + seed, shape)[0]
         for p in (_blobs(10 + seed, shape, smooth=1)[0], _blobs(20 + seed, shape)[0]):
-            for k in range(3):
-                out.append(((p == k).numpy(), (t == k).numpy()))
+            out += [((p == k).numpy(), (t == k).numpy()) for k in range(3)]
     return [(p, t) for p, t in out if p.any() and t.any()]
 
 
@@ -188,7 +187,7 @@ def test_backends_agree_exactly_on_surface_dice_and_closely_on_distances(monkeyp
                 with monkeypatch.context() as m:
                     m.setitem(sys.modules, "edt", None)
                     slow = [surface_distances(pk, tk, spacing, definition, tolerance=tol) for tol in tols]
-                for a, b in zip(fast, slow):
+                for a, b in zip(fast, slow, strict=True):
                     np.testing.assert_allclose(a.pred_to_target, b.pred_to_target, rtol=2e-7)
                     np.testing.assert_allclose(a.target_to_pred, b.target_to_pred, rtol=2e-7)
                     np.testing.assert_array_equal(a.pred_within, b.pred_within)
@@ -273,7 +272,7 @@ def test_hausdorff_values_are_exact_with_edt(monkeypatch):
                     m.setitem(sys.modules, "edt", None)
                 runs.append([hausdorff_distance(p, t, pct, spacing, definition=d, directed=di, **kw)
                              for d in DEFINITIONS for pct in (None, 95, 50, 12.5) for di in (False, True)])
-        for a, b, c in zip(*runs):
+        for a, b, c in zip(*runs, strict=True):
             assert torch.equal(a, b), (shape, a, b)
             torch.testing.assert_close(c, a, rtol=1e-15, atol=0)
 
