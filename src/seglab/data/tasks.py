@@ -108,7 +108,9 @@ class Task:
 # registry
 
 TaskFactory = Callable[..., Task]
-_TASKS: Registry[TaskFactory] = Registry("task")
+#: the task registry; tasks of data modules nobody imported yet appear once list_tasks or create_task discovered them
+TASKS: Registry[TaskFactory] = Registry("task")
+_TASKS = TASKS  # the old private name, until tests/losses/test_pipeline.py import TASKS (then remove)
 _discovered = False
 
 
@@ -120,7 +122,7 @@ def register_task(name: str) -> Callable[[TaskFactory], TaskFactory]:
         @register_task("brain-tissue")
         def brain_tissue(*, size=64, spatial_dims=2) -> Task: ...
     """
-    return _TASKS.register(name)
+    return TASKS.register(name)
 
 
 def _discover() -> None:
@@ -145,7 +147,7 @@ def _discover() -> None:
 def list_tasks() -> list[str]:
     """Sorted names accepted by :func:`create_task`."""
     _discover()
-    return _TASKS.names()
+    return TASKS.names()
 
 
 def create_task(name: str, **kw: Any) -> Task:
@@ -154,9 +156,9 @@ def create_task(name: str, **kw: Any) -> Task:
     Raises ``ValueError`` for an unknown name (with a "did you mean" suggestion), unknown parameters
     or invalid parameter values — before any data is generated.
     """
-    if name not in _TASKS:
+    if name not in TASKS:
         _discover()
-    return _TASKS.create(name, **kw)
+    return TASKS.create(name, **kw)
 
 
 def _check_spatial_dims(spatial_dims: Any) -> None:

@@ -16,7 +16,8 @@ from seglab._registry import Registry, check_kwargs
 
 ModelFactory = Callable[..., nn.Module]
 
-_MODELS: Registry[ModelFactory] = Registry("model")
+MODELS: Registry[ModelFactory] = Registry("model")
+_MODELS = MODELS  # the old private name, until report/data.py and tests/losses/test_pipeline.py import MODELS (then remove)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -32,12 +33,12 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
         def mynet(*, in_channels, out_channels, spatial_dims=2, width=8):
             ...
     """
-    return _MODELS.register(name)
+    return MODELS.register(name)
 
 
 def list_models() -> list[str]:
     """Sorted names accepted by :func:`create_model`."""
-    return _MODELS.names()
+    return MODELS.names()
 
 
 def is_external_model(name: Any) -> bool:
@@ -157,4 +158,4 @@ def create_model(name: str, *, in_channels: int, out_channels: int, spatial_dims
     if is_external_model(name):
         return _create_external(name, dict(kw, in_channels=in_channels, out_channels=out_channels,
                                             spatial_dims=spatial_dims))
-    return _MODELS.create(name, in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kw)
+    return MODELS.create(name, in_channels=in_channels, out_channels=out_channels, spatial_dims=spatial_dims, **kw)
