@@ -243,7 +243,7 @@ def test_structure_group_and_monai_peers():
     assert torch.allclose(peers["monai BoundaryLoss"](x, t), seglab.get_loss("boundary", "multiclass")(x, t), atol=1e-5)
 
 
-def test_library_calls_leave_the_allocator_alone():
+def test_library_calls_leave_the_allocator_alone(tmp_path):
     """glibc's mallopt (CPU peak memory) is set by the ``seglab bench`` command only: a library call
     (``memory_shape`` in a fresh process) does not change the caller's allocator and measures no CPU memory."""
     code = ("import torch\nfrom seglab import bench\nres = {'F.cross_entropy': {}, 'dice': {}}\n"
@@ -255,7 +255,8 @@ def test_library_calls_leave_the_allocator_alone():
     code = ("import sys\nfrom seglab import bench\nfrom seglab.cli import main\nrc = main(['bench', '--shapes', '2x3x8x8', "
             "'--losses', 'dice', '--rounds', '1', '--warmup', '0', '--device', 'cpu', '--force'])\n"
             "print(rc, bench._LIBC is not None)\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)  # the default --out, bench_losses.json, lands there
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-2:] == ["0", "True"]  # the command itself does measure memory
 
