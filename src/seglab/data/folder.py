@@ -282,7 +282,7 @@ class FolderTask(Task):
         validation_patches: int = 4,
         ignore_index: int | None | str = "auto",
         rgb_reading: str | None = None,
-    ):
+    ) -> None:
         patch = _check_options(mode=mode, num_classes=num_classes, mask_format=mask_format, slice_axis=slice_axis,
                                patch_size=patch_size, val_fraction=val_fraction, split_seed=split_seed,
                                validation_patches=validation_patches, ignore_index=ignore_index,
