@@ -80,8 +80,9 @@ def test_not_a_package_is_a_clear_error(tmp_path):
     assert "not a package directory" in run.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="known cycles: sweep/runner.py <-> sweep/ray_engine.py (trainer helper), "
-                   "losses/__init__ <-> losses/registry.py (discovery imports its own package)")
+@pytest.mark.xfail(strict=True, reason="known cycle: losses/__init__.py <-> losses/registry.py (_import_loss_modules "
+                   "imports its own package to list its modules); until 23:32 UTC also sweep/runner.py <-> "
+                   "sweep/ray_engine.py, being removed by the trainer's change")
 def test_seglab_has_no_import_cycle():
     found = cycles.find_cycles(ROOT / "src" / "seglab")
     print("\n".join(found))
