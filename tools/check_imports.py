@@ -24,14 +24,16 @@ RANK = {
     "transforms": 2,
     # the loss core; models, data and the results store beside it
     "losses": 3, "models": 3, "data": 3, "results": 3,
-    # what uses losses, models and data
-    "advise": 4, "train": 4,
-    "sweep": 5, "report": 6, "compare": 6, "evaluate": 6,
+    # the studies (seglab/studies/: the Chlebus 2018 presets, their losses and tasks), built on the loss vocabulary
+    "studies": 4,
+    # what uses losses, models, data and the studies' settings
+    "advise": 5, "train": 5,
+    "sweep": 6, "report": 7, "compare": 7, "evaluate": 7,
     # what the commands measure and report: loss timings, the installation
-    "bench": 7, "info": 7,
-    # the command line (seglab/cli/, the only argparse user: one module per command)
-    "cli": 8, "__main__": 9,
-    "__init__": 10,  # the public API (seglab/__init__.py) re-exports everything
+    "bench": 8, "info": 8,
+    # the command line (seglab/cli/, the only argparse user: one module per command), the top below the entry points
+    "cli": 9, "__main__": 10,
+    "__init__": 11,  # the public API (seglab/__init__.py) re-exports everything
 }
 
 

@@ -12,15 +12,18 @@ import platform
 import sys
 import warnings
 from importlib import metadata
+from importlib.util import find_spec
 from typing import Any
 
+import torch
+
 from seglab._extras import EXTRAS, installed
+from seglab._version import __version__
+from seglab.kernels import cpu_ext, dispatch, triton_backend
 
 
 def _fused() -> dict[str, Any]:
     """The fused backend of a CPU float32 loss call: ``"cpp"``, ``"eager"`` or None, and why."""
-    from seglab.kernels import cpu_ext, dispatch
-
     env = {k: os.environ.get(k) for k in ("SEGLAB_FUSED", "SEGLAB_FUSED_BACKEND", "SEGLAB_KERNEL_CACHE", "CXX")}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the reason is reported below instead
@@ -37,8 +40,6 @@ def _fused() -> dict[str, Any]:
     elif forced == "eager":
         backend, reason = "eager", "forced by SEGLAB_FUSED_BACKEND=eager"
     elif forced == "triton":
-        import torch
-
         backend = dispatch.backend_name(torch.empty(1, 1), "mc")
         reason = "forced by SEGLAB_FUSED_BACKEND=triton" + (
             " (CPU tensors through the Triton interpreter)" if backend == "triton"
@@ -55,8 +56,6 @@ def _fused() -> dict[str, Any]:
 def _fused_cuda() -> dict[str, Any]:
     """The fused backend of a CUDA loss call: ``"triton"``, ``"eager"`` or None, and why (also on a machine without a
     GPU: what would run there). Imports triton (to check that it works), never initialises CUDA."""
-    from seglab.kernels import dispatch, triton_backend
-
     forced = (os.environ.get("SEGLAB_FUSED_BACKEND") or "").strip().lower()
     interp = triton_backend.interpreted()
     ok = triton_backend.available()
@@ -77,8 +76,6 @@ def _fused_cuda() -> dict[str, Any]:
 
 
 def _devices() -> dict[str, Any]:
-    import torch
-
     cuda = torch.cuda.is_available()
     return {
         "cpu": {"threads": torch.get_num_threads(), "processor": platform.processor() or platform.machine()},
@@ -106,18 +103,12 @@ def _extras() -> dict[str, dict[str, str | None]]:
 def _surface() -> dict[str, Any]:
     """Where the surface distances (HD, ASSD, NSD) run: always on the CPU (CUDA tensors are copied there), with
     ``edt`` for the distance transform when it is installed, else scipy."""
-    from importlib.util import find_spec
-
     tool = "edt" if find_spec("edt") is not None else ("scipy" if find_spec("scipy") is not None else None)
     return {"device": "cpu", "cuda_inputs": "copied to the CPU (no GPU surface distances yet)", "transform": tool}
 
 
 def info() -> dict[str, Any]:
     """Everything ``seglab info`` reports, as a JSON-serializable dict."""
-    import torch
-
-    from seglab._version import __version__
-
     extras = _extras()
     return {
         "seglab": __version__,

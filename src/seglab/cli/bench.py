@@ -302,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     or out of memory (docs/cli.md)."""
     require("rich", "seglab bench")
     from rich.console import Console  # optional extra (rich), checked above
-    from rich.markup import escape
+    from rich.markup import escape  # optional extra (rich), checked by run()
 
     from seglab.kernels import dispatch  # lazy: `seglab bench --help` does not load the kernels
 

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     for mod in ("rich", "pyarrow", "matplotlib"):
         require(mod, "seglab demo")
     from rich.console import Console  # optional extra (rich), checked above
-    from rich.markup import escape
+    from rich.markup import escape  # optional extra (rich), checked by run()
 
     from seglab.report.render import render_report, terminal_table  # optional extras (matplotlib), checked above
 

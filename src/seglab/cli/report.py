@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     for mod in ("rich", "pyarrow") if args.no_curves else ("rich", "pyarrow", "matplotlib"):
         require(mod, "seglab report")
     from rich.console import Console  # optional extra (rich), checked above
-    from rich.markup import escape
+    from rich.markup import escape  # optional extra (rich), checked by run()
 
     from seglab.report.render import render_report, terminal_class_tables, terminal_table  # optional extras, checked above
 

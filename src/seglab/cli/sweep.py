@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
     128 + the signal when interrupted (docs/cli.md)."""
     require("rich", "seglab sweep")
     from rich.console import Console  # optional extra (rich), checked above
-    from rich.markup import escape
+    from rich.markup import escape  # optional extra (rich), checked by run()
 
     console = Console(stderr=True)
     try:

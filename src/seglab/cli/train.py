@@ -285,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "tensorboard", False):
         require("tensorboard", "seglab train --tensorboard")
     from rich.console import Console  # optional extra (rich), checked above
-    from rich.markup import escape
+    from rich.markup import escape  # optional extra (rich), checked by run()
 
     from seglab.train import distributed as D  # lazy: imports torch.distributed
 
