@@ -26,6 +26,7 @@ from typing import Any
 from seglab import _checks
 from seglab import bench as B
 from seglab._extras import require
+from seglab.kernels import dispatch
 from seglab.losses import get_loss
 from seglab.results import ResultsError, TextTable, check_out_dir
 
@@ -302,9 +303,7 @@ def run(args: argparse.Namespace) -> int:
     or out of memory (docs/cli.md)."""
     require("rich", "seglab bench")
     from rich.console import Console  # optional extra (rich), checked above
-    from rich.markup import escape  # optional extra (rich), checked by run()
-
-    from seglab.kernels import dispatch  # lazy: `seglab bench --help` does not load the kernels
+    from rich.markup import escape
 
     err = Console(stderr=True)
     try:
@@ -321,13 +320,15 @@ def run(args: argparse.Namespace) -> int:
     if device.type == "cpu" and not args.no_memory:
         B.cpu_memory_setup()  # the command's own process only (see cpu_memory_setup), before any tensor
     cores = os.cpu_count() or 1
-    results: dict = {"load": {"cores": cores, "load_1min_start": B.load_average(), "load_1min_end": None}, "shapes": {}}
-    _warn_load(err, "start", results["load"]["load_1min_start"], cores)
+    load_start = B.load_average()  # before fused_backend(), which may compile the C++ kernels
+    _warn_load(err, "start", load_start, cores)
     backend, why = B.fused_backend(device, dtype)
-    results = {"machine": B.machine(), "settings": {"rounds": v["rounds"], "warmup": v["warmup"], "dtype": args.dtype,
-                                                     "device": str(device), "validate": bool(args.validate),
-                                                     "fused": dispatch.fused_enabled(), "fused_backend": backend,
-                                                     "cpp_unavailable_reason": why}, **results}
+    results: dict = {"machine": B.machine(),
+                     "settings": {"rounds": v["rounds"], "warmup": v["warmup"], "dtype": args.dtype, "device": str(device),
+                                  "validate": bool(args.validate), "fused": dispatch.fused_enabled(),
+                                  "fused_backend": backend, "cpp_unavailable_reason": why},
+                     "load": {"cores": cores, "load_1min_start": load_start, "load_1min_end": None},
+                     "shapes": {}}
     m = results["machine"]
     console.print(f"[bold]seglab bench[/] — {m['cpu_model']}, {m['cpu_cores']} cores, torch {B.torch.__version__}, "
                   f"{device}, {args.dtype}, fused={dispatch.fused_enabled()} ({backend})")
