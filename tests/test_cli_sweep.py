@@ -21,7 +21,7 @@ def _help(command: str, capsys) -> str:
 
 def test_sweep_help_defaults_come_from_the_code(capsys):
     from seglab.data import list_tasks
-    from seglab.models import list_models
+    from seglab.models import NORMS, list_models
     from seglab.sweep.presets import PRESETS, STUDY_STEPS, get_preset
     from seglab.sweep.runner import PROGRESS_EVERY_S
     from seglab.train.config import GRAD_NORM_EVERY, OPTIMIZERS
@@ -35,6 +35,7 @@ def test_sweep_help_defaults_come_from_the_code(capsys):
     assert f"built-in grid: {', '.join(PRESETS)}" in text
     assert f"({', '.join(list_tasks())})" in text and f"({', '.join(list_models())})" in text
     assert f"comma list: {','.join(OPTIMIZERS)}" in text
+    assert f"{','.join(n or 'none' for n in NORMS)} (unet)" in text
 
 
 def test_monitors_default_is_stated_alike_and_is_the_trainers(capsys):

@@ -29,7 +29,7 @@ from seglab._options import parse_kv as _kv
 from seglab.losses.registry import split_specs
 from seglab.sweep.grid import SINGULAR, check_grid, expand, load_config, parse_shard
 from seglab.data import list_tasks
-from seglab.models import list_models
+from seglab.models import NORMS, list_models
 from seglab.sweep.presets import PRESETS, STUDY_STEPS, get_preset
 from seglab.sweep.runner import PROGRESS_EVERY_S, run_sweep
 from seglab.results import ResultsError, check_out_dir, merge
@@ -81,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--fg-ratios", dest="fg_ratios", help="comma list of foreground fractions in (0, 1) (threshold task)")
     src.add_argument("--models", help=f"comma list of model names ({', '.join(list_models())}) or your own factories "
                                        "(package.module:factory, path/to/file.py:factory)")
-    src.add_argument("--norms", help="comma list: batch,none (tiny) or batch,instance,group,none (unet)")
+    src.add_argument("--norms", help="comma list: batch,none (tiny) or "
+                                      f"{','.join(n or 'none' for n in NORMS)} (unet)")
     src.add_argument("--optimizers", help=f"comma list: {','.join(OPTIMIZERS)}")
     src.add_argument("--lrs", help="comma list of learning rates")
     src.add_argument("--momentums", help="comma list of SGD momentums")
