@@ -47,10 +47,3 @@ def test_monitors_default_is_stated_alike_and_is_the_trainers(capsys):
     # what the text says: the study's set on a study task, the trained loss and its parts on user data
     assert run_monitors("threshold", "dice+ce", "multiclass") == default_monitors("multiclass")
     assert run_monitors("folder", "dice+ce", "multiclass") == loss_parts("dice+ce")
-
-
-def test_train_help_defaults_come_from_the_code(capsys):
-    from seglab.train.config import GRAD_NORM_EVERY
-
-    text = _help("train", capsys)
-    assert f"monitor; default {GRAD_NORM_EVERY})" in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import math
 import signal
 import sys
@@ -27,31 +28,36 @@ from seglab.train.config import OPTIMIZERS, ConfigError
 DEFAULT_ALTERNATIVES = ("dice + ce", "ce", "dice")
 
 
+#: the defaults of a comparison (seglab.compare.compare's keyword arguments): the options' defaults
+_CMP = {k: v.default for k, v in inspect.signature(compare).parameters.items() if v.default is not inspect.Parameter.empty}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``seglab compare``; the training and statistics defaults are :func:`seglab.compare.compare`'s."""
     p.add_argument("path", nargs="?", help="a folder with images/ and masks/ (shortcut for --task folder --task-opt path=PATH)")
-    p.add_argument("--task", help="a built-in task (shapes, threshold, ...) or folder; default shapes when no PATH")
+    p.add_argument("--task", help=f"a built-in task (shapes, threshold, ...) or folder; default {_CMP['task']} when no PATH")
     p.add_argument("--task-opt", action="append", default=[], metavar="K=V", help="task parameter (repeatable)")
-    p.add_argument("--model", default="unet", help="registered model (unet, tiny) or package.module:factory / file.py:factory")
+    p.add_argument("--model", default=_CMP["model"], help="registered model (unet, tiny) or package.module:factory / file.py:factory")
     p.add_argument("--model-opt", action="append", default=[], metavar="K=V", help="model parameter (repeatable)")
     p.add_argument("--losses", help="comma list of loss specs, the baseline first (default: the advised loss, then "
                    + ", ".join(DEFAULT_ALTERNATIVES) + ")")
     p.add_argument("--ablate", metavar="SPEC|advised", help="compare SPEC with itself minus one factor at a time "
                    "(CE weights, Dice weights, background exclusion, batch Dice, the Dice or CE term)")
-    p.add_argument("--seeds", type=int, default=5, help="paired seeds 0..N-1 (default 5, at least 2)")
-    p.add_argument("--steps", type=int, default=300, help="training steps per run (default 300)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--optimizer", default=OPTIMIZERS[0], choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--seeds", type=int, default=_CMP["seeds"], help="paired seeds 0..N-1 (default %(default)s, at least 2)")
+    p.add_argument("--steps", type=int, default=_CMP["steps"], help="training steps per run (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=_CMP["batch_size"], help="batch size (default %(default)s)")
+    p.add_argument("--optimizer", default=_CMP["optimizer"], choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=_CMP["lr"], help="learning rate (default %(default)g)")
+    p.add_argument("--momentum", type=float, default=_CMP["momentum"], help="SGD momentum (default %(default)g)")
     p.add_argument("--eval-every", type=int, help="validation interval (default: only at the end)")
-    p.add_argument("--confidence", type=float, default=0.95,
-                   help="interval confidence; alpha = 1 - confidence for the tests too (default 0.95, the analysis plan's)")
-    p.add_argument("--margin", type=float, default=0.01,
-                   help="equivalence margin in Dice: 'equivalent' only when TOST within +-margin passes (default 0.01)")
+    p.add_argument("--confidence", type=float, default=_CMP["confidence"],
+                   help="interval confidence; alpha = 1 - confidence for the tests too (default %(default)s, the analysis plan's)")
+    p.add_argument("--margin", type=float, default=_CMP["margin"],
+                   help="equivalence margin in Dice: 'equivalent' only when TOST within +-margin passes (default %(default)s)")
     p.add_argument("--out", "-o", default="results/compare", help="results folder (resumable; default results/compare)")
-    p.add_argument("--workers", "-j", type=int, default=2, help="parallel worker processes (default 2)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--engine", default="local", help="local (default) or ray")
+    p.add_argument("--workers", "-j", type=int, default=_CMP["workers"], help="parallel worker processes (default %(default)s)")
+    p.add_argument("--threads", type=int, default=_CMP["threads"], help="torch threads per worker (default %(default)s)")
+    p.add_argument("--engine", default=_CMP["engine"], help="local (default) or ray")
     p.add_argument("--address", help="Ray address with --engine ray (default: a local Ray)")
     g = p.add_argument_group("your own training code (docs/compare.md)")
     g.add_argument("--fn", metavar="MOD:FUNC", help="call FUNC(loss, seed, **opts) from package.module:FUNC or "
@@ -190,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         model_kw = _kv(args.model_opt, "--model-opt")
         if args.path and args.task and args.task != "folder":
             raise ConfigError(f"give PATH or --task, not both (PATH {args.path!r} means --task folder)")
-        task: str | None = "folder" if args.path else (args.task or (None if user_code else "shapes"))
+        task: str | None = "folder" if args.path else (args.task or (None if user_code else _CMP["task"]))
         if args.path:
             task_kw.setdefault("path", args.path)
         _check_numbers(args)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -32,44 +33,49 @@ from typing import Any
 from seglab._extras import require
 from seglab._options import parse_kv as _kv  # one K=V parser for every command
 from seglab.losses.registry import split_specs
-from seglab.train.config import GRAD_NORM_EVERY, OPTIMIZERS, ConfigError, RunConfig, validate_runs
+from seglab.train.config import OPTIMIZERS, ConfigError, RunConfig, validate_runs
 
 from ._common import MONITORS_HELP, check_device
 
 _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
 
+#: the defaults of a run (RunConfig's fields): the options' defaults, and what their help shows
+_RUN = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``seglab train``; the run options' defaults are :class:`RunConfig`'s."""
     p.add_argument("--loss", help="a seglab.get_loss spec: a name (ce, dice, dicefg, study_dice, ...; "
                    "see seglab.describe_losses()), options in brackets, weighted sums: '0.5*dice[batch=true]+ce'")
-    p.add_argument("--task", default="threshold")
+    p.add_argument("--task", default=_RUN["task"], help="a registered task (default %(default)s)")
     p.add_argument("--task-opt", action="append", default=[], metavar="K=V", help="task parameter (repeatable)")
     p.add_argument("--fg-ratio", type=float, help="shortcut for --task-opt fg_ratio=X")
-    p.add_argument("--model", default="tiny", help="a registered model (tiny, unet) or your own factory: "
+    p.add_argument("--model", default=_RUN["model"], help="a registered model (tiny, unet) or your own factory: "
                    "package.module:factory or path/to/file.py:factory, called with in_channels, out_channels, "
                    "spatial_dims and the --model-opt options as keyword arguments; must return a torch.nn.Module")
     p.add_argument("--model-opt", action="append", default=[], metavar="K=V",
                    help="model parameter (repeatable), passed to the model factory")
     p.add_argument("--norm", help="shortcut for --model-opt norm=X (batch, none, ...)")
-    p.add_argument("--optimizer", default=OPTIMIZERS[0], choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=1000, help="training steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=2, help="global batch size, split across ranks under torchrun (default %(default)s)")
-    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--optimizer", default=_RUN["optimizer"], choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, default=_RUN["lr"], help="learning rate (default %(default)g)")
+    p.add_argument("--momentum", type=float, default=_RUN["momentum"], help="SGD momentum (default %(default)g)")
+    p.add_argument("--seed", type=int, default=_RUN["seed"])
+    p.add_argument("--steps", type=int, default=_RUN["steps"], help="training steps (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=_RUN["batch_size"], help="global batch size, split across ranks under torchrun (default %(default)s)")
+    p.add_argument("--eval-every", type=int, default=_RUN["eval_every"], help="validation interval in steps (default %(default)s)")
     p.add_argument("--monitors", help=MONITORS_HELP)
     p.add_argument("--converge", help="METRIC>=T with METRIC in mean_dice, fg_dice, accuracy and T in [0, 1]: the "
                    "convergence verdict (default: mean_dice>=0.9 on the study's tasks, no verdict on user data)")
-    p.add_argument("--grad-norm-every", type=int, default=GRAD_NORM_EVERY, metavar="K",
+    p.add_argument("--grad-norm-every", type=int, default=_RUN["grad_norm_every"], metavar="K",
                    help="take every monitor loss's gradient norm at steps 0, K, 2K, ... (one extra backward pass per "
                    "monitor; default %(default)s); 0 = off. The training loss's norm is recorded at every step")
     p.add_argument("--augment", metavar="T,T", help="training augmentation, a comma list of flips, rot90, intensity "
                    "(deterministic per seed and step; 2D and 3D; default off)")
     p.add_argument("--schedule", choices=["cosine", "poly"], help="learning-rate schedule over the steps (default: constant)")
-    p.add_argument("--warmup", type=int, default=0, metavar="N", help="linear learning-rate warm-up over the first N steps")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="weight decay (AdamW's decoupled decay for adam, "
-                   "L2 for sgd; default 0)")
+    p.add_argument("--warmup", type=int, default=_RUN["warmup"], metavar="N", help="linear learning-rate warm-up over the first N steps")
+    p.add_argument("--weight-decay", type=float, default=_RUN["weight_decay"], help="weight decay (AdamW's decoupled decay for adam, "
+                   "L2 for sgd; default %(default)g)")
     p.add_argument("--grad-clip", type=float, metavar="MAX_NORM", help="clip the global gradient norm to MAX_NORM (default off)")
     p.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision: bf16 autocast (CPU or CUDA), fp16 (CUDA, "
                    "with a gradient scaler); losses are computed in float32 (default off)")
