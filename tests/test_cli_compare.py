@@ -20,3 +20,13 @@ def test_option_defaults_are_the_functions():
     for k in shared:
         if k != "task":  # --task has no default: PATH means folder, else the function's default (its help says which)
             assert defaults[k] == fn[k], k
+
+
+def test_advise_compare_defaults_are_compares():
+    from seglab.cli.advise import add_arguments as advise_arguments
+
+    a, c = argparse.ArgumentParser(), argparse.ArgumentParser()
+    advise_arguments(a)
+    add_arguments(c)
+    for k in ("seeds", "steps", "out"):
+        assert a.get_default(k) == c.get_default(k), k

@@ -1,6 +1,16 @@
-"""What several command modules share: the ``--device`` check. (Not a command: the name starts with ``_``.)"""
+"""What several command modules share. (Not a command: the name starts with ``_``.)"""
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+
+def keyword_defaults(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``{parameter: default}`` of ``fn``'s parameters that have one: the defaults a command's options share with
+    the function they call (one place for each default)."""
+    return {k: v.default for k, v in inspect.signature(fn).parameters.items() if v.default is not inspect.Parameter.empty}
 
 
 def check_device(device: str | None) -> None:
@@ -35,3 +45,6 @@ def check_device(device: str | None) -> None:
 #: user data); tests/test_cli_defaults.py checks this text against it
 MONITORS_HELP = ("comma list of monitored losses (default: the study's set on the study's tasks, the trained loss "
                  "and its parts on user data)")
+
+#: the results folder of ``seglab compare`` and ``seglab advise --compare`` when ``--out`` is not given
+COMPARE_OUT = "results/compare"

@@ -21,7 +21,12 @@ from seglab.advise.recommend import MAX_WEIGHT, SCHEMA_VERSION
 from seglab.advise.report import render, render_plain
 from seglab.advise.stats import FORMATS
 from seglab.advise.weights import METHODS
+from seglab.compare.core import compare
 
+from ._common import COMPARE_OUT, keyword_defaults
+
+#: the defaults of a comparison (``--seeds``, ``--steps`` with ``--compare``) are seglab compare's
+_CMP = keyword_defaults(compare)
 #: the defaults of the options that say how masks are read (with --compare, a given one overrides the task's)
 READING_DEFAULTS = {"format": "auto", "ignore_index": "auto", "rgb_reading": None}
 
@@ -53,9 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="then train the advised loss and alternatives with paired seeds (seglab compare) on --task, "
                              "or on PATH when it holds images/ and masks/; the advice is then on the training masks "
                              "(the validation cases left out), the masks the runs train on")
-    parser.add_argument("--seeds", type=int, default=5, help="with --compare: paired seeds (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=300, help="with --compare: training steps per run (default %(default)s)")
-    parser.add_argument("--out", default="results/compare", help="with --compare: results folder (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=_CMP["seeds"], help="with --compare: paired seeds (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=_CMP["steps"],
+                        help="with --compare: training steps per run (default %(default)s)")
+    parser.add_argument("--out", default=COMPARE_OUT, help="with --compare: results folder (default %(default)s)")
 
 
 def _ignore_index(text: str) -> str | int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import math
 import signal
 import sys
@@ -25,11 +24,13 @@ from seglab.results import ResultsError, check_out_dir
 from seglab.sweep.runner import SweepOutcome, _signals_interrupt
 from seglab.train.config import OPTIMIZERS, ConfigError
 
+from ._common import COMPARE_OUT, keyword_defaults
+
 DEFAULT_ALTERNATIVES = ("dice + ce", "ce", "dice")
 
 
 #: the defaults of a comparison (seglab.compare.compare's keyword arguments): the options' defaults
-_CMP = {k: v.default for k, v in inspect.signature(compare).parameters.items() if v.default is not inspect.Parameter.empty}
+_CMP = keyword_defaults(compare)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="interval confidence; alpha = 1 - confidence for the tests too (default %(default)s, the analysis plan's)")
     p.add_argument("--margin", type=float, default=_CMP["margin"],
                    help="equivalence margin in Dice: 'equivalent' only when TOST within +-margin passes (default %(default)s)")
-    p.add_argument("--out", "-o", default="results/compare", help="results folder (resumable; default results/compare)")
+    p.add_argument("--out", "-o", default=COMPARE_OUT, help="results folder (resumable; default %(default)s)")
     p.add_argument("--workers", "-j", type=int, default=_CMP["workers"], help="parallel worker processes (default %(default)s)")
     p.add_argument("--threads", type=int, default=_CMP["threads"], help="torch threads per worker (default %(default)s)")
     p.add_argument("--engine", default=_CMP["engine"], help="local (default) or ray")
