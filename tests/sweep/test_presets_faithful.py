@@ -13,10 +13,11 @@ from seglab.kernels import dispatch
 from seglab.losses.ce import cross_entropy
 from seglab.models import create_model
 from seglab.sweep.grid import expand as expand_grid
-from seglab.sweep.presets import FAITHFUL_LOSSES, FAITHFUL_MODEL_KW, FAITHFUL_SEEDS, get_preset
-from seglab.train.config import RunConfig
+from seglab.studies.chlebus2018 import FAITHFUL_LOSSES, FAITHFUL_MODEL_KW, FAITHFUL_SEEDS
+from seglab.sweep.presets import get_preset
+from seglab.train.config import RunSpec
 from seglab.train.loop import train_run
-from seglab.train.packed import _PackedLosses, group_packs, packable, train_pack
+from seglab.train.packed import PackedLosses, group_packs, packable, train_pack
 from seglab.train.specs import build_loss
 
 
@@ -154,8 +155,7 @@ def test_packed_losses_equal_build_loss_with_the_clipped_cce():
     logits = torch.randn(B, R * C, H, H, dtype=torch.float64) * 8
     y = (torch.rand(R, B, H, H) > torch.tensor([0.05, 0.5, 0.95]).view(R, 1, 1, 1)).long()
     lg = logits.reshape(B, R, C, -1).permute(1, 2, 0, 3).reshape(R, C, -1)
-    onehot = torch.zeros(R, C, lg.shape[-1], dtype=lg.dtype).scatter_(1, y.reshape(R, 1, -1), 1.0)
-    V = _PackedLosses(FAITHFUL_LOSSES, "multiclass")(lg, onehot)
+    V = PackedLosses(FAITHFUL_LOSSES, "multiclass")(lg, y.reshape(R, -1))
     for i, name in enumerate(FAITHFUL_LOSSES):
         fn = build_loss(name, "multiclass")
         for r in range(R):
@@ -167,7 +167,7 @@ def test_faithful_pack_equals_single_runs(norm):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        cfgs = [RunConfig(loss=l, task_kw={"size": 8, "fg_ratio": fg}, model_kw=dict(FAITHFUL_MODEL_KW, norm=norm),
+        cfgs = [RunSpec(loss=l, task_kw={"size": 8, "fg_ratio": fg}, model_kw=dict(FAITHFUL_MODEL_KW, norm=norm),
                           seed=s, steps=8, eval_every=4, monitors=list(FAITHFUL_LOSSES), optimizer=o, lr=lr)
                 for l, fg, s, o, lr in [("study_cce_clip", 0.95, 0, "sgd", 0.1), ("study_dicefg", 0.95, 1, "sgd", 1e-3),
                                         ("study_dice", 0.05, 2, "sgd", 0.01)]]

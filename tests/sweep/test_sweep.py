@@ -142,3 +142,47 @@ def test_cli_list_and_errors(capsys):
     assert main(["sweep", "--losses", "study_cce,dice[include_background=no]", "--fg-ratios", "0.05,0.95", "--list"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: --losses") and "include_background" in err, err
+
+
+def test_grid_trainer_options():
+    """The trainer options are grid keys: every run gets them (and its id changes), and a bad value is one
+    configuration error naming the option."""
+    from seglab.sweep.grid import expand
+    from seglab.train.config import ConfigError, validate_runs
+
+    base = {"losses": ["ce"], "seeds": [0, 1], "steps": 4, "task_kw": {"size": 8}}
+    opts = {"augment": ["flips"], "schedule": "cosine", "warmup": 1, "weight_decay": 0.01, "grad_clip": 1.0,
+            "amp": "bf16"}
+    plain = expand(base)
+    runs = expand({**base, **opts})
+    assert len(runs) == 2
+    for r in runs:
+        assert r.trainer_options() == opts
+    assert {r.run_id for r in runs}.isdisjoint({r.run_id for r in plain})
+    assert [r.trainer_options() for r in validate_runs(runs)] == [opts, opts]
+    with pytest.raises(ConfigError, match="unknown schedule 'linear'"):
+        validate_runs(expand({**base, "schedule": "linear"}))
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_task_built_once_per_run(tmp_path, monkeypatch, pack):
+    """A sweep builds each distinct task once to validate it and once per run (once per pack) to train: the
+    packing decisions and the trainer read the spec's task facts instead of building the task again."""
+    import seglab.data
+    from seglab.sweep.runner import run_sweep
+
+    real = seglab.data.create_task
+    built = []
+
+    def counting(name, **kw):
+        built.append(name)
+        return real(name, **kw)
+
+    monkeypatch.setattr(seglab.data, "create_task", counting)
+    grid = {"losses": ["study_cce", "study_dice", "study_dicefg"], "steps": 2, "eval_every": 2, "task_kw": {"size": 8}}
+    out = run_sweep(grid, tmp_path / "r", workers=1, show_progress=False, pack=pack)
+    assert out.finished == 3
+    sizes = sorted(s.get("pack_size", 1) for s in ResultsStore(tmp_path / "r").summaries())
+    # one build to validate; then one per job: a pack of 2 (cap: 2/3 of the runs) and a single run, or 3 singles
+    assert sizes == ([1, 2, 2] if pack else [1, 1, 1])
+    assert len(built) == 1 + (2 if pack else 3)

@@ -77,9 +77,9 @@ class _Console:
 
 
 def test_progress_line_counts_and_eta(capsys):
-    from seglab.train.config import RunConfig
+    from seglab.train.config import RunSpec
 
-    jobs = [[RunConfig(loss="cce", seed=s)] for s in range(4)]
+    jobs = [[RunSpec(loss="cce", seed=s)] for s in range(4)]
     p = SweepProgress(jobs, _Console(), every_s=3600)
     p.t0 -= 100.0  # 100 s into the sweep
     assert LINE.match(p.line()).group(1, 3, 6) == ("0", "0", "?")

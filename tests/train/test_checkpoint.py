@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from seglab.results import ResultsStore
-from seglab.train import RunConfig, evaluate, train_run
+from seglab.train import RunSpec, evaluate, train_run
 from seglab.train import checkpoint as C
 from seglab.train.loop import TrainInterrupted
 
@@ -44,19 +44,19 @@ def _same_state(a: dict, b: dict) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     d = tmp_path_factory.mktemp("full")
-    res = train_run(RunConfig(**CFG), run_dir=d)
+    res = train_run(RunSpec(**CFG), run_dir=d)
     return res, d
 
 
 @pytest.mark.parametrize("stop_at", [10, 13])  # at a validation, between two
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path, uninterrupted, stop_at):
     full, full_dir = uninterrupted
-    cfg = RunConfig(**CFG)
+    cfg = RunSpec(**CFG)
     with pytest.raises(TrainInterrupted) as e:
         train_run(cfg, run_dir=tmp_path, should_stop=lambda done: "hook" if done == stop_at else None)
     assert (e.value.step, e.value.total, e.value.reason) == (stop_at, 30, "hook")
     assert e.value.checkpoint == tmp_path / C.CHECKPOINT_LAST
-    ck = C.load(tmp_path / C.CHECKPOINT_LAST, run_id=full.config.run_id)
+    ck = C.load(tmp_path / C.CHECKPOINT_LAST, run_id=full.spec.run_id)
     assert ck["step"] == stop_at and ck["status"] == "running" and len(ck["records"]["step"]) == stop_at
     res = train_run(cfg, run_dir=tmp_path, resume=ck)
     _same_records(res.steps, full.steps)
@@ -76,7 +76,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path, uninterrupted, stop_a
 
 def test_best_checkpoint_holds_the_best_validation(uninterrupted):
     full, d = uninterrupted
-    best = C.load(d / C.CHECKPOINT_BEST, run_id=full.config.run_id)
+    best = C.load(d / C.CHECKPOINT_BEST, run_id=full.spec.run_id)
     dices = [e["mean_dice"] for e in full.evals]
     k = dices.index(max(dices))
     assert best["step"] == full.evals[k]["step"] == full.summary["best_step"]
@@ -97,8 +97,8 @@ def test_checkpoints_load_with_weights_only_and_carry_the_config(uninterrupted):
     full, d = uninterrupted
     for name in (C.CHECKPOINT_LAST, C.CHECKPOINT_BEST):
         raw = torch.load(d / name, weights_only=True)
-        assert raw["format"] == C.FORMAT and raw["run_id"] == full.config.run_id
-        assert RunConfig.from_dict(raw["config"]).run_id == full.config.run_id
+        assert raw["format"] == C.FORMAT and raw["run_id"] == full.spec.run_id
+        assert RunSpec.from_dict(raw["config"]).run_id == full.spec.run_id
         assert raw["model_norm"] == "batch" and set(raw["rng"]) >= {"torch", "python", "numpy"}
         assert raw["optimizer"]["state"]  # Adam moments are there
     assert not list(d.glob(".*tmp*"))  # atomic writes leave no temporary file behind
@@ -188,7 +188,7 @@ def test_sigterm_writes_the_last_checkpoint_and_resume_completes_the_run(tmp_pat
     assert (run_dir / C.CHECKPOINT_LAST).exists() and (run_dir / C.CHECKPOINT_BEST).exists()
     assert store.summary(rid)["resumed_from_step"] == k
 
-    cfg = RunConfig.from_dict(store.summary(rid)["config"])
+    cfg = RunSpec.from_dict(store.summary(rid)["config"])
     ref = train_run(cfg, run_dir=tmp_path / "ref")
     _same_records(store.steps(rid), ref.steps)
     assert line["final_mean_dice"] == ref.summary["final_mean_dice"]

@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from seglab.results import ResultsStore
-from seglab.train import RunConfig, train_run
+from seglab.train import RunSpec, train_run
 
 CFG = dict(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.3, "size": 16}, model="tiny", model_kw={"norm": None},
            optimizer="adam", lr=1e-2, seed=5, steps=30, batch_size=4, eval_every=10,
@@ -34,11 +34,11 @@ def _worker(rank, world, port, out):
     torch.set_num_threads(1)
     info = D.setup("cpu")
     try:
-        res = train_run(RunConfig(**CFG), info=info)
+        res = train_run(RunSpec(**CFG), info=info)
         if info.is_main:
             store = ResultsStore(out)
             store.root.mkdir(parents=True, exist_ok=True)
-            store.write_config({"train": CFG}, [res.config])
+            store.write_config({"train": CFG}, [res.spec])
             store.write_run(res)
             store.write_summary_table()
     finally:
@@ -47,10 +47,10 @@ def _worker(rank, world, port, out):
 
 def test_two_process_ddp_matches_single_process(tmp_path):
     torch.set_num_threads(1)
-    single = train_run(RunConfig(**CFG))
+    single = train_run(RunSpec(**CFG))
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True, start_method="spawn")
     store = ResultsStore(tmp_path / "ddp")
-    rid = single.config.run_id
+    rid = single.spec.run_id
     assert store.done_ids() == {rid}  # same run id; only rank 0 wrote, exactly once
     assert {"steps.parquet", "evals.parquet", "summary.json"} <= {p.name for p in store.run_dir(rid).iterdir()}
     assert (tmp_path / "ddp" / "summary.parquet").exists() and (tmp_path / "ddp" / "config.json").exists()

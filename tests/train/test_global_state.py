@@ -8,10 +8,10 @@ import torch
 
 
 def test_train_run_restores_the_callers_generator():
-    from seglab.train.config import RunConfig
+    from seglab.train.config import RunSpec
     from seglab.train.loop import train_run
 
-    cfg = RunConfig(loss="dice", steps=2, eval_every=2, task_kw={"size": 16}, seed=5)
+    cfg = RunSpec(loss="dice", steps=2, eval_every=2, task_kw={"size": 16}, seed=5)
     torch.manual_seed(123)
     expected = torch.rand(4)
     torch.manual_seed(123)

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from seglab.train import ConfigError, RunConfig, train_run, validate_runs
+from seglab.train import ConfigError, RunSpec, train_run, validate_runs
 from seglab.train.config import GRAD_NORM_EVERY, measures_grad_norms
 
 torch.set_num_threads(1)
@@ -21,12 +21,12 @@ def _cfg(**kw):
     base = dict(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.3, "size": 16}, model="tiny",
                 model_kw={"norm": None}, lr=1e-2, seed=1, steps=12, eval_every=6, monitors=MONS)
     base.update(kw)
-    return RunConfig(**base)
+    return RunSpec(**base)
 
 
 def test_default_is_sparse():
     assert GRAD_NORM_EVERY > 1
-    assert RunConfig(loss="cce").grad_norm_every == GRAD_NORM_EVERY
+    assert RunSpec(loss="cce").grad_norm_every == GRAD_NORM_EVERY
     assert [s for s in range(120) if measures_grad_norms(s, 50)] == [0, 50, 100]
     assert not any(measures_grad_norms(s, 0) for s in range(10))
 

@@ -57,12 +57,12 @@ def test_not_a_module_is_a_type_error():
 
 
 def test_run_summary_records_model_norm():
-    from seglab.train import RunConfig, train_run
+    from seglab.train import RunSpec, train_run
 
     torch.set_num_threads(1)
-    r = train_run(RunConfig(loss="cce", task="threshold", task_kw={"size": 16}, model="unet",
+    r = train_run(RunSpec(loss="cce", task="threshold", task_kw={"size": 16}, model="unet",
                             model_kw={"depth": 2, "base_width": 4, "norm": "batch"}, steps=1, eval_every=1))
     assert r.summary["model_norm"] == "batch"
-    r = train_run(RunConfig(loss="cce", task="threshold", task_kw={"size": 16}, model="unet",
+    r = train_run(RunSpec(loss="cce", task="threshold", task_kw={"size": 16}, model="unet",
                             model_kw={"depth": 2, "base_width": 4, "norm": None}, steps=1, eval_every=1))
     assert r.summary["model_norm"] == "none"

@@ -97,9 +97,9 @@ def test_broken_pipe_through_head():
 
 
 def test_help_states_the_defaults_runs_use(capsys):
-    from seglab.train.config import GRAD_NORM_EVERY, RunConfig
+    from seglab.train.config import GRAD_NORM_EVERY, RunSpec
 
-    assert RunConfig(loss="dice").grad_norm_every == GRAD_NORM_EVERY
+    assert RunSpec(loss="dice").grad_norm_every == GRAD_NORM_EVERY
     for cmd in ("sweep", "train"):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])

@@ -7,17 +7,18 @@ import math
 import pytest
 import torch
 
-from seglab.train.config import RunConfig
+from seglab.train.config import RunSpec
 from seglab.train.loop import train_run
-from seglab.train.packed import _PackedLosses, group_packs, packable, train_pack
-from seglab.train.specs import STUDY_LOSSES, build_loss
+from seglab.train.packed import PackedLosses, group_packs, packable, train_pack
+from seglab.losses.registry import STUDY_LOSSES
+from seglab.train.specs import build_loss
 
 MIXED = [("study_cce", 0.05, 0), ("study_dice", 0.5, 1), ("study_dicefg", 0.95, 2), ("study_dice_sq", 0.5, 0),
          ("study_dicefg_sq", 0.05, 1), ("study_dicefg", 0.95, 0)]
 
 
 def _cfgs(norm, steps=40, **kw):
-    return [RunConfig(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
+    return [RunSpec(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
                       steps=steps, eval_every=20, **kw) for l, fg, s in MIXED]
 
 
@@ -61,9 +62,9 @@ def test_packed_losses_equal_build_loss():
     logits = torch.randn(B, R * C, H, H, dtype=torch.float64)
     y = (torch.rand(R, B, H, H) > torch.tensor([0.1, 0.5, 0.9, 0.95]).view(R, 1, 1, 1)).long()
     lg = logits.reshape(B, R, C, -1).permute(1, 2, 0, 3).reshape(R, C, -1)
-    onehot = torch.zeros(R, C, lg.shape[-1], dtype=lg.dtype).scatter_(1, y.reshape(R, 1, -1), 1.0)
-    V = _PackedLosses(STUDY_LOSSES, "multiclass")(lg, onehot)
-    for i, name in enumerate(STUDY_LOSSES):
+    specs = [*STUDY_LOSSES, "study_cce_clip"]
+    V = PackedLosses(specs, "multiclass")(lg, y.reshape(R, -1))
+    for i, name in enumerate(specs):
         fn = build_loss(name, "multiclass")
         for r in range(R):
             ref = fn(logits[:, r * C:(r + 1) * C], y[r])
@@ -93,7 +94,7 @@ SGD_MIX = [(1e-3, 0.0), (0.1, 0.0), (0.01, 0.9)]
 
 
 def _sgd_mix(norm, steps=40):
-    return [RunConfig(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
+    return [RunSpec(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
                       steps=steps, eval_every=20, optimizer="sgd", lr=SGD_MIX[i % 3][0], momentum=SGD_MIX[i % 3][1])
             for i, (l, fg, s) in enumerate(MIXED)]
 
@@ -108,7 +109,7 @@ def test_sgd_pack_mixed_lr_momentum_float64(float64, norm):
     S = [train_run(c) for c in cfgs]
     _compare(P, S, rtol=1e-9, eval_atol=1e-9)
     for p, c in zip(P, cfgs):
-        assert (p.config.lr, p.config.momentum) == (c.lr, c.momentum)
+        assert (p.spec.lr, p.spec.momentum) == (c.lr, c.momentum)
         assert p.summary["pack_size"] == len(cfgs)
 
 
@@ -139,7 +140,7 @@ def test_packed_sgd_matches_torch_sgd_per_run(float64):
 
 def test_diverging_run_in_pack():
     """float32, SGD lr 1e12 without BN: the CCE run diverges at step 2, the Dice run finishes (as when run alone)."""
-    cfgs = [RunConfig(loss=l, task_kw={"size": 16, "fg_ratio": 0.5}, model_kw={"norm": None}, optimizer="sgd",
+    cfgs = [RunSpec(loss=l, task_kw={"size": 16, "fg_ratio": 0.5}, model_kw={"norm": None}, optimizer="sgd",
                       lr=1e12, seed=0, steps=20, eval_every=10) for l in ("study_cce", "study_dice")]
     seen = []
     P = train_pack(cfgs, on_result=lambda r: seen.append((r.summary["status"], r.summary["steps_done"])))
@@ -150,17 +151,17 @@ def test_diverging_run_in_pack():
 
 
 def test_grouping_and_packable():
-    cfgs = _cfgs("batch") + _cfgs(None) + [RunConfig(loss="study_dice", task="shapes", model="tiny")]
+    cfgs = _cfgs("batch") + _cfgs(None) + [RunSpec(loss="study_dice", task="shapes", model="tiny")]
     assert [packable(c) for c in cfgs] == [True] * 12 + [False]
-    assert not packable(RunConfig(loss="focal", task_kw={"size": 16}))
-    assert not packable(RunConfig(loss="dice", task_kw={"size": 16}))  # per-sample Dice: not in a pack
+    assert not packable(RunSpec(loss="focal", task_kw={"size": 16}))
+    assert not packable(RunSpec(loss="dice", task_kw={"size": 16}))  # per-sample Dice: not in a pack
     packs = group_packs(cfgs)
     assert sorted(len(p) for p in packs) == [1, 6, 6]
     assert sorted(len(p) for p in group_packs(cfgs, max_size=4)) == [1, 3, 3, 3, 3]
     # SGD lr / momentum are not in the pack key (PackedSGD), Adam's lr is; norms never share a pack
     sgd = _sgd_mix("batch") + _sgd_mix(None)
     assert sorted(len(p) for p in group_packs(sgd)) == [6, 6]
-    adam = _cfgs("batch") + [RunConfig(loss="study_dice", task_kw={"size": 16}, lr=1e-2, steps=40, eval_every=20)]
+    adam = _cfgs("batch") + [RunSpec(loss="study_dice", task_kw={"size": 16}, lr=1e-2, steps=40, eval_every=20)]
     assert sorted(len(p) for p in group_packs(adam)) == [1, 6]
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from seglab.train import ConfigError, RunConfig, train_run, validate_runs
+from seglab.train import ConfigError, RunSpec, train_run, validate_runs
 
 torch.set_num_threads(1)
 
@@ -14,7 +14,7 @@ def _cfg(**kw):
     base = dict(loss="study_cce", task="threshold", task_kw={"fg_ratio": 0.5, "size": 16}, model="tiny", model_kw={"norm": None},
                 optimizer="adam", lr=1e-2, seed=3, steps=25, batch_size=2, eval_every=10)
     base.update(kw)
-    return RunConfig(**base)
+    return RunSpec(**base)
 
 
 def test_run_is_deterministic_for_a_seed():
@@ -29,7 +29,7 @@ def test_run_is_deterministic_for_a_seed():
 def test_records_every_monitor_and_its_gradient_norm_each_step():
     r = train_run(_cfg(model_kw={"norm": "batch"}, grad_norm_every=1))
     mons = ["study_cce", "study_dice", "study_dicefg", "study_dice_sq", "study_dicefg_sq"]
-    assert r.config.monitors == mons
+    assert r.spec.monitors == mons
     for m in mons:
         assert len(r.steps[f"loss/{m}"]) == 25 and len(r.steps[f"gnorm/{m}"]) == 25
         assert all(v > 0 and math.isfinite(v) for v in r.steps[f"gnorm/{m}"])
@@ -38,7 +38,7 @@ def test_records_every_monitor_and_its_gradient_norm_each_step():
     e = r.evals[-1]
     assert len(e["dice"]) == 2 and len(e["iou"]) == 2 and 0 <= e["accuracy"] <= 1
     s = r.summary
-    assert s["status"] == "finished" and s["steps_done"] == 25 and s["run_id"] == r.config.run_id
+    assert s["status"] == "finished" and s["steps_done"] == 25 and s["run_id"] == r.spec.run_id
 
 
 def test_gradient_norm_matches_a_direct_computation():

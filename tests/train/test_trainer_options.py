@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seglab.cli import main
-from seglab.train import RunConfig, train_run, validate_runs
+from seglab.train import RunSpec, train_run, validate_runs
 from seglab.train.augment import augment_batch
 from seglab.train.config import TRAINER_DEFAULTS, lr_factor
 
@@ -22,7 +22,7 @@ def _cfg(**kw):
     base = dict(loss="ce", task="threshold", task_kw={"fg_ratio": 0.5, "size": 16}, model="tiny", seed=1, steps=3,
                 batch_size=2, eval_every=3, grad_norm_every=0)
     base.update(kw)
-    return validate_runs([RunConfig(**base)])[0]
+    return validate_runs([RunSpec(**base)])[0]
 
 
 def test_options_at_their_defaults_leave_the_run_id_unchanged():
@@ -49,9 +49,9 @@ def test_each_option_changes_the_training_and_is_recorded():
 
 
 def test_schedules_with_warmup():
-    c = RunConfig(loss="ce", steps=11, schedule="poly", warmup=1)
+    c = RunSpec(loss="ce", steps=11, schedule="poly", warmup=1)
     assert lr_factor(c, 0) == 1.0 and lr_factor(c, 1) == 1.0 and lr_factor(c, 10) == pytest.approx(0.1 ** 0.9)
-    w = RunConfig(loss="ce", steps=10, warmup=4)
+    w = RunSpec(loss="ce", steps=10, warmup=4)
     assert [lr_factor(w, k) for k in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 

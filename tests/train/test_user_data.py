@@ -153,16 +153,17 @@ def test_garbage_checkpoint_error_never_advises_weights_only_false(tmp_path, pay
 
 
 def test_user_data_defaults_monitor_the_trained_loss_and_give_no_verdict(tmp_path):
-    from seglab.train import STUDY_LOSSES, RunConfig, validate_runs
+    from seglab.losses.registry import STUDY_LOSSES
+    from seglab.train import RunSpec, validate_runs
 
     data = str(void_folder(tmp_path / "data"))
-    (c,) = validate_runs([RunConfig(loss="0.5*dice+ce", task="folder", task_kw={"path": data})], build=False)
+    (c,) = validate_runs([RunSpec(loss="0.5*dice+ce", task="folder", task_kw={"path": data})], build=False)
     assert c.monitors == ["0.5*dice + ce", "dice", "ce"] == [c.loss, "dice", "ce"] and c.converge is None
-    (c,) = validate_runs([RunConfig(loss="dice", task="folder", task_kw={"path": data},
+    (c,) = validate_runs([RunSpec(loss="dice", task="folder", task_kw={"path": data},
                                     converge={"metric": "fg_dice", "threshold": 0.5})], build=False)
     assert c.monitors == ["dice"] and c.converge == {"metric": "fg_dice", "threshold": 0.5}
     # the study's tasks keep the study's monitors and convergence rule (and so their run ids)
-    (s,) = validate_runs([RunConfig(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.95})], build=False)
+    (s,) = validate_runs([RunSpec(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.95})], build=False)
     assert s.monitors == list(STUDY_LOSSES) and s.converge == {"metric": "mean_dice", "threshold": 0.9}
     assert s.run_id == "c485def95e18"  # as before user-data defaults existed
 

@@ -107,6 +107,19 @@ def load_rows(store: ResultsStore) -> list[dict[str, Any]]:
     return rows
 
 
+def loss_order(store: ResultsStore) -> list[str]:
+    """The order of the losses in figures, from the runs alone: each run's recorded ``loss_order`` (its monitors,
+    then its trained loss), else for runs written before it was recorded its configured monitors and loss;
+    first seen first."""
+    out: dict[str, None] = {}
+    for s in store.summaries():
+        c = s.get("config") or {}
+        for n in s.get("loss_order") or [*(c.get("monitors") or []), c.get("loss")]:
+            if isinstance(n, str):
+                out.setdefault(n, None)
+    return list(out)
+
+
 def class_names(rows: list[dict[str, Any]]) -> list[str]:
     """Names of the classes with a final Dice in ``rows`` (``final_dice/<name>`` keys), in first-seen order."""
     names: list[str] = []

@@ -12,6 +12,7 @@ from typing import Any
 from seglab.results import ResultsStore, TextTable
 
 from .data import _fmt, aggregate, class_names, figure_groups, figure_title, load_rows
+from .data import loss_order as recorded_loss_order
 from .figures import dice_figure, examples_figure, gradnorm_figure, study_figure, summary_grid
 
 CONFIG_COLS = [("task", "task"), ("fg_ratio", "fg"), ("norm", "norm"), ("optimizer", "opt"), ("lr", "lr"),
@@ -162,9 +163,7 @@ def render_report(results: str | Path, out: str | Path | None = None, *, loss_or
     store.write_summary_table()
     agg = aggregate(rows)
     if loss_order is None:
-        from seglab.train.specs import STUDY_LOSSES
-
-        loss_order = list(STUDY_LOSSES)
+        loss_order = recorded_loss_order(store)
     grid_pngs = [summary_grid(agg, out, m) for m in ("final_fg_dice", "final_mean_dice")]
     cc = class_cols(agg)
     if cc:

@@ -1,4 +1,4 @@
-"""Sweep grids: from command-line lists, TOML/YAML files or presets, expanded into :class:`RunConfig` s.
+"""Sweep grids: from command-line lists, TOML/YAML files or presets, expanded into :class:`RunSpec` s.
 
 A grid is a mapping; list-valued *axes* are crossed, scalar fields are shared::
 
@@ -15,6 +15,8 @@ A grid is a mapping; list-valued *axes* are crossed, scalar fields are shared::
     batch_size = 2
     eval_every = 100
     monitors = ["study_cce", "dice"]  # optional; default: the task mode's monitor set
+    augment = ["flips", "rot90"]    # trainer options (optional, off by default): augment, schedule, warmup,
+    schedule = "cosine"             # weight_decay, grad_clip, amp (seglab.train.config.TRAINER_DEFAULTS)
     converge = {metric = "mean_dice", threshold = 0.9}
     task_kw = {size = 32}
     model_kw = {width = 4}
@@ -35,11 +37,13 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
 
-from seglab.train.config import ConfigError, RunConfig
+from seglab.train.config import CONVERGE_KEYS, CONVERGE_METRICS, TRAINER_DEFAULTS, ConfigError, RunSpec
 
 AXES = ("tasks", "fg_ratios", "models", "norms", "losses", "optimizers", "lrs", "momentums", "seeds")
-SCALARS = ("steps", "batch_size", "eval_every", "monitors", "converge", "task_kw", "model_kw", "grad_norm_every",
-           "task", "model", "loss", "optimizer", "lr", "momentum", "seed", "fg_ratio", "norm")
+#: run fields a grid sets once for all its runs (the trainer options among them: :data:`TRAINER_DEFAULTS`)
+SHARED = ("steps", "batch_size", "eval_every", "monitors", "converge", "grad_norm_every", *TRAINER_DEFAULTS)
+SCALARS = (*SHARED, "task_kw", "model_kw", "task", "model", "loss", "optimizer", "lr", "momentum", "seed", "fg_ratio",
+           "norm")
 SINGULAR = {"task": "tasks", "model": "models", "loss": "losses", "optimizer": "optimizers", "lr": "lrs",
             "momentum": "momentums", "seed": "seeds", "fg_ratio": "fg_ratios", "norm": "norms"}
 KNOWN = set(AXES) | set(SCALARS) | {"grids", "name", "description"}
@@ -105,9 +109,6 @@ def _check_keys(grid: dict[str, Any], where: str) -> None:
     _check_values(grid, where)
 
 
-CONVERGE_KEYS = ("metric", "threshold")
-
-
 def _is_real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
 
@@ -150,8 +151,6 @@ def _check_values(grid: dict[str, Any], where: str) -> None:
         if unknown:
             raise ConfigError(f"{where}: converge: unknown option(s) {', '.join(map(repr, unknown))}; "
                               f"known: {', '.join(CONVERGE_KEYS)}")
-        from seglab.train.config import CONVERGE_METRICS
-
         if "metric" in c and c["metric"] not in CONVERGE_METRICS:
             raise ConfigError(f"{where}: converge.metric must be one of {', '.join(CONVERGE_METRICS)}, got {c['metric']!r}")
         if "threshold" in c and not _is_real(c["threshold"]):
@@ -167,7 +166,7 @@ def _check_values(grid: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}: optimizers[{i}] must be a name or a mapping, got {o!r}")
 
 
-def _expand_one(grid: dict[str, Any]) -> list[RunConfig]:
+def _expand_one(grid: dict[str, Any]) -> list[RunSpec]:
     g = dict(grid)
     for s, plural in SINGULAR.items():  # allow singular names for single values
         if s in g and plural not in g:
@@ -187,8 +186,8 @@ def _expand_one(grid: dict[str, Any]) -> list[RunConfig]:
     seeds = _as_list(g.get("seeds", [0]))
     base_task_kw = dict(g.get("task_kw") or {})
     base_model_kw = dict(g.get("model_kw") or {})
-    shared = {k: g[k] for k in ("steps", "batch_size", "eval_every", "monitors", "converge", "grad_norm_every") if k in g}
-    runs: list[RunConfig] = []
+    shared = {k: g[k] for k in SHARED if k in g}
+    runs: list[RunSpec] = []
     for task, fg, model, norm, opt, lr, mom, loss, seed in itertools.product(tasks, fgs, models, norms, opts, lrs, moms, losses, seeds):
         if isinstance(task, dict):
             task = dict(task)
@@ -222,9 +221,10 @@ def _expand_one(grid: dict[str, Any]) -> list[RunConfig]:
         if oname != "sgd":
             the_mom = 0.0
         kw = dict(shared)
-        if "monitors" in kw and kw["monitors"] is not None:
-            kw["monitors"] = list(kw["monitors"])
-        runs.append(RunConfig(loss=str(loss), task=str(tname), task_kw=tkw, model=str(mname), model_kw=mkw,
+        for k in ("monitors", "augment"):  # a fresh list per run (TOML/YAML give lists, JSON may give tuples)
+            if isinstance(kw.get(k), (list, tuple)):
+                kw[k] = list(kw[k])
+        runs.append(RunSpec(loss=str(loss), task=str(tname), task_kw=tkw, model=str(mname), model_kw=mkw,
                               optimizer=oname, lr=float(the_lr), momentum=float(the_mom), seed=int(seed), **kw))
     return runs
 
@@ -241,12 +241,12 @@ def check_grid(config: dict[str, Any], where: str = "grid") -> None:
         _check_keys(sub, f"{where}: grids[{i}]")
 
 
-def expand(config: dict[str, Any]) -> list[RunConfig]:
+def expand(config: dict[str, Any]) -> list[RunSpec]:
     """All runs of a grid config (union of its sub-grids), de-duplicated by run id, in a stable order."""
     _check_keys(config, "grid")
     base = {k: v for k, v in config.items() if k not in ("grids", "name", "description")}
     subs = config.get("grids") or [{}]
-    runs: list[RunConfig] = []
+    runs: list[RunSpec] = []
     seen: set[str] = set()
     for i, sub in enumerate(subs):
         if not isinstance(sub, dict):
@@ -278,7 +278,7 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def select(runs: list[RunConfig], *, shard: tuple[int, int] | None = None, run_index: Iterable[int] | None = None) -> list[RunConfig]:
+def select(runs: list[RunSpec], *, shard: tuple[int, int] | None = None, run_index: Iterable[int] | None = None) -> list[RunSpec]:
     """The runs of one shard (``runs[i::n]``) and/or the given indices into the full, stable run list."""
     out = runs
     if run_index is not None:

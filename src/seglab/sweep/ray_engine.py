@@ -9,8 +9,8 @@ asks for ``num_cpus=threads`` (``--threads``) and is retried when its worker die
 What stays the same as the local engine, by construction:
 
 * the jobs (:func:`seglab.sweep.runner.make_jobs`, sized for the cluster's CPU slots) and the training
-  (:func:`seglab.sweep.runner.train_job`): a run's summary does not depend on the engine;
-* the results store: this process claims every run it hands out (:func:`seglab.sweep.runner.claim_runs`, the
+  (:func:`seglab.sweep.jobs.train_job`): a run's summary does not depend on the engine;
+* the results store: this process claims every run it hands out (:func:`seglab.sweep.jobs.claim_runs`, the
   per-run ``flock``), and writes each result it gets back with :meth:`ResultsStore.write_run` (atomic), so
   resume, ``--merge`` and concurrent sweeps into one folder work unchanged, and the cluster's nodes need no
   shared file system. A task retried after a worker died trains its runs again from the start; nothing was
@@ -37,7 +37,9 @@ import uuid
 from typing import Any
 from collections.abc import Iterator
 
-from seglab.train.config import ConfigError, RunConfig
+from seglab.train.config import ConfigError, RunSpec
+
+from .jobs import account_entries, claim_runs, interrupted, job_id, report_failed, train_job
 
 EXIT_HOOK_ENV = "SEGLAB_TEST_RAY_EXIT_ONCE"
 MAX_RETRIES = 3  # retries of a task whose worker died (a raised exception is a bug: not retried)
@@ -265,14 +267,11 @@ class _ProgressSink:
         return out
 
 
-def _task(cfg_dicts: list[dict[str, Any]], packed: bool, threads: int, jid: str, sink, exit_hook: str | None):
-    """One job in a Ray worker: train, return the ``RunResult`` s (the driver writes them)."""
+def _task(cfgs: list[RunSpec], packed: bool, threads: int, jid: str, sink, exit_hook: str | None):
+    """One job in a Ray worker: train, return the ``RunRecord`` s (the driver writes them)."""
     import torch
 
-    from seglab.sweep.runner import train_job
-
     torch.set_num_threads(threads)
-    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
 
     def progress(done: int, total: int) -> None:
         if exit_hook and done > 0:
@@ -289,12 +288,10 @@ def _task(cfg_dicts: list[dict[str, Any]], packed: bool, threads: int, jid: str,
     return train_job(cfgs, packed=packed, progress=progress)
 
 
-def run_jobs(ray, jobs: list[list[RunConfig]], store, outcome, *, threads: int, progress,
+def run_jobs(ray, jobs: list[list[RunSpec]], store, outcome, *, threads: int, progress,
              console, max_retries: int = MAX_RETRIES) -> None:
     """Submit every job as a task, write the results as they come back, account them in ``outcome``."""
     from rich.markup import escape
-
-    from .runner import _account_entries, _interrupted, _job_id, _report_failed, claim_runs
 
     task = ray.remote(_task).options(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
     try:
@@ -302,19 +299,19 @@ def run_jobs(ray, jobs: list[list[RunConfig]], store, outcome, *, threads: int, 
     except Exception:  # progress is a nicety: the sweep runs without it
         sink = None
     exit_hook = os.environ.get(EXIT_HOOK_ENV) or None
-    inflight: dict[Any, tuple[list[RunConfig], list[Any], int]] = {}
+    inflight: dict[Any, tuple[list[RunSpec], list[Any], int]] = {}
     live: set[str] = set()
     try:
         with progress:
             for job in jobs:
-                jid = _job_id(job)
+                jid = job_id(job)
                 entries, claims, todo = claim_runs(store, job)
-                _account_entries(outcome, entries, console)
+                account_entries(outcome, entries, console)
                 if not todo:
                     progress.job_done(jid, len(entries))
                     continue
                 try:
-                    ref = task.remote([c.to_dict() for c in todo], len(job) > 1, threads, jid, sink, exit_hook)
+                    ref = task.remote(list(todo), len(job) > 1, threads, jid, sink, exit_hook)
                 except BaseException:
                     for cl in claims:
                         cl.release()
@@ -333,7 +330,7 @@ def run_jobs(ray, jobs: list[list[RunConfig]], store, outcome, *, threads: int, 
                     taking = sink.take.remote()
                 for ref in ready:
                     job, claims, n_pre = inflight.pop(ref)
-                    jid = _job_id(job)
+                    jid = job_id(job)
                     live.discard(jid)
                     try:
                         try:
@@ -349,14 +346,14 @@ def run_jobs(ray, jobs: list[list[RunConfig]], store, outcome, *, threads: int, 
                             continue
                         for res in results:
                             store.write_run(res)
-                        _account_entries(outcome, [("trained", r.summary) for r in results], console)
+                        account_entries(outcome, [("trained", r.summary) for r in results], console)
                         progress.job_done(jid, n_pre + len(results))
                     finally:
                         for cl in claims:
                             cl.release()
                 progress.tick()
     except KeyboardInterrupt as e:
-        _interrupted(outcome, e)
+        interrupted(outcome, e)
         for ref in inflight:
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=True)
@@ -367,4 +364,4 @@ def run_jobs(ray, jobs: list[list[RunConfig]], store, outcome, *, threads: int, 
         if sink is not None:
             with contextlib.suppress(Exception):
                 ray.kill(sink)
-    _report_failed(outcome, console)
+    report_failed(outcome, console)

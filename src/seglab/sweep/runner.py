@@ -22,36 +22,29 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
-from seglab.train.config import ConfigError, RunConfig, validate_runs
+from seglab.train.config import ConfigError, RunSpec, validate_runs
+from seglab.train.trainer import Trainer
 
 from .grid import expand, select
-from seglab.results import Claim, ResultsStore
+from seglab.results import ResultsStore
 
-
-@dataclass
-class SweepOutcome:
-    total: int = 0
-    skipped: int = 0
-    finished: int = 0
-    diverged: int = 0
-    failed: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    wall_s: float = 0.0
-    elsewhere: int = 0  # runs skipped because another process was training them
-    damaged: dict[str, str] = field(default_factory=dict)  # run id -> problem of damaged run folders (redone)
-    signal: int | None = None  # the signal that interrupted the sweep (SIGINT for Ctrl-C, SIGTERM, ...)
-    waiting: list[str] = field(default_factory=list)  # run ids another live process holds, not yet written
-    unfinished: list[str] = field(default_factory=list)  # run ids of this sweep's grid with no result at its end
-
-    @property
-    def ok(self) -> bool:
-        """The grid is complete: every run has its result (finished or diverged), none failed, no interruption."""
-        return not self.failed and not self.interrupted and not self.unfinished
+from .jobs import (  # noqa: F401  (SweepOutcome, claim_runs, train_job: re-exported, the sweep's public names)
+    Entry,
+    ProgressFn,
+    SweepOutcome,
+    account,
+    account_entries,
+    claim_runs,
+    interrupted,
+    job_id,
+    job_label,
+    report_failed,
+    train_job,
+)
 
 
 _QUEUE = None
@@ -105,94 +98,25 @@ def _init_worker(queue, threads: int, parent_pid: int | None = None, lifeline=No
     _QUEUE = queue
 
 
-# A job returns one entry per run: ("trained", summary), ("done", summary) when it was already finished, or
-# ("elsewhere", {"run_id": ..., "owner": pid}) when another process holds its claim.
-Entry = tuple[str, dict[str, Any]]
-ProgressFn = Callable[[int, int], None]
-
-
-def claim_runs(store: ResultsStore, cfgs: list[RunConfig]) -> tuple[list[Entry], list[Claim], list[RunConfig]]:
-    """Claim the runs of a job that are still to do: ``(entries, claims, todo)`` where ``entries`` are the
-    runs already finished ("done") or claimed by another live process ("elsewhere"), ``claims`` the claims
-    taken (release them once the runs are written) and ``todo`` the runs to train."""
-    entries: list[Entry] = []
-    claims: list[Claim] = []
-    todo: list[RunConfig] = []
-    try:
-        for c in cfgs:
-            if store.is_done(c.run_id):
-                entries.append(("done", store.summary(c.run_id)))
-                continue
-            cl = store.claim(c.run_id)
-            if cl is None:
-                entries.append(("elsewhere", {"run_id": c.run_id, "owner": store.claim_owner(c.run_id)}))
-            elif store.is_done(c.run_id):  # finished by another process between our check and our claim
-                cl.release()
-                entries.append(("done", store.summary(c.run_id)))
-            else:
-                claims.append(cl)
-                todo.append(c)
-    except BaseException:
-        for cl in claims:
-            cl.release()
-        raise
-    return entries, claims, todo
-
-
-def train_job(todo: list[RunConfig], *, packed: bool, progress: ProgressFn | None = None,
-              on_result: Callable[[Any], Any] | None = None) -> list[Any]:
-    """Train the runs of one job: a pack trained together (:func:`seglab.train.packed.train_pack`) when
-    ``packed``, else the single run (:func:`seglab.train.loop.train_run`). Returns the ``RunResult`` s;
-    ``on_result(result)`` is called as soon as each one is final. The one training path of every engine."""
-    every = max(1, todo[0].steps // 50)
-    if packed:
-        from seglab.train.packed import train_pack
-
-        return train_pack(todo, progress=progress, progress_every=every, on_result=on_result)
-    from seglab.train.loop import train_run
-
-    (cfg,) = todo
-    res = train_run(cfg, progress=progress, progress_every=every)
-    if on_result is not None:
-        on_result(res)
-    return [res]
-
-
 def _queue_progress(jid: str) -> ProgressFn:
     q = _QUEUE
 
     def progress(done: int, total: int) -> None:
         if q is not None:
-            try:
+            with contextlib.suppress(Exception):  # progress is a nicety: a full or closed queue is ignored
                 q.put_nowait((jid, done, total))
-            except Exception:
-                pass
 
     return progress
 
 
-def _job_id(job: list[RunConfig]) -> str:
-    return job[0].run_id if len(job) == 1 else f"pack-{job[0].run_id}-{len(job)}"
-
-
-def _job_label(job: list[RunConfig]) -> str:
-    if len(job) == 1:
-        return job[0].label
-    c = job[0]
-    norm = c.model_kw.get("norm", "batch")
-    opt = f"{c.optimizer} lr={c.lr:g}" + (f" mom={c.momentum:g}" if c.optimizer == "sgd" else "")
-    return f"pack of {len(job)}: {c.model} norm={norm} | {opt}"
-
-
-def _run_job(job: list[RunConfig], out: str) -> list[Entry]:
+def _run_job(job: list[RunSpec], out: str) -> list[Entry]:
     """A local worker's task: claim, train (each run written as soon as it is final), release. A pack (a job
     of several runs) trains the runs not claimed elsewhere together."""
     store = ResultsStore(out)
-    cfgs = [RunConfig.from_dict(c.to_dict()) for c in job]
-    entries, claims, todo = claim_runs(store, cfgs)
+    entries, claims, todo = claim_runs(store, job)
     try:
         if todo:
-            results = train_job(todo, packed=len(job) > 1, progress=_queue_progress(_job_id(job)),
+            results = train_job(todo, packed=len(job) > 1, progress=_queue_progress(job_id(job)),
                                 on_result=store.write_run)
             entries += [("trained", r.summary) for r in results]
         return entries
@@ -201,22 +125,17 @@ def _run_job(job: list[RunConfig], out: str) -> list[Entry]:
             cl.release()
 
 
-def make_jobs(pending: list[RunConfig], workers: int, pack: bool = True) -> list[list[RunConfig]]:
-    """Units of work: packs of runs trained together (``pack=True``, packable runs, see
-    :mod:`seglab.train.packed`) or single runs. Packs are capped at two thirds of one worker's share,
-    ``ceil(len(pending) / workers) * 2 // 3`` runs, so that no job is more than 2/3 of a worker's work (balance; a
-    killed or interrupted worker loses at most one pack); the largest jobs come first. (The chlebus2018 preset's
-    packs, 45 Adam and 75 SGD runs per norm, are below the cap of 80.)"""
-    if not pack:
-        return [[r] for r in pending]
-    from seglab.train.packed import group_packs
-
+def make_jobs(pending: list[RunSpec], workers: int, pack: bool = True) -> list[list[RunSpec]]:
+    """Units of work (:meth:`seglab.train.trainer.Trainer.plan`): packs of runs trained together (``pack=True``,
+    packable runs, see :mod:`seglab.train.packed`) or single runs. Packs are capped at two thirds of one worker's
+    share, ``ceil(len(pending) / workers) * 2 // 3`` runs, so that no job is more than 2/3 of a worker's work
+    (balance; a killed or interrupted worker loses at most one pack); the largest jobs come first."""
     cap = max(1, -(-len(pending) // max(1, workers)) * 2 // 3)
-    jobs = group_packs(pending, max_size=cap)
+    jobs = Trainer(pack=pack).plan(pending, max_pack=cap)
     return sorted(jobs, key=len, reverse=True)
 
 
-def plan(grid: dict[str, Any], *, shard=None, run_index=None) -> list[RunConfig]:
+def plan(grid: dict[str, Any], *, shard=None, run_index=None) -> list[RunSpec]:
     """Expand, validate (raises ConfigError before anything runs) and select this invocation's runs."""
     runs = validate_runs(expand(grid))
     return select(runs, shard=shard, run_index=run_index)
@@ -285,7 +204,7 @@ def run_sweep(grid: dict[str, Any], out: str | Path, *, workers: int = 2, thread
     if workers <= 0:
         workers = max(1, os.cpu_count() or 1)
 
-    def execute(todo: list[RunConfig]) -> None:
+    def execute(todo: list[RunSpec]) -> None:
         if engine == "ray":
             _run_ray(todo, store, outcome, workers=workers, threads=threads, pack=pack, address=address,
                      show_progress=show_progress, console=console, progress_every=progress_every)
@@ -318,8 +237,8 @@ def _held_elsewhere(store: ResultsStore, run_id: str) -> bool:
     return False
 
 
-def _wait_for_others(runs: list[RunConfig], store: ResultsStore, outcome: SweepOutcome,
-                     execute: Callable[[list[RunConfig]], None], console) -> None:
+def _wait_for_others(runs: list[RunSpec], store: ResultsStore, outcome: SweepOutcome,
+                     execute: Callable[[list[RunSpec]], None], console) -> None:
     """Concurrent sweeps (or compares) on one results folder: the runs another live process held when this one
     reached them (``outcome.waiting``) are waited for, never counted as failed. Each one is named once on
     stderr; a run whose holder ends without writing it (killed, interrupted) is trained here. Ctrl-C/SIGTERM
@@ -342,7 +261,7 @@ def _wait_for_others(runs: list[RunConfig], store: ResultsStore, outcome: SweepO
                         break
                     time.sleep(WAIT_POLL_S)
         except KeyboardInterrupt as e:
-            _interrupted(outcome, e)
+            interrupted(outcome, e)
             return
         if outcome.interrupted:
             return
@@ -368,7 +287,7 @@ def _run_ray(pending, store, outcome, *, workers, threads, pack, address, show_p
             with _signals_interrupt(outcome):
                 ray_engine.run_jobs(ray, jobs, store, outcome, threads=threads, progress=progress, console=console)
     except KeyboardInterrupt as e:  # during Ray's start or shutdown
-        _interrupted(outcome, e)
+        interrupted(outcome, e)
 
 
 def _warn(console, line: str) -> None:
@@ -407,10 +326,8 @@ def _signals_interrupt(outcome: SweepOutcome):
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 old[sig] = signal.signal(sig, handler)
-            except (ValueError, OSError):
-                pass
     try:
         yield
     finally:
@@ -420,26 +337,7 @@ def _signals_interrupt(outcome: SweepOutcome):
             outcome.interrupted, outcome.signal = True, fired[0]
 
 
-def _interrupted(outcome: SweepOutcome, e: BaseException) -> None:
-    outcome.interrupted = True
-    outcome.signal = getattr(e, "signum", int(signal.SIGINT))
-
-
-def _account(outcome: SweepOutcome, entry: Entry) -> None:
-    kind, summary = entry
-    if kind == "elsewhere":
-        outcome.elsewhere += 1
-        outcome.waiting.append(str(summary.get("run_id")))
-        return
-    if kind == "done":
-        outcome.skipped += 1
-        return
-    outcome.finished += 1
-    if summary.get("status") == "diverged":
-        outcome.diverged += 1
-
-
-def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
+def _run_inline(jobs: list[list[RunSpec]], store: ResultsStore, outcome: SweepOutcome, threads: int) -> None:
     """The jobs one after the other in this process, with ``threads`` torch threads; the caller's thread count
     and CPU random generator state are restored however this ends (a library call leaves no process-global
     state changed)."""
@@ -451,9 +349,9 @@ def _run_inline(jobs: list[list[RunConfig]], store: ResultsStore, outcome: Sweep
         with torch.random.fork_rng(devices=[]):  # packed runs seed torch's CPU generator: the caller's is kept
             for job in jobs:
                 for entry in _run_job(job, str(store.root)):
-                    _account(outcome, entry)
+                    account(outcome, entry)
     except KeyboardInterrupt as e:
-        _interrupted(outcome, e)
+        interrupted(outcome, e)
     finally:
         torch.set_num_threads(before)
 
@@ -491,14 +389,14 @@ class SweepProgress:
     (regularly, from the loop that waits for jobs).
     """
 
-    def __init__(self, jobs: list[list[RunConfig]], console, *, show: bool = True,
+    def __init__(self, jobs: list[list[RunSpec]], console, *, show: bool = True,
                  every_s: float | None = None, terminal: bool | None = None) -> None:
         self.console, self.show = console, show
         self.every_s = PROGRESS_EVERY_S if every_s is None else float(every_s)
         self.terminal = bool(getattr(console, "is_terminal", False)) if terminal is None else terminal
         self.total = sum(len(j) for j in jobs)
-        self.sizes = {_job_id(j): len(j) for j in jobs}
-        self.labels = {_job_id(j): _job_label(j) for j in jobs}
+        self.sizes = {job_id(j): len(j) for j in jobs}
+        self.labels = {job_id(j): job_label(j) for j in jobs}
         self.done = 0
         self.failed = 0
         self.frac: dict[str, float] = {}  # job id -> fraction of its steps done (jobs in flight)
@@ -594,11 +492,11 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console, pr
                         rid, d, tot = queue.get_nowait()
                     except Exception:
                         break
-                    if any(_job_id(futures[f]) == rid for f in remaining):  # not a late message of a finished job
+                    if any(job_id(futures[f]) == rid for f in remaining):  # not a late message of a finished job
                         progress.step(rid, d, tot)
                 for f in finished:
                     job = futures[f]
-                    jid = _job_id(job)
+                    jid = job_id(job)
                     try:
                         entries = f.result()
                     except BrokenProcessPool:
@@ -612,16 +510,14 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console, pr
                         progress.job_done(jid, len(job) - len(lost), len(lost))
                         console.print(f"[red]{escape(jid)} failed:[/red] " + escape(f"{type(e).__name__}: {e}"))
                         continue
-                    _account_entries(outcome, entries, console)
+                    account_entries(outcome, entries, console)
                     progress.job_done(jid, len(entries))
                 progress.tick()
     except KeyboardInterrupt as e:
-        _interrupted(outcome, e)
+        interrupted(outcome, e)
         for p in list((getattr(ex, "_processes", None) or {}).values()):
-            try:
+            with contextlib.suppress(Exception):
                 p.terminate()
-            except Exception:
-                pass
     finally:
         procs = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=not outcome.interrupted, cancel_futures=True)
@@ -635,31 +531,13 @@ def _run_pool(jobs, store, outcome, workers, threads, show_progress, console, pr
         for c in (lifeline_w, lifeline_r):
             with contextlib.suppress(Exception):
                 c.close()
-    _report_failed(outcome, console)
+    report_failed(outcome, console)
 
 
-def _account_entries(outcome: SweepOutcome, entries: list[Entry], console) -> None:
-    """Count a finished job's entries; a diverged run gets one line."""
-    from rich.markup import escape
-
-    for kind, s in entries:
-        _account(outcome, (kind, s))
-        if kind == "trained" and s.get("status") == "diverged":
-            console.print(f"[yellow]diverged[/yellow] at step {s.get('diverged_step')}: " + escape(s.get("label", "")),
-                          soft_wrap=True)
-
-
-def _report_failed(outcome: SweepOutcome, console) -> None:
-    if outcome.failed and not outcome.interrupted:
-        console.print(f"[red]{len(outcome.failed)} run(s) did not finish (a worker died or raised); "
-                      "re-run the same command to redo them.[/red]")
-
-
-def _run_distributed(grid, runs: list[RunConfig], store: ResultsStore, t0: float, console=None) -> SweepOutcome:
+def _run_distributed(grid, runs: list[RunSpec], store: ResultsStore, t0: float, console=None) -> SweepOutcome:
     """Under torchrun: the runs one after the other, each data-parallel over all ranks; the process group is
     shut down cleanly (barrier, destroy) on every way out."""
     from seglab.train import distributed as D
-    from seglab.train.loop import train_run
 
     with D.process_group() as info:
         if info.is_main:
@@ -676,12 +554,12 @@ def _run_distributed(grid, runs: list[RunConfig], store: ResultsStore, t0: float
         pending = [r for r in runs if r.run_id not in done]
         outcome = SweepOutcome(total=len(runs), skipped=len(runs) - len(pending))
         for i, r in enumerate(pending):
-            res = train_run(r, info=info)
+            res = Trainer(info=info).run(r)
             if info.is_main:
                 store.write_run(res)
                 print(f"[{i + 1}/{len(pending)}] {res.summary['status']} converged={res.summary['converged']} {r.label}",
                       flush=True)
-            _account(outcome, ("trained", res.summary))
+            account(outcome, ("trained", res.summary))
             D.barrier(info)
         if info.is_main:
             store.write_summary_table()

@@ -1,21 +1,30 @@
-"""Training: one run = model × task × loss × optimizer × seed × steps × batch size.
+"""Training: one run = model × task × loss × optimizer × seed × steps × batch size, given as a frozen
+:class:`RunSpec`; the one :class:`Trainer` returns a :class:`RunRecord`.
 
 Example::
 
-    from seglab.train import RunConfig, train_run
-    res = train_run(RunConfig(loss="study_dicefg", task="threshold", task_kw={"fg_ratio": 0.95},
-                              model="tiny", model_kw={"norm": None}, optimizer="adam", lr=1e-3,
-                              steps=2000, batch_size=2, seed=0))
-    res.summary["converged"], res.steps["gnorm/study_cce"][:5], res.evals[-1]["dice"]
+    from seglab.train import RunSpec, Trainer
+    rec = Trainer().run(RunSpec(loss="dice[include_background=false]", task="threshold", task_kw={"fg_ratio": 0.95},
+                                model="tiny", model_kw={"norm": None}, optimizer="adam", lr=1e-3,
+                                steps=2000, batch_size=2, seed=0))
+    rec.summary["converged"], rec.steps["train_loss"][:5], rec.evals[-1]["dice"]
+
+``RunConfig`` and ``RunResult`` are the earlier names of :class:`RunSpec` and :class:`RunRecord`, kept for
+user scripts.
 """
 
-from .config import ConfigError, RunConfig, resolve, validate_runs
+from .config import ConfigError, RunConfig, RunSpec, TaskFacts, resolve, validate_runs
 from .distributed import DistInfo
 from .evaluate import convergence, evaluate, meets
-from .loop import RunResult, summarize, train_run
-from .specs import STUDY_LOSSES, build_loss, default_monitors, resolve_loss
+from .loop import summarize, train_run
+from .record import RunRecord
+from .specs import build_loss, default_monitors, resolve_loss
+from .trainer import Trainer
+
+RunResult = RunRecord
 
 __all__ = [
-    "RunConfig", "RunResult", "ConfigError", "DistInfo", "train_run", "validate_runs", "resolve", "summarize",
-    "evaluate", "convergence", "meets", "STUDY_LOSSES", "build_loss", "default_monitors", "resolve_loss",
+    "RunSpec", "RunRecord", "TaskFacts", "Trainer", "RunConfig", "RunResult", "ConfigError", "DistInfo",
+    "train_run", "validate_runs", "resolve", "summarize", "evaluate", "convergence", "meets",
+    "build_loss", "default_monitors", "resolve_loss",
 ]

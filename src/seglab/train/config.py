@@ -1,7 +1,8 @@
-"""One run's configuration (:class:`RunConfig`), its stable id, and validation before anything runs."""
+"""One run's configuration (:class:`RunSpec`), its stable id, and validation before anything runs."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -14,7 +15,9 @@ from typing import Any
 from collections.abc import Iterable
 
 from .specs import canonical_spec as _canonical_spec
-from .specs import STUDY_CONVERGE, run_monitors, study_task
+from seglab.studies import STUDY_CONVERGE, study_task
+
+from .specs import run_monitors
 
 OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
@@ -119,7 +122,7 @@ def _task_error(name: str, e: Exception) -> str:
     return msg
 
 
-#: the trainer options of :class:`RunConfig` and their defaults (off): augmentation (names of
+#: the trainer options of :class:`RunSpec` and their defaults (off): augmentation (names of
 #: :data:`seglab.train.augment.AUGMENTS`), the learning-rate schedule (``cosine``, ``poly``; ``warmup`` steps of
 #: linear warm-up), weight decay (decoupled, AdamW, for adam; L2 for sgd), gradient clipping (the global norm),
 #: mixed precision (``bf16``: CPU or CUDA autocast; ``fp16``: CUDA with a gradient scaler). At their defaults they
@@ -130,7 +133,7 @@ SCHEDULES = ("cosine", "poly")
 AMP_DTYPES = ("bf16", "fp16")
 
 
-def _trainer_option_errors(cfg: RunConfig) -> list[str]:
+def _trainer_option_errors(cfg: RunSpec) -> list[str]:
     from .augment import check_augment
 
     out = []
@@ -156,12 +159,12 @@ def _trainer_option_errors(cfg: RunConfig) -> list[str]:
     return out
 
 
-def lr_factor(cfg: RunConfig, step: int) -> float:
+def lr_factor(cfg: RunSpec, step: int) -> float:
     """The learning rate of step ``step`` (0-based) over ``cfg.lr``: linear warm-up over ``cfg.warmup`` steps
     (``(step + 1) / warmup``), then 1 (no schedule), ``(1 + cos(pi t)) / 2`` (cosine) or ``(1 - t) ** 0.9``
     (poly), ``t`` the fraction of the steps after the warm-up done.
 
-    >>> c = RunConfig(loss="ce", steps=10, schedule="cosine", warmup=2)
+    >>> c = RunSpec(loss="ce", steps=10, schedule="cosine", warmup=2)
     >>> [round(lr_factor(c, k), 3) for k in (0, 1, 2, 6, 9)]
     [0.5, 1.0, 1.0, 0.5, 0.038]
     """
@@ -191,9 +194,32 @@ class ConfigError(ValueError):
         self.model_problem: str | None = None  # the one error found, when it is the model's (``--model``)
 
 
-@dataclass
-class RunConfig:
-    """model × task × loss × optimizer × seed × steps × batch size (+ monitoring and convergence settings).
+@dataclass(frozen=True)
+class TaskFacts:
+    """What a run needs to know of its task, read once from the constructed task (:meth:`of`): its mode, classes,
+    channels, spatial dims, void label, the spatial shape of one sample, and its configuration. Trainer
+    strategies, monitor defaults and reports read these facts instead of building the task again."""
+
+    mode: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    in_channels: int
+    spatial_dims: int
+    ignore_index: int | None = None
+    sample_shape: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, task: Any) -> TaskFacts:
+        """The facts of a constructed task (one validation sample gives the spatial shape)."""
+        xv = task.validation()[0]
+        return cls(mode=str(task.mode), num_classes=int(task.num_classes), class_names=tuple(task.class_names),
+                   in_channels=int(task.in_channels), spatial_dims=int(task.spatial_dims),
+                   ignore_index=getattr(task, "ignore_index", None), sample_shape=tuple(int(n) for n in xv.shape[2:]))
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run, frozen and typed: model × task × loss × optimizer × seed × steps × batch size (+ monitoring and convergence settings).
 
     ``loss`` and ``monitors`` are :func:`seglab.get_loss` specs; :func:`resolve` records each as
     :func:`~seglab.losses.registry.canonical_spec` writes it (a bare name such as ``study_dice`` as given, any
@@ -234,9 +260,19 @@ class RunConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = None
     amp: str | None = None
+    #: the task's facts, filled in by :func:`resolve` (not part of the run's id or its written configuration)
+    facts: TaskFacts | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The configuration as written (``config.json``, ``summary.json``, checkpoints): every field but
+        :attr:`facts`; :meth:`from_dict` reads it back."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "facts"}
+
+    def replace(self, **changes: Any) -> RunSpec:
+        """A copy with ``changes`` (the spec is frozen); the task's facts are kept unless the task changes."""
+        if {"task", "task_kw"} & set(changes):
+            changes.setdefault("facts", None)
+        return dataclasses.replace(self, **changes)
 
     def trainer_options(self) -> dict[str, Any]:
         """The trainer options (:data:`TRAINER_DEFAULTS`) that are set, i.e. not at their defaults."""
@@ -244,8 +280,9 @@ class RunConfig:
         return {k: d[k] for k, v in TRAINER_DEFAULTS.items() if d[k] != v and d[k] != []}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        """A spec from its written configuration (:meth:`to_dict`); unknown fields raise :class:`ConfigError`."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"facts"}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown run field(s) {unknown}; known: {sorted(names)}")
@@ -282,22 +319,25 @@ def canonical_spec(spec: str, mode: str) -> str:
     return _canonical_spec(spec, mode)
 
 
-def _task_cache_key(cfg: RunConfig) -> str:
+def _task_cache_key(cfg: RunSpec) -> str:
     return json.dumps([cfg.task, cfg.task_kw], sort_keys=True, default=str)
 
 
-def resolve(cfg: RunConfig, task=None) -> RunConfig:
-    """Canonicalise names and fill in defaults that depend on the task (the monitor set).
+def resolve(cfg: RunSpec, task: Any = None) -> RunSpec:
+    """Canonicalise names and fill in what depends on the task: its facts (:class:`TaskFacts`, read from
+    ``task``, else kept from ``cfg.facts``; the task is constructed only when neither is there) and the monitor
+    set. Resolving a resolved spec gives it back unchanged.
 
     Raises ValueError for a loss or monitor spec that is malformed or does not apply to the task's mode."""
-    if task is None:
+    facts = TaskFacts.of(task) if task is not None else cfg.facts
+    if facts is None:
         from seglab.data import create_task
 
-        task = create_task(cfg.task, **cfg.task_kw)
+        facts = TaskFacts.of(create_task(cfg.task, **cfg.task_kw))
     d = cfg.to_dict()
-    d["loss"] = canonical_spec(cfg.loss, task.mode)
-    mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, task.mode)
-    d["monitors"] = list(dict.fromkeys(canonical_spec(m, task.mode) for m in mons))
+    d["loss"] = canonical_spec(cfg.loss, facts.mode)
+    mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, facts.mode)
+    d["monitors"] = list(dict.fromkeys(canonical_spec(m, facts.mode) for m in mons))
     if cfg.converge is None and study_task(cfg.task):
         d["converge"] = dict(STUDY_CONVERGE)
     d["optimizer"] = cfg.optimizer.lower()
@@ -306,10 +346,10 @@ def resolve(cfg: RunConfig, task=None) -> RunConfig:
     d["augment"] = list(cfg.augment) if cfg.augment else None
     d["weight_decay"] = float(cfg.weight_decay)
     d["grad_clip"] = float(cfg.grad_clip) if cfg.grad_clip is not None else None
-    return RunConfig(**d)
+    return RunSpec(**d, facts=facts)
 
 
-def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunConfig]:
+def validate_runs(runs: Iterable[RunSpec], *, build: bool = True) -> list[RunSpec]:
     """Check every run (names, ranges, loss/task compatibility) and return them resolved.
 
     Raises :class:`ConfigError` listing every problem found, before any run starts. Every loss and monitor
@@ -323,136 +363,169 @@ def validate_runs(runs: Iterable[RunConfig], *, build: bool = True) -> list[RunC
         return _validate_runs(runs, build=build)
 
 
-def _validate_runs(runs: Iterable[RunConfig], *, build: bool) -> list[RunConfig]:
-    from seglab.data import create_task
+def _field_errors(cfg: RunSpec) -> list[str]:
+    """The problems of a spec's own fields (names, types, ranges), before any task or loss is built. The task's
+    options are its constructor's to check (:func:`_task_error`)."""
+    out: list[str] = []
+    if cfg.optimizer.lower() not in OPTIMIZERS:
+        out.append(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if not (_real(cfg.lr) and cfg.lr > 0):
+        out.append(f"learning rate must be a number > 0, got {cfg.lr!r}")
+    if not (_real(cfg.momentum) and 0.0 <= float(cfg.momentum) < 1.0):
+        out.append(f"momentum must be a number in [0, 1), got {cfg.momentum!r}")
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, numbers.Integral):
+        out.append(f"seed must be an integer, got {cfg.seed!r}")
+    for name in ("steps", "batch_size", "eval_every", "grad_norm_every"):
+        v = getattr(cfg, name)
+        low = 0 if name == "grad_norm_every" else 1
+        if not (isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_STEPS):
+            out.append(f"{name} must be an integer >= {low}{' (0 = off)' if low == 0 else ''} and <= {MAX_STEPS:,}, "
+                       f"got {v!r}")
+    out += _trainer_option_errors(cfg)
+    return out + _converge_errors(cfg.converge)
 
-    errors: list[str] = []
-    problems: list[tuple[str, Any, str]] = []
-    out: list[RunConfig] = []
-    tasks: dict[str, Any] = {}
-    checked: set[str] = set()
 
-    unfielded = [0]
-    model_problems: list[str] = []
-
-    def err(cfg: RunConfig, msg: str, problem: tuple[str, Any, str] | None = None) -> None:
-        line = f"[{cfg.label}] {msg}"
-        if line not in errors:
-            errors.append(line)
-            if problem is None:
-                unfielded[0] += 1
-            elif problem not in problems:
-                problems.append(problem)
-
-    for cfg in runs:
-        ok = True
-        fg = cfg.task_kw.get("fg_ratio")
-        if fg is not None and not (isinstance(fg, (int, float)) and 0.0 < float(fg) < 1.0):
-            err(cfg, f"fg_ratio must lie in the open interval (0, 1), got {fg!r}")
-            ok = False
-        if cfg.optimizer.lower() not in OPTIMIZERS:
-            err(cfg, f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
-            ok = False
-        if not (_real(cfg.lr) and cfg.lr > 0):
-            err(cfg, f"learning rate must be a number > 0, got {cfg.lr!r}")
-            ok = False
-        if not (_real(cfg.momentum) and 0.0 <= float(cfg.momentum) < 1.0):
-            err(cfg, f"momentum must be a number in [0, 1), got {cfg.momentum!r}")
-            ok = False
-        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, numbers.Integral):
-            err(cfg, f"seed must be an integer, got {cfg.seed!r}")
-            ok = False
-        for name in ("steps", "batch_size", "eval_every", "grad_norm_every"):
-            v = getattr(cfg, name)
-            low = 0 if name == "grad_norm_every" else 1
-            if not (isinstance(v, int) and not isinstance(v, bool) and low <= v <= MAX_STEPS):
-                err(cfg, f"{name} must be an integer >= {low}{' (0 = off)' if low == 0 else ''} and <= {MAX_STEPS:,}, "
-                    f"got {v!r}")
-                ok = False
-        for msg in _trainer_option_errors(cfg):
-            err(cfg, msg)
-            ok = False
-        conv = cfg.converge if isinstance(cfg.converge, dict) else {}
-        if cfg.converge is not None and not isinstance(cfg.converge, dict):
-            err(cfg, f"converge must be a mapping {{metric, threshold}}, got {cfg.converge!r}")
-            ok = False
-        unknown = sorted(set(conv) - set(CONVERGE_KEYS))
-        if unknown:
-            err(cfg, f"converge: unknown option(s) {', '.join(map(repr, unknown))}; known: {', '.join(CONVERGE_KEYS)}")
-            ok = False
-        cm = conv.get("metric", "mean_dice")
-        if cm not in CONVERGE_METRICS:
-            err(cfg, f"unknown convergence metric {cm!r}; choose one of {', '.join(CONVERGE_METRICS)}")
-            ok = False
-        if "threshold" in conv and not (_real(conv["threshold"]) and 0.0 <= float(conv["threshold"]) <= 1.0):
-            err(cfg, f"converge threshold must be a number in [0, 1] ({cm} lies in [0, 1]), got {conv['threshold']!r}")
-            ok = False
-        if not ok:
-            continue
-        key = _task_cache_key(cfg)
-        if key not in tasks:
-            try:
-                tasks[key] = create_task(cfg.task, **cfg.task_kw)
-            except (ValueError, TypeError) as e:
-                tasks[key] = e
-        task = tasks[key]
-        if isinstance(task, Exception):
-            err(cfg, f"task: {_task_error(cfg.task, task)}")
-            continue
-        mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, task.mode)
-        for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
-            try:  # builds the loss: names, options, mode rules and the constructor's checks
-                canonical_spec(spec, task.mode)
-            except (ValueError, TypeError) as e:
-                what = "training loss" if fld == "loss" else f"monitor {spec!r}"
-                err(cfg, f"{what}: {e}", (fld, spec, str(e)))
-                ok = False
-        if not ok:
-            continue
-        void = getattr(task, "ignore_index", None)
-        for fld, spec in [("loss", cfg.loss), *(("monitors", m) for m in mons)]:
-            try:
-                _check_loss_channels(spec, task.mode, task.num_classes)
-                if void is not None:
-                    from .specs import build_loss
-
-                    build_loss(spec, task.mode, ignore_index=void)
-            except (ValueError, TypeError) as e:
-                what = "training loss" if fld == "loss" else f"monitor {spec!r}"
-                err(cfg, f"{what}: {e}", (fld, spec, str(e)))
-                ok = False
-        if not ok:
-            continue
-        rcfg = resolve(cfg, task)
-        if build:
-            from seglab.models import create_model
-
-            k = json.dumps([cfg.model, cfg.model_kw, task.in_channels, task.num_classes, task.spatial_dims], sort_keys=True, default=str)
-            if k not in checked:
-                checked.add(k)
-                try:
-                    net = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
-                                       spatial_dims=task.spatial_dims, **cfg.model_kw)
-                except (ValueError, TypeError) as e:
-                    err(cfg, f"model: {e}")
-                    model_problems.append(str(e))
-                    ok = False
-                else:
-                    try:
-                        if user_model(cfg.model):
-                            check_model_contract(net, task, task.validation()[0][:1])
-                    except ValueError as e:
-                        err(cfg, f"model {cfg.model!r}: {e}")
-                        model_problems.append(f"{cfg.model}: {e}")
-                        ok = False
-        if ok:
-            out.append(rcfg)
-    if len(errors) == 1:
-        e = ConfigError(f"configuration error, nothing was run: {errors[0]}", problems, only_fields=not unfielded[0])
-        e.model_problem = model_problems[0] if model_problems else None
-        raise e
-    if errors:
-        head = f"{len(errors)} configuration error(s); nothing was run:\n  "
-        raise ConfigError(head + "\n  ".join(errors[:50]) + ("\n  ..." if len(errors) > 50 else ""), problems,
-                          only_fields=not unfielded[0])
+def _converge_errors(converge: Any) -> list[str]:
+    """The problems of a ``converge`` setting (None, or ``{metric, threshold}``)."""
+    if converge is None:
+        return []
+    if not isinstance(converge, dict):
+        return [f"converge must be a mapping {{metric, threshold}}, got {converge!r}"]
+    out = []
+    unknown = sorted(set(converge) - set(CONVERGE_KEYS))
+    if unknown:
+        out.append(f"converge: unknown option(s) {', '.join(map(repr, unknown))}; known: {', '.join(CONVERGE_KEYS)}")
+    cm = converge.get("metric", "mean_dice")
+    if cm not in CONVERGE_METRICS:
+        out.append(f"unknown convergence metric {cm!r}; choose one of {', '.join(CONVERGE_METRICS)}")
+    t = converge.get("threshold", 0.0)
+    if not (_real(t) and 0.0 <= float(t) <= 1.0):
+        out.append(f"converge threshold must be a number in [0, 1] ({cm} lies in [0, 1]), got {t!r}")
     return out
+
+
+class _Checker:
+    """The state of one :func:`validate_runs` call: the errors found (each line once), the field-tied problems,
+    and the tasks and models built so far (each distinct one once)."""
+
+    def __init__(self, build: bool) -> None:
+        self.build = build
+        self.errors: list[str] = []
+        self.problems: list[tuple[str, Any, str]] = []
+        self.unfielded = 0
+        self.model_problems: list[str] = []
+        self.tasks: dict[str, Any] = {}
+        self.models: set[str] = set()
+
+    def err(self, cfg: RunSpec, msg: str, problem: tuple[str, Any, str] | None = None) -> None:
+        line = f"[{cfg.label}] {msg}"
+        if line in self.errors:
+            return
+        self.errors.append(line)
+        if problem is None:
+            self.unfielded += 1
+        elif problem not in self.problems:
+            self.problems.append(problem)
+
+    def task(self, cfg: RunSpec) -> Any:
+        """The run's task, constructed once per distinct (name, options); the constructor's error otherwise."""
+        from seglab.data import create_task
+
+        key = json.dumps([cfg.task, cfg.task_kw], sort_keys=True, default=str)
+        if key not in self.tasks:
+            try:
+                self.tasks[key] = create_task(cfg.task, **cfg.task_kw)
+            except (ValueError, TypeError) as e:
+                self.tasks[key] = e
+        return self.tasks[key]
+
+    def losses_ok(self, cfg: RunSpec, task: Any) -> bool:
+        """Build the loss and every monitor on the task (names, options, mode rules, per-class lengths, void)."""
+        mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, task.mode)
+        specs = [("loss", cfg.loss), *(("monitors", m) for m in mons)]
+        void = getattr(task, "ignore_index", None)
+        for stage in (0, 1):  # first every spec's own checks, then the checks against the task
+            ok = True
+            for fld, spec in specs:
+                try:
+                    if stage == 0:
+                        canonical_spec(spec, task.mode)
+                    else:
+                        _check_loss_channels(spec, task.mode, task.num_classes)
+                        if void is not None:
+                            from .specs import build_loss
+
+                            build_loss(spec, task.mode, ignore_index=void)
+                except (ValueError, TypeError) as e:  # noqa: PERF203 (each spec's error is reported, once per task)
+                    what = "training loss" if fld == "loss" else f"monitor {spec!r}"
+                    self.err(cfg, f"{what}: {e}", (fld, spec, str(e)))
+                    ok = False
+            if not ok:
+                return False
+        return True
+
+    def model_ok(self, cfg: RunSpec, task: Any) -> bool:
+        """Construct the run's model once per distinct (model, options, task shape); a user's model also gets
+        one dry forward (:func:`check_model_contract`)."""
+        from seglab.models import create_model
+
+        k = json.dumps([cfg.model, cfg.model_kw, task.in_channels, task.num_classes, task.spatial_dims],
+                       sort_keys=True, default=str)
+        if not self.build or k in self.models:
+            return True
+        self.models.add(k)
+        try:
+            net = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
+                               spatial_dims=task.spatial_dims, **cfg.model_kw)
+        except (ValueError, TypeError) as e:
+            self.err(cfg, f"model: {e}")
+            self.model_problems.append(str(e))
+            return False
+        try:
+            if user_model(cfg.model):
+                check_model_contract(net, task, task.validation()[0][:1])
+        except ValueError as e:
+            self.err(cfg, f"model {cfg.model!r}: {e}")
+            self.model_problems.append(f"{cfg.model}: {e}")
+            return False
+        return True
+
+    def check(self, cfg: RunSpec) -> RunSpec | None:
+        """The resolved spec, or None after recording its problems."""
+        errs = _field_errors(cfg)
+        for msg in errs:
+            self.err(cfg, msg)
+        if errs:
+            return None
+        task = self.task(cfg)
+        if isinstance(task, Exception):
+            self.err(cfg, f"task: {_task_error(cfg.task, task)}")
+            return None
+        if not self.losses_ok(cfg, task):
+            return None
+        rcfg = resolve(cfg, task)
+        return rcfg if self.model_ok(cfg, task) else None
+
+    def raise_errors(self) -> None:
+        """Raise the :class:`ConfigError` of the errors found (none: nothing happens)."""
+        if not self.errors:
+            return
+        if len(self.errors) == 1:
+            e = ConfigError(f"configuration error, nothing was run: {self.errors[0]}", self.problems,
+                            only_fields=not self.unfielded)
+            e.model_problem = self.model_problems[0] if self.model_problems else None
+            raise e
+        head = f"{len(self.errors)} configuration error(s); nothing was run:\n  "
+        more = "\n  ..." if len(self.errors) > 50 else ""
+        raise ConfigError(head + "\n  ".join(self.errors[:50]) + more, self.problems, only_fields=not self.unfielded)
+
+
+def _validate_runs(runs: Iterable[RunSpec], *, build: bool) -> list[RunSpec]:
+    checker = _Checker(build)
+    out = [r for r in (checker.check(cfg) for cfg in runs) if r is not None]
+    checker.raise_errors()
+    return out
+
+
+#: the earlier name of :class:`RunSpec`, kept for the public ``seglab.train.RunConfig`` (user scripts, notebooks)
+RunConfig = RunSpec

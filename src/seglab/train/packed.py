@@ -27,7 +27,7 @@ batch size, steps, validation and monitoring settings are trained as ``R`` group
 * Validation: each run's slice of the weights (and running statistics) is loaded into a plain model of its own
   and evaluated with :func:`~seglab.train.evaluate.evaluate`, so metrics are those of single runs.
 
-Results are :class:`~seglab.train.loop.RunResult` s with the same records and summary (via
+Results are :class:`~seglab.train.loop.RunRecord` s with the same records and summary (via
 :func:`~seglab.train.loop.summarize`) as ``train_run``; the summary adds ``pack_size`` and ``wall_s`` is the
 run's share (pack wall time / pack size).
 """
@@ -44,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import RunConfig, measures_grad_norms, resolve
+from .config import RunSpec, measures_grad_norms, resolve
 from .evaluate import evaluate
-from .loop import RunResult, _make_optimizer, summarize
+from .loop import _make_optimizer, summarize
+from .record import RunRecord
 
 PACKABLE_MODELS = ("tiny",)
 PACKABLE_TASKS = ("threshold",)
@@ -55,30 +56,22 @@ _CE_KEYS = {"clip_eps"}  # the study's clipped CCE (ce[clip_eps=1e-07], study_cc
 _MODEL_KEYS = {"width", "norm", "init", "conv_bias", "bn_momentum", "bn_eps"}  # TinyFCN options a pack carries
 
 ProgressFn = Callable[[int, int], None]
-ResultFn = Callable[[RunResult], None]
+ResultFn = Callable[[RunRecord], None]
 
 
 # ---------------------------------------------------------------------------------------------- packable?
 
 
-def _model_kw(cfg: RunConfig) -> dict[str, Any]:
+def _model_kw(cfg: RunSpec) -> dict[str, Any]:
     kw = dict(cfg.model_kw)
     kw.setdefault("width", 4)
     kw.setdefault("norm", "batch")
     return kw
 
 
-def _task_key(task) -> str:
-    return json.dumps(task.config(), sort_keys=True, default=str)
-
-
-def _loss_supported(spec: str, mode: str) -> bool:
-    from .specs import resolve_loss
-
-    try:
-        base, kw = resolve_loss(spec, mode)
-    except ValueError:
-        return False
+def _supported(base: str, kw: dict[str, Any]) -> bool:
+    """Whether the single term ``base[kw]`` has a per-run value on the runs-as-samples layout
+    (:class:`PackedLosses`): CE, and Dice over the run's whole batch (``batch=True``)."""
     if base in ("ce", "cce"):
         return set(kw) <= _CE_KEYS
     if base == "dice":
@@ -86,59 +79,68 @@ def _loss_supported(spec: str, mode: str) -> bool:
     return False
 
 
-def packable(cfg: RunConfig) -> bool:
-    """Whether ``cfg`` can be trained in a pack (tiny model, threshold task, CE / batch-Dice losses; never a user
-    model given as ``module:factory`` or ``file.py:factory``)."""
+def _loss_supported(spec: str, mode: str) -> bool:
+    from .specs import resolve_loss
+
+    try:
+        return _supported(*resolve_loss(spec, mode))
+    except ValueError:
+        return False
+
+
+def packable(cfg: RunSpec) -> bool:
+    """Whether ``cfg`` can be trained in a pack (the built-in tiny model with batch or no norm, a 2D multiclass
+    task without void labels among :data:`PACKABLE_TASKS`, CE / batch-Dice losses, no trainer options; never a
+    user model given as ``module:factory`` or ``file.py:factory``). Reads the task's facts (the task is built
+    only when ``cfg`` carries none)."""
     from seglab.models.registry import is_external_model
 
     if is_external_model(cfg.model):  # the user's module:factory / file.py:factory: trained alone
         return False
     if cfg.trainer_options():  # augmentation, schedules, weight decay, clipping, mixed precision: the plain loop
         return False
-    if cfg.model not in PACKABLE_MODELS or cfg.task not in PACKABLE_TASKS:
-        return False
-    if set(cfg.model_kw) - _MODEL_KEYS:
+    if cfg.model not in PACKABLE_MODELS or cfg.task not in PACKABLE_TASKS or set(cfg.model_kw) - _MODEL_KEYS:
         return False
     try:
-        from seglab.data import create_task
-
-        task = create_task(cfg.task, **cfg.task_kw)
-        rc = resolve(cfg, task)
+        rc = resolve(cfg)
     except (ValueError, TypeError):
         return False
-    if _model_kw(rc)["norm"] not in ("batch", None) or task.spatial_dims != 2:
+    f = rc.facts
+    if f is None or _model_kw(rc)["norm"] not in ("batch", None):
         return False
-    return all(_loss_supported(n, task.mode) for n in [rc.loss, *rc.monitors])
+    if f.spatial_dims != 2 or f.mode != "multiclass" or f.ignore_index is not None:
+        return False
+    return all(_loss_supported(n, f.mode) for n in [rc.loss, *rc.monitors])
 
 
-def pack_key(cfg: RunConfig) -> str:
-    """Runs with equal keys can share a pack (everything but loss, seed, the task's foreground ratio and, for SGD,
-    lr and momentum: :class:`PackedSGD` steps each run with its own)."""
-    from seglab.data import create_task
-
-    task = create_task(cfg.task, **cfg.task_kw)
-    rc = resolve(cfg, task)
-    tcfg = {k: v for k, v in task.config().items() if k != "fg_ratio"}
+def pack_key(cfg: RunSpec) -> str:
+    """Runs with equal keys can share a pack: the same model, task name and tensor shapes (each run keeps its own
+    task options and data), optimizer, batch size, steps, validation and monitoring; they may differ in loss,
+    seed, the task's options and, for SGD, lr and momentum (:class:`PackedSGD` steps each run with its own)."""
+    rc = resolve(cfg)
+    f = rc.facts
+    assert f is not None  # resolve fills them in
     per_run_opt = rc.optimizer == "sgd"
     return json.dumps({
-        "model": rc.model, "model_kw": _model_kw(rc), "task": tcfg, "optimizer": rc.optimizer,
+        "model": rc.model, "model_kw": _model_kw(rc), "task": rc.task,
+        "shape": [f.in_channels, f.num_classes, *f.sample_shape], "optimizer": rc.optimizer,
         "lr": None if per_run_opt else rc.lr, "momentum": None if per_run_opt else rc.momentum,
         "batch_size": rc.batch_size, "steps": rc.steps, "eval_every": rc.eval_every,
         "monitors": rc.monitors, "grad_norm_every": rc.grad_norm_every,
     }, sort_keys=True, default=str)
 
 
-def group_packs(runs: list[RunConfig], *, max_size: int | None = None) -> list[list[RunConfig]]:
+def group_packs(runs: list[RunSpec], *, max_size: int | None = None) -> list[list[RunSpec]]:
     """Group packable runs by :func:`pack_key` (in first-seen order), split into packs of at most ``max_size``
     (balanced sizes). Runs that are not packable are returned as packs of one."""
-    groups: dict[str, list[RunConfig]] = {}
-    singles: list[list[RunConfig]] = []
+    groups: dict[str, list[RunSpec]] = {}
+    singles: list[list[RunSpec]] = []
     for r in runs:
         if packable(r):
             groups.setdefault(pack_key(r), []).append(r)
         else:
             singles.append([r])
-    out: list[list[RunConfig]] = []
+    out: list[list[RunSpec]] = []
     for g in groups.values():
         n = len(g)
         if max_size is None or n <= max_size:
@@ -228,62 +230,38 @@ class PackedTinyFCN(nn.Module):
         return model
 
 
-class _PackedLosses:
-    """All monitor losses of all runs from one softmax: ``(logits (R, C, N), one-hot target (R, C, N)) -> (M, R)``.
+class PackedLosses:
+    """Every monitor loss of every run of a pack, through the public loss API: ``(logits (R, C, N), labels
+    (R, N)) -> (M, R)``.
 
-    Runs lie on the *sample* axis, so seglab's per-sample Dice statistics and head (``overlap_stats`` layout,
-    :func:`~seglab.losses.dice.dice_head` with ``reduction="none"``, ``drop_background``) give each run's batch
-    Dice per class (the study's ``batch=True``, sums over batch and space), averaged over the kept classes as
-    ``reduce_classes`` does; CE is the mean over the run's pixels of ``-log_softmax`` at the target class (with
-``clip_eps``, of the log of the clipped softmax: ce.py's own reference code on the runs-first layout). Equal
-    to :func:`~seglab.train.specs.build_loss` on one run's ``(B, C, *S)`` tensors (tests/train/test_packed.py).
-    """
+    Each distinct spec is built once with :func:`seglab.get_loss` and ``reduction="none"``. The runs lie on
+    the *sample* axis, so a run's batch statistic (``batch=True``: sums over the run's batch and space) is the
+    per-sample statistic of that layout: such a spec is built with ``batch=False``, its per-class values
+    ``(R, C')`` are averaged over the kept classes as ``reduction="mean"`` does; a per-pixel loss (CE) is
+    averaged over the run's pixels. Equal to the run's own loss module on its ``(B, C, *S)`` tensors
+    (tests/train/test_packed.py)."""
 
     def __init__(self, specs: list[str], mode: str):
-        from seglab.losses.ce import check_ce_options
-        from seglab.losses.dice import check_dice_options
-
-        from .specs import resolve_loss
-
         if mode != "multiclass":
             raise ValueError("packed losses: multiclass tasks only")
-        self.parts: list[tuple[str, dict[str, Any]]] = []
-        for spec in specs:
-            base, kw = resolve_loss(spec, mode)
-            if base in ("ce", "cce") and set(kw) <= _CE_KEYS:
-                self.parts.append(("ce", check_ce_options(mode=mode, reduction="none", **kw)))
-            elif base == "dice" and set(kw) <= _DICE_KEYS and kw.get("batch", False) is True:
-                # runs lie on the sample axis: the run's batch Dice is a per-"sample" Dice here
-                opts = {k: v for k, v in kw.items() if k != "batch"}
-                self.parts.append(("dice", check_dice_options(mode=mode, batch=False, reduction="none", **opts)))
-            else:
-                raise ValueError(f"loss {spec!r} cannot be computed in a pack")
+        self.modules = [_runs_as_samples(spec, mode) for spec in specs]
 
-    def __call__(self, lg: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-        from seglab.losses._stats import Stats, overlap_stats_from_probs
-        from seglab.losses.ce import CROSS_ENTROPY
-        from seglab.losses.dice import DICE
-        from seglab.targets import Target
+    def __call__(self, lg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(lg, labels).reshape(lg.shape[0], -1).mean(1) for m in self.modules])
 
-        # the targets are hard one-hot maps, on which the semimetric and product forms of tp agree: the product
-        # (one multiply-sum) is the cheaper; measured 45 runs x 2048 px, 5 monitors with their gradients
-        tgt = Target(index=None, dense=onehot, valid=None)
-        labels = None  # CE with class indices (torch's fast path) rather than the soft-target CE
-        p = torch.softmax(lg, 1)  # one softmax for every monitor
-        stats: dict[bool, Any] = {}  # one statistics pass per `squared`
-        out = []
-        for name, o in self.parts:
-            if name == "ce":
-                labels = Target(index=onehot.argmax(1), dense=None, valid=None) if labels is None else labels
-                out.append(CROSS_ENTROPY.reference(lg, labels, o).mean(-1))
-                continue
-            if False not in stats:
-                stats[False] = overlap_stats_from_probs(p, tgt, soft_targets="product")
-            if o["squared"] and True not in stats:  # one-hot: sum y^2 = sum y, tp unchanged; only sum p^2 is new
-                plain = stats[False]
-                stats[True] = Stats(plain.tp, (p * p).sum(-1), plain.ys)
-            out.append(DICE.finish(stats[o["squared"]], o).mean(1))
-        return torch.stack(out)
+
+def _runs_as_samples(spec: str, mode: str) -> nn.Module:
+    """The loss ``spec`` (one unweighted term, :func:`_loss_supported`) for runs on the sample axis."""
+    from seglab.losses.registry import get_loss
+
+    from .specs import resolve_loss
+
+    base, kw = resolve_loss(spec, mode)
+    if not _supported(base, kw):
+        raise ValueError(f"loss {spec!r} cannot be computed in a pack")
+    if base == "dice":
+        kw = {**kw, "batch": False}
+    return get_loss(base, mode, reduction="none", **kw)
 
 
 class PackedSGD(torch.optim.Optimizer):
@@ -328,7 +306,7 @@ class PackedSGD(torch.optim.Optimizer):
         return
 
 
-def _make_pack_optimizer(rcfgs: list[RunConfig], params) -> torch.optim.Optimizer:
+def _make_pack_optimizer(rcfgs: list[RunSpec], params) -> torch.optim.Optimizer:
     """Adam: torch's (one lr, in the pack key); SGD: :class:`PackedSGD` with each run's lr and momentum."""
     c0 = rcfgs[0]
     if c0.optimizer == "sgd":
@@ -344,13 +322,14 @@ def _flat(grads, R: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- training
 
 
-def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, progress_every: int = 100,
-               on_result: ResultFn | None = None) -> list[RunResult]:
-    """Train the runs ``cfgs`` (same :func:`pack_key`) together; returns one :class:`RunResult` per run, in
+def train_pack(cfgs: list[RunSpec], *, progress: ProgressFn | None = None, progress_every: int = 100,
+               on_result: ResultFn | None = None) -> list[RunRecord]:
+    """Train the runs ``cfgs`` (same :func:`pack_key`) together; returns one :class:`RunRecord` per run, in
     order, equal (up to float rounding) to :func:`~seglab.train.loop.train_run` of each run alone.
 
     ``on_result(result)`` is called as soon as a run's result is final: at its divergence, or at the end.
     """
+    from seglab._checks import validation
     from seglab.data import create_task
     from seglab.models import create_model
     from seglab.models.describe import norm_label
@@ -361,11 +340,12 @@ def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, pro
     R = len(cfgs)
     tasks_by_key: dict[str, Any] = {}
     tasks, rcfgs = [], []
-    for c in cfgs:
-        t = create_task(c.task, **c.task_kw)
-        t = tasks_by_key.setdefault(_task_key(t), t)
-        tasks.append(t)
-        rcfgs.append(resolve(c, t))
+    for c in cfgs:  # each distinct task built once
+        key = json.dumps([c.task, c.task_kw], sort_keys=True, default=str)
+        if key not in tasks_by_key:
+            tasks_by_key[key] = create_task(c.task, **c.task_kw)
+        tasks.append(tasks_by_key[key])
+        rcfgs.append(resolve(c, tasks[-1]) if c.facts is None else resolve(c))
     keys = {pack_key(c) for c in rcfgs}
     if len(keys) != 1 or not all(packable(c) for c in rcfgs):
         raise ValueError("train_pack: runs must be packable and share one pack key (see seglab.train.packed)")
@@ -393,7 +373,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, pro
             if n not in names:
                 names.append(n)
     M = len(names)
-    loss_fn = _PackedLosses(names, mode)
+    loss_fn = PackedLosses(names, mode)
     train_idx = torch.tensor([names.index(c.loss) for c in rcfgs])
     ridx = torch.arange(R)
     steps, gne, eve, B = c0.steps, c0.grad_norm_every, c0.eval_every, c0.batch_size
@@ -404,7 +384,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, pro
     active = torch.ones(R, dtype=torch.bool)
     diverged_at: list[int | None] = [None] * R
     evals: list[list[dict[str, Any]]] = [[] for _ in range(R)]
-    results: list[RunResult | None] = [None] * R
+    results: list[RunRecord | None] = [None] * R
     val_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def do_eval(step: int) -> None:
@@ -428,7 +408,7 @@ def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, pro
             i = names.index(n)
             rec[f"loss/{n}"] = vals_hist[:n_rec, i, r].tolist()
             rec[f"gnorm/{n}"] = norm_hist[:n_rec, i, r].tolist()
-        res = RunResult(config=c, steps=rec, evals=evals[r])
+        res = RunRecord(spec=c, steps=rec, evals=evals[r])
         res.summary = summarize(c, rec, evals[r], status=status, steps_done=steps_done,
                                 diverged_step=diverged_at[r], wall_s=(time.perf_counter() - t0) / R,
                                 world_size=1, class_names=list(tasks[r].class_names), model_norm=norm_label(models[r]))
@@ -451,9 +431,9 @@ def train_pack(cfgs: list[RunConfig], *, progress: ProgressFn | None = None, pro
             ys.append(y)
         x = torch.cat(xs, 1)  # (B, R*in, *S)
         y = torch.stack(ys, 0).reshape(R, 1, -1)  # (R, 1, B*S)
-        onehot = torch.zeros(R, C, y.shape[-1]).scatter_(1, y, 1.0)  # (R, C, B*S)
         lg = net.forward_runs(x)  # (R, C, B*S): runs on the sample axis of the losses
-        V = loss_fn(lg, onehot)  # (M, R)
+        with validation(step == 0):  # value checks once, as train_run: afterwards NaN must reach the divergence test
+            V = loss_fn(lg, y.reshape(R, -1))  # (M, R)
         full = measures_grad_norms(step, gne)
         if full:
             rows = []

@@ -1,10 +1,8 @@
 """The losses of training runs, in the one loss vocabulary of :mod:`seglab.losses.registry`.
 
-A run's ``loss`` and ``monitors`` are :func:`seglab.get_loss` specs (``"dice"``, ``"study_dicefg"``,
+A run's ``loss`` and ``monitors`` are :func:`seglab.get_loss` specs (``"dice"``, ``"dice[batch=true]"``,
 ``"0.5*dice[batch=true]+ce"``); this module only adds what runs need on top: the default monitor sets,
 ``(base, options)`` of single-term specs (for packed runs) and process groups for distributed batch Dice.
-The Chlebus (2018) study's losses are the presets ``study_cce``, ``study_dice``, ``study_dicefg``,
-``study_dice_sq``, ``study_dicefg_sq`` (batch Dice, ``smooth=1e-7``); plain ``dice`` is the per-sample Dice.
 """
 
 from __future__ import annotations
@@ -13,22 +11,15 @@ import inspect
 import re
 from typing import Any
 
-from seglab.losses.registry import (  # noqa: F401  (re-exported)
-    STUDY_DICE,
-    STUDY_LABELS,
-    STUDY_LOSSES,
-    canonical_spec,
-    format_loss,
-    get_loss,
-    loss_options,
-    resolve_term,
-    split_specs,
-)
+from seglab.losses.registry import canonical_spec, format_loss, get_loss, loss_options, resolve_term
+from seglab.studies import study_monitors, study_task
+
+__all__ = ["build_loss", "canonical_spec", "default_monitors", "loss_parts", "resolve_loss", "run_monitors"]
 
 
 def resolve_loss(spec: str, mode: str) -> tuple[str, dict[str, Any]]:
     """``spec`` on a ``mode`` task -> ``(base loss, options)`` for a single unweighted term
-    (``"study_dice"`` -> ``("dice", {"batch": True, "smooth": 1e-7})``), ``(canonical spec, {})`` otherwise.
+    (``"dice[batch=true,smooth=1e-7]"`` -> ``("dice", {"batch": True, "smooth": 1e-7})``), ``(canonical spec, {})`` otherwise.
     Raises ValueError if the spec is malformed or does not apply to ``mode`` (e.g. ``bce`` on multiclass)."""
     r = resolve_term(spec, mode)
     if r is not None:
@@ -73,19 +64,6 @@ def build_loss(spec: str, mode: str, *, process_group: Any = None, ignore_index:
     return out[0][1] if len(out) == 1 and out[0][0] == 1.0 else CompositeLoss(out)
 
 
-#: the built-in synthetic tasks of the Chlebus (2018) study and its sequels: runs on them keep the study's
-#: defaults (its monitor set, convergence at mean Dice >= 0.9), so that committed study data keep their run ids
-STUDY_TASKS = ("threshold", "shapes", "overlap", "brain-tissue", "brain-tissue-nested")
-#: the study's convergence rule, the default of runs on :data:`STUDY_TASKS`
-STUDY_CONVERGE = {"metric": "mean_dice", "threshold": 0.9}
-
-
-def study_task(name: str) -> bool:
-    """Whether ``name`` is one of the study's built-in tasks (:data:`STUDY_TASKS`); a folder of the user's data
-    (``folder``) or a task the user registered is not."""
-    return name in STUDY_TASKS
-
-
 def loss_parts(spec: str) -> list[str]:
     """The trained loss and, for a weighted sum, each of its terms unweighted: ``"0.5*dice+ce"`` ->
     ``["0.5*dice+ce", "dice", "ce"]``; ``"dice"`` -> ``["dice"]``."""
@@ -102,15 +80,10 @@ def loss_parts(spec: str) -> list[str]:
 
 
 def run_monitors(task_name: str, loss: str, mode: str) -> list[str]:
-    """The default monitor set of a run: the study's (:func:`default_monitors`) on a study task, the trained loss
-    and its parts (:func:`loss_parts`) on user data."""
-    return default_monitors(mode) if study_task(task_name) else loss_parts(loss)
+    """The default monitor set of a run: a study's set on its tasks (:func:`seglab.studies.study_monitors`), the
+    trained loss and its parts (:func:`loss_parts`) on user data."""
+    return study_monitors(mode) if study_task(task_name) else loss_parts(loss)
 
 
-def default_monitors(mode: str) -> list[str]:
-    """Monitor set: the study's CE (``bce`` for sigmoid tasks) and the study's Dice variants that apply to ``mode``."""
-    if mode == "multiclass":
-        return list(STUDY_LOSSES)
-    if mode == "multilabel":
-        return ["bce", "study_dice", "study_dicefg", "study_dice_sq"]
-    return ["bce", "study_dice", "study_dice_sq"]
+#: the default monitor set of a task mode on the study tasks (public name, ``seglab.train.default_monitors``)
+default_monitors = study_monitors
