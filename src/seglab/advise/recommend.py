@@ -446,7 +446,10 @@ def _softmax_loss(d: _Draft, cw: list[float], cw_cap_warn: list[str], weights: s
                      f"{_status('ce_term')}, a Dice term beside CE: {_status('dice_term')}; see the evidence below)")
     d.warns += cw_cap_warn
     d.kwargs["class_weights"] = cw
-    d.reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; weights move errors from rare to frequent classes, check the trade with `seglab compare --ablate advised`)"
+    d.reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; "
+                     f"their evidence: in the CE term {_status('ce_class_weights')}, in the Dice term "
+                     f"{_status('dice_class_weights')}; weights move errors from rare to frequent classes, check the trade with "
+                     "`seglab compare --ablate advised`)"
                      + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
     include_bg = True
     if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
@@ -474,7 +477,7 @@ def _sigmoid_loss(d: _Draft, mode: str, max_weight: float) -> tuple[str, list[fl
         loss = "dice+ce"
         j = int(np.argmax(raw))
         d.reasons.append(f"{names[j]} is positive in {_pct(pos_counts[j] / n_pix)} of {px}s: negatives/positives = {worst:.3g} (> {BALANCED:g}); "
-                         "BCE-with-logits + Dice with pos_weight = negatives/positives per channel")
+                         f"BCE-with-logits + Dice with pos_weight = negatives/positives per channel (its evidence: {_status('pos_weight')})")
         pw_raw = raw
         pw, cap_warn = _cap(raw, max_weight, names, "pos_weight", _CAP_WHY)
         d.warns += cap_warn
