@@ -325,159 +325,173 @@ def _flat(grads, R: int) -> torch.Tensor:
 def train_pack(cfgs: list[RunSpec], *, progress: ProgressFn | None = None, progress_every: int = 100,
                on_result: ResultFn | None = None) -> list[RunRecord]:
     """Train the runs ``cfgs`` (same :func:`pack_key`) together; returns one :class:`RunRecord` per run, in
-    order, equal (up to float rounding) to :func:`~seglab.train.loop.train_run` of each run alone.
+    order, equal (up to float rounding) to :func:`~seglab.train.loop.train_run` of each run alone. The packed
+    strategy of :class:`~seglab.train.trainer.Trainer`.
 
     ``on_result(result)`` is called as soon as a run's result is final: at its divergence, or at the end.
     """
-    from seglab._checks import validation
-    from seglab.data import create_task
-    from seglab.models import create_model
-    from seglab.models.describe import norm_label
-
-    t0 = time.perf_counter()
     if not cfgs:
         return []
-    R = len(cfgs)
-    tasks_by_key: dict[str, Any] = {}
-    tasks, rcfgs = [], []
-    for c in cfgs:  # each distinct task built once
-        key = json.dumps([c.task, c.task_kw], sort_keys=True, default=str)
-        if key not in tasks_by_key:
-            tasks_by_key[key] = create_task(c.task, **c.task_kw)
-        tasks.append(tasks_by_key[key])
-        rcfgs.append(resolve(c, tasks[-1]) if c.facts is None else resolve(c))
-    keys = {pack_key(c) for c in rcfgs}
-    if len(keys) != 1 or not all(packable(c) for c in rcfgs):
-        raise ValueError("train_pack: runs must be packable and share one pack key (see seglab.train.packed)")
-    c0, t0k = rcfgs[0], tasks[0]
-    mode, C, sd, cin = t0k.mode, t0k.num_classes, t0k.spatial_dims, t0k.in_channels
-    mkw = _model_kw(c0)
+    pack = _Pack(cfgs, on_result)
+    steps = pack.c0.steps
+    pack.do_eval(0)
+    pack.net.train()
+    for step in range(steps):
+        pack.step(step)
+        done = step + 1
+        if done % pack.c0.eval_every == 0 and done != steps:
+            pack.do_eval(done)
+        if progress is not None and (done % progress_every == 0 or done == steps):
+            progress(done, steps)
+        if not bool(pack.active.any()):
+            break
+    if bool(pack.active.any()):
+        pack.do_eval(steps)
+    for r in range(pack.R):
+        if bool(pack.active[r]):
+            pack.finish(r, "finished", steps, steps)
+    return [res for res in pack.results if res is not None]
 
-    models = []
-    for c in rcfgs:
-        torch.manual_seed(c.seed)
-        models.append(create_model(c.model, in_channels=cin, out_channels=C, spatial_dims=sd, **c.model_kw))
-    net = PackedTinyFCN(R, cin, C, sd, **mkw)
-    net.load_runs(models)
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = _make_pack_optimizer(rcfgs, params)
 
-    run_names = []
-    names: list[str] = []
-    for c in rcfgs:
-        rn = list(c.monitors)
-        if c.loss not in rn:
-            rn.append(c.loss)
-        run_names.append(rn)
-        for n in rn:
-            if n not in names:
-                names.append(n)
-    M = len(names)
-    loss_fn = PackedLosses(names, mode)
-    train_idx = torch.tensor([names.index(c.loss) for c in rcfgs])
-    ridx = torch.arange(R)
-    steps, gne, eve, B = c0.steps, c0.grad_norm_every, c0.eval_every, c0.batch_size
+class _Pack:
+    """The state of one pack: its runs' specs and tasks (each distinct task built once), the packed network and
+    optimizer, the loss values and gradient norms of every step ``(steps, M, R)`` (NaN where not computed),
+    which runs are still training, their validations and finished records."""
 
-    # records: (steps, M, R) float64; gradient norms NaN where not computed
-    vals_hist = torch.full((steps, M, R), math.nan, dtype=torch.float64)
-    norm_hist = torch.full((steps, M, R), math.nan, dtype=torch.float64)
-    active = torch.ones(R, dtype=torch.bool)
-    diverged_at: list[int | None] = [None] * R
-    evals: list[list[dict[str, Any]]] = [[] for _ in range(R)]
-    results: list[RunRecord | None] = [None] * R
-    val_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    def __init__(self, cfgs: list[RunSpec], on_result: ResultFn | None) -> None:
+        from seglab.data import create_task
+        from seglab.models import create_model
 
-    def do_eval(step: int) -> None:
-        for r in range(R):
-            if not bool(active[r]):
+        self.t0 = time.perf_counter()
+        self.on_result = on_result
+        self.R = R = len(cfgs)
+        by_key: dict[str, Any] = {}
+        self.tasks: list[Any] = []
+        self.cfgs: list[RunSpec] = []
+        for c in cfgs:
+            key = json.dumps([c.task, c.task_kw], sort_keys=True, default=str)
+            if key not in by_key:
+                by_key[key] = create_task(c.task, **c.task_kw)
+            self.tasks.append(by_key[key])
+            self.cfgs.append(resolve(c, self.tasks[-1]) if c.facts is None else resolve(c))
+        if len({pack_key(c) for c in self.cfgs}) != 1 or not all(packable(c) for c in self.cfgs):
+            raise ValueError("train_pack: runs must be packable and share one pack key (see seglab.train.packed)")
+        self.c0 = c0 = self.cfgs[0]
+        t = self.tasks[0]
+        self.mode, self.C, sd, cin = t.mode, t.num_classes, t.spatial_dims, t.in_channels
+        self.models = []
+        for c in self.cfgs:
+            torch.manual_seed(c.seed)
+            self.models.append(create_model(c.model, in_channels=cin, out_channels=self.C, spatial_dims=sd,
+                                            **c.model_kw))
+        self.net = PackedTinyFCN(R, cin, self.C, sd, **_model_kw(c0))
+        self.net.load_runs(self.models)
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+        self.opt = _make_pack_optimizer(self.cfgs, self.params)
+        self.run_names = [list(c.monitors) + ([] if c.loss in c.monitors else [c.loss]) for c in self.cfgs]
+        self.names: list[str] = list(dict.fromkeys(n for rn in self.run_names for n in rn))
+        M = len(self.names)
+        self.loss_fn = PackedLosses(self.names, self.mode)
+        self.train_idx = torch.tensor([self.names.index(c.loss) for c in self.cfgs])
+        self.ridx = torch.arange(R)
+        self.vals_hist = torch.full((c0.steps, M, R), math.nan, dtype=torch.float64)
+        self.norm_hist = torch.full((c0.steps, M, R), math.nan, dtype=torch.float64)
+        self.active = torch.ones(R, dtype=torch.bool)
+        self.diverged_at: list[int | None] = [None] * R
+        self.evals: list[list[dict[str, Any]]] = [[] for _ in range(R)]
+        self.results: list[RunRecord | None] = [None] * R
+        self._val: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def do_eval(self, step: int) -> None:
+        """Validate every run still training: its slice of the weights in a plain model of its own."""
+        for r in range(self.R):
+            if not bool(self.active[r]):
                 continue
-            t = tasks[r]
-            if id(t) not in val_cache:
-                val_cache[id(t)] = t.validation()
-            xv, yv = val_cache[id(t)]
-            m = evaluate(net.extract(r, models[r]), xv, yv, mode=mode, num_classes=C,
+            t = self.tasks[r]
+            if id(t) not in self._val:
+                self._val[id(t)] = t.validation()
+            xv, yv = self._val[id(t)]
+            m = evaluate(self.net.extract(r, self.models[r]), xv, yv, mode=self.mode, num_classes=self.C,
                          ignore_index=getattr(t, "ignore_index", None))
             m["step"] = step
-            evals[r].append(m)
+            self.evals[r].append(m)
 
-    def finish(r: int, status: str, steps_done: int, n_rec: int) -> None:
-        c = rcfgs[r]
+    def finish(self, r: int, status: str, steps_done: int, n_rec: int) -> None:
+        """Run ``r``'s record (its first ``n_rec`` steps), handed to ``on_result`` at once."""
+        from seglab.models.describe import norm_label
+
+        c = self.cfgs[r]
         rec: dict[str, list] = {"step": list(range(n_rec)),
-                                "train_loss": vals_hist[:n_rec, int(train_idx[r]), r].tolist()}
-        for n in run_names[r]:
-            i = names.index(n)
-            rec[f"loss/{n}"] = vals_hist[:n_rec, i, r].tolist()
-            rec[f"gnorm/{n}"] = norm_hist[:n_rec, i, r].tolist()
-        res = RunRecord(spec=c, steps=rec, evals=evals[r])
-        res.summary = summarize(c, rec, evals[r], status=status, steps_done=steps_done,
-                                diverged_step=diverged_at[r], wall_s=(time.perf_counter() - t0) / R,
-                                world_size=1, class_names=list(tasks[r].class_names), model_norm=norm_label(models[r]))
-        res.summary["pack_size"] = R
-        results[r] = res
-        if on_result is not None:
-            on_result(res)
+                                "train_loss": self.vals_hist[:n_rec, int(self.train_idx[r]), r].tolist()}
+        for n in self.run_names[r]:
+            i = self.names.index(n)
+            rec[f"loss/{n}"] = self.vals_hist[:n_rec, i, r].tolist()
+            rec[f"gnorm/{n}"] = self.norm_hist[:n_rec, i, r].tolist()
+        res = RunRecord(spec=c, steps=rec, evals=self.evals[r])
+        res.summary = summarize(c, rec, self.evals[r], status=status, steps_done=steps_done,
+                                diverged_step=self.diverged_at[r], wall_s=(time.perf_counter() - self.t0) / self.R,
+                                world_size=1, class_names=list(self.tasks[r].class_names),
+                                model_norm=norm_label(self.models[r]))
+        res.summary["pack_size"] = self.R
+        self.results[r] = res
+        if self.on_result is not None:
+            self.on_result(res)
 
-    do_eval(0)
-    net.train()
-    for step in range(steps):
-        batch_cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, R*in, *S)`` images (run ``r``'s batch in its input channels; runs with the same task and seed
+        share one draw) and ``(R, B*S)`` labels."""
+        cache: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         xs, ys = [], []
-        for r, c in enumerate(rcfgs):
-            k = (id(tasks[r]), c.seed)
-            if k not in batch_cache:
-                batch_cache[k] = tasks[r].batch(step, B, c.seed)
-            x, y = batch_cache[k]
-            xs.append(x)
-            ys.append(y)
-        x = torch.cat(xs, 1)  # (B, R*in, *S)
-        y = torch.stack(ys, 0).reshape(R, 1, -1)  # (R, 1, B*S)
-        lg = net.forward_runs(x)  # (R, C, B*S): runs on the sample axis of the losses
+        for r, c in enumerate(self.cfgs):
+            k = (id(self.tasks[r]), c.seed)
+            if k not in cache:
+                cache[k] = self.tasks[r].batch(step, c.batch_size, c.seed)
+            xs.append(cache[k][0])
+            ys.append(cache[k][1])
+        return torch.cat(xs, 1), torch.stack(ys, 0).reshape(self.R, -1)
+
+    def _gradients(self, step: int, V: torch.Tensor) -> torch.Tensor:
+        """Every run's training gradient ``(R, P)``; with the gradient norms of every monitor at the steps
+        :func:`measures_grad_norms` picks (one backward of ``sum_r L_{i,r}`` per loss ``i``), of the training
+        loss at the others."""
+        train_idx, ridx, R = self.train_idx, self.ridx, self.R
+        if measures_grad_norms(step, self.c0.grad_norm_every):
+            M = V.shape[0]
+            G = torch.stack([_flat(torch.autograd.grad(V[i].sum(), self.params, retain_graph=i < M - 1), R)
+                             for i in range(M)])  # (M, R, P)
+            self.norm_hist[step] = torch.linalg.vector_norm(G.double(), dim=2)
+            return G[train_idx, ridx]
+        gtrain = _flat(torch.autograd.grad(V[train_idx, ridx].sum(), self.params), R)
+        self.norm_hist[step, train_idx, ridx] = torch.linalg.vector_norm(gtrain.double(), dim=1)
+        return gtrain
+
+    def step(self, step: int) -> None:
+        """One step of every run still training; a run whose training loss or gradient is not finite is
+        frozen and its record handed out."""
+        from seglab._checks import validation
+
+        R = self.R
+        x, y = self._batch(step)
+        lg = self.net.forward_runs(x)  # (R, C, B*S): runs on the sample axis of the losses
         with validation(step == 0):  # value checks once, as train_run: afterwards NaN must reach the divergence test
-            V = loss_fn(lg, y.reshape(R, -1))  # (M, R)
-        full = measures_grad_norms(step, gne)
-        if full:
-            rows = []
-            for i in range(M):
-                gs = torch.autograd.grad(V[i].sum(), params, retain_graph=i < M - 1)
-                rows.append(_flat(gs, R))
-            G = torch.stack(rows)  # (M, R, P)
-            norm_hist[step] = torch.linalg.vector_norm(G.double(), dim=2)
-            gtrain = G[train_idx, ridx]  # (R, P)
-        else:
-            gs = torch.autograd.grad(V[train_idx, ridx].sum(), params)
-            gtrain = _flat(gs, R)
-            norm_hist[step, train_idx, ridx] = torch.linalg.vector_norm(gtrain.double(), dim=1)
+            V = self.loss_fn(lg, y)  # (M, R)
+        gtrain = self._gradients(step, V)
         vd = V.detach().double()
-        vals_hist[step] = vd
-        ok = torch.isfinite(vd[train_idx, ridx]) & torch.isfinite(gtrain).all(1)
-        bad = active & ~ok
-        if bool(bad.any()):
-            for r in bad.nonzero().flatten().tolist():
-                diverged_at[r] = step
-                active[r] = False
-                _freeze(net, opt, params, r, R)
-                finish(r, "diverged", step, step + 1)
-        gtrain = torch.where(active[:, None], gtrain, torch.zeros((), dtype=gtrain.dtype))
+        self.vals_hist[step] = vd
+        ok = torch.isfinite(vd[self.train_idx, self.ridx]) & torch.isfinite(gtrain).all(1)
+        for r in (self.active & ~ok).nonzero().flatten().tolist():
+            self.diverged_at[r] = step
+            self.active[r] = False
+            _freeze(self.net, self.opt, self.params, r, R)
+            self.finish(r, "diverged", step, step + 1)
+        gtrain = torch.where(self.active[:, None], gtrain, torch.zeros((), dtype=gtrain.dtype))
         off = 0
-        for p in params:
+        for p in self.params:
             n_el = p.numel() // R
             p.grad = gtrain[:, off:off + n_el].reshape(p.shape).to(p.dtype)
             off += n_el
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        done = step + 1
-        if done % eve == 0 and done != steps:
-            do_eval(done)
-        if progress is not None and (done % progress_every == 0 or done == steps):
-            progress(done, steps)
-        if not bool(active.any()):
-            break
-    if bool(active.any()):
-        do_eval(steps)
-    for r in range(R):
-        if bool(active[r]):
-            finish(r, "finished", steps, steps)
-    return [res for res in results if res is not None]
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
 
 
 @torch.no_grad()
