@@ -94,7 +94,7 @@ def parse_shapes(text: str) -> list[tuple[int, ...]]:
     return shapes
 
 
-def available_memory(device) -> int | None:
+def available_memory(device: torch.device) -> int | None:
     """Bytes that an allocation on ``device`` can use now: MemAvailable (Linux) or the physical memory on the CPU,
     the free memory of the GPU on CUDA; None when unknown."""
     try:
@@ -117,7 +117,7 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB"
 
 
-def check_memory(shapes, device, dtype) -> None:
+def check_memory(shapes: Sequence[tuple[int, ...]], device: torch.device, dtype: torch.dtype) -> None:
     """Raise BenchArgError naming ``--shapes`` when a shape cannot fit: the least a timing round holds at once is
     the float32 logits drawn, their copy in ``dtype`` and its gradient, and the int64 labels (the losses' own
     intermediates come on top). An allocator traceback is never the answer to an impossible shape."""
@@ -190,7 +190,7 @@ def untrusted_reason(load_start: float | None, load_end: float | None, cores: in
 
 
 # ---------------------------------------------------------------- peers
-def _import_smp_losses():
+def _import_smp_losses() -> types.ModuleType:
     if "segmentation_models_pytorch.losses" in sys.modules:
         return sys.modules["segmentation_models_pytorch.losses"]
     spec = importlib.util.find_spec("segmentation_models_pytorch")
@@ -323,7 +323,7 @@ class _Mem:
         return float(self._status()["VmHWM"] - base)
 
 
-def _sync(device):
+def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
@@ -338,7 +338,7 @@ def machine() -> dict:
     return info
 
 
-def _tensors(shape, device, dtype):
+def _tensors(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
     t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
@@ -349,7 +349,8 @@ def _fwd_bwd(fn: Callable, x: torch.Tensor, t: torch.Tensor) -> None:
     fn(x, t).backward()
 
 
-def memory_shape(shape, fns: dict[str, Callable], device, dtype, res: dict) -> None:
+def memory_shape(shape: tuple[int, ...], fns: dict[str, Callable], device: torch.device, dtype: torch.dtype,
+                 res: dict) -> None:
     """Peak extra memory of one fwd+bwd of each loss (after all timing: the allocator setting slows allocation)."""
     x, t = _tensors(shape, device, dtype)
     mem = _Mem(device)
@@ -363,16 +364,15 @@ def memory_shape(shape, fns: dict[str, Callable], device, dtype, res: dict) -> N
         res[k]["peak_extra_x_logits"] = None if v is None else v / nbytes
 
 
-def bench_shape(shape, fns: dict[str, Callable], rounds: int, warmup: int, device, dtype) -> dict:
+def bench_shape(shape: tuple[int, ...], fns: dict[str, Callable], rounds: int, warmup: int, device: torch.device,
+                dtype: torch.dtype) -> dict:
     """Time one fwd+bwd of ``F.cross_entropy`` and of each of ``fns`` on the same tensors of ``shape``: ``warmup``
     untimed rounds, then ``rounds`` timed ones, interleaved in a rotating order. Per loss: the median time, the
     median of the per-round ratios to ``F.cross_entropy`` and their spread (:func:`spread`)."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=g).to(device=device, dtype=dtype).requires_grad_(True)
-    t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g).to(device)
+    x, t = _tensors(shape, device, dtype)
 
-    def step(fn):
-        def run():
+    def step(fn: Callable) -> Callable[[], None]:
+        def run() -> None:
             x.grad = None
             fn(x, t).backward()
         return run

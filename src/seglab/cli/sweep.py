@@ -188,7 +188,7 @@ def _report_config_error(console: Any, args: argparse.Namespace, e: ConfigError)
 
     if getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
         flags = {"loss": "--losses" if args.losses else "losses", "monitors": "--monitors" if args.monitors else "monitors"}
-        for fld, _spec, msg in e.problems:  # type: ignore[attr-defined]
+        for fld, _spec, msg in getattr(e, "problems", ()):
             console.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
     else:
         console.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)

@@ -204,7 +204,7 @@ class _StopOnSignal:
 
     def __init__(self) -> None:
         self.fired: list[int] = []
-        self.old: dict[int, object] = {}
+        self.old: dict[int, Any] = {}  # signal -> the handler it had
 
     def __enter__(self) -> _StopOnSignal:
         if threading.current_thread() is not threading.main_thread():
@@ -216,7 +216,7 @@ class _StopOnSignal:
                     self.old[sig] = signal.signal(sig, self._handler)
         return self
 
-    def _handler(self, signum, frame) -> None:
+    def _handler(self, signum: int, frame: Any) -> None:
         if self.fired:  # the second signal: give up at once
             self.__exit__()
             if signum == signal.SIGINT:
@@ -225,12 +225,12 @@ class _StopOnSignal:
             return
         self.fired.append(signum)
 
-    def __call__(self, done: int):
+    def __call__(self, done: int) -> int | None:
         return self.fired[0] if self.fired else None
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for sig, h in self.old.items():
-            signal.signal(sig, h)  # type: ignore[arg-type]
+            signal.signal(sig, h)
         self.old = {}
 
 
@@ -254,10 +254,11 @@ def _report_config_error(err: Any, e: Exception) -> None:
     from rich.markup import escape  # optional extra (rich), checked by run()
 
     flags = {"loss": "--loss", "monitors": "--monitors"}
-    if getattr(e, "model_problem", None):
-        err.print(f"[red]error:[/red] --model: {escape(str(e.model_problem))}", soft_wrap=True)  # type: ignore[attr-defined]
+    model_problem = getattr(e, "model_problem", None)
+    if model_problem:
+        err.print(f"[red]error:[/red] --model: {escape(str(model_problem))}", soft_wrap=True)
     elif getattr(e, "only_fields", False):  # only loss spec errors: one line each, naming the option
-        for fld, _spec, msg in e.problems:  # type: ignore[attr-defined]
+        for fld, _spec, msg in getattr(e, "problems", ()):
             err.print(f"[red]error:[/red] {flags[fld]}: {escape(msg)}", soft_wrap=True)
     else:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
