@@ -293,9 +293,11 @@ def _cap(w: list[float], cap: float, names: list[str], what: str, why: str) -> t
         + f" -> {cap:g}. {why}"]
 
 
-_CAP_WHY = ("A weight w scales that class's gradient by w; far above ~50 the few pixels of a tiny (maybe mislabelled) class dominate "
-            "every batch that holds them and early training swings (ENet bounds its class weights at 50 for this reason; the cap is "
-            "a convention without measured evidence, docs/advise_evidence.md). Pass --max-weight inf to keep the raw values")
+def _cap_why() -> str:
+    """Why weights are capped, with the cap's evidence status from the table."""
+    return ("A weight w scales that class's gradient by w; far above ~50 the few pixels of a tiny (maybe mislabelled) class dominate "
+            "every batch that holds them and early training swings (ENet bounds its class weights at 50 for this reason; the cap's "
+            f"evidence: {_status('weight_cap')}, docs/advise_evidence.md#weight-cap). Pass --max-weight inf to keep the raw values")
 
 
 @dataclass
@@ -479,7 +481,7 @@ def _sigmoid_loss(d: _Draft, mode: str, max_weight: float) -> tuple[str, list[fl
         d.reasons.append(f"{names[j]} is positive in {_pct(pos_counts[j] / n_pix)} of {px}s: negatives/positives = {worst:.3g} (> {BALANCED:g}); "
                          f"BCE-with-logits + Dice with pos_weight = negatives/positives per channel (its evidence: {_status('pos_weight')})")
         pw_raw = raw
-        pw, cap_warn = _cap(raw, max_weight, names, "pos_weight", _CAP_WHY)
+        pw, cap_warn = _cap(raw, max_weight, names, "pos_weight", _cap_why())
         d.warns += cap_warn
         d.kwargs["pos_weight"] = pw
     else:
@@ -618,7 +620,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     rare_rule = f"present in < {_pct(RARE_FRACTION)} of the {img}s (or in at most 2 {img}s), background excluded; counted only with > 2 {img}s"
     d.warns += _zero_class_warnings(t, px)
     cw_raw = [float(x) for x in W.class_weights(weights, t.pixel_counts, t.image_pixel_totals, beta=beta)]
-    cw, cw_cap_warn = _cap(cw_raw, max_weight, t.names, "class weights", _CAP_WHY)
+    cw, cw_cap_warn = _cap(cw_raw, max_weight, t.names, "class weights", _cap_why())
     if weights == "effective" and d.present.any() and t.pixel_counts[d.present].min() > 10 / (1 - beta):
         d.warns.append(f"effective-number weights saturate: every class has more than {10 / (1 - beta):.0f} {px}s, so (1 - beta^n) ~ 1 and the weights "
                        f"are nearly uniform with beta={beta}; use a beta closer to 1 (--beta) or another method")

@@ -109,7 +109,7 @@ class PhotoMasksTask(Task):
         left = torch.randint(self.size[1] - self.crop + 1, (batch_size,), generator=g).tolist()
         flip = (torch.rand(batch_size, generator=g) < 0.5).tolist()
         xs, ys = [], []
-        for t, lft, f in zip(top, left, flip):
+        for t, lft, f in zip(top, left, flip, strict=True):
             xc = self._image[0, :, t:t + self.crop, lft:lft + self.crop]
             yc = self._train[t:t + self.crop, lft:lft + self.crop]
             xs.append(xc.flip(-1) if f else xc)
