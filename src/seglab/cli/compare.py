@@ -302,6 +302,6 @@ def run_advised(args: argparse.Namespace, advice: Any, source: str | None) -> in
     add_arguments(parser)  # every other option at compare's own default
     ns = parser.parse_args(argv)
     if source:
-        print(f"\nadvised on {source}, the masks the runs train on", flush=True)
+        print(f"\nadvised on {source}, as seglab compare --ablate advised advises", flush=True)
     print(f"\nseglab advise --compare: {spec} against {', '.join(losses[1:])}, {args.seeds} paired seeds", flush=True)
     return run(ns)
