@@ -14,7 +14,9 @@ validation labels those of the other; in each split the other colour's pixels ar
 Every object spans several tiles, so every class has pixels in both splits. Training samples are random
 ``crop x crop`` windows with random left-right flips; validation is the whole photo, once. As with the brain
 template, the two splits are neighbouring pixels of one scene: the score measures interpolation within it, not
-generalisation to new photos (docs/analysis_plan.md, amendment 2).
+generalisation to new photos (docs/analysis_plan.md, amendment 2). The void tiles also cut every object into
+checkerboard pieces, so ``seglab advise``'s shape measures on the training windows (tubularity, small components)
+describe the split, not the objects; its class frequencies and presence counts are those the loss sees.
 """
 
 from __future__ import annotations
