@@ -261,6 +261,27 @@ def _numel(text: str) -> int:
     return n
 
 
+def table(doc: dict[str, Any]) -> str:
+    """A markdown table of a sweep JSON: per shape, each function's ratio (median [q1, q3] of unloaded runs) or,
+    where ratios were refused, its median time in ms over all runs."""
+    pts = doc["summary"]["points"]
+    names = sorted({k for p in pts.values() for k in p["ratio"]})
+    lines = ["| shape (baseline ms) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for text, p in pts.items():
+        ms = p["ms_median_all_runs"]
+        cells = []
+        for k in names:
+            st = p["ratio"].get(k)
+            if st is None:
+                cells.append("")
+            elif st["median"] is None:
+                cells.append(f"({ms[k]:.3g} ms)")
+            else:
+                cells.append(f"{st['median']:.2f} [{st['q1']:.2f}, {st['q3']:.2f}]")
+        lines.append(f"| {text} ({ms[p['baseline']]:.3g} ms) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -272,8 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads of the sweep (default: torch's)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--png", default=None)
+    ap.add_argument("--table", default=None, metavar="JSON", help="print a markdown table of a sweep JSON and exit")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.table:
+        print(table(json.loads(Path(a.table).read_text())))
+        return 0
     shapes_mc = [s for s in a.shapes.split(",") if s]
     shapes_ml = [s for s in a.ml_shapes.split(",") if s]
     if a.child:

@@ -36,10 +36,12 @@ def _losses(mode: str, C: int, ignore):
     g = torch.Generator().manual_seed(1)
     cw = torch.rand(C, generator=g) + 0.1
     kw = {} if ignore is None else {"ignore_index": ignore}
+    # plain CE modules run torch's own op where it applies (tests/losses/test_native_ce.py); as a one-part composite
+    # (1.0 * ...) they take the pipeline, whose fused kernel is what is compared here
     out = [
-        ("ce", L.CrossEntropyLoss(mode, **kw)),
-        ("ce_w", L.CrossEntropyLoss(mode, class_weights=cw, **kw)),
-        ("ce_sum", L.CrossEntropyLoss(mode, reduction="sum", **kw)),
+        ("ce", 1.0 * L.CrossEntropyLoss(mode, **kw)),
+        ("ce_w", 1.0 * L.CrossEntropyLoss(mode, class_weights=cw, **kw)),
+        ("ce_sum", 1.0 * L.CrossEntropyLoss(mode, reduction="sum", **kw)),
         ("focal", L.FocalLoss(mode, gamma=2.0, **kw)),
         ("focal_g1.5_a", L.FocalLoss(mode, gamma=1.5, alpha=torch.rand(C, generator=g), **kw)),
         ("focal_g0", L.FocalLoss(mode, gamma=0.0, **kw)),
@@ -57,12 +59,13 @@ def _losses(mode: str, C: int, ignore):
     ]
     if mode == "multiclass":
         out += [
-            ("ce_ls", L.CrossEntropyLoss(mode, label_smoothing=0.1, class_weights=cw, **kw)),
+            ("ce_ls", 1.0 * L.CrossEntropyLoss(mode, label_smoothing=0.1, class_weights=cw, **kw)),
             ("dice_nobg", L.DiceLoss(mode, include_background=False, class_weights=cw, **kw)),
             ("dice+ce_ls", L.DiceLoss(mode, include_background=False, **kw) + L.CrossEntropyLoss(mode, label_smoothing=0.2, **kw)),
         ]
     else:
-        out += [("bce_pos", L.CrossEntropyLoss(mode, pos_weight=torch.rand(C, generator=g) * 3, class_weights=cw, **kw)),
+        out += [("bce_pos", 1.0 * L.CrossEntropyLoss(mode, pos_weight=torch.rand(C, generator=g) * 3, class_weights=cw,
+                                                    **kw)),
                 ("focal_scalar_alpha", L.FocalLoss(mode, alpha=0.25, **kw))]
     return out
 

@@ -30,6 +30,11 @@ def test_multiclass_is_torch_exactly(shape, opts):
                           label_smoothing=opts.get("label_smoothing", 0.0), reduction=opts.get("reduction", "mean"))
     (g2,) = torch.autograd.grad(ref, x)
     assert torch.equal(ours, ref) and torch.equal(g1, g2)
+    xk = x.detach().clone().requires_grad_()  # the fused kernel (the pipeline: a one-part composite) agrees
+    kernel = (1.0 * seglab.get_loss("ce", mode="multiclass", **opts))(xk, t)
+    (gk,) = torch.autograd.grad(kernel, xk)
+    torch.testing.assert_close(kernel, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gk, g2, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["multilabel", "binary"])

@@ -19,6 +19,7 @@ kernels bounds-check the labels they read and raise the same ``ValueError`` as i
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -158,11 +159,9 @@ def _remove_stale_temps(out_dir: Path) -> None:
     """Delete temporary files of builds that died midway (older than 10 minutes: no live build is that slow)."""
     now = time.time()
     for f in out_dir.glob(_TMP_PREFIX + "*"):
-        try:
+        with contextlib.suppress(OSError):  # gone already (another process), or not ours to delete
             if now - f.stat().st_mtime > _STALE_TMP_S:
                 f.unlink()
-        except OSError:
-            pass
 
 
 def _compile(cxx: list[str], so: Path) -> None:
@@ -218,17 +217,17 @@ def _build() -> ctypes.CDLL:
     lib = ctypes.CDLL(str(so))
     if lib.seglab_abi_version() != _ABI:
         raise RuntimeError(f"stale kernel library {so} (ABI {lib.seglab_abi_version()}, expected {_ABI})")
-    P, I64, I, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+    P, I64, I32, D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
     for suf in DTYPES.values():
-        getattr(lib, f"mc_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, I]
-        getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, P, I]
-        getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, I]
-        getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I, D, I, I, D, P, P, P, P, P, P, P, I]
-        getattr(lib, f"mc_fwd_cd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, P, P, I]
-        getattr(lib, f"mc_bwd_cd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I, I, I, D, P, P, P, I64, I64, P, I64,
-                                                     I64, D, D, D, D, P, P, I]
-        getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I]
-        getattr(lib, f"lovasz_{suf}").argtypes = [P, I64, I64, I64, P, P, I, P, P, P, I]
+        getattr(lib, f"mc_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I32, I32, I32, D, P, P, P, P, P, I32]
+        getattr(lib, f"mc_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I32, I32, I32, D, P, P, P, P, P, P, I32]
+        getattr(lib, f"ml_fwd_{suf}").argtypes = [P, P, I64, I64, I64, I32, D, I32, I32, D, P, P, P, P, P, P, I32]
+        getattr(lib, f"ml_bwd_{suf}").argtypes = [P, P, I64, I64, I64, I32, D, I32, I32, D, P, P, P, P, P, P, P, I32]
+        getattr(lib, f"mc_fwd_cd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I32, I32, I32, D, P, P, P, P, P, I32]
+        getattr(lib, f"mc_bwd_cd_{suf}").argtypes = [P, P, I64, I64, I64, I64, I32, I32, I32, D, P, P, P, I64, I64, P, I64,
+                                                     I64, D, D, D, D, P, P, I32]
+        getattr(lib, f"argsort_desc_{suf}").argtypes = [P, I64, I64, P, I32]
+        getattr(lib, f"lovasz_{suf}").argtypes = [P, I64, I64, I64, P, P, I32, P, P, P, I32]
         for k in ("mc_fwd", "mc_bwd", "mc_fwd_cd", "mc_bwd_cd", "ml_fwd", "ml_bwd", "argsort_desc", "lovasz"):
             getattr(lib, f"{k}_{suf}").restype = None
     return lib

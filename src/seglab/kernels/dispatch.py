@@ -218,10 +218,8 @@ def fused_stats(req: StatsRequest, logits: torch.Tensor, target: torch.Tensor) -
     if kind == "mc":
         eps = float(req.label_smoothing)
         ce_sum = (1 - eps) * s_ce + (eps / c) * s_smooth if eps else s_ce
-        if req.ignore_index is not None:
-            count = ys.detach().sum()
-        else:
-            count = _constant(float(n * math.prod(spatial)), cd, logits.device)
+        count = ys.detach().sum() if req.ignore_index is not None else _constant(
+            float(n * math.prod(spatial)), cd, logits.device)
         return FusedStats("index", tp, ps, ys, None, ce_sum, s_norm, s_focal, count)
     count = s_norm.detach()
     return FusedStats("dense" if kind == "mcd" else "sigmoid", tp, ps, ys, parts[3], s_ce, count, s_focal, count)

@@ -55,7 +55,7 @@ def mask_options(terms: Sequence[tuple[Term, Options]], names: Sequence[str], ig
     """The terms with ``ignore_index`` set to the value a mask wrote into the target (see the module docstring);
     a term without an ``ignore_index`` option cannot leave pixels out: TypeError naming it."""
     out = []
-    for (term, o), name in zip(terms, names):
+    for (term, o), name in zip(terms, names, strict=True):
         if "ignore_index" not in o:
             raise TypeError(f"mask is not supported by the loss {name!r}: it has no ignore_index (ignored pixels)")
         out.append((term, o if o["ignore_index"] == ignore_index else {**o, "ignore_index": ignore_index}))

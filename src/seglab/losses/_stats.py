@@ -78,11 +78,9 @@ def overlap_stats_from_probs(p: torch.Tensor, tgt: Target, *, squared: bool = Fa
     else:
         yf = tgt.y.reshape(n, c, S)
         ys = (yf * yf).sum(-1) if squared else yf.sum(-1)
-        if soft_targets == "semimetric" and not squared:
-            # |p - y| of ignored entries is 0 since both were zeroed
-            tp = 0.5 * (ps + ys - (pf - yf).abs().sum(-1))
-        else:
-            tp = (pf * yf).sum(-1)
+        # semimetric: |p - y| of ignored entries is 0 since both were zeroed
+        tp = 0.5 * (ps + ys - (pf - yf).abs().sum(-1)) if soft_targets == "semimetric" and not squared else (
+            (pf * yf).sum(-1))
     if batch:
         tp, ps, ys = tp.sum(0), ps.sum(0), ys.sum(0)
     return Stats(tp, ps, ys)

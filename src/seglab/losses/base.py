@@ -226,7 +226,7 @@ class CompositeLoss(Loss):
 
     @property
     def terms(self) -> list[tuple[float, Loss]]:
-        return list(zip(self.weights, self.losses))
+        return list(zip(self.weights, self.losses, strict=True))
 
     @staticmethod
     def _terms_of(x: Loss) -> CompositeLoss:
@@ -257,9 +257,9 @@ class CompositeLoss(Loss):
             logits, target, ign = self._checked(logits, target, mask)
             values = [call_unchecked(p, logits, target, ign) for p in parts]
         total = values[0] if self.weights[0] == 1.0 else self.weights[0] * values[0]
-        for w, v in zip(self.weights[1:], values[1:]):
+        for w, v in zip(self.weights[1:], values[1:], strict=True):
             total = total + v if w == 1.0 else total + w * v
-        self.last_parts = {n: v.detach() for n, v in zip(self.part_names, values)}
+        self.last_parts = {n: v.detach() for n, v in zip(self.part_names, values, strict=True)}
         return total  # type: ignore[return-value]
 
     def _checked(self, logits: Any, target: Any, mask: Any) -> tuple[torch.Tensor, torch.Tensor, int | None]:
@@ -297,4 +297,4 @@ class CompositeLoss(Loss):
         return [torch.stack([r[k] for r in rows]) for k in range(len(parts))]
 
     def extra_repr(self) -> str:
-        return " + ".join(f"{w:g}*{n}" for w, n in zip(self.weights, self.part_names))
+        return " + ".join(f"{w:g}*{n}" for w, n in zip(self.weights, self.part_names, strict=True))

@@ -58,10 +58,7 @@ def downsample_target(target: torch.Tensor, size: Sequence[int], logits_ndim: in
     if tuple(target.shape[lead:]) == size:
         return target
     t = target.unsqueeze(1) if lead == 1 else target
-    if t.is_floating_point():
-        work = t
-    else:
-        work = t.to(torch.float64 if t.dtype in (torch.int32, torch.int64) else torch.float32)
+    work = t if t.is_floating_point() else t.to(torch.float64 if t.dtype in (torch.int32, torch.int64) else torch.float32)
     out = F.interpolate(work, size=size, mode="nearest-exact")
     out = out if out.dtype == t.dtype else out.to(t.dtype)
     return out.squeeze(1) if lead == 1 else out
@@ -147,7 +144,7 @@ class DeepSupervisionLoss(nn.Module):
                 raise ValueError(f"logits[{k}] has shape {tuple(o.shape)} but logits[0] has {tuple(first.shape)}: "
                                  "every output needs the same N, C and number of spatial dims")
             prev = outs[k - 1]
-            if any(a > b for a, b in zip(o.shape[2:], prev.shape[2:])):
+            if any(a > b for a, b in zip(o.shape[2:], prev.shape[2:], strict=True)):
                 raise ValueError(f"logits must come highest resolution first: logits[{k}] {tuple(o.shape)} is larger "
                                  f"than logits[{k - 1}] {tuple(prev.shape)}")
         weights = self.level_weights(len(outs))
@@ -155,7 +152,7 @@ class DeepSupervisionLoss(nn.Module):
         masks = None if mask is None else self._per_level("mask", mask, outs)
         total: torch.Tensor | None = None
         levels: list[torch.Tensor | None] = []
-        for k, (w, o) in enumerate(zip(weights, outs)):
+        for k, (w, o) in enumerate(zip(weights, outs, strict=True)):
             if w == 0.0:
                 levels.append(None)
                 continue

@@ -100,14 +100,13 @@ def lovasz_loss(
     hinge = mode != "multiclass"
     fast = _lovasz_cpu(errors, idx, fg, vf, b, c, hinge=hinge)
     loss, present = fast if fast is not None else _lovasz_torch(errors, idx, fg, vf, b, c, hinge=hinge)
-    if classes == "present":
-        if mode == "multiclass":
-            count = present.sum(-1).clamp_min(1)
-            loss = torch.where(present, loss, torch.zeros_like(loss))
-            per_b = loss.sum(-1) / count
-            if reduction == "none":
-                return loss if per_image else loss[0]
-            return per_b.sum() if reduction == "sum" else per_b.mean()
+    if classes == "present" and mode == "multiclass":
+        count = present.sum(-1).clamp_min(1)
+        loss = torch.where(present, loss, torch.zeros_like(loss))
+        per_b = loss.sum(-1) / count
+        if reduction == "none":
+            return loss if per_image else loss[0]
+        return per_b.sum() if reduction == "sum" else per_b.mean()
     if reduction == "none":
         return loss if per_image else loss[0]
     return loss.sum() if reduction == "sum" else loss.mean()

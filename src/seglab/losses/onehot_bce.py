@@ -27,10 +27,7 @@ def check_onehot_bce_options(*, mode: str, ignore_index: Any = None, reduction: 
 
 def _onehot_bce(x: torch.Tensor, tgt: Target, o: Options) -> torch.Tensor:
     c = x.shape[1]
-    if tgt.is_index:
-        y = F.one_hot(tgt.labels, c).movedim(-1, 1).to(x.dtype)
-    else:
-        y = tgt.y.to(x.dtype)
+    y = F.one_hot(tgt.labels, c).movedim(-1, 1).to(x.dtype) if tgt.is_index else tgt.y.to(x.dtype)
     el = F.binary_cross_entropy_with_logits(x, y, reduction="none")  # (N, C, *)
     if tgt.valid is not None:
         keep = tgt.valid.unsqueeze(1) if tgt.valid.ndim == x.ndim - 1 else tgt.valid

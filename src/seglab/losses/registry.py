@@ -404,7 +404,7 @@ def get_loss(spec: str, mode: str, **kwargs: Any) -> Loss:
         resolved.append((term, base, cls, dict(entry.options) if entry is not None else {}))
     used: set[str] = set()
     built: list[tuple[float, Loss]] = []
-    for term, base, cls, fixed in resolved:
+    for term, _base, cls, fixed in resolved:
         accepted = _accepts(cls)
         kw = {k: v for k, v in kwargs.items() if k in accepted}
         both = sorted(set(kw) & set(term.options))
