@@ -282,6 +282,33 @@ def table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def write(runs: list[dict[str, Any]], a: argparse.Namespace, torch_version: str, cpu: str, commit: str | None) -> None:
+    """The JSON (and PNG) of the runs so far; a loaded run's ratios are left out (its times are kept)."""
+    meta = {"cpu_model": cpu, "cores": os.cpu_count(), "threads": runs[0]["threads"], "torch": torch_version,
+            "commit": commit, "runs": len(runs), "runs_asked": a.runs, "rounds": a.rounds, "max_load": a.max_load,
+            "loads": [(r["load_before"], r["load_after"]) for r in runs],
+            "method": "fwd+bwd; interleaved rounds per process, per-round ratio to the baseline, median over rounds; "
+                      "median and IQR over runs (processes) with load <= max_load"}
+    summary = summarise(runs, a.max_load)
+    if summary["trusted_runs"] == 0:
+        print(f"REFUSED: every run had a 1-min load average above {a.max_load:g} (the cores): no ratios written",
+              file=sys.stderr)
+    kept = json.loads(json.dumps(runs))
+    for r in kept:
+        if max(r["load_before"], r["load_after"]) > a.max_load:
+            for p in r["points"].values():
+                p.pop("ratio")
+            for sm in r["small_1thread"].values():
+                sm.pop("dice+ce_over_monai")
+    text = json.dumps({"meta": meta, "summary": summary, "runs": kept}, indent=1)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+    else:
+        print(text)
+    if a.png:
+        plot(summary, meta, Path(a.png))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -312,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from seglab.provenance import cpu_model, git_commit
 
-    runs = []
-    for i in range(a.runs):
+    runs: list[dict[str, Any]] = []
+    for i in range(a.runs):  # the files are rewritten after each run: a time-boxed sweep keeps what it measured
         before = _load()
         cmd = [sys.executable, __file__, "--child", "--rounds", str(a.rounds), "--shapes", a.shapes,
                "--ml-shapes", a.ml_shapes] + (["--threads", str(a.threads)] if a.threads else [])
@@ -323,29 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
         flag = "" if max(before, run["load_after"]) <= a.max_load else "  (loaded: ratios not used)"
         print(f"run {i + 1}/{a.runs}: load {before:.2f} -> {run['load_after']:.2f}{flag}", file=sys.stderr)
-    meta = {"cpu_model": cpu_model(), "cores": os.cpu_count(), "threads": runs[0]["threads"] if runs else None,
-            "torch": torch.__version__, "commit": git_commit(), "runs": a.runs, "rounds": a.rounds,
-            "max_load": a.max_load, "loads": [(r["load_before"], r["load_after"]) for r in runs],
-            "method": "fwd+bwd; interleaved rounds per process, per-round ratio to the baseline, median over rounds; "
-                      "median and IQR over runs (processes) with load <= max_load"}
-    summary = summarise(runs, a.max_load)
-    if summary["trusted_runs"] == 0:
-        print(f"REFUSED: every run had a 1-min load average above {a.max_load:g} (the cores): no ratios written",
-              file=sys.stderr)
-    doc = {"meta": meta, "summary": summary, "runs": runs}
-    for r in runs:  # a loaded run's ratios are not kept (its times are)
-        if max(r["load_before"], r["load_after"]) > a.max_load:
-            for p in r["points"].values():
-                p.pop("ratio")
-            for s in r["small_1thread"].values():
-                s.pop("dice+ce_over_monai")
-    text = json.dumps(doc, indent=1)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
-    else:
-        print(text)
-    if a.png:
-        plot(summary, meta, Path(a.png))
+        write(runs, a, torch.__version__, cpu_model(), git_commit())
     return 0
 
 
