@@ -55,7 +55,8 @@ def test_every_row_recomputed_with_scipy():
             assert [r["p_holm"] for r in famrows] == pytest.approx(_holm([r["p_raw"] for r in famrows]))
         for r in rows:
             arms = {a["label"]: a for a in data[r["task"]]["losses"]}
-            pick = (lambda a: a["fg_dice"]) if r["endpoint"] == "foreground mean" else (lambda a: a["per_class"][r["endpoint"]])
+            endpoint = r["endpoint"]
+            pick = (lambda a: a["fg_dice"]) if endpoint == "foreground mean" else (lambda a, e=endpoint: a["per_class"][e])
             declared = data[r["task"]].get("evidence", {}).get("arms")  # a --losses task's declared pairs
             with_rule, without = declared[rid] if declared else ("full", RULES[rid].ablation)
             d = np.subtract(pick(arms[with_rule])["per_seed"], pick(arms[without])["per_seed"])
