@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import itertools
 import json
 import math
@@ -206,6 +207,27 @@ def _read_parquet(path: Path) -> dict[str, list]:
     pq = require("pyarrow.parquet", "the results store")
 
     return pq.read_table(path).to_pydict()
+
+
+#: the scalar metrics of every validation (besides ``step``) and the per-class ones, unless a run's summary names
+#: its own (``metric_names``, ``class_metric_names``: what :class:`~seglab.train.record.RunRecord` records)
+EVAL_METRICS = ("accuracy", "majority", "mean_dice", "fg_dice", "mean_iou")
+CLASS_METRICS = ("dice", "iou")
+
+
+def eval_columns(evals: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, list]:
+    """The columns of ``evals.parquet``: ``step``, each scalar metric, and ``<metric>/<class name>`` per class
+    (class names from the summary when there is one per class, else the class indices)."""
+    scalars = list(summary.get("metric_names") or EVAL_METRICS)
+    per_class = list(summary.get("class_metric_names") or CLASS_METRICS)
+    names = summary.get("class_names") or []
+    C = len(evals[0][per_class[0]]) if evals and per_class else 0
+    names = names if len(names) == C else [str(c) for c in range(C)]
+    cols: dict[str, list] = {k: [e[k] for e in evals] for k in ("step", *scalars)}
+    for c, n in enumerate(names):
+        for m in per_class:
+            cols[f"{m}/{n}"] = [e[m][c] for e in evals]
+    return cols
 
 
 class ResultsStore:
@@ -386,7 +408,8 @@ class ResultsStore:
             return None
 
     def write_run(self, result: Any) -> bool:
-        """Write a finished run atomically. Returns False when the run already existed (kept as is)."""
+        """Write a finished run (a :class:`~seglab.train.record.RunRecord`: ``steps``, ``evals``, ``summary``)
+        atomically. Returns False when the run already existed (kept as is)."""
         rid = result.summary["run_id"]
         final = self.run_dir(rid)
         if final.exists():
@@ -396,20 +419,7 @@ class ResultsStore:
         tmp.mkdir()
         try:
             _write_parquet(tmp / "steps.parquet", result.steps)
-            names = result.summary.get("class_names") or []
-            cols: dict[str, list] = {k: [] for k in ("step", "accuracy", "majority", "mean_dice", "fg_dice", "mean_iou")}
-            C = len(result.evals[0]["dice"]) if result.evals else 0
-            names = names if len(names) == C else [str(c) for c in range(C)]
-            for n in names:
-                cols[f"dice/{n}"] = []
-                cols[f"iou/{n}"] = []
-            for e in result.evals:
-                for k in ("step", "accuracy", "majority", "mean_dice", "fg_dice", "mean_iou"):
-                    cols[k].append(e[k])
-                for c, n in enumerate(names):
-                    cols[f"dice/{n}"].append(e["dice"][c])
-                    cols[f"iou/{n}"].append(e["iou"][c])
-            _write_parquet(tmp / "evals.parquet", cols)
+            _write_parquet(tmp / "evals.parquet", eval_columns(result.evals, result.summary))
             atomic_write_json(tmp / "summary.json", result.summary)
             for f in tmp.iterdir():  # durable before the rename publishes the run
                 with open(f, "rb") as fh:
@@ -654,7 +664,7 @@ class TextTable:
         from rich.console import Console
         from rich.measure import Measurement
 
-        probe = Console(width=max(width, 1), file=open(os.devnull, "w"))
+        probe = Console(width=max(width, 1), file=io.StringIO())  # measures only: nothing is printed
         wide = probe.options.update_width(10**6)
 
         def natural(idx: list[int]) -> int:
@@ -665,11 +675,13 @@ class TextTable:
             rest = [i for i, c in enumerate(self.columns) if not c[2]]
             base = natural(keys) if keys else 1
             extra = {i: natural(keys + [i]) - (base if keys else 0) for i in rest}
+            groups: list[list[int]] = []
             if base + sum(extra.values()) <= width:
                 groups = [rest]
             else:  # the key columns take at most 60% (folding if they must), the rest is split to fit
                 budget = width - min(base, int(width * 0.6))
-                groups, cur, used = [], [], 0
+                cur: list[int] = []
+                used = 0
                 for i in rest:
                     if cur and used + extra[i] > budget:
                         groups.append(cur)

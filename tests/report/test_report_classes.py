@@ -44,7 +44,7 @@ def _expected(results) -> dict[tuple[str, str], dict[str, str]]:
     for f in sorted((results / "runs").glob("*/summary.json")):
         s = json.loads(f.read_text())
         d = out.setdefault((s["config"]["task"], s["config"]["loss"]), {})
-        for name, dice, iou in zip(s["class_names"], s["final_dice"], s["final_iou"]):
+        for name, dice, iou in zip(s["class_names"], s["final_dice"], s["final_iou"], strict=True):
             d[f"Dice {name}"], d[f"IoU {name}"] = f"{dice:.3f}", f"{iou:.3f}"
     return out
 
@@ -59,7 +59,7 @@ def test_html_table_shows_each_class_dice_and_iou(mixed_report):
     for c in CLASSES:
         assert f"Dice {c}" in head and f"IoU {c}" in head, head
     exp = _expected(mixed_report["results"])
-    folder_rows = {r[head.index("loss")]: dict(zip(head, r)) for r in rows if r[head.index("task")] == "folder"}
+    folder_rows = {r[head.index("loss")]: dict(zip(head, r, strict=False)) for r in rows if r[head.index("task")] == "folder"}
     assert sorted(folder_rows) == sorted(loss for task, loss in exp if task == "folder") and len(folder_rows) == 2
     for loss, cells in folder_rows.items():
         for col, value in exp[("folder", loss)].items():
@@ -97,7 +97,7 @@ def test_terminal_tables_show_each_class_dice(mixed_report, capsys):
     end = next(i for i, ln in enumerate(body) if ln.startswith("└"))
     assert "task=folder" in body[end + 1]  # the caption: the column that is the same in every row
     body = body[:end]  # this table only
-    rows = [dict(zip(cols, [c.strip() for c in ln.strip("│ ").split("│")])) for ln in body if ln.startswith("│")]
+    rows = [dict(zip(cols, [c.strip() for c in ln.strip("│ ").split("│")], strict=False)) for ln in body if ln.startswith("│")]
     for task, loss in exp:
         if task != "folder":
             continue

@@ -167,21 +167,21 @@ def test_faithful_pack_equals_single_runs(norm):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        cfgs = [RunSpec(loss=l, task_kw={"size": 8, "fg_ratio": fg}, model_kw=dict(FAITHFUL_MODEL_KW, norm=norm),
+        cfgs = [RunSpec(loss=name, task_kw={"size": 8, "fg_ratio": fg}, model_kw=dict(FAITHFUL_MODEL_KW, norm=norm),
                           seed=s, steps=8, eval_every=4, monitors=list(FAITHFUL_LOSSES), optimizer=o, lr=lr)
-                for l, fg, s, o, lr in [("study_cce_clip", 0.95, 0, "sgd", 0.1), ("study_dicefg", 0.95, 1, "sgd", 1e-3),
+                for name, fg, s, o, lr in [("study_cce_clip", 0.95, 0, "sgd", 0.1), ("study_dicefg", 0.95, 1, "sgd", 1e-3),
                                         ("study_dice", 0.05, 2, "sgd", 0.01)]]
         assert len(group_packs(cfgs)) == 1
         P = train_pack(cfgs)
         S = [train_run(c) for c in cfgs]
     finally:
         torch.set_default_dtype(old)
-    for p, s in zip(P, S):
+    for p, s in zip(P, S, strict=True):
         assert p.summary["run_id"] == s.summary["run_id"] and p.summary["pack_size"] == 3
         for k in s.steps:
             a, b = torch.tensor(p.steps[k], dtype=torch.float64), torch.tensor(s.steps[k], dtype=torch.float64)
             ok = ~torch.isnan(b)
             assert torch.equal(torch.isnan(a), ~ok)
             torch.testing.assert_close(a[ok], b[ok], rtol=1e-9, atol=1e-12)
-        for ea, eb in zip(p.evals, s.evals):
+        for ea, eb in zip(p.evals, s.evals, strict=True):
             assert abs(ea["mean_dice"] - eb["mean_dice"]) <= 1e-9

@@ -28,9 +28,7 @@ def test_plain_progress_lines_at_a_steady_rate_when_not_a_terminal(tmp_path):
     every = 0.4
     proc = subprocess.Popen(_cmd(tmp_path, "--progress-every", str(every)), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    seen = []  # (arrival time, line)
-    for line in proc.stderr:
-        seen.append((time.monotonic(), line.rstrip("\n")))
+    seen = [(time.monotonic(), line.rstrip("\n")) for line in proc.stderr]  # (arrival time, line)
     assert proc.wait(timeout=300) == 0, seen
     text = "\n".join(ln for _, ln in seen)
     assert "\x1b[" not in text  # plain text: no terminal control codes
@@ -40,7 +38,7 @@ def test_plain_progress_lines_at_a_steady_rate_when_not_a_terminal(tmp_path):
     done = [int(m.group(1)) for _, m in prog]
     assert done == sorted(done) and {int(m.group(2)) for _, m in prog} == {2}
     assert prog[-1][1].group(1, 3, 4) == ("2", "0", "0") and prog[-1][1].group(6) == "0s", text
-    gaps = [b[0] - a[0] for a, b in zip(prog[:-2], prog[1:-1])]  # the final line comes at the end, whenever that is
+    gaps = [b[0] - a[0] for a, b in zip(prog[:-2], prog[1:-1], strict=True)]  # the final line comes at the end, whenever that is
     assert all(g > every * 0.5 for g in gaps), gaps  # a steady rate, not a flood
     assert seen[-1][1].startswith("2 run(s) done, 0 already finished"), text
 

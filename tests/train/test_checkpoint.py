@@ -26,7 +26,7 @@ CFG = dict(loss="study_dice", task="threshold", task_kw={"fg_ratio": 0.3, "size"
 
 def _same(a, b) -> bool:
     """Equal lists of floats, NaN equal to NaN."""
-    return len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+    return len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
 
 
 def _same_records(r1: dict, r2: dict) -> None:

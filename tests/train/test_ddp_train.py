@@ -61,7 +61,7 @@ def test_two_process_ddp_matches_single_process(tmp_path):
         if col == "step":
             assert steps[col] == ref
             continue
-        for a, b in zip(steps[col], ref):
+        for a, b in zip(steps[col], ref, strict=True):
             assert math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-7), (col, a, b)
     ev = store.evals(rid)
     for i, e in enumerate(single.evals):

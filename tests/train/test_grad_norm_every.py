@@ -44,7 +44,7 @@ def test_sparse_and_off_follow_the_dense_trajectory(dense, every):
     for m in MONS:
         assert r.steps[f"loss/{m}"] == dense.steps[f"loss/{m}"]
         g, gd = r.steps[f"gnorm/{m}"], dense.steps[f"gnorm/{m}"]
-        for step, (a, b) in enumerate(zip(g, gd)):
+        for step, (a, b) in enumerate(zip(g, gd, strict=True)):
             if m == "study_dice" or (every and step % every == 0):  # the training loss: every step
                 assert a == pytest.approx(b, rel=1e-12), (m, step)
             else:

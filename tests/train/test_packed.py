@@ -18,8 +18,8 @@ MIXED = [("study_cce", 0.05, 0), ("study_dice", 0.5, 1), ("study_dicefg", 0.95, 
 
 
 def _cfgs(norm, steps=40, **kw):
-    return [RunSpec(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
-                      steps=steps, eval_every=20, **kw) for l, fg, s in MIXED]
+    return [RunSpec(loss=name, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
+                      steps=steps, eval_every=20, **kw) for name, fg, s in MIXED]
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _close(a, b, rtol, atol=0.0):
 
 
 def _compare(P, S, rtol, eval_atol):
-    for p, s in zip(P, S):
+    for p, s in zip(P, S, strict=True):
         assert p.summary["run_id"] == s.summary["run_id"]
         assert p.summary["status"] == s.summary["status"]
         assert p.summary["diverged_step"] == s.summary["diverged_step"]
@@ -51,7 +51,7 @@ def _compare(P, S, rtol, eval_atol):
             if k != "step":
                 _close(p.steps[k], s.steps[k], rtol=rtol, atol=1e-7 if rtol > 1e-6 else 0.0)
         assert [e["step"] for e in p.evals] == [e["step"] for e in s.evals]
-        for ea, eb in zip(p.evals, s.evals):
+        for ea, eb in zip(p.evals, s.evals, strict=True):
             for k in ("accuracy", "majority", "mean_dice", "fg_dice"):
                 assert abs(ea[k] - eb[k]) <= eval_atol, (k, ea[k], eb[k])
 
@@ -94,9 +94,9 @@ SGD_MIX = [(1e-3, 0.0), (0.1, 0.0), (0.01, 0.9)]
 
 
 def _sgd_mix(norm, steps=40):
-    return [RunSpec(loss=l, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
+    return [RunSpec(loss=name, task_kw={"size": 16, "fg_ratio": fg}, model_kw={"width": 4, "norm": norm}, seed=s,
                       steps=steps, eval_every=20, optimizer="sgd", lr=SGD_MIX[i % 3][0], momentum=SGD_MIX[i % 3][1])
-            for i, (l, fg, s) in enumerate(MIXED)]
+            for i, (name, fg, s) in enumerate(MIXED)]
 
 
 @pytest.mark.parametrize("norm", ["batch", None])
@@ -108,7 +108,7 @@ def test_sgd_pack_mixed_lr_momentum_float64(float64, norm):
     P = train_pack(cfgs)
     S = [train_run(c) for c in cfgs]
     _compare(P, S, rtol=1e-9, eval_atol=1e-9)
-    for p, c in zip(P, cfgs):
+    for p, c in zip(P, cfgs, strict=True):
         assert (p.spec.lr, p.spec.momentum) == (c.lr, c.momentum)
         assert p.summary["pack_size"] == len(cfgs)
 
@@ -123,7 +123,7 @@ def test_packed_sgd_matches_torch_sgd_per_run(float64):
     w = torch.randn(R * n, k, requires_grad=True)
     singles = [w.detach()[r * n:(r + 1) * n].clone().requires_grad_(True) for r in range(R)]
     opt = PackedSGD([w], lrs, moms, R)
-    refs = [torch.optim.SGD([s], lr=lr, momentum=m) for s, lr, m in zip(singles, lrs, moms)]
+    refs = [torch.optim.SGD([s], lr=lr, momentum=m) for s, lr, m in zip(singles, lrs, moms, strict=True)]
     for _ in range(5):
         g = torch.randn(R * n, k)
         w.grad = g.clone()
@@ -140,8 +140,8 @@ def test_packed_sgd_matches_torch_sgd_per_run(float64):
 
 def test_diverging_run_in_pack():
     """float32, SGD lr 1e12 without BN: the CCE run diverges at step 2, the Dice run finishes (as when run alone)."""
-    cfgs = [RunSpec(loss=l, task_kw={"size": 16, "fg_ratio": 0.5}, model_kw={"norm": None}, optimizer="sgd",
-                      lr=1e12, seed=0, steps=20, eval_every=10) for l in ("study_cce", "study_dice")]
+    cfgs = [RunSpec(loss=name, task_kw={"size": 16, "fg_ratio": 0.5}, model_kw={"norm": None}, optimizer="sgd",
+                      lr=1e12, seed=0, steps=20, eval_every=10) for name in ("study_cce", "study_dice")]
     seen = []
     P = train_pack(cfgs, on_result=lambda r: seen.append((r.summary["status"], r.summary["steps_done"])))
     S = [train_run(c) for c in cfgs]

@@ -42,7 +42,7 @@ def test_event_file_holds_loss_per_class_dice_and_grad_norms(tmp_path, capsys):
         if not col.startswith("gnorm/"):
             continue
         tag = tb_tag("grad_norm/" + col[len("gnorm/"):])  # "dice + ce" -> "dice___ce"
-        measured = [(k, v) for k, v in zip(steps["step"], values) if v == v]  # not NaN
+        measured = [(k, v) for k, v in zip(steps["step"], values, strict=True) if v == v]  # not NaN
         got = acc.Scalars(tag)
         assert [e.step for e in got] == [k for k, _ in measured], col
         assert [e.value for e in got] == pytest.approx([v for _, v in measured], rel=1e-6)

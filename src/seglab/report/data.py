@@ -20,7 +20,7 @@ def _fmt(v: Any) -> str:
 
 
 def figure_title(key: tuple) -> str:
-    d = dict(zip(FIGURE_KEYS, key))
+    d = dict(zip(FIGURE_KEYS, key, strict=True))
     parts = [str(d["task"])]
     if d.get("fg_ratio") is not None:
         parts.append(f"fg {100 * float(d['fg_ratio']):g}%")
@@ -33,7 +33,7 @@ def figure_title(key: tuple) -> str:
 
 
 def figure_slug(key: tuple) -> str:
-    d = dict(zip(FIGURE_KEYS, key))
+    d = dict(zip(FIGURE_KEYS, key, strict=True))
     s = f"{d['task']}"
     if d.get("fg_ratio") is not None:
         s += f"_fg{round(100 * float(d['fg_ratio']))}"
@@ -155,7 +155,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(tuple(r.get(k) for k in CONFIG_KEYS), []).append(r)
     out = []
     for key, rs in groups.items():
-        a = dict(zip(CONFIG_KEYS, key))
+        a = dict(zip(CONFIG_KEYS, key, strict=True))
         a["n"] = len(rs)
         a["seeds"] = sorted(r.get("seed") for r in rs)
         a["converged"] = sum(bool(r.get("converged")) for r in rs)

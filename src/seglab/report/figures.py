@@ -173,7 +173,7 @@ def no_data(ax, what: str) -> None:
 
 
 def _order(by_loss: dict[str, list[str]], loss_order: list[str] | None) -> list[str]:
-    return [l for l in (loss_order or []) if l in by_loss] + [l for l in by_loss if l not in (loss_order or [])]
+    return [n for n in (loss_order or []) if n in by_loss] + [n for n in by_loss if n not in (loss_order or [])]
 
 
 def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], out: Path,
@@ -351,20 +351,20 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
         ax = axes[0, k]
         M = np.full((len(rows), len(losses)), np.nan)
         for i, r in enumerate(rows):
-            for j, l in enumerate(losses):
-                a = cell.get((o, r, l))
-                if a is None:
+            for j, loss in enumerate(losses):
+                got = cell.get((o, r, loss))
+                if got is None:
                     continue
-                v = a.get(metric, math.nan)
+                v = got.get(metric, math.nan)
                 M[i, j] = v
                 txt = "—" if math.isnan(v) else f"{v:.2f}"
-                txt += f"\n{a['converged']}/{a['n']}" if a.get("verdict", True) else f"\nn={a['n']}"
-                if a["diverged"]:
-                    txt += f" ({a['diverged']}✗)"
+                txt += f"\n{got['converged']}/{got['n']}" if got.get("verdict", True) else f"\nn={got['n']}"
+                if got["diverged"]:
+                    txt += f" ({got['diverged']}✗)"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=7,
                         color="white" if (not math.isnan(M[i, j]) and M[i, j] < 0.5) else "black")
         im = ax.imshow(M, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(losses)), [lab(l) for l in losses], rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(range(len(losses)), [lab(n) for n in losses], rotation=45, ha="right", fontsize=8)
         ylabels = [f"{t} fg{100 * fg:g}% {m} {('BN' if nm == 'batch' else 'norm=' + nm)}" if fg >= 0 else f"{t} {m} norm={nm}"
                    for t, fg, m, nm in rows]
         ax.set_yticks(range(len(rows)), [_t(y) for y in ylabels] if k == 0 else [""] * len(rows), fontsize=8)
@@ -415,8 +415,8 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
         for i, m in enumerate(mons):
             ys = []
             for fg in fgs:
-                v = [a.get(f"mean_gnorm/{m}") for a in sel if a["fg_ratio"] == fg]
-                v = [float(x) for x in v if _finite_pos(x)]
+                v = [float(a[f"mean_gnorm/{m}"]) for a in sel if a["fg_ratio"] == fg
+                     and _finite_pos(a.get(f"mean_gnorm/{m}"))]
                 ys.append(float(np.exp(np.mean(np.log(v)))) if v else np.nan)
             plot_series(ax, np.array([100 * f for f in fgs]), np.array(ys), smooth_frac=0, marker="o",
                         color=_COLORS[i % len(_COLORS)], label=lab(m))

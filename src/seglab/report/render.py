@@ -137,6 +137,13 @@ tr td.failed{background:#f8c9c4;color:#8b0000;font-weight:bold}
 code{background:#f4f4f4;padding:1px 3px}"""
 
 
+def _curve_figures(store: ResultsStore, rows: list[dict[str, Any]], out: Path,
+                   loss_order: list[str]) -> list[tuple[tuple, Path, Path | None, Path | None]]:
+    """Per configuration group: its study-layout curves, validation Dice per class and example images."""
+    return [(key, study_figure(store, key, by_loss, out, loss_order), dice_figure(store, key, by_loss, out, loss_order),
+             examples_figure(store, key, by_loss, out, loss_order)) for key, by_loss in figure_groups(rows).items()]
+
+
 def render_report(results: str | Path, out: str | Path | None = None, *, loss_order: list[str] | None = None,
                   figures: bool = True) -> dict[str, Any]:
     """Render ``results`` into ``out`` (default ``RESULTS/report``): ``index.html`` (self-contained), PNGs.
@@ -159,22 +166,15 @@ def render_report(results: str | Path, out: str | Path | None = None, *, loss_or
         return _write_page(out, [f"<h1>seglab report — {html.escape(str(store.root))}</h1>",
                                  "<p>The runs of this folder are your own training function's (<code>seglab compare "
                                  "--fn</code>): they have no training curves; the comparison follows.</p>",
-                                 comparison], [], [])
+                                 comparison or ""], [], [])
     store.write_summary_table()
     agg = aggregate(rows)
     if loss_order is None:
         loss_order = recorded_loss_order(store)
-    grid_pngs = [summary_grid(agg, out, m) for m in ("final_fg_dice", "final_mean_dice")]
     cc = class_cols(agg)
-    if cc:
-        grid_pngs.append(summary_grid(agg, out, "final_min_dice"))
+    grid_pngs = [summary_grid(agg, out, m) for m in ("final_fg_dice", "final_mean_dice", *(["final_min_dice"] if cc else []))]
     gn_png = gradnorm_figure(agg, out)
-    study_pngs: list[tuple[tuple, Path, Path | None, Path | None]] = []
-    if figures:
-        for key, by_loss in figure_groups(rows).items():
-            study_pngs.append((key, study_figure(store, key, by_loss, out, loss_order),
-                               dice_figure(store, key, by_loss, out, loss_order),
-                               examples_figure(store, key, by_loss, out, loss_order)))
+    study_pngs = _curve_figures(store, rows, out, loss_order) if figures else []
     pngs = grid_pngs + ([gn_png] if gn_png else []) + [p for _, *ps in study_pngs for p in ps if p is not None]
     cfg = store.read_config() or {}
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>seglab report</title><style>{CSS}</style></head><body>",

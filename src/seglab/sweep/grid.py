@@ -119,23 +119,7 @@ def _is_int(v: Any) -> bool:
 
 def _check_values(grid: dict[str, Any], where: str) -> None:
     """Types of the grid's values, one error naming the field (before anything is expanded or run)."""
-    def at(key: str, i: int | None) -> str:
-        return f"{where}: {key}" + ("" if i is None else f"[{i}]")
-
-    for key in ("lr", "lrs", "momentum", "momentums", "seed", "seeds", "fg_ratio", "fg_ratios"):
-        if key not in grid:
-            continue
-        v = grid[key]
-        items = list(enumerate(v)) if isinstance(v, (list, tuple)) else [(None, v)]
-        for i, x in items:
-            if key.startswith("seed"):
-                if not _is_int(x):
-                    raise ConfigError(f"{at(key, i)}: a seed must be an integer, got {x!r}")
-            elif key.startswith("fg_ratio") and x is None:
-                continue
-            elif not _is_real(x):
-                what = {"lr": "a learning rate", "mo": "a momentum", "fg": "a foreground ratio"}[key[:2]]
-                raise ConfigError(f"{at(key, i)}: {what} must be a number, got {x!r}")
+    _check_numbers(grid, where)
     for key in ("steps", "batch_size", "eval_every", "grad_norm_every"):
         low = 0 if key == "grad_norm_every" else 1  # grad_norm_every = 0: no monitor gradients
         if key in grid and not (_is_int(grid[key]) and grid[key] >= low):
@@ -144,26 +128,66 @@ def _check_values(grid: dict[str, Any], where: str) -> None:
         if key in grid and grid[key] is not None and not isinstance(grid[key], dict):
             raise ConfigError(f"{where}: {key} must be a mapping of options, got {grid[key]!r}")
     if "converge" in grid:
-        c = grid["converge"]
-        if not isinstance(c, dict):
-            raise ConfigError(f"{where}: converge must be a mapping {{metric = ..., threshold = ...}}, got {c!r}")
-        unknown = sorted(set(c) - set(CONVERGE_KEYS))
-        if unknown:
-            raise ConfigError(f"{where}: converge: unknown option(s) {', '.join(map(repr, unknown))}; "
-                              f"known: {', '.join(CONVERGE_KEYS)}")
-        if "metric" in c and c["metric"] not in CONVERGE_METRICS:
-            raise ConfigError(f"{where}: converge.metric must be one of {', '.join(CONVERGE_METRICS)}, got {c['metric']!r}")
-        if "threshold" in c and not _is_real(c["threshold"]):
-            raise ConfigError(f"{where}: converge.threshold must be a number, got {c['threshold']!r}")
+        _check_converge(grid["converge"], where)
     if "optimizers" in grid or "optimizer" in grid:
-        v = grid.get("optimizers", grid.get("optimizer"))
-        for i, o in enumerate(v if isinstance(v, (list, tuple)) else [v]):
-            if isinstance(o, dict):
-                for k, what in (("lr", "a learning rate"), ("momentum", "a momentum")):
-                    if k in o and not _is_real(o[k]):
-                        raise ConfigError(f"{where}: optimizers[{i}].{k}: {what} must be a number, got {o[k]!r}")
-            elif not isinstance(o, str):
-                raise ConfigError(f"{where}: optimizers[{i}] must be a name or a mapping, got {o!r}")
+        _check_optimizers(grid.get("optimizers", grid.get("optimizer")), where)
+
+
+def _check_numbers(grid: dict[str, Any], where: str) -> None:
+    """Learning rates, momentums and foreground ratios are numbers, seeds integers (scalars or lists)."""
+    for key in ("lr", "lrs", "momentum", "momentums", "seed", "seeds", "fg_ratio", "fg_ratios"):
+        if key not in grid:
+            continue
+        v = grid[key]
+        items = list(enumerate(v)) if isinstance(v, (list, tuple)) else [(None, v)]
+        for i, x in items:
+            at = f"{where}: {key}" + ("" if i is None else f"[{i}]")
+            if key.startswith("seed"):
+                if not _is_int(x):
+                    raise ConfigError(f"{at}: a seed must be an integer, got {x!r}")
+            elif not (_is_real(x) or (key.startswith("fg_ratio") and x is None)):
+                what = {"lr": "a learning rate", "mo": "a momentum", "fg": "a foreground ratio"}[key[:2]]
+                raise ConfigError(f"{at}: {what} must be a number, got {x!r}")
+
+
+def _check_converge(c: Any, where: str) -> None:
+    if not isinstance(c, dict):
+        raise ConfigError(f"{where}: converge must be a mapping {{metric = ..., threshold = ...}}, got {c!r}")
+    unknown = sorted(set(c) - set(CONVERGE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}: converge: unknown option(s) {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(CONVERGE_KEYS)}")
+    if "metric" in c and c["metric"] not in CONVERGE_METRICS:
+        raise ConfigError(f"{where}: converge.metric must be one of {', '.join(CONVERGE_METRICS)}, got {c['metric']!r}")
+    if "threshold" in c and not _is_real(c["threshold"]):
+        raise ConfigError(f"{where}: converge.threshold must be a number, got {c['threshold']!r}")
+
+
+def _check_optimizers(v: Any, where: str) -> None:
+    for i, o in enumerate(v if isinstance(v, (list, tuple)) else [v]):
+        if isinstance(o, dict):
+            for k, what in (("lr", "a learning rate"), ("momentum", "a momentum")):
+                if k in o and not _is_real(o[k]):
+                    raise ConfigError(f"{where}: optimizers[{i}].{k}: {what} must be a number, got {o[k]!r}")
+        elif not isinstance(o, str):
+            raise ConfigError(f"{where}: optimizers[{i}] must be a name or a mapping, got {o!r}")
+
+
+def _optimizer(opt: Any, lr: Any, mom: Any) -> tuple[str, float, float]:
+    """``(name, lr, momentum)`` of an optimizer axis entry (a name, or ``{name, lr, momentum}``) over the
+    ``lrs`` / ``momentums`` axes (default lr 1e-3; momentum 0, and always 0 for Adam)."""
+    if isinstance(opt, dict):
+        o = dict(opt)
+        oname = str(o.pop("name", "adam")).lower()
+        olr = o.pop("lr", None)
+        omom = o.pop("momentum", None)
+        if o:
+            raise ConfigError(f"optimizer entry has unknown field(s) {sorted(o)} (known: name, lr, momentum)")
+    else:
+        oname, olr, omom = str(opt).lower(), None, None
+    the_lr = olr if olr is not None else (lr if lr is not None else 1e-3)
+    the_mom = omom if omom is not None else (mom if mom is not None else 0.0)
+    return oname, float(the_lr), float(the_mom) if oname == "sgd" else 0.0
 
 
 def _expand_one(grid: dict[str, Any]) -> list[RunSpec]:
@@ -207,19 +231,7 @@ def _expand_one(grid: dict[str, Any]) -> list[RunSpec]:
             mname, mkw = model, dict(base_model_kw)
         if norm != "__default__":
             mkw["norm"] = norm
-        if isinstance(opt, dict):
-            o = dict(opt)
-            oname = str(o.pop("name", "adam")).lower()
-            olr = o.pop("lr", None)
-            omom = o.pop("momentum", None)
-            if o:
-                raise ConfigError(f"optimizer entry has unknown field(s) {sorted(o)} (known: name, lr, momentum)")
-        else:
-            oname, olr, omom = str(opt).lower(), None, None
-        the_lr = olr if olr is not None else (lr if lr is not None else 1e-3)
-        the_mom = omom if omom is not None else (mom if mom is not None else 0.0)
-        if oname != "sgd":
-            the_mom = 0.0
+        oname, the_lr, the_mom = _optimizer(opt, lr, mom)
         kw = dict(shared)
         for k in ("monitors", "augment"):  # a fresh list per run (TOML/YAML give lists, JSON may give tuples)
             if isinstance(kw.get(k), (list, tuple)):

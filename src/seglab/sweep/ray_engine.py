@@ -288,11 +288,41 @@ def _task(cfgs: list[RunSpec], packed: bool, threads: int, jid: str, sink, exit_
     return train_job(cfgs, packed=packed, progress=progress)
 
 
+@contextlib.contextmanager
+def _released_on_error(claims: list[Any]) -> Iterator[None]:
+    """Release ``claims`` when the block raises (the runs were not handed out), and re-raise."""
+    try:
+        yield
+    except BaseException:
+        for cl in claims:
+            cl.release()
+        raise
+
+
+def _collect(ray, ref: Any, job: list[RunSpec], n_pre: int, store, outcome, progress, console) -> None:
+    """A finished task: write its records and account them, or count its runs as failed (one line why)."""
+    from rich.markup import escape
+
+    jid = job_id(job)
+    try:
+        results = ray.get(ref)
+    except ray.exceptions.RayError as e:
+        cause = getattr(e, "cause", None)
+        why = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else _first_line(e)
+        lost = [r.run_id for r in job if not store.is_done(r.run_id)]
+        outcome.failed.extend(lost)
+        progress.job_done(jid, len(job) - len(lost), len(lost))
+        console.print(f"[red]{escape(jid)} failed:[/red] " + escape(why), soft_wrap=True)
+        return
+    for res in results:
+        store.write_run(res)
+    account_entries(outcome, [("trained", r.summary) for r in results], console)
+    progress.job_done(jid, n_pre + len(results))
+
+
 def run_jobs(ray, jobs: list[list[RunSpec]], store, outcome, *, threads: int, progress,
              console, max_retries: int = MAX_RETRIES) -> None:
     """Submit every job as a task, write the results as they come back, account them in ``outcome``."""
-    from rich.markup import escape
-
     task = ray.remote(_task).options(num_cpus=threads, max_retries=max_retries, retry_exceptions=False)
     try:
         sink = ray.remote(_ProgressSink).options(num_cpus=0).remote()
@@ -304,20 +334,15 @@ def run_jobs(ray, jobs: list[list[RunSpec]], store, outcome, *, threads: int, pr
     try:
         with progress:
             for job in jobs:
-                jid = job_id(job)
                 entries, claims, todo = claim_runs(store, job)
                 account_entries(outcome, entries, console)
                 if not todo:
-                    progress.job_done(jid, len(entries))
+                    progress.job_done(job_id(job), len(entries))
                     continue
-                try:
-                    ref = task.remote(list(todo), len(job) > 1, threads, jid, sink, exit_hook)
-                except BaseException:
-                    for cl in claims:
-                        cl.release()
-                    raise
+                with _released_on_error(claims):
+                    ref = task.remote(list(todo), len(job) > 1, threads, job_id(job), sink, exit_hook)
                 inflight[ref] = (job, claims, len(entries))
-                live.add(jid)
+                live.add(job_id(job))
             taking = sink.take.remote() if sink is not None else None
             while inflight:
                 ray.wait(list(inflight), num_returns=1, timeout=0.5)
@@ -330,24 +355,9 @@ def run_jobs(ray, jobs: list[list[RunSpec]], store, outcome, *, threads: int, pr
                     taking = sink.take.remote()
                 for ref in ready:
                     job, claims, n_pre = inflight.pop(ref)
-                    jid = job_id(job)
-                    live.discard(jid)
+                    live.discard(job_id(job))
                     try:
-                        try:
-                            results = ray.get(ref)
-                        except ray.exceptions.RayError as e:
-                            cause = getattr(e, "cause", None)
-                            why = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) \
-                                else _first_line(e)
-                            lost = [r.run_id for r in job if not store.is_done(r.run_id)]
-                            outcome.failed.extend(lost)
-                            progress.job_done(jid, len(job) - len(lost), len(lost))
-                            console.print(f"[red]{escape(jid)} failed:[/red] " + escape(why), soft_wrap=True)
-                            continue
-                        for res in results:
-                            store.write_run(res)
-                        account_entries(outcome, [("trained", r.summary) for r in results], console)
-                        progress.job_done(jid, n_pre + len(results))
+                        _collect(ray, ref, job, n_pre, store, outcome, progress, console)
                     finally:
                         for cl in claims:
                             cl.release()

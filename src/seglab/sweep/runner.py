@@ -402,7 +402,7 @@ class SweepProgress:
         self.frac: dict[str, float] = {}  # job id -> fraction of its steps done (jobs in flight)
         self.t0 = time.monotonic()
         self.last_line = self.t0
-        self._rich = None
+        self._rich: Any = None
         self._slots: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle

@@ -15,14 +15,12 @@ from typing import Any
 from collections.abc import Iterable
 
 from .specs import canonical_spec as _canonical_spec
-from seglab.studies import STUDY_CONVERGE, study_task
-
-from .specs import run_monitors
+from .specs import run_converge, run_monitors
 
 OPTIMIZERS = ("adam", "sgd")
 CONVERGE_METRICS = ("mean_dice", "fg_dice", "accuracy")
 CONVERGE_KEYS = ("metric", "threshold")
-GRAD_NORM_EVERY = 50  # default: monitor gradient norms at steps 0, 50, 100, ... (the study preset sets 1)
+GRAD_NORM_EVERY = 50  # default: monitor gradient norms at steps 0, 50, 100, ... (a preset may set 1)
 #: the most training steps (and ``eval_every`` / ``grad_norm_every``) a run accepts: far beyond any real run
 #: (the study: 10,001), it catches a typo such as ``--steps 100000000000000000000`` before anything is built
 MAX_STEPS = 10**9
@@ -224,17 +222,17 @@ class RunSpec:
     ``loss`` and ``monitors`` are :func:`seglab.get_loss` specs; :func:`resolve` records each as
     :func:`~seglab.losses.registry.canonical_spec` writes it (a bare name such as ``study_dice`` as given, any
     other spec in :func:`seglab.format_loss`'s canonical form), a string that pastes into ``get_loss``.
-    ``monitors=None`` means the default monitor set (:func:`~seglab.train.specs.run_monitors`: the study's set of
-    the task's mode on the study's tasks, the trained loss and its parts on user data); :func:`resolve` fills it
-    in. ``converge=None`` means the study's rule (mean Dice >= 0.9) on the study's tasks
-    (:data:`~seglab.train.specs.STUDY_TASKS`) and no verdict (``converged`` None) on user data; otherwise
+    ``monitors=None`` means the default monitor set (:func:`~seglab.train.specs.run_monitors`: a study's set on
+    its built-in tasks, the trained loss and its parts on user data); :func:`resolve` fills it in.
+    ``converge=None`` means the default rule (:func:`~seglab.train.specs.run_converge`: a study's on its tasks,
+    no verdict, ``converged`` None, on user data); otherwise
     ``converge``: ``{"metric": "mean_dice"|"fg_dice"|"accuracy", "threshold": t}``;
     a run has converged when the metric at the final validation is >= t (for ``accuracy`` the criterion is
     ``acc >= majority + t * (1 - majority)``, i.e. a fraction t of the way from the majority-class rate to 1).
     ``grad_norm_every``: the gradient of every monitor loss (one extra backward pass each) is taken at the steps
     ``k`` with ``k % grad_norm_every == 0`` (:func:`measures_grad_norms`), 0 = never; the training loss's
     gradient norm is recorded at every step (it comes with the training backward pass). Default
-    :data:`GRAD_NORM_EVERY` (50); the Chlebus (2018) study preset sets 1 (its figures plot every step).
+    :data:`GRAD_NORM_EVERY` (50); a preset may set 1 (figures that plot every step).
     ``augment``, ``schedule``, ``warmup``, ``weight_decay``, ``grad_clip``, ``amp``: the trainer options
     (:data:`TRAINER_DEFAULTS`, all off by default and then left out of :attr:`run_id`).
     """
@@ -338,8 +336,8 @@ def resolve(cfg: RunSpec, task: Any = None) -> RunSpec:
     d["loss"] = canonical_spec(cfg.loss, facts.mode)
     mons = cfg.monitors if cfg.monitors is not None else run_monitors(cfg.task, cfg.loss, facts.mode)
     d["monitors"] = list(dict.fromkeys(canonical_spec(m, facts.mode) for m in mons))
-    if cfg.converge is None and study_task(cfg.task):
-        d["converge"] = dict(STUDY_CONVERGE)
+    if cfg.converge is None:
+        d["converge"] = run_converge(cfg.task)
     d["optimizer"] = cfg.optimizer.lower()
     d["lr"] = float(cfg.lr)
     d["momentum"] = float(cfg.momentum)

@@ -66,9 +66,7 @@ def collect(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, mode: s
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
-    preds = []
-    for i in range(0, x.shape[0], chunk):
-        preds.append(predict(model(x[i:i + chunk].to(dev)).float(), mode).cpu())
+    preds = [predict(model(x[i:i + chunk].to(dev)).float(), mode).cpu() for i in range(0, x.shape[0], chunk)]
     model.train(was)
     pred = torch.cat(preds)
     dice = image_dice(pred, y, mode=mode, num_classes=num_classes, ignore_index=ignore_index)

@@ -160,14 +160,16 @@ class _SingleRun:
             raise ValueError(f"amp fp16 needs a CUDA device (this run is on {dev.type}); use amp bf16")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp or "")
         self.scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-        self.names = list(cfg.monitors) + ([] if cfg.loss in cfg.monitors else [cfg.loss])
+        monitors = list(cfg.monitors or [])  # resolve fills them in
+        self.names = monitors + ([] if cfg.loss in monitors else [cfg.loss])
         self.rec: dict[str, list] = {"step": [], "train_loss": []}
         for n in self.names:
             self.rec[f"loss/{n}"] = []
             self.rec[f"gnorm/{n}"] = []
         self.evals: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"step": None, "mean_dice": None}
-        self.start, self.elapsed_before, self.resumed_from, self.resumed_status = 0, 0.0, None, "running"
+        self.start, self.elapsed_before, self.resumed_status = 0, 0.0, "running"
+        self.resumed_from: int | None = None
         self.diverged_step: int | None = None
         self.net = self._wrap(self.model)
         self.void = getattr(task, "ignore_index", None)

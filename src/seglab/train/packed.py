@@ -38,7 +38,7 @@ import json
 import math
 import time
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,7 +110,7 @@ def packable(cfg: RunSpec) -> bool:
         return False
     if f.spatial_dims != 2 or f.mode != "multiclass" or f.ignore_index is not None:
         return False
-    return all(_loss_supported(n, f.mode) for n in [rc.loss, *rc.monitors])
+    return all(_loss_supported(n, f.mode) for n in [rc.loss, *(rc.monitors or [])])
 
 
 def pack_key(cfg: RunSpec) -> str:
@@ -193,6 +193,7 @@ class PackedTinyFCN(nn.Module):
         R, w, C, cin = self.R, self.width, self.out_channels, self.in_channels
         B, _, H, W = x.shape
         c1, c2 = self.body[0], self.body[3]
+        assert isinstance(c1, nn.Conv2d) and self.head.bias is not None  # 2D packs; the head has a bias
         cols = F.unfold(x, 3, padding=1).view(B, R, cin * 9, H * W).permute(1, 2, 0, 3).reshape(R, cin * 9, B * H * W)
         if c1.bias is None:
             z = torch.bmm(c1.weight.view(R, w, cin * 9), cols)  # (R, w, B*P)
@@ -234,34 +235,41 @@ class PackedLosses:
     """Every monitor loss of every run of a pack, through the public loss API: ``(logits (R, C, N), labels
     (R, N)) -> (M, R)``.
 
-    Each distinct spec is built once with :func:`seglab.get_loss` and ``reduction="none"``. The runs lie on
-    the *sample* axis, so a run's batch statistic (``batch=True``: sums over the run's batch and space) is the
-    per-sample statistic of that layout: such a spec is built with ``batch=False``, its per-class values
-    ``(R, C')`` are averaged over the kept classes as ``reduction="mean"`` does; a per-pixel loss (CE) is
-    averaged over the run's pixels. Equal to the run's own loss module on its ``(B, C, *S)`` tensors
-    (tests/train/test_packed.py)."""
+    The runs lie on the *sample* axis, so a run's batch statistic (``batch=True``: sums over the run's batch and
+    space) is the per-sample statistic of that layout: a Dice spec is built with :func:`seglab.get_loss`,
+    ``batch=False`` and ``reduction="none"`` (per sample and class, ``(R, C)``) and its value is the mean over the
+    kept classes; a spec that leaves out the background (``include_background=False``) reads the classes
+    ``1..C-1`` of the module that keeps it, so specs that differ only there share one module (one softmax and one
+    statistics pass). CE with ``reduction="none"`` is averaged over the run's pixels. Equal to the run's own loss
+    module on its ``(B, C, *S)`` tensors (tests/train/test_packed.py)."""
 
     def __init__(self, specs: list[str], mode: str):
+        from seglab.losses.registry import get_loss
+
+        from .specs import resolve_loss
+
         if mode != "multiclass":
             raise ValueError("packed losses: multiclass tasks only")
-        self.modules = [_runs_as_samples(spec, mode) for spec in specs]
+        self.modules: list[nn.Module] = []
+        self.parts: list[tuple[int, int]] = []  # (module index, first class kept) per spec
+        keys: dict[str, int] = {}
+        for spec in specs:
+            base, kw = resolve_loss(spec, mode)
+            if not _supported(base, kw):
+                raise ValueError(f"loss {spec!r} cannot be computed in a pack")
+            first = 0
+            if base == "dice":
+                first = 0 if kw.get("include_background", True) else 1
+                kw = {**kw, "batch": False, "include_background": True}
+            key = json.dumps([base, kw], sort_keys=True, default=str)
+            if key not in keys:
+                keys[key] = len(self.modules)
+                self.modules.append(get_loss(base, mode, reduction="none", **kw))
+            self.parts.append((keys[key], first))
 
     def __call__(self, lg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(lg, labels).reshape(lg.shape[0], -1).mean(1) for m in self.modules])
-
-
-def _runs_as_samples(spec: str, mode: str) -> nn.Module:
-    """The loss ``spec`` (one unweighted term, :func:`_loss_supported`) for runs on the sample axis."""
-    from seglab.losses.registry import get_loss
-
-    from .specs import resolve_loss
-
-    base, kw = resolve_loss(spec, mode)
-    if not _supported(base, kw):
-        raise ValueError(f"loss {spec!r} cannot be computed in a pack")
-    if base == "dice":
-        kw = {**kw, "batch": False}
-    return get_loss(base, mode, reduction="none", **kw)
+        values = [m(lg, labels).reshape(lg.shape[0], -1) for m in self.modules]
+        return torch.stack([values[i][:, first:].mean(1) for i, first in self.parts])
 
 
 class PackedSGD(torch.optim.Optimizer):
@@ -388,7 +396,8 @@ class _Pack:
         self.net.load_runs(self.models)
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = _make_pack_optimizer(self.cfgs, self.params)
-        self.run_names = [list(c.monitors) + ([] if c.loss in c.monitors else [c.loss]) for c in self.cfgs]
+        mons = [list(c.monitors or []) for c in self.cfgs]  # resolve fills them in
+        self.run_names = [m + ([] if c.loss in m else [c.loss]) for m, c in zip(mons, self.cfgs, strict=True)]
         self.names: list[str] = list(dict.fromkeys(n for rn in self.run_names for n in rn))
         M = len(self.names)
         self.loss_fn = PackedLosses(self.names, self.mode)
@@ -495,7 +504,7 @@ class _Pack:
 
 
 @torch.no_grad()
-def _freeze(net: PackedTinyFCN, opt: torch.optim.Optimizer, params: list[torch.Tensor], r: int, R: int) -> None:
+def _freeze(net: PackedTinyFCN, opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], r: int, R: int) -> None:
     """Stop run ``r``: zero its weights and optimizer state (a zero gradient then leaves it unchanged)."""
     for p in params:
         p.view(R, -1)[r].zero_()
@@ -504,6 +513,6 @@ def _freeze(net: PackedTinyFCN, opt: torch.optim.Optimizer, params: list[torch.T
             if torch.is_tensor(v) and v.shape == p.shape:
                 v.view(R, -1)[r].zero_()
     for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None and m.running_var is not None:
             m.running_mean.view(R, -1)[r].zero_()
             m.running_var.view(R, -1)[r].fill_(1.0)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from seglab.results import CLASS_METRICS, EVAL_METRICS
+
 from .config import RunSpec
 
-#: the scalar metrics of every validation (besides ``step``), in the order the results store writes them
-EVAL_METRICS = ("accuracy", "majority", "mean_dice", "fg_dice", "mean_iou")
-#: the per-class metrics of every validation (one list entry per class)
-CLASS_METRICS = ("dice", "iou")
+__all__ = ["CLASS_METRICS", "EVAL_METRICS", "RunRecord"]
 
 
 @dataclass

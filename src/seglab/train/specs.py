@@ -12,9 +12,10 @@ import re
 from typing import Any
 
 from seglab.losses.registry import canonical_spec, format_loss, get_loss, loss_options, resolve_term
-from seglab.studies import study_monitors, study_task
+from seglab.studies import STUDY_CONVERGE, study_monitors, study_task
 
-__all__ = ["build_loss", "canonical_spec", "default_monitors", "loss_parts", "resolve_loss", "run_monitors"]
+__all__ = ["build_loss", "canonical_spec", "default_monitors", "loss_parts", "resolve_loss", "run_converge",
+           "run_monitors"]
 
 
 def resolve_loss(spec: str, mode: str) -> tuple[str, dict[str, Any]]:
@@ -83,6 +84,12 @@ def run_monitors(task_name: str, loss: str, mode: str) -> list[str]:
     """The default monitor set of a run: a study's set on its tasks (:func:`seglab.studies.study_monitors`), the
     trained loss and its parts (:func:`loss_parts`) on user data."""
     return study_monitors(mode) if study_task(task_name) else loss_parts(loss)
+
+
+def run_converge(task_name: str) -> dict[str, Any] | None:
+    """The default convergence rule of a run: a study's on its tasks (:data:`seglab.studies.STUDY_CONVERGE`), none
+    (no verdict) on user data."""
+    return dict(STUDY_CONVERGE) if study_task(task_name) else None
 
 
 #: the default monitor set of a task mode on the study tasks (public name, ``seglab.train.default_monitors``)
