@@ -94,10 +94,13 @@ def render(table: dict, tasks: list[str]) -> str:
         "",
         "The last column applies the plan's decision rule (section 8: keep a rule that is `better` on at least one "
         "task and `worse` on none; drop from the default one that is `worse` on a task and `better` on none; "
-        "otherwise a documented option only). It is **provisional**: by amendment 1 it is applied once the suite's "
-        "families are complete, and until then `seglab advise` keeps its defaults and states each status.",
+        "otherwise a documented option only). It is **provisional** unless it says *applied*: by amendment 1 it is "
+        "applied once the suite's families are complete, and until then `seglab advise` keeps its defaults and "
+        "states each status. Applied now: "
+        + "; ".join(f"{e['title']} ({e['decision']})" for e in table["rules"].values() if e["applied"])
+        + ".",
         "",
-        "| rule | status | decision under the plan (provisional) |",
+        "| rule | status | decision under the plan (provisional unless applied) |",
         "|---|---|---|",
     ]
     for rid, e in table["rules"].items():

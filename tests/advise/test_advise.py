@@ -23,6 +23,13 @@ def _index_mask(h: int = 20, w: int = 20) -> np.ndarray:
     return m
 
 
+def _terms(a) -> dict[str, dict]:
+    """``{term name: its options}`` of the advised loss's canonical spec (``a.loss_spec``)."""
+    from seglab.losses.registry import parse_loss_spec
+
+    return {t.name: t.options for t in parse_loss_spec(a.loss_spec)}
+
+
 def test_index_png_folder(tmp_path):
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
@@ -38,7 +45,9 @@ def test_index_png_folder(tmp_path):
     assert a.class_image_counts == [3, 3, 2]
     assert a.mode == "multiclass" and a.activation == "softmax" and a.num_classes == 3
     assert a.imbalance_ratio == pytest.approx(760 / 40)
-    assert a.loss == "dice+ce" and a.include_background is False  # background 63% >= 50%
+    assert _terms(a) == {"dice": {"batch": True, "include_background": False},
+                         "ce": {"class_weights": pytest.approx(a.class_weights)}}
+    assert a.include_background is False  # background 63% >= 50%
     # median frequency: freq = 780/1200, 400/1200, 40/800 -> median 1/3
     freq = np.array([760 / 1200, 400 / 1200, 40 / 800])
     np.testing.assert_allclose(a.class_weights, np.median(freq) / freq)
@@ -240,7 +249,10 @@ def test_emitted_code_builds_multiclass_loss(weights):
     rng = np.random.default_rng(0)
     m = (rng.random((4, 16, 16)) < 0.05).astype(np.int64) * rng.integers(1, 4, (4, 16, 16))
     a = advise(list(m), weights=weights)
-    assert a.loss == "dice+ce" and "class_weights=torch.tensor(" in a.code and "include_background=False" in a.code
+    # class weights in the CE term only (Dice class weights: a measured harm, dropped; analysis plan amendment 6)
+    assert a.loss.startswith("dice+ce[class_weights=") and f'"{a.loss}"' in a.code and "include_background=False" in a.code
+    terms = _terms(a)
+    assert terms["ce"]["class_weights"] == pytest.approx(a.class_weights) and "class_weights" not in terms["dice"]
     ns: dict = {}
     exec(a.code, ns)
     assert isinstance(ns["loss"], torch.nn.Module)

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from seglab.advise import advise
-from seglab.advise.evidence import RULES, STATUSES, arm_pair, build, load, rule_status, status_of
+from seglab.advise.evidence import APPLIED, RULES, STATUSES, arm_pair, build, decision, load, rule_status, status_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -135,13 +135,36 @@ def test_advise_states_the_evidence_of_each_rule_applied():
     adv = advise(masks)
     rules = [e["rule"] for e in adv.evidence]
     assert rules[:3] == ["softmax_or_sigmoid", "dice_term", "ce_term"]
-    assert {"ce_class_weights", "dice_class_weights", "background_exclusion", "batch_dice"} <= set(rules)
+    assert {"ce_class_weights", "background_exclusion", "batch_dice"} <= set(rules)
+    assert "dice_class_weights" not in rules  # dropped from the default (analysis plan, amendment 6)
     assert all(e["pointer"].startswith("docs/advise_evidence.md#") for e in adv.evidence)
     text = str(adv)
-    dice_w = rule_status("dice_class_weights")
-    assert "evidence for each rule" in text and f"{dice_w['title']}: {dice_w['status']}" in text
+    ce_w = rule_status("ce_class_weights")
+    assert "evidence for each rule" in text and f"{ce_w['title']}: {ce_w['status']}" in text
+    dropped = next(r for r in adv.reasons if r.startswith("class weights by"))
+    assert "in the CE term only" in dropped and "dropped from the default" in dropped
+    assert f"{rule_status('dice_class_weights')['status']}, docs/advise_evidence.md#dice-class-weights" in dropped
     assert json.loads(adv.to_json())["evidence"] == adv.evidence
     half = np.zeros((8, 8), np.uint8)
     half[:4] = 1
     balanced = advise([half] * 3)
     assert balanced.loss == "ce" and [e["rule"] for e in balanced.evidence] == ["softmax_or_sigmoid"]
+
+
+def test_an_applied_decision_is_marked_and_re_read_when_its_status_changes():
+    rid, (applied_on, where) = next(iter(APPLIED.items()))
+    assert decision(rid, applied_on) == f"drop from the default: applied ({where})"
+    assert "to be re-read" in decision(rid, "measured benefit") and decision("batch_dice", "inconclusive") == \
+        "documented option only"
+    entry = load()["rules"]["dice_class_weights"]
+    assert entry["applied"] and entry["status"] == "measured harm" and entry["decision"].endswith("applied (" + where + ")")
+    assert not load()["rules"]["background_exclusion"]["applied"]  # provisional: advise does not apply it where worse
+
+
+def test_a_rule_dropped_from_the_default_is_not_applied_by_advise():
+    rng = np.random.default_rng(0)
+    m = (rng.random((4, 16, 16)) < 0.05).astype(np.int64) * rng.integers(1, 4, (4, 16, 16))
+    adv = advise(list(m))
+    assert "class_weights" in adv.loss and adv.class_weights  # imbalanced: advise weights the classes ...
+    dropped = {r for r, (on, _) in APPLIED.items() if on == "measured harm"}
+    assert dropped and not dropped & {e["rule"] for e in adv.evidence}  # ... but not where the rule was dropped

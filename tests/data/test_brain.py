@@ -82,6 +82,8 @@ def test_advise_on_brain_tissue():
     masks, names, fmt = task_masks("brain-tissue")
     a = advise(masks, class_names=names, format=fmt)
     assert a.mode == "multiclass" and a.activation == "softmax" and a.class_names == names
+    # the README's and docs/brain_tissue.md's advice: class weights in the CE term only, none in the Dice term
+    assert a.loss_spec.startswith("dice[include_background=false] + ce[class_weights=[0.16302517,1.0,1.928777")
     masks, names, fmt = task_masks("brain-tissue-nested")
     a = advise(masks, class_names=names, format=fmt)
     assert a.mode == "multilabel" and a.activation == "sigmoid" and a.multilabel_overlap_fraction > 0.2

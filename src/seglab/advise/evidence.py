@@ -18,7 +18,7 @@ exact sign-flip p, the 95 % t-interval and TOST at ``margin``. The difference is
 writes it to ``advise/evidence.json`` (package data, read by :func:`load`) and renders
 docs/advise_evidence.md; ``make lint`` checks both against the data.
 
->>> rule_status("weight_cap")["status"]
+>>> rule_status("structure_losses")["status"]
 'convention without evidence'
 """
 
@@ -35,10 +35,16 @@ from seglab import stats as S
 STATUSES = ("measured benefit", "measured harm", "equivalent within the margin", "inconclusive",
             "convention without evidence")
 #: the plan's decision rule (section 8) for each status: what happens to the rule's default once the suite's
-#: families are complete (amendment 1: until then advise keeps its defaults, so each decision is provisional)
+#: families are complete (amendment 1: until then advise keeps its defaults, so each decision is provisional,
+#: except those in :data:`APPLIED`)
 DECISIONS = {STATUSES[0]: "keep as advice", STATUSES[1]: "drop from the default",
              STATUSES[2]: "documented option only", STATUSES[3]: "documented option only",
              STATUSES[4]: "not measured: stays a convention"}
+#: the decisions applied to advise's defaults before the suite's families are complete: ``{rule: (the status the
+#: decision was applied on, where it is recorded)}``. The lead applied the decision rule to a rule with a measured
+#: harm on a task where advise applies it (docs/analysis_plan.md, amendment 6); if the data later give another
+#: status, :func:`build` says the decision is to be re-read.
+APPLIED = {"dice_class_weights": (STATUSES[1], "docs/analysis_plan.md, amendment 6")}
 #: the docs page that holds every table (a rule's pointer is an anchor on it)
 DOCS_PAGE = "docs/advise_evidence.md"
 EVIDENCE_SCHEMA_VERSION = 1
@@ -157,9 +163,26 @@ def build(results: dict[str, dict], rarest: dict[str, str], margin: float = 0.01
         rows = [r for fam in fams.values() for r in _family(fam, margin)]
         primary = [r["verdict"] for r in fams["foreground mean"]]
         status = status_of(primary)
-        out["rules"][rid] = {"title": rule.title, "status": status, "decision": DECISIONS[status], "rows": rows,
-                             "pointer": f"{DOCS_PAGE}#{rid.replace('_', '-')}"}
+        out["rules"][rid] = {"title": rule.title, "status": status, "decision": decision(rid, status),
+                             "applied": rid in APPLIED, "rows": rows, "pointer": f"{DOCS_PAGE}#{rid.replace('_', '-')}"}
     return out
+
+
+def decision(rule_id: str, status: str) -> str:
+    """The decision rule's outcome for a rule with ``status``; for a rule in :data:`APPLIED`, that it is applied
+    (and where), or that it is to be re-read when the status is no longer the one it was applied on.
+
+    >>> decision("dice_class_weights", "measured harm")
+    'drop from the default: applied (docs/analysis_plan.md, amendment 6)'
+    >>> decision("batch_dice", "inconclusive")
+    'documented option only'
+    """
+    if rule_id not in APPLIED:
+        return DECISIONS[status]
+    applied_on, where = APPLIED[rule_id]
+    if status != applied_on:
+        return f"{DECISIONS[status]}: to be re-read (the default was changed on {applied_on!r}, {where})"
+    return f"{DECISIONS[status]}: applied ({where})"
 
 
 def load() -> dict[str, Any]:

@@ -7,8 +7,9 @@ Decision rules (every threshold is named here and quoted in the reasons):
   Channel masks whose channels never overlap but leave some pixels without any class get an implicit
   background class 0 ("no channel set") so that softmax has a class for every pixel.
 - **loss**: single-label with imbalance ratio (largest / smallest class pixel frequency) <= ``BALANCED`` ->
-  plain ``"ce"``; above -> ``"dice+ce"`` with class weights (nnU-Net's default loss; the evidence status
-  of each part is in docs/advise_evidence.md). Binary and multi-label: ``negatives / positives`` of the rarest channel <=
+  plain ``"ce"``; above -> ``"dice+ce[class_weights=[...]]"``: Dice + CE (nnU-Net's default loss) with class
+  weights in the CE term only (:func:`dice_ce_weighted`; weights in the Dice term were a measured harm and are
+  dropped, docs/analysis_plan.md amendment 6; the evidence status of each part is in docs/advise_evidence.md). Binary and multi-label: ``negatives / positives`` of the rarest channel <=
   ``BALANCED`` -> ``"ce"`` (BCE-with-logits), above -> ``"dice+ce"`` with ``pos_weight``.
 - **include_background** (Dice): ``False`` when a background class holds at least ``BACKGROUND_DOMINANT`` of
   the pixels (a convention; its evidence status is in docs/advise_evidence.md), else ``True``.
@@ -50,6 +51,8 @@ from seglab.advise.evidence import rule_status
 from seglab.advise.stats import SMALL_COMPONENT, MaskStats, colour_name
 from seglab.advise.weights import MAX_WEIGHT as MAX_WEIGHT  # re-exported: the cap (defined beside the weights)
 from seglab.data.masks import code_rgb, dense_labels, detect_void, rgb_decomposable, rgb_mixed
+from seglab.losses import get_loss
+from seglab.losses.registry import format_loss, parse_loss_spec
 from seglab.regions import nested_chain
 
 BALANCED = 3.0
@@ -447,11 +450,10 @@ def _softmax_loss(d: _Draft, cw: list[float], cw_cap_warn: list[str], weights: s
                      f"{_pct(freq[small])}: Dice + CE (nnU-Net's default; on the evidence suite's tasks a CE term beside Dice: "
                      f"{_status('ce_term')}, a Dice term beside CE: {_status('dice_term')}; see the evidence below)")
     d.warns += cw_cap_warn
-    d.kwargs["class_weights"] = cw
-    d.reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)} (used by both CE and Dice; "
-                     f"their evidence: in the CE term {_status('ce_class_weights')}, in the Dice term "
-                     f"{_status('dice_class_weights')}; weights move errors from rare to frequent classes, check the trade with "
-                     "`seglab compare --ablate advised`)"
+    d.reasons.append(f"class weights by {W.METHOD_NAMES[weights]}: {', '.join(_fmt(x) for x in cw)}, in the CE term only (their "
+                     f"evidence: {_status('ce_class_weights')}; weights move errors from rare to frequent classes, check the trade "
+                     "with `seglab compare --ablate advised`). Class weights in the Dice term are dropped from the default: "
+                     f"{_status('dice_class_weights')}, docs/advise_evidence.md#dice-class-weights (analysis plan, amendment 6)"
                      + (f"; capped at {max_weight:g}" if cw_cap_warn else ""))
     include_bg = True
     if bg is not None and freq[bg] >= BACKGROUND_DOMINANT:
@@ -463,7 +465,18 @@ def _softmax_loss(d: _Draft, cw: list[float], cw_cap_warn: list[str], weights: s
         d.reasons.append("Dice includes the background: " + ("there is no background class" if bg is None else
                          f"the background holds only {_pct(freq[bg])} of {px}s (< {_pct(BACKGROUND_DOMINANT)})"))
     d.kwargs["include_background"] = include_bg
-    return "dice+ce", include_bg
+    return dice_ce_weighted(cw), include_bg
+
+
+def dice_ce_weighted(cw: list[float]) -> str:
+    """The advised multiclass loss's spec: Dice + CE with the class weights ``cw`` in the CE term only (class
+    weights in the Dice term: a measured harm, dropped from the default by docs/analysis_plan.md, amendment 6).
+    The weights are written as the built loss holds them (float32), so the spec reads back to the same loss.
+
+    >>> dice_ce_weighted([0.5, 2.0])
+    'dice+ce[class_weights=[0.5,2.0]]'
+    """
+    return "dice+" + format_loss(get_loss("ce", "multiclass", class_weights=cw))
 
 
 def _sigmoid_loss(d: _Draft, mode: str, max_weight: float) -> tuple[str, list[float] | None, list[float] | None]:
@@ -640,7 +653,7 @@ def recommend(stats: MaskStats, weights: str = "median", beta: float = 0.9999, r
     d.warns += s_warns
     d.notes += s_notes
     kwargs = d.kwargs
-    capped = ("class_weights" in kwargs and cw != cw_raw) or ("pos_weight" in kwargs and pw != pw_raw)
+    capped = ("class_weights" in loss and cw != cw_raw) or ("pos_weight" in kwargs and pw != pw_raw)
     return Advice(
         evidence=[rule_status(r) for r in applied_rules(loss, kwargs, capped, struct_losses)]
         + ([rule_status("nested_regions")] if nested else []), nested_regions=nested,
@@ -671,12 +684,18 @@ def _class_of(stats: MaskStats, t: ClassTable) -> dict[int, int]:
 
 
 def applied_rules(loss: str, kwargs: dict, capped: bool, struct_losses: list[dict]) -> list[str]:
-    """The ids (advise/evidence.RULES) of the rules behind an advice, in the order a reader meets them."""
+    """The ids (advise/evidence.RULES) of the rules behind an advice, in the order a reader meets them. A weight
+    counts for a term when the term's brackets or ``kwargs`` (which go to every term that takes them) hold it."""
     rules = ["softmax_or_sigmoid"]
-    if "dice" in loss:
+    terms = {t.name: t.options for t in parse_loss_spec(loss)}
+    if "dice" in terms and len(terms) > 1:
         rules += ["dice_term", "ce_term"]
-    rules += [r for r, on in (("ce_class_weights", "class_weights" in kwargs),
-                              ("dice_class_weights", "class_weights" in kwargs and "dice" in loss),
+
+    def weighted(term: str) -> bool:
+        """Whether ``term`` of the loss carries class weights."""
+        return term in terms and ("class_weights" in terms[term] or "class_weights" in kwargs)
+
+    rules += [r for r, on in (("ce_class_weights", weighted("ce")), ("dice_class_weights", weighted("dice")),
                               ("background_exclusion", kwargs.get("include_background") is False),
                               ("batch_dice", bool(kwargs.get("batch"))), ("pos_weight", "pos_weight" in kwargs),
                               ("weight_cap", capped), ("structure_losses", bool(struct_losses))) if on]
