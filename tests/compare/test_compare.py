@@ -42,6 +42,18 @@ class TestAblations:
         for spec in a.values():  # every variant is a valid loss
             seglab.get_loss(spec, "multiclass")
 
+    def test_the_advised_loss_has_no_dice_weights_arm(self):
+        """advise puts class weights in the CE term only (plan amendment 6): --ablate advised removes them there,
+        and has no "Dice weights" arm to train."""
+        from seglab.advise import advise
+
+        m = np.zeros((4, 16, 16), np.int64)
+        m[:, :4] = 1
+        m[:2, 10:12, 10:12] = 2
+        a = ablations(advise(list(m)).loss_spec, "multiclass")
+        assert "Dice weights" not in a and "class_weights" not in a["CE weights"]
+        assert "class_weights" in a["Dice term"] and "class_weights" not in a["CE term"]
+
     def test_nothing_to_remove(self):
         assert ablations("ce", "multiclass") == {}
         assert set(ablations("dice + ce", "multiclass")) == {"Dice term", "CE term"}
