@@ -35,8 +35,8 @@ class Advice:
     mode: str
     activation: str
     out_channels: int
-    loss: str
-    loss_kwargs: dict
+    loss: str  # the spec get_loss takes with loss_kwargs; a term's own options in brackets ("dice+ce[class_weights=[...]]")
+    loss_kwargs: dict  # options for every term that accepts them (include_background, batch, pos_weight, ignore_index)
     code: str
     class_frequencies: list[float]
     class_pixel_counts: list[int]
