@@ -802,10 +802,126 @@ inline void sig_focal(F y, F p, F omp, F spn, F spp, F gamma, F& pw, F& dq) {
   dq = gamma * (F(1) - F(2) * y) * pq;
 }
 
+// ===================== sigmoid: explicit SIMD float32 path (issue 23) =====================
+// The generic ml loops below are not vectorised by gcc on AVX2 (~50 ns per element, 15x BCE-with-logits at
+// 8x3x128x128). Same arithmetic as sig_parts / ml_fwd / ml_bwd without the focal term, 8 lanes (vf), one
+// (n, c) row chunk per work item as there; lane sums in float32 inside a chunk, chunks reduced in double in a
+// fixed order (thread-count independent). Focal and float64 keep the generic code.
+inline void vsig_parts(vf x, vf& p, vf& omp, vf& spn, vf& spp) {
+  const vf zero = vsplat(0.f), one = vsplat(1.f);
+  vf ax = vsel(x < zero, -x, x);
+  vf e = vexp(-ax);
+  vf w = one + e;
+  vf r = one / w;
+  vi pos = x >= zero;
+  p = vsel(pos, r, e * r);
+  omp = vsel(pos, e * r, r);
+  vf l1 = vlog(w) - ((w - one) - e) * r;
+  spn = l1 + vsel(x < zero, -x, zero);
+  spp = l1 + vsel(x > zero, x, zero);
+}
+
+// lanes of a row chunk: x, y (0 where ignored or padding) and the kept mask vm (1/0)
+inline void vml_load(const float* xr, const float* yr, int64_t s, int L, bool has_ign, float ign, vf& xv, vf& yv,
+                     vf& vm) {
+  const vf zero = vsplat(0.f);
+  const vi lane = {0, 1, 2, 3, 4, 5, 6, 7};
+  xv = load_x(xr + s, L);
+  vf yy = load_x(yr + s, L);
+  vi keep = lane < visplat(L);
+  if (has_ign) keep &= yy != vsplat(ign);
+  vm = vsel(keep, vsplat(1.f), zero);
+  yv = vsel(keep, yy, zero);
+}
+
+void ml_fwd_vec(const float* x, const float* y, const MlCfg& cfg, const double* w_d, const double* pw_d,
+                double* stats, double* scal) {
+  const int64_t N = cfg.N, C = cfg.C, S = cfg.S;
+  const int64_t nch = (S + CHUNK - 1) / CHUNK;
+  const int64_t items = N * C * nch;
+  const int64_t PW = 8;
+  std::vector<double> part(items * PW, 0.0);
+  const bool sq = cfg.squared, has_ign = cfg.has_ignore;
+  const float ign = (float)cfg.ignore;
+  parallel_items(items, cfg.nthreads, [&](int64_t item) {
+    const int64_t nc = item / nch, ch = item % nch, c = nc % C;
+    const int64_t s0 = ch * CHUNK, s1 = std::min(S, s0 + CHUNK);
+    const float* xr = x + nc * S;
+    const float* yr = y + nc * S;
+    const float wc = (float)w_d[c], pwc = (float)pw_d[c];
+    const vf zero = vsplat(0.f), one = vsplat(1.f);
+    vf atp = zero, aps = zero, ays = zero, aad = zero, abce = zero, acnt = zero;
+    for (int64_t s = s0; s < s1; s += VL) {
+      const int L = (int)std::min<int64_t>(VL, s1 - s);
+      vf xv, yy, v, pp, oo, a1, a2;
+      vml_load(xr, yr, s, L, has_ign, ign, xv, yy, v);
+      vsig_parts(xv, pp, oo, a1, a2);
+      atp += v * pp * yy;
+      aps += v * (sq ? pp * pp : pp);
+      ays += v * (sq ? yy * yy : yy);
+      vf dd = pp - yy;
+      aad += v * vsel(dd < zero, -dd, dd);
+      abce += v * wc * (pwc * yy * a1 + (one - yy) * a2);
+      acnt += v;
+    }
+    double* pp = part.data() + item * PW;
+    for (int k = 0; k < PW; ++k) pp[k] = 0;
+    hsum_d(atp, pp[0]); hsum_d(aps, pp[1]); hsum_d(ays, pp[2]); hsum_d(aad, pp[3]);
+    hsum_d(abce, pp[4]); hsum_d(acnt, pp[5]);
+  });
+  std::fill(stats, stats + N * 4 * C, 0.0);
+  std::fill(scal, scal + 4, 0.0);
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t nc = item / nch, n = nc / C, c = nc % C;
+    const double* pp = part.data() + item * PW;
+    for (int k = 0; k < 4; ++k) stats[n * 4 * C + k * C + c] += pp[k];
+    scal[0] += pp[4]; scal[1] += pp[5];
+  }
+}
+
+void ml_bwd_vec(const float* x, const float* y, const MlCfg& cfg, const double* w_d, const double* pw_d,
+                const double* gst, const double* g, float* gx) {
+  const int64_t N = cfg.N, C = cfg.C, S = cfg.S;
+  const int64_t nch = (S + CHUNK - 1) / CHUNK;
+  const int64_t items = N * C * nch;
+  const bool sq = cfg.squared, has_ign = cfg.has_ignore;
+  const float ign = (float)cfg.ignore;
+  const float g_bce = (float)g[0];
+  parallel_items(items, cfg.nthreads, [&](int64_t item) {
+    const int64_t nc = item / nch, ch = item % nch, c = nc % C, n = nc / C;
+    const int64_t s0 = ch * CHUNK, s1 = std::min(S, s0 + CHUNK);
+    const float* xr = x + nc * S;
+    const float* yr = y + nc * S;
+    float* gr = gx + nc * S;
+    const float wc = (float)w_d[c], pwc = (float)pw_d[c];
+    const float gt = (float)gst[n * 3 * C + c], gp = (float)gst[n * 3 * C + C + c];
+    const float ga = (float)gst[n * 3 * C + 2 * C + c];
+    const vf zero = vsplat(0.f), one = vsplat(1.f);
+    for (int64_t s = s0; s < s1; s += VL) {
+      const int L = (int)std::min<int64_t>(VL, s1 - s);
+      vf xv, yy, v, pp, oo, a1, a2;
+      vml_load(xr, yr, s, L, has_ign, ign, xv, yy, v);
+      vsig_parts(xv, pp, oo, a1, a2);
+      vf dd = pp - yy;
+      vf sgn = vsel(dd > zero, one, vsel(dd < zero, -one, zero));
+      vf dp = v * (gt * yy + gp * (sq ? 2.0f * pp : one) + ga * sgn);
+      vf out = dp * pp * (one - pp) + g_bce * v * wc * (pp * (one - yy + pwc * yy) - pwc * yy);
+      if (L == VL) {
+        vstore(gr + s, out);
+      } else {
+        for (int i = 0; i < L; ++i) gr[s + i] = out[i];
+      }
+    }
+  });
+}
+
 // stats: [N, 4, C] (tp, ps, ys, absdiff); scal: [4] (bce_sum, count, -, focal_sum)
 template <class T>
 void ml_fwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const double* pw_d, const double* a_d,
             const double* an_d, double* stats, double* scal) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (!cfg.want_focal) return ml_fwd_vec(x, y, cfg, w_d, pw_d, stats, scal);
+  }
   using F = typename Compute<T>::F;
   constexpr int B = Compute<T>::B;
   const int64_t N = cfg.N, C = cfg.C, S = cfg.S;
@@ -880,6 +996,9 @@ void ml_fwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const d
 template <class T>
 void ml_bwd(const T* x, const T* y, const MlCfg& cfg, const double* w_d, const double* pw_d, const double* a_d,
             const double* an_d, const double* gst, const double* g, T* gx) {
+  if constexpr (std::is_same<T, float>::value) {
+    if (!(cfg.want_focal && g[3] != 0.0)) return ml_bwd_vec(x, y, cfg, w_d, pw_d, gst, g, gx);
+  }
   using F = typename Compute<T>::F;
   constexpr int B = Compute<T>::B;
   const int64_t N = cfg.N, C = cfg.C, S = cfg.S;
