@@ -59,6 +59,11 @@ NOTES = {
                           "half of the rule is not an empirical question. On `softmax_shapes` "
                           "neither unweighted arm learned shape3 (Dice 0 in every seed), so its row is `equivalent` "
                           "only in that sense.",
+    "dice_class_weights": "The rows compare the advice of the time (class weights in both terms, arm `full`) with "
+                          "the same loss without the Dice term's weights. By amendment 6 advise now gives the latter: "
+                          "class weights in the CE term only.",
+    "ce_class_weights": "The rows remove the CE term's weights from the advice of the time, which also weighted the "
+                        "Dice term (amendment 6 dropped those): the CE weights were measured beside Dice weights.",
     "background_exclusion": "On `high_foreground` the excluded background is the rare class (5 % of the pixels): "
                             "advise's rule excludes the background only when it holds at least 50 % of the pixels, so "
                             "advise itself would include it there. The pair was declared in the rule's family before "
