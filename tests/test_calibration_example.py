@@ -52,7 +52,7 @@ def test_calibration_experiment_smoke(tmp_path, capsys):
         assert d["summary"][name]["ece"]["mean"] == pytest.approx(sum(r["ece"] for r in runs) / 2)
     diff = d["differences"]["dice - ce"]["ece"]
     assert diff["low"] <= diff["mean"] <= diff["high"] and diff["n"] == 2
-    assert diff["mean"] == pytest.approx(sum(a["ece"] - b["ece"] for a, b in zip(d["runs"]["dice"], d["runs"]["ce"])) / 2)
+    assert diff["mean"] == pytest.approx(sum(a["ece"] - b["ece"] for a, b in zip(d["runs"]["dice"], d["runs"]["ce"], strict=True)) / 2)
     assert "| dice+ce |" in capsys.readouterr().out
     assert res["wall_s"] > 0
 

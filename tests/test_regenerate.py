@@ -178,7 +178,7 @@ def test_compare_blocks_equal_scipy_on_the_committed_results():
             k = x["metric"][len("dice["):-1] if x["metric"].startswith("dice[") else None
             va = a["per_class"][k]["per_seed"] if k else a["fg_dice"]["per_seed"]
             vb = base["per_class"][k]["per_seed"] if k else base["fg_dice"]["per_seed"]
-            d = [p - q for p, q in zip(va, vb)]
+            d = [p - q for p, q in zip(va, vb, strict=True)]
             n = len(d)
             mean = sum(d) / n
             sd = stats.tstd(d) if n > 1 else 0.0
@@ -197,7 +197,7 @@ def test_seed002_tests_and_bn_accuracy_follow_the_plan():
 
     def brute(d):
         obs = abs(sum(d))
-        hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= obs - 1e-12 * sum(map(abs, d))
+        hits = sum(abs(sum(s * x for s, x in zip(signs, d, strict=True))) >= obs - 1e-12 * sum(map(abs, d))
                    for signs in itertools.product((1, -1), repeat=len(d)))
         return hits / 2 ** len(d)
 

@@ -371,7 +371,7 @@ def block_verdicts(d: Data) -> str:
             tests.append((c, k, len(rs), fisher_exact([[k, len(rs) - k], [kb, len(base) - kb]]).pvalue))
         adj = holm([t[3] for t in tests])
         shown = [f"lr {c[0]:g}{f' + momentum {c[1]:g}' if c[1] else ''} ({k}/{n}, Fisher p {p:.2g}, Holm {h:.2g})"
-                 for (c, k, n, p), h in zip(tests, adj) if h < 0.05 and k > kb]
+                 for (c, k, n, p), h in zip(tests, adj, strict=True) if h < 0.05 and k > kb]
         verdict = (("converges more often than lr 1e-3 (" + f"{kb}/{len(base)}): " + "; ".join(shown)
                     + f"; the other {len(tests) - len(shown)} settings inconclusive (Holm over the {len(tests)} "
                     "settings vs lr 1e-3)") if shown else
@@ -489,7 +489,7 @@ def _grad_family(d: Data) -> list[dict[str, Any]]:
              (d[FAITHFUL], "gn_mean_dicefg", "mean over training"))
     raw = [_grad_95_5(rows, col, what) for rows, col, what in specs]
     keys = [(i, norm) for i, g in enumerate(raw) if g for norm in g["tests"]]
-    adj = dict(zip(keys, holm([raw[i]["tests"][norm] for i, norm in keys])))
+    adj = dict(zip(keys, holm([raw[i]["tests"][norm] for i, norm in keys]), strict=True))
     out = []
     for i, (rows, col, what) in enumerate(specs):
         out.append(_grad_95_5(rows, col, what, {norm: adj[(j, norm)] for j, norm in keys if j == i}) if raw[i] else {})
@@ -551,7 +551,7 @@ def _fisher_family(d: Data) -> list[dict[str, Any]]:
                         c[key] = fisher_exact([[ka, len(a) - ka], [kb, len(b) - kb]]).pvalue
                     cells.append(c)
     for key in ("p", "p_acc"):
-        for c, h in zip(cells, holm([c[key] for c in cells])):
+        for c, h in zip(cells, holm([c[key] for c in cells]), strict=True):
             c[key + "_holm"] = h
     return cells
 
@@ -698,7 +698,7 @@ def _long_verdict(d: Data) -> dict[str, str]:
         parts.append(f"{LABELS[r['loss']]} {a:.3f} → {b:.3f}")
     return {"text": "SGD lr 1e-3, no BN, 50 % fg, seed 0, mean Dice at step 10,000 → 100,001: " + ", ".join(parts),
             "verdict": "; ".join(f"{LABELS[r['loss']]}: {k}" for r, k in
-                                 zip(sorted(rows, key=lambda r: list(MONITORS).index(r["loss"])), kinds))}
+                                 zip(sorted(rows, key=lambda r: list(MONITORS).index(r["loss"])), kinds, strict=True))}
 
 
 def block_inverted(d: Data) -> str:
@@ -715,7 +715,8 @@ def block_inverted(d: Data) -> str:
         for loss, short in MONITORS.items():
             col = f"gn_early_mean_{short}"
 
-            def by_seed(rows: list[dict[str, str]], fg: float) -> dict[int, float]:
+            def by_seed(rows: list[dict[str, str]], fg: float, col: str = col, norm: str = norm,
+                        loss: str = loss) -> dict[int, float]:
                 return {int(r["seed"]): _f(r[col]) for r in select(rows, opt="Adam lr 0.001", norm=norm, loss=loss, fg=fg)}
 
             p5, p95, i5, i95 = by_seed(plain, 0.05), by_seed(plain, 0.95), by_seed(inv, 0.05), by_seed(inv, 0.95)
@@ -738,14 +739,14 @@ def _plan(b: list[float], a: list[float]) -> dict[str, Any]:
     from seglab.stats import paired_difference, signflip_pvalue
 
     pd = paired_difference(b, a)
-    p, _ = signflip_pvalue([x - y for x, y in zip(b, a)])
+    p, _ = signflip_pvalue([x - y for x, y in zip(b, a, strict=True)])
     return {"mean": pd.mean, "low": pd.low, "high": pd.high, "n": pd.n, "p": p, "holm": None}
 
 
 def _holm_family(tests: list[dict[str, Any]]) -> None:
     from seglab.stats import holm
 
-    for t, h in zip(tests, holm([t["p"] for t in tests])):
+    for t, h in zip(tests, holm([t["p"] for t in tests]), strict=True):
         t["holm"] = h
 
 

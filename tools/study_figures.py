@@ -90,7 +90,7 @@ def extract(results: Path, out: Path = CURVES) -> list[Path]:
                 cols[f"{t}:loss:{m}"] = _block_means(st[f"loss/{m}"])
                 cols[f"{t}:gnorm:{m}"] = _block_means(st[f"gnorm/{m}"])
             n_rows = max(n_rows, len(cols[f"{t}:loss:{t}"]))
-            acc[t] = {int(k): float(a) for k, a in zip(ev["step"], ev["accuracy"])}
+            acc[t] = {int(k): float(a) for k, a in zip(ev["step"], ev["accuracy"], strict=True)}
         path = out / f"{name}.csv"
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh, lineterminator="\n")
@@ -144,11 +144,11 @@ def draw(path: Path, out: Path, title: str) -> Path:
     for j, (t, label) in enumerate(TRAIN_LOSSES.items()):
         top, bottom = axes[0, j], axes[1, j]
         for m, mlabel in TRAIN_LOSSES.items():
-            gx = [(s, v) for s, v in zip(steps, d[f"{t}:gnorm:{m}"]) if math.isfinite(v)]
+            gx = [(s, v) for s, v in zip(steps, d[f"{t}:gnorm:{m}"], strict=True) if math.isfinite(v)]
             if gx:
                 top.plot([s for s, _ in gx], study_smooth([v for _, v in gx], _blocks(SMOOTH_GRAD)),
                          color=MONITOR_COLORS[m], label=f"{mlabel.lower()}_grad")
-            lx = [(s, v) for s, v in zip(steps, d[f"{t}:loss:{m}"]) if math.isfinite(v)]
+            lx = [(s, v) for s, v in zip(steps, d[f"{t}:loss:{m}"], strict=True) if math.isfinite(v)]
             bottom.plot([s for s, _ in lx], study_smooth([v for _, v in lx], _blocks(SMOOTH_LOSS)),
                         color=MONITOR_COLORS[m], label=mlabel.lower())
         top.set_ylim(0, 4)
@@ -158,7 +158,7 @@ def draw(path: Path, out: Path, title: str) -> Path:
         bottom.set_xlabel("iteration")
         ax2 = bottom.twinx()
         ax2.grid()
-        ev = [(s, a) for s, a in zip(steps, d[f"{t}:accuracy"]) if math.isfinite(a)]
+        ev = [(s, a) for s, a in zip(steps, d[f"{t}:accuracy"], strict=True) if math.isfinite(a)]
         ax2.plot([s for s, _ in ev], [a for _, a in ev], "k", label="accuracy")
         ax2.set_ylim(0.9, 1.012)
         if j == 0:
@@ -184,7 +184,7 @@ def draw(path: Path, out: Path, title: str) -> Path:
 
 def draw_all(curves: Path = CURVES, figures: Path = FIGURES) -> list[Path]:
     written = []
-    for stem, opt, _lr, norm, fg in CELLS:
+    for _stem, opt, _lr, norm, fg in CELLS:
         name = cell_name(opt, norm, fg)
         src = curves / f"{name}.csv"
         if not src.exists():
