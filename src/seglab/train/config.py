@@ -413,6 +413,7 @@ class _Checker:
         self.unfielded = 0
         self.model_problems: list[str] = []
         self.tasks: dict[str, Any] = {}
+        self.facts: dict[int, TaskFacts] = {}  # id(task) -> its facts, read once per distinct task
         self.models: set[str] = set()
 
     def err(self, cfg: RunSpec, msg: str, problem: tuple[str, Any, str] | None = None) -> None:
@@ -501,7 +502,9 @@ class _Checker:
             return None
         if not self.losses_ok(cfg, task):
             return None
-        rcfg = resolve(cfg, task)
+        if id(task) not in self.facts:
+            self.facts[id(task)] = TaskFacts.of(task)
+        rcfg = resolve(dataclasses.replace(cfg, facts=self.facts[id(task)]))
         return rcfg if self.model_ok(cfg, task) else None
 
     def raise_errors(self) -> None:

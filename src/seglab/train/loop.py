@@ -146,7 +146,7 @@ class _SingleRun:
         self.t0 = time.perf_counter()
         self.info = info
         self.task = task = create_task(cfg.task, **cfg.task_kw)
-        self.cfg = cfg = resolve(cfg, task)
+        self.cfg = cfg = resolve(cfg) if cfg.facts is not None else resolve(cfg, task)  # facts: read once
         self.dev = dev = info.device
         torch.manual_seed(cfg.seed)
         self.model = create_model(cfg.model, in_channels=task.in_channels, out_channels=task.num_classes,
