@@ -216,8 +216,25 @@ def _stat(vals: list[float], n_runs: int, max_load: float) -> dict[str, Any]:
     return {"median": med, "q1": q1, "q3": q3, "runs": len(vals)}
 
 
-def plot(summary: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
-    """Ratio to the baseline against the number of logits, one line per function, IQR as error bars."""
+def loaded_reading(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the loaded runs say, for a figure labelled as such: per run, each function's median time over the
+    baseline's (both medians of interleaved rounds), then the median and IQR over all runs, loaded or not."""
+    points = {}
+    for text, p0 in runs[0]["points"].items():
+        base = p0["baseline"]
+        row = {}
+        for k in p0["ms_median"]:
+            if k != base:
+                vals = [r["points"][text]["ms_median"][k] / r["points"][text]["ms_median"][base] for r in runs]
+                q1, med, q3 = _quartiles(vals)
+                row[k] = {"median": med, "q1": q1, "q3": q3, "runs": len(vals)}
+        points[text] = {"baseline": base, "ratio": row}
+    return {"points": points, "trusted_runs": 0}
+
+
+def plot(summary: dict[str, Any], meta: dict[str, Any], path: Path, loaded: bool = False) -> None:
+    """Ratio to the baseline against the number of logits, one line per function, IQR as error bars
+    (``loaded``: the figure of :func:`loaded_reading`, titled as not trusted)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,26 +244,35 @@ def plot(summary: dict[str, Any], meta: dict[str, Any], path: Path) -> None:
     pts = summary["points"]
     names = sorted({k for p in pts.values() for k in p["ratio"]})
     for k in names:
-        xs, ys, lo, hi = [], [], [], []
-        for text, p in pts.items():
-            st = p["ratio"].get(k)
-            if st is None or st["median"] is None:
-                continue
-            xs.append(_numel(text))
-            ys.append(st["median"])
-            lo.append(st["median"] - st["q1"])
-            hi.append(st["q3"] - st["median"])
-        if xs:
-            order = sorted(range(len(xs)), key=xs.__getitem__)
-            ax.errorbar([xs[i] for i in order], [ys[i] for i in order],
-                        yerr=[[lo[i] for i in order], [hi[i] for i in order]], marker="o", capsize=3, label=k)
+        color = None
+        for sigmoid in (False, True):  # softmax shapes as a line; the sigmoid shape (BCE baseline) as lone crosses
+            xs, ys, lo, hi = [], [], [], []
+            for text, p in pts.items():
+                st = p["ratio"].get(k)
+                if st is None or st["median"] is None or (p["baseline"] != "F.cross_entropy") != sigmoid:
+                    continue
+                xs.append(_numel(text))
+                ys.append(st["median"])
+                lo.append(st["median"] - st["q1"])
+                hi.append(st["q3"] - st["median"])
+            if xs:
+                order = sorted(range(len(xs)), key=xs.__getitem__)
+                bars = ax.errorbar([xs[i] for i in order], [ys[i] for i in order],
+                                   yerr=[[lo[i] for i in order], [hi[i] for i in order]], capsize=3, color=color,
+                                   marker="x" if sigmoid else "o", ls="none" if sigmoid else "-",
+                                   label=None if sigmoid else k)
+                color = bars.lines[0].get_color()
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("logits per call (N*C*spatial); multilabel 8x3x128x128 vs BCE-with-logits")
+    ax.set_xlabel("logits per call (N*C*spatial); crosses: multilabel shapes, ratio to BCE-with-logits")
     ax.set_ylabel("time / F.cross_entropy (fwd+bwd, median of runs, IQR bars)")
     title = f"seglab size sweep: {meta['cpu_model']}, {meta['threads']} threads, {summary['trusted_runs']} unloaded runs"
-    if summary["trusted_runs"] == 0:
+    if loaded:
+        title = (f"LOADED runs (1-min load above {meta['cores']} cores in every run): NOT TRUSTED\n"
+                 f"{meta['cpu_model']}, {meta['threads']} thread(s), per-run time ratios, median and IQR of "
+                 f"{meta['runs']} runs")
+    elif summary["trusted_runs"] == 0:
         title += "\nNO RATIOS: every run had a 1-min load average above the cores"
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=2)
@@ -321,10 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--png", default=None)
     ap.add_argument("--table", default=None, metavar="JSON", help="print a markdown table of a sweep JSON and exit")
+    ap.add_argument("--plot-loaded", nargs=2, default=None, metavar=("JSON", "PNG"),
+                    help="draw the loaded runs' time ratios of a sweep JSON, titled as not trusted, and exit")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.table:
         print(table(json.loads(Path(a.table).read_text())))
+        return 0
+    if a.plot_loaded:
+        doc = json.loads(Path(a.plot_loaded[0]).read_text())
+        plot(loaded_reading(doc["runs"]), doc["meta"], Path(a.plot_loaded[1]), loaded=True)
         return 0
     shapes_mc = [s for s in a.shapes.split(",") if s]
     shapes_ml = [s for s in a.ml_shapes.split(",") if s]
