@@ -83,10 +83,7 @@ def _data(mode, target_kind, spatial, dtype, ignore, seed=0):
             t = torch.softmax(torch.randn(N, C, *spatial, generator=g), 1).to(dtype)
         if ignore is not None:
             drop = torch.rand((N, *spatial), generator=g) < 0.2
-            if t.is_floating_point():
-                t = t.masked_fill(drop.unsqueeze(1), float(ignore))
-            else:
-                t = t.masked_fill(drop, ignore)
+            t = t.masked_fill(drop.unsqueeze(1), float(ignore)) if t.is_floating_point() else t.masked_fill(drop, ignore)
     else:
         t = (torch.rand(x.shape, generator=g) < 0.3).to(dtype)
         if target_kind == "soft":
@@ -238,7 +235,7 @@ def test_no_one_hot_for_index_target(backend):
         # AccumulateGrad makes of it into x.grad. Nothing else of that size.
         storages = {o.untyped_storage().data_ptr() for _, _, _, o in big} - {x.untyped_storage().data_ptr()}
         assert len(storages) <= 2, [(f, s) for f, s, _, _ in big]
-    for f, s, d, o in big:
+    for f, s, _d, o in big:
         vals = o.detach()
         assert not bool(((vals == 0) | (vals == 1)).all()), f"one-hot-like tensor from {f} {s}"
 
@@ -315,7 +312,7 @@ def test_kernel_call_is_the_op_schema():
     assert list(inspect.signature(ops._call_of).parameters) == schema
     sentinels = {name: object() for name in schema}
     call = KernelCall(**sentinels)  # type: ignore[arg-type]
-    assert all(a is sentinels[n] for a, n in zip(ops.op_args(call), schema)) and len(ops.op_args(call)) == len(schema)
+    assert all(a is sentinels[n] for a, n in zip(ops.op_args(call), schema, strict=True)) and len(ops.op_args(call)) == len(schema)
     assert ops._call_of(*ops.op_args(call)) == call
     with pytest.raises(dataclasses.FrozenInstanceError):
         call.kind = "ml"  # type: ignore[misc]

@@ -38,12 +38,11 @@ def test_out_of_range_label_raises_without_validation(monkeypatch, backend, bad)
     x, t = _data(bad)
     loss = L.DiceLoss("multiclass") + L.CrossEntropyLoss("multiclass")
     calls = []
-    orig = getattr(cpu_ext if backend == "cpu" else eager, "mc_forward")
+    orig = (cpu_ext if backend == "cpu" else eager).mc_forward
     monkeypatch.setattr(cpu_ext if backend == "cpu" else eager, "mc_forward",
                         lambda *a: calls.append(1) or orig(*a))
-    with seglab.validation(False):
-        with pytest.raises(ValueError) as ei:
-            loss(x, t)
+    with seglab.validation(False), pytest.raises(ValueError) as ei:
+        loss(x, t)
     assert calls, "the backend kernel was not the one that ran"
     assert str(ei.value) == _expected(bad)
 
@@ -54,9 +53,8 @@ def test_out_of_range_label_with_ignore_index(monkeypatch, backend):
     monkeypatch.setenv("SEGLAB_FUSED_BACKEND", backend)
     loss = L.DiceLoss("multiclass", ignore_index=255) + L.CrossEntropyLoss("multiclass", ignore_index=255)
     x, t = _data(7, ignore_index=255)
-    with seglab.validation(False):
-        with pytest.raises(ValueError) as ei:
-            loss(x, t)
+    with seglab.validation(False), pytest.raises(ValueError) as ei:
+        loss(x, t)
     assert str(ei.value) == _expected(7, 255)
     x, t = _data(2, ignore_index=255)  # only valid labels and ignore_index: a value
     with seglab.validation(False):

@@ -445,7 +445,7 @@ def test_a_failing_triton_kernel_falls_back_to_eager(monkeypatch):
     with pytest.warns(RuntimeWarning, match="mc_forward .*failed to compile or launch.*ptxas: out of registers"):
         got = triton_backend.mc_forward(x, t, cfg)
     want = eager.mc_forward(x, t, cfg)
-    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
     import warnings
 
     with warnings.catch_warnings():

@@ -23,7 +23,7 @@ def _outputs(n=2, c=3, size=16, levels=3, seed=0, dims=2):
 def test_nnunet_weights_by_hand():
     assert nnunet_weights(1) == [1.0]
     assert nnunet_weights(2) == [1.0, 0.0]
-    for got, want in zip(nnunet_weights(4), [1 / 1.75, 0.5 / 1.75, 0.25 / 1.75, 0.0]):
+    for got, want in zip(nnunet_weights(4), [1 / 1.75, 0.5 / 1.75, 0.25 / 1.75, 0.0], strict=True):
         assert got == pytest.approx(want, rel=1e-15)
 
 
@@ -32,7 +32,7 @@ def test_equals_weighted_sum_with_a_list_of_targets():
     targets = [t, t[:, ::2, ::2], t[:, ::4, ::4]]
     inner = get_loss("dice+ce", mode="multiclass")
     w = [0.6, 0.3, 0.1]
-    ref = sum(wk * inner(o, tk) for wk, o, tk in zip(w, outs, targets))
+    ref = sum(wk * inner(o, tk) for wk, o, tk in zip(w, outs, targets, strict=True))
     torch.testing.assert_close(DeepSupervisionLoss(inner, weights=w)(outs, targets), ref)
     # default weights: nnU-Net's [1, 0.5, 0] / 1.5
     ref = (1 / 1.5) * inner(outs[0], targets[0]) + (0.5 / 1.5) * inner(outs[1], targets[1])

@@ -26,9 +26,7 @@ TARGETS = [("multiclass", "index"), ("multiclass", "soft"), ("multilabel", "hard
 def _valid(name, kw, mode, kind):
     if mode == "binary" and kw.get("include_background") is False:
         return False  # an error by design (tested in test_dice)
-    if name == "lovasz" and mode != "multiclass" and kind == "soft":
-        return False  # the Lovász hinge is defined for hard labels
-    return True
+    return not (name == "lovasz" and mode != "multiclass" and kind == "soft")  # the Lovász hinge needs hard labels
 
 
 PARAMS = [

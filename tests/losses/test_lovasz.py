@@ -149,7 +149,7 @@ def test_fused_switch_turns_off_the_cpp_lovasz_and_argsort(monkeypatch):
         got = [_value_and_grad(*case) for case in _lovasz_cases()]
     finally:
         dispatch.set_fused(True)
-    for g, r in zip(got, refs):
+    for g, r in zip(got, refs, strict=True):
         torch.testing.assert_close(g, r)
     with pytest.raises(AssertionError, match="switched off"):  # and with it on, they are the ones used
         _value_and_grad(*_lovasz_cases()[0])

@@ -23,7 +23,7 @@ def _same_loss(a, b) -> bool:
         return False
     if isinstance(a, CompositeLoss):
         return a.weights == b.weights and len(a.parts) == len(b.parts) and all(
-            _same_loss(p, q) for p, q in zip(a.parts, b.parts))
+            _same_loss(p, q) for p, q in zip(a.parts, b.parts, strict=True))
     oa, ob = a.options(), b.options()
     if set(oa) != set(ob):
         return False
