@@ -50,6 +50,7 @@ browser:
 lint: $(STAMP)
 	$(BIN)/ruff check src tests tools
 	$(BIN)/python tools/check_imports.py
+	$(BIN)/python tools/check_cycles.py src/seglab
 	$(BIN)/mypy
 	$(BIN)/python tools/regenerate.py --check
 	$(BIN)/python tools/advise_evidence.py --check

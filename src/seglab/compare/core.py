@@ -11,7 +11,7 @@ from typing import Any
 from collections.abc import Callable, Sequence
 
 from seglab.data import create_task
-from seglab.losses.registry import Term, _format_options, canonical_spec, lookup, parse_loss_spec
+from seglab.losses.registry import Term, format_options, canonical_spec, lookup, parse_loss_spec
 from seglab.results import ResultsStore
 
 from .analysis import (
@@ -35,7 +35,7 @@ def _spec(terms: list[Term]) -> str:
     parts = []
     for t in terms:
         w = "" if t.weight == 1.0 else f"{t.weight:g}*"
-        parts.append(f"{w}{t.name}{_format_options(t.options)}")
+        parts.append(f"{w}{t.name}{format_options(t.options)}")
     return " + ".join(parts)
 
 

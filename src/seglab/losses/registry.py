@@ -23,9 +23,10 @@ import json
 import math
 import pkgutil
 import re
-from dataclasses import dataclass, field
-from typing import Any
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -36,12 +37,11 @@ from seglab.losses.base import LOSSES, CompositeLoss, Loss
 def _import_loss_modules() -> list[str]:
     """Import every public module of :mod:`seglab.losses` (``@LOSSES.register`` runs where each loss is defined):
     a new loss file is found with no list to keep. Modules named ``_*`` are helpers and are not imported here."""
-    import seglab.losses as package
-
+    package = __name__.rpartition(".")[0]  # seglab.losses, found by path: this module never imports its own package
     found = []
-    for info in pkgutil.iter_modules(package.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if not info.name.startswith("_") and info.name != "registry":
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{package}.{info.name}")
             found.append(info.name)
     return found
 
@@ -78,7 +78,7 @@ class Name:
     @property
     def spec(self) -> str:
         """The entry as a spec of its base loss, e.g. ``dice[include_background=false]``."""
-        return self.base + _format_options(dict(self.options))
+        return self.base + format_options(dict(self.options))
 
 
 #: aliases and presets (one table): name -> Name
@@ -480,7 +480,8 @@ def _fmt_value(v: Any, dtype: torch.dtype | None = None) -> str:
     raise ValueError(f"cannot write option value {v!r} ({type(v).__name__}) in a loss spec")
 
 
-def _format_options(opts: dict[str, Any]) -> str:
+def format_options(opts: dict[str, Any]) -> str:
+    """A spec's option brackets: ``{"batch": True}`` -> ``"[batch=true]"`` (sorted keys; empty -> "")."""
     if not opts:
         return ""
     return "[" + ",".join(f"{k}={_fmt_value(v)}" for k, v in sorted(opts.items())) + "]"
@@ -544,7 +545,7 @@ def _format_term(w: float, loss: Loss) -> str:
     opts = {k: v for k, v in loss_options(loss).items()
             if k not in _NOT_IN_SPEC and not _same(v, params[k].default)}
     prefix = "" if w == 1.0 else _fmt_float(float(w)) + "*"
-    return prefix + base + _format_options(opts)
+    return prefix + base + format_options(opts)
 
 
 def canonical_spec(spec: str, mode: str) -> str:
