@@ -15,9 +15,11 @@ same losses; the script remains because it reads the advice programmatically.)
 What it can and cannot show: 3 seeds give a sign-flip p-value of at least 0.25, and the committed results
 (``benchmarks/brain_tissue/results.json``) give, for every alternative, a 95 % paired interval of the white-matter
 Dice difference that contains 0 (advised minus plain CE: +0.036 [-0.036, +0.108], ``seglab.stats.paired_difference``):
-no evidence that the advised loss is better or worse than any of them. The advised loss changes three things at once (CE weights, Dice weights,
-background exclusion), so no effect could be attributed to one of them, and its "rare" class (white matter) is
-present in 90 % of the slices. Use more seeds and an ablation (``seglab compare``) before reading a ranking
+no evidence that the advised loss is better or worse than any of them. The advice those committed runs trained
+changed three things at once (CE weights, Dice weights, background exclusion; ``benchmarks/brain_tissue/advise.json``
+records it), so no effect could be attributed to one of them, and its "rare" class (white matter) is present in
+90 % of the slices. Since plan amendment 6 advise puts the class weights in the CE term only, so a rerun trains
+today's advice, not the committed one. Use more seeds and an ablation (``seglab compare``) before reading a ranking
 into these numbers.
 
 Run (about 15 s per run with one thread)::
@@ -52,7 +54,7 @@ def advised_loss_kwargs() -> tuple[str, dict]:
 def loss_table(adv_loss: str, adv_kw: dict) -> dict[str, tuple[str, dict]]:
     """label -> (get_loss spec, kwargs)."""
     return {
-        "advised: " + adv_loss + " (median-freq weights, no bg in Dice)": (adv_loss, adv_kw),
+        "advised: " + adv_loss: (adv_loss, adv_kw),
         "ce (unweighted)": ("ce", {}),
         "dice+ce (unweighted, bg in Dice)": ("dice+ce", {}),
         "dice (unweighted, bg in Dice)": ("dice", {}),
