@@ -22,7 +22,8 @@ def _help(command: str, capsys) -> str:
 def test_sweep_help_defaults_come_from_the_code(capsys):
     from seglab.data import list_tasks
     from seglab.models import NORMS, list_models
-    from seglab.sweep.presets import PRESETS, STUDY_STEPS, get_preset
+    from seglab.studies import STUDY_STEPS
+    from seglab.sweep.presets import PRESETS, get_preset
     from seglab.sweep.runner import PROGRESS_EVERY_S
     from seglab.train.config import GRAD_NORM_EVERY, OPTIMIZERS
 

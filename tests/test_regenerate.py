@@ -86,14 +86,15 @@ def test_extract_from_a_results_folder(tmp_path):
     import math
 
     from seglab.results import ResultsStore
-    from seglab.sweep.presets import FAITHFUL_LOSSES, FAITHFUL_MODEL_KW
-    from seglab.train.config import RunConfig
-    from seglab.train.loop import RunResult, summarize
+    from seglab.studies.chlebus2018 import FAITHFUL_LOSSES, FAITHFUL_MODEL_KW
+    from seglab.train.config import RunSpec
+    from seglab.train.loop import summarize
+    from seglab.train.record import RunRecord
 
     store = ResultsStore(tmp_path / "r")
     cfgs, results = [], []
     for k, (loss, seed) in enumerate((("study_dicefg", 0), ("study_cce_clip", 1))):
-        c = RunConfig(loss=loss, task_kw={"size": 8, "fg_ratio": 0.5}, model_kw=dict(FAITHFUL_MODEL_KW, norm=None),
+        c = RunSpec(loss=loss, task_kw={"size": 8, "fg_ratio": 0.5}, model_kw=dict(FAITHFUL_MODEL_KW, norm=None),
                       seed=seed, steps=400, eval_every=100, monitors=list(FAITHFUL_LOSSES))
         n = 400
         rec = {"step": list(range(n)), "train_loss": [1.0 / (1 + s) for s in range(n)]}
@@ -104,7 +105,7 @@ def test_extract_from_a_results_folder(tmp_path):
                 [(0.0, 0.66)] * 5
         evals = [{"step": 100 * i, "accuracy": 0.9, "majority": 0.5, "dice": list(d), "iou": list(d),
                   "mean_dice": sum(d) / 2, "fg_dice": d[1], "mean_iou": sum(d) / 2} for i, d in enumerate(dices)]
-        res = RunResult(config=c, steps=rec, evals=evals)
+        res = RunRecord(spec=c, steps=rec, evals=evals)
         res.summary = summarize(c, rec, evals, status="finished", steps_done=n, diverged_step=None, wall_s=1.0,
                                 class_names=["background", "foreground"])
         cfgs.append(c)
@@ -116,7 +117,7 @@ def test_extract_from_a_results_folder(tmp_path):
     assert regen.extract(tmp_path / "r", out) == 2
     rows = {r["loss"]: r for r in csv.DictReader(out.open())}
     for res in results:
-        r = rows[res.config.loss]
+        r = rows[res.spec.loss]
         g = res.steps["gnorm/study_cce_clip"][100:301]
         assert float(r["gn_early_mean_cce"]) == pytest.approx(sum(g) / len(g), rel=1e-5)
         assert float(r["gn_early_max_cce"]) == pytest.approx(max(g), rel=1e-5)

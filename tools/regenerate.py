@@ -146,7 +146,7 @@ def measure_init(out: Path) -> int:
 
     from seglab.data import create_task
     from seglab.models import create_model
-    from seglab.sweep.presets import FAITHFUL_MODEL_KW
+    from seglab.studies.chlebus2018 import FAITHFUL_MODEL_KW
 
     torch.set_num_threads(1)
     x, _ = create_task("threshold", fg_ratio=0.5, size=32).validation()

@@ -16,7 +16,7 @@ from seglab.advise.stats import MaskStats
 from seglab.data import FolderTask
 from seglab.data import masks as M
 from seglab.data.readers import read_mask
-from seglab.train import RunConfig, train_run
+from seglab.train import RunSpec, train_run
 
 RED, BLUE, MAGENTA, BLACK = (255, 0, 0), (0, 0, 255), (255, 0, 255), (0, 0, 0)
 
@@ -124,7 +124,7 @@ def _train(root, mode: str) -> dict:
     task_kw = {"path": str(root), "val_fraction": 0.25}
     if root.joinpath("masks", "c0.nii.gz").exists():
         task_kw["slice_axis"] = 2
-    cfg = RunConfig(loss=loss, task="folder", task_kw=task_kw, model="tiny", steps=2, batch_size=2, eval_every=2, monitors=[], seed=0)
+    cfg = RunSpec(loss=loss, task="folder", task_kw=task_kw, model="tiny", steps=2, batch_size=2, eval_every=2, monitors=[], seed=0)
     return train_run(cfg).summary
 
 

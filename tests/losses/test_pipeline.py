@@ -253,11 +253,11 @@ def test_composite_uses_one_kernel_call(monkeypatch):
 
 def test_one_registry_class_for_losses_models_and_tasks():
     from seglab._registry import Registry
-    from seglab.data.tasks import _TASKS
+    from seglab.data.tasks import TASKS
     from seglab.losses.base import LOSSES
-    from seglab.models.registry import _MODELS
+    from seglab.models.registry import MODELS
 
-    assert all(isinstance(r, Registry) for r in (LOSSES, _MODELS, _TASKS))
+    assert all(isinstance(r, Registry) for r in (LOSSES, MODELS, TASKS))
     assert LOSSES["dice"] is DiceLoss
     with pytest.raises(ValueError, match=r"unknown loss 'dcie'; did you mean 'dice' or"):
         LOSSES.get_factory("dcie")

@@ -30,7 +30,8 @@ from seglab.losses.registry import split_specs
 from seglab.sweep.grid import SINGULAR, check_grid, expand, load_config, parse_shard
 from seglab.data import list_tasks
 from seglab.models import NORMS, list_models
-from seglab.sweep.presets import PRESETS, STUDY_STEPS, get_preset
+from seglab.studies import STUDY_STEPS
+from seglab.sweep.presets import PRESETS, get_preset
 from seglab.sweep.runner import PROGRESS_EVERY_S, run_sweep
 from seglab.results import ResultsError, check_out_dir, merge
 from seglab.train import distributed as D

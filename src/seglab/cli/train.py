@@ -33,19 +33,19 @@ from typing import Any
 from seglab._extras import require
 from seglab._options import parse_kv as _kv  # one K=V parser for every command
 from seglab.losses.registry import split_specs
-from seglab.train.config import OPTIMIZERS, ConfigError, RunConfig, validate_runs
+from seglab.train.config import OPTIMIZERS, ConfigError, RunSpec, validate_runs
 
 from ._common import MONITORS_HELP, check_device
 
 _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
 
-#: the defaults of a run (RunConfig's fields): the options' defaults, and what their help shows
-_RUN = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+#: the defaults of a run (RunSpec's fields): the options' defaults, and what their help shows
+_RUN = {f.name: f.default for f in dataclasses.fields(RunSpec) if f.default is not dataclasses.MISSING}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``seglab train``; the run options' defaults are :class:`RunConfig`'s."""
+    """The options of ``seglab train``; the run options' defaults are :class:`RunSpec`'s."""
     p.add_argument("--loss", help="a seglab.get_loss spec: a name (ce, dice, dicefg, study_dice, ...; "
                    "see seglab.describe_losses()), options in brackets, weighted sums: '0.5*dice[batch=true]+ce'")
     p.add_argument("--task", default=_RUN["task"], help="a registered task (default %(default)s)")
@@ -114,8 +114,8 @@ def _defaults() -> dict[str, object]:
     return {a.dest: a.default for a in p._actions}
 
 
-def config_from_file(path: str) -> RunConfig:
-    """The :class:`RunConfig` in a YAML or JSON file (a mapping of its fields, optionally under ``train:``)."""
+def config_from_file(path: str) -> RunSpec:
+    """The :class:`RunSpec` in a YAML or JSON file (a mapping of its fields, optionally under ``train:``)."""
     f = Path(path)
     if not f.is_file():
         raise ValueError(f"--config {path!r}: no such file")
@@ -132,10 +132,10 @@ def config_from_file(path: str) -> RunConfig:
         d = d["train"]
     if not isinstance(d, dict) or "loss" not in d:
         raise ValueError(f"--config {path!r}: expected a mapping of run fields with at least 'loss'")
-    return RunConfig.from_dict(d)
+    return RunSpec.from_dict(d)
 
 
-def config_text(cfg: RunConfig) -> str:
+def config_text(cfg: RunSpec) -> str:
     """The resolved run configuration as YAML, for ``--print-config`` (``--config`` reads it back)."""
     yaml = require("yaml", "seglab train --print-config")
 
@@ -143,8 +143,8 @@ def config_text(cfg: RunConfig) -> str:
             + yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None))
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The run's :class:`RunConfig`: from ``--config FILE`` (then no run option may be given too) or from the
+def config_from_args(args: argparse.Namespace) -> RunSpec:
+    """The run's :class:`RunSpec`: from ``--config FILE`` (then no run option may be given too) or from the
     run options; ValueError naming the option."""
     if getattr(args, "config", None):
         defaults = _defaults()
@@ -171,7 +171,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if threshold is None:
             raise ValueError(f"--converge: expected METRIC>=T (e.g. mean_dice>=0.9), got {args.converge!r}")
         converge = {"metric": metric.strip(), "threshold": threshold}
-    return RunConfig(loss=args.loss, task=args.task, task_kw=task_kw, model=args.model, model_kw=model_kw,
+    return RunSpec(loss=args.loss, task=args.task, task_kw=task_kw, model=args.model, model_kw=model_kw,
                      optimizer=args.optimizer, lr=args.lr, momentum=args.momentum if args.optimizer == "sgd" else 0.0,
                      seed=args.seed, steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                      monitors=_monitors(args.monitors) if args.monitors else None,
@@ -264,7 +264,7 @@ def _report_config_error(err: Any, e: Exception) -> None:
         err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
 
 
-def _checked_config(args: argparse.Namespace) -> RunConfig:
+def _checked_config(args: argparse.Namespace) -> RunSpec:
     """The run's validated configuration after every check that needs no training (ValueError/ConfigError)."""
     check_run_options(args)
     cfg = validate_runs([config_from_args(args)])[0]
@@ -318,7 +318,7 @@ def run(args: argparse.Namespace) -> int:
         return _train(args, cfg, info, stack, say, err)
 
 
-def _prepare_out(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: contextlib.ExitStack, say: Any,
+def _prepare_out(args: argparse.Namespace, cfg: RunSpec, info: Any, stack: contextlib.ExitStack, say: Any,
                  err: Any) -> tuple[Any, Path, dict | None, int | None]:
     """With ``--out``: claim the run, load the checkpoint to resume from and make the partial folder.
 
@@ -369,11 +369,12 @@ def _prepare_out(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: con
     return store, pdir, resume, None
 
 
-def _train(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: contextlib.ExitStack, say: Any, err: Any) -> int:
+def _train(args: argparse.Namespace, cfg: RunSpec, info: Any, stack: contextlib.ExitStack, say: Any, err: Any) -> int:
     """Claim, resume, train, write: everything after the checks (``stack`` releases the claim and closes the
     TensorBoard writer however this ends)."""
     from seglab.train import distributed as D  # lazy: imports torch.distributed
-    from seglab.train.loop import TrainInterrupted, train_run  # lazy: imports the models, data and torch
+    from seglab.train import Trainer  # lazy: imports the models, data and torch
+    from seglab.train.loop import TrainInterrupted
 
     rid, main = cfg.run_id, info.is_main
     store = pdir = writer = resume = None
@@ -394,8 +395,8 @@ def _train(args: argparse.Namespace, cfg: RunConfig, info: Any, stack: contextli
     stopper = _StopOnSignal() if not info.enabled else None
     try:
         with (stopper if stopper is not None else contextlib.nullcontext()):
-            res = train_run(cfg, info=info, run_dir=pdir, resume=resume, printer=printer, tensorboard=writer,
-                            should_stop=stopper)
+            res = Trainer(info=info).run(cfg, run_dir=pdir, resume=resume, printer=printer, tensorboard=writer,
+                                         should_stop=stopper)
     except TrainInterrupted as e:
         where = (f"checkpoint saved: {e.checkpoint}; continue with the same command and --resume"
                  if e.checkpoint is not None else "nothing saved (no --out)")

@@ -110,7 +110,6 @@ class Task:
 TaskFactory = Callable[..., Task]
 #: the task registry; tasks of data modules nobody imported yet appear once list_tasks or create_task discovered them
 TASKS: Registry[TaskFactory] = Registry("task")
-_TASKS = TASKS  # the old private name, until tests/losses/test_pipeline.py import TASKS (then remove)
 _discovered = False
 
 

@@ -23,6 +23,7 @@ import json
 import math
 import pkgutil
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +38,10 @@ from seglab.losses.base import LOSSES, CompositeLoss, Loss
 def _import_loss_modules() -> list[str]:
     """Import every public module of :mod:`seglab.losses` (``@LOSSES.register`` runs where each loss is defined):
     a new loss file is found with no list to keep. Modules named ``_*`` are helpers and are not imported here."""
-    package = __name__.rpartition(".")[0]  # seglab.losses, found by path: this module never imports its own package
+    package = __name__.rpartition(".")[0]  # seglab.losses: its search path, read without importing the package
+    paths = getattr(sys.modules.get(package), "__path__", None) or [str(Path(__file__).parent)]
     found = []
-    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+    for info in pkgutil.iter_modules(list(paths)):
         if not info.name.startswith("_") and info.name != "registry":
             importlib.import_module(f"{package}.{info.name}")
             found.append(info.name)

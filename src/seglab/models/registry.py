@@ -17,7 +17,6 @@ from seglab._registry import Registry, check_kwargs
 ModelFactory = Callable[..., nn.Module]
 
 MODELS: Registry[ModelFactory] = Registry("model")
-_MODELS = MODELS  # the old private name, until report/data.py and tests/losses/test_pipeline.py import MODELS (then remove)
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:

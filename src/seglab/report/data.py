@@ -80,11 +80,11 @@ def default_norm(model: Any) -> str:
     import inspect
 
     from seglab.models import list_models  # registers the built-in models
-    from seglab.models.registry import _MODELS, is_external_model
+    from seglab.models.registry import MODELS, is_external_model
 
     if not isinstance(model, str) or is_external_model(model) or model not in list_models():
         return "unknown"
-    p = inspect.signature(_MODELS[model]).parameters.get("norm")
+    p = inspect.signature(MODELS[model]).parameters.get("norm")
     if p is None or p.default is inspect.Parameter.empty:
         return "unknown"
     return "none" if p.default is None else str(p.default)

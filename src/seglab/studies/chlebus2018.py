@@ -76,7 +76,7 @@ CHLEBUS2018: dict[str, Any] = {
     "steps": STUDY_STEPS,
     "batch_size": 2,
     "eval_every": 500,
-    "grad_norm_every": 1,  # the study monitors every loss's gradient norm at every step (RunConfig's default is sparse)
+    "grad_norm_every": 1,  # the study monitors every loss's gradient norm at every step (RunSpec's default is sparse)
     "converge": {"metric": "mean_dice", "threshold": 0.9},
     "grids": [
         {"optimizers": [{"name": "adam", "lr": 1e-3}, {"name": "sgd", "lr": 1e-3, "momentum": 0.0}], "seeds": [0, 1, 2]},

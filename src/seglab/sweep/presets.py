@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from seglab.studies import PRESETS, STUDY_STEPS  # noqa: F401  (re-exported for the sweep command)
-from seglab.studies.chlebus2018 import (  # noqa: F401  (re-exported for tools/regenerate.py)
-    FAITHFUL_LOSSES,
-    FAITHFUL_MODEL_KW,
-    FAITHFUL_SEEDS,
-)
+from seglab.studies import PRESETS
 from seglab.train.config import ConfigError
 
 

@@ -9,11 +9,9 @@ Example::
                                 steps=2000, batch_size=2, seed=0))
     rec.summary["converged"], rec.steps["train_loss"][:5], rec.evals[-1]["dice"]
 
-``RunConfig`` and ``RunResult`` are the earlier names of :class:`RunSpec` and :class:`RunRecord`, kept for
-user scripts.
 """
 
-from .config import ConfigError, RunConfig, RunSpec, TaskFacts, resolve, validate_runs
+from .config import ConfigError, RunSpec, TaskFacts, resolve, validate_runs
 from .distributed import DistInfo
 from .evaluate import convergence, evaluate, meets
 from .loop import summarize, train_run
@@ -21,10 +19,8 @@ from .record import RunRecord
 from .specs import build_loss, default_monitors, resolve_loss
 from .trainer import Trainer
 
-RunResult = RunRecord
-
 __all__ = [
-    "RunSpec", "RunRecord", "TaskFacts", "Trainer", "RunConfig", "RunResult", "ConfigError", "DistInfo",
+    "RunSpec", "RunRecord", "TaskFacts", "Trainer", "ConfigError", "DistInfo",
     "train_run", "validate_runs", "resolve", "summarize", "evaluate", "convergence", "meets",
     "build_loss", "default_monitors", "resolve_loss",
 ]

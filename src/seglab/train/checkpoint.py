@@ -10,7 +10,7 @@ Where (``RESULTS`` is the ``--out`` folder of :mod:`seglab.results`)::
 What a checkpoint holds (a plain ``dict``; tensors, numbers, strings, lists and dicts only, so that
 ``torch.load(path, weights_only=True)`` reads it)::
 
-    format, seglab_version, run_id, config (RunConfig.to_dict()), step (optimizer steps taken),
+    format, seglab_version, run_id, config (RunSpec.to_dict()), step (optimizer steps taken),
     model (state_dict), optimizer (state_dict), rng (torch CPU/CUDA, Python, NumPy generator states),
     records (the per-step columns so far), evals (validations so far), best {step, mean_dice},
     elapsed_s (training time so far), model_norm, status ("running" | "finished" | "diverged")

@@ -527,6 +527,3 @@ def _validate_runs(runs: Iterable[RunSpec], *, build: bool) -> list[RunSpec]:
     checker.raise_errors()
     return out
 
-
-#: the earlier name of :class:`RunSpec`, kept for the public ``seglab.train.RunConfig`` (user scripts, notebooks)
-RunConfig = RunSpec

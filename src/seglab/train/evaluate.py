@@ -94,7 +94,7 @@ def _nanmean(t: torch.Tensor) -> float:
 
 
 def meets(metrics: dict[str, Any], converge: dict[str, Any]) -> bool:
-    """Whether one validation result satisfies the convergence criterion (see :class:`RunConfig`)."""
+    """Whether one validation result satisfies the convergence criterion (see :class:`RunSpec`)."""
     metric = converge.get("metric", "mean_dice")
     thr = float(converge.get("threshold", 0.9))
     if metric == "accuracy":
