@@ -4,33 +4,11 @@ training cases of the folder, the validation cases left out), so both commands n
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import numpy as np
+from conftest import make_split_advice_folder
 
 import seglab
 from seglab.cli import main
-
-
-def _folder(root: Path, n: int = 10) -> None:
-    """A folder task whose validation cases hold a big class-2 band and whose training cases a tiny square, so that
-    advice on all masks and advice on the training masks differ."""
-    from seglab.data import create_task
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        m = np.zeros((16, 16), dtype=np.uint8)
-        m[2:8, 2:8] = 1
-        m[10:12, 10:12] = 2
-        np.save(root / "masks" / f"case{i:02d}.npy", m)
-        np.save(root / "images" / f"case{i:02d}.npy", rng.normal(size=(16, 16)).astype(np.float32) + m)
-    for stem in create_task("folder", path=str(root)).val_cases:
-        m = np.zeros((16, 16), dtype=np.uint8)
-        m[2:8, 2:8] = 1
-        m[8:16, 0:16] = 2
-        np.save(root / "masks" / f"{stem}.npy", m)
 
 
 def test_advise_compare_trains_the_loss_compare_advises(tmp_path, capsys, monkeypatch):
@@ -40,7 +18,7 @@ def test_advise_compare_trains_the_loss_compare_advises(tmp_path, capsys, monkey
     from seglab.losses.registry import split_specs
 
     root = tmp_path / "data"
-    _folder(root)
+    make_split_advice_folder(root)
     ran = []
     monkeypatch.setattr(compare_cli, "run", lambda ns: ran.append(ns) or 0)  # the training itself is compare's test
     assert main(["advise", str(root), "--compare", "--seeds", "2", "--steps", "1", "--out", str(tmp_path / "c")]) == 0

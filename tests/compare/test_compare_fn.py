@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_split_advice_folder
+
 import seglab
 from seglab.cli import main
 
@@ -320,33 +322,13 @@ def test_ablate_advised_trains_what_advise_gives_for_a_task(tmp_path, capsys):
            f"{want}" in cap.err and "because:" in cap.err
 
 
-def _folder(root: Path, n: int = 10) -> None:
-    """A folder task whose validation cases hold a big class-2 square and whose training cases a tiny one."""
-    from seglab.data import create_task
-
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        m = np.zeros((16, 16), dtype=np.uint8)
-        m[2:8, 2:8] = 1
-        m[10:12, 10:12] = 2
-        np.save(root / "masks" / f"case{i:02d}.npy", m)
-        np.save(root / "images" / f"case{i:02d}.npy", rng.normal(size=(16, 16)).astype(np.float32) + m)
-    for stem in create_task("folder", path=str(root)).val_cases:
-        m = np.zeros((16, 16), dtype=np.uint8)
-        m[2:8, 2:8] = 1
-        m[8:16, 0:16] = 2
-        np.save(root / "masks" / f"{stem}.npy", m)
-
-
 def test_folder_advised_on_the_training_masks(tmp_path, capsys):
     import shutil
 
     from seglab.data import create_task
 
     root = tmp_path / "data"
-    _folder(root)
+    make_split_advice_folder(root)
     task = create_task("folder", path=str(root))
     train_only, val_only = tmp_path / "train_masks", tmp_path / "val_masks"
     for dst, stems in ((train_only, task.train_cases), (val_only, task.val_cases)):
