@@ -237,38 +237,44 @@ def _time_shapes(args: argparse.Namespace, v: dict, results: dict, console: Any,
     from rich.markup import escape  # optional extra (rich), checked by run()
 
     for shape in v["shapes"]:
-        fns = B.seglab_losses(v["names"])
-        peers, missing = B.peer_losses(v["against"], shape[1], v["names"])
+        fns, missing = _losses(v, shape)
         for lib, why in missing.items():
             console.print(f"[yellow]{escape(lib)} skipped[/]: {escape(why)}", soft_wrap=True)
-        fns.update(peers)
         label = "x".join(map(str, shape))
         console.print(escape(f"timing {label} ({len(fns) + 1} losses x {v['rounds']} rounds) ..."))
         try:
             res = B.bench_shape(shape, fns, v["rounds"], v["warmup"], v["device"], v["dtype"])
         except (RuntimeError, MemoryError) as e:
-            if not B.is_oom(e):
-                raise
-            err.print(f"[red]error:[/red] --shapes {label}: out of memory on {v['device']} while timing; give smaller "
-                      "shapes", soft_wrap=True, highlight=False)
-            return 2
+            return _out_of_memory(e, err, label, v["device"], "while timing; give smaller shapes")
         B.add_speedups(res)
         results["shapes"][label] = res
     if args.no_memory:
         return None
     console.print("peak memory ...")
     for shape in v["shapes"]:
-        fns = B.seglab_losses(v["names"])
-        fns.update(B.peer_losses(v["against"], shape[1], v["names"])[0])
+        label = "x".join(map(str, shape))
         try:
-            B.memory_shape(shape, fns, v["device"], v["dtype"], results["shapes"]["x".join(map(str, shape))])
+            B.memory_shape(shape, _losses(v, shape)[0], v["device"], v["dtype"], results["shapes"][label])
         except (RuntimeError, MemoryError) as e:
-            if not B.is_oom(e):
-                raise
-            err.print(f"[red]error:[/red] --shapes {'x'.join(map(str, shape))}: out of memory on {v['device']} "
-                      "while measuring peak memory; give smaller shapes or --no-memory", soft_wrap=True, highlight=False)
-            return 2
+            return _out_of_memory(e, err, label, v["device"],
+                                  "while measuring peak memory; give smaller shapes or --no-memory")
     return None
+
+
+def _losses(v: dict, shape: tuple[int, ...]) -> tuple[dict, dict[str, str]]:
+    """The loss functions timed at ``shape``: seglab's and the peers' (fresh modules), and the peers left out (why)."""
+    fns = B.seglab_losses(v["names"])
+    peers, missing = B.peer_losses(v["against"], shape[1], v["names"])
+    fns.update(peers)
+    return fns, missing
+
+
+def _out_of_memory(e: BaseException, err: Any, label: str, device: str, what: str) -> int:
+    """Exit status 2 with one line naming the shape when ``e`` is an out-of-memory error; any other error re-raised."""
+    if not B.is_oom(e):
+        raise e
+    err.print(f"[red]error:[/red] --shapes {label}: out of memory on {device} {what}", soft_wrap=True, highlight=False)
+    return 2
 
 
 def _print_tables(results: dict, args: argparse.Namespace, v: dict, console: Any, shown: bool) -> None:
