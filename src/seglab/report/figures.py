@@ -64,9 +64,9 @@ def _t(text: object) -> str:
 
 
 class _Figures:
-    """The two calls of ``matplotlib.pyplot`` the figures need, without pyplot: figures are plain
-    ``matplotlib.figure.Figure`` objects, so rendering a report neither switches the caller's matplotlib backend
-    nor registers figures in pyplot's global state."""
+    """``matplotlib.pyplot.subplots`` without pyplot: figures are plain ``matplotlib.figure.Figure`` objects (freed
+    by :func:`_save`), so rendering a report neither switches the caller's matplotlib backend nor registers figures
+    in pyplot's global state."""
 
     @staticmethod
     def subplots(*args: Any, figsize: Any = None, **kw: Any):
@@ -75,16 +75,20 @@ class _Figures:
         fig = Figure(figsize=figsize)
         return fig, fig.subplots(*args, **kw)
 
-    @staticmethod
-    def close(fig: Any) -> None:
-        fig.clear()
-
 
 def _plt() -> _Figures:
     from seglab._extras import require
 
     require("matplotlib", "report figures")
     return _Figures()
+
+
+def _save(fig: Any, lab: LossLabels, path: Path, dpi: int = 90) -> Path:
+    """Add the loss-label key below ``fig``, save it to ``path`` (PNG, cropped to its content) and free it."""
+    lab.add_key(fig)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.clear()
+    return path
 
 
 def smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -216,11 +220,7 @@ def study_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]],
     fig.legend(h, names, loc="lower center", ncol=max(1, len(names)), fontsize=8, frameon=False)
     fig.suptitle(_t(figure_title(key)) + "  — smoothed, mean over seeds", fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 0.95))
-    lab.add_key(fig)
-    path = out / f"{figure_slug(key)}.png"
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, lab, out / f"{figure_slug(key)}.png")
 
 
 def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], out: Path,
@@ -264,11 +264,7 @@ def dice_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], 
     fig.legend(h, names, loc="lower center", ncol=max(1, min(len(names), 5)), fontsize=8, frameon=False)
     fig.suptitle(_t(figure_title(key)) + "  — validation Dice per class, mean over seeds", fontsize=10)
     fig.tight_layout(rect=(0, 0.08 if nrow == 1 else 0.05, 1, 0.94))
-    lab.add_key(fig)
-    path = out / f"{figure_slug(key)}_dice_curves.png"
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, lab, out / f"{figure_slug(key)}_dice_curves.png")
 
 
 def examples_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str]], out: Path,
@@ -316,11 +312,7 @@ def examples_figure(store: ResultsStore, key: tuple, by_loss: dict[str, list[str
         axes[i, 0].set_ylabel(lab(loss), fontsize=8)
     fig.suptitle(_t(figure_title(key)) + "  — best and worst validation images (per-image foreground Dice)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    lab.add_key(fig)
-    path = out / f"{figure_slug(key)}_examples.png"
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, lab, out / f"{figure_slug(key)}_examples.png")
 
 
 #: heat-map metrics and their labels
@@ -372,11 +364,7 @@ def summary_grid(agg: list[dict[str, Any]], out: Path, metric: str = "final_fg_d
     if im is not None:
         fig.colorbar(im, ax=axes[0, :].tolist(), fraction=0.02, pad=0.01, label=label)
     fig.suptitle(f"final {label} (mean over seeds) and converged/runs", fontsize=10, y=1.0 + 0.25 / max(1, len(rows)))
-    lab.add_key(fig)
-    path = out / f"summary_{metric}.png"
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, lab, out / f"summary_{metric}.png", dpi=100)
 
 
 def _num(v: Any) -> str:
@@ -431,8 +419,4 @@ def gradnorm_figure(agg: list[dict[str, Any]], out: Path) -> Path | None:
     if axes[0, -1].lines:
         axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
-    lab.add_key(fig)
-    path = out / "gradnorm_vs_fg.png"
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(fig, lab, out / "gradnorm_vs_fg.png")
