@@ -255,7 +255,7 @@ def prepare_target(
     target = target.to(compute_dtype(logits.dtype))
     target, valid = _mask_dense_ignored(target, mode, ignore_index)
     if validate and target.numel():
-        _check_dense_values(target, mode, valid, ignore_index)
+        check_dense_values(target, mode, valid, ignore_index)
     return Target(index=None, dense=target, valid=valid)
 
 
@@ -325,7 +325,7 @@ def _mask_dense_ignored(target: torch.Tensor, mode: str,
     return target, valid
 
 
-def _check_dense_values(target: torch.Tensor, mode: str, valid: torch.Tensor | None, ignore_index: int | None) -> None:
+def check_dense_values(target: torch.Tensor, mode: str, valid: torch.Tensor | None, ignore_index: int | None) -> None:
     """ValueError unless a dense target lies in [0, 1] and, for multiclass, sums to 1 over channels at valid pixels."""
     lo_t, hi_t = torch.aminmax(target.detach())
     flo, fhi = float(lo_t), float(hi_t)

@@ -14,7 +14,7 @@ from seglab.kernels.plan import FusedStats, StatsRequest
 from seglab.losses._pipeline import Options, Term, run_terms
 from seglab.losses._reduce import reduce_pixels
 from seglab.losses.base import LOSSES, Loss, to_device
-from seglab.targets import Target, check_labels, plain
+from seglab.targets import Target, check_dense_values, check_labels, plain
 
 
 def channel_view(w: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -201,16 +201,14 @@ def native_cross_entropy(logits: Any, target: Any, o: Options, validate: bool | 
 def _native_bce(logits: torch.Tensor, target: torch.Tensor, o: Options, cw: torch.Tensor | None,
                 validate: bool) -> torch.Tensor | None:
     """``F.binary_cross_entropy_with_logits`` with seglab's weights and smoothing; None (the pipeline) for a target
-    whose values or shape it must word."""
+    whose shape it must word; a target outside [0, 1] raises the pipeline's error."""
     y = target
     if y.shape != logits.shape:
         if o["mode"] != "binary" or y.ndim != logits.ndim - 1 or y.shape != logits[:, 0].shape:
             return None
         y = y.unsqueeze(1)
     if validate and y.numel():
-        lo, hi = torch.aminmax(y.detach())
-        if not (lo.item() >= 0.0 and hi.item() <= 1.0):
-            return None
+        check_dense_values(y, o["mode"], None, None)  # the pipeline's check of a sigmoid target, same error
     pw = o["pos_weight"]
     if pw is not None:
         if pw.shape[0] != logits.shape[1] or pw.device != logits.device:
