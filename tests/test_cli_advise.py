@@ -5,7 +5,7 @@ training cases of the folder, the validation cases left out), so both commands n
 from __future__ import annotations
 
 
-from conftest import make_split_advice_folder
+from advise_folders import make_split_advice_folder
 
 import seglab
 from seglab.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_split_advice_folder
+from advise_folders import make_split_advice_folder
 
 import seglab
 from seglab.cli import main
